@@ -1,0 +1,3 @@
+from rankedit.cli import main
+
+main()

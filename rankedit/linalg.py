@@ -1,0 +1,77 @@
+"""Singular value decompositions sized to what a caller needs.
+
+``top_k_svd`` gives the top-k singular triplets: exact (LAPACK) for small
+matrices or large k, a seeded randomized SVD (Halko, Martinsson & Tropp 2011,
+with power iterations) otherwise, so a 4864 x 896 projection costs a few
+matrix products instead of a full decomposition. Results are deterministic for
+a given seed. Full spectra use ``torch.linalg.svdvals`` (no vectors).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+# Below this size the exact SVD is cheap and avoids any approximation.
+EXACT_MAX_DIM = 512
+
+
+class SVD(NamedTuple):
+    U: torch.Tensor  # (m, k)
+    S: torch.Tensor  # (k,)
+    V: torch.Tensor  # (n, k)  (columns are right singular vectors)
+
+
+def randomized_svd(A: torch.Tensor, k: int, oversample: int = 10, n_iter: int = 6, seed: int = 0) -> SVD:
+    """Top-k SVD of A by randomized range finding with QR-stabilised power iterations."""
+    m, n = A.shape
+    p = min(k + oversample, min(m, n))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    omega = torch.randn(n, p, generator=gen, dtype=A.dtype).to(A.device)
+    Q, _ = torch.linalg.qr(A @ omega)
+    for _ in range(n_iter):
+        Z, _ = torch.linalg.qr(A.T @ Q)
+        Q, _ = torch.linalg.qr(A @ Z)
+    B = Q.T @ A  # (p, n)
+    Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
+    U = Q @ Ub
+    return SVD(U[:, :k], S[:k], Vh[:k].T)
+
+
+def exact_svd(A: torch.Tensor, k: int | None = None) -> SVD:
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    k = S.numel() if k is None else k
+    return SVD(U[:, :k], S[:k], Vh[:k].T)
+
+
+def top_k_svd(A: torch.Tensor, k: int, method: str = "auto", seed: int = 0) -> SVD:
+    """Top-k singular triplets of a 2-D tensor.
+
+    method: ``exact`` | ``randomized`` | ``auto`` (exact when the matrix is small
+    or k is a sizeable fraction of its rank, randomized otherwise).
+    """
+    if A.ndim != 2:
+        raise ValueError(f"top_k_svd needs a 2-D tensor, got shape {tuple(A.shape)}")
+    r = min(A.shape)
+    if not 1 <= k <= r:
+        raise ValueError(f"k={k} is outside 1..{r} for a matrix of shape {tuple(A.shape)}")
+    if method == "auto":
+        method = "exact" if r <= EXACT_MAX_DIM or k > r // 8 else "randomized"
+    if method == "exact":
+        return exact_svd(A, k)
+    if method == "randomized":
+        return randomized_svd(A, k, seed=seed)
+    raise ValueError(f"unknown SVD method {method!r}")
+
+
+def numerical_rank(s: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype = torch.float32) -> int:
+    """Rank from singular values with torch.linalg.matrix_rank's default tolerance.
+
+    ``matrix_rank`` with neither atol nor rtol counts s_i > s_max * max(m, n) * eps,
+    eps of the dtype the matrix was decomposed in.
+    """
+    if s.numel() == 0 or float(s.max()) == 0.0:
+        return 0
+    tol = float(s.max()) * max(shape) * torch.finfo(dtype).eps
+    return int((s > tol).sum())
