@@ -80,9 +80,9 @@ class Checkpoint:
     def __init__(self, ref: str | os.PathLike):
         self.ref = str(ref)
         self.path = resolve(ref)
+        self._handles: dict[str, object] = {}
         self._index = self._read_index()
         self._infos: dict[str, TensorInfo] = {}
-        self._handles: dict[str, object] = {}
         for fname in sorted(set(self._index.values())):
             handle = self._open(fname)
             for name in handle.keys():

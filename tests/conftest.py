@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny random-init checkpoints built locally (no downloads)."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+from rankedit import synthetic
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory):
+    """A tiny Llama base and a perturbed tuned twin: (base_dir, tuned_dir)."""
+    root = tmp_path_factory.mktemp("tiny_pair")
+    base = synthetic.build_random(root / "base", "llama", seed=0)
+    tuned = synthetic.perturb(base, root / "tuned", scale=1e-2, seed=1)
+    return base, tuned
+
+
+@pytest.fixture(scope="session")
+def tiny_family_pairs(tmp_path_factory):
+    """family -> (base_dir, tuned_dir) for several architectures."""
+    root = tmp_path_factory.mktemp("families")
+    pairs = {}
+    for fam in ("llama", "qwen2", "qwen3", "gemma", "gpt2"):
+        base = synthetic.build_random(root / fam / "base", fam, seed=0)
+        pairs[fam] = (base, synthetic.perturb(base, root / fam / "tuned", scale=1e-2, seed=1))
+    return pairs
