@@ -1,0 +1,207 @@
+"""Build an edited checkpoint: the I/O edge around the pure edits.
+
+``build_edit`` validates the inputs (``rankedit.checkpoint``), writes a mergekit
+configuration naming the rankedit merge method, runs ``mergekit.merge.run_merge``
+into an atomic temporary directory, and adds ``rankedit_edit.json``. Per-matrix
+facts come from the merge itself through ``collect_facts`` (no second pass);
+the sha256 of the input weight files is computed in a background thread while
+the merge runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from pydantic import ValidationError
+
+from rankedit.atomic import atomic_dir
+from rankedit.checkpoint import Checkpoint, check_compatible
+from rankedit.edits.manifest import build_manifest, write_manifest
+from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name, register_all
+from rankedit.edits.registry import Edit, EditParams, get_edit
+from rankedit.errors import RankeditError
+from rankedit.modules import classify
+
+PathLike = str | os.PathLike
+# Besides weights and config, what an ordinary HF checkpoint directory carries.
+EXTRA_FILES = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json",
+               "tokenizer.model", "added_tokens.json", "merges.txt", "vocab.json", "chat_template.jinja",
+               "chat_template.json")
+# Edits whose parameter k indexes singular directions of each matrix.
+K_EDITS = {"rank-k", "random-rank-k", "off-principal", "principal-only"}
+
+
+@dataclass
+class Plan:
+    edit: Edit
+    params: EditParams
+    base: Checkpoint
+    tuned: list[Checkpoint]
+    other: Optional[Checkpoint]
+    matrices: list[str]  # names of the 2-D attention/MLP weights that get edited
+
+
+def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
+    try:
+        return edit.params(**params)
+    except ValidationError as e:
+        parts = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        raise RankeditError(f"invalid parameters for {edit.name}: " + "; ".join(parts)) from None
+
+
+def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], **params: Any) -> Plan:
+    """Validate everything that can be checked before reading any tensor data."""
+    edit = get_edit(method)
+    tuned_refs = [tuned] if isinstance(tuned, (str, os.PathLike)) else list(tuned)
+    if not tuned_refs:
+        raise RankeditError(f"{method} needs a tuned checkpoint")
+    if edit.inputs == "pair" and len(tuned_refs) != 1:
+        raise RankeditError(f"{method} takes one tuned checkpoint, got {len(tuned_refs)}")
+    if edit.inputs == "run":
+        steps = params.get("steps")
+        if steps is None:
+            raise RankeditError(f"{method} needs the step of every checkpoint (--steps)")
+        steps = tuple(int(s) for s in steps)
+        params["steps"] = steps
+        if len(tuned_refs) < 2:
+            raise RankeditError(f"{method} needs at least two checkpoints of the run, got {len(tuned_refs)}")
+        if len(steps) != len(tuned_refs):
+            raise RankeditError(f"{method}: {len(tuned_refs)} checkpoints but {len(steps)} steps")
+    p = parse_params(edit, params)
+
+    base_ck = Checkpoint(base)
+    tuned_cks = [Checkpoint(t) for t in tuned_refs]
+    mask_from = getattr(p, "mask_from", None)
+    source = getattr(p, "source", None)
+    if source == "from" and not mask_from:
+        raise RankeditError("mask --source from needs --from OTHER_TUNED (another run from the same base)")
+    if mask_from and source != "from":
+        raise RankeditError(f"--from is only used with --source from (source is {source})")
+    if source in ("bf16", "from") and getattr(p, "density", None) is not None:
+        raise RankeditError(f"--density does not apply to mask source {source} (its density is what the update did)")
+    other_ck = Checkpoint(mask_from) if mask_from else None
+
+    all_cks = [base_ck, *tuned_cks] + ([other_ck] if other_ck else [])
+    labels = ["base"] + ([f"tuned[{i}]" for i in range(len(tuned_cks))] if len(tuned_cks) > 1 else ["tuned"])
+    labels += ["mask source"] if other_ck else []
+    seen: dict[Path, str] = {}
+    for ck, lab in zip(all_cks, labels):
+        real = ck.path.resolve()
+        if real in seen:
+            raise RankeditError(f"{lab} and {seen[real]} are the same checkpoint: {ck.path}")
+        seen[real] = lab
+    check_compatible(all_cks, labels)
+
+    model_type = base_ck.model_type
+    matrices = [n for n in base_ck.names
+                if len(base_ck.info(n).shape) == 2 and classify(n, base_ck.info(n).shape, model_type).is_matrix]
+    if not matrices:
+        raise RankeditError(f"{base_ck.path}: no 2-D attention or MLP matrices recognised (model_type {model_type!r})")
+    k = getattr(p, "k", None)
+    if k is not None and (method in K_EDITS or source == "principal"):
+        limit = min(min(base_ck.info(n).shape) for n in matrices)
+        if k > limit:
+            small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
+            raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
+    return Plan(edit, p, base_ck, tuned_cks, other_ck, matrices)
+
+
+def mergekit_config(plan: Plan) -> dict:
+    """The plain mergekit YAML (as a dict) that executes this edit."""
+    edit, p = plan.edit, plan.params
+    shared = p.model_dump(mode="json", exclude={"steps", "mask_from"}, exclude_none=True)
+    shared["model_type"] = plan.base.model_type
+    models = []
+    steps = getattr(p, "steps", None)
+    for i, ck in enumerate(plan.tuned):
+        mp: dict[str, Any] = {"role": ROLE_TUNED}
+        if edit.inputs == "run":
+            mp["step"] = steps[i]
+        models.append({"model": str(ck.path), "parameters": mp})
+    if plan.other is not None:
+        models.append({"model": str(plan.other.path), "parameters": {"role": ROLE_MASK_FROM}})
+    return {"merge_method": method_name(edit.name), "base_model": str(plan.base.path), "models": models,
+            "parameters": shared}
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer_config.json").is_file() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
+
+
+def _inputs_record(plan: Plan, hashes: dict[Path, dict]) -> dict:
+    def rec(ck: Checkpoint) -> dict:
+        return {"path": str(ck.path.resolve()), "sha256": hashes[ck.path]}
+
+    steps = getattr(plan.params, "steps", None)
+    return {
+        "base": rec(plan.base),
+        "tuned": [dict(rec(ck), step=(steps[i] if steps else None)) for i, ck in enumerate(plan.tuned)],
+        "other": rec(plan.other) if plan.other else None,
+    }
+
+
+def _start_hashing(pool: ThreadPoolExecutor, plan: Plan):
+    cks = [plan.base, *plan.tuned] + ([plan.other] if plan.other else [])
+    return {ck.path: pool.submit(ck.sha256) for ck in cks}
+
+
+def record_params(plan: Plan, as_lora: bool) -> dict:
+    out = plan.params.model_dump(mode="json")
+    out["as_lora"] = as_lora
+    return out
+
+
+def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
+               device: str = "cpu", as_lora: bool = False, overwrite: bool = True, progress: bool = False,
+               **params: Any) -> Path:
+    """Write the edited checkpoint ``out`` (or, with ``as_lora``, a PEFT adapter) and return its path.
+
+    ``params`` are the edit's parameters (see ``rankedit.edits.EDITS[method].params``),
+    e.g. ``k=1, scale="norm"`` for rank-k, ``source="from", mask_from=PATH`` for mask,
+    ``mode="linear", steps=[...], target_step=T`` for extrapolate.
+    """
+    plan = plan_edit(method, base, tuned, **params)
+    if as_lora:
+        from rankedit.edits.lora import export_lora
+
+        return export_lora(plan, out, device=device, overwrite=overwrite, progress=progress)
+    return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress)
+
+
+def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = True, progress: bool = False) -> Path:
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    register_all()
+    config = MergeConfiguration.model_validate(mergekit_config(plan))
+    options = MergeOptions(device=device, quiet=not progress, copy_tokenizer=_has_tokenizer(plan.base.path),
+                           write_model_card=True)
+    out = Path(out)
+    logging.getLogger("mergekit").setLevel(logging.WARNING)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = _start_hashing(pool, plan)
+        with atomic_dir(out, overwrite=overwrite) as tmp, collect_facts() as facts:
+            run_merge(config, str(tmp), options=options)
+            for f in EXTRA_FILES:
+                if (plan.base.path / f).is_file() and not (tmp / f).exists():
+                    shutil.copy2(plan.base.path / f, tmp / f)
+            missing = [n for n in plan.matrices if n not in facts]
+            if missing:
+                raise RankeditError(f"internal: mergekit did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")
+            hashes = {p: f.result() for p, f in hashing.items()}
+            numels = {n: plan.base.info(n).numel for n in plan.matrices}
+            manifest = build_manifest(plan.edit.name, method_name(plan.edit.name), record_params(plan, False),
+                                      _inputs_record(plan, hashes), [facts[n] for n in plan.matrices], numels)
+            write_manifest(tmp, manifest)
+    return out

@@ -1,0 +1,93 @@
+"""extrapolate: predict a later checkpoint of one run from earlier ones.
+
+Inputs are checkpoints W(t_1) .. W(t_n) of one run, with strictly increasing
+steps, and dW(t) = W(t) - W0.
+
+- ``linear``: per entry, the least-squares line through dW(t_i) evaluated at
+  the target step T. That is a fixed linear combination
+  ``dW(T) = Σ c_i dW(t_i)`` with ``c_i = 1/n + (t_i - t̄)(T - t̄) / Σ(t_j - t̄)²``,
+  so it streams and costs no more than a weighted sum.
+- ``rank1`` (AlphaRL): per checkpoint the top singular triplet of dW(t_i);
+  ``a(t) = s_1(t) u_1(t)`` with signs aligned to the last checkpoint's v_1;
+  a(t) is fitted linearly in t (the same c_i) and evaluated at T, then times
+  ``v_1ᵀ`` of the window's last checkpoint.
+- ``expo`` (ExPO): ``W1 + α (W1 - W_ref)`` with W1 the last checkpoint and
+  W_ref the first; α given, or ``(T - t_n) / (t_n - t_1)`` from the target
+  step (the straight line through the two ends). ExPO from the base itself is
+  ``scale`` with factor 1 + α.
+
+The control that belongs beside any of them is the window's last checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from pydantic import Field, model_validator
+
+from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
+from rankedit.linalg import top_k_svd
+
+
+class ExtrapolateParams(EditParams):
+    mode: Literal["linear", "rank1", "expo"] = Field("linear", description="how to extrapolate")
+    steps: Optional[tuple[int, ...]] = Field(None, description="training step of each checkpoint, strictly increasing")
+    target_step: Optional[int] = Field(None, description="step T to extrapolate to")
+    alpha: Optional[float] = Field(None, description="expo: W1 + α(W1 - W_ref); default from the target step")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.steps is None:
+            raise ValueError("extrapolate needs the step of every checkpoint (--steps)")
+        if len(self.steps) < 2:
+            raise ValueError(f"extrapolate needs at least two checkpoints of the run, got {len(self.steps)}")
+        if len(set(self.steps)) != len(self.steps):
+            raise ValueError(f"duplicate steps {list(self.steps)}")
+        if list(self.steps) != sorted(self.steps):
+            raise ValueError(f"steps must be given in increasing order, got {list(self.steps)}")
+        if self.mode in ("linear", "rank1") and self.target_step is None:
+            raise ValueError(f"extrapolate {self.mode} needs --target-step")
+        if self.mode == "expo" and self.alpha is None and self.target_step is None:
+            raise ValueError("extrapolate expo needs --alpha or --target-step")
+        return self
+
+
+def line_coefficients(steps: tuple[int, ...], target: float) -> list[float]:
+    """Weights c_i with Σ c_i y_i = the least-squares line through (t_i, y_i) at ``target``."""
+    t = torch.tensor(steps, dtype=torch.float64)
+    tc = t - t.mean()
+    c = 1.0 / len(steps) + tc * (float(target) - float(t.mean())) / tc.pow(2).sum()
+    return [float(v) for v in c]
+
+
+def expo_alpha(p: ExtrapolateParams) -> float:
+    if p.alpha is not None:
+        return p.alpha
+    first, last = p.steps[0], p.steps[-1]
+    return (p.target_step - last) / (last - first)
+
+
+@register("extrapolate", ExtrapolateParams, "extrapolate a run's checkpoints to a later step (linear, rank1, expo)", inputs="run")
+def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
+    steps = x.steps if x.steps is not None else p.steps
+    if steps is None or len(steps) != len(x.tuned):
+        raise ValueError("extrapolate needs one step per checkpoint")
+    w0 = x.w0
+    if p.mode == "expo":
+        w1, ref = x.tuned[-1], x.tuned[0]
+        return EditResult(delta=(w1 - w0) + expo_alpha(p) * (w1 - ref))
+    coef = line_coefficients(tuple(steps), p.target_step)
+    if p.mode == "linear":
+        delta = torch.zeros_like(w0)
+        for c, w in zip(coef, x.tuned):
+            delta.add_(w - w0, alpha=c)
+        return EditResult(delta=delta)
+    # rank1: fit a(t) = s1(t) u1(t), sign-aligned to the last checkpoint's v1
+    triplets = [top_k_svd(w - w0, 1, seed=x.seed) for w in x.tuned]
+    v_last = triplets[-1].V[:, 0]
+    a_target = torch.zeros_like(w0[:, 0])
+    for c, svd in zip(coef, triplets):
+        sign = -1.0 if float(svd.V[:, 0] @ v_last) < 0 else 1.0
+        a_target.add_(svd.U[:, 0] * (svd.S[0] * sign), alpha=c)
+    return EditResult(delta=torch.outer(a_target, v_last), rank_kept=1)

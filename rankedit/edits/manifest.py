@@ -1,0 +1,67 @@
+"""``rankedit_edit.json``: the recipe, the inputs' hashes and what each matrix kept.
+
+Pure assembly of a dict from facts gathered elsewhere; the caller writes it.
+No timestamps, so the same inputs and recipe give a byte-identical file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Optional
+
+MANIFEST = "rankedit_edit.json"
+
+
+def _version(pkg: str) -> str:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def summarize(matrices: list[dict], numels: dict[str, int]) -> dict:
+    """Overall energy kept (‖dW_edit‖_F / ‖dW‖_F over all edited matrices) and density."""
+    dw2 = sum(m["dw_norm"] ** 2 for m in matrices)
+    ed2 = sum(m["edit_norm"] ** 2 for m in matrices)
+    dens = [m for m in matrices if m.get("density") is not None]
+    density = None
+    if dens:
+        total = sum(numels[m["name"]] for m in dens)
+        density = sum(m["density"] * numels[m["name"]] for m in dens) / total if total else None
+    return {
+        "energy_kept": math.sqrt(ed2 / dw2) if dw2 > 0 else None,
+        "density": density,
+        "n_matrices": len(matrices),
+    }
+
+
+def build_manifest(method: str, mergekit_method: Optional[str], params: dict, inputs: dict,
+                   matrices: list[dict], numels: dict[str, int]) -> dict[str, Any]:
+    from rankedit import __version__
+
+    return {
+        "rankedit_version": __version__,
+        "mergekit_version": _version("mergekit"),
+        "method": method,
+        "mergekit_method": mergekit_method,
+        "params": params,
+        "inputs": inputs,
+        "matrices": [
+            {"name": m["name"], "energy_kept": m["energy_kept"], "density": m["density"], "rank_kept": m["rank_kept"]}
+            for m in matrices
+        ],
+        "summary": summarize(matrices, numels),
+    }
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> Path:
+    path = Path(out_dir) / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_manifest(out_dir: str | Path) -> dict:
+    return json.loads((Path(out_dir) / MANIFEST).read_text())

@@ -1,0 +1,100 @@
+"""mask: keep the update only on a chosen set of entries, ``W0 + M ⊙ dW``.
+
+Mask sources (SCIENCE.md, "Edits"):
+
+- ``bf16``: entries whose bf16 values differ between W0 and W1 (the update
+  mask the sparsity papers count);
+- ``magnitude``: the top-p fraction of entries by ``|dW|`` (p = density,
+  default 0.1), a precision-free alternative;
+- ``principal``: the top-α fraction of entries by ``|W0_k|``, W0_k the rank-k
+  reconstruction of W0 (α = density, default 0.5);
+- ``low``: the bottom-α fraction of entries by ``|W0|`` (α default 0.5);
+- ``from``: another run's bf16 update mask from the same base (a transplant);
+- ``random``: a seeded random mask, the control; its density defaults to the
+  bf16 mask's density of the same matrix, so it controls that mask.
+
+Fractions are hit exactly (ties broken by position, deterministically), so a
+mask of density p keeps round(p · numel) entries.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from pydantic import Field
+
+from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.linalg import top_k_svd
+
+SOURCES = ("bf16", "magnitude", "principal", "low", "from", "random")
+DEFAULT_DENSITY = {"magnitude": 0.1, "principal": 0.5, "low": 0.5}
+
+
+class MaskParams(EditParams):
+    source: Literal["bf16", "magnitude", "principal", "low", "from", "random"] = Field(
+        "bf16", description="where the mask comes from"
+    )
+    density: Optional[float] = Field(
+        None, gt=0, le=1,
+        description="fraction kept: p for magnitude (0.1), α for principal/low (0.5), random (bf16 mask's density)",
+    )
+    k: int = Field(16, ge=1, description="rank of W0's reconstruction for the principal mask")
+    mask_from: Optional[str] = Field(None, description="another tuned checkpoint of the same base (source 'from')")
+
+
+def bf16_update_mask(w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+    """Entries whose bf16 representations differ bitwise."""
+    return w0.to(torch.bfloat16).view(torch.int16) != w1.to(torch.bfloat16).view(torch.int16)
+
+
+def top_fraction(scores: torch.Tensor, frac: float, largest: bool = True) -> torch.Tensor:
+    """Boolean mask of exactly round(frac · numel) entries with the largest (or smallest) scores."""
+    flat = scores.reshape(-1)
+    count = int(round(frac * flat.numel()))
+    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if count > 0:
+        order = torch.argsort(flat, descending=largest, stable=True)
+        mask[order[:count]] = True
+    return mask.reshape(scores.shape)
+
+
+def principal_mask(w0: torch.Tensor, alpha: float, k: int, seed: int = 0) -> torch.Tensor:
+    svd = top_k_svd(w0, k, seed=seed)
+    w0k = (svd.U * svd.S) @ svd.V.T
+    return top_fraction(w0k.abs(), alpha)
+
+
+def low_mask(w0: torch.Tensor, alpha: float) -> torch.Tensor:
+    return top_fraction(w0.abs(), alpha, largest=False)
+
+
+def random_mask(shape: tuple[int, ...], density: float, seed: int, device=None) -> torch.Tensor:
+    scores = torch.rand(shape, generator=generator(seed))
+    return top_fraction(scores, density).to(device)
+
+
+def make_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
+    w0, w1 = x.w0, x.w1
+    if p.source == "bf16":
+        return bf16_update_mask(w0, w1)
+    if p.source == "magnitude":
+        return top_fraction((w1 - w0).abs(), p.density or DEFAULT_DENSITY["magnitude"])
+    if p.source == "principal":
+        return principal_mask(w0, p.density or DEFAULT_DENSITY["principal"], p.k, x.seed)
+    if p.source == "low":
+        return low_mask(w0, p.density or DEFAULT_DENSITY["low"])
+    if p.source == "from":
+        if x.other is None:
+            raise ValueError("mask source 'from' needs another tuned matrix")
+        return bf16_update_mask(w0, x.other)
+    if p.source == "random":
+        density = p.density if p.density is not None else float(bf16_update_mask(w0, w1).float().mean())
+        return random_mask(tuple(w0.shape), density, x.seed, w0.device)
+    raise ValueError(f"unknown mask source {p.source!r}")
+
+
+@register("mask", MaskParams, "keep dW only on a mask (bf16, magnitude, principal, low, from another run, random)")
+def mask(x: MatrixInputs, p: MaskParams) -> EditResult:
+    m = make_mask(x, p)
+    return EditResult(delta=x.dw * m, density=float(m.float().mean()))

@@ -1,0 +1,43 @@
+"""off-principal and its complement principal-only (Path Not Taken).
+
+With ``P_U = U0ₖU0ₖᵀ`` and ``P_V = V0ₖV0ₖᵀ`` built from the top-k singular
+vectors of the *base* matrix W0 (only W0's top-k is ever computed):
+
+- off-principal:  ``W0 + (I - P_U) dW (I - P_V)``  (the update with every
+  component touching W0's principal subspaces removed)
+- principal-only: ``W0 + dW - (I - P_U) dW (I - P_V)``  (exactly the rest)
+
+so the two deltas sum to dW. The projection is applied as thin products,
+never as m x m or n x n matrices.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
+from rankedit.linalg import top_k_svd
+
+
+class PrincipalParams(EditParams):
+    k: int = Field(16, ge=1, description="size of W0's principal subspaces (top-k singular vectors)")
+
+
+def off_principal_delta(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """``(I - P_U) dW (I - P_V)`` with P_U, P_V from W0's top-k singular vectors."""
+    svd = top_k_svd(w0, k, seed=seed)
+    U, V = svd.U, svd.V
+    left = dw - U @ (U.T @ dw)  # (I - P_U) dW
+    return left - (left @ V) @ V.T  # ... (I - P_V)
+
+
+@register("off-principal", PrincipalParams, "remove the part of dW in W0's top-k singular subspaces")
+def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
+    return EditResult(delta=off_principal_delta(x.w0, x.dw, p.k, x.seed))
+
+
+@register("principal-only", PrincipalParams, "control for off-principal: keep only the part it removes")
+def principal_only(x: MatrixInputs, p: PrincipalParams) -> EditResult:
+    dw = x.dw
+    return EditResult(delta=dw - off_principal_delta(x.w0, dw, p.k, x.seed))

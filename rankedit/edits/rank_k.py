@@ -1,0 +1,79 @@
+"""rank-k (AlphaRL) and its control random-rank-k.
+
+rank-k keeps the top-k singular directions of dW: ``W0 + c · U_k S_k V_kᵀ``, with
+``c = ‖dW‖_F / ‖U_k S_k V_kᵀ‖_F`` by default (AlphaRL's norm rescale, so the edit
+moves the weights as far as the full update did), or ``c = 1`` (``scale="none"``),
+or a given number. The top-k triplets come from a seeded randomized SVD for big
+matrices (``rankedit.linalg.top_k_svd``), never a full decomposition of them.
+
+random-rank-k is the control: k random orthonormal directions on each side,
+carrying the same singular values and the same rescale, hence exactly the same
+norm as the rank-k edit; only the directions differ.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import torch
+from pydantic import Field
+
+from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.linalg import numerical_rank, top_k_svd
+
+Scale = Union[Literal["norm", "none"], float]
+
+
+class RankKParams(EditParams):
+    k: int = Field(1, ge=1, description="number of singular directions of dW kept")
+    scale: Scale = Field("norm", description="norm (AlphaRL: rescale to ‖dW‖_F), none (c = 1) or a number c")
+
+
+def rescale_factor(dw: torch.Tensor, s_kept: torch.Tensor, scale: Scale) -> float:
+    """The factor c in front of the kept part."""
+    if scale == "none":
+        return 1.0
+    if scale == "norm":
+        kept = float(s_kept.norm())
+        return float(dw.norm()) / kept if kept > 0 else 1.0
+    return float(scale)
+
+
+def rank_k_factors(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(B, A, rank_kept)`` with ``B @ A = c · U_k S_k V_kᵀ``: B is (m, k), A is (k, n).
+
+    The singular values are split evenly (sqrt on each side) so that B and A are
+    also a well-conditioned LoRA pair.
+    """
+    svd = top_k_svd(dw, k, seed=seed)
+    c = rescale_factor(dw, svd.S, scale)
+    root = (svd.S * abs(c)).sqrt()
+    sign = -1.0 if c < 0 else 1.0
+    B = svd.U * (root * sign)
+    A = (svd.V * root).T
+    return B, A, numerical_rank(svd.S, tuple(dw.shape), dw.dtype)
+
+
+@register("rank-k", RankKParams, "keep the top-k singular directions of dW (AlphaRL rank-1 for k=1)")
+def rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
+    B, A, kept = rank_k_factors(x.dw, p.k, p.scale, x.seed)
+    return EditResult(delta=B @ A, rank_kept=kept)
+
+
+def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=torch.float64))
+    # Fix QR's sign ambiguity so the result depends only on the seed.
+    q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(()))
+    return q.to(dtype)
+
+
+@register("random-rank-k", RankKParams, "control for rank-k: k random orthonormal directions with the same norm")
+def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
+    dw = x.dw
+    svd = top_k_svd(dw, p.k, seed=x.seed)
+    c = rescale_factor(dw, svd.S, p.scale)
+    gen = generator(x.seed)
+    m, n = dw.shape
+    U = random_orthonormal(m, p.k, gen, dw.dtype).to(dw.device)
+    V = random_orthonormal(n, p.k, gen, dw.dtype).to(dw.device)
+    return EditResult(delta=(U * (svd.S * c)) @ V.T, rank_kept=numerical_rank(svd.S, (m, n), dw.dtype))
