@@ -127,10 +127,10 @@ def mergekit_config(plan: Plan) -> dict:
         mp: dict[str, Any] = {"role": ROLE_TUNED}
         if edit.inputs == "run":
             mp["step"] = steps[i]
-        models.append({"model": str(ck.path), "parameters": mp})
+        models.append({"model": str(ck.path.resolve()), "parameters": mp})
     if plan.other is not None:
-        models.append({"model": str(plan.other.path), "parameters": {"role": ROLE_MASK_FROM}})
-    return {"merge_method": method_name(edit.name), "base_model": str(plan.base.path), "models": models,
+        models.append({"model": str(plan.other.path.resolve()), "parameters": {"role": ROLE_MASK_FROM}})
+    return {"merge_method": method_name(edit.name), "base_model": str(plan.base.path.resolve()), "models": models,
             "parameters": shared}
 
 
