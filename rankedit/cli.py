@@ -17,6 +17,7 @@ from rankedit.errors import RankeditError
 
 # name -> (module path, attribute, one-line help shown by `rankedit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "edit": ("rankedit.commands.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
     "analyze": ("rankedit.commands.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),
     "push": ("rankedit.commands.push", "push", "Publish an edited checkpoint to the Hugging Face Hub with a generated model card."),
 }
