@@ -89,7 +89,7 @@ def make_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
             raise ValueError("mask source 'from' needs another tuned matrix")
         return bf16_update_mask(w0, x.other)
     if p.source == "random":
-        density = p.density if p.density is not None else float(bf16_update_mask(w0, w1).float().mean())
+        density = p.density if p.density is not None else int(bf16_update_mask(w0, w1).sum()) / w0.numel()
         return random_mask(tuple(w0.shape), density, x.seed, w0.device)
     raise ValueError(f"unknown mask source {p.source!r}")
 
@@ -97,4 +97,4 @@ def make_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
 @register("mask", MaskParams, "keep dW only on a mask (bf16, magnitude, principal, low, from another run, random)")
 def mask(x: MatrixInputs, p: MaskParams) -> EditResult:
     m = make_mask(x, p)
-    return EditResult(delta=x.dw * m, density=float(m.float().mean()))
+    return EditResult(delta=x.dw * m, density=int(m.sum()) / m.numel())
