@@ -155,6 +155,23 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 # --------------------------------------------------------------------------- prepare
 
+def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
+    """DIR as `rankedit edit` writes it: (folder, manifest, is a LoRA adapter). Reads, never writes."""
+    folder = Path(dir)
+    if not folder.is_dir():
+        raise RankeditError(f"not a directory: {folder}")
+    if not (folder / MANIFEST).is_file():
+        raise RankeditError(f"{folder} has no {MANIFEST}: push publishes checkpoints written by `rankedit edit`")
+    manifest = _read_json(folder / MANIFEST, MANIFEST)
+    if not manifest.get("method") or not isinstance(manifest.get("inputs"), dict):
+        raise RankeditError(f"{folder / MANIFEST} lacks 'method' or 'inputs': not a rankedit edit manifest")
+    lora = (folder / "adapter_config.json").is_file()
+    weights = "adapter_model.safetensors" if lora else "*.safetensors"
+    if not list(folder.glob(weights)):
+        raise RankeditError(f"{folder} holds no {weights}: nothing to publish")
+    return folder, manifest, lora
+
+
 def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = False, scores: str | os.PathLike | None = None,
             analysis: str | os.PathLike | None = None, label: str | None = None) -> Prepared:
     """Check DIR, build its model card and write it to DIR/README.md (unless edited by hand)."""
@@ -163,16 +180,7 @@ def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = Fal
     from rankedit import card as cardlib
 
     check_repo_id(repo_id)
-    folder = Path(dir)
-    if not folder.is_dir():
-        raise RankeditError(f"not a directory: {folder}")
-    manifest = _read_json(folder / MANIFEST, f"{MANIFEST} (the recipe `rankedit edit` writes)")
-    if not manifest.get("method") or not isinstance(manifest.get("inputs"), dict):
-        raise RankeditError(f"{folder / MANIFEST} lacks 'method' or 'inputs': not a rankedit edit manifest")
-    lora = (folder / "adapter_config.json").is_file()
-    weights = "adapter_model.safetensors" if lora else "*.safetensors"
-    if not list(folder.glob(weights)):
-        raise RankeditError(f"{folder} holds no {weights}: nothing to publish")
+    folder, manifest, lora = check_dir(dir)
 
     inputs = manifest["inputs"]
     base_path = str((inputs.get("base") or {}).get("path") or "")
@@ -227,7 +235,10 @@ def _one_line(s: object) -> str:
 
 
 def _stage_of(exc) -> str:
-    url = str(getattr(getattr(exc, "request", None), "url", "") or "")
+    try:  # httpx raises on a missing .request instead of returning None
+        url = str(exc.response.request.url)
+    except Exception:
+        url = ""
     if "/commit/" in url:
         return "the commit"
     if "/preupload/" in url:
@@ -250,25 +261,26 @@ def explain(exc: BaseException, repo_id: str, base: str, revision: str | None) -
         return "HF_HUB_OFFLINE is set: publishing needs the network; unset HF_HUB_OFFLINE"
     if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, BaseException) and "uploading" in str(exc):
         inner = explain(exc.__cause__, repo_id, base, revision)  # LFS upload wraps the real error
-        return f"{_one_line(exc).rstrip('.')}: {inner}" if inner else None
+        m = re.search(r"uploading '([^']+)'", str(exc))
+        return inner.replace("during the file upload", f"while uploading {m.group(1)!r}") if inner and m else inner
     if isinstance(exc, HfHubHTTPError) and getattr(exc, "response", None) is not None:
         code = exc.response.status_code
         stage = _stage_of(exc)
         said = _one_line(exc.server_message or "")
-        said = f" ({said})" if said else ""
+        said = f": {said}" if said else ""
         if isinstance(exc, RevisionNotFoundError):
             return f"branch {revision!r} not found in {repo_id} (HTTP {code})"
         if code == 401:
             return f"the Hub rejected the token (HTTP 401 during {stage}): set a valid HF_TOKEN or run `hf auth login`"
         if code == 403:
-            return (f"no write access to {repo_id} (HTTP 403 during {stage}){said}: the repo belongs to another user "
+            return (f"no write access to {repo_id} (HTTP 403 during {stage}{said}): the repo belongs to another user "
                     "or organisation, or the token is read-only")
         if code == 404:
             return f"{repo_id} not found on {base} (HTTP 404 during {stage})"
         if code >= 500:
-            return (f"the Hub failed during {stage} for {repo_id} (HTTP {code}){said}: the upload did not complete; "
+            return (f"the Hub failed during {stage} for {repo_id} (HTTP {code}{said}): the upload did not complete; "
                     "run the same push again")
-        return f"the Hub refused {stage} for {repo_id} (HTTP {code}){said}"
+        return f"the Hub refused {stage} for {repo_id} (HTTP {code}{said})"
     if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout)):
         return f"cannot reach the Hugging Face Hub at {base} ({type(exc).__name__}): no network, or the endpoint is unreachable"
     if isinstance(exc, httpx2.TransportError):
@@ -277,6 +289,19 @@ def explain(exc: BaseException, repo_id: str, base: str, revision: str | None) -
     if isinstance(exc, ValueError) and "Invalid metadata in README.md" in str(exc):
         return f"the Hub rejected the metadata of README.md: {_one_line(exc)}"
     return None
+
+
+def _close_hub_progress_bars() -> None:
+    """Finish the progress bars huggingface_hub leaves open when an upload fails.
+
+    Its per-file bar is not closed on an exception, so the error line would be
+    glued to a half-drawn bar; closing it ends that line first.
+    """
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        if type(bar).__module__.startswith("huggingface_hub"):
+            bar.close()
 
 
 def upload(prepared: Prepared, *, token: str, private: bool = False, revision: str | None = None) -> str:
@@ -298,6 +323,7 @@ def upload(prepared: Prepared, *, token: str, private: bool = False, revision: s
             commit_description="Edited checkpoint, its recipe (rankedit_edit.json) and model card, uploaded by `rankedit push`.",
         )
     except Exception as e:
+        _close_hub_progress_bars()
         msg = explain(e, prepared.repo_id, base, revision)
         if msg is None:
             raise
@@ -315,6 +341,7 @@ def push(dir: str | os.PathLike, repo_id: str, private: bool = False, revision: 
     uploaded and no token is needed; the URL returned is where it would go.
     """
     check_repo_id(repo_id)
+    check_dir(dir)
     token = None if dry_run else resolve_token()
     prepared = prepare(dir, repo_id, regenerate_card=regenerate_card, scores=scores, analysis=analysis, label=label)
     if dry_run:

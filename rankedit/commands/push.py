@@ -45,6 +45,7 @@ def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, anal
     from rankedit import hub
 
     hub.check_repo_id(repo_id)
+    hub.check_dir(dir)
     token = None if dry_run else hub.resolve_token()
     prepared = hub.prepare(dir, repo_id, regenerate_card=regenerate_card, scores=scores, analysis=analysis, label=label)
     if dry_run:

@@ -1,0 +1,289 @@
+"""`rankedit push` against a local Hub-compatible server (tests/hub_server.py).
+
+Real edits (rankedit.edits.build_edit through mergekit), the real
+huggingface_hub client, a real HTTP server on 127.0.0.1: only the Hub's
+storage is replaced. Xet is disabled, so weights go through the git-lfs basic
+transfer and small files as base64 in the NDJSON commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard, constants
+
+from rankedit import hub
+from rankedit.cli import main
+from rankedit.edits.build import build_edit
+from rankedit.errors import RankeditError
+from hub_server import HubServer  # tests/ is on sys.path (no package)
+
+TOKEN = "hf_FAKEtokenDoNotLeak0123456789abcdef"
+OTHER_TOKEN = "hf_bobsTOKENxyz9876543210"
+BASE_ID = "rankedit-test/tiny-base"
+TUNED_ID = "rankedit-test/tiny-rl"
+
+
+def _set_config(path: Path, **kv) -> None:
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(kv)
+    (path / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+@pytest.fixture(scope="module")
+def sources(tiny_pair, tmp_path_factory):
+    """Copies of the tiny pair that look downloaded from the Hub: config.json names the
+    Hub id, and the tuned model's README states a licence."""
+    root = tmp_path_factory.mktemp("hub_sources")
+    base, tuned = (Path(shutil.copytree(p, root / name)) for p, name in zip(tiny_pair, ("base", "tuned")))
+    _set_config(base, _name_or_path=BASE_ID)
+    _set_config(tuned, _name_or_path=TUNED_ID)
+    (tuned / "README.md").write_text("---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# tiny rl\n")
+    return base, tuned
+
+
+@pytest.fixture(scope="module")
+def built(sources, tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub_edits")
+    base, tuned = sources
+    full = build_edit("rank-k", base, tuned, root / "rank1", k=1)
+    lora = build_edit("rank-k", base, tuned, root / "rank1-lora", k=1, as_lora=True)
+    report = root / "report.json"
+    report.write_text(json.dumps({
+        "scores": {"base": {"arith": {"value": 0.355, "stderr": 0.015, "n": 1000}},
+                   "tuned": {"arith": {"value": 0.573, "stderr": 0.016, "n": 1000}},
+                   "rank1": {"arith": {"value": 0.504, "stderr": 0.016, "n": 1000}}},
+        "rows": [{"edit": "rank1", "task": "arith", "score": 0.504, "retention": 0.683, "ci_low": 0.61,
+                  "ci_high": 0.75, "forgetting": None}]}))
+    summary = root / "summary.json"
+    summary.write_text(json.dumps({"params": {"k": 16}, "model": {"sparsity_bf16": 0.42},
+                                   "mean": {"rank1_energy": 0.43, "rel_update_norm": 0.0028},
+                                   "by_kind": {"attention": {"rank1_energy": 0.41}, "mlp": {"rank1_energy": 0.45}}}))
+    return {"full": full, "lora": lora, "report": report, "summary": summary}
+
+
+@pytest.fixture
+def edit(built, tmp_path):
+    """A fresh copy of the full edit (push writes README.md into it)."""
+    return Path(shutil.copytree(built["full"], tmp_path / "rank1"))
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    """The local Hub, with alice (TOKEN) and bob (OTHER_TOKEN); the environment points at it."""
+    with HubServer(users={TOKEN: "alice", OTHER_TOKEN: "bob"}, orgs={"alice": ["alice-lab"]}, lifetime_s=60) as srv:
+        monkeypatch.setenv("HF_ENDPOINT", srv.url)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        # huggingface_hub reads these at import time, which happened long before this test
+        monkeypatch.setattr(constants, "ENDPOINT", srv.url)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
+        yield srv
+
+
+def _local_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _cli(argv, capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# --------------------------------------------------------------------------- success
+
+def test_push_uploads_checkpoint_byte_identical_with_card(server, edit, built, tmp_path):
+    url = hub.push(edit, "alice/tiny-rank1", scores=built["report"], analysis=built["summary"], label="rank1")
+    assert url == f"{server.url}/alice/tiny-rank1"
+
+    received = server.files("alice/tiny-rank1")
+    local = _local_files(edit)
+    assert set(local) <= set(received) and set(received) - set(local) == {".gitattributes"}
+    assert all(received[name] == data for name, data in local.items())  # byte-identical, weights included
+    assert len(server.repos["alice/tiny-rank1"]["commits"]) == 1          # one commit
+    assert ("POST", "/alice/tiny-rank1.git/info/lfs/objects/batch") in server.requests  # weights went through LFS
+
+    card_path = tmp_path / "received-README.md"
+    card_path.write_bytes(received["README.md"])
+    card = ModelCard.load(card_path)
+    assert card.data.library_name == "transformers"
+    assert card.data.base_model == [BASE_ID, TUNED_ID]
+    assert card.data.license == "apache-2.0"
+    assert {"rankedit", "model-editing", "rank-k"} <= set(card.data.tags)
+    metrics = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert metrics == {("arith", "score"): 0.504, ("arith", "gain_retention"): 0.683}
+    assert "[0.61, 0.75]" in card.text and "| k | 1 |" in card.text and "mergekit" not in card.data.tags
+    manifest = json.loads(received["rankedit_edit.json"])
+    assert f"| update energy kept ‖dW_edit‖_F / ‖dW‖_F (all edited matrices) | {manifest['summary']['energy_kept']:.4g} |" in card.text
+    assert "sparsity_bf16 | 0.42" in card.text
+
+
+def test_cli_push_to_branch_private_in_subprocess(server, edit, tmp_path):
+    env = {**os.environ, "HF_ENDPOINT": server.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1",
+           "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf_home")}
+    r = subprocess.run([sys.executable, "-m", "rankedit", "push", str(edit), "--repo-id", "alice-lab/rank1",
+                        "--private", "--revision", "dev"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == f"{server.url}/alice-lab/rank1/tree/dev"
+    repo = server.repos["alice-lab/rank1"]
+    assert repo["private"] is True
+    assert set(repo["branches"]["main"]) == {".gitattributes"}
+    assert repo["branches"]["dev"]["model.safetensors"] == (edit / "model.safetensors").read_bytes()
+    assert TOKEN not in r.stdout + r.stderr
+
+
+def test_lora_export_publishes_as_peft_adapter(server, built, tmp_path):
+    lora = Path(shutil.copytree(built["lora"], tmp_path / "lora"))
+    hub.push(lora, "alice/tiny-rank1-lora")
+    received = server.files("alice/tiny-rank1-lora")
+    assert received["adapter_model.safetensors"] == (lora / "adapter_model.safetensors").read_bytes()
+    assert received["adapter_config.json"] == (lora / "adapter_config.json").read_bytes()
+    card = ModelCard(received["README.md"].decode())
+    assert card.data.library_name == "peft" and card.data.base_model == BASE_ID
+    assert "PeftModel.from_pretrained" in card.text and {"lora", "peft"} <= set(card.data.tags)
+
+
+def test_dry_run_writes_card_lists_files_uploads_nothing(server, edit, capsys, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")  # a dry run needs no token
+    code, out, err = _cli(["push", str(edit), "--repo-id", "alice/x", "--dry-run"], capsys)
+    assert code == 0, err
+    assert server.requests == []
+    written = (edit / "README.md").read_text()
+    assert written in out and "mergekit" not in ModelCard(written).data.tags  # mergekit's card was replaced
+    size = (edit / "model.safetensors").stat().st_size
+    assert f"{size / 1024:.1f} KB  model.safetensors" in out and "rankedit_edit.json" in out
+    assert "dry run: nothing uploaded" in out
+
+
+def test_hand_edited_card_is_kept_unless_regenerate(server, edit, built, capsys):
+    assert _cli(["push", str(edit), "--repo-id", "alice/x", "--dry-run"], capsys)[0] == 0
+    first = (edit / "README.md").read_text()
+    # an untouched rankedit card follows new inputs (here: scores now given)
+    _cli(["push", str(edit), "--repo-id", "alice/x", "--dry-run", "--scores", str(built["report"]), "--label", "rank1"], capsys)
+    second = (edit / "README.md").read_text()
+    assert second != first and "## Scores" in second
+
+    edited = second.replace("## Recipe", "My own notes.\n\n## Recipe")
+    (edit / "README.md").write_text(edited)
+    code, _, err = _cli(["push", str(edit), "--repo-id", "alice/x"], capsys)
+    assert code == 0 and "kept (edited by hand" in err
+    assert server.files("alice/x")["README.md"].decode() == edited
+
+    _cli(["push", str(edit), "--repo-id", "alice/x", "--dry-run", "--regenerate-card"], capsys)
+    assert "My own notes." not in (edit / "README.md").read_text()
+
+
+def test_pipeline_files_in_dir_are_picked_up(server, edit, built):
+    shutil.copy(built["report"], edit / hub.SCORES)
+    shutil.copy(built["summary"], edit / hub.ANALYSIS)
+    p = hub.prepare(edit, "alice/x", label="rank1")
+    card = ModelCard(p.card_text)
+    assert {r.metric_type for r in card.data.eval_results} == {"score", "gain_retention"}
+    assert "## Geometry of the update" in card.text
+
+
+# --------------------------------------------------------------------------- failures, one line each
+
+def _fails(argv, capsys) -> str:
+    code, out, err = _cli(argv, capsys)
+    assert code == 1, (out, err)
+    lines = err.strip().splitlines()  # progress lines may come first; the error is one line, the last
+    assert lines[-1].startswith("error: ") and sum(x.startswith("error") for x in lines) == 1, err
+    assert "Traceback" not in err and TOKEN not in out + err
+    return lines[-1]
+
+
+def test_missing_token(server, edit, capsys, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    line = _fails(["push", str(edit), "--repo-id", "alice/x"], capsys)
+    assert line == "error: no Hugging Face token: set HF_TOKEN or run `hf auth login`"
+    assert server.requests == []
+
+
+def test_rejected_token(server, edit, capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_notAValidToken")
+    assert "rejected the token (HTTP 401" in _fails(["push", str(edit), "--repo-id", "alice/x"], capsys)
+
+
+def test_repo_owned_by_someone_else(server, edit, capsys):
+    server.add_repo("bob/model", owner="bob")  # exists, public, not alice's
+    line = _fails(["push", str(edit), "--repo-id", "bob/model"], capsys)
+    assert "no write access to bob/model (HTTP 403" in line
+    line = _fails(["push", str(edit), "--repo-id", "bob/new-one"], capsys)  # alice cannot create under bob either
+    assert "no write access to bob/new-one (HTTP 403 during creating the repo" in line
+    assert server.files("bob/model") == {".gitattributes": server.files("bob/model")[".gitattributes"]}
+
+
+def test_no_network(server, edit, capsys, monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    line = _fails(["push", str(edit), "--repo-id", "alice/x"], capsys)
+    assert line.startswith(f"error: cannot reach the Hugging Face Hub at http://127.0.0.1:{port}")
+
+
+def test_offline_mode_is_named(server, edit, capsys, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert "HF_HUB_OFFLINE is set" in _fails(["push", str(edit), "--repo-id", "alice/x"], capsys)
+
+
+def test_server_error_at_commit(server, edit, capsys):
+    server.fail["commit"] = 500
+    line = _fails(["push", str(edit), "--repo-id", "alice/x"], capsys)
+    assert "failed during the commit for alice/x (HTTP 500" in line and "run the same push again" in line
+    assert set(server.files("alice/x")) == {".gitattributes"}  # nothing half-committed
+    del server.fail["commit"]
+    assert _cli(["push", str(edit), "--repo-id", "alice/x"], capsys)[0] == 0  # and a retry completes it
+    assert server.files("alice/x")["model.safetensors"] == (edit / "model.safetensors").read_bytes()
+
+
+def test_storage_error_during_file_upload(server, edit, capsys):
+    server.fail["lfs_put"] = 507
+    line = _fails(["push", str(edit), "--repo-id", "alice/x"], capsys)
+    assert "while uploading 'model.safetensors' for alice/x (HTTP 507" in line
+    assert server.repos["alice/x"]["commits"] == []
+
+
+def test_bad_inputs(server, edit, tmp_path, capsys):
+    assert "must be OWNER/NAME" in _fails(["push", str(edit), "--repo-id", "no-owner"], capsys)
+    (tmp_path / "empty").mkdir()
+    assert "has no rankedit_edit.json" in _fails(["push", str(tmp_path / "empty"), "--repo-id", "alice/x"], capsys)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert "scores file is not valid JSON" in _fails(["push", str(edit), "--repo-id", "alice/x", "--scores", str(bad)], capsys)
+    (edit / "README.md").write_text("---\nlicense: [unclosed\n---\nhello\n")
+    assert "does not parse as a model card" in _fails(["push", str(edit), "--repo-id", "alice/x", "--dry-run"], capsys)
+    assert server.requests == []
+
+
+def test_token_never_leaks(server, edit, built, capsys, caplog, tmp_path):
+    """The token reaches the server's Authorization header and nothing else we write or print."""
+    outputs = []
+    for argv in (["push", str(edit), "--repo-id", "alice/x", "--dry-run"],
+                 ["push", str(edit), "--repo-id", "alice/x", "--scores", str(built["report"]), "--label", "rank1",
+                  "--regenerate-card"],
+                 ["push", str(edit), "--repo-id", "bob/x"]):
+        outputs.append(_cli(argv, capsys))
+    assert [o[0] for o in outputs] == [0, 0, 1]
+    assert any(h.get("authorization") == f"Bearer {TOKEN}" for h in server.headers_seen)
+    everything = "".join(o[1] + o[2] for o in outputs) + caplog.text
+    everything += "".join(p.read_text(errors="replace") for p in edit.rglob("*") if p.is_file() and p.suffix != ".safetensors")
+    everything += "".join(v.decode(errors="replace") for v in server.files("alice/x").values())
+    assert TOKEN not in everything
+    with pytest.raises(RankeditError):
+        hub.push(edit, "bob/x")  # the API raises the same one-line error
