@@ -62,6 +62,7 @@ def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
 def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], **params: Any) -> Plan:
     """Validate everything that can be checked before reading any tensor data."""
     edit = get_edit(method)
+    params = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in params.items()}
     tuned_refs = [tuned] if isinstance(tuned, (str, os.PathLike)) else list(tuned)
     if not tuned_refs:
         raise RankeditError(f"{method} needs a tuned checkpoint")
@@ -185,14 +186,18 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
 
     register_all()
     config = MergeConfiguration.model_validate(mergekit_config(plan))
+    # mergekit's model card would name the temporary directory; the recipe is kept as
+    # mergekit_config.yml (written before run_merge, which normalises the config in place).
     options = MergeOptions(device=device, quiet=not progress, copy_tokenizer=_has_tokenizer(plan.base.path),
-                           write_model_card=True)
+                           write_model_card=False)
+    config_yaml = config.to_yaml() + "\n"
     out = Path(out)
     logging.getLogger("mergekit").setLevel(logging.WARNING)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = _start_hashing(pool, plan)
         with atomic_dir(out, overwrite=overwrite) as tmp, collect_facts() as facts:
             run_merge(config, str(tmp), options=options)
+            (tmp / "mergekit_config.yml").write_text(config_yaml)
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():
                     shutil.copy2(plan.base.path / f, tmp / f)

@@ -82,8 +82,14 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     except Exception as e:
         raise RankeditError(f"{path}: not a valid mergekit configuration ({str(e).splitlines()[0]})") from None
     source = Path(path).read_text()
+    donor = config.base_model or config.referenced_models()[0]
+    donor_dir = Path(donor.model.path)
+    has_tok = not donor_dir.is_dir() or (donor_dir / "tokenizer_config.json").is_file()
     with atomic_dir(out) as tmp, collect_facts() as facts:
-        run_merge(config, str(tmp), options=MergeOptions(device=device, quiet=not progress), config_source=source)
+        # No mergekit model card: it would name the temporary directory. The YAML is kept as is.
+        run_merge(config, str(tmp), options=MergeOptions(device=device, quiet=not progress, write_model_card=False,
+                                                             copy_tokenizer=has_tok))
+        (tmp / "mergekit_config.yml").write_text(source)
         if facts:
             from rankedit import __version__
             from rankedit.edits.manifest import _version
