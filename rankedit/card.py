@@ -81,15 +81,21 @@ def _same(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 
 
-def _find(labels: list[str], candidates: list[str]) -> str | None:
-    """The one label among ``labels`` naming one of ``candidates`` (a path, or its last part)."""
+def _find(labels: list[str], candidates: list[str], aliases: dict[str, list[str]] | None = None) -> str | None:
+    """The one label among ``labels`` naming one of ``candidates``.
+
+    A label matches by itself or by one of its ``aliases`` (the model path
+    scores.json records for it), exactly, else by last path part when that
+    is unambiguous.
+    """
+    names_of = {lab: [lab, *((aliases or {}).get(lab) or [])] for lab in labels}
     for c in candidates:
-        for lab in labels:
-            if _same(lab, c):
+        for lab, names in names_of.items():
+            if c and any(_same(n, c) for n in names):
                 return lab
-    names = {PurePath(c.rstrip("/")).name for c in candidates if c}
-    hits = [lab for lab in labels if PurePath(lab.rstrip("/")).name in names]
-    return hits[0] if len(set(hits)) == 1 else None
+    tails = {PurePath(c.rstrip("/")).name for c in candidates if c}
+    hits = {lab for lab, names in names_of.items() if any(PurePath(n.rstrip("/")).name in tails for n in names)}
+    return hits.pop() if len(hits) == 1 else None
 
 
 def _num(x) -> float | None:
@@ -108,18 +114,25 @@ def select_scores(doc: dict, model: list[str], base: list[str], tuned: list[str]
     if not isinstance(doc, dict) or "scores" not in doc:
         raise RankeditError("scores file holds neither `rankedit score` scores nor a `rankedit run` report (no 'scores' key)")
     raw = doc["scores"]
-    if isinstance(raw, list):  # scores.json: flat rows
+    primary = doc.get("primary_metrics") if isinstance(doc.get("primary_metrics"), dict) else {}
+    models = doc.get("models") if isinstance(doc.get("models"), dict) else {}
+    aliases = {str(k): [str(v["path"])] for k, v in models.items() if isinstance(v, dict) and v.get("path")}
+    if isinstance(raw, list):  # scores.json: flat rows, one per (model, task, metric)
         by_model: dict[str, dict[str, dict]] = {}
         for r in raw:
             try:
-                by_model.setdefault(str(r["model"]), {})[str(r["task"])] = {
-                    "metric": r.get("metric") or "score", "value": float(r["value"]),
-                    "stderr": _num(r.get("stderr")), "n": r.get("n")}
+                model, task, metric = str(r["model"]), str(r["task"]), r.get("metric") or "score"
+                entry = {"metric": metric, "value": float(r["value"]), "stderr": _num(r.get("stderr")), "n": r.get("n")}
             except (KeyError, TypeError, ValueError) as e:
                 raise RankeditError(f"malformed row in scores file: {r!r} ({e})") from None
+            tasks = by_model.setdefault(model, {})
+            # one metric per task: the suite's primary metric (the one retention uses), else the first
+            if task not in tasks or (metric == primary.get(task) and tasks[task]["metric"] != metric):
+                tasks[task] = entry
         rows: list[dict] = []
     elif isinstance(raw, dict):  # report.json: label -> task -> {value, stderr, n}
-        by_model = {str(m): {str(t): {"metric": (v or {}).get("metric") or "score", "value": _num((v or {}).get("value")),
+        by_model = {str(m): {str(t): {"metric": (v or {}).get("metric") or primary.get(t) or "score",
+                                       "value": _num((v or {}).get("value")),
                                        "stderr": _num((v or {}).get("stderr")), "n": (v or {}).get("n")}
                              for t, v in tasks.items()} for m, tasks in raw.items()}
         rows = [r for r in doc.get("rows") or [] if isinstance(r, dict)]
@@ -129,9 +142,9 @@ def select_scores(doc: dict, model: list[str], base: list[str], tuned: list[str]
         return None
 
     labels = sorted(set(by_model) | {str(r.get("edit")) for r in rows if r.get("edit") is not None})
-    base_lab = _find(list(by_model), base + ["base"])
-    tuned_lab = _find(list(by_model), tuned + ["tuned"])
-    label = _find(labels, model)
+    base_lab = _find(list(by_model), base + ["base"], aliases)
+    tuned_lab = _find(list(by_model), tuned + ["tuned"], aliases)
+    label = _find(labels, model, aliases)
     if label is None:
         others = [lab for lab in labels if lab not in (base_lab, tuned_lab)]
         if len(others) == 1:  # a file about exactly one edit: that one

@@ -33,6 +33,8 @@ ANALYSIS = "rankedit_analysis.json"  # likewise
 CARD = "README.md"
 
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
+_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._]|-(?!-))*"  # an owner or a name: no "--" inside
+SNAPSHOT_RE = re.compile(rf"/models--({_PART}(?:--{_PART})?)/snapshots/[^/]+/?$")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -97,12 +99,18 @@ def _looks_like_hub_id(s: str | None) -> bool:
 def hub_id_of(path: str) -> str | None:
     """The Hub id an input checkpoint goes by, or None when it has none we can trust.
 
-    A local directory names its origin in ``config.json`` ``_name_or_path`` (or
-    an adapter's ``base_model_name_or_path``); a path that does not exist
-    locally and looks like OWNER/NAME is itself a Hub id.
+    A snapshot directory of the Hugging Face cache names it in its path (that
+    is where a Hub id given to `rankedit edit` was read from); another local
+    directory may name its origin in ``config.json`` ``_name_or_path`` (or an
+    adapter's ``base_model_name_or_path``); a path that does not exist locally
+    and looks like OWNER/NAME is itself a Hub id.
     """
     p = Path(path)
     if p.is_dir():
+        # a snapshot in the Hugging Face cache: .../models--OWNER--NAME/snapshots/REV (how Hub ids are recorded)
+        m = SNAPSHOT_RE.search(p.as_posix())
+        if m:
+            return m.group(1).replace("--", "/")
         for fname, key in (("config.json", "_name_or_path"), ("adapter_config.json", "base_model_name_or_path")):
             try:
                 cand = json.loads((p / fname).read_text()).get(key)

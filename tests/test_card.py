@@ -30,13 +30,21 @@ MANIFEST = {
     "summary": {"energy_kept": 0.4213, "density": None, "n_matrices": 3},
 }
 
-# `rankedit score`: flat rows, models named by path.
-SCORES = {"scores": [
-    {"model": "/models/Qwen2.5-0.5B", "task": "gsm8k", "metric": "exact_match", "value": 0.30, "stderr": 0.012, "n": 1319},
-    {"model": "/models/qwen-rlvr", "task": "gsm8k", "metric": "exact_match", "value": 0.41, "stderr": 0.013, "n": 1319},
-    {"model": "/out/rank1", "task": "gsm8k", "metric": "exact_match", "value": 0.38, "stderr": 0.013, "n": 1319},
-    {"model": "/out/rank1", "task": "arc_easy", "metric": "acc", "value": 0.55, "stderr": 0.01, "n": 2376},
-]}
+# `rankedit score` (rankedit/scoring.py write_outputs): rows by label, one per (model, task, metric),
+# the labels' paths under "models", and the metric retention uses under "primary_metrics".
+SCORES = {
+    "scores": [
+        {"model": "base", "task": "gsm8k", "metric": "exact_match,flexible-extract", "value": 0.33, "stderr": 0.012, "n": 1319},
+        {"model": "base", "task": "gsm8k", "metric": "exact_match,strict-match", "value": 0.30, "stderr": 0.012, "n": 1319},
+        {"model": "rl", "task": "gsm8k", "metric": "exact_match,strict-match", "value": 0.41, "stderr": 0.013, "n": 1319},
+        {"model": "edit", "task": "gsm8k", "metric": "exact_match,flexible-extract", "value": 0.40, "stderr": 0.013, "n": 1319},
+        {"model": "edit", "task": "gsm8k", "metric": "exact_match,strict-match", "value": 0.38, "stderr": 0.013, "n": 1319},
+        {"model": "edit", "task": "arc_easy", "metric": "acc,none", "value": 0.55, "stderr": 0.01, "n": 2376},
+    ],
+    "primary_metrics": {"gsm8k": "exact_match,strict-match", "arc_easy": "acc,none"},
+    "models": {"base": {"path": "/models/Qwen2.5-0.5B"}, "rl": {"path": "/models/qwen-rlvr"},
+               "edit": {"path": "/out/rank1"}},
+}
 
 # `rankedit run`: scores by label, plus retention rows with bootstrap intervals.
 REPORT = {
@@ -101,13 +109,15 @@ def test_lora_card_is_a_peft_adapter_card(tmp_path):
 
 def test_scores_json_matched_by_path_with_base_and_tuned_columns():
     sel = select_scores(SCORES, ["/out/rank1/", "rank1"], ["/models/Qwen2.5-0.5B"], ["/models/qwen-rlvr"])
-    assert sel["label"] == "/out/rank1"
+    assert sel["label"] == "edit"
     by_task = {t["task"]: t for t in sel["tasks"]}
-    assert by_task["gsm8k"]["metric"] == "exact_match" and by_task["gsm8k"]["base"] == 0.30
-    assert by_task["gsm8k"]["tuned"] == 0.41 and by_task["gsm8k"]["retention"] is None  # no bootstrap: no R
+    assert by_task["gsm8k"]["metric"] == "exact_match,strict-match" and by_task["gsm8k"]["value"] == 0.38
+    assert by_task["gsm8k"]["base"] == 0.30 and by_task["gsm8k"]["tuned"] == 0.41  # primary metric, not the first row
+    assert by_task["gsm8k"]["retention"] is None  # no bootstrap here: no R
     assert by_task["arc_easy"]["base"] is None
     card = build_card(MANIFEST, repo_id="me/x", scores=sel)
-    assert {r.metric_type for r in card.data.eval_results} == {"exact_match", "acc"}
+    assert {(r.dataset_type, r.metric_type, r.metric_value) for r in card.data.eval_results} == {
+        ("gsm8k", "exact_match,strict-match", 0.38), ("arc_easy", "acc,none", 0.55)}
 
 
 def test_scores_label_resolution():

@@ -39,12 +39,15 @@ def _set_config(path: Path, **kv) -> None:
 
 @pytest.fixture(scope="module")
 def sources(tiny_pair, tmp_path_factory):
-    """Copies of the tiny pair that look downloaded from the Hub: config.json names the
-    Hub id, and the tuned model's README states a licence."""
+    """Copies of the tiny pair that look downloaded from the Hub: the base as a snapshot in
+    the HF cache layout (how `rankedit edit` records a Hub id), the tuned model naming its
+    Hub id in config.json. Both READMEs state a licence; the tuned model's wins."""
     root = tmp_path_factory.mktemp("hub_sources")
-    base, tuned = (Path(shutil.copytree(p, root / name)) for p, name in zip(tiny_pair, ("base", "tuned")))
-    _set_config(base, _name_or_path=BASE_ID)
+    snapshot = root / "hub" / f"models--{BASE_ID.replace('/', '--')}" / "snapshots" / "0123abcd"
+    base = Path(shutil.copytree(tiny_pair[0], snapshot))
+    tuned = Path(shutil.copytree(tiny_pair[1], root / "tuned"))
     _set_config(tuned, _name_or_path=TUNED_ID)
+    (base / "README.md").write_text("---\nlicense: mit\n---\n# tiny base\n")
     (tuned / "README.md").write_text("---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# tiny rl\n")
     return base, tuned
 
@@ -287,3 +290,14 @@ def test_token_never_leaks(server, edit, built, capsys, caplog, tmp_path):
     assert TOKEN not in everything
     with pytest.raises(RankeditError):
         hub.push(edit, "bob/x")  # the API raises the same one-line error
+
+
+def test_hub_ids_and_licence_of_sources(sources, tmp_path):
+    base, tuned = sources
+    assert hub.hub_id_of(str(base)) == BASE_ID        # HF cache snapshot path
+    assert hub.hub_id_of(str(tuned)) == TUNED_ID      # config.json _name_or_path
+    assert hub.hub_id_of("someone/some-model") == "someone/some-model"  # not local, looks like an id
+    plain = Path(shutil.copytree(tuned, tmp_path / "plain"))
+    _set_config(plain, _name_or_path=str(tmp_path / "elsewhere"))  # a local path is no Hub id
+    assert hub.hub_id_of(str(plain)) is None
+    assert hub.license_of(str(base), BASE_ID) == "mit" and hub.license_of(str(tmp_path), None) is None
