@@ -19,7 +19,6 @@ import hashlib
 import math
 import re
 from pathlib import PurePath
-from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -179,7 +178,7 @@ def _fmt(x, digits: int = 4) -> str:
     if x is None:
         return "–"
     if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
+        return str(x).replace("|", "\\|")  # a bare | would split the table cell
     if isinstance(x, int):
         return str(x)
     return f"{x:.{digits}g}"

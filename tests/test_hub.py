@@ -139,7 +139,8 @@ def test_cli_push_to_branch_private_in_subprocess(server, edit, tmp_path):
     env = {**os.environ, "HF_ENDPOINT": server.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1",
            "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf_home")}
     r = subprocess.run([sys.executable, "-m", "rankedit", "push", str(edit), "--repo-id", "alice-lab/rank1",
-                        "--private", "--revision", "dev"], env=env, capture_output=True, text=True, timeout=120)
+                        "--private", "--revision", "dev"], env=env, capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == f"{server.url}/alice-lab/rank1/tree/dev"
     repo = server.repos["alice-lab/rank1"]
