@@ -155,6 +155,11 @@ def list_files(folder: Path) -> list[tuple[str, int]]:
     return [(r, rel[r].stat().st_size) for r in kept]
 
 
+def _path_names(p: str) -> list[str]:
+    """The names a scores file may use for an input path: as written, and resolved."""
+    return [p, str(Path(p).resolve())] if p else []
+
+
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
@@ -208,8 +213,7 @@ def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = Fal
     if scores_path is not None:
         doc = _read_json(scores_path, "scores file")
         names = [label] if label else [str(dir), str(folder.resolve()), folder.resolve().name]
-        both = lambda p: [p, str(Path(p).resolve())] if p else []  # noqa: E731
-        selected = cardlib.select_scores(doc, names, both(base_path), [x for p in tuned_paths for x in both(p)])
+        selected = cardlib.select_scores(doc, names, _path_names(base_path), [x for p in tuned_paths for x in _path_names(p)])
     summary = _read_json(analysis_path, "analysis summary") if analysis_path is not None else None
 
     new_text = str(cardlib.build_card(manifest, repo_id=repo_id, base_id=base_id, tuned_ids=tuned_ids, license=lic,
