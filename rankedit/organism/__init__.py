@@ -1,0 +1,24 @@
+"""The embedded model organism: a tiny Llama pre-trained on verifiable arithmetic, tuned with
+RLVR (trl GRPO) and SFT (trl SFT). ``build(size, seed, out, device, progress) -> Path``.
+
+Imported lazily so that ``rankedit.organism.tasks`` (used by the lm-eval task utils)
+does not pull in torch.
+"""
+
+from __future__ import annotations
+
+
+def build(size: str = "small", seed: int = 0, out=None, device: str = "cpu", progress: bool = True):
+    """Build (or reuse) the organism and return its directory; see rankedit.organism.build."""
+    from rankedit.organism.build import build as _build
+
+    return _build(size=size, seed=seed, out=out, device=device, progress=progress)
+
+
+def default_dir(size: str = "small", seed: int = 0, device: str = "cpu"):
+    from rankedit.organism.build import default_dir as _dd
+
+    return _dd(size, seed, device)
+
+
+__all__ = ["build", "default_dir"]

@@ -1,0 +1,83 @@
+"""The organism's architecture and recipe per size, and checkpoint I/O.
+
+A recipe is plain data (a dict of numbers and strings): its hash names the
+cache directory, and it is written verbatim into organism.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+from rankedit.errors import RankeditError
+from rankedit.organism.tokenizer import VOCAB, build_tokenizer
+
+# Llama shapes. `small` is the trial's 1.29M-parameter model; `micro` exists for tests.
+ARCH = {
+    "micro": dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4),
+    "small": dict(hidden_size=160, intermediate_size=448, num_hidden_layers=4, num_attention_heads=5),
+}
+
+# Learning rates: see the module docstring of rankedit/organism/build.py for why these values.
+RECIPES = {
+    "micro": {
+        "pretrain": dict(steps=500, batch=64, lr=3e-3, warmup=30, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_short=0.0, threads=1),
+        "rl": dict(steps=20, prompts_per_step=4, generations=8, lr=1e-5, max_new_tokens=14, temperature=1.0, threads=1),
+        "sft": dict(steps=20, batch=32, lr=1e-5, threads=1),
+        "eval_limit": 500,
+    },
+    "small": {
+        "pretrain": dict(steps=2400, batch=64, lr=2e-3, warmup=100, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_short=0.0, threads=1),
+        "rl": dict(steps=400, prompts_per_step=8, generations=8, lr=3e-6, max_new_tokens=14, temperature=1.0, threads=1),
+        "sft": dict(steps=400, batch=64, lr=3e-6, threads=1),
+        "eval_limit": None,
+    },
+}
+SIZES = tuple(RECIPES)
+
+
+def recipe(size: str, seed: int) -> dict:
+    if size not in RECIPES:
+        raise RankeditError(f"unknown organism size {size!r}; choose one of: {', '.join(SIZES)}")
+    r = copy.deepcopy(RECIPES[size])
+    r.update(size=size, seed=int(seed), arch=dict(ARCH[size]), vocab_size=len(VOCAB))
+    return r
+
+
+def new_model(r: dict, seed: int) -> LlamaForCausalLM:
+    tok = build_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(VOCAB), max_position_embeddings=64, tie_word_embeddings=False,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        **r["arch"],
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(cfg).float()
+
+
+def save_checkpoint(model, out: str | Path) -> Path:
+    """Save as real runs store checkpoints: bf16 safetensors from the fp32 master weights,
+    with config, tokenizer and a greedy generation_config."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer()
+    sd = {k: v.detach().to(torch.bfloat16).contiguous().clone() for k, v in model.state_dict().items()}
+    model.save_pretrained(out, state_dict=sd, safe_serialization=True)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["dtype"] = "bfloat16"
+    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        do_sample=False, max_new_tokens=16,
+    ).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def load_fp32(path: str | Path) -> LlamaForCausalLM:
+    """Load a checkpoint as fp32 master weights for further training or evaluation."""
+    return LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)

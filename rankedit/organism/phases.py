@@ -1,0 +1,76 @@
+"""One build phase (base, rl, rl-seed2, sft): train, save, evaluate, into a fresh directory.
+
+``run_phase`` is called in-process (micro) or from ``python -m
+rankedit.organism.worker`` (small: the three tuning runs in parallel processes,
+one thread each, which is also what keeps their weights deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from rankedit.organism import tasks
+from rankedit.organism.evaluate import accuracy
+from rankedit.organism.model import load_fp32, save_checkpoint
+
+PHASES = ("base", "rl", "rl-seed2", "sft")
+PHASE_FILE = "rankedit_phase.json"  # written last inside a phase dir: its presence means complete
+
+
+def phase_seed(phase: str, seed: int) -> int:
+    return seed + 1 if phase == "rl-seed2" else seed
+
+
+def evaluate_all(model, r: dict) -> dict[str, float]:
+    """Greedy accuracy (%) on every test set (the first eval_limit problems when set)."""
+    lim = r.get("eval_limit")
+    return {name: round(100 * accuracy(model, rows[:lim] if lim else rows), 2) for name, rows in tasks.eval_sets().items()}
+
+
+def run_phase(phase: str, organism_dir: Path, tmp: Path, r: dict, on_step: Callable | None = None) -> dict:
+    """Train one phase into tmp (later renamed to organism_dir/phase); returns its record."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars, one per checkpoint
+    hf_logging.set_verbosity_error()
+    import datasets
+
+    datasets.disable_progress_bars()  # trl's dataset preparation bars
+    datasets.logging.set_verbosity_error()
+    torch.set_num_threads(r[{"base": "pretrain", "sft": "sft"}.get(phase, "rl")]["threads"])
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    seed = phase_seed(phase, r["seed"])
+    t0 = time.time()
+    record: dict = {"phase": phase, "seed": seed}
+    if phase == "base":
+        from rankedit.organism.pretrain import pretrain
+
+        model, losses = pretrain(r, seed, on_step)
+        record["loss_first_last"] = [round(sum(losses[:20]) / 20, 4), round(sum(losses[-20:]) / 20, 4)]
+    elif phase in ("rl", "rl-seed2"):
+        from rankedit.organism.rl import train_rl
+
+        model, log = train_rl(organism_dir / "base", tmp, r, seed, on_step)
+        record["log"] = log
+    elif phase == "sft":
+        from rankedit.organism.sft import train_sft
+
+        model, log = train_sft(organism_dir / "base", tmp, r, seed, on_step)
+        record["log"] = log
+    else:
+        raise ValueError(phase)
+    record["train_s"] = round(time.time() - t0, 1)
+    shutil.rmtree(tmp / "_trainer", ignore_errors=True)
+    save_checkpoint(model, tmp)
+    t1 = time.time()
+    # score what was published (bf16 weights, fp32 compute), not the in-memory fp32 master copy
+    record["accuracy"] = evaluate_all(load_fp32(tmp), r)
+    record["eval_s"] = round(time.time() - t1, 1)
+    (tmp / PHASE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return record

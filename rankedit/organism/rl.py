@@ -1,0 +1,86 @@
+"""RLVR: GRPO from the base with trl's GRPOTrainer and the exact 0/1 reward.
+
+fp32 master weights on the CPU; every 10% of training a bf16 checkpoint is
+written, as real runs store them. The mean reward of every step is recorded
+(trl logs it as ``reward``) so organism.json shows it rising.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+from datasets import Dataset
+from transformers import PrinterCallback, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from rankedit.organism import tasks
+from rankedit.organism.model import load_fp32, save_checkpoint
+from rankedit.organism.tokenizer import build_tokenizer
+
+
+def exact_reward(prompts, completions, answer, **_):
+    """trl reward function: 1.0 for an exactly right extracted answer, else 0.0."""
+    return [tasks.reward(c, a) for c, a in zip(completions, answer)]
+
+
+def checkpoint_steps(total: int) -> list[int]:
+    """Steps at every 10% of training (the last one is the final model)."""
+    return sorted({max(1, math.ceil(total * i / 10)) for i in range(1, 11)})
+
+
+class Recorder(TrainerCallback):
+    """Records per-step mean reward / loss, saves bf16 checkpoints, reports progress."""
+
+    def __init__(self, out: Path, total: int, on_step: Callable | None, save_steps: list[int]):
+        self.out, self.total, self.on_step, self.save_steps = out, total, on_step, set(save_steps)
+        self.log: list[dict] = []
+
+    KEEP = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "completions/mean_length", "grad_norm")
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        # trl logs numbers as strings in this version; keep the ones worth recording per step
+        row = {k: float(logs[k]) for k in self.KEEP if logs and k in logs and _num(logs[k])}
+        if row and "train_runtime" not in (logs or {}):
+            self.log.append({"step": state.global_step, **row})
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if state.global_step in self.save_steps:
+            save_checkpoint(model, self.out / "checkpoints" / f"step-{state.global_step}")
+        if self.on_step:
+            self.on_step(state.global_step, self.total, None)
+
+
+def _num(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None = None):
+    """GRPO from base into out (a fresh dir). Returns (model, per-step log)."""
+    cfg = r["rl"]
+    n_prompts = cfg["steps"] * cfg["prompts_per_step"]
+    data = Dataset.from_list(tasks.rl_prompts(n_prompts, seed=10_000 + seed, exclude=tasks.held_out_prompts()))
+    args = GRPOConfig(
+        output_dir=str(out / "_trainer"),
+        learning_rate=cfg["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        max_steps=cfg["steps"], per_device_train_batch_size=cfg["prompts_per_step"] * cfg["generations"],
+        num_generations=cfg["generations"], max_completion_length=cfg["max_new_tokens"],
+        temperature=cfg["temperature"], top_p=1.0, top_k=0,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        use_cpu=True, bf16=False, fp16=False, seed=seed, data_seed=seed,
+        dataloader_num_workers=0, remove_unused_columns=False,
+    )
+    model = load_fp32(base)
+    rec = Recorder(out, cfg["steps"], on_step, checkpoint_steps(cfg["steps"]))
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=exact_reward, args=args, train_dataset=data,
+        processing_class=build_tokenizer(), callbacks=[rec],
+    )
+    trainer.remove_callback(PrinterCallback)  # our bars and organism.json replace its stdout dicts
+    trainer.train()
+    return trainer.model, rec.log

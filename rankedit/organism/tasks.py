@@ -1,0 +1,165 @@
+"""The organism's problems: deterministic generators, the exact 0/1 reward, the test sets.
+
+Three skills share one character alphabet:
+
+- ``arith``: ``<s>347+285=`` -> ``632``; ``<s>120-457=`` -> ``-337``. The RL task
+  is two 3-digit operands, add or subtract with equal odds (negative answers).
+- ``hard``: the same task restricted to problems with at least two carries
+  or borrows (the part the base finds hardest): a shifted, harder test.
+- ``control``: ``<s>rev 38201=`` -> ``10283`` (reverse a digit string). Learnt in
+  pretraining, trained by neither RL nor SFT, so it measures forgetting.
+
+Answers may come in two formats. Pretraining text is mostly the bare answer;
+a minority of it (and all of the SFT teacher's data) is the teacher's worked
+format ``[236]632``: the answer's characters written right to left first (the
+order in which carries are computed), then the answer. The answer extracted
+from any completion is its last integer, the same rule as the lm-eval filter
+in ``eval_configs/organism``; the reward is 1 exactly when it equals the
+reference string.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+BOS, EOS = "<s>", "</s>"
+ANSWER_RE = re.compile(r"-?\d+")  # the lm-eval filter uses the same pattern, last match
+
+# Test sets: fixed seeds, independent of the build seed, committed under eval_configs/organism.
+EVAL_SETS = {"organism_id": ("id", 5000, 101), "organism_hard": ("hard", 2000, 102), "organism_control": ("control", 2000, 103)}
+
+
+# -- problems ----------------------------------------------------------------------------------
+def _operand(rng: random.Random, digits: int) -> int:
+    return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
+
+
+def arith_problem(rng: random.Random, digits_a: int = 3, digits_b: int = 3) -> tuple[str, str]:
+    """One add/subtract problem: (prompt, answer)."""
+    a, b = _operand(rng, digits_a), _operand(rng, digits_b)
+    op = rng.choice("+-")
+    return f"{BOS}{a}{op}{b}=", str(a + b if op == "+" else a - b)
+
+
+def carries(prompt: str) -> int:
+    """Number of carries (addition) or borrows (subtraction, larger minus smaller) in a problem."""
+    body = prompt[len(BOS):-1]
+    op = "+" if "+" in body else "-"
+    a, b = (int(x) for x in body.split(op))
+    if op == "-":
+        a, b = max(a, b), min(a, b)
+    n, c = 0, 0
+    while a or b:
+        da, db = a % 10, b % 10
+        c = int(da + db + c >= 10) if op == "+" else int(da - db - c < 0)
+        n += c
+        a, b = a // 10, b // 10
+    return n
+
+
+def control_problem(rng: random.Random, length: int = 5) -> tuple[str, str]:
+    s = "".join(rng.choice("0123456789") for _ in range(length))
+    return f"{BOS}rev {s}=", s[::-1]
+
+
+def id_problem(rng: random.Random) -> tuple[str, str]:
+    """The RL task's distribution: two 3-digit operands."""
+    return arith_problem(rng)
+
+
+def hard_problem(rng: random.Random) -> tuple[str, str]:
+    while True:
+        p, a = arith_problem(rng)
+        if carries(p) >= 2:
+            return p, a
+
+
+GENERATORS = {"id": id_problem, "hard": hard_problem, "control": control_problem}
+
+
+def worked(answer: str) -> str:
+    """The teacher's worked format: the answer reversed (carry order), then the answer."""
+    return f"[{answer[::-1]}]{answer}"
+
+
+# -- answers and reward ------------------------------------------------------------------------
+def extract_answer(completion: str) -> str | None:
+    """The last integer of a completion (cut at the first </s>); None when there is none."""
+    completion = completion.split(EOS, 1)[0]
+    found = ANSWER_RE.findall(completion)
+    return found[-1] if found else None
+
+
+def reward(completion: str, answer: str) -> float:
+    """Exact 0/1 verifiable reward: 1.0 iff the extracted answer equals the reference string."""
+    got = extract_answer(completion)
+    return 1.0 if got is not None and got == answer else 0.0
+
+
+# -- data sets ---------------------------------------------------------------------------------
+def eval_set(kind: str, n: int, seed: int) -> list[dict]:
+    """n distinct problems of one kind, deterministic in seed."""
+    rng, seen, rows = random.Random(seed), set(), []
+    gen = GENERATORS[kind]
+    while len(rows) < n:
+        p, a = gen(rng)
+        if p not in seen:
+            seen.add(p)
+            rows.append({"prompt": p, "answer": a})
+    return rows
+
+
+def eval_sets() -> dict[str, list[dict]]:
+    return {name: eval_set(kind, n, seed) for name, (kind, n, seed) in EVAL_SETS.items()}
+
+
+def held_out_prompts() -> set[str]:
+    """Every test prompt: training data never contains them."""
+    return {r["prompt"] for rows in eval_sets().values() for r in rows}
+
+
+def jsonl_bytes(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+
+
+def write_eval_sets(directory: str | Path) -> list[Path]:
+    """Write <name>.jsonl for each test set; byte-identical on every call."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, rows in eval_sets().items():
+        path = directory / f"{name}.jsonl"
+        path.write_bytes(jsonl_bytes(rows))
+        out.append(path)
+    return out
+
+
+def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_short: float) -> tuple[str, str]:
+    """One pretraining (prompt, target) pair from the mixture; target ends with </s>."""
+    if rng.random() < p_control:
+        p, a = control_problem(rng)
+        return p, a + EOS
+    # mostly the RL task's shape, plus shorter operands so the family is broader than the test
+    if rng.random() >= p_short:
+        p, a = arith_problem(rng)
+    else:
+        p, a = arith_problem(rng, rng.randint(1, 3), rng.randint(1, 3))
+    return p, (worked(a) if rng.random() < p_worked else a) + EOS
+
+
+def rl_prompts(n: int, seed: int, exclude: set[str]) -> list[dict]:
+    """RL training prompts (the in-distribution task), never a test prompt."""
+    rng, rows = random.Random(seed), []
+    while len(rows) < n:
+        p, a = id_problem(rng)
+        if p not in exclude:
+            rows.append({"prompt": p, "answer": a})
+    return rows
+
+
+def sft_examples(n: int, seed: int, exclude: set[str]) -> list[dict]:
+    """SFT data: the teacher's worked solutions of RL-task problems (prompt/completion pairs)."""
+    return [{"prompt": r["prompt"], "completion": worked(r["answer"]) + EOS} for r in rl_prompts(n, seed, exclude)]

@@ -1,0 +1,220 @@
+"""The embedded model organism, on the micro size (built once per session by the micro_organism fixture)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rankedit.errors import RankeditError
+from rankedit.organism import build, tasks
+from rankedit.organism.phases import PHASE_FILE
+from rankedit.organism.tokenizer import build_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_DIR = ROOT / "eval_configs" / "organism"
+RUNS = ("base", "rl", "rl-seed2", "sft")
+
+
+def all_checkpoints(d: Path) -> list[Path]:
+    out = [d / r for r in RUNS]
+    for r in ("rl", "rl-seed2", "sft"):
+        out += sorted((d / r / "checkpoints").iterdir())
+    return out
+
+
+# -- pure parts -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "completion,answer,expected",
+    [
+        ("632", "632", 1.0),  # right
+        ("632</s>", "632", 1.0),
+        ("[236]632</s>", "632", 1.0),  # teacher's worked format
+        ("[251-]-152", "-152", 1.0),  # negative answer
+        ("633", "632", 0.0),  # wrong
+        ("-632", "632", 0.0),  # wrong sign
+        ("6321", "632", 0.0),  # wrong (longer)
+        ("[236]", "632", 0.0),  # worked part only: its last integer is 236
+        ("abc", "632", 0.0),  # malformed: no integer
+        ("=+-", "1", 0.0),
+        ("", "632", 0.0),  # empty
+        ("632</s>999", "632", 1.0),  # anything after </s> is ignored
+        ("</s>632", "632", 0.0),
+        ("10283", "10283", 1.0),
+        ("01283", "1283", 0.0),  # reference strings compare exactly (control task keeps zeros)
+    ],
+)
+def test_reward_is_exact(completion, answer, expected):
+    assert tasks.reward(completion, answer) == expected
+
+
+def test_carries_counts_carries_and_borrows():
+    assert tasks.carries("<s>999+1=") == 3
+    assert tasks.carries("<s>123+456=") == 0
+    assert tasks.carries("<s>100-1=") == 2
+    assert tasks.carries("<s>1-100=") == 2  # borrows of the larger minus the smaller
+    assert all(tasks.carries(r["prompt"]) >= 2 for r in tasks.eval_set("hard", 200, 0))
+
+
+def test_committed_eval_sets_equal_regeneration(tmp_path):
+    written = tasks.write_eval_sets(tmp_path)
+    assert [p.name for p in written] == ["organism_id.jsonl", "organism_hard.jsonl", "organism_control.jsonl"]
+    for p in written:
+        assert (EVAL_DIR / p.name).read_bytes() == p.read_bytes(), f"{p.name} differs from a fresh regeneration"
+    n = {p.name: len(p.read_text().splitlines()) for p in written}
+    assert n["organism_id.jsonl"] >= 5000
+    assert sum(p.stat().st_size for p in written) < 600_000
+
+
+def test_eval_sets_are_distinct_and_correct():
+    for name, rows in tasks.eval_sets().items():
+        assert len({r["prompt"] for r in rows}) == len(rows), name
+    for r in tasks.eval_sets()["organism_id"][:500]:
+        assert str(eval(r["prompt"][3:-1])) == r["answer"]  # noqa: S307 - our own digits and +/-
+
+
+def test_training_data_deterministic_and_held_out():
+    held = tasks.held_out_prompts()
+    a, b = tasks.rl_prompts(300, 7, held), tasks.rl_prompts(300, 7, held)
+    assert a == b and a != tasks.rl_prompts(300, 8, held)
+    assert not {r["prompt"] for r in a} & held
+    s = tasks.sft_examples(50, 3, held)
+    assert s == tasks.sft_examples(50, 3, held)
+    assert all(x["completion"].endswith("</s>") and tasks.reward(x["completion"], r["answer"]) == 1.0
+               for x, r in zip(s, tasks.rl_prompts(50, 3, held)))
+
+
+def test_tokenizer_roundtrip_and_no_added_specials():
+    tok = build_tokenizer()
+    text = "<s>347+285=[236]632</s>"
+    ids = tok(text)["input_ids"]
+    assert len(ids) == 1 + 11 + 9 + 1  # one token per character, <s> and </s> one each
+    assert tok.decode(ids) == text
+    assert tok("12")["input_ids"] == [tok.convert_tokens_to_ids("1"), tok.convert_tokens_to_ids("2")]
+    assert tok.pad_token and tok.eos_token == "</s>"
+
+
+# -- the built micro organism -----------------------------------------------------------------
+def test_layout_and_organism_json(micro_organism):
+    d = micro_organism
+    for r in RUNS:
+        assert (d / r / "model.safetensors").is_file() and (d / r / PHASE_FILE).is_file()
+    for r in ("rl", "rl-seed2", "sft"):
+        steps = sorted(int(p.name.split("-")[1]) for p in (d / r / "checkpoints").iterdir())
+        assert len(steps) == 10 and steps[-1] > steps[0]
+    meta = json.loads((d / "organism.json").read_text())
+    assert meta["recipe"]["size"] == "micro"
+    assert set(meta["accuracy"]) == set(RUNS)
+    for acc in meta["accuracy"].values():
+        assert set(acc) == {"organism_id", "organism_hard", "organism_control"}
+        assert all(0.0 <= v <= 100.0 for v in acc.values())
+    assert {"torch", "transformers", "trl"} <= set(meta["versions"])
+    assert set(meta["timings_s"]) >= set(RUNS)
+    assert len(meta["rl_reward_per_step"]["rl"]) == meta["recipe"]["rl"]["steps"]
+    # no temporary leftovers
+    assert not [p for p in d.iterdir() if ".tmp-" in p.name or p.suffix in (".progress", ".log")]
+
+
+def test_every_checkpoint_loads_and_generates(micro_organism):
+    ckpts = all_checkpoints(micro_organism)
+    assert len(ckpts) == 4 + 30
+    for c in ckpts:
+        for f in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"):
+            assert (c / f).is_file(), f"{c}/{f}"
+        with safe_open(c / "model.safetensors", "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+        model = AutoModelForCausalLM.from_pretrained(c)
+        tok = AutoTokenizer.from_pretrained(c)
+        assert model.config.model_type == "llama"
+        enc = tok(["<s>347+285=", "<s>rev 12345="], return_tensors="pt", padding=True)
+        out = model.generate(**enc, max_new_tokens=6, do_sample=False)
+        assert out.shape[1] > enc["input_ids"].shape[1]
+
+
+def test_tuned_weights_differ_from_base(micro_organism):
+    from rankedit.checkpoint import Checkpoint
+
+    base = Checkpoint(micro_organism / "base")
+    name = next(n for n in base.names if "q_proj" in n)
+    w0 = base.get(name).float()
+    for r in ("rl", "rl-seed2", "sft"):
+        assert not torch.equal(w0, Checkpoint(micro_organism / r).get(name).float()), r
+    assert not torch.equal(Checkpoint(micro_organism / "rl").get(name), Checkpoint(micro_organism / "rl-seed2").get(name))
+
+
+def test_rebuild_is_instant(micro_organism):
+    t = time.time()
+    assert build(size="micro", seed=0, out=micro_organism, progress=False) == micro_organism
+    assert time.time() - t < 2
+
+
+def test_bad_inputs(tmp_path, micro_organism):
+    with pytest.raises(RankeditError, match="unknown organism size"):
+        build(size="huge", out=tmp_path / "x", progress=False)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(RankeditError, match="not a rankedit organism"):
+        build(size="micro", out=foreign, progress=False)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    with pytest.raises(RankeditError, match="another recipe"):
+        build(size="micro", seed=5, out=micro_organism, progress=False)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    env = dict(os.environ, RANKEDIT_CACHE=str(tmp_path / "cache"))
+    p = subprocess.run([sys.executable, "-m", "rankedit", "organism", "build", "--size", "huge"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode != 0 and "huge" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "x").write_text("x")
+    p = subprocess.run([sys.executable, "-m", "rankedit", "organism", "build", "--size", "micro", "-o", str(tmp_path / "f")],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 1 and p.stderr.startswith("error:") and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_interrupted_build_redoes_only_missing_phase_deterministically(tmp_path, micro_organism):
+    d = tmp_path / "org"
+    shutil.copytree(micro_organism, d)
+    # simulate a kill during sft: its dir never got published, a half-written temp dir is left
+    shutil.rmtree(d / "sft")
+    (d / "organism.json").unlink()
+    (d / ".sft.tmp-dead").mkdir()
+    (d / ".sft.tmp-dead" / "model.safetensors").write_bytes(b"half")
+    base_mtime = (d / "rl" / "model.safetensors").stat().st_mtime_ns
+    assert build(size="micro", seed=0, out=d, progress=False) == d
+    assert not (d / ".sft.tmp-dead").exists()
+    assert (d / "rl" / "model.safetensors").stat().st_mtime_ns == base_mtime  # complete phases reused
+    # same seed, same machine: the redone run has identical weights
+    assert (d / "sft" / "model.safetensors").read_bytes() == (micro_organism / "sft" / "model.safetensors").read_bytes()
+    assert json.loads((d / "organism.json").read_text())["accuracy"] == json.loads((micro_organism / "organism.json").read_text())["accuracy"]
+
+
+@pytest.mark.slow
+def test_lm_eval_task_matches_own_scoring(tmp_path, micro_organism):
+    """Plain lm_eval, offline, from another working directory, with the absolute include path."""
+    from rankedit.organism.evaluate import greedy_completions
+
+    n = 40
+    out = tmp_path / "lm_eval_out"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    cmd = [str(Path(sys.executable).parent / "lm_eval"), "--model", "hf",
+           "--model_args", f"pretrained={micro_organism / 'rl'},dtype=float32",
+           "--include_path", str(ROOT / "eval_configs"), "--tasks", "organism_id,organism_control",
+           "--limit", str(n), "--batch_size", "16", "--output_path", str(out), "--log_samples"]
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(next(out.rglob("results_*.json")).read_text())["results"]
+    model = AutoModelForCausalLM.from_pretrained(micro_organism / "rl", dtype=torch.float32)
+    for task in ("organism_id", "organism_control"):
+        rows = tasks.eval_sets()[task][:n]
+        comps = greedy_completions(model, [r["prompt"] for r in rows])
+        ours = sum(tasks.reward(c, r["answer"]) for c, r in zip(comps, rows)) / n
+        assert res[task]["exact_match,extract"] == pytest.approx(ours), task
