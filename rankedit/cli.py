@@ -17,9 +17,11 @@ from rankedit.errors import RankeditError
 
 # name -> (module path, attribute, one-line help shown by `rankedit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "organism": ("rankedit.commands.organism", "organism", "Build the embedded model organism: a tiny base, its RLVR (GRPO) and SFT runs, with checkpoints."),
     "edit": ("rankedit.commands.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
     "analyze": ("rankedit.commands.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),
     "push": ("rankedit.commands.push", "push", "Publish an edited checkpoint to the Hugging Face Hub with a generated model card."),
+    "score": ("rankedit.commands.score", "score", "Score checkpoints with lm-eval (suites, cache, per-problem samples)."),
 }
 
 
