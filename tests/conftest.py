@@ -29,3 +29,17 @@ def tiny_family_pairs(tmp_path_factory):
         base = synthetic.build_random(root / fam / "base", fam, seed=0)
         pairs[fam] = (base, synthetic.perturb(base, root / fam / "tuned", scale=1e-2, seed=1))
     return pairs
+
+
+@pytest.fixture(scope="session")
+def micro_organism(tmp_path_factory):
+    """The micro model organism (base, rl, rl-seed2, sft + checkpoints), built once per session.
+
+    Set RANKEDIT_TEST_ORGANISM to a directory to build there and reuse it across sessions.
+    """
+    from pathlib import Path
+
+    from rankedit.organism import build
+
+    out = os.environ.get("RANKEDIT_TEST_ORGANISM") or tmp_path_factory.mktemp("organism") / "micro"
+    return build(size="micro", seed=0, out=Path(out), progress=False)
