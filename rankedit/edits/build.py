@@ -5,7 +5,7 @@ configuration naming the rankedit merge method, runs ``mergekit.merge.run_merge`
 into an atomic temporary directory, and adds ``rankedit_edit.json``. Per-matrix
 facts come from the merge itself through ``collect_facts`` (no second pass);
 the sha256 of the input weight files is computed in a background thread while
-the merge runs.
+the merge runs, and remembered across runs (``rankedit.edits.hashes``).
 """
 
 from __future__ import annotations
@@ -153,7 +153,9 @@ def _inputs_record(plan: Plan, hashes: dict[Path, dict]) -> dict:
 
 def _start_hashing(pool: ThreadPoolExecutor, plan: Plan):
     cks = [plan.base, *plan.tuned] + ([plan.other] if plan.other else [])
-    return {ck.path: pool.submit(ck.sha256) for ck in cks}
+    from rankedit.edits.hashes import checkpoint_sha256
+
+    return {ck.path: pool.submit(checkpoint_sha256, ck) for ck in cks}
 
 
 def record_params(plan: Plan, as_lora: bool) -> dict:

@@ -27,7 +27,7 @@ import torch
 from pydantic import Field, model_validator
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
-from rankedit.linalg import top_k_svd
+from rankedit.edits.svd import edit_svd
 
 
 class ExtrapolateParams(EditParams):
@@ -84,7 +84,7 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
             delta.add_(w - w0, alpha=c)
         return EditResult(delta=delta)
     # rank1: fit a(t) = s1(t) u1(t), sign-aligned to the last checkpoint's v1
-    triplets = [top_k_svd(w - w0, 1, seed=x.seed) for w in x.tuned]
+    triplets = [edit_svd(w - w0, 1, x.seed) for w in x.tuned]
     v_last = triplets[-1].V[:, 0]
     a_target = torch.zeros_like(w0[:, 0])
     for c, svd in zip(coef, triplets):

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
-from rankedit.linalg import top_k_svd
+from rankedit.edits.svd import edit_svd
 
 SOURCES = ("bf16", "magnitude", "principal", "low", "from", "random")
 DEFAULT_DENSITY = {"magnitude": 0.1, "principal": 0.5, "low": 0.5}
@@ -60,7 +60,7 @@ def top_fraction(scores: torch.Tensor, frac: float, largest: bool = True) -> tor
 
 
 def principal_mask(w0: torch.Tensor, alpha: float, k: int, seed: int = 0) -> torch.Tensor:
-    svd = top_k_svd(w0, k, seed=seed)
+    svd = edit_svd(w0, k, seed)
     w0k = (svd.U * svd.S) @ svd.V.T
     return top_fraction(w0k.abs(), alpha)
 

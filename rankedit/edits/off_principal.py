@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
-from rankedit.linalg import top_k_svd
+from rankedit.edits.svd import edit_svd
 
 
 class PrincipalParams(EditParams):
@@ -26,7 +26,7 @@ class PrincipalParams(EditParams):
 
 def off_principal_delta(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """``(I - P_U) dW (I - P_V)`` with P_U, P_V from W0's top-k singular vectors."""
-    svd = top_k_svd(w0, k, seed=seed)
+    svd = edit_svd(w0, k, seed)
     U, V = svd.U, svd.V
     left = dw - U @ (U.T @ dw)  # (I - P_U) dW
     return left - (left @ V) @ V.T  # ... (I - P_V)

@@ -19,7 +19,8 @@ import torch
 from pydantic import Field
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
-from rankedit.linalg import numerical_rank, top_k_svd
+from rankedit.edits.svd import edit_svd
+from rankedit.linalg import numerical_rank
 
 Scale = Union[Literal["norm", "none"], float]
 
@@ -45,7 +46,7 @@ def rank_k_factors(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 
     The singular values are split evenly (sqrt on each side) so that B and A are
     also a well-conditioned LoRA pair.
     """
-    svd = top_k_svd(dw, k, seed=seed)
+    svd = edit_svd(dw, k, seed)
     c = rescale_factor(dw, svd.S, scale)
     root = (svd.S * abs(c)).sqrt()
     sign = -1.0 if c < 0 else 1.0
@@ -70,7 +71,7 @@ def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype)
 @register("random-rank-k", RankKParams, "control for rank-k: k random orthonormal directions with the same norm")
 def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
     dw = x.dw
-    svd = top_k_svd(dw, p.k, seed=x.seed)
+    svd = edit_svd(dw, p.k, x.seed)
     c = rescale_factor(dw, svd.S, p.scale)
     gen = generator(x.seed)
     m, n = dw.shape
