@@ -95,7 +95,7 @@ def test_tokenizer_roundtrip_and_no_added_specials():
     tok = build_tokenizer()
     text = "<s>347+285=[236]632</s>"
     ids = tok(text)["input_ids"]
-    assert len(ids) == 1 + 11 + 9 + 1  # one token per character, <s> and </s> one each
+    assert len(ids) == 1 + 8 + 8 + 1  # one token per character, <s> and </s> one each
     assert tok.decode(ids) == text
     assert tok("12")["input_ids"] == [tok.convert_tokens_to_ids("1"), tok.convert_tokens_to_ids("2")]
     assert tok.pad_token and tok.eos_token == "</s>"
@@ -142,11 +142,12 @@ def test_tuned_weights_differ_from_base(micro_organism):
     from rankedit.checkpoint import Checkpoint
 
     base = Checkpoint(micro_organism / "base")
-    name = next(n for n in base.names if "q_proj" in n)
-    w0 = base.get(name).float()
-    for r in ("rl", "rl-seed2", "sft"):
-        assert not torch.equal(w0, Checkpoint(micro_organism / r).get(name).float()), r
-    assert not torch.equal(Checkpoint(micro_organism / "rl").get(name), Checkpoint(micro_organism / "rl-seed2").get(name))
+    runs = {r: Checkpoint(micro_organism / r) for r in ("rl", "rl-seed2", "sft")}
+    for r, c in runs.items():
+        assert any(not torch.equal(base.get(n), c.get(n)) for n in base.names), f"{r} equals base"
+    assert any(not torch.equal(runs["rl"].get(n), runs["rl-seed2"].get(n)) for n in base.names)
+    meta = json.loads((micro_organism / "organism.json").read_text())
+    assert any(x > 0 for x in meta["rl_reward_per_step"]["rl"])  # GRPO saw rewards, so it had gradients
 
 
 def test_rebuild_is_instant(micro_organism):
