@@ -318,10 +318,8 @@ def _first_line(e: BaseException) -> str:
 
 def _preflight(suite: Suite, tm) -> None:
     """Build the tasks once (datasets, !function imports) so environment problems are one clear error."""
-    from lm_eval.tasks import get_task_dict
-
     try:
-        get_task_dict(list(suite.tasks), tm)
+        tm.load(list(suite.tasks))
     except ImportError as e:
         raise RankeditError(f"a task of suite {suite.name!r} needs a missing package ({_first_line(e)}); "
                             'for the math tasks: pip install "lm-eval[math]==0.4.13"') from None

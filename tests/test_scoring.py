@@ -1,0 +1,306 @@
+"""rankedit score on real lm-eval runs: a tiny local task, tiny Llamas whose answers are known.
+
+The models are random-init Llamas with a char-level tokenizer, rigged so that
+greedy decoding always writes one chosen digit (the last MLP's bias dominates
+the residual stream, and lm_head reads only that direction). Their exact score
+on the tiny task is therefore known from the data, per problem.
+"""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rankedit import evaluate, scoring
+from rankedit.errors import RankeditError
+from rankedit.suites import EVAL_CONFIGS, SUITES, get_suite
+
+DATA = Path(__file__).parent / "data"
+TINY = DATA / "tiny_arith"
+TASK = "rankedit_tiny_arith"
+LIMIT = 20
+ANSWERS = [json.loads(l)["answer"] for l in (TINY / "tiny_arith.jsonl").read_text().splitlines()][:LIMIT]
+CHARS = list("0123456789+-=\n ")
+
+
+def _tokenizer():
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    for c in CHARS:
+        vocab[c] = len(vocab)
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>"), vocab
+
+
+def constant_model(out: Path, digit: int | None, seed: int = 0) -> Path:
+    """A tiny Llama that always writes ``digit`` (None: left random)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok, vocab = _tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=1, vocab_size=len(vocab), max_position_embeddings=64, mlp_bias=True,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = LlamaForCausalLM(cfg)
+    if digit is not None:
+        with torch.no_grad():
+            mlp = model.model.layers[-1].mlp
+            mlp.down_proj.weight.zero_()
+            mlp.down_proj.bias.zero_()
+            mlp.down_proj.bias[0] = 1e4
+            model.lm_head.weight.zero_()
+            model.lm_head.weight[vocab[str(digit)], 0] = 1.0
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A private score cache and three models: always-3, always-7, random."""
+    root = tmp_path_factory.mktemp("scoring")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RANKEDIT_CACHE", str(root / "cache"))
+        models = {"m3": constant_model(root / "m3", 3), "m7": constant_model(root / "m7", 7),
+                  "rnd": constant_model(root / "rnd", None)}
+        yield root, models
+
+
+def _score(models, out, **kw):
+    kw.setdefault("limit", LIMIT)
+    return scoring.score(models, tasks=kw.pop("tasks", [TASK]), out=out, include_paths=kw.pop("include_paths", [TINY]),
+                         batch_size=4, device="cpu", **kw)
+
+
+@pytest.fixture(scope="module")
+def scored(env):
+    root, models = env
+    t = time.time()
+    res = _score(models, root / "out")
+    return res, time.time() - t
+
+
+def test_scores_match_the_known_answers_per_problem(scored):
+    res, _ = scored
+    for label, digit in (("m3", "3"), ("m7", "7")):
+        expect = np.array([a == digit for a in ANSWERS], dtype=float)
+        ts = res.get(label, TASK, "exact_match,extract")
+        assert ts.n == LIMIT and ts.value == pytest.approx(expect.mean())
+        # lm-eval's stderr of a mean: sample standard deviation / sqrt(n)
+        assert ts.stderr == pytest.approx(expect.std(ddof=1) / math.sqrt(LIMIT))
+        assert res.correctness(label, TASK, "exact_match,extract") == {i: expect[i] for i in range(LIMIT)}
+        # "3333" is not a single digit: the strict filter scores it 0 everywhere
+        assert res.get(label, TASK, "exact_match,strict").value == 0.0
+    assert res.get("rnd", TASK).value == 0.0
+    assert res.primary_metric(TASK) == "exact_match,extract"
+    assert 0 < res.get("m3", TASK).value and res.get("m3", TASK).value != res.get("m7", TASK).value
+
+
+def test_outputs_on_disk(scored):
+    res, _ = scored
+    out = res.out
+    doc = json.loads((out / "scores.json").read_text())
+    rows = {(r["model"], r["metric"]): r for r in doc["scores"]}
+    assert set(rows) == {(m, k) for m in ("m3", "m7", "rnd") for k in ("exact_match,extract", "exact_match,strict")}
+    assert rows[("m3", "exact_match,extract")]["value"] == res.get("m3", TASK).value
+    assert set(rows[("m3", "exact_match,extract")]) == {"model", "task", "metric", "value", "stderr", "n"}
+    assert doc["failures"] == {} and doc["primary_metrics"] == {TASK: "exact_match,extract"}
+    assert "| m3 | rankedit_tiny_arith | exact_match,extract |" in (out / "scores.md").read_text()
+    # lm-eval's own results JSON and samples per model, parseable back into the same scores
+    raw = scoring.load_raw(out / "m3")
+    assert raw["results"][TASK]["exact_match,extract"] == res.get("m3", TASK).value
+    assert len(raw["samples"][TASK]) == 2 * LIMIT  # one logged sample per problem and filter
+    assert scoring.parse_results(raw)[TASK]["exact_match,extract"].per_sample == res.correctness("m3", TASK)
+
+
+def test_parse_fresh_lm_eval_output_directly(env):
+    """parse_results on simple_evaluate's own return value, not a JSON round trip."""
+    _, models = env
+    st = scoring.custom_suite([TASK], [TINY])
+    tm = scoring.task_manager(st)
+    raw = scoring.run_lm_eval(models["m7"], st, tm, scoring.Settings(limit=10, batch_size=2))
+    parsed = scoring.parse_results(raw)
+    expect = {i: float(a == "7") for i, a in enumerate(ANSWERS[:10])}
+    assert parsed[TASK]["exact_match,extract"].per_sample == expect
+    assert parsed[TASK]["exact_match,extract"].value == pytest.approx(sum(expect.values()) / 10)
+    assert set(parsed[TASK]) == {"exact_match,extract", "exact_match,strict"}
+
+
+def test_rerun_is_served_from_the_cache_without_lm_eval(env, scored, monkeypatch):
+    root, models = env
+    first, _ = scored
+
+    def no_lm_eval(*a, **k):
+        raise AssertionError("lm-eval ran although the scores were cached")
+
+    monkeypatch.setattr(scoring, "run_lm_eval", no_lm_eval)
+    t = time.time()
+    again = _score(models, root / "out-again")
+    assert time.time() - t < 5
+    assert all(m.cached for m in again.models.values())
+    assert again.rows() == first.rows()
+    assert again.correctness("m3", TASK) == first.correctness("m3", TASK)
+    # a different setting is a different key: now lm-eval must run (and is refused here)
+    with pytest.raises(scoring.ScoringFailed, match="lm-eval failed"):
+        _score({"m3": models["m3"]}, root / "out-limit", limit=LIMIT - 1)
+
+
+def test_cache_key_covers_model_files_tasks_and_settings(env):
+    _, models = env
+    from rankedit.checkpoint import Checkpoint
+
+    sha3, sha7 = (scoring.model_fingerprint(Checkpoint(models[m])) for m in ("m3", "m7"))
+    assert "model.safetensors" in sha3 and "tokenizer.json" in sha3 and "config.json" in sha3
+    st = scoring.custom_suite([TASK], [TINY])
+    h = scoring.task_config_hash(st, builtin=False)
+    s = scoring.Settings(limit=LIMIT)
+    keys = {
+        scoring.cache_key(sha3, h, s),
+        scoring.cache_key(sha7, h, s),
+        scoring.cache_key(sha3, scoring.task_config_hash(scoring.custom_suite([TASK, "x"], [TINY]), False), s),
+        scoring.cache_key(sha3, h, scoring.Settings(limit=LIMIT, max_gen_toks=64)),
+        scoring.cache_key(sha3, h, scoring.Settings(limit=LIMIT, apply_chat_template=True)),
+        scoring.cache_key(sha3, h, scoring.Settings(limit=LIMIT, backend="vllm")),
+    }
+    assert len(keys) == 6
+    assert scoring.cache_key(sha3, h, s) == scoring.cache_key(dict(sha3), h, scoring.Settings(limit=LIMIT))
+    # cuda:0 and cuda:1 give the same generations; cpu and cuda might not
+    assert scoring.Settings(device="cuda:0").cache_dict() == scoring.Settings(device="cuda:1").cache_dict()
+
+
+def test_one_failing_model_keeps_the_others(env, tmp_path):
+    root, models = env
+    # a checkpoint whose config does not fit its weights: headers read fine, lm-eval cannot load it
+    bad = constant_model(tmp_path / "bad", 5)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["hidden_size"] = 48
+    (bad / "config.json").write_text(json.dumps(cfg))
+    good = constant_model(tmp_path / "good", 9, seed=1)  # not cached yet
+    with pytest.raises(scoring.ScoringFailed, match=r"1 of 2 models failed: bad: lm-eval failed on .*bad") as ei:
+        _score({"bad": bad, "good": good}, tmp_path / "out")
+    assert set(ei.value.result.models) == {"good"}
+    doc = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert {r["model"] for r in doc["scores"]} == {"good"} and set(doc["failures"]) == {"bad"}
+    assert (tmp_path / "out" / "good" / "results.json").is_file()
+    # the good model's scores were cached as soon as it finished
+    key = ei.value.result.models["good"].key
+    assert (Path(os.environ["RANKEDIT_CACHE"]) / "scores" / key / "results.json").is_file()
+
+
+def test_cli_errors_are_one_line_and_exit_1(env, tmp_path, capsys):
+    from rankedit.cli import main
+
+    _, models = env
+
+    def run(*args):
+        with pytest.raises(SystemExit) as ei:
+            main(["score", *map(str, args)])
+        return ei.value.code, capsys.readouterr().err
+
+    code, err = run(tmp_path / "missing", "--tasks", TASK, "--include-path", TINY, "-o", tmp_path / "o")
+    assert code == 1 and err.strip() == f"error: checkpoint not found: {tmp_path / 'missing'}"
+    code, err = run(models["m3"], "--tasks", "rankedit_tiny_arth", "--include-path", TINY, "-o", tmp_path / "o")
+    assert code == 1 and "unknown task 'rankedit_tiny_arth' (did you mean rankedit_tiny_arith" in err
+    assert len(err.strip().splitlines()) == 1
+    code, err = run(models["m3"], "--suite", "nope", "-o", tmp_path / "o")
+    assert code == 1 and "unknown suite 'nope'" in err
+    code, err = run(models["m3"], "--suite", "organism", "--tasks", TASK, "-o", tmp_path / "o")
+    assert code == 1 and "exactly one of" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_writes_scores_and_a_table(env, scored, tmp_path, capsys):
+    from rankedit.cli import main
+
+    _, models = env
+    main(["score", f"three={models['m3']}", "--tasks", TASK, "--include-path", str(TINY), "--limit", str(LIMIT),
+          "--batch-size", "4", "--device", "cpu", "-o", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert "three" in out and "exact_match,extract" in out and "scores.json" in out
+    doc = json.loads((tmp_path / "o" / "scores.json").read_text())
+    assert doc["models"]["three"]["cached"] is True  # same key as the module's first run
+    assert (tmp_path / "o" / "three" / f"samples_{TASK}.jsonl").is_file()
+
+
+def test_group_override_changes_generation_settings(env, tmp_path):
+    """The mechanism of eval_configs/reasoning: a group entry overriding an existing task's config.
+    With max_gen_toks 1 the always-3 model writes exactly "3", so strict == extract."""
+    _, models = env
+    res = _score({"m3": models["m3"]}, tmp_path / "o", tasks=["rankedit_tiny_group"],
+                 include_paths=[TINY, DATA / "tiny_group"], limit=10)
+    samples = scoring.load_raw(tmp_path / "o" / "m3")["samples"][TASK]
+    assert all(s["arguments"][0][1]["max_gen_toks"] == 1 for s in samples)
+    assert all(s["resps"][0][0] == "3" for s in samples)
+    assert res.get("m3", TASK, "exact_match,strict").value == res.get("m3", TASK, "exact_match,extract").value > 0
+
+
+def test_max_gen_toks_override_reaches_lm_eval(env, tmp_path):
+    _, models = env
+    _score({"m3": models["m3"]}, tmp_path / "o", limit=5, max_gen_toks=2)
+    samples = scoring.load_raw(tmp_path / "o" / "m3")["samples"][TASK]
+    assert {s["resps"][0][0] for s in samples} == {"33"}
+
+
+def test_retention_from_real_samples(scored):
+    """Per-problem correctness from lm-eval pairs by doc_id into evaluate.retention."""
+    res, _ = scored
+    ids, arr = evaluate.align({m: res.correctness(m, TASK) for m in ("rnd", "m3", "m7")})
+    assert ids == list(range(LIMIT))
+    # base = random (0/20), tuned = always-3 (4/20): P(no "3" in a resample) = 0.8^20 = 1.2% < 2.5%,
+    # so the tuned gain is significant; an edit equal to the tuned model keeps all of it
+    r = evaluate.retention(arr["rnd"], arr["m3"], arr["m3"])
+    assert r.defined and (r.value, r.ci_low, r.ci_high) == (1.0, 1.0, 1.0)
+    # always-7 (2/20) as the "edit": R = 0.1 / 0.2
+    r7 = evaluate.retention(arr["rnd"], arr["m3"], arr["m7"])
+    assert r7.value == pytest.approx(arr["m7"].mean() / arr["m3"].mean()) == pytest.approx(0.5)
+    assert r7.ci_low < 0.5 < r7.ci_high
+
+
+def test_suites_registry_and_reasoning_config():
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    assert set(SUITES) >= {"organism", "reasoning"}
+    assert get_suite("organism").control_tasks == ("organism_control",)
+    for name in get_suite("organism").tasks:
+        assert (EVAL_CONFIGS / "organism" / f"{name}.yaml").is_file()
+    with pytest.raises(RankeditError, match="did you mean 'reasoning'"):
+        get_suite("reasonin")
+    # every task the reasoning suite overrides exists in this lm-eval, with room for long reasoning
+    tm = TaskManager(include_path=str(EVAL_CONFIGS / "reasoning"))
+    cfg = load_yaml(EVAL_CONFIGS / "reasoning" / "rankedit_reasoning.yaml", resolve_func=False)
+    members = [m.get("task") or m.get("group") for m in cfg["task"]]
+    assert members == ["gsm8k_cot_zeroshot", "minerva_math500", "minerva_math"]
+    assert "rankedit_reasoning" in tm.all_groups and "minerva_math" in tm.all_groups
+    for m in cfg["task"]:
+        name = m.get("task") or m.get("group")
+        assert name in tm.all_tasks
+        assert m["generation_kwargs"]["max_gen_toks"] >= 4096
+        upstream = load_yaml(tm.task_index[name].yaml_path, resolve_func=False) if m.get("task") else None
+        if upstream:  # the stop sequences are restated unchanged
+            assert m["generation_kwargs"]["until"] == upstream["generation_kwargs"]["until"]
+    gsm = load_yaml(tm.task_index["gsm8k_cot_zeroshot"].yaml_path, resolve_func=False)
+    assert [f["name"] for f in gsm["filter_list"]] == ["strict-match", "flexible-extract"]
+
+
+def test_vllm_backend(env, tmp_path):
+    import importlib.util
+
+    _, models = env
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(RankeditError, match="backend 'vllm' needs vllm"):
+            _score({"m3": models["m3"]}, tmp_path / "o", backend="vllm")
+    else:
+        assert scoring._lm_eval_model("vllm", models["m3"], scoring.Settings())[0] == "vllm"
+    with pytest.raises(RankeditError, match="unknown backend"):
+        _score({"m3": models["m3"]}, tmp_path / "o", backend="tpu")
