@@ -304,3 +304,35 @@ def test_vllm_backend(env, tmp_path):
         assert scoring._lm_eval_model("vllm", models["m3"], scoring.Settings())[0] == "vllm"
     with pytest.raises(RankeditError, match="unknown backend"):
         _score({"m3": models["m3"]}, tmp_path / "o", backend="tpu")
+
+
+@pytest.mark.slow
+def test_organism_suite_on_the_micro_organism(micro_organism, tmp_path, monkeypatch):
+    """The organism suite end to end on the real micro organism, cross-checked per problem
+    against the organism's own greedy evaluator."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rankedit.organism.evaluate import greedy_completions
+    from rankedit.organism.tasks import extract_answer
+
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "cache"))
+    n = 40
+    res = scoring.score({"base": micro_organism / "base", "rl": micro_organism / "rl"}, suite="organism",
+                        out=tmp_path / "out", limit=n, batch_size=n, device="cpu")
+    assert res.tasks == ["organism_id", "organism_hard", "organism_control"]
+    doc = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert doc["control_tasks"] == ["organism_control"] and len(doc["scores"]) == 6
+    for task in res.tasks:
+        ids, arr = evaluate.align({m: res.correctness(m, task) for m in ("base", "rl")})
+        assert ids == list(range(n))
+        f = evaluate.forgetting(arr["base"], arr["rl"])
+        assert f.ci_low <= f.value <= f.ci_high
+        assert f.value == pytest.approx(res.get("rl", task).value - res.get("base", task).value)
+    # lm-eval's answers are the organism evaluator's answers, problem by problem
+    samples = scoring.load_raw(tmp_path / "out" / "base")["samples"]["organism_id"]
+    model = AutoModelForCausalLM.from_pretrained(micro_organism / "base", dtype=torch.float32)
+    own = greedy_completions(model, [s["doc"]["prompt"] for s in samples])
+    same = [extract_answer(c) == extract_answer(s["resps"][0][0]) for c, s in zip(own, samples)]
+    assert sum(same) >= 0.95 * n
+    assert len({extract_answer(c) for c in own}) > n / 2  # varied answers: agreement is not trivial
