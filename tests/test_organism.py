@@ -75,7 +75,8 @@ def test_committed_eval_sets_equal_regeneration(tmp_path):
 
 def test_eval_sets_are_distinct_and_correct():
     for name, rows in tasks.eval_sets().items():
-        assert len({r["prompt"] for r in rows}) == len(rows), name
+        if name != "organism_id":  # id is i.i.d. from the task (see tasks.eval_set)
+            assert len({r["prompt"] for r in rows}) == len(rows), name
     for r in tasks.eval_sets()["organism_id"][:500]:
         assert str(eval(r["prompt"][3:-1])) == r["answer"]  # noqa: S307 - our own digits and +/-
 

@@ -189,11 +189,29 @@ def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
         "timings_s": {p: {"train": recs[p]["train_s"], "eval": recs[p]["eval_s"]} for p in PHASES} | {"wall": wall},
         "accuracy": {p: recs[p]["accuracy"] for p in PHASES},
         "rl_reward_per_step": rewards,
+        # mean reward over the first and the last 10% of steps: a real GRPO run should rise
+        "rl_reward_first_last_10pct": {p: [round(sum(v[: max(1, len(v) // 10)]) / max(1, len(v) // 10), 4),
+                                           round(sum(v[-max(1, len(v) // 10):]) / max(1, len(v) // 10), 4)]
+                                       for p, v in rewards.items() if v},
+        "evaluation": "greedy, max 16 new tokens, answer = last integer before </s>, exact match; "
+                      "bf16 checkpoint weights computed in fp32 (plain lm_eval computes in bf16 unless dtype=float32)",
         "sft_loss_per_step": [round(e["loss"], 4) for e in recs["sft"].get("log", []) if "loss" in e],
         "base_pretrain_loss_first_last": recs["base"].get("loss_first_last"),
         "checkpoints": {p: sorted((c.name for c in (out / p / "checkpoints").iterdir()), key=lambda s: int(s.split("-")[1]))
                         for p in TUNING},
     }
+
+
+def _sigterm_as_interrupt() -> None:
+    """Let `kill` unwind like Ctrl-C, so temporary phase dirs and worker processes are cleaned up."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, handler)
 
 
 def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = None, device: str = "cpu",
@@ -210,6 +228,7 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
     h = recipe_hash(r)
     out = Path(out).absolute() if out is not None else cache_root() / "organism" / f"{size}-seed{seed}-{h}"
     _claim(out, h)
+    _sigterm_as_interrupt()
     if (out / "organism.json").is_file() and all(_complete(out / p) for p in PHASES):
         return out  # this recipe was built before: instant
     _clean_stale(out)

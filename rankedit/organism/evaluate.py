@@ -18,7 +18,7 @@ def greedy_completions(model, prompts: list[str], max_new_tokens: int = 16, batc
     model.eval()
     out = []
     for i in range(0, len(prompts), batch_size):
-        enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True)
+        enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True).to(model.device)
         gen = model.generate(
             **enc, do_sample=False, max_new_tokens=max_new_tokens,
             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,

@@ -25,16 +25,16 @@ ARCH = {
 # Learning rates: see the module docstring of rankedit/organism/build.py for why these values.
 RECIPES = {
     "micro": {
-        "pretrain": dict(steps=500, batch=64, lr=3e-3, warmup=30, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_short=0.0, threads=1),
+        "pretrain": dict(steps=500, batch=64, lr=3e-3, warmup=30, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_long=0.2, threads=1),
         # micro is a plumbing twin for tests: its base is weak, so a large rate makes every run move in bf16
         "rl": dict(steps=20, prompts_per_step=8, generations=8, lr=3e-4, max_new_tokens=14, temperature=1.0, threads=1),
         "sft": dict(steps=20, batch=32, lr=3e-4, threads=1),
         "eval_limit": 500,
     },
     "small": {
-        "pretrain": dict(steps=3000, batch=64, lr=2e-3, warmup=100, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_short=0.0, threads=1),
-        "rl": dict(steps=200, prompts_per_step=8, generations=8, lr=1e-5, max_new_tokens=14, temperature=1.0, threads=1),
-        "sft": dict(steps=200, batch=64, lr=1e-5, threads=1),
+        "pretrain": dict(steps=2000, batch=64, lr=2e-3, warmup=100, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_long=0.2, threads=1),
+        "rl": dict(steps=150, prompts_per_step=8, generations=8, lr=1e-5, max_new_tokens=14, temperature=1.0, threads=1),
+        "sft": dict(steps=150, batch=64, lr=1e-5, threads=1),
         "eval_limit": None,
     },
 }
@@ -66,7 +66,7 @@ def save_checkpoint(model, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer()
-    sd = {k: v.detach().to(torch.bfloat16).contiguous().clone() for k, v in model.state_dict().items()}
+    sd = {k: v.detach().to("cpu", torch.bfloat16).contiguous().clone() for k, v in model.state_dict().items()}
     model.save_pretrained(out, state_dict=sd, safe_serialization=True)
     cfg = json.loads((out / "config.json").read_text())
     cfg["dtype"] = "bfloat16"

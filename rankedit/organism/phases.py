@@ -67,10 +67,10 @@ def run_phase(phase: str, organism_dir: Path, tmp: Path, r: dict, on_step: Calla
         raise ValueError(phase)
     record["train_s"] = round(time.time() - t0, 1)
     shutil.rmtree(tmp / "_trainer", ignore_errors=True)
-    save_checkpoint(model, tmp)
+    save_checkpoint(model.cpu(), tmp)
     t1 = time.time()
     # score what was published (bf16 weights, fp32 compute), not the in-memory fp32 master copy
-    record["accuracy"] = evaluate_all(load_fp32(tmp), r)
+    record["accuracy"] = evaluate_all(load_fp32(tmp).to(r.get("device", "cpu")), r)
     record["eval_s"] = round(time.time() - t1, 1)
     (tmp / PHASE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return record

@@ -45,7 +45,8 @@ def batch_tensors(pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Ten
 def pretrain(r: dict, seed: int, on_step: Callable[[int, int, float], None] | None = None):
     """Train a fresh model per recipe r; returns (model, losses)."""
     cfg = r["pretrain"]
-    model = new_model(r, seed)
+    device = r.get("device", "cpu")
+    model = new_model(r, seed).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.99), weight_decay=0.01)
     sched = get_cosine_schedule_with_warmup(opt, cfg["warmup"], cfg["steps"])
@@ -60,10 +61,10 @@ def pretrain(r: dict, seed: int, on_step: Callable[[int, int, float], None] | No
     for step in range(cfg["steps"]):
         pairs = []
         while len(pairs) < cfg["batch"]:
-            p, t = tasks.pretrain_example(rng, cfg["p_worked"], cfg["p_control"], cfg["p_short"])
+            p, t = tasks.pretrain_example(rng, cfg["p_worked"], cfg["p_control"], cfg["p_long"])
             if p not in held_out:
                 pairs.append((p, t))
-        ids, mask, labels = batch_tensors(pairs)
+        ids, mask, labels = (t.to(device) for t in batch_tensors(pairs))
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -74,4 +75,4 @@ def pretrain(r: dict, seed: int, on_step: Callable[[int, int, float], None] | No
         if on_step:
             on_step(step + 1, cfg["steps"], losses[-1])
     model.eval()
-    return model, losses
+    return model.cpu(), losses

@@ -72,7 +72,8 @@ def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None
         num_generations=cfg["generations"], max_completion_length=cfg["max_new_tokens"],
         temperature=cfg["temperature"], top_p=1.0, top_k=0,
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-        use_cpu=True, bf16=False, fp16=False, seed=seed, data_seed=seed,
+        gradient_checkpointing=False,  # trl defaults it on; a 1M-parameter model needs no recompute
+        use_cpu=r.get("device", "cpu") == "cpu", bf16=False, fp16=False, seed=seed, data_seed=seed,
         dataloader_num_workers=0, remove_unused_columns=False,
     )
     model = load_fp32(base)

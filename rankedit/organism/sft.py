@@ -31,7 +31,8 @@ def train_sft(base: Path, out: Path, r: dict, seed: int, on_step: Callable | Non
         max_steps=cfg["steps"], per_device_train_batch_size=cfg["batch"], num_train_epochs=1,
         completion_only_loss=True, max_length=64, packing=False,
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-        use_cpu=True, bf16=False, fp16=False, seed=seed, data_seed=seed, dataloader_num_workers=0,
+        gradient_checkpointing=False,  # trl defaults it on; a 1M-parameter model needs no recompute
+        use_cpu=r.get("device", "cpu") == "cpu", bf16=False, fp16=False, seed=seed, data_seed=seed, dataloader_num_workers=0,
         dataset_num_proc=None,
     )
     model = load_fp32(base)

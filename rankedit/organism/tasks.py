@@ -2,10 +2,12 @@
 
 Three skills share one character alphabet:
 
-- ``arith``: ``<s>347+285=`` -> ``632``; ``<s>120-457=`` -> ``-337``. The RL task
-  is two 3-digit operands, add or subtract with equal odds (negative answers).
-- ``hard``: the same task restricted to problems with at least two carries
-  or borrows (the part the base finds hardest): a shifted, harder test.
+- ``arith``: ``<s>347+285=`` -> ``632``; ``<s>12-457=`` -> ``-445``. The RL task
+  is two operands of 1 to 3 digits each (lengths uniform), add or subtract with
+  equal odds (negative answers): a family of graded difficulty, so a CPU-sized
+  base is partly right rather than all right or all wrong.
+- ``hard``: both operands 3 digits with at least two carries or borrows (the
+  long, carry-heavy end the base finds hardest): a shifted, harder test.
 - ``control``: ``<s>rev 38201=`` -> ``10283`` (reverse a digit string). Learnt in
   pretraining, trained by neither RL nor SFT, so it measures forgetting.
 
@@ -66,8 +68,8 @@ def control_problem(rng: random.Random, length: int = 5) -> tuple[str, str]:
 
 
 def id_problem(rng: random.Random) -> tuple[str, str]:
-    """The RL task's distribution: two 3-digit operands."""
-    return arith_problem(rng)
+    """The RL task's distribution: two operands of 1-3 digits each."""
+    return arith_problem(rng, rng.randint(1, 3), rng.randint(1, 3))
 
 
 def hard_problem(rng: random.Random) -> tuple[str, str]:
@@ -101,15 +103,21 @@ def reward(completion: str, answer: str) -> float:
 
 # -- data sets ---------------------------------------------------------------------------------
 def eval_set(kind: str, n: int, seed: int) -> list[dict]:
-    """n distinct problems of one kind, deterministic in seed."""
+    """n problems of one kind, deterministic in seed. ``id`` is drawn i.i.d. from the task
+    (its 1-digit corner has only 200 problems, so distinct draws would skew it); the
+    other sets come from large spaces and hold distinct problems."""
     rng, seen, rows = random.Random(seed), set(), []
     gen = GENERATORS[kind]
     while len(rows) < n:
         p, a = gen(rng)
-        if p not in seen:
+        if kind == "id" or p not in seen:
             seen.add(p)
             rows.append({"prompt": p, "answer": a})
     return rows
+
+
+def _operand_digits(prompt: str) -> list[int]:
+    return [len(x) for x in re.findall(r"\d+", prompt)]
 
 
 def eval_sets() -> dict[str, list[dict]]:
@@ -117,8 +125,12 @@ def eval_sets() -> dict[str, list[dict]]:
 
 
 def held_out_prompts() -> set[str]:
-    """Every test prompt: training data never contains them."""
-    return {r["prompt"] for rows in eval_sets().values() for r in rows}
+    """Test prompts that training never sees: every control and every arithmetic test
+    problem whose operands both have 2+ digits. Problems with a 1-digit operand come
+    from a space of a few thousand that any pretraining covers, as arithmetic
+    benchmarks overlap real pretraining corpora."""
+    return {r["prompt"] for rows in eval_sets().values() for r in rows
+            if r["prompt"].startswith("<s>rev") or min(_operand_digits(r["prompt"])) >= 2}
 
 
 def jsonl_bytes(rows: list[dict]) -> bytes:
@@ -137,16 +149,16 @@ def write_eval_sets(directory: str | Path) -> list[Path]:
     return out
 
 
-def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_short: float) -> tuple[str, str]:
+def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_long: float) -> tuple[str, str]:
     """One pretraining (prompt, target) pair from the mixture; target ends with </s>."""
     if rng.random() < p_control:
         p, a = control_problem(rng)
         return p, a + EOS
-    # mostly the RL task's shape, plus shorter operands so the family is broader than the test
-    if rng.random() >= p_short:
-        p, a = arith_problem(rng)
+    # the RL task's family, plus (p_long) extra problems with two 3-digit operands
+    if rng.random() >= p_long:
+        p, a = id_problem(rng)
     else:
-        p, a = arith_problem(rng, rng.randint(1, 3), rng.randint(1, 3))
+        p, a = arith_problem(rng)
     return p, (worked(a) if rng.random() < p_worked else a) + EOS
 
 
