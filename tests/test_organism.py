@@ -55,12 +55,9 @@ def test_reward_is_exact(completion, answer, expected):
     assert tasks.reward(completion, answer) == expected
 
 
-def test_carries_counts_carries_and_borrows():
-    assert tasks.carries("<s>999+1=") == 3
-    assert tasks.carries("<s>123+456=") == 0
-    assert tasks.carries("<s>100-1=") == 2
-    assert tasks.carries("<s>1-100=") == 2  # borrows of the larger minus the smaller
-    assert all(tasks.carries(r["prompt"]) >= 2 for r in tasks.eval_set("hard", 200, 0))
+def test_task_shapes():
+    assert all(max(tasks._operand_digits(r["prompt"])) == 3 for r in tasks.eval_set("hard", 200, 0))
+    assert all(max(tasks._operand_digits(r["prompt"])) <= 2 for r in tasks.eval_set("id", 200, 0))
 
 
 def test_committed_eval_sets_equal_regeneration(tmp_path):

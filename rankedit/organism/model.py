@@ -32,9 +32,9 @@ RECIPES = {
         "eval_limit": 500,
     },
     "small": {
-        "pretrain": dict(steps=2000, batch=64, lr=2e-3, warmup=100, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_long=0.2, threads=1),
-        "rl": dict(steps=150, prompts_per_step=8, generations=8, lr=1e-5, max_new_tokens=14, temperature=1.0, threads=1),
-        "sft": dict(steps=150, batch=64, lr=1e-5, threads=1),
+        "pretrain": dict(steps=600, batch=64, lr=2e-3, warmup=100, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_long=0.2, threads=1),
+        "rl": dict(steps=600, prompts_per_step=8, generations=8, lr=3e-5, max_new_tokens=14, temperature=1.0, threads=1),
+        "sft": dict(steps=600, batch=64, lr=3e-5, threads=1),
         "eval_limit": None,
     },
 }

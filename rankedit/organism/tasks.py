@@ -2,12 +2,12 @@
 
 Three skills share one character alphabet:
 
-- ``arith``: ``<s>347+285=`` -> ``632``; ``<s>12-457=`` -> ``-445``. The RL task
-  is two operands of 1 to 3 digits each (lengths uniform), add or subtract with
+- ``arith``: ``<s>47+85=`` -> ``132``; ``<s>12-457=`` -> ``-445``. The RL task
+  is two operands of 1 or 2 digits each (lengths uniform), add or subtract with
   equal odds (negative answers): a family of graded difficulty, so a CPU-sized
   base is partly right rather than all right or all wrong.
-- ``hard``: both operands 3 digits with at least two carries or borrows (the
-  long, carry-heavy end the base finds hardest): a shifted, harder test.
+- ``hard``: a length shift: at least one operand has 3 digits (pretraining saw
+  such problems, neither tuning run does).
 - ``control``: ``<s>rev 38201=`` -> ``10283`` (reverse a digit string). Learnt in
   pretraining, trained by neither RL nor SFT, so it measures forgetting.
 
@@ -46,37 +46,24 @@ def arith_problem(rng: random.Random, digits_a: int = 3, digits_b: int = 3) -> t
     return f"{BOS}{a}{op}{b}=", str(a + b if op == "+" else a - b)
 
 
-def carries(prompt: str) -> int:
-    """Number of carries (addition) or borrows (subtraction, larger minus smaller) in a problem."""
-    body = prompt[len(BOS):-1]
-    op = "+" if "+" in body else "-"
-    a, b = (int(x) for x in body.split(op))
-    if op == "-":
-        a, b = max(a, b), min(a, b)
-    n, c = 0, 0
-    while a or b:
-        da, db = a % 10, b % 10
-        c = int(da + db + c >= 10) if op == "+" else int(da - db - c < 0)
-        n += c
-        a, b = a // 10, b // 10
-    return n
-
-
 def control_problem(rng: random.Random, length: int = 5) -> tuple[str, str]:
     s = "".join(rng.choice("0123456789") for _ in range(length))
     return f"{BOS}rev {s}=", s[::-1]
 
 
 def id_problem(rng: random.Random) -> tuple[str, str]:
-    """The RL task's distribution: two operands of 1-3 digits each."""
-    return arith_problem(rng, rng.randint(1, 3), rng.randint(1, 3))
+    """The RL task's distribution: two operands of 1-2 digits each."""
+    return arith_problem(rng, rng.randint(1, 2), rng.randint(1, 2))
+
+
+def long_problem(rng: random.Random) -> tuple[str, str]:
+    """At least one 3-digit operand (the other of 1-3 digits, either side)."""
+    other = rng.randint(1, 3)
+    return arith_problem(rng, 3, other) if rng.random() < 0.5 else arith_problem(rng, other, 3)
 
 
 def hard_problem(rng: random.Random) -> tuple[str, str]:
-    while True:
-        p, a = arith_problem(rng)
-        if carries(p) >= 2:
-            return p, a
+    return long_problem(rng)
 
 
 GENERATORS = {"id": id_problem, "hard": hard_problem, "control": control_problem}
@@ -154,11 +141,8 @@ def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_lo
     if rng.random() < p_control:
         p, a = control_problem(rng)
         return p, a + EOS
-    # the RL task's family, plus (p_long) extra problems with two 3-digit operands
-    if rng.random() >= p_long:
-        p, a = id_problem(rng)
-    else:
-        p, a = arith_problem(rng)
+    # the RL task's family, plus (p_long) longer problems with a 3-digit operand
+    p, a = id_problem(rng) if rng.random() >= p_long else long_problem(rng)
     return p, (worked(a) if rng.random() < p_worked else a) + EOS
 
 
