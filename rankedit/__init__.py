@@ -1,0 +1,26 @@
+"""rankedit: analyse, edit, score and publish the geometry of RL fine-tuning updates.
+
+The Python API mirrors the CLI. Names are imported lazily so that importing
+rankedit (and running `rankedit --help`) stays fast.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_API = {
+    "analyze": ("rankedit.analysis", "analyze"),
+    "Checkpoint": ("rankedit.checkpoint", "Checkpoint"),
+    "RankeditError": ("rankedit.errors", "RankeditError"),
+}
+
+
+def __getattr__(name):
+    if name in _API:
+        mod, attr = _API[name]
+        return getattr(import_module(mod), attr)
+    raise AttributeError(f"module 'rankedit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API))

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 # Below this size the exact SVD is cheap and avoids any approximation.
-EXACT_MAX_DIM = 512
+EXACT_MAX_DIM = 1024
 
 
 class SVD(NamedTuple):
@@ -23,9 +23,15 @@ class SVD(NamedTuple):
     V: torch.Tensor  # (n, k)  (columns are right singular vectors)
 
 
-def randomized_svd(A: torch.Tensor, k: int, oversample: int = 10, n_iter: int = 6, seed: int = 0) -> SVD:
-    """Top-k SVD of A by randomized range finding with QR-stabilised power iterations."""
+def randomized_svd(A: torch.Tensor, k: int, oversample: int | None = None, n_iter: int = 10, seed: int = 0) -> SVD:
+    """Top-k SVD of A by randomized range finding with QR-stabilised power iterations.
+
+    The default oversampling (2k, at least 10) and 10 power iterations recover the
+    top singular values to ~1e-6 relative and their subspace to ~1e-3 degrees on
+    spectra that decay as slowly as trained weights do (see tests/test_geometry.py).
+    """
     m, n = A.shape
+    oversample = max(2 * k, 10) if oversample is None else oversample
     p = min(k + oversample, min(m, n))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     omega = torch.randn(n, p, generator=gen, dtype=A.dtype).to(A.device)

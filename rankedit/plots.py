@@ -1,0 +1,94 @@
+"""PNG figures: analysis heatmaps and distributions (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Reading order of modules inside a block: attention first, then MLP.
+_MODULE_ORDER = ["q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "o_proj", "attn.c_proj", "dense",
+                 "gate_proj", "up_proj", "gate_up_proj", "c_fc", "fc1", "down_proj", "mlp.c_proj", "fc2"]
+
+HEATMAPS = {
+    "sparsity_bf16": ("bf16 update sparsity (fraction of entries unchanged)", "viridis"),
+    "angle_left_deg": ("largest principal angle, top-k left subspaces (degrees)", "magma"),
+    "spectral_shift": ("spectral shift ‖s(W1) − s(W0)‖ / ‖s(W0)‖", "cividis"),
+    "rank1_energy": ("rank-1 energy of the update s₁² / Σ sᵢ²", "plasma"),
+}
+
+
+def _module_order(modules: list[str]) -> list[str]:
+    known = [m for m in _MODULE_ORDER if m in modules]
+    return known + sorted(m for m in set(modules) if m not in known)
+
+
+def layer_module_grid(rows: list[dict], metric: str) -> tuple[np.ndarray, list[int], list[str]]:
+    layers = sorted({r["layer"] for r in rows if r["layer"] is not None})
+    modules = _module_order(list({r["module"] for r in rows}))
+    grid = np.full((len(layers), len(modules)), np.nan)
+    for r in rows:
+        v = r.get(metric)
+        if r["layer"] is None or v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        grid[layers.index(r["layer"]), modules.index(r["module"])] = v
+    return grid, layers, modules
+
+
+def heatmap(rows: list[dict], metric: str, path: Path, title: str | None = None, cmap: str = "viridis") -> Path:
+    grid, layers, modules = layer_module_grid(rows, metric)
+    title = title or metric
+    fig_h = max(3.0, 0.28 * len(layers) + 1.8)
+    fig, ax = plt.subplots(figsize=(1.0 * len(modules) + 3.0, fig_h))
+    im = ax.imshow(grid, aspect="auto", cmap=cmap, interpolation="nearest")
+    ax.set_xticks(range(len(modules)), modules, rotation=35, ha="right")
+    step = max(1, len(layers) // 24)
+    ax.set_yticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)])
+    ax.set_xlabel("module")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=10)
+    cb = fig.colorbar(im, ax=ax)
+    cb.set_label(metric)
+    if grid.size <= 120:  # annotate small grids with their values
+        for (i, j), v in np.ndenumerate(grid):
+            if not np.isnan(v):
+                r, g, b, _ = im.cmap(im.norm(v))
+                ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+                ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7, color=ink)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def distribution(rows: list[dict], metric: str, path: Path, title: str) -> Path:
+    kinds = sorted({r["kind"] for r in rows})
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    bins = np.linspace(0, 1, 26) if metric in ("rank1_energy", "sparsity_bf16") else 25
+    for kind in kinds:
+        vals = [r[metric] for r in rows if r["kind"] == kind and r.get(metric) is not None
+                and not (isinstance(r[metric], float) and math.isnan(r[metric]))]
+        if vals:
+            ax.hist(vals, bins=bins, alpha=0.6, label=f"{kind} (n={len(vals)})")
+    ax.set_xlabel(metric)
+    ax.set_ylabel("number of matrices")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def analysis_plots(rows: list[dict], out: Path) -> list[Path]:
+    """The standard analysis figures: four layer x module heatmaps and the rank-1 energy histogram."""
+    out = Path(out)
+    paths = [heatmap(rows, m, out / f"heatmap_{m}.png", title, cmap) for m, (title, cmap) in HEATMAPS.items()]
+    paths.append(distribution(rows, "rank1_energy", out / "rank1_energy_hist.png",
+                              "Distribution of rank-1 energy over matrices"))
+    return paths
