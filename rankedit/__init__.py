@@ -11,6 +11,11 @@ __version__ = "0.1.0"
 _API = {
     "analyze": ("rankedit.analysis", "analyze"),
     "Checkpoint": ("rankedit.checkpoint", "Checkpoint"),
+    "build_edit": ("rankedit.edits.build", "build_edit"),
+    "load_plan": ("rankedit.plan", "load_plan"),
+    "push": ("rankedit.hub", "push"),
+    "run": ("rankedit.pipeline", "run"),
+    "score": ("rankedit.scoring", "score"),
     "RankeditError": ("rankedit.errors", "RankeditError"),
 }
 

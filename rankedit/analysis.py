@@ -180,3 +180,25 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def read_jsonl(path: str | Path) -> list[dict]:
     with open(path) as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def update_size(base: str | Path, tuned: str | Path) -> float:
+    """Mean over attention/MLP matrices of ‖W1 − W0‖_F / ‖W0‖_F (the `rel_update_norm` mean), cheaply.
+
+    No decomposition: used to find, among a run's checkpoints, the one whose
+    update is as large as another run's (comparisons at matched update size).
+    """
+    ck0, ck1 = Checkpoint(base), Checkpoint(tuned)
+    names = check_compatible([ck0, ck1], ["base", "tuned"])
+    vals = []
+    for n in names:
+        shape = ck0.info(n).shape
+        if len(shape) != 2 or not classify(n, shape, ck0.model_type).is_matrix:
+            continue
+        w0, w1 = ck0.get(n).double(), ck1.get(n).double()
+        d0 = float(torch.linalg.norm(w0))
+        vals.append(float(torch.linalg.norm(w1 - w0)) / d0 if d0 > 0 else math.nan)
+    good = [v for v in vals if not math.isnan(v)]
+    if not good:
+        raise RankeditError(f"no 2-D attention or MLP matrices in {ck0.path}")
+    return sum(good) / len(good)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "edit": ("rankedit.commands.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
     "analyze": ("rankedit.commands.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),
     "push": ("rankedit.commands.push", "push", "Publish an edited checkpoint to the Hugging Face Hub with a generated model card."),
+    "run": ("rankedit.commands.run", "run", "Run a plan: build edits, analyse, score with lm-eval, report gain retention (default: the organism)."),
     "score": ("rankedit.commands.score", "score", "Score checkpoints with lm-eval (suites, cache, per-problem samples)."),
 }
 

@@ -23,6 +23,7 @@ are in the cache either way, so nothing computed is lost.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -202,6 +203,10 @@ def _hash_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# written into an edit's folder by `rankedit run` for `rankedit push`; not part of the model
+REPORT_FILES = frozenset({"rankedit_scores.json", "rankedit_analysis.json"})
+
+
 def model_fingerprint(ckpt: Checkpoint) -> dict[str, str]:
     """sha256 of every file that defines the model: weights, config, tokenizer, chat template.
 
@@ -215,7 +220,7 @@ def model_fingerprint(ckpt: Checkpoint) -> dict[str, str]:
         memo = {}
     out, changed = {}, False
     for f in sorted(ckpt.path.iterdir()):
-        if not f.is_file() or f.suffix in (".md", ".lock") or f.name.startswith("."):
+        if not f.is_file() or f.suffix in (".md", ".lock") or f.name.startswith(".") or f.name in REPORT_FILES:
             continue
         st = f.stat()
         tag = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
@@ -342,19 +347,47 @@ def _lm_eval_model(backend: str, path: Path, settings: Settings) -> tuple[str, d
     raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
 
 
+# Below this many parameters a CPU forward pass is so small that torch's intra-op
+# threads only add synchronisation: one thread scored the organism 3-4x faster
+# than two on a 2-core machine (BENCHMARKS.md, "Scoring").
+SINGLE_THREAD_MAX_PARAMS = 50_000_000
+
+
+@contextlib.contextmanager
+def cpu_threads_for(path: Path, device: str):
+    """Run tiny models single-threaded on the CPU; leave everything else alone."""
+    import torch
+
+    small = False
+    if device == "cpu":
+        try:
+            ck = Checkpoint(path)
+            small = sum(ck.info(n).numel for n in ck.names) < SINGLE_THREAD_MAX_PARAMS
+        except RankeditError:
+            small = False
+    before = torch.get_num_threads()
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
     """One call of lm_eval.simple_evaluate for one model on the suite's tasks (with samples)."""
     from lm_eval import simple_evaluate
 
     model, model_args = _lm_eval_model(settings.backend, path, settings)
     gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
-    res = simple_evaluate(
-        model=model, model_args=model_args, tasks=list(suite.tasks), task_manager=tm,
-        batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,
-        limit=settings.limit, num_fewshot=settings.num_fewshot, log_samples=True,
-        apply_chat_template=settings.apply_chat_template, gen_kwargs=gen_kwargs,
-        bootstrap_iters=1000,
-    )
+    with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"):
+        res = simple_evaluate(
+            model=model, model_args=model_args, tasks=list(suite.tasks), task_manager=tm,
+            batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,
+            limit=settings.limit, num_fewshot=settings.num_fewshot, log_samples=True,
+            apply_chat_template=settings.apply_chat_template, gen_kwargs=gen_kwargs,
+            bootstrap_iters=1000,
+        )
     if not res or not res.get("results"):
         raise RuntimeError("lm-eval returned no results")
     return res

@@ -11,6 +11,14 @@ import pytest
 from rankedit import synthetic
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Organisms, scores and hashes go to a per-session cache, never the user's ~/.cache/rankedit."""
+    if not os.environ.get("RANKEDIT_CACHE"):
+        os.environ["RANKEDIT_CACHE"] = str(tmp_path_factory.mktemp("rankedit-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory):
     """A tiny Llama base and a perturbed tuned twin: (base_dir, tuned_dir)."""
@@ -41,5 +49,6 @@ def micro_organism(tmp_path_factory):
 
     from rankedit.organism import build
 
-    out = os.environ.get("RANKEDIT_TEST_ORGANISM") or tmp_path_factory.mktemp("organism") / "micro"
-    return build(size="micro", seed=0, out=Path(out), progress=False)
+    # default: the session cache's own organism dir, which `organism: {size: micro}` plans reuse
+    out = os.environ.get("RANKEDIT_TEST_ORGANISM")
+    return build(size="micro", seed=0, out=Path(out) if out else None, progress=False)

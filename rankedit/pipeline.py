@@ -1,0 +1,350 @@
+"""``rankedit run``: from a base and its tuned run to a report of what each edit keeps.
+
+The recipe, in order (each step is a tested component; each is skipped when its
+result is already there, so an interrupted run resumes where it stopped):
+
+1. resolve the models: the plan's paths, or the embedded organism (built or reused);
+2. build every edit into OUT/edits/NAME (skipped when its manifest records the
+   same method, parameters and input hashes);
+3. analyse the updates (tuned, SFT, and SFT at RL's update size) into OUT/analysis/;
+4. score base, tuned, SFT and every edit with lm-eval (cached per model);
+5. write OUT/report.json, OUT/report.md and the figures, and copy each edit's
+   scores and analysis next to it for ``rankedit push``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rankedit.errors import RankeditError
+from rankedit.plan import EditSpec, Plan, load_plan
+
+DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "examples" / "organism.yaml"
+DEFAULT_EXTRAPOLATE_FRACTION = 0.4
+_STEP_DIR = re.compile(r"^(?:step|checkpoint)-(\d+)$")
+
+
+@dataclass
+class Models:
+    base: str
+    tuned: str
+    other_tuned: str | None = None
+    sft: str | None = None
+    checkpoints: list[tuple[int, str]] = field(default_factory=list)  # the tuned run's, by step
+    sft_checkpoints: list[tuple[int, str]] = field(default_factory=list)
+
+    def run(self, of: str) -> tuple[str, list[tuple[int, str]]]:
+        return (self.tuned, self.checkpoints) if of == "tuned" else (self.sft, self.sft_checkpoints)
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        import click
+
+        click.echo(msg, err=True)
+
+
+# ---- 1. models ----------------------------------------------------------------------------
+def list_checkpoints(spec, default_dir: Path | None = None) -> list[tuple[int, str]]:
+    """(step, path) of a run's checkpoints, sorted by step, from a plan's ``checkpoints`` entry or a folder."""
+    if spec is not None and spec.paths is not None:
+        pairs = list(zip(spec.steps, spec.paths))
+    else:
+        folder = Path(spec.dir) if spec is not None else default_dir
+        if folder is None:
+            return []
+        if not folder.is_dir():
+            raise RankeditError(f"checkpoint folder not found: {folder}")
+        pairs = [(int(m.group(1)), str(p)) for p in folder.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+        if not pairs:
+            raise RankeditError(f"no step-N or checkpoint-N directories in {folder}")
+    pairs.sort()
+    steps = [s for s, _ in pairs]
+    if len(set(steps)) != len(steps):
+        raise RankeditError(f"duplicate checkpoint steps: {steps}")
+    return pairs
+
+
+def resolve_models(plan: Plan, quiet: bool = False) -> Models:
+    org = None
+    if plan.organism is not None:
+        # the function, not the submodule of the same name that shadows it once imported
+        from rankedit.organism.build import build as build_organism
+
+        _log(f"organism: {plan.organism.size}, seed {plan.organism.seed} (built once, then reused)", quiet)
+        org = Path(build_organism(plan.organism.size, plan.organism.seed, device=plan.organism.device,
+                                  progress=not quiet))
+    pick = lambda key, sub: getattr(plan, key) or (str(org / sub) if org else None)  # noqa: E731
+    m = Models(base=pick("base", "base"), tuned=pick("tuned", "rl"), other_tuned=pick("other_tuned", "rl-seed2"),
+               sft=pick("sft", "sft"))
+    m.checkpoints = list_checkpoints(plan.checkpoints, org / "rl" / "checkpoints" if org else None)
+    m.sft_checkpoints = list_checkpoints(plan.sft_checkpoints, org / "sft" / "checkpoints" if org else None)
+    from rankedit.checkpoint import Checkpoint, check_compatible
+
+    refs = {k: v for k, v in (("base", m.base), ("tuned", m.tuned), ("other_tuned", m.other_tuned),
+                              ("sft", m.sft)) if v}
+    check_compatible([Checkpoint(v) for v in refs.values()], list(refs))
+    return m
+
+
+# ---- 2. edits -----------------------------------------------------------------------------
+def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
+    """The tuned input(s) and full parameters of an edit, with the plan's defaults filled in."""
+    from rankedit.edits import get_edit
+
+    params = dict(e.params)
+    final, ckpts = models.run(e.of)
+    if get_edit(e.method).inputs == "run":
+        if "steps" in params:
+            raise RankeditError(f"edit {e.name}: give 'checkpoints: FRACTION' in the plan, not params.steps")
+        if len(ckpts) < 2:
+            raise RankeditError(f"edit {e.name}: extrapolation needs at least two checkpoints of the {e.of} run")
+        last = ckpts[-1][0]
+        frac = e.checkpoints or DEFAULT_EXTRAPOLATE_FRACTION
+        used = [(s, p) for s, p in ckpts if s <= frac * last]
+        if len(used) < 2:
+            raise RankeditError(f"edit {e.name}: only {len(used)} checkpoint(s) up to {frac:.0%} of training "
+                                f"(steps {[s for s, _ in ckpts]}); raise 'checkpoints'")
+        params["steps"] = [s for s, _ in used]
+        params.setdefault("target_step", last)
+        return [p for _, p in used], params
+    if params.get("source") == "from" and "mask_from" not in params:
+        if models.other_tuned is None:
+            raise RankeditError(f"edit {e.name}: mask source 'from' needs 'other_tuned' in the plan")
+        other = models.other_tuned if e.of == "tuned" else models.tuned
+        params["mask_from"] = other
+    return final, params
+
+
+def _is_current(out: Path, plan_obj) -> bool:
+    """True when OUT holds a finished edit of this very recipe and these very inputs."""
+    from rankedit.edits.build import _inputs_record, record_params
+    from rankedit.edits.hashes import checkpoint_sha256
+    from rankedit.edits.manifest import MANIFEST
+
+    if not (out / MANIFEST).is_file():
+        return False
+    try:
+        man = json.loads((out / MANIFEST).read_text())
+    except ValueError:
+        return False
+    cks = [plan_obj.base, *plan_obj.tuned] + ([plan_obj.other] if plan_obj.other else [])
+    hashes = {ck.path: checkpoint_sha256(ck) for ck in cks}
+    return (man.get("method") == plan_obj.edit.name and man.get("params") == record_params(plan_obj, False)
+            and man.get("inputs") == _inputs_record(plan_obj, hashes))
+
+
+def build_edits(plan: Plan, models: Models, out: Path, quiet: bool = False) -> dict[str, dict]:
+    """Build (or reuse) every edit; returns name -> {path, params, manifest summary, built: bool}."""
+    from tqdm.auto import tqdm
+
+    from rankedit.edits import plan_edit, read_manifest
+    from rankedit.edits.build import run_plan
+
+    # validate every edit against the real checkpoints before building any
+    plans = {}
+    for e in plan.edits:
+        tuned, params = edit_inputs(e, models)
+        try:
+            plans[e.name] = (plan_edit(e.method, models.base, tuned, **params), params)
+        except RankeditError as err:
+            raise RankeditError(f"edit {e.name}: {err}") from None
+    done = {}
+    for e in tqdm(plan.edits, desc="edits", unit="edit", disable=quiet or not plan.edits):
+        p, params = plans[e.name]
+        path = out / "edits" / e.name
+        built = not _is_current(path, p)
+        if built:
+            run_plan(p, path, device=plan.device)
+        man = read_manifest(path)
+        done[e.name] = {"path": str(path), "params": man["params"], "summary": man["summary"], "built": built}
+    return done
+
+
+# ---- 3. analysis --------------------------------------------------------------------------
+def _analysis_key(base: str, tuned: str, other: str | None, k: int) -> dict:
+    from rankedit.checkpoint import Checkpoint
+    from rankedit.edits.hashes import checkpoint_sha256
+
+    sha = {role: checkpoint_sha256(Checkpoint(p)) for role, p in (("base", base), ("tuned", tuned), ("other", other)) if p}
+    return {"k": k, "sha256": sha}
+
+
+def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Plan, out: Path, quiet: bool) -> dict:
+    from rankedit.analysis import analyze
+
+    folder, key_file = out / "analysis" / name, out / "analysis" / f"{name}.key.json"
+    key = _analysis_key(base, tuned, other, plan.analyze.k)
+    if not ((folder / "summary.json").is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
+        _log(f"analyze: {name}", quiet)
+        analyze(base, tuned, folder, other_tuned=other, k=plan.analyze.k, device=plan.analyze.device,
+                progress=not quiet)
+        key_file.write_text(json.dumps(key, indent=1) + "\n")
+    return json.loads((folder / "summary.json").read_text())
+
+
+def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False) -> tuple[dict, dict]:
+    """Summaries of the tuned update, the SFT update, and the SFT checkpoint matched to RL's update size."""
+    if not plan.analyze.enabled:
+        return {}, {}
+    summaries, notes = {}, {}
+    summaries["tuned"] = _analyze_once("tuned", models.base, models.tuned, models.other_tuned, plan, out, quiet)
+    if models.sft:
+        summaries["sft"] = _analyze_once("sft", models.base, models.sft, None, plan, out, quiet)
+        if plan.analyze.matched_sft and models.sft_checkpoints:
+            from rankedit.analysis import update_size
+
+            target = summaries["tuned"]["mean"]["rel_update_norm"]
+            sizes = [(abs(update_size(models.base, p) - target), s, p) for s, p in models.sft_checkpoints]
+            _, step, path = min(sizes)
+            summaries["sft-matched"] = _analyze_once("sft-matched", models.base, path, None, plan, out, quiet)
+            notes["sft-matched"] = f"step {step}"
+    return summaries, notes
+
+
+# ---- 4. scoring ---------------------------------------------------------------------------
+def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, quiet: bool = False):
+    """Score every model; returns (ScoreResult, failures). One model's failure keeps the others."""
+    from tqdm.auto import tqdm
+
+    from rankedit.scoring import ScoringFailed, score
+
+    labels = {"base": models.base, "tuned": models.tuned}
+    if models.sft:
+        labels["sft"] = models.sft
+    if plan.score.score_other_tuned and models.other_tuned:
+        labels["other_tuned"] = models.other_tuned
+    labels.update({name: e["path"] for name, e in edits.items()})
+    s = plan.score
+    bar = tqdm(total=len(labels), desc="score", unit="model", disable=quiet)
+
+    def on_model(label, scores, error):
+        bar.set_postfix_str(f"{label}: {'cached' if scores is not None and scores.cached else error or 'done'}"[:60])
+        bar.update(1)
+
+    try:
+        result = score(labels, suite=s.suite, tasks=s.tasks, out=out / "scores", backend=s.backend,
+                       batch_size=s.batch_size, limit=s.limit, device=s.device, dtype=s.dtype,
+                       max_gen_toks=s.max_gen_toks, apply_chat_template=s.apply_chat_template,
+                       num_fewshot=s.num_fewshot, include_paths=s.include_paths, on_model=on_model)
+    except ScoringFailed as e:
+        result = e.result
+    finally:
+        bar.close()
+    return result, dict(result.failures)
+
+
+# ---- 5. report ----------------------------------------------------------------------------
+def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, failures: dict,
+                 summaries: dict, notes: dict, out: Path, timings: dict) -> dict:
+    from rankedit import report as rep
+    from rankedit.report_plots import report_plots
+
+    edit_info = []
+    for e in plan.edits:
+        info = edits[e.name]
+        edit_info.append({"name": e.name, "method": e.method, "of": e.of, "control_of": e.control_of,
+                          "params": info["params"], "keeps": rep.describe(e.method, info["params"]),
+                          "path": info["path"], "energy_kept": info["summary"].get("energy_kept"),
+                          "density": info["summary"].get("density")})
+    rows = rep.edit_rows(result, edit_info, n_boot=plan.score.n_boot)
+    rep.check_columns(rows)
+    report = {
+        "name": plan.name,
+        "plan": plan.model_dump(mode="json"),
+        "models": {"base": models.base, "tuned": models.tuned, "other_tuned": models.other_tuned, "sft": models.sft},
+        "tasks": result.tasks,
+        "control_tasks": [t for t in result.suite.control_tasks if t in result.tasks],
+        "metrics": {t: result.primary_metric(t) for t in result.tasks},
+        "scores": rep.scores_block(result),
+        "rows": rows,
+        "references": rep.reference_rows(result, n_boot=plan.score.n_boot),
+        "edits": edit_info,
+        "analysis": {"runs": {r: f"analysis/{r}" for r in summaries}, "compare": rep.compare_block(summaries),
+                     "notes": notes},
+        "failures": failures,
+        "timings_s": timings,
+    }
+    figures = report_plots(report, out)
+    for run in summaries:
+        for png in sorted((out / "analysis" / run).glob("*.png")):
+            figures.append(f"analysis/{run}/{png.name}")
+    report["figures"] = figures
+    _write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    _write_atomic(out / "report.md", rep.markdown(report))
+    _attach_to_edits(report, edits, summaries, out)
+    return report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _attach_to_edits(report: dict, edits: dict, summaries: dict, out: Path) -> None:
+    """Each edit dir gets the scores and analysis ``rankedit push`` puts on its model card."""
+    scores_json = out / "scores" / "scores.json"
+    for name, e in edits.items():
+        d = Path(e["path"])
+        if scores_json.is_file():
+            doc = json.loads(scores_json.read_text())
+            doc["retention"] = [r for r in report["rows"] if r["edit"] == name]
+            _write_atomic(d / "rankedit_scores.json", json.dumps(doc, indent=2) + "\n")
+        run = next((ed["of"] for ed in report["edits"] if ed["name"] == name), "tuned")
+        if run in summaries:
+            shutil.copyfile(out / "analysis" / run / "summary.json", d / "rankedit_analysis.json")
+
+
+def check_tasks(plan: Plan) -> None:
+    """Unknown suite or task names fail before anything is built."""
+    from rankedit.scoring import task_manager
+    from rankedit.suites import custom_suite, get_suite
+
+    s = plan.score
+    task_manager(get_suite(s.suite) if s.suite is not None else custom_suite(s.tasks, s.include_paths))
+
+
+# ---- the whole run ------------------------------------------------------------------------
+def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "out/run", *, quiet: bool = False,
+        on_stage: Callable[[str], None] | None = None) -> dict:
+    """Run a plan (a Plan, a YAML path, or None for examples/organism.yaml); returns the report dict.
+
+    Raises RankeditError on bad input before any heavy work, and at the end when
+    some model could not be scored (the report is written with the others first).
+    """
+    if plan is None:
+        plan = DEFAULT_PLAN
+    if not isinstance(plan, Plan):
+        plan = load_plan(plan)
+    out = Path(out).absolute()
+    if out.exists() and not out.is_dir():
+        raise RankeditError(f"output path exists and is not a directory: {out}")
+    check_tasks(plan)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+
+    def stage(name, fn, *a):
+        if on_stage:
+            on_stage(name)
+        t = time.time()
+        r = fn(*a)
+        timings[name] = round(time.time() - t, 1)
+        return r
+
+    models = stage("models", resolve_models, plan, quiet)
+    edits = stage("edits", build_edits, plan, models, out, quiet)
+    summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet)
+    result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet)
+    report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings)
+    if failures:
+        msg = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        raise RankeditError(f"{len(failures)} model(s) could not be scored ({msg}); the report of the others is in {out}")
+    return report

@@ -1,0 +1,121 @@
+"""PNG figures of the pipeline report: retention per edit, and retention against update energy kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+_EDIT, _CONTROL = "#1f5aa6", "#b0b0b0"
+
+
+def _trained_rows(report: dict) -> dict[str, list[dict]]:
+    """task -> rows with a defined retention, in the plan's edit order."""
+    out: dict[str, list[dict]] = {}
+    for r in report["rows"]:
+        if not r["control_task"] and r["retention"] is not None:
+            out.setdefault(r["task"], []).append(r)
+    return out
+
+
+def retention_per_edit(report: dict, path: Path) -> Path | None:
+    by_task = _trained_rows(report)
+    if not by_task:
+        return None
+    edits = [e["name"] for e in report["edits"]]
+    controls = {e["name"] for e in report["edits"] if e.get("control_of")}
+    tasks = list(by_task)
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(edits) * max(1, len(tasks) * 0.6) + 1.8))
+    offsets = np.linspace(-0.18, 0.18, len(tasks)) if len(tasks) > 1 else [0.0]
+    markers = "osD^v"
+    for ti, task in enumerate(tasks):
+        for r in by_task[task]:
+            y = edits.index(r["edit"]) + offsets[ti]
+            lo, hi = r["retention"] - r["ci_low"], r["ci_high"] - r["retention"]
+            c = _CONTROL if r["edit"] in controls else _EDIT
+            ax.errorbar(r["retention"], y, xerr=[[max(lo, 0)], [max(hi, 0)]], fmt=markers[ti % 5], color=c,
+                        ecolor=c, capsize=3, label=task if r is by_task[task][0] else None,
+                        mfc="white" if r["edit"] in controls else c)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.axvline(1, color="black", lw=0.8, ls="--")
+    ax.set_yticks(range(len(edits)), [f"{e} (control)" if e in controls else e for e in edits])
+    ax.invert_yaxis()
+    ax.set_xlabel("gain retention R = (s_edit − s_base) / (s_tuned − s_base), 95% paired-bootstrap interval")
+    ax.set_title(f"{report['name']}: how much of the tuned gain each edit keeps", fontsize=10)
+    if len(tasks) > 1:
+        ax.legend(title="task", fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def retention_vs_kept(report: dict, path: Path) -> Path | None:
+    by_task = _trained_rows(report)
+    if not by_task:
+        return None
+    task = next(iter(by_task))
+    rows = [r for r in by_task[task] if r.get("energy_kept") is not None]
+    if not rows:
+        return None
+    controls = {e["name"] for e in report["edits"] if e.get("control_of")}
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for r in rows:
+        c = _CONTROL if r["edit"] in controls else _EDIT
+        ax.errorbar(r["energy_kept"], r["retention"], yerr=[[max(r["retention"] - r["ci_low"], 0)],
+                                                           [max(r["ci_high"] - r["retention"], 0)]],
+                    fmt="o", color=c, ecolor=c, capsize=3, mfc="white" if r["edit"] in controls else c)
+        ax.annotate(r["edit"], (r["energy_kept"], r["retention"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axhline(1, color="black", lw=0.8, ls="--")
+    ax.set_xlabel("fraction of the update kept, ‖ΔW_edit‖_F / ‖ΔW‖_F over all edited matrices")
+    ax.set_ylabel(f"gain retention on {task}")
+    ax.set_title("Retention against the share of the update each edit keeps\n(hollow: controls)", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scores_per_model(report: dict, path: Path) -> Path | None:
+    """Every model's score on every task, with lm-eval's standard error: the raw numbers behind R."""
+    models = [m for m in report["scores"] if report["scores"][m]]
+    tasks = report["tasks"]
+    if not models or not tasks:
+        return None
+    controls = {e["name"] for e in report["edits"] if e.get("control_of")}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks) + 2, 0.32 * len(models) + 1.6), sharey=True,
+                             squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        vals = [report["scores"][m].get(task, {}) for m in models]
+        x = [v.get("value", np.nan) for v in vals]
+        err = [v.get("stderr") or 0.0 for v in vals]
+        colors = ["#444444" if m in ("base", "tuned", "other_tuned", "sft") else _CONTROL if m in controls else _EDIT
+                  for m in models]
+        ax.barh(range(len(models)), x, xerr=err, color=colors, capsize=2)
+        base = report["scores"].get("base", {}).get(task, {}).get("value")
+        if base is not None:
+            ax.axvline(base, color="black", lw=0.8, ls=":")
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel(report["metrics"].get(task, "score"), fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(models)), models, fontsize=8)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(f"{report['name']}: scores (± stderr; dotted: base; grey: controls)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report_plots(report: dict, out: Path) -> list[str]:
+    made = [scores_per_model(report, out / "scores.png"), retention_per_edit(report, out / "retention.png"),
+            retention_vs_kept(report, out / "retention_vs_kept.png")]
+    return [p.name for p in made if p is not None]
