@@ -279,7 +279,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     report["figures"] = figures
     _write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     _write_atomic(out / "report.md", rep.markdown(report))
-    _attach_to_edits(report, edits, summaries, out)
+    _attach_to_edits(report, summaries, out)
     return report
 
 
@@ -289,18 +289,22 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _attach_to_edits(report: dict, edits: dict, summaries: dict, out: Path) -> None:
-    """Each edit dir gets the scores and analysis ``rankedit push`` puts on its model card."""
-    scores_json = out / "scores" / "scores.json"
-    for name, e in edits.items():
-        d = Path(e["path"])
-        if scores_json.is_file():
-            doc = json.loads(scores_json.read_text())
-            doc["retention"] = [r for r in report["rows"] if r["edit"] == name]
+def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
+    """Each edit dir gets the scores and analysis ``rankedit push`` puts on its model card.
+
+    The scores file is a report.json restricted to this edit and the two models
+    it is measured against (base, and the run whose update it edits as "tuned").
+    """
+    for e in report["edits"]:
+        d, sc = Path(e["path"]), report["scores"]
+        if e["name"] in sc:
+            own = {"base": sc.get("base", {}), "tuned": sc.get(e["of"], {}), e["name"]: sc[e["name"]]}
+            doc = {"name": report["name"], "scores": own, "metrics": report["metrics"],
+                   "primary_metrics": report["metrics"], "control_tasks": report["control_tasks"],
+                   "rows": [r for r in report["rows"] if r["edit"] == e["name"]]}
             _write_atomic(d / "rankedit_scores.json", json.dumps(doc, indent=2) + "\n")
-        run = next((ed["of"] for ed in report["edits"] if ed["name"] == name), "tuned")
-        if run in summaries:
-            shutil.copyfile(out / "analysis" / run / "summary.json", d / "rankedit_analysis.json")
+        if e["of"] in summaries:
+            shutil.copyfile(out / "analysis" / e["of"] / "summary.json", d / "rankedit_analysis.json")
 
 
 def check_tasks(plan: Plan) -> None:

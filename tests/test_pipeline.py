@@ -150,13 +150,19 @@ def test_edits_are_real_checkpoints_that_carry_their_report(micro_run):
         man = json.loads((d / "rankedit_edit.json").read_text())
         assert man["method"] == e["method"]
         scores = json.loads((d / "rankedit_scores.json").read_text())
-        assert {r["edit"] for r in scores["retention"]} == {e["name"]}
+        assert {r["edit"] for r in scores["rows"]} == {e["name"]} and set(scores["scores"]) == {"base", "tuned", e["name"]}
         assert (d / "rankedit_analysis.json").is_file()
     d = out / "edits" / "rank1"
     tok = AutoTokenizer.from_pretrained(d)
     model = AutoModelForCausalLM.from_pretrained(d)
     ids = tok("<s>12+34=", return_tensors="pt").input_ids
     assert model.generate(ids, max_new_tokens=4, do_sample=False).shape[1] > ids.shape[1]
+    # the card `rankedit push` writes carries the edit's scores and retention rows
+    from rankedit import hub
+
+    hub.push(d, "me/rank1", dry_run=True)
+    card = (d / "README.md").read_text()
+    assert "organism_id" in card and "rank-k" in card
     ex = next(e for e in report["edits"] if e["method"] == "extrapolate")
     assert ex["params"]["target_step"] == 20 and max(ex["params"]["steps"]) <= 0.4 * 20
 

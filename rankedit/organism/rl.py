@@ -67,7 +67,9 @@ def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None
     data = Dataset.from_list(tasks.rl_prompts(n_prompts, seed=10_000 + seed, exclude=tasks.held_out_prompts()))
     args = GRPOConfig(
         output_dir=str(out / "_trainer"),
-        learning_rate=cfg["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        learning_rate=cfg["lr"], weight_decay=0.0,
+        lr_scheduler_type=cfg.get("schedule", "constant"), warmup_steps=cfg.get("warmup", 0),
+        loss_type=cfg.get("loss_type", "dapo"), beta=cfg.get("beta", 0.0), scale_rewards=cfg.get("scale_rewards", "group"),
         max_steps=cfg["steps"], per_device_train_batch_size=cfg["prompts_per_step"] * cfg["generations"],
         num_generations=cfg["generations"], max_completion_length=cfg["max_new_tokens"],
         temperature=cfg["temperature"], top_p=1.0, top_k=0,
