@@ -21,6 +21,8 @@ _API = {
 
 
 def __getattr__(name):
+    if name == "organism":  # the subpackage: rankedit.organism.build(...)
+        return import_module("rankedit.organism")
     if name in _API:
         mod, attr = _API[name]
         return getattr(import_module(mod), attr)
@@ -28,4 +30,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_API))
+    return sorted(list(globals()) + list(_API) + ["organism"])
