@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from rankedit.linalg import SVD, numerical_rank, top_k_svd
+from rankedit.linalg import SVD, gram_svd, numerical_rank
 
 DEFAULT_K = 16
 DEFAULT_ALPHA = 0.5
@@ -203,9 +203,11 @@ def matrix_metrics(
 ) -> dict:
     """All per-matrix measurements of SCIENCE.md for one (out, in) matrix pair.
 
-    Costs: three full spectra (svdvals of W0, W1, dW) and a top-k SVD of W0 and
-    W1 (randomized for large matrices, same seed for both so that their
-    difference reflects the update, not the sketch).
+    Costs: three full spectra (of W0, W1 and dW, which rank, spectral shift and
+    the energy ratios need), each one float64 eigendecomposition of a Gram
+    matrix (``rankedit.linalg.gram_svd``); the top-k triplets of W0 and W1 come
+    from the same decompositions. ``seed`` is kept for API stability (nothing
+    here is random).
     """
     if w0.ndim != 2 or w0.shape != w1.shape:
         raise ValueError(f"need two 2-D matrices of one shape, got {tuple(w0.shape)} and {tuple(w1.shape)}")
@@ -214,11 +216,9 @@ def matrix_metrics(
     dw = f1 - f0
     kk = default_k(shape, k)
 
-    s_dw = torch.linalg.svdvals(dw)
-    s0 = torch.linalg.svdvals(f0)
-    s1 = torch.linalg.svdvals(f1)
-    svd0 = top_k_svd(f0, kk, seed=seed)
-    svd1 = top_k_svd(f1, kk, seed=seed)
+    s_dw, _ = gram_svd(dw)
+    s0, svd0 = gram_svd(f0, kk)
+    s1, svd1 = gram_svd(f1, kk)
     ang_l = principal_angles_deg(svd0.U, svd1.U)
     ang_r = principal_angles_deg(svd0.V, svd1.V)
 

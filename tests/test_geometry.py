@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 
 from rankedit import geometry as g
-from rankedit.linalg import numerical_rank, top_k_svd
+from rankedit.linalg import gram_svd, numerical_rank, top_k_svd
 
 
 def orthonormal(m, r, seed):
@@ -168,3 +168,28 @@ def test_zero_update_gives_undefined_not_numbers():
     out = g.matrix_metrics(w, w.clone())
     assert out["sparsity_bf16"] == 1.0 and out["rank"] == 0
     assert math.isnan(out["rank1_energy"]) and math.isnan(out["overlap_principal"])
+
+
+@pytest.mark.parametrize("shape", [(40, 120), (120, 40), (64, 64)])
+def test_gram_svd_matches_lapack_svd(shape):
+    gen = torch.Generator().manual_seed(3)
+    A = torch.randn(*shape, generator=gen, dtype=torch.float64) @ torch.diag(torch.logspace(0, -3, shape[1], dtype=torch.float64))
+    s_ref = torch.linalg.svdvals(A)
+    s, svd = gram_svd(A, 5)
+    assert torch.allclose(s, s_ref, rtol=0, atol=1e-7 * float(s_ref[0]))
+    U, S, Vh = torch.linalg.svd(A, full_matrices=False)
+    # the same triplets up to sign: |u_i . u_i'| = 1, and A v = s u
+    assert torch.allclose((svd.U * U[:, :5]).sum(0).abs(), torch.ones(5, dtype=torch.float64), atol=1e-8)
+    assert torch.allclose((svd.V * Vh[:5].T).sum(0).abs(), torch.ones(5, dtype=torch.float64), atol=1e-8)
+    assert torch.allclose(A @ svd.V, svd.U * svd.S, atol=1e-10)
+
+
+def test_gram_svd_of_rank_deficient_and_zero_matrices():
+    gen = torch.Generator().manual_seed(4)
+    A = torch.randn(30, 3, generator=gen) @ torch.randn(3, 80, generator=gen)
+    s, _ = gram_svd(A)
+    assert numerical_rank(s, A.shape) == 3 == int(torch.linalg.matrix_rank(A))
+    s, svd = gram_svd(torch.zeros(6, 9), 2)
+    assert float(s.abs().max()) == 0.0 and bool(torch.isfinite(svd.U).all()) and float(svd.V.abs().max()) == 0.0
+    with pytest.raises(ValueError, match="outside"):
+        gram_svd(A, 31)

@@ -1,0 +1,123 @@
+"""Shared parts of the bench/ scripts: the locally built Qwen2.5-0.5B-architecture inputs,
+one subprocess per measured case (so peak RSS is per case), and the ratio table.
+
+A bench script defines CASES (name -> description) and ``run_case(case, work, out)``
+(the timed work, executed inside the child) and calls ``main(...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+
+def build_inputs(work: Path, layers: int, checkpoints: int = 4) -> dict:
+    """base (random init, bf16), its tuned twin (1e-3 RMS update) and `checkpoints` run checkpoints."""
+    import torch
+
+    from rankedit import synthetic
+
+    work.mkdir(parents=True, exist_ok=True)
+    base = work / "base"
+    if not (base / "config.json").exists():
+        cfg = dict(synthetic.QWEN25_05B, num_hidden_layers=layers)
+        synthetic.build_random(base, "qwen2", seed=0, dtype=torch.bfloat16, **cfg)
+    paths = {"base": base}
+    for i, name in enumerate(["tuned"] + [f"ck{j}" for j in range(1, checkpoints + 1)]):
+        p = work / name
+        if not (p / "config.json").exists():
+            # RL-sized updates (1e-3 of each matrix's RMS): about half the bf16 entries change
+            scale = 1e-3 if name == "tuned" else 3e-4 * i
+            synthetic.perturb(base, p, scale=scale, seed=10 + i, dtype=torch.bfloat16)
+        paths[name] = p
+    return paths
+
+
+def task_arithmetic(base: Path, models: list[Path], out: Path) -> None:
+    """mergekit's own task_arithmetic (weights summing to 1): the peer every case is compared with."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    w = 1.0 / len(models)
+    cfg = MergeConfiguration.model_validate({
+        "merge_method": "task_arithmetic", "base_model": str(base),
+        "models": [{"model": str(m), "parameters": {"weight": w}} for m in models]})
+    run_merge(cfg, str(out), MergeOptions(quiet=True, copy_tokenizer=False, write_model_card=False))
+
+
+def timed(fn: Callable[[], None], case: str) -> dict:
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"case": case, "wall_s": wall, "peak_rss_mb": peak / 1024, "rss_after_imports_mb": rss_before / 1024}
+
+
+def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, Path, Path], dict],
+         reference: str, work_name: str, checkpoints: int = 4) -> None:
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, default=24, help="decoder layers (24 = the real Qwen2.5-0.5B)")
+    ap.add_argument("--work", type=Path, default=None, help=f"where the checkpoints live (default: $RANKEDIT_CACHE/{work_name}-L<layers>)")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per case (the median is reported)")
+    ap.add_argument("--cases", default=",".join(cases), help="comma-separated subset of: " + ", ".join(cases))
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--_one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_out", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args._one:
+        print(json.dumps(run_case(args._one, args.work, args._out)))
+        return
+
+    from rankedit.cache import cache_root
+
+    work = args.work or cache_root() / f"{work_name}-L{args.layers}"
+    t0 = time.perf_counter()
+    build_inputs(work, args.layers, checkpoints)
+    print(f"inputs ready in {work} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    size = sum(f.stat().st_size for f in (work / "base").glob("*.safetensors")) / 1e9
+    for d in work.iterdir():  # warm the page cache so the first case is not penalised
+        for f in d.glob("*.safetensors"):
+            with open(f, "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+
+    chosen = [c.strip() for c in args.cases.split(",")]
+    if reference not in chosen:
+        chosen.insert(0, reference)
+    runs: dict[str, list[dict]] = {c: [] for c in chosen}
+    for r in range(args.repeat):
+        for c in chosen:  # interleaved, so drift in machine load hits every case alike
+            out = work / "out"
+            proc = subprocess.run([sys.executable, script, "--_one", c, "--work", str(work), "--_out", str(out)],
+                                  capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            if proc.returncode != 0:
+                raise SystemExit(f"{c} failed:\n{proc.stderr[-3000:]}")
+            runs[c].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"  run {r + 1}: {c}: {runs[c][-1]['wall_s']:.2f} s, {runs[c][-1]['peak_rss_mb']:.0f} MB", file=sys.stderr)
+
+    def med(c, key):
+        return statistics.median(x[key] for x in runs[c])
+
+    ref_t, ref_m = med(reference, "wall_s"), med(reference, "peak_rss_mb")
+    rows = [{"case": c, "what": cases[c], "wall_s": med(c, "wall_s"), "peak_rss_mb": med(c, "peak_rss_mb"),
+             "rss_after_imports_mb": med(c, "rss_after_imports_mb"),
+             "time_ratio": med(c, "wall_s") / ref_t, "rss_ratio": med(c, "peak_rss_mb") / ref_m} for c in chosen]
+    result = {"layers": args.layers, "checkpoint_gb": size, "repeat": args.repeat, "cpu_count": os.cpu_count(),
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows}
+    print(f"\nQwen2.5-0.5B architecture, {args.layers} layers, {size:.2f} GB per checkpoint (bf16), median of {args.repeat}")
+    print(f"{'case':<24}{'wall s':>9}{'x ' + reference:>20}{'peak RSS MB':>13}{'x ' + reference:>20}")
+    for r in rows:
+        print(f"{r['case']:<24}{r['wall_s']:>9.2f}{r['time_ratio']:>20.2f}{r['peak_rss_mb']:>13.0f}{r['rss_ratio']:>20.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
