@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +11,7 @@ from safetensors.torch import load_file, save_file
 
 import rankedit
 from rankedit.analysis import read_jsonl
-from rankedit.cli import main
-from rankedit.geometry import SCALAR_METRICS
+from clirun import run_cli  # tests/ is on sys.path (no package)
 
 ROW_KEYS = {"name", "layer", "module", "kind", "shape", "sparsity_bf16", "sparsity_atol", "rank", "rank_fraction",
             "effective_rank", "stable_rank", "rank1_energy", "angle_left_deg", "angle_right_deg", "spectral_shift",
@@ -22,15 +20,6 @@ PNGS = {"heatmap_sparsity_bf16.png", "heatmap_angle_left_deg.png", "heatmap_spec
         "heatmap_rank1_energy.png", "rank1_energy_hist.png"}
 
 
-def run_cli(args, capsys):
-    """Run the real entry point in-process; return (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma", "gpt2"])

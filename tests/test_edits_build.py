@@ -1,7 +1,6 @@
 """Edited checkpoints end to end: through mergekit, on disk, loaded by transformers."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 import rankedit
-from rankedit.cli import main
+import clirun  # tests/ is on sys.path (no package)
 from rankedit.errors import RankeditError
 from rankedit.plan import load_plan, parse_plan
 
@@ -19,13 +19,8 @@ ROW_KEYS = {"edit", "task", "score", "retention", "ci_low", "ci_high", "forgetti
 
 def run_cli(args, capsys):
     """The real entry point in-process: (exit code, stdout + stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    code, out, err = clirun.run_cli(args, capsys)
+    return code, out + err
 
 
 def _one_error_line(output: str) -> str:
