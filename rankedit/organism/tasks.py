@@ -12,10 +12,13 @@ Three skills share one character alphabet:
   pretraining, trained by neither RL nor SFT, so it measures forgetting.
 
 Answers may come in two formats. Pretraining text is mostly the bare answer;
-a minority of it (and all of the SFT teacher's data) is the teacher's worked
-format ``[236]632``: the answer's characters written right to left first (the
-order in which carries are computed), then the answer. The answer extracted
-from any completion is its last integer, the same rule as the lm-eval filter
+a minority of it (``p_worked``, 45% in the small recipe), and all of the SFT
+teacher's data, is the teacher's worked format ``[236]632``: the answer's
+characters written right to left first (the order in which carries are
+computed, a scratchpad the model scores better with), then the answer. A base
+that picks either format about half the time has a better strategy that greedy
+decoding does not reliably choose: the room RL's exact reward elicits. The
+answer extracted from any completion is its last integer, the same rule as the lm-eval filter
 in ``eval_configs/organism``; the reward is 1 exactly when it equals the
 reference string.
 """
