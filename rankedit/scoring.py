@@ -374,13 +374,30 @@ def cpu_threads_for(path: Path, device: str):
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def quiet_generate_warnings():
+    """Silence transformers' per-batch "Both `max_new_tokens` and `max_length`" warning.
+
+    lm-eval's hf backend passes max_length while a checkpoint's generation_config
+    may set max_new_tokens (the organism's does); transformers then warns on every
+    generate() call, a thousand lines per scored model. Errors still show."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
 def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
     """One call of lm_eval.simple_evaluate for one model on the suite's tasks (with samples)."""
     from lm_eval import simple_evaluate
 
     model, model_args = _lm_eval_model(settings.backend, path, settings)
     gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
-    with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"):
+    with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"), quiet_generate_warnings():
         res = simple_evaluate(
             model=model, model_args=model_args, tasks=list(suite.tasks), task_manager=tm,
             batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,
