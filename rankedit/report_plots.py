@@ -55,6 +55,27 @@ def retention_per_edit(report: dict, path: Path) -> Path | None:
     return path
 
 
+def _label_heights(rows: list[dict]) -> list[float]:
+    """Label y positions that do not overlap: labels of points at nearly the same x
+    (rank-k edits all keep 100% of the norm) are stacked downwards from the highest."""
+    xs = [r["energy_kept"] for r in rows]
+    ys = [r["retention"] for r in rows]
+    xspan = (max(xs) - min(xs)) or 1.0
+    yspan = (max(ys) - min(ys)) or 1.0
+    gap = 0.055 * yspan
+    heights = list(ys)
+    placed: list[int] = []
+    for i in sorted(range(len(rows)), key=lambda j: -ys[j]):
+        near = [heights[j] for j in placed if abs(xs[j] - xs[i]) < 0.15 * xspan]
+        y = ys[i]
+        for h in sorted(near, reverse=True):
+            if abs(h - y) < gap:
+                y = h - gap
+        heights[i] = y
+        placed.append(i)
+    return heights
+
+
 def retention_vs_kept(report: dict, path: Path) -> Path | None:
     by_task = _trained_rows(report)
     if not by_task:
@@ -70,8 +91,11 @@ def retention_vs_kept(report: dict, path: Path) -> Path | None:
         ax.errorbar(r["energy_kept"], r["retention"], yerr=[[max(r["retention"] - r["ci_low"], 0)],
                                                            [max(r["ci_high"] - r["retention"], 0)]],
                     fmt="o", color=c, ecolor=c, capsize=3, mfc="white" if r["edit"] in controls else c)
-        ax.annotate(r["edit"], (r["energy_kept"], r["retention"]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+    dx = 0.02 * ((max(r["energy_kept"] for r in rows) - min(r["energy_kept"] for r in rows)) or 1.0)
+    for r, y in zip(rows, _label_heights(rows)):
+        ax.annotate(r["edit"], (r["energy_kept"], r["retention"]), xytext=(r["energy_kept"] + dx, y),
+                    textcoords="data", fontsize=8, ha="left", va="center",
+                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5))
     ax.axhline(0, color="black", lw=0.8)
     ax.axhline(1, color="black", lw=0.8, ls="--")
     ax.set_xlabel("fraction of the update kept, ‖ΔW_edit‖_F / ‖ΔW‖_F over all edited matrices")
