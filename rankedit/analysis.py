@@ -21,6 +21,7 @@ from rankedit.checkpoint import Checkpoint, check_compatible
 from rankedit.errors import RankeditError
 from rankedit.geometry import (
     DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, SCALAR_METRICS, bf16_unchanged, matrix_metrics,
+    rel_update_norm,
 )
 from rankedit.modules import as_linear, classify
 
@@ -76,8 +77,7 @@ def analyze(
     model_type = ck0.model_type
 
     infos = {n: classify(n, ck0.info(n).shape, model_type) for n in names}
-    selected = [n for n in names if infos[n].is_matrix and len(ck0.info(n).shape) == 2
-                and (pattern is None or pattern.search(n))]
+    selected = [n for n in _matrix_names(ck0, names, infos) if pattern is None or pattern.search(n)]
     if not selected:
         what = f" matching --modules {modules!r}" if modules else ""
         raise RankeditError(f"no 2-D attention or MLP matrices{what} in {ck0.path}")
@@ -116,6 +116,12 @@ def analyze(
 
                 analysis_plots(rows, tmp)
     return rows
+
+
+def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -> list[str]:
+    """The 2-D attention and MLP matrices among ``names`` (what every metric is measured on)."""
+    infos = infos or {n: classify(n, ck.info(n).shape, ck.model_type) for n in names}
+    return [n for n in names if infos[n].is_matrix and len(ck.info(n).shape) == 2]
 
 
 def _progress(items: list, enabled: bool, desc: str) -> Iterable:
@@ -190,14 +196,7 @@ def update_size(base: str | Path, tuned: str | Path) -> float:
     """
     ck0, ck1 = Checkpoint(base), Checkpoint(tuned)
     names = check_compatible([ck0, ck1], ["base", "tuned"])
-    vals = []
-    for n in names:
-        shape = ck0.info(n).shape
-        if len(shape) != 2 or not classify(n, shape, ck0.model_type).is_matrix:
-            continue
-        w0, w1 = ck0.get(n).double(), ck1.get(n).double()
-        d0 = float(torch.linalg.norm(w0))
-        vals.append(float(torch.linalg.norm(w1 - w0)) / d0 if d0 > 0 else math.nan)
+    vals = [rel_update_norm(ck0.get(n), ck1.get(n)) for n in _matrix_names(ck0, names)]
     good = [v for v in vals if not math.isnan(v)]
     if not good:
         raise RankeditError(f"no 2-D attention or MLP matrices in {ck0.path}")

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rankedit.atomic import atomic_write_text
 from rankedit.errors import RankeditError
 
 MANIFEST = "rankedit_edit.json"
@@ -160,12 +161,6 @@ def _path_names(p: str) -> list[str]:
     return [p, str(Path(p).resolve())] if p else []
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- prepare
 
 def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
@@ -236,7 +231,7 @@ def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = Fal
                                     "fix its front matter or pass --regenerate-card") from None
             return Prepared(folder, repo_id, old, "kept (edited by hand; --regenerate-card replaces it)",
                             list_files(folder), lora)
-    _write_text_atomic(readme, new_text)
+    atomic_write_text(readme, new_text)
     return Prepared(folder, repo_id, new_text, action, list_files(folder), lora)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from rankedit.atomic import atomic_write_text
 from rankedit.errors import RankeditError
 from rankedit.plan import EditSpec, Plan, load_plan
 
@@ -123,30 +124,12 @@ def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
     return final, params
 
 
-def _is_current(out: Path, plan_obj) -> bool:
-    """True when OUT holds a finished edit of this very recipe and these very inputs."""
-    from rankedit.edits.build import _inputs_record, record_params
-    from rankedit.edits.hashes import checkpoint_sha256
-    from rankedit.edits.manifest import MANIFEST
-
-    if not (out / MANIFEST).is_file():
-        return False
-    try:
-        man = json.loads((out / MANIFEST).read_text())
-    except ValueError:
-        return False
-    cks = [plan_obj.base, *plan_obj.tuned] + ([plan_obj.other] if plan_obj.other else [])
-    hashes = {ck.path: checkpoint_sha256(ck) for ck in cks}
-    return (man.get("method") == plan_obj.edit.name and man.get("params") == record_params(plan_obj, False)
-            and man.get("inputs") == _inputs_record(plan_obj, hashes))
-
-
 def build_edits(plan: Plan, models: Models, out: Path, quiet: bool = False) -> dict[str, dict]:
     """Build (or reuse) every edit; returns name -> {path, params, manifest summary, built: bool}."""
     from tqdm.auto import tqdm
 
     from rankedit.edits import plan_edit, read_manifest
-    from rankedit.edits.build import run_plan
+    from rankedit.edits.build import is_built, run_plan
 
     # validate every edit against the real checkpoints before building any
     plans = {}
@@ -160,7 +143,7 @@ def build_edits(plan: Plan, models: Models, out: Path, quiet: bool = False) -> d
     for e in tqdm(plan.edits, desc="edits", unit="edit", disable=quiet or not plan.edits):
         p, params = plans[e.name]
         path = out / "edits" / e.name
-        built = not _is_current(path, p)
+        built = not is_built(p, path)
         if built:
             run_plan(p, path, device=plan.device)
         man = read_manifest(path)
@@ -171,7 +154,7 @@ def build_edits(plan: Plan, models: Models, out: Path, quiet: bool = False) -> d
 # ---- 3. analysis --------------------------------------------------------------------------
 def _analysis_key(base: str, tuned: str, other: str | None, k: int) -> dict:
     from rankedit.checkpoint import Checkpoint
-    from rankedit.edits.hashes import checkpoint_sha256
+    from rankedit.hashes import checkpoint_sha256
 
     sha = {role: checkpoint_sha256(Checkpoint(p)) for role, p in (("base", base), ("tuned", tuned), ("other", other)) if p}
     return {"k": k, "sha256": sha}
@@ -186,7 +169,7 @@ def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Pla
         _log(f"analyze: {name}", quiet)
         analyze(base, tuned, folder, other_tuned=other, k=plan.analyze.k, device=plan.analyze.device,
                 progress=not quiet)
-        key_file.write_text(json.dumps(key, indent=1) + "\n")
+        atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")
     return json.loads((folder / "summary.json").read_text())
 
 
@@ -277,16 +260,10 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         for png in sorted((out / "analysis" / run).glob("*.png")):
             figures.append(f"analysis/{run}/{png.name}")
     report["figures"] = figures
-    _write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    _write_atomic(out / "report.md", rep.markdown(report))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / "report.md", rep.markdown(report))
     _attach_to_edits(report, summaries, out)
     return report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
@@ -299,10 +276,10 @@ def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
         d, sc = Path(e["path"]), report["scores"]
         if e["name"] in sc:
             own = {"base": sc.get("base", {}), "tuned": sc.get(e["of"], {}), e["name"]: sc[e["name"]]}
-            doc = {"name": report["name"], "scores": own, "metrics": report["metrics"],
+            doc = {"name": report["name"], "scores": own,
                    "primary_metrics": report["metrics"], "control_tasks": report["control_tasks"],
                    "rows": [r for r in report["rows"] if r["edit"] == e["name"]]}
-            _write_atomic(d / "rankedit_scores.json", json.dumps(doc, indent=2) + "\n")
+            atomic_write_text(d / "rankedit_scores.json", json.dumps(doc, indent=2) + "\n")
         if e["of"] in summaries:
             shutil.copyfile(out / "analysis" / e["of"] / "summary.json", d / "rankedit_analysis.json")
 

@@ -210,29 +210,14 @@ REPORT_FILES = frozenset({"rankedit_scores.json", "rankedit_analysis.json"})
 def model_fingerprint(ckpt: Checkpoint) -> dict[str, str]:
     """sha256 of every file that defines the model: weights, config, tokenizer, chat template.
 
-    Weight hashes are memoised by (path, size, mtime) under the cache root, so
-    a rerun does not reread gigabytes of safetensors.
+    Hashes are memoised by (path, size, mtime) in the shared cache
+    (``rankedit.hashes``), so a rerun does not reread gigabytes of safetensors.
     """
-    memo_file = cache_root() / "scores" / "file_hashes.json"
-    try:
-        memo = json.loads(memo_file.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    out, changed = {}, False
-    for f in sorted(ckpt.path.iterdir()):
-        if not f.is_file() or f.suffix in (".md", ".lock") or f.name.startswith(".") or f.name in REPORT_FILES:
-            continue
-        st = f.stat()
-        tag = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        if tag not in memo:
-            memo[tag], changed = file_sha256(f), True
-        out[f.name] = memo[tag]
-    if changed:
-        memo_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_file.with_name(f".{memo_file.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, memo_file)
-    return out
+    from rankedit.hashes import files_sha256
+
+    return files_sha256(f for f in sorted(ckpt.path.iterdir())
+                        if f.is_file() and f.suffix not in (".md", ".lock") and not f.name.startswith(".")
+                        and f.name not in REPORT_FILES)
 
 
 def task_config_hash(suite: Suite, builtin: bool) -> str:

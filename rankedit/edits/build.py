@@ -5,11 +5,12 @@ configuration naming the rankedit merge method, runs ``mergekit.merge.run_merge`
 into an atomic temporary directory, and adds ``rankedit_edit.json``. Per-matrix
 facts come from the merge itself through ``collect_facts`` (no second pass);
 the sha256 of the input weight files is computed in a background thread while
-the merge runs, and remembered across runs (``rankedit.edits.hashes``).
+the merge runs, and remembered across runs (``rankedit.hashes``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from rankedit.atomic import atomic_dir
 from rankedit.checkpoint import Checkpoint, check_compatible
-from rankedit.edits.manifest import build_manifest, write_manifest
+from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name, register_all
 from rankedit.edits.registry import Edit, EditParams, get_edit
 from rankedit.errors import RankeditError
@@ -151,11 +152,32 @@ def _inputs_record(plan: Plan, hashes: dict[Path, dict]) -> dict:
     }
 
 
-def _start_hashing(pool: ThreadPoolExecutor, plan: Plan):
-    cks = [plan.base, *plan.tuned] + ([plan.other] if plan.other else [])
-    from rankedit.edits.hashes import checkpoint_sha256
+def _inputs(plan: Plan) -> list[Checkpoint]:
+    return [plan.base, *plan.tuned] + ([plan.other] if plan.other else [])
 
-    return {ck.path: pool.submit(checkpoint_sha256, ck) for ck in cks}
+
+def _start_hashing(pool: ThreadPoolExecutor, plan: Plan):
+    from rankedit.hashes import checkpoint_sha256
+
+    return {ck.path: pool.submit(checkpoint_sha256, ck) for ck in _inputs(plan)}
+
+
+def is_built(plan: Plan, out: PathLike) -> bool:
+    """True when OUT holds a finished merged edit of this very recipe and these very inputs.
+
+    The manifest written last by ``run_plan`` records both, so a rerun can skip the merge."""
+    from rankedit.hashes import checkpoint_sha256
+
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return False
+    try:
+        man = json.loads(path.read_text())
+    except ValueError:
+        return False
+    hashes = {ck.path: checkpoint_sha256(ck) for ck in _inputs(plan)}
+    return (man.get("method") == plan.edit.name and man.get("params") == record_params(plan, False)
+            and man.get("inputs") == _inputs_record(plan, hashes))
 
 
 def record_params(plan: Plan, as_lora: bool) -> dict:

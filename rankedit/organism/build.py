@@ -45,7 +45,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from rankedit.atomic import atomic_dir
+from rankedit.atomic import atomic_dir, atomic_write_text
 from rankedit.cache import cache_root
 from rankedit.errors import RankeditError
 from rankedit.organism.model import recipe
@@ -263,7 +263,5 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
     wall["tuning"] = round(time.time() - t, 1)
     for p in out.glob(".*.log"):
         p.unlink()
-    tmp = out / ".organism.json.tmp"
-    tmp.write_text(json.dumps(_summary(out, r, h, wall), indent=1) + "\n")
-    os.replace(tmp, out / "organism.json")
+    atomic_write_text(out / "organism.json", json.dumps(_summary(out, r, h, wall), indent=1) + "\n")
     return out

@@ -1,7 +1,7 @@
-"""sha256 of checkpoint weight files, remembered across runs.
+"""sha256 of checkpoint files, remembered across runs (edit manifests, score cache keys, analysis keys).
 
-Hashing a 1 GB checkpoint costs seconds, and a study builds many edits from the
-same base and tuned models. A file's hash is cached under
+Hashing a 1 GB checkpoint costs seconds, and a study builds, analyses and
+scores many models from the same base and tuned checkpoints. A file's hash is cached under
 ``$RANKEDIT_CACHE/sha256.json``, keyed by its real path, size and mtime in
 nanoseconds (as build tools do); a changed file is hashed again.
 """
@@ -9,10 +9,10 @@ nanoseconds (as build tools do); a changed file is hashed again.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+from typing import Iterable
 
+from rankedit.atomic import atomic_write_text
 from rankedit.checkpoint import Checkpoint, file_sha256
 
 CACHE_FILE = "sha256.json"
@@ -41,19 +41,22 @@ def _store(new: dict) -> None:
         path = _cache_path()
         data = _load()
         data.update(new)
-        fd, tmp = tempfile.mkstemp(prefix=".sha256-", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(data))
     except OSError:
         pass  # a cache that cannot be written only costs time
 
 
 def checkpoint_sha256(ck: Checkpoint) -> dict[str, str]:
     """``{file name: sha256}`` of a checkpoint's weight files, from the cache where still valid."""
+    return files_sha256(ck.weight_files)
+
+
+def files_sha256(files: Iterable[Path]) -> dict[str, str]:
+    """``{file name: sha256}`` of files, from the cache where still valid."""
     cache = _load()
     out, new = {}, {}
-    for f in ck.weight_files:
+    for f in files:
         key = _key(f)
         digest = cache.get(key) or file_sha256(f)
         if key not in cache:
