@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # Reading order of modules inside a block: attention first, then MLP.
 _MODULE_ORDER = ["q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "o_proj", "attn.c_proj", "dense",
@@ -77,6 +78,7 @@ def distribution(rows: list[dict], metric: str, path: Path, title: str) -> Path:
             ax.hist(vals, bins=bins, alpha=0.6, label=f"{kind} (n={len(vals)})")
     ax.set_xlabel(metric)
     ax.set_ylabel("number of matrices")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 ticks
     ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
