@@ -326,8 +326,8 @@ def _lm_eval_model(backend: str, path: Path, settings: Settings) -> tuple[str, d
         return "hf", {"pretrained": str(path), "dtype": settings.dtype}
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
-            raise RankeditError("backend 'vllm' needs vllm, which is not installed: pip install vllm (needs a GPU); "
-                                "or use --backend hf")
+            raise RankeditError("backend 'vllm' needs vllm, which is not installed in this environment: see "
+                                "'Scoring with vllm' in the README (a separate environment, GPU only); or use --backend hf")
         return "vllm", {"pretrained": str(path), "dtype": "auto" if settings.dtype == "float32" else settings.dtype}
     raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
 
