@@ -128,17 +128,17 @@ def select_scores(doc: dict, model: list[str], base: list[str], tuned: list[str]
             # one metric per task: the suite's primary metric (the one retention uses), else the first
             if task not in tasks or (metric == primary.get(task) and tasks[task]["metric"] != metric):
                 tasks[task] = entry
-        rows: list[dict] = []
     elif isinstance(raw, dict):  # report.json: label -> task -> {value, stderr, n}
         by_model = {str(m): {str(t): {"metric": (v or {}).get("metric") or primary.get(t) or "score",
                                        "value": _num((v or {}).get("value")),
                                        "stderr": _num((v or {}).get("stderr")), "n": (v or {}).get("n")}
                              for t, v in tasks.items()} for m, tasks in raw.items()}
-        rows = [r for r in doc.get("rows") or [] if isinstance(r, dict)]
     else:
         raise RankeditError("scores file: 'scores' must be a list (scores.json) or a mapping (report.json)")
     if not by_model:
         return None
+    # retention rows: a report's own, or computed for a scores.json by rankedit.hub_scores
+    rows = [r for r in doc.get("rows") or [] if isinstance(r, dict)]
 
     labels = sorted(set(by_model) | {str(r.get("edit")) for r in rows if r.get("edit") is not None})
     base_lab = _find(list(by_model), base + ["base"], aliases)
@@ -169,7 +169,7 @@ def select_scores(doc: dict, model: list[str], base: list[str], tuned: list[str]
             "forgetting": _num(r.get("forgetting")),
             "in_report": bool(r),
         })
-    return {"label": label, "tasks": tasks} if tasks else None
+    return {"label": label, "base_label": base_lab, "tuned_label": tuned_lab, "tasks": tasks} if tasks else None
 
 
 # --------------------------------------------------------------------------- text
@@ -190,11 +190,14 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
+def local_name(path: str) -> str:
+    """How a card names a local input: its directory's name, never the path (it means nothing on the Hub)."""
+    return PurePath(str(path).rstrip("/")).name or "a local checkpoint"
+
+
 def _input_line(role: str, inp: dict, hub_id: str | None) -> str:
     path = inp.get("path", "?")
-    where = f"[`{hub_id}`](https://huggingface.co/{hub_id})" if hub_id else f"`{path}` (local, not on the Hub)"
-    if hub_id and hub_id != path:
-        where += f" (from `{path}`)"
+    where = f"[`{hub_id}`](https://huggingface.co/{hub_id})" if hub_id else f"`{local_name(path)}` (a local checkpoint, not on the Hub)"
     step = f", step {inp['step']}" if inp.get("step") is not None else ""
     hashes = ", ".join(f"`{f}` {h[:12]}…" for f, h in sorted((inp.get("sha256") or {}).items()))
     return f"- **{role}**: {where}{step}" + (f"; sha256 {hashes}" if hashes else "")
@@ -251,6 +254,11 @@ def _scores_text(sel: dict) -> str:
         rrows = [[t["task"], t["retention"],
                   f"[{_fmt(t['ci'][0])}, {_fmt(t['ci'][1])}]" if t["ci"] else "–", t["forgetting"]] for t in rep]
         lines.append(_table(["task", "gain retention", "95% interval", "forgetting"], rrows))
+    elif any(t["base"] is not None and t["tuned"] is not None for t in tasks):
+        lines += ["", "Gain retention R = (s_edit − s_base) / (s_tuned − s_base) is not shown: its paired-bootstrap "
+                  "interval needs the per-problem samples of the base, the tuned model and this checkpoint. "
+                  "`rankedit push --scores OUT/scores.json` computes it when `rankedit score` wrote them beside "
+                  "scores.json (OUT/LABEL/samples_*.jsonl); `rankedit run` reports it."]
     return "\n".join(lines)
 
 
@@ -325,8 +333,9 @@ def build_card(manifest: dict, *, repo_id: str, base_id: str | None = None, tune
 
     inputs = manifest.get("inputs") or {}
     tuned_paths = [t.get("path", "?") for t in inputs.get("tuned") or []]
-    src = tuned_ids[0] if tuned_ids and tuned_ids[0] else (tuned_paths[0] if tuned_paths else "the tuned model")
-    base_src = base_id or (inputs.get("base") or {}).get("path", "the base model")
+    src = tuned_ids[0] if tuned_ids and tuned_ids[0] else (local_name(tuned_paths[0]) if tuned_paths else "the tuned model")
+    base_path = (inputs.get("base") or {}).get("path")
+    base_src = base_id or (local_name(base_path) if base_path else "the base model")
     kind = "A PEFT LoRA adapter holding" if lora else "A checkpoint holding"
     intro = (f"# {name}\n\n{kind} a **`{method}`** edit of `{src}` relative to its base `{base_src}`, built with "
              "rankedit. Only 2-D attention and MLP matrices are edited; the recipe below says how.")
@@ -337,7 +346,9 @@ def build_card(manifest: dict, *, repo_id: str, base_id: str | None = None, tune
         parts.append(_analysis_text(analysis))
     parts.append(_usage(repo_id, base_id, lora))
     if not license:
-        parts.append("## License\n\nNot stated here: this checkpoint derives from the inputs above, and their licences apply.")
+        parts.append("## License\n\nUnknown: no licence was found in the model cards of the inputs above, and none was "
+                     "given (`rankedit push --license ID` sets one). This checkpoint derives from those inputs, and "
+                     "their licences apply.")
 
     body = "\n\n".join(parts) + "\n"
     text = f"---\n{data.to_yaml()}\n---\n\n{body}"

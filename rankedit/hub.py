@@ -27,6 +27,7 @@ from pathlib import Path
 
 from rankedit.atomic import atomic_write_text
 from rankedit.errors import RankeditError
+from rankedit.hub_errors import close_hub_progress_bars, explain
 
 MANIFEST = "rankedit_edit.json"
 SCORES = "rankedit_scores.json"      # written into DIR by the pipeline, picked up automatically
@@ -180,25 +181,56 @@ def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
     return folder, manifest, lora
 
 
+def check_hub_id(value: str | None, option: str) -> str | None:
+    """A Hub id the user gave (--base-model), checked like --repo-id; None passes."""
+    if value is not None and (not HUB_ID_RE.match(value) or ".." in value or "--" in value):
+        raise RankeditError(f"{option} must be a Hub model id OWNER/NAME, got {value!r}")
+    return value
+
+
+def _name_the_adapters_base(folder: Path, base_id: str) -> None:
+    """adapter_config.json names the Hub id of its base (PEFT's AutoPeftModel loads it), never a local path."""
+    path = folder / "adapter_config.json"
+    cfg = _read_json(path, "adapter_config.json")
+    if cfg.get("base_model_name_or_path") != base_id:
+        cfg["base_model_name_or_path"] = base_id
+        atomic_write_text(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = False, scores: str | os.PathLike | None = None,
-            analysis: str | os.PathLike | None = None, label: str | None = None) -> Prepared:
-    """Check DIR, build its model card and write it to DIR/README.md (unless edited by hand)."""
+            analysis: str | os.PathLike | None = None, label: str | None = None, base_model: str | None = None,
+            license: str | None = None) -> Prepared:
+    """Check DIR, build its model card and write it to DIR/README.md (unless edited by hand).
+
+    ``base_model``: the Hub id of the base when the edit was made from a local
+    copy of it (otherwise found from the input itself). ``license``: the card's
+    licence, in place of the one found in the inputs' model cards.
+    """
     from huggingface_hub import ModelCard
 
     from rankedit import card as cardlib
+    from rankedit.hub_scores import card_scores
 
     check_repo_id(repo_id)
+    check_hub_id(base_model, "--base-model")
+    if license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", license):
+        raise RankeditError(f"--license must be a Hub licence id such as apache-2.0, mit or other, got {license!r}")
     folder, manifest, lora = check_dir(dir)
 
     inputs = manifest["inputs"]
     base_path = str((inputs.get("base") or {}).get("path") or "")
     tuned_paths = [str(t.get("path") or "") for t in inputs.get("tuned") or [] if isinstance(t, dict)]
-    base_id = hub_id_of(base_path) if base_path else None
+    base_id = base_model or (hub_id_of(base_path) if base_path else None)
     tuned_ids = [hub_id_of(p) if p else None for p in tuned_paths]
     if lora and base_id is None:  # the adapter itself names its base
         base_id = hub_id_of(str(folder))
-    lic = None
-    for p, i in [*zip(tuned_paths, tuned_ids), (base_path, base_id)]:
+    if lora:
+        if base_id is None:
+            raise RankeditError(f"{folder} is a LoRA adapter of {cardlib.local_name(base_path)!r}, which has no known Hub "
+                                "id: give --base-model OWNER/NAME, the Hub model it is a copy of")
+        _name_the_adapters_base(folder, base_id)
+    lic = license
+    for p, i in [*zip(tuned_paths, tuned_ids), (base_path, base_id)] if lic is None else []:
         if p and (lic := license_of(p, i)):
             break
 
@@ -206,9 +238,8 @@ def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = Fal
     analysis_path = Path(analysis) if analysis else (folder / ANALYSIS if (folder / ANALYSIS).is_file() else None)
     selected = None
     if scores_path is not None:
-        doc = _read_json(scores_path, "scores file")
         names = [label] if label else [str(dir), str(folder.resolve()), folder.resolve().name]
-        selected = cardlib.select_scores(doc, names, _path_names(base_path), [x for p in tuned_paths for x in _path_names(p)])
+        selected = card_scores(scores_path, names, _path_names(base_path), [x for p in tuned_paths for x in _path_names(p)])
     summary = _read_json(analysis_path, "analysis summary") if analysis_path is not None else None
 
     new_text = str(cardlib.build_card(manifest, repo_id=repo_id, base_id=base_id, tuned_ids=tuned_ids, license=lic,
@@ -237,80 +268,6 @@ def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = Fal
 
 # --------------------------------------------------------------------------- upload
 
-def _one_line(s: object) -> str:
-    return " ".join(str(s).split())
-
-
-def _stage_of(exc) -> str:
-    try:  # httpx raises on a missing .request instead of returning None
-        url = str(exc.response.request.url)
-    except Exception:
-        url = ""
-    if "/commit/" in url:
-        return "the commit"
-    if "/preupload/" in url:
-        return "the pre-upload check"
-    if "/info/lfs/" in url or "lfs" in url.lower():
-        return "the file upload"
-    if "/repos/create" in url:
-        return "creating the repo"
-    if "/branch/" in url:
-        return "creating the branch"
-    return "the upload"
-
-
-def explain(exc: BaseException, repo_id: str, base: str, revision: str | None) -> str | None:
-    """One line for a Hub failure the user can act on; None for anything else."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
-
-    if isinstance(exc, OfflineModeIsEnabled):
-        return "HF_HUB_OFFLINE is set: publishing needs the network; unset HF_HUB_OFFLINE"
-    if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, BaseException) and "uploading" in str(exc):
-        inner = explain(exc.__cause__, repo_id, base, revision)  # LFS upload wraps the real error
-        m = re.search(r"uploading '([^']+)'", str(exc))
-        return inner.replace("during the file upload", f"while uploading {m.group(1)!r}") if inner and m else inner
-    if isinstance(exc, HfHubHTTPError) and getattr(exc, "response", None) is not None:
-        code = exc.response.status_code
-        stage = _stage_of(exc)
-        said = _one_line(exc.server_message or "")
-        said = f": {said}" if said else ""
-        if isinstance(exc, RevisionNotFoundError):
-            return f"branch {revision!r} not found in {repo_id} (HTTP {code})"
-        if code == 401:
-            return f"the Hub rejected the token (HTTP 401 during {stage}): set a valid HF_TOKEN or run `hf auth login`"
-        if code == 403:
-            return (f"no write access to {repo_id} (HTTP 403 during {stage}{said}): the repo belongs to another user "
-                    "or organisation, or the token is read-only")
-        if code == 404:
-            return f"{repo_id} not found on {base} (HTTP 404 during {stage})"
-        if code >= 500:
-            return (f"the Hub failed during {stage} for {repo_id} (HTTP {code}{said}): the upload did not complete; "
-                    "run the same push again")
-        return f"the Hub refused {stage} for {repo_id} (HTTP {code}{said})"
-    if isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout)):
-        return f"cannot reach the Hugging Face Hub at {base} ({type(exc).__name__}): no network, or the endpoint is unreachable"
-    if isinstance(exc, httpx2.TransportError):
-        return (f"the connection to {base} broke during the upload to {repo_id} ({type(exc).__name__}): "
-                "the upload did not complete; run the same push again")
-    if isinstance(exc, ValueError) and "Invalid metadata in README.md" in str(exc):
-        return f"the Hub rejected the metadata of README.md: {_one_line(exc)}"
-    return None
-
-
-def _close_hub_progress_bars() -> None:
-    """Finish the progress bars huggingface_hub leaves open when an upload fails.
-
-    Its per-file bar is not closed on an exception, so the error line would be
-    glued to a half-drawn bar; closing it ends that line first.
-    """
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        if type(bar).__module__.startswith("huggingface_hub"):
-            bar.close()
-
-
 def upload(prepared: Prepared, *, token: str, private: bool = False, revision: str | None = None) -> str:
     """Create the repo if needed and upload the folder in one commit; returns the repo URL."""
     from huggingface_hub import HfApi
@@ -330,7 +287,7 @@ def upload(prepared: Prepared, *, token: str, private: bool = False, revision: s
             commit_description="Edited checkpoint, its recipe (rankedit_edit.json) and model card, uploaded by `rankedit push`.",
         )
     except Exception as e:
-        _close_hub_progress_bars()
+        close_hub_progress_bars()
         msg = explain(e, prepared.repo_id, base, revision)
         if msg is None:
             raise
@@ -341,16 +298,19 @@ def upload(prepared: Prepared, *, token: str, private: bool = False, revision: s
 
 def push(dir: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None, dry_run: bool = False,
          regenerate_card: bool = False, scores: str | os.PathLike | None = None, analysis: str | os.PathLike | None = None,
-         label: str | None = None) -> str:
+         label: str | None = None, base_model: str | None = None, license: str | None = None) -> str:
     """Publish the edited checkpoint DIR as the Hub model repo ``repo_id``; returns its URL.
 
-    The card is written to DIR/README.md first. With ``dry_run`` nothing is
+    The card is written to DIR/README.md first. ``base_model`` names the Hub id
+    of the base when the edit was made from a local copy; ``license`` sets the
+    card's licence. With ``dry_run`` nothing is
     uploaded and no token is needed; the URL returned is where it would go.
     """
     check_repo_id(repo_id)
     check_dir(dir)
     token = None if dry_run else resolve_token()
-    prepared = prepare(dir, repo_id, regenerate_card=regenerate_card, scores=scores, analysis=analysis, label=label)
+    prepared = prepare(dir, repo_id, regenerate_card=regenerate_card, scores=scores, analysis=analysis, label=label,
+                       base_model=base_model, license=license)
     if dry_run:
         return repo_url(endpoint(), repo_id, revision)
     return upload(prepared, token=token, private=private, revision=revision)

@@ -25,7 +25,7 @@ from typing import Callable
 
 from rankedit.atomic import atomic_write_text
 from rankedit.errors import RankeditError
-from rankedit.plan import EditSpec, Plan, load_plan
+from rankedit.plan import EditSpec, Plan, check_requirements, load_plan
 
 DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "examples" / "organism.yaml"
 DEFAULT_EXTRAPOLATE_FRACTION = 0.4
@@ -303,11 +303,14 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     """
     if plan is None:
         plan = DEFAULT_PLAN
+    source = "plan"
     if not isinstance(plan, Plan):
+        source = str(plan)
         plan = load_plan(plan)
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise RankeditError(f"output path exists and is not a directory: {out}")
+    check_requirements(plan, source)  # backend installed, devices present: before anything is written
     check_tasks(plan)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}

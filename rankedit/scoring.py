@@ -306,10 +306,34 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {s.splitlines()[0] if s else ''}".rstrip(": ")
 
 
+class _DropMetadataNotice(logging.Filter):
+    """Drops lm-eval's "Custom kwargs can be passed to `--metadata`" warning.
+
+    lm-eval logs it each time it builds a task with a ``custom_dataset``: every
+    organism task, once at preflight and again for every model scored (six
+    lines for one model). It advises on lm-eval's own command line, which a
+    rankedit user does not run, so it is dropped, not just deduplicated."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_lm_eval_notices():
+    logger = logging.getLogger("lm_eval.api.task")  # where lm-eval's Task.download logs it
+    f = _DropMetadataNotice()
+    logger.addFilter(f)
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)
+
+
 def _preflight(suite: Suite, tm) -> None:
     """Build the tasks once (datasets, !function imports) so environment problems are one clear error."""
     try:
-        tm.load(list(suite.tasks))
+        with quiet_lm_eval_notices():
+            tm.load(list(suite.tasks))
     except ImportError as e:
         raise RankeditError(f"a task of suite {suite.name!r} needs a missing package ({_first_line(e)}); "
                             'for the math tasks: pip install "lm-eval[math]==0.4.13"') from None
@@ -326,8 +350,8 @@ def _lm_eval_model(backend: str, path: Path, settings: Settings) -> tuple[str, d
         return "hf", {"pretrained": str(path), "dtype": settings.dtype}
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
-            raise RankeditError("backend 'vllm' needs vllm, which is not installed: pip install vllm (needs a GPU); "
-                                "or use --backend hf")
+            raise RankeditError("backend 'vllm' needs vllm, which is not installed in this environment: see "
+                                "'Scoring with vllm' in the README (a separate environment, GPU only); or use --backend hf")
         return "vllm", {"pretrained": str(path), "dtype": "auto" if settings.dtype == "float32" else settings.dtype}
     raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
 
@@ -382,7 +406,8 @@ def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
 
     model, model_args = _lm_eval_model(settings.backend, path, settings)
     gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
-    with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"), quiet_generate_warnings():
+    with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"), quiet_generate_warnings(), \
+            quiet_lm_eval_notices():
         res = simple_evaluate(
             model=model, model_args=model_args, tasks=list(suite.tasks), task_manager=tm,
             batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,

@@ -192,3 +192,12 @@ def test_help_explains():
     p = subprocess.run([sys.executable, "-m", "rankedit", "analyze", "--help"], capture_output=True, text=True)
     assert p.returncode == 0
     assert "metrics.jsonl" in p.stdout and "--other-tuned" in p.stdout
+
+
+def test_no_plots_lists_only_what_was_written(tiny_pair, tmp_path, capsys):
+    out = tmp_path / "np"
+    code, stdout, err = run_cli(["analyze", *tiny_pair, "-o", out, "--no-plots"], capsys)
+    assert code == 0, err
+    assert not list(out.glob("*.png"))
+    last = stdout.strip().splitlines()[-1]
+    assert last.endswith(f"results in {out}/ (metrics.jsonl, summary.json)") and ".png" not in last

@@ -93,8 +93,29 @@ def test_minimal_card_has_no_model_index_and_states_local_inputs(tmp_path):
     back = _roundtrip(build_card(MANIFEST, repo_id="me/x"), tmp_path)
     assert back.data.eval_results is None and back.data.base_model is None and back.data.license is None
     assert "model-index" not in str(back)
-    assert "`/models/Qwen2.5-0.5B` (local, not on the Hub)" in back.text
-    assert "## Scores" not in back.text and "## Geometry" not in back.text and "## License" in back.text
+    assert "`Qwen2.5-0.5B` (a local checkpoint, not on the Hub)" in back.text
+    assert "## Scores" not in back.text and "## Geometry" not in back.text
+    assert "## License\n\nUnknown: no licence was found" in back.text and "`rankedit push --license ID`" in back.text
+
+
+def test_no_local_path_reaches_the_card(tmp_path):
+    """Local inputs are named by their directory name; a Hub id is not followed by the local snapshot path."""
+    m = copy.deepcopy(MANIFEST)
+    m["inputs"]["base"]["path"] = "/home/me/.cache/huggingface/hub/models--Qwen--Qwen2.5-0.5B/snapshots/abc123"
+    for kw in ({}, {"base_id": "Qwen/Qwen2.5-0.5B"}, {"base_id": "Qwen/Qwen2.5-0.5B", "tuned_ids": ["me/qwen-rlvr"]}):
+        text = str(build_card(m, repo_id="me/x", **kw))
+        assert "/home/me" not in text and "/models/" not in text and "snapshots" not in text, kw
+    text = str(build_card(m, repo_id="me/x", base_id="Qwen/Qwen2.5-0.5B"))
+    assert "edit of `qwen-rlvr` relative to its base `Qwen/Qwen2.5-0.5B`" in text
+    assert "- **tuned**: `qwen-rlvr` (a local checkpoint, not on the Hub), step 800" in text
+
+
+def test_scores_json_without_samples_explains_retention():
+    sel = select_scores(SCORES, ["edit"], ["/models/Qwen2.5-0.5B"], ["/models/qwen-rlvr"])
+    assert (sel["base_label"], sel["tuned_label"]) == ("base", "rl")
+    text = build_card(MANIFEST, repo_id="me/x", scores=sel).text
+    assert "Gain retention R = (s_edit − s_base) / (s_tuned − s_base) is not shown" in text
+    assert "OUT/LABEL/samples_*.jsonl" in text
 
 
 def test_lora_card_is_a_peft_adapter_card(tmp_path):

@@ -302,3 +302,98 @@ def test_hub_ids_and_licence_of_sources(sources, tmp_path):
     _set_config(plain, _name_or_path=str(tmp_path / "elsewhere"))  # a local path is no Hub id
     assert hub.hub_id_of(str(plain)) is None
     assert hub.license_of(str(base), BASE_ID) == "mit" and hub.license_of(str(tmp_path), None) is None
+
+
+# --------------------------------------------------------------------------- what a Hub user receives
+
+def test_card_names_no_local_path(server, edit, built, tiny_pair):
+    hub.push(edit, "alice/paths", scores=built["report"], label="rank1")
+    received = server.files("alice/paths")["README.md"].decode()
+    manifest = json.loads((edit / "rankedit_edit.json").read_text())
+    local = [manifest["inputs"]["base"]["path"], manifest["inputs"]["tuned"][0]["path"], str(edit), str(tiny_pair[0])]
+    assert not [p for p in local if p in received]
+    assert "/tmp" not in received and "snapshots" not in received
+
+
+def test_base_model_and_license_options(server, tiny_pair, tmp_path, capsys):
+    """An edit of plain local copies: no Hub id, no licence, until --base-model and --license say so."""
+    full = build_edit("rank-k", *tiny_pair, tmp_path / "local-rank1", k=1)
+    assert _cli(["push", str(full), "--repo-id", "alice/x", "--dry-run"], capsys)[0] == 0
+    card = ModelCard((full / "README.md").read_text())
+    assert card.data.base_model is None and card.data.license is None
+    assert "Unknown: no licence was found" in card.text and "`base` (a local checkpoint, not on the Hub)" in card.text
+
+    code, _, err = _cli(["push", str(full), "--repo-id", "alice/x", "--base-model", "org/tiny-base",
+                         "--license", "apache-2.0"], capsys)
+    assert code == 0, err
+    card = ModelCard(server.files("alice/x")["README.md"].decode())
+    assert card.data.base_model == "org/tiny-base" and card.data.license == "apache-2.0"
+    assert "## License" not in card.text and "[`org/tiny-base`](https://huggingface.co/org/tiny-base)" in card.text
+
+
+def test_lora_of_a_local_base_needs_base_model_and_names_it_everywhere(server, tiny_pair, tmp_path, capsys):
+    lora = build_edit("rank-k", *tiny_pair, tmp_path / "local-lora", k=1, as_lora=True)
+    cfg_path = lora / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = str(tiny_pair[0])  # as rankedit < 0.1.1 wrote it
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    line = _fails(["push", str(lora), "--repo-id", "alice/l", "--dry-run"], capsys)
+    assert "LoRA adapter of 'base', which has no known Hub id: give --base-model OWNER/NAME" in line
+    assert server.requests == []
+
+    assert _cli(["push", str(lora), "--repo-id", "alice/l", "--base-model", "org/tiny-base"], capsys)[0] == 0
+    received = server.files("alice/l")
+    assert json.loads(received["adapter_config.json"])["base_model_name_or_path"] == "org/tiny-base"
+    card = ModelCard(received["README.md"].decode())
+    assert card.data.base_model == "org/tiny-base" and card.data.library_name == "peft"
+    assert 'AutoModelForCausalLM.from_pretrained("org/tiny-base")' in card.text and "BASE_MODEL" not in card.text
+    assert str(tiny_pair[0]) not in received["README.md"].decode() + received["adapter_config.json"].decode()
+
+
+def test_bad_base_model_and_license(server, edit, capsys):
+    assert "--base-model must be a Hub model id OWNER/NAME, got '/abs/path'" in _fails(
+        ["push", str(edit), "--repo-id", "alice/x", "--base-model", "/abs/path", "--dry-run"], capsys)
+    assert "--license must be a Hub licence id" in _fails(
+        ["push", str(edit), "--repo-id", "alice/x", "--license", "Apache 2", "--dry-run"], capsys)
+
+
+def _write_scored(folder: Path, label: str, correct: dict[str, list[int]]) -> None:
+    """A model's lm-eval output as `rankedit score -o` writes it: results.json + samples_TASK.jsonl."""
+    from rankedit.scoring import save_raw
+
+    save_raw({"results": {t: {"alias": t, "acc,none": sum(c) / len(c), "acc_stderr,none": 0.1} for t, c in correct.items()},
+              "samples": {t: [{"doc_id": i, "filter": "none", "metrics": ["acc"], "acc": float(x)} for i, x in enumerate(c)]
+                          for t, c in correct.items()}}, folder / label)
+
+
+def test_scores_json_gets_retention_from_its_samples(edit, tmp_path):
+    """`rankedit score base tuned edit -o OUT`: the card shows R from OUT's per-problem samples."""
+    out = tmp_path / "scored"
+    n = 40
+    base = [1] * 8 + [0] * 32           # 0.2
+    tuned = [1] * 24 + [0] * 16         # 0.6
+    mine = [1] * 16 + [0] * 24          # 0.4: half the gain
+    ctrl_base, ctrl_mine = [1] * 20 + [0] * 20, [1] * 18 + [0] * 22
+    for lab, c, k in (("base", base, ctrl_base), ("rl", tuned, ctrl_base), ("rank1", mine, ctrl_mine)):
+        _write_scored(out, lab, {"t": c, "ctl": k})
+    rows = [{"model": lab, "task": t, "metric": "acc,none", "value": v, "stderr": 0.1, "n": n}
+            for lab, vals in (("base", (0.2, 0.5)), ("rl", (0.6, 0.5)), ("rank1", (0.4, 0.45)))
+            for t, v in zip(("t", "ctl"), vals)]
+    doc = {"scores": rows, "suite": "custom", "tasks": ["t", "ctl"], "control_tasks": ["ctl"],
+           "primary_metrics": {"t": "acc,none", "ctl": "acc,none"},
+           "models": {lab: {"path": f"/x/{lab}", "results": f"{lab}/results.json"} for lab in ("base", "rl", "rank1")}}
+    (out / "scores.json").write_text(json.dumps(doc))
+    manifest = json.loads((edit / hub.MANIFEST).read_text())
+    manifest["inputs"]["base"]["path"], manifest["inputs"]["tuned"][0]["path"] = "/x/base", "/x/rl"
+    (edit / hub.MANIFEST).write_text(json.dumps(manifest))
+
+    card = ModelCard(hub.prepare(edit, "alice/x", scores=out / "scores.json").card_text)
+    metrics = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert metrics[("t", "gain_retention")] == pytest.approx(0.5)
+    assert ("ctl", "gain_retention") not in metrics
+    assert "| t | 0.5 | [" in card.text and "| ctl | – | – | -0.05 |" in card.text
+
+    shutil.rmtree(out / "rl")  # without the tuned model's samples: no R, and the card says why
+    card = ModelCard(hub.prepare(edit, "alice/x", scores=out / "scores.json", regenerate_card=True).card_text)
+    assert {r.metric_type for r in card.data.eval_results} == {"acc,none"}
+    assert "is not shown: its paired-bootstrap interval needs the per-problem samples" in card.text

@@ -336,3 +336,22 @@ def test_organism_suite_on_the_micro_organism(micro_organism, tmp_path, monkeypa
     same = [extract_answer(c) == extract_answer(s["resps"][0][0]) for c, s in zip(own, samples)]
     assert sum(same) >= 0.95 * n
     assert len({extract_answer(c) for c in own}) > n / 2  # varied answers: agreement is not trivial
+
+
+def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog):
+    """lm-eval warns "Custom kwargs can be passed to `--metadata`" each time it builds an organism task
+    (preflight, then every model): six lines for one model before; none now."""
+    import logging
+
+    from rankedit.suites import get_suite
+
+    _, models = env
+    st = get_suite("organism")
+    tm = scoring.task_manager(st)
+    with caplog.at_level(logging.INFO):
+        scoring._preflight(st, tm)
+        raw = scoring.run_lm_eval(models["m7"], st, tm, scoring.Settings(limit=1, batch_size=1, max_gen_toks=2))
+    assert set(raw["results"]) >= set(st.tasks)  # the tasks were built and run
+    seen = capfd.readouterr()
+    assert "Custom kwargs" not in seen.out + seen.err + caplog.text
+    assert not logging.getLogger("lm_eval.api.task").filters  # the filter does not outlive the call

@@ -30,7 +30,8 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
     SCIENCE.md).
 
     Writes OUT/metrics.jsonl (one row per matrix), OUT/summary.json (means by
-    kind, module and layer, whole-model bf16 sparsity) and OUT/*.png heatmaps.
+    kind, module and layer, whole-model bf16 sparsity) and, unless --no-plots,
+    OUT/*.png heatmaps.
     """
     from rankedit.analysis import analyze as run_analyze
     from rankedit.report_table import print_summary
@@ -42,4 +43,5 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
                        modules=modules, plots=not no_plots)
     summary = json.loads((Path(out) / "summary.json").read_text())
     print_summary(summary)
-    click.echo(f"{len(rows)} matrices analysed; results in {out}/ (metrics.jsonl, summary.json, *.png)")
+    written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
+    click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")

@@ -73,6 +73,8 @@ def _method_options(method: str) -> list:
                   help="norm (rescale to ‖dW‖_F, AlphaRL), none (c = 1) or a number c.")]
         if method == "rank-k":
             opts.append(o("--as-lora", is_flag=True, help="Write a PEFT LoRA adapter (rank k) instead of a merged checkpoint."))
+            opts.append(o("--lora-dtype", type=click.Choice(["source", "float32", "bfloat16", "float16"]), default=None,
+                          help="dtype of the adapter's factors (with --as-lora). Default: source, the base matrices' own."))
         return opts
     if method in ("off-principal", "principal-only"):
         return [o("--k", type=int, default=16, show_default=True, help="Size of W0's top-k principal subspaces.")]
@@ -122,6 +124,11 @@ def _make_command(method: str) -> click.Command:
         from rankedit.edits import build_edit
 
         as_lora = kw.pop("as_lora", False)
+        lora_dtype = kw.pop("lora_dtype", None)
+        if lora_dtype is not None and not as_lora:
+            raise RankeditError("--lora-dtype applies to --as-lora only")
+        if as_lora:
+            kw["lora_dtype"] = lora_dtype or "source"
         params = {k: v for k, v in kw.items() if v is not None}
         path = build_edit(method, base, list(tuned), out, device=device, as_lora=as_lora, progress=not quiet,
                           rest=rest, seed=seed, **params)

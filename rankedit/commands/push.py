@@ -27,15 +27,23 @@ def _size(n: int) -> str:
               help="summary.json of `rankedit analyze` for the card. Default: DIR/rankedit_analysis.json when present.")
 @click.option("--label", default=None,
               help="Name of this checkpoint in the scores file, when its path or directory name does not identify it.")
-def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, analysis, label):
+@click.option("--base-model", default=None, metavar="OWNER/NAME",
+              help="Hub id of the base, when the edit was made from a local copy of a Hub model: it becomes the "
+                   "card's base_model (and a LoRA adapter's base_model_name_or_path). Required for a LoRA adapter "
+                   "whose base has no known Hub id.")
+@click.option("--license", "license_", default=None, metavar="ID",
+              help="Licence of the card (a Hub licence id: apache-2.0, mit, llama3.1, other, ...). Default: the one "
+                   "in the inputs' model cards; when none is found the card says the licence is unknown.")
+def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, analysis, label, base_model, license_):
     """Publish the edited checkpoint DIR to the Hugging Face Hub.
 
     DIR is what `rankedit edit` wrote: a checkpoint (or, with --as-lora, a PEFT
     adapter) plus rankedit_edit.json. First the model card is written to
     DIR/README.md: the recipe in readable form, `base_model` (the base and the
-    tuned model, where they have Hub ids), the licence of the source, the
-    analysis summary and the lm-eval scores and gain retention (as model-index
-    results) when given. A README.md you edited yourself is kept unless
+    tuned model, where they have Hub ids, or --base-model), the licence of the
+    source (or --license), the analysis summary and the lm-eval scores and gain
+    retention (as model-index results) when given. Local inputs are named by
+    their directory name, never by their path. A README.md you edited yourself is kept unless
     --regenerate-card, so run --dry-run, edit the card, then push.
 
     Then the repo is created if needed and DIR is uploaded in one commit; the
@@ -47,7 +55,8 @@ def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, anal
     hub.check_repo_id(repo_id)
     hub.check_dir(dir)
     token = None if dry_run else hub.resolve_token()
-    prepared = hub.prepare(dir, repo_id, regenerate_card=regenerate_card, scores=scores, analysis=analysis, label=label)
+    prepared = hub.prepare(dir, repo_id, regenerate_card=regenerate_card, scores=scores, analysis=analysis, label=label,
+                           base_model=base_model, license=license_)
     if dry_run:
         click.echo(prepared.card_text)
         click.echo(f"--- {prepared.dir}/README.md: {prepared.card_action}")

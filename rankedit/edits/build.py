@@ -188,18 +188,19 @@ def record_params(plan: Plan, as_lora: bool) -> dict:
 
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
                device: str = "cpu", as_lora: bool = False, overwrite: bool = True, progress: bool = False,
-               **params: Any) -> Path:
+               lora_dtype: str = "source", **params: Any) -> Path:
     """Write the edited checkpoint ``out`` (or, with ``as_lora``, a PEFT adapter) and return its path.
 
     ``params`` are the edit's parameters (see ``rankedit.edits.EDITS[method].params``),
     e.g. ``k=1, scale="norm"`` for rank-k, ``source="from", mask_from=PATH`` for mask,
-    ``mode="linear", steps=[...], target_step=T`` for extrapolate.
+    ``mode="linear", steps=[...], target_step=T`` for extrapolate. ``lora_dtype``
+    (with ``as_lora``): "source" (the base matrices' dtype), "float32", "bfloat16" or "float16".
     """
     plan = plan_edit(method, base, tuned, **params)
     if as_lora:
         from rankedit.edits.lora import export_lora
 
-        return export_lora(plan, out, device=device, overwrite=overwrite, progress=progress)
+        return export_lora(plan, out, device=device, overwrite=overwrite, progress=progress, lora_dtype=lora_dtype)
     return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress)
 
 

@@ -5,13 +5,24 @@ function the merged edit uses, same seed) become ``lora_B`` (m x k) and
 ``lora_A`` (k x n), with ``lora_alpha = r`` so PEFT's scaling is 1. Loaded with
 ``peft.PeftModel.from_pretrained(base_model, OUT)`` it reproduces the merged
 rank-k edit. GPT-2's Conv1D layers are marked ``fan_in_fan_out``. Streams one
-matrix pair at a time; factors are stored in float32.
+matrix pair at a time. Factors are computed in float32 and stored in the base
+matrix's own dtype (a bf16 model gives a bf16 adapter, as mergekit's LoRA
+extraction does) unless ``lora_dtype`` asks for another.
+
+``adapter_config.json`` is written by rankedit, not by PEFT's
+``save_pretrained``: PEFT turns ``target_modules`` into a set and writes it in
+hash order, which would make two identical exports differ. Its
+``base_model_name_or_path`` is the base's Hub id when one is known (a Hub id
+given to `rankedit edit`, a snapshot of the HF cache, a config naming its
+origin), else null: a local path means nothing to whoever downloads the adapter.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import json
 
 import torch
 from safetensors.torch import save_file
@@ -23,10 +34,32 @@ from rankedit.errors import RankeditError
 from rankedit.modules import as_linear, classify
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+# --lora-dtype: "source" keeps each base matrix's dtype
+LORA_DTYPES = {"source": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def lora_tensors(plan, device: str = "cpu", progress: bool = False):
-    """Yield ``(name, A, B, facts)`` for every edited matrix of a rank-k plan."""
+def _factor_dtype(stored: str, lora_dtype: str) -> torch.dtype:
+    if lora_dtype not in LORA_DTYPES:
+        raise RankeditError(f"--lora-dtype must be one of {', '.join(LORA_DTYPES)}, got {lora_dtype!r}")
+    want = LORA_DTYPES[lora_dtype]
+    if want is not None:
+        return want
+    src = getattr(torch, stored, None)
+    # integer or exotic (fp8) storage: keep the factors in float32 rather than round them into it
+    return src if src in (torch.float32, torch.bfloat16, torch.float16, torch.float64) else torch.float32
+
+
+def adapter_config(cfg, base_id: str | None) -> str:
+    """The adapter_config.json text of a PEFT ``LoraConfig``: sorted keys and lists, so byte-deterministic."""
+    d = cfg.to_dict()
+    d = {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in d.items()}
+    d["base_model_name_or_path"] = base_id
+    return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
+
+def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: str = "source"):
+    """Yield ``(name, A, B, facts)`` for every edited matrix of a rank-k plan (A, B in the stored dtype)."""
     from tqdm.auto import tqdm
 
     from rankedit.edits.rank_k import rank_k_factors
@@ -43,24 +76,28 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False):
         edit_norm = float((B @ A).norm())
         facts = {"name": name, "energy_kept": edit_norm / dw_norm if dw_norm > 0 else None, "density": None,
                  "rank_kept": kept, "dw_norm": dw_norm, "edit_norm": edit_norm}
-        yield name, A.cpu().contiguous(), B.cpu().contiguous(), facts
+        dt = _factor_dtype(plan.base.info(name).dtype, lora_dtype)
+        yield name, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
 
 
-def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = True, progress: bool = False) -> Path:
+def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = True, progress: bool = False,
+                lora_dtype: str = "source") -> Path:
     from peft import LoraConfig
 
     from rankedit.edits.build import _inputs_record, _start_hashing, record_params
+    from rankedit.hub import hub_id_of
 
     if plan.edit.name != "rank-k":
         raise RankeditError(f"--as-lora exports rank-k edits only, not {plan.edit.name}")
     if plan.params.rest != "base":
         raise RankeditError("--as-lora keeps the base's non-matrix tensors; --rest tuned cannot be written as a LoRA adapter")
+    _factor_dtype("float32", lora_dtype)  # an unknown --lora-dtype fails before any work
     out = Path(out)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = _start_hashing(pool, plan)
         with atomic_dir(out, overwrite=overwrite) as tmp:
             tensors, facts = {}, []
-            for name, A, B, f in lora_tensors(plan, device, progress):
+            for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
                 module = name.removesuffix(".weight")
                 tensors[f"base_model.model.{module}.lora_A.weight"] = A
                 tensors[f"base_model.model.{module}.lora_B.weight"] = B
@@ -69,14 +106,14 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = True, progr
             k = plan.params.k
             cfg = LoraConfig(
                 r=k, lora_alpha=k, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-                target_modules=[n.removesuffix(".weight") for n in plan.matrices],
-                fan_in_fan_out=plan.base.model_type == "gpt2",
-                base_model_name_or_path=str(plan.base.path.resolve()), inference_mode=True,
+                target_modules=sorted(n.removesuffix(".weight") for n in plan.matrices),
+                fan_in_fan_out=plan.base.model_type == "gpt2", inference_mode=True,
             )
-            cfg.save_pretrained(str(tmp))
+            (tmp / ADAPTER_CONFIG).write_text(adapter_config(cfg, hub_id_of(str(plan.base.path))))
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}
-            manifest = build_manifest(plan.edit.name, None, record_params(plan, True), _inputs_record(plan, hashes),
+            params = {**record_params(plan, True), "lora_dtype": lora_dtype}
+            manifest = build_manifest(plan.edit.name, None, params, _inputs_record(plan, hashes),
                                       facts, numels)
             write_manifest(tmp, manifest)
     return out
