@@ -84,24 +84,54 @@ def hierarchical_retention(runs: Sequence[Triple], per_run_defined: Sequence[boo
         bad = [i for i, d in enumerate(defined) if not d]
         reason = f"retention undefined in run(s) {', '.join(map(str, bad))} (no significant tuned gain there)"
         return AcrossRuns(math.nan, math.nan, math.nan, math.nan, math.nan, per_run, len(diffs), False, reason)
+    lo, hi = _two_level(diffs, n_boot, seed, alpha)
+    t_lo, t_hi = t_interval(per_run, alpha)
+    return AcrossRuns(float(np.mean(per_run)), lo, hi, t_lo, t_hi, per_run, len(diffs), True, None)
+
+
+def hierarchical_difference(runs: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
+                            seed: int = 0, alpha: float = 0.05) -> AcrossRuns:
+    """Mean over runs of ``s_model - s_base`` (a gain, or forgetting on a control task), same two-level interval."""
+    ev.check_alpha(alpha)
+    diffs = []
+    for i, (b, m) in enumerate(runs):
+        b, m = ev.as_scores(b, f"run {i} base"), ev.as_scores(m, f"run {i} model")
+        ev.check_paired(base=b, model=m)
+        diffs.append((None, m - b))
+    if not diffs:
+        raise RankeditError("no runs to combine")
+    per_run = tuple(float(d.mean()) for _, d in diffs)
+    lo, hi = _two_level(diffs, n_boot, seed, alpha)
+    t_lo, t_hi = t_interval(per_run, alpha)
+    return AcrossRuns(float(np.mean(per_run)), lo, hi, t_lo, t_hi, per_run, len(diffs), True, None)
+
+
+def _two_level(diffs: list[tuple[np.ndarray | None, np.ndarray]], n_boot: int, seed: int,
+               alpha: float) -> tuple[float, float]:
+    """Percentile interval of the run mean of mean(num) / mean(den) (or of mean(num) when den is None).
+
+    Each replicate draws the runs with replacement, then each drawn slot's
+    problems with replacement: a run drawn twice gets two independent problem draws.
+    """
     rng = np.random.default_rng(seed)
     n_runs = len(diffs)
     picks = rng.integers(0, n_runs, size=(n_boot, n_runs))
     reps = np.empty((n_boot, n_runs))
-    # one problem resample per (replicate, drawn slot): runs drawn twice get independent problem draws
     for j in range(n_runs):
         for r in range(n_runs):
             rows = np.flatnonzero(picks[:, j] == r)
             if rows.size == 0:
                 continue
-            dt, de = diffs[r]
-            idx = rng.integers(0, dt.size, size=(rows.size, dt.size))
-            mt, me = dt[idx].mean(axis=1), de[idx].mean(axis=1)
+            den, num = diffs[r]
+            idx = rng.integers(0, num.size, size=(rows.size, num.size))
+            mn = num[idx].mean(axis=1)
+            if den is None:
+                reps[rows, j] = mn
+                continue
+            md = den[idx].mean(axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
-                reps[rows, j] = np.where(mt != 0, me / np.where(mt != 0, mt, 1.0), np.nan)
-    lo, hi = ev.percentiles(reps.mean(axis=1), alpha)
-    t_lo, t_hi = t_interval(per_run, alpha)
-    return AcrossRuns(float(np.mean(per_run)), lo, hi, t_lo, t_hi, per_run, n_runs, True, None)
+                reps[rows, j] = np.where(md != 0, mn / np.where(md != 0, md, 1.0), np.nan)
+    return ev.percentiles(reps.mean(axis=1), alpha)
 
 
 def retention_difference(base, tuned, edit, other, n_boot: int = 2000, seed: int = 0,

@@ -76,3 +76,9 @@ def test_holds_in_every_run(intervals, verdict):
 def test_spread_over_runs():
     s = ar.spread([1.0, 2.0, None, 3.0])
     assert s == {"mean": 2.0, "sd": 1.0, "min": 1.0, "max": 3.0, "n": 3}
+
+
+def test_hierarchical_difference_of_forgetting():
+    runs = [(np.zeros(30), np.full(30, -0.1)), (np.zeros(30), np.full(30, -0.3)), (np.zeros(30), np.full(30, -0.2))]
+    res = ar.hierarchical_difference(runs, n_boot=3000, seed=1)
+    assert res.mean == pytest.approx(-0.2) and res.ci_low == pytest.approx(-0.3) and res.ci_high == pytest.approx(-0.1)
