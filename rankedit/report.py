@@ -48,6 +48,8 @@ def describe(method: str, params: Mapping[str, Any]) -> str:
     if method == "extrapolate":
         steps = params.get("steps") or []
         last = steps[-1] if steps else "?"
+        if params.get("mode") == "last":
+            return f"the checkpoint at step {last} as it is, not extrapolated (control)"
         return f"{params.get('mode', 'linear')} extrapolation from steps ≤ {last} to step {params.get('target_step')}"
     if method == "scale":
         return f"{params.get('factor', 1.0)} × ΔW"
