@@ -347,6 +347,7 @@ def run_one(plan: Plan, out: Path, *, quiet: bool = False, on_stage: Callable[[s
 def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, *, quiet: bool = False,
                 on_stage: Callable[[str], None] | None = None) -> tuple[dict, dict]:
     """Every run into OUT/runs/NAME, one after another, then the across-run report in OUT."""
+    from rankedit import machine
     from rankedit.report_runs import across_report, markdown_runs
     from rankedit.report_plots import runs_plots
 
@@ -359,6 +360,8 @@ def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, *, quiet: 
                                                   on_stage=(lambda s, n=name: on_stage(f"{n}: {s}")) if on_stage else None)
         failures.update({f"{name}/{k}": v for k, v in f.items()})
     report = across_report(plan, reports, results, n_boot=plan.score.n_boot)
+    report["machine"] = machine.describe()
+    report["date"] = time.strftime("%Y-%m-%d", time.gmtime())
     report["failures"] = failures
     report["timings_s"] = {"total": round(time.time() - t0, 1),
                            **{name: r["timings_s"] for name, r in reports.items()}}

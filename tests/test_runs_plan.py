@@ -1,6 +1,7 @@
 """Plans with several runs: organism seeds and several tuned runs of one base, with across-run intervals."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -8,6 +9,8 @@ import yaml
 import rankedit
 from rankedit.errors import RankeditError
 from rankedit.plan import parse_plan, split_runs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EDITS = [{"name": "rank1", "method": "rank-k", "params": {"k": 1}},
          {"name": "rank1-random", "method": "random-rank-k", "params": {"k": 1}, "control_of": "rank1"}]
@@ -74,6 +77,16 @@ def test_several_tuned_runs_of_one_base(micro_organism, tmp_path):
         "rank1 keeps more than its control rank1-random"}
     md = (out / "report.md").read_text()
     assert "## Forgetting on organism_control" in md and "| s0 | s1 |" in md
+    # the README's findings script renders such a report: every per-run gain appears
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_findings", ROOT / "scripts" / "readme_findings.py")
+    findings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(findings)
+    section = findings.render(report)
+    tuned = next(r for r in report["references"] if r["model"] == "tuned" and r["task"] == "organism_id")
+    assert f"{100 * tuned['per_run']['s0']['gain']:+.1f}" in section and report["machine"]["cpu"] in section
+    assert findings.replace_section(f"a\n{findings.BEGIN}\nold\n{findings.END}\nb", section) == f"a\n{section}\nb"
     # geometry over runs: s1 has no SFT, so only the tuned updates are compared over both runs
     assert report["geometry"]["spread"]["tuned"]["rel_update_norm"]["n"] == 2
 
