@@ -55,7 +55,7 @@ class Retention:
     n: int  # number of paired problems
 
 
-def _as_scores(x, name: str) -> np.ndarray:
+def as_scores(x, name: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1:
         raise RankeditError(f"{name}: expected a 1-D array of per-problem scores, got shape {a.shape}")
@@ -64,7 +64,7 @@ def _as_scores(x, name: str) -> np.ndarray:
     return a
 
 
-def _check_paired(**arrays: np.ndarray) -> int:
+def check_paired(**arrays: np.ndarray) -> int:
     lengths = {k: len(v) for k, v in arrays.items()}
     n = next(iter(lengths.values()))
     if len(set(lengths.values())) != 1:
@@ -81,7 +81,7 @@ def bootstrap_indices(n: int, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
-def _percentiles(reps: np.ndarray, alpha: float) -> tuple[float, float]:
+def percentiles(reps: np.ndarray, alpha: float) -> tuple[float, float]:
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return math.nan, math.nan
@@ -89,19 +89,19 @@ def _percentiles(reps: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _check_alpha(alpha: float) -> None:
+def check_alpha(alpha: float) -> None:
     if not 0 < alpha < 1:
         raise RankeditError(f"alpha must be in (0, 1), got {alpha}")
 
 
 def paired_difference(base, model, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> Interval:
     """``mean(model) - mean(base)`` over the same problems, with its paired-bootstrap interval."""
-    _check_alpha(alpha)
-    b, m = _as_scores(base, "base"), _as_scores(model, "model")
-    n = _check_paired(base=b, model=m)
+    check_alpha(alpha)
+    b, m = as_scores(base, "base"), as_scores(model, "model")
+    n = check_paired(base=b, model=m)
     d = m - b
     reps = d[bootstrap_indices(n, n_boot, seed)].mean(axis=1)
-    lo, hi = _percentiles(reps, alpha)
+    lo, hi = percentiles(reps, alpha)
     return Interval(float(d.mean()), lo, hi)
 
 
@@ -122,14 +122,14 @@ def retention(base, tuned, edit, n_boot: int = 2000, seed: int = 0, alpha: float
     (NaN) unless that interval lies strictly above zero. Replicates whose
     tuned gain is exactly zero give no ratio and are left out of R's interval.
     """
-    _check_alpha(alpha)
-    b, t, e = _as_scores(base, "base"), _as_scores(tuned, "tuned"), _as_scores(edit, "edit")
-    n = _check_paired(base=b, tuned=t, edit=e)
+    check_alpha(alpha)
+    b, t, e = as_scores(base, "base"), as_scores(tuned, "tuned"), as_scores(edit, "edit")
+    n = check_paired(base=b, tuned=t, edit=e)
     idx = bootstrap_indices(n, n_boot, seed)
     dt, de = t - b, e - b
     rep_t, rep_e = dt[idx].mean(axis=1), de[idx].mean(axis=1)
-    g_t = Interval(float(dt.mean()), *_percentiles(rep_t, alpha))
-    g_e = Interval(float(de.mean()), *_percentiles(rep_e, alpha))
+    g_t = Interval(float(dt.mean()), *percentiles(rep_t, alpha))
+    g_e = Interval(float(de.mean()), *percentiles(rep_e, alpha))
     level = round(100 * (1 - alpha))
     if not g_t.ci_low > 0:
         why = "lower" if g_t.ci_high < 0 else "not significant"
@@ -138,7 +138,7 @@ def retention(base, tuned, edit, n_boot: int = 2000, seed: int = 0, alpha: float
         return Retention(math.nan, math.nan, math.nan, False, reason, g_t, g_e, n)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(rep_t != 0, rep_e / np.where(rep_t != 0, rep_t, 1.0), np.nan)
-    lo, hi = _percentiles(ratios, alpha)
+    lo, hi = percentiles(ratios, alpha)
     return Retention(g_e.value / g_t.value, lo, hi, True, None, g_t, g_e, n)
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 from rankedit.atomic import atomic_write_text
 from rankedit.errors import RankeditError
-from rankedit.plan import EditSpec, Plan, check_requirements, load_plan
+from rankedit.plan import EditSpec, Plan, check_requirements, load_plan, split_runs
 
 DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "examples" / "organism.yaml"
 DEFAULT_EXTRAPOLATE_FRACTION = 0.4
@@ -298,8 +298,11 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
         on_stage: Callable[[str], None] | None = None) -> dict:
     """Run a plan (a Plan, a YAML path, or None for examples/organism.yaml); returns the report dict.
 
-    Raises RankeditError on bad input before any heavy work, and at the end when
-    some model could not be scored (the report is written with the others first).
+    A plan with several runs (organism ``seeds`` or ``runs``) runs each into
+    OUT/runs/NAME/ (a complete report of its own) and writes the across-run
+    report to OUT. Raises RankeditError on bad input before any heavy work, and
+    at the end when some model could not be scored (the report of the others
+    is written first).
     """
     if plan is None:
         plan = DEFAULT_PLAN
@@ -312,6 +315,19 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
         raise RankeditError(f"output path exists and is not a directory: {out}")
     check_requirements(plan, source)  # backend installed, devices present: before anything is written
     check_tasks(plan)
+    parts = split_runs(plan)
+    if len(parts) == 1:
+        report, _, failures = run_one(parts[0][1], out, quiet=quiet, on_stage=on_stage)
+    else:
+        report, failures = run_several(plan, parts, out, quiet=quiet, on_stage=on_stage)
+    if failures:
+        msg = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        raise RankeditError(f"{len(failures)} model(s) could not be scored ({msg}); the report of the others is in {out}")
+    return report
+
+
+def run_one(plan: Plan, out: Path, *, quiet: bool = False, on_stage: Callable[[str], None] | None = None):
+    """One run of a plan into ``out``: (report dict, ScoreResult, failures)."""
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
 
@@ -328,7 +344,31 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet)
     result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet)
     report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings)
-    if failures:
-        msg = "; ".join(f"{k}: {v}" for k, v in failures.items())
-        raise RankeditError(f"{len(failures)} model(s) could not be scored ({msg}); the report of the others is in {out}")
-    return report
+    return report, result, failures
+
+
+def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, *, quiet: bool = False,
+                on_stage: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+    """Every run into OUT/runs/NAME, one after another, then the across-run report in OUT."""
+    from rankedit import machine
+    from rankedit.report_runs import across_report, markdown_runs
+    from rankedit.report_plots import runs_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    reports, results, failures = {}, {}, {}
+    for name, sub in parts:
+        _log(f"run {name} ({len(reports) + 1}/{len(parts)})", quiet)
+        reports[name], results[name], f = run_one(sub, out / "runs" / name, quiet=quiet,
+                                                  on_stage=(lambda s, n=name: on_stage(f"{n}: {s}")) if on_stage else None)
+        failures.update({f"{name}/{k}": v for k, v in f.items()})
+    report = across_report(plan, reports, results, n_boot=plan.score.n_boot)
+    report["machine"] = machine.describe()
+    report["date"] = time.strftime("%Y-%m-%d", time.gmtime())
+    report["failures"] = failures
+    report["timings_s"] = {"total": round(time.time() - t0, 1),
+                           **{name: r["timings_s"] for name, r in reports.items()}}
+    report["figures"] = runs_plots(report, out)
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / "report.md", markdown_runs(report))
+    return report, failures

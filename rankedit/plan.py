@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -29,7 +29,22 @@ class _Strict(BaseModel):
 class OrganismSpec(_Strict):
     size: Literal["micro", "small"] = "small"
     seed: int = Field(0, ge=0)
+    seeds: Optional[list[Annotated[int, Field(ge=0)]]] = Field(
+        None, min_length=1, description="several organism seeds: each is built and edited, and the report "
+                                        "gives per-seed and across-seed intervals")
     device: Literal["cpu", "cuda"] = "cpu"
+
+    @model_validator(mode="after")
+    def _seed_or_seeds(self):
+        if self.seeds is not None:
+            if "seed" in self.model_fields_set:
+                raise ValueError("give 'seed' or 'seeds', not both")
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        return self
+
+    def run_seeds(self) -> list[int]:
+        return list(self.seeds) if self.seeds is not None else [self.seed]
 
 
 class Checkpoints(_Strict):
@@ -48,6 +63,28 @@ class Checkpoints(_Strict):
         return self
 
 
+def _check_name(v: str, what: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v) or v in ("base", "tuned", "sft", "other_tuned"):
+        raise ValueError(f"{what} name {v!r} must be letters, digits, '.', '_' or '-' and not a model role")
+    return v
+
+
+class RunSpec(_Strict):
+    """One of several tuned runs of the same base (seeds of a real RL recipe)."""
+
+    name: str = Field(description="label of the run in the report and its folder under OUT/runs")
+    tuned: str
+    other_tuned: Optional[str] = None
+    sft: Optional[str] = None
+    checkpoints: Optional[Checkpoints] = None
+    sft_checkpoints: Optional[Checkpoints] = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return _check_name(v, "run")
+
+
 class EditSpec(_Strict):
     name: str = Field(description="label of the edit in the report and its folder name under OUT/edits")
     method: str
@@ -62,9 +99,7 @@ class EditSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v) or v in ("base", "tuned", "sft", "other_tuned"):
-            raise ValueError(f"edit name {v!r} must be letters, digits, '.', '_' or '-' and not a model role")
-        return v
+        return _check_name(v, "edit")
 
 
 class ScoreSpec(_Strict):
@@ -107,6 +142,7 @@ class Plan(_Strict):
     sft: Optional[str] = None
     checkpoints: Optional[Checkpoints] = None
     sft_checkpoints: Optional[Checkpoints] = None
+    runs: Optional[list[RunSpec]] = Field(None, min_length=1, description="several tuned runs of one base")
     edits: list[EditSpec] = Field(default_factory=list)
     score: ScoreSpec = Field(default_factory=ScoreSpec)
     analyze: AnalyzeSpec = Field(default_factory=AnalyzeSpec)
@@ -114,7 +150,17 @@ class Plan(_Strict):
 
     @model_validator(mode="after")
     def _models(self):
-        if self.organism is None:
+        if self.runs is not None:
+            clash = [k for k in ("organism", "tuned", "other_tuned", "sft", "checkpoints", "sft_checkpoints")
+                     if getattr(self, k) is not None]
+            if clash:
+                raise ValueError(f"'runs' lists the tuned runs; give {', '.join(clash)} inside each run instead")
+            if self.base is None:
+                raise ValueError("'runs' needs 'base', the checkpoint every run was tuned from")
+            names = [r.name for r in self.runs]
+            if len(set(names)) != len(names):
+                raise ValueError(f"run names must be unique, got {names}")
+        elif self.organism is None:
             missing = [k for k in ("base", "tuned") if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"the plan needs {' and '.join(missing)} (checkpoint paths or Hub ids), "
@@ -126,7 +172,8 @@ class Plan(_Strict):
         for e in self.edits:
             if e.control_of is not None and e.control_of not in names:
                 raise ValueError(f"edit {e.name!r} is the control of {e.control_of!r}, which is not in the plan")
-            if e.of == "sft" and self.organism is None and self.sft is None:
+            if e.of == "sft" and self.organism is None and self.sft is None and not (
+                    self.runs and all(r.sft for r in self.runs)):
                 raise ValueError(f"edit {e.name!r} works on the SFT update, but the plan has no 'sft'")
         return self
 
@@ -165,7 +212,8 @@ def _check_edits(plan: Plan, source: str) -> None:
             # filled in from the run's checkpoints later
             params.setdefault("steps", (1, 2))
             params.setdefault("target_step", 3)
-            if plan.checkpoints is None and plan.organism is None and e.of == "tuned":
+            if plan.organism is None and e.of == "tuned" and not (
+                    plan.checkpoints or (plan.runs and all(r.checkpoints for r in plan.runs))):
                 raise RankeditError(f"{where}: {e.method} needs the run's checkpoints; add 'checkpoints:' to the plan")
         elif e.checkpoints is not None:
             raise RankeditError(f"{where}: 'checkpoints' only applies to extrapolate")
@@ -230,3 +278,21 @@ def check_requirements(plan: Plan, source: str = "plan") -> None:
         why = _device_problem(device) if used else None
         if why:
             raise RankeditError(f"{source}: {key}: {why}")
+
+
+def split_runs(plan: Plan) -> list[tuple[str | None, Plan]]:
+    """The single-run plans a plan stands for: (run name, plan) per organism seed or listed run.
+
+    A plan with one run gives ``[(None, plan)]``, so that single runs keep their
+    layout; several runs are named ``seed<N>`` (organism) or by their ``name``.
+    """
+    if plan.runs is not None:
+        return [(r.name, plan.model_copy(update={"runs": None, **{k: getattr(r, k) for k in (
+            "tuned", "other_tuned", "sft", "checkpoints", "sft_checkpoints")}})) for r in plan.runs]
+    if plan.organism is not None and plan.organism.seeds is not None and len(plan.organism.seeds) > 1:
+        return [(f"seed{s}", plan.model_copy(update={"organism": plan.organism.model_copy(
+            update={"seed": s, "seeds": None})})) for s in plan.organism.seeds]
+    if plan.organism is not None and plan.organism.seeds is not None:
+        return [(None, plan.model_copy(update={"organism": plan.organism.model_copy(
+            update={"seed": plan.organism.seeds[0], "seeds": None})}))]
+    return [(None, plan)]

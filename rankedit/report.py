@@ -48,6 +48,8 @@ def describe(method: str, params: Mapping[str, Any]) -> str:
     if method == "extrapolate":
         steps = params.get("steps") or []
         last = steps[-1] if steps else "?"
+        if params.get("mode") == "last":
+            return f"the checkpoint at step {last} as it is, not extrapolated (control)"
         return f"{params.get('mode', 'linear')} extrapolation from steps ≤ {last} to step {params.get('target_step')}"
     if method == "scale":
         return f"{params.get('factor', 1.0)} × ΔW"
@@ -58,7 +60,7 @@ def _nan_to_none(x):
     return None if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else x
 
 
-def _per_sample(result, label: str, task: str, metric: str) -> dict[int, float] | None:
+def per_sample(result, label: str, task: str, metric: str) -> dict[int, float] | None:
     if label not in result.models or task not in result.models[label].scores:
         return None
     ts = result.models[label].scores[task].get(metric)
@@ -81,7 +83,7 @@ def edit_rows(result, edits: list[dict], n_boot: int = 2000) -> list[dict]:
                 "energy_kept": e.get("energy_kept"), "density": e.get("density"),
             }
             rows.append(row)
-            samples = {lab: _per_sample(result, lab, task, metric) for lab in ("base", e["of"], e["name"])}
+            samples = {lab: per_sample(result, lab, task, metric) for lab in ("base", e["of"], e["name"])}
             if samples[e["name"]] is None:
                 row["reason"] = "edit not scored" if e["name"] not in result.models else "no per-problem scores"
                 continue
@@ -114,7 +116,7 @@ def reference_rows(result, n_boot: int = 2000) -> list[dict]:
             continue
         for task in result.tasks:
             metric = result.primary_metric(task)
-            b, m = _per_sample(result, "base", task, metric), _per_sample(result, label, task, metric)
+            b, m = per_sample(result, "base", task, metric), per_sample(result, label, task, metric)
             row = {"model": label, "task": task, "metric": metric, "control_task": task in control,
                    "score": result.get(label, task, metric).value if m is not None else None,
                    "gain": None, "ci_low": None, "ci_high": None, "significant": None, "n": None}

@@ -143,3 +143,46 @@ def report_plots(report: dict, out: Path) -> list[str]:
     made = [scores_per_model(report, out / "scores.png"), retention_per_edit(report, out / "retention.png"),
             retention_vs_kept(report, out / "retention_vs_kept.png")]
     return [p.name for p in made if p is not None]
+
+
+def retention_across_runs(report: dict, path: Path) -> Path | None:
+    """Per edit: every run's R (small hollow marks) and the mean over runs with its hierarchical interval."""
+    rows = [r for r in report["rows"] if not r["control_task"]]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    if not rows or not any(r["mean"] is not None for r in rows):
+        return None
+    edits = [e["name"] for e in report["edits"]]
+    controls = {e["name"] for e in report["edits"] if e.get("control_of")}
+    runs = list(report["runs"])
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(edits) * max(1, len(tasks) * 0.6) + 1.9))
+    offsets = np.linspace(-0.2, 0.2, len(tasks)) if len(tasks) > 1 else [0.0]
+    markers = "osD^v"
+    for ti, task in enumerate(tasks):
+        for r in (x for x in rows if x["task"] == task):
+            y = edits.index(r["edit"]) + offsets[ti]
+            c = _CONTROL if r["edit"] in controls else _EDIT
+            per = [r["per_run"][n]["retention"] for n in runs if r["per_run"].get(n, {}).get("retention") is not None]
+            ax.plot(per, [y] * len(per), "|", color=c, ms=9, alpha=0.8)
+            if r["mean"] is None:
+                continue
+            ax.errorbar(r["mean"], y, xerr=[[max(r["mean"] - r["ci_low"], 0)], [max(r["ci_high"] - r["mean"], 0)]],
+                        fmt=markers[ti % 5], color=c, ecolor=c, capsize=3, mfc="white" if r["edit"] in controls else c,
+                        label=task if ti == tasks.index(task) and r is next(x for x in rows if x["task"] == task) else None)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.axvline(1, color="black", lw=0.8, ls="--")
+    ax.set_yticks(range(len(edits)), [f"{e} (control)" if e in controls else e for e in edits])
+    ax.invert_yaxis()
+    ax.set_xlabel("gain retention R: mean over runs with its hierarchical-bootstrap 95% interval; ticks: each run")
+    ax.set_title(f"{report['name']}: retention over {len(runs)} runs", fontsize=10)
+    if len(tasks) > 1:
+        ax.legend(title="task", fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def runs_plots(report: dict, out: Path) -> list[str]:
+    made = [retention_across_runs(report, out / "retention.png")]
+    return [p.name for p in made if p is not None]

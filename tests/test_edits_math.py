@@ -143,6 +143,13 @@ def test_extrapolate_rank1_recovers_a_linear_rank1_trajectory_despite_sign_flips
     assert res.rank_kept == 1
 
 
+def test_extrapolate_last_is_the_window_end_as_it_is():
+    w0, w1 = _pair()
+    mid = w0 + 0.5 * (w1 - w0)
+    res = _run("extrapolate", MatrixInputs(w0, (mid, w1), steps=(1, 2)), mode="last", steps=(1, 2))
+    assert torch.equal(w0 + res.delta, w1)
+
+
 def test_extrapolate_expo_and_parameter_checks():
     w0, w1 = _pair()
     ref = w0 + 0.5 * (w1 - w0)

@@ -87,8 +87,8 @@ def _method_options(method: str) -> list:
                 o("--from", "mask_from", default=None, metavar="OTHER_TUNED",
                   help="Another tuned checkpoint of the same base, for --source from.")]
     if method == "extrapolate":
-        return [o("--mode", type=click.Choice(["linear", "rank1", "expo"]), default="linear", show_default=True,
-                  help="How to extrapolate."),
+        return [o("--mode", type=click.Choice(["linear", "rank1", "expo", "last"]), default="linear", show_default=True,
+                  help="How to extrapolate; 'last' is the control: the last checkpoint given, as it is."),
                 o("--steps", required=True, callback=_parse_steps, metavar="S1,S2,...",
                   help="Training step of each TUNED checkpoint, strictly increasing."),
                 o("--target-step", type=int, default=None, help="Step T to extrapolate to (linear, rank1; expo if no --alpha)."),

@@ -16,7 +16,9 @@ steps, and dW(t) = W(t) - W0.
   step (the straight line through the two ends). ExPO from the base itself is
   ``scale`` with factor 1 + α.
 
-The control that belongs beside any of them is the window's last checkpoint.
+- ``last``: the window's last checkpoint as it is, ``W(t_n)``: the control
+  that belongs beside every extrapolation (what stopping early gives without
+  extrapolating).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from rankedit.edits.svd import edit_svd
 
 
 class ExtrapolateParams(EditParams):
-    mode: Literal["linear", "rank1", "expo"] = Field("linear", description="how to extrapolate")
+    mode: Literal["linear", "rank1", "expo", "last"] = Field(
+        "linear", description="how to extrapolate; 'last' is the control: the window's last checkpoint as it is")
     steps: Optional[tuple[int, ...]] = Field(None, description="training step of each checkpoint, strictly increasing")
     target_step: Optional[int] = Field(None, description="step T to extrapolate to")
     alpha: Optional[float] = Field(None, description="expo: W1 + α(W1 - W_ref); default from the target step")
@@ -68,12 +71,14 @@ def expo_alpha(p: ExtrapolateParams) -> float:
     return (p.target_step - last) / (last - first)
 
 
-@register("extrapolate", ExtrapolateParams, "extrapolate a run's checkpoints to a later step (linear, rank1, expo)", inputs="run")
+@register("extrapolate", ExtrapolateParams, "extrapolate a run's checkpoints to a later step (linear, rank1, expo; last: the control)", inputs="run")
 def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
     steps = x.steps if x.steps is not None else p.steps
     if steps is None or len(steps) != len(x.tuned):
         raise ValueError("extrapolate needs one step per checkpoint")
     w0 = x.w0
+    if p.mode == "last":
+        return EditResult(delta=x.tuned[-1] - w0)
     if p.mode == "expo":
         w1, ref = x.tuned[-1], x.tuned[0]
         return EditResult(delta=(w1 - w0) + expo_alpha(p) * (w1 - ref))
