@@ -28,6 +28,7 @@ from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_
 from rankedit.edits.registry import Edit, EditParams, get_edit
 from rankedit.errors import RankeditError
 from rankedit.modules import classify
+from rankedit.outdir import check_out
 
 PathLike = str | os.PathLike
 # Besides weights and config, what an ordinary HF checkpoint directory carries.
@@ -187,15 +188,18 @@ def record_params(plan: Plan, as_lora: bool) -> dict:
 
 
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
-               device: str = "cpu", as_lora: bool = False, overwrite: bool = True, progress: bool = False,
+               device: str = "cpu", as_lora: bool = False, overwrite: bool = False, progress: bool = False,
                **params: Any) -> Path:
     """Write the edited checkpoint ``out`` (or, with ``as_lora``, a PEFT adapter) and return its path.
 
     ``params`` are the edit's parameters (see ``rankedit.edits.EDITS[method].params``),
     e.g. ``k=1, scale="norm"`` for rank-k, ``source="from", mask_from=PATH`` for mask,
-    ``mode="linear", steps=[...], target_step=T`` for extrapolate.
+    ``mode="linear", steps=[...], target_step=T`` for extrapolate. An existing
+    ``out`` is replaced only when it is an earlier edit holding nothing else
+    (``rankedit.outdir``), or with ``overwrite``.
     """
     plan = plan_edit(method, base, tuned, **params)
+    check_out(out, "edit", input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:
         from rankedit.edits.lora import export_lora
 
@@ -203,7 +207,12 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress)
 
 
-def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = True, progress: bool = False) -> Path:
+def input_paths(plan: Plan) -> list[Path]:
+    """Every checkpoint an edit reads: an output may never be, hold or lie inside one."""
+    return [ck.path for ck in _inputs(plan)]
+
+
+def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False) -> Path:
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
@@ -219,7 +228,7 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
     logging.getLogger("mergekit").setLevel(logging.WARNING)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = _start_hashing(pool, plan)
-        with atomic_dir(out, overwrite=overwrite) as tmp, collect_facts() as facts:
+        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
             run_merge(config, str(tmp), options=options)
             (tmp / "mergekit_config.yml").write_text(config_yaml)
             for f in EXTRA_FILES:

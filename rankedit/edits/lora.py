@@ -46,10 +46,10 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False):
         yield name, A.cpu().contiguous(), B.cpu().contiguous(), facts
 
 
-def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = True, progress: bool = False) -> Path:
+def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False) -> Path:
     from peft import LoraConfig
 
-    from rankedit.edits.build import _inputs_record, _start_hashing, record_params
+    from rankedit.edits.build import _inputs_record, _start_hashing, input_paths, record_params
 
     if plan.edit.name != "rank-k":
         raise RankeditError(f"--as-lora exports rank-k edits only, not {plan.edit.name}")
@@ -58,7 +58,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = True, progr
     out = Path(out)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = _start_hashing(pool, plan)
-        with atomic_dir(out, overwrite=overwrite) as tmp:
+        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
             tensors, facts = {}, []
             for name, A, B, f in lora_tensors(plan, device, progress):
                 module = name.removesuffix(".weight")
