@@ -14,6 +14,7 @@ not the 0700/0600 of ``tempfile``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -68,6 +69,8 @@ def clean_stale(parent: Path, name: str | None = None) -> None:
             p.unlink(missing_ok=True)
 
 
+# errors only a write can cause: the disk, not the input, is at fault
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT})
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
@@ -92,6 +95,17 @@ def make_temp_dir(parent: Path, name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(name), dir=parent))
     os.chmod(tmp, 0o777 & ~_umask())
     return tmp
+
+
+def _umask_modes(folder: Path) -> None:
+    """Give what a writer created private (mergekit's 0600 shards) the mode any new file of the user gets."""
+    mask = _umask()
+    for dirpath, _, filenames in os.walk(folder):
+        os.chmod(dirpath, 0o777 & ~mask)
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            if not os.path.islink(p):
+                os.chmod(p, 0o666 & ~mask)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, register_file: bool = True) -> None:
@@ -142,6 +156,7 @@ def atomic_dir(out: str | os.PathLike, *, kind: str | None = None, inputs: Itera
     old = None
     try:
         yield tmp
+        _umask_modes(tmp)
         if kind is not None:
             inventory.write_inventory(tmp, kind)
             check_out(out, kind, inputs, overwrite)  # the user may have put something there meanwhile

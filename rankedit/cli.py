@@ -7,7 +7,6 @@ command is one file plus one line in COMMANDS.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import sys
@@ -79,20 +78,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-# errors that only a write can cause
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
-
 
 def describe_os_error(e: OSError) -> str:
     """One line: what failed, on which path, and the system's reason (no traceback)."""
     from pathlib import Path
 
+    from rankedit.atomic import WRITE_ERRNOS
     from rankedit.inventory import TMP_NAME
 
     reason = e.strerror or str(e)
     if e.filename is None:
         return f"I/O error: {reason}"
-    path, writing = Path(str(e.filename)), e.errno in _WRITE_ERRNOS
+    path, writing = Path(str(e.filename)), e.errno in WRITE_ERRNOS
     for part in path.parts:  # name the output, not the temporary sibling it was being written as
         m = TMP_NAME.match(part)
         if m:

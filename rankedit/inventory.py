@@ -2,7 +2,7 @@
 
 Every output directory a command publishes (analyze, edit, score, run) carries
 ``.rankedit-output.json``: its kind and, for every file rankedit wrote, its
-size and modification time. Files rankedit adds later (``push``'s model card,
+size (and, for small files, a sha256 of the content). Files rankedit adds later (``push``'s model card,
 the scores ``run`` copies next to an edit) are registered in the nearest such
 inventory above them. A file that is not listed, or that changed since it was
 written (a hand-edited card), belongs to the user: rankedit never deletes it
@@ -11,6 +11,7 @@ without ``--overwrite``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -21,9 +22,18 @@ INVENTORY = ".rankedit-output.json"
 TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^/]+$")
 
 
-def _stat(p: Path) -> list[int]:
-    st = p.lstat()
-    return [st.st_size, st.st_mtime_ns]
+SMALL = 1 << 20  # files a person may edit by hand (cards, JSON, YAML) are checked by content
+
+
+def _stat(p: Path) -> list:
+    """[size, sha256 of the content for small files]: the same bytes give the same record (no times, so
+    two runs write identical outputs), and a hand edit of a card or a config is seen."""
+    if p.is_symlink():
+        return [-1, os.readlink(p)]
+    size = p.stat().st_size
+    if size > SMALL:
+        return [size, None]
+    return [size, hashlib.sha256(p.read_bytes()).hexdigest()]
 
 
 def files(root: Path):

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rankedit.atomic import atomic_dir
+from rankedit.atomic import WRITE_ERRNOS, atomic_dir
 from rankedit.outdir import check_out
 from rankedit.cache import cache_root
 from rankedit.checkpoint import Checkpoint, file_sha256
@@ -523,6 +523,11 @@ def score(
             result.failures[label] = str(e)
         except ImportError as e:  # the environment, not this model: every model would fail the same way
             raise RankeditError(f"lm-eval could not run ({_first_line(e)})") from None
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:  # a full or read-only disk fails every model alike
+                raise
+            log.debug("scoring %s failed", label, exc_info=True)
+            result.failures[label] = f"lm-eval failed on {ck.path}: {_first_line(e)}"
         except Exception as e:  # noqa: BLE001 - one model's failure must not lose the others
             log.debug("scoring %s failed", label, exc_info=True)
             result.failures[label] = f"lm-eval failed on {ck.path}: {_first_line(e)}"

@@ -233,7 +233,7 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
             (tmp / "mergekit_config.yml").write_text(config_yaml)
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():
-                    shutil.copy2(plan.base.path / f, tmp / f)
+                    shutil.copyfile(plan.base.path / f, tmp / f)  # the umask's mode, not the source's
             missing = [n for n in plan.matrices if n not in facts]
             if missing:
                 raise RankeditError(f"internal: mergekit did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")
