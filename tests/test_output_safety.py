@@ -331,7 +331,7 @@ def test_file_size_limit_in_every_command(tiny_pair, scorer, tmp_path, capsys):
             _no_trace_of(work / args[args.index("-o") + 1].name)
 
 
-def test_file_size_limit_in_push_and_organism(tiny_pair, tmp_path, capsys):
+def test_file_size_limit_in_push(tiny_pair, tmp_path, capsys):
     edit = tmp_path / "edit"
     code, _, err = _cli(["edit", "scale", *tiny_pair, "--factor", "0.5", "-o", edit, "--quiet"], capsys)
     assert code == 0, err
