@@ -24,6 +24,7 @@ from rankedit.geometry import (
     rel_update_norm,
 )
 from rankedit.modules import as_linear, classify
+from rankedit.outdir import check_out
 
 
 def validate_params(k: int, alpha: float, atol: float, q: float, device: str) -> None:
@@ -55,11 +56,14 @@ def analyze(
     modules: str | None = None,
     progress: bool = True,
     plots: bool = True,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Measure every 2-D attention/MLP matrix of the update; optionally write OUT.
 
     Returns one dict per matrix (the rows of ``metrics.jsonl``). With ``out``, also
-    writes ``metrics.jsonl``, ``summary.json`` and PNG plots, atomically.
+    writes ``metrics.jsonl``, ``summary.json`` and PNG plots, atomically. An
+    existing ``out`` is replaced only when it is an earlier analysis holding
+    nothing else (``rankedit.outdir``), or with ``overwrite``.
     """
     validate_params(k, alpha, atol, q, device)
     try:
@@ -74,6 +78,9 @@ def analyze(
         ckpts.append(ck2)
         labels.append("other-tuned")
     names = check_compatible(ckpts, labels)
+    inputs = [ck.path for ck in ckpts]
+    if out is not None:  # before the work, not after it
+        check_out(out, "analyze", inputs, overwrite)
     model_type = ck0.model_type
 
     infos = {n: classify(n, ck0.info(n).shape, model_type) for n in names}
@@ -108,7 +115,7 @@ def analyze(
 
     if out is not None:
         summary = summarize(rows, model_sparsity=unchanged / total if total else math.nan, params=params)
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
             write_jsonl(tmp / "metrics.jsonl", rows)
             (tmp / "summary.json").write_text(dumps(summary) + "\n")
             if plots:

@@ -73,7 +73,26 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:  # read-only folder, disk full, file-size limit, quota: the system said no
+        click.echo(f"error: {describe_os_error(e)}", err=True)
+        sys.exit(1)
 
 
-if __name__ == "__main__":
-    main()
+
+def describe_os_error(e: OSError) -> str:
+    """One line: what failed, on which path, and the system's reason (no traceback)."""
+    from pathlib import Path
+
+    from rankedit.atomic import WRITE_ERRNOS
+    from rankedit.inventory import TMP_NAME
+
+    reason = e.strerror or str(e)
+    if e.filename is None:
+        return f"I/O error: {reason}"
+    path, writing = Path(str(e.filename)), e.errno in WRITE_ERRNOS
+    for part in path.parts:  # name the output, not the temporary sibling it was being written as
+        m = TMP_NAME.match(part)
+        if m:
+            path, writing = Path(*path.parts[:path.parts.index(part)]) / m.group("name"), True
+            break
+    return f"{'cannot write' if writing else 'cannot access'} {path}: {reason}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankedit.atomic import atomic_write_text
+from rankedit.inventory import INVENTORY
 from rankedit.errors import RankeditError
 from rankedit.hub_errors import close_hub_progress_bars, explain
 
@@ -153,7 +154,7 @@ def list_files(folder: Path) -> list[tuple[str, int]]:
     from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS
 
     rel = {p.relative_to(folder).as_posix(): p for p in sorted(folder.glob("**/*")) if p.is_file()}
-    kept = filter_repo_objects(list(rel), ignore_patterns=list(DEFAULT_IGNORE_PATTERNS))
+    kept = filter_repo_objects(list(rel), ignore_patterns=list(DEFAULT_IGNORE_PATTERNS) + [INVENTORY])
     return [(r, rel[r].stat().st_size) for r in kept]
 
 
@@ -283,6 +284,7 @@ def upload(prepared: Prepared, *, token: str, private: bool = False, revision: s
             api.create_branch(prepared.repo_id, branch=revision, exist_ok=True)
         api.upload_folder(
             repo_id=prepared.repo_id, folder_path=prepared.dir, revision=revision, repo_type="model",
+            ignore_patterns=[INVENTORY],  # rankedit's local record of what it wrote, not part of the model
             commit_message=f"Upload {manifest['method']} edit (rankedit {__version__})",
             commit_description="Edited checkpoint, its recipe (rankedit_edit.json) and model card, uploaded by `rankedit push`.",
         )

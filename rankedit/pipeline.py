@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from rankedit.atomic import atomic_write_text
+from rankedit.inventory import register
 from rankedit.errors import RankeditError
 from rankedit.plan import EditSpec, Plan, check_requirements, load_plan, split_runs
 
@@ -40,6 +40,12 @@ class Models:
     sft: str | None = None
     checkpoints: list[tuple[int, str]] = field(default_factory=list)  # the tuned run's, by step
     sft_checkpoints: list[tuple[int, str]] = field(default_factory=list)
+    organism: str | None = None  # the organism's folder, when the plan uses it
+
+    def paths(self) -> list[str]:
+        """Everything the run reads: OUT may not be, hold or lie inside any of it."""
+        steps = [p for _, p in self.checkpoints + self.sft_checkpoints]
+        return [p for p in (self.base, self.tuned, self.other_tuned, self.sft, self.organism, *steps) if p]
 
     def run(self, of: str) -> tuple[str, list[tuple[int, str]]]:
         return (self.tuned, self.checkpoints) if of == "tuned" else (self.sft, self.sft_checkpoints)
@@ -84,7 +90,7 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
                                   progress=not quiet))
     pick = lambda key, sub: getattr(plan, key) or (str(org / sub) if org else None)  # noqa: E731
     m = Models(base=pick("base", "base"), tuned=pick("tuned", "rl"), other_tuned=pick("other_tuned", "rl-seed2"),
-               sft=pick("sft", "sft"))
+               sft=pick("sft", "sft"), organism=str(org) if org else None)
     m.checkpoints = list_checkpoints(plan.checkpoints, org / "rl" / "checkpoints" if org else None)
     m.sft_checkpoints = list_checkpoints(plan.sft_checkpoints, org / "sft" / "checkpoints" if org else None)
     from rankedit.checkpoint import Checkpoint, check_compatible
@@ -124,14 +130,10 @@ def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
     return final, params
 
 
-def build_edits(plan: Plan, models: Models, out: Path, quiet: bool = False) -> dict[str, dict]:
-    """Build (or reuse) every edit; returns name -> {path, params, manifest summary, built: bool}."""
-    from tqdm.auto import tqdm
+def plan_edits(plan: Plan, models: Models) -> dict[str, tuple]:
+    """Validate every edit against the real checkpoints before building any."""
+    from rankedit.edits import plan_edit
 
-    from rankedit.edits import plan_edit, read_manifest
-    from rankedit.edits.build import is_built, run_plan
-
-    # validate every edit against the real checkpoints before building any
     plans = {}
     for e in plan.edits:
         tuned, params = edit_inputs(e, models)
@@ -139,13 +141,24 @@ def build_edits(plan: Plan, models: Models, out: Path, quiet: bool = False) -> d
             plans[e.name] = (plan_edit(e.method, models.base, tuned, **params), params)
         except RankeditError as err:
             raise RankeditError(f"edit {e.name}: {err}") from None
+    return plans
+
+
+def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = False,
+                overwrite: bool = False) -> dict[str, dict]:
+    """Build (or reuse) every edit; returns name -> {path, params, manifest summary, built: bool}."""
+    from tqdm.auto import tqdm
+
+    from rankedit.edits import read_manifest
+    from rankedit.edits.build import is_built, run_plan
+
     done = {}
     for e in tqdm(plan.edits, desc="edits", unit="edit", disable=quiet or not plan.edits):
         p, params = plans[e.name]
         path = out / "edits" / e.name
         built = not is_built(p, path)
         if built:
-            run_plan(p, path, device=plan.device)
+            run_plan(p, path, device=plan.device, overwrite=overwrite)
         man = read_manifest(path)
         done[e.name] = {"path": str(path), "params": man["params"], "summary": man["summary"], "built": built}
     return done
@@ -160,7 +173,8 @@ def _analysis_key(base: str, tuned: str, other: str | None, k: int) -> dict:
     return {"k": k, "sha256": sha}
 
 
-def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Plan, out: Path, quiet: bool) -> dict:
+def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Plan, out: Path, quiet: bool,
+                  overwrite: bool = False) -> dict:
     from rankedit.analysis import analyze
 
     folder, key_file = out / "analysis" / name, out / "analysis" / f"{name}.key.json"
@@ -168,32 +182,36 @@ def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Pla
     if not ((folder / "summary.json").is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
         _log(f"analyze: {name}", quiet)
         analyze(base, tuned, folder, other_tuned=other, k=plan.analyze.k, device=plan.analyze.device,
-                progress=not quiet)
+                progress=not quiet, overwrite=overwrite)
         atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")
     return json.loads((folder / "summary.json").read_text())
 
 
-def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False) -> tuple[dict, dict]:
+def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False,
+                 overwrite: bool = False) -> tuple[dict, dict]:
     """Summaries of the tuned update, the SFT update, and the SFT checkpoint matched to RL's update size."""
     if not plan.analyze.enabled:
         return {}, {}
     summaries, notes = {}, {}
-    summaries["tuned"] = _analyze_once("tuned", models.base, models.tuned, models.other_tuned, plan, out, quiet)
+    summaries["tuned"] = _analyze_once("tuned", models.base, models.tuned, models.other_tuned, plan, out, quiet,
+                                       overwrite)
     if models.sft:
-        summaries["sft"] = _analyze_once("sft", models.base, models.sft, None, plan, out, quiet)
+        summaries["sft"] = _analyze_once("sft", models.base, models.sft, None, plan, out, quiet, overwrite)
         if plan.analyze.matched_sft and models.sft_checkpoints:
             from rankedit.analysis import update_size
 
             target = summaries["tuned"]["mean"]["rel_update_norm"]
             sizes = [(abs(update_size(models.base, p) - target), s, p) for s, p in models.sft_checkpoints]
             _, step, path = min(sizes)
-            summaries["sft-matched"] = _analyze_once("sft-matched", models.base, path, None, plan, out, quiet)
+            summaries["sft-matched"] = _analyze_once("sft-matched", models.base, path, None, plan, out, quiet,
+                                                     overwrite)
             notes["sft-matched"] = f"step {step}"
     return summaries, notes
 
 
 # ---- 4. scoring ---------------------------------------------------------------------------
-def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, quiet: bool = False):
+def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, quiet: bool = False,
+                overwrite: bool = False):
     """Score every model; returns (ScoreResult, failures). One model's failure keeps the others."""
     from tqdm.auto import tqdm
 
@@ -216,7 +234,8 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
         result = score(labels, suite=s.suite, tasks=s.tasks, out=out / "scores", backend=s.backend,
                        batch_size=s.batch_size, limit=s.limit, device=s.device, dtype=s.dtype,
                        max_gen_toks=s.max_gen_toks, apply_chat_template=s.apply_chat_template,
-                       num_fewshot=s.num_fewshot, include_paths=s.include_paths, on_model=on_model)
+                       num_fewshot=s.num_fewshot, include_paths=s.include_paths, on_model=on_model,
+                       overwrite=overwrite)
     except ScoringFailed as e:
         result = e.result
     finally:
@@ -256,6 +275,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "timings_s": timings,
     }
     figures = report_plots(report, out)
+    register(*(out / f for f in figures))
     for run in summaries:
         for png in sorted((out / "analysis" / run).glob("*.png")):
             figures.append(f"analysis/{run}/{png.name}")
@@ -281,7 +301,7 @@ def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
                    "rows": [r for r in report["rows"] if r["edit"] == e["name"]]}
             atomic_write_text(d / "rankedit_scores.json", json.dumps(doc, indent=2) + "\n")
         if e["of"] in summaries:
-            shutil.copyfile(out / "analysis" / e["of"] / "summary.json", d / "rankedit_analysis.json")
+            atomic_write_text(d / "rankedit_analysis.json", (out / "analysis" / e["of"] / "summary.json").read_text())
 
 
 def check_tasks(plan: Plan) -> None:
@@ -295,40 +315,49 @@ def check_tasks(plan: Plan) -> None:
 
 # ---- the whole run ------------------------------------------------------------------------
 def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "out/run", *, quiet: bool = False,
-        on_stage: Callable[[str], None] | None = None) -> dict:
+        on_stage: Callable[[str], None] | None = None, overwrite: bool = False) -> dict:
     """Run a plan (a Plan, a YAML path, or None for examples/organism.yaml); returns the report dict.
 
     A plan with several runs (organism ``seeds`` or ``runs``) runs each into
     OUT/runs/NAME/ (a complete report of its own) and writes the across-run
     report to OUT. Raises RankeditError on bad input before any heavy work, and
     at the end when some model could not be scored (the report of the others
-    is written first).
+    is written first). OUT is created only once every input checked out. An
+    existing OUT is resumed when it is an earlier run's and holds nothing else
+    (``rankedit.outdir``); with ``overwrite`` a user's files in it are kept and
+    rankedit's outputs replaced.
     """
+    from rankedit.outdir import check_out
+
+    plan_file = None
     if plan is None:
         plan = DEFAULT_PLAN
     source = "plan"
     if not isinstance(plan, Plan):
-        source = str(plan)
+        plan_file, source = plan, str(plan)
         plan = load_plan(plan)
     out = Path(out).absolute()
-    if out.exists() and not out.is_dir():
-        raise RankeditError(f"output path exists and is not a directory: {out}")
+    parts = split_runs(plan)
+    given = [plan_file, *plan.score.include_paths,
+             *(p for _, sub in parts for p in (sub.base, sub.tuned, sub.other_tuned, sub.sft))]
+    check_out(out, "run", given, overwrite)
     check_requirements(plan, source)  # backend installed, devices present: before anything is written
     check_tasks(plan)
-    parts = split_runs(plan)
     if len(parts) == 1:
-        report, _, failures = run_one(parts[0][1], out, quiet=quiet, on_stage=on_stage)
+        report, _, failures = run_one(parts[0][1], out, given, quiet=quiet, on_stage=on_stage, overwrite=overwrite)
     else:
-        report, failures = run_several(plan, parts, out, quiet=quiet, on_stage=on_stage)
+        report, failures = run_several(plan, parts, out, given, quiet=quiet, on_stage=on_stage, overwrite=overwrite)
     if failures:
         msg = "; ".join(f"{k}: {v}" for k, v in failures.items())
         raise RankeditError(f"{len(failures)} model(s) could not be scored ({msg}); the report of the others is in {out}")
     return report
 
 
-def run_one(plan: Plan, out: Path, *, quiet: bool = False, on_stage: Callable[[str], None] | None = None):
+def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
+            on_stage: Callable[[str], None] | None = None, overwrite: bool = False):
     """One run of a plan into ``out``: (report dict, ScoreResult, failures)."""
-    out.mkdir(parents=True, exist_ok=True)
+    from rankedit.outdir import check_inputs, claim_dir
+
     timings = {}
 
     def stage(name, fn, *a):
@@ -340,27 +369,33 @@ def run_one(plan: Plan, out: Path, *, quiet: bool = False, on_stage: Callable[[s
         return r
 
     models = stage("models", resolve_models, plan, quiet)
-    edits = stage("edits", build_edits, plan, models, out, quiet)
-    summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet)
-    result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet)
+    check_inputs(out, models.paths())
+    plans = plan_edits(plan, models)
+    claim_dir(out, "run", given, overwrite)  # only now: bad input leaves no OUT behind
+    edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite)
+    summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
+    result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite)
     report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings)
     return report, result, failures
 
 
-def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, *, quiet: bool = False,
-                on_stage: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: list, *, quiet: bool = False,
+                on_stage: Callable[[str], None] | None = None, overwrite: bool = False) -> tuple[dict, dict]:
     """Every run into OUT/runs/NAME, one after another, then the across-run report in OUT."""
     from rankedit import machine
     from rankedit.report_runs import across_report, markdown_runs
     from rankedit.report_plots import runs_plots
 
-    out.mkdir(parents=True, exist_ok=True)
+    from rankedit.outdir import claim_dir
+
+    claim_dir(out, "run", given, overwrite)
     t0 = time.time()
     reports, results, failures = {}, {}, {}
     for name, sub in parts:
         _log(f"run {name} ({len(reports) + 1}/{len(parts)})", quiet)
-        reports[name], results[name], f = run_one(sub, out / "runs" / name, quiet=quiet,
-                                                  on_stage=(lambda s, n=name: on_stage(f"{n}: {s}")) if on_stage else None)
+        reports[name], results[name], f = run_one(
+            sub, out / "runs" / name, given, quiet=quiet, overwrite=overwrite,
+            on_stage=(lambda s, n=name: on_stage(f"{n}: {s}")) if on_stage else None)
         failures.update({f"{name}/{k}": v for k, v in f.items()})
     report = across_report(plan, reports, results, n_boot=plan.score.n_boot)
     report["machine"] = machine.describe()
@@ -369,6 +404,7 @@ def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, *, quiet: 
     report["timings_s"] = {"total": round(time.time() - t0, 1),
                            **{name: r["timings_s"] for name, r in reports.items()}}
     report["figures"] = runs_plots(report, out)
+    register(*(out / f for f in report["figures"]))
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     atomic_write_text(out / "report.md", markdown_runs(report))
     return report, failures

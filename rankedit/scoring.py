@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rankedit.atomic import atomic_dir
+from rankedit.atomic import WRITE_ERRNOS, atomic_dir
+from rankedit.outdir import check_out
 from rankedit.cache import cache_root
 from rankedit.checkpoint import Checkpoint, file_sha256
 from rankedit.errors import RankeditError
@@ -471,6 +472,7 @@ def score(
     include_paths: Sequence[str | os.PathLike] = (),
     use_cache: bool = True,
     on_model: Callable[[str, ModelScores | None, str | None], None] | None = None,
+    overwrite: bool = False,
 ) -> ScoreResult:
     """Score ``models`` on a named ``suite`` or a list of ``tasks``; write ``out`` if given.
 
@@ -481,6 +483,8 @@ def score(
     ``on_model(label, scores, error)`` is called as each model finishes or fails.
     Raises RankeditError for bad input up front, and after writing ``out`` when
     some models failed (the others' scores are in ``out`` and in the cache).
+    An existing ``out`` is replaced only when it holds earlier scores and nothing
+    else (``rankedit.outdir``), or with ``overwrite``.
     """
     if (suite is None) == (tasks is None):
         raise RankeditError("give exactly one of a suite (--suite NAME) or a task list (--tasks T1,T2)")
@@ -512,6 +516,9 @@ def score(
 
     # everything a user can get wrong is checked before any model runs
     ckpts = {label: Checkpoint(ref) for label, ref in labels.items()}
+    inputs = [ck.path for ck in ckpts.values()] + list(st.include_paths)
+    if out is not None:
+        check_out(out, "score", inputs, overwrite)
     tm = task_manager(st)
     config_hash = task_config_hash(st, builtin=tm.rankedit_builtin)
     store = cache_root() / "scores"
@@ -541,6 +548,11 @@ def score(
             result.failures[label] = str(e)
         except ImportError as e:  # the environment, not this model: every model would fail the same way
             raise RankeditError(f"lm-eval could not run ({_first_line(e)})") from None
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:  # a full or read-only disk fails every model alike
+                raise
+            log.debug("scoring %s failed", label, exc_info=True)
+            result.failures[label] = f"lm-eval failed on {ck.path}: {_first_line(e)}"
         except Exception as e:  # noqa: BLE001 - one model's failure must not lose the others
             log.debug("scoring %s failed", label, exc_info=True)
             result.failures[label] = f"lm-eval failed on {ck.path}: {_first_line(e)}"
@@ -551,7 +563,7 @@ def score(
             on_model(label, result.models.get(label), result.failures.get(label))
 
     if out is not None:
-        result.out = write_outputs(result, out)
+        result.out = write_outputs(result, out, inputs=inputs, overwrite=overwrite)
     if result.failures:
         msg = "; ".join(f"{lab}: {why}" for lab, why in result.failures.items())
         kept = f" (scores of the other {len(result.models)} are in {result.out})" if result.out and result.models else ""
@@ -578,14 +590,15 @@ def markdown_table(result: ScoreResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(result: ScoreResult, out: str | os.PathLike) -> Path:
+def write_outputs(result: ScoreResult, out: str | os.PathLike, *, inputs: Sequence[str | os.PathLike] = (),
+                  overwrite: bool = False) -> Path:
     """OUT/scores.json, OUT/scores.md and OUT/<label>/ (lm-eval results.json + samples_<task>.jsonl)."""
     import lm_eval
 
     import rankedit
 
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="score", inputs=inputs, overwrite=overwrite) as tmp:
         models = {}
         for label, m in result.models.items():
             folder = _safe_dirname(label)

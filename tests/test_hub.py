@@ -94,7 +94,9 @@ def server(monkeypatch, tmp_path):
 
 
 def _local_files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    """What push must upload: every file but rankedit's local record of what it wrote (.rankedit-output.json)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and p.name != ".rankedit-output.json"}
 
 
 def _cli(argv, capsys) -> tuple[int, str, str]:

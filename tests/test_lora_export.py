@@ -35,7 +35,9 @@ def test_two_processes_with_different_hash_seeds_write_identical_adapters(tiny_p
                            timeout=300, cwd=ROOT)
         assert r.returncode == 0, r.stderr
         outs.append(_files(out))
-    assert set(outs[0]) == {"adapter_config.json", "adapter_model.safetensors", "rankedit_edit.json"}
+    # the adapter, its recipe, and rankedit's inventory of what it wrote (rankedit.inventory)
+    assert set(outs[0]) == {"adapter_config.json", "adapter_model.safetensors", "rankedit_edit.json",
+                            ".rankedit-output.json"}
     for name in outs[0]:
         assert outs[0][name] == outs[1][name], name
     cfg = json.loads(outs[0]["adapter_config.json"])

@@ -19,7 +19,8 @@ from rankedit.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: where the SVDs run.")
 @click.option("--modules", default=None, metavar="REGEX", help="Only analyse tensors whose name matches REGEX (e.g. 'mlp|o_proj').")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
-def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, no_plots):
+@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, no_plots, overwrite):
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
 
     BASE and TUNED are Hugging Face checkpoint directories (safetensors) or Hub
@@ -40,7 +41,7 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
     from pathlib import Path
 
     rows = run_analyze(base, tuned, out, other_tuned=other_tuned, k=k, alpha=alpha, atol=atol, q=q, device=device,
-                       modules=modules, plots=not no_plots)
+                       modules=modules, plots=not no_plots, overwrite=overwrite)
     summary = json.loads((Path(out) / "summary.json").read_text())
     print_summary(summary)
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")

@@ -107,6 +107,7 @@ def _common_options() -> list:
         o("--seed", type=int, default=0, show_default=True, help="Seed of the randomized SVD and random controls."),
         o("--device", default="cpu", show_default=True, help="Where the tensor math runs: cpu, cuda, cuda:1, ..."),
         o("--quiet", is_flag=True, help="No progress bars."),
+        o("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost)."),
     ]
 
 
@@ -120,7 +121,7 @@ def _report(out) -> None:
 
 
 def _make_command(method: str) -> click.Command:
-    def callback(base, tuned, out, rest, seed, device, quiet, **kw):
+    def callback(base, tuned, out, rest, seed, device, quiet, overwrite, **kw):
         from rankedit.edits import build_edit
 
         as_lora = kw.pop("as_lora", False)
@@ -131,7 +132,7 @@ def _make_command(method: str) -> click.Command:
             kw["lora_dtype"] = lora_dtype or "source"
         params = {k: v for k, v in kw.items() if v is not None}
         path = build_edit(method, base, list(tuned), out, device=device, as_lora=as_lora, progress=not quiet,
-                          rest=rest, seed=seed, **params)
+                          rest=rest, seed=seed, overwrite=overwrite, **params)
         _report(path)
 
     cmd = click.Command(method, callback=callback, help=METHODS[method], short_help=METHODS[method].splitlines()[0],
@@ -155,8 +156,9 @@ class EditGroup(click.Group):
 @click.option("-o", "--out", default=None, type=click.Path(file_okay=False), help="With --config: output directory (overrides the file's out:).")
 @click.option("--device", default=None, help="With --config: where the tensor math runs (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="With --config: no progress bars.")
+@click.option("--overwrite", is_flag=True, help="With --config: replace OUT even if it holds files rankedit did not write.")
 @click.pass_context
-def edit(ctx, config, out, device, quiet):
+def edit(ctx, config, out, device, quiet, overwrite):
     """Build an edited checkpoint that keeps only part of the update BASE -> TUNED.
 
     The output is an ordinary Hugging Face checkpoint (config, sharded
@@ -183,5 +185,5 @@ def edit(ctx, config, out, device, quiet):
         return
     from rankedit.edits.config_file import run_config
 
-    path = run_config(config, out=out, device=device, progress=not quiet)
+    path = run_config(config, out=out, device=device, progress=not quiet, overwrite=overwrite)
     _report(path)

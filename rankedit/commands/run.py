@@ -10,7 +10,9 @@ import click
 @click.option("-o", "--out", default="out/run", show_default=True, type=click.Path(file_okay=False),
               help="Output directory; rerunning into it does only the missing work.")
 @click.option("--quiet", is_flag=True, help="No progress bars or stage messages.")
-def run(plan, out, quiet):
+@click.option("--overwrite", is_flag=True,
+              help="Use OUT even if it holds files rankedit did not write (they are kept, but outputs inside may be replaced).")
+def run(plan, out, quiet, overwrite):
     """Build every edit of PLAN, analyse the updates, score everything and report gain retention.
 
     PLAN is a YAML file (see examples/); without it, examples/organism.yaml runs:
@@ -34,7 +36,7 @@ def run(plan, out, quiet):
 
     from rankedit.pipeline import DEFAULT_PLAN, run as run_pipeline
 
-    report = run_pipeline(plan or DEFAULT_PLAN, out, quiet=quiet,
+    report = run_pipeline(plan or DEFAULT_PLAN, out, quiet=quiet, overwrite=overwrite,
                           on_stage=None if quiet else (lambda s: click.echo(f"== {s}", err=True)))
     if not quiet:
         click.echo((Path(out) / "report.md").read_text())

@@ -32,8 +32,9 @@ def _suite_help() -> str:
 @click.option("--num-fewshot", type=int, default=None, help="Override the tasks' few-shot count.")
 @click.option("--no-cache", is_flag=True, help="Rescore even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
 def score(models, suite, tasks, include_paths, backend, batch_size, limit, device, dtype, max_gen_toks,
-          chat_template, num_fewshot, no_cache, out):
+          chat_template, num_fewshot, no_cache, out, overwrite):
     """Score MODEL... (checkpoint dirs or Hub ids; LABEL=PATH names a row) with lm-eval.
 
     Writes OUT/scores.json (model, task, metric, value, stderr, n), OUT/scores.md,
@@ -71,6 +72,7 @@ def score(models, suite, tasks, include_paths, backend, batch_size, limit, devic
             list(models), suite=suite, tasks=task_list, out=out, backend=backend, batch_size=bs, limit=limit,
             device=device, dtype=dtype, max_gen_toks=max_gen_toks, apply_chat_template=chat_template,
             num_fewshot=num_fewshot, include_paths=include_paths, use_cache=not no_cache, on_model=progress,
+            overwrite=overwrite,
         )
     except scoring.ScoringFailed as e:
         print_table(e.result)

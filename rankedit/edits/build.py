@@ -28,6 +28,7 @@ from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_
 from rankedit.edits.registry import Edit, EditParams, get_edit
 from rankedit.errors import RankeditError
 from rankedit.modules import classify
+from rankedit.outdir import check_out
 
 PathLike = str | os.PathLike
 # Besides weights and config, what an ordinary HF checkpoint directory carries.
@@ -187,7 +188,7 @@ def record_params(plan: Plan, as_lora: bool) -> dict:
 
 
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
-               device: str = "cpu", as_lora: bool = False, overwrite: bool = True, progress: bool = False,
+               device: str = "cpu", as_lora: bool = False, overwrite: bool = False, progress: bool = False,
                lora_dtype: str = "source", **params: Any) -> Path:
     """Write the edited checkpoint ``out`` (or, with ``as_lora``, a PEFT adapter) and return its path.
 
@@ -195,8 +196,11 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     e.g. ``k=1, scale="norm"`` for rank-k, ``source="from", mask_from=PATH`` for mask,
     ``mode="linear", steps=[...], target_step=T`` for extrapolate. ``lora_dtype``
     (with ``as_lora``): "source" (the base matrices' dtype), "float32", "bfloat16" or "float16".
+    An existing ``out`` is replaced only when it is an earlier edit holding
+    nothing else (``rankedit.outdir``), or with ``overwrite``.
     """
     plan = plan_edit(method, base, tuned, **params)
+    check_out(out, "edit", input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:
         from rankedit.edits.lora import export_lora
 
@@ -204,7 +208,12 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress)
 
 
-def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = True, progress: bool = False) -> Path:
+def input_paths(plan: Plan) -> list[Path]:
+    """Every checkpoint an edit reads: an output may never be, hold or lie inside one."""
+    return [ck.path for ck in _inputs(plan)]
+
+
+def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False) -> Path:
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
@@ -220,12 +229,12 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
     logging.getLogger("mergekit").setLevel(logging.WARNING)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = _start_hashing(pool, plan)
-        with atomic_dir(out, overwrite=overwrite) as tmp, collect_facts() as facts:
+        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
             run_merge(config, str(tmp), options=options)
             (tmp / "mergekit_config.yml").write_text(config_yaml)
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():
-                    shutil.copy2(plan.base.path / f, tmp / f)
+                    shutil.copyfile(plan.base.path / f, tmp / f)  # the umask's mode, not the source's
             missing = [n for n in plan.matrices if n not in facts]
             if missing:
                 raise RankeditError(f"internal: mergekit did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")

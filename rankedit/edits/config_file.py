@@ -40,10 +40,10 @@ def load_yaml(path: str | os.PathLike) -> dict:
 
 
 def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optional[str] = None,
-               progress: bool = False) -> Path:
+               progress: bool = False, overwrite: bool = False) -> Path:
     data = load_yaml(path)
     if "merge_method" in data:
-        return run_mergekit_config(data, path, out, device=device or "cpu", progress=progress)
+        return run_mergekit_config(data, path, out, device=device or "cpu", progress=progress, overwrite=overwrite)
     from rankedit.edits.build import build_edit
 
     unknown = set(data) - RECIPE_KEYS
@@ -58,11 +58,15 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
     params: dict[str, Any] = dict(data.get("params") or {})
     tuned = data["tuned"]
     tuned = [str(t) for t in tuned] if isinstance(tuned, list) else str(tuned)
+    from rankedit.outdir import check_inputs
+
+    check_inputs(out, [path])  # the recipe file itself is an input too
     return build_edit(str(data["method"]), str(data["base"]), tuned, out, device=device or data.get("device", "cpu"),
-                      as_lora=bool(data.get("as_lora", False)), progress=progress, **params)
+                      as_lora=bool(data.get("as_lora", False)), progress=progress, overwrite=overwrite, **params)
 
 
-def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu", progress: bool = False) -> Path:
+def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu", progress: bool = False,
+                        overwrite: bool = False) -> Path:
     """Run a plain mergekit YAML (rankedit methods registered) atomically into OUT."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
@@ -85,7 +89,11 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     donor = config.base_model or config.referenced_models()[0]
     donor_dir = Path(donor.model.path)
     has_tok = not donor_dir.is_dir() or (donor_dir / "tokenizer_config.json").is_file()
-    with atomic_dir(out) as tmp, collect_facts() as facts:
+    from rankedit.outdir import check_out
+
+    inputs = [path] + [m.model.path for m in config.referenced_models()]
+    check_out(out, "edit", inputs, overwrite)  # before the work, not after it
+    with atomic_dir(out, kind="edit", inputs=inputs, overwrite=overwrite) as tmp, collect_facts() as facts:
         # No mergekit model card: it would name the temporary directory. The YAML is kept as is.
         run_merge(config, str(tmp), options=MergeOptions(device=device, quiet=not progress, write_model_card=False,
                                                              copy_tokenizer=has_tok))

@@ -80,11 +80,11 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: 
         yield name, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
 
 
-def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = True, progress: bool = False,
+def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
                 lora_dtype: str = "source") -> Path:
     from peft import LoraConfig
 
-    from rankedit.edits.build import _inputs_record, _start_hashing, record_params
+    from rankedit.edits.build import _inputs_record, _start_hashing, input_paths, record_params
     from rankedit.hub import hub_id_of
 
     if plan.edit.name != "rank-k":
@@ -95,7 +95,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = True, progr
     out = Path(out)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = _start_hashing(pool, plan)
-        with atomic_dir(out, overwrite=overwrite) as tmp:
+        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
             tensors, facts = {}, []
             for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
                 module = name.removesuffix(".weight")
