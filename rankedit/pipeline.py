@@ -26,8 +26,9 @@ from typing import Callable
 from rankedit.atomic import atomic_write_text
 from rankedit.errors import RankeditError
 from rankedit.plan import EditSpec, Plan, load_plan
+from rankedit.resources import shipped_dir
 
-DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "examples" / "organism.yaml"
+DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
 DEFAULT_EXTRAPOLATE_FRACTION = 0.4
 _STEP_DIR = re.compile(r"^(?:step|checkpoint)-(\d+)$")
 

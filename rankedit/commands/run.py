@@ -13,7 +13,9 @@ import click
 def run(plan, out, quiet):
     """Build every edit of PLAN, analyse the updates, score everything and report gain retention.
 
-    PLAN is a YAML file (see examples/); without it, examples/organism.yaml runs:
+    PLAN is a YAML file, or the name of one of rankedit's example plans
+    (organism, organism-micro, deepscaler, qwen-math-grpo; the files are in
+    examples/ and installed with the package); without it, organism runs:
     the embedded model organism (built once, then reused), every edit family
     with its control, scored on the organism suite.
 
