@@ -29,6 +29,17 @@ from rankedit.plan import EditSpec, Plan, load_plan
 from rankedit.resources import shipped_dir
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
+# RANKEDIT_ORGANISM_SIZE=micro makes every default use the seconds-scale organism (CI, the README's doc test)
+SIZE_ENV = "RANKEDIT_ORGANISM_SIZE"
+DEFAULT_PLANS = {"small": DEFAULT_PLAN, "micro": shipped_dir("examples") / "organism-micro.yaml"}
+
+
+def default_plan() -> Path:
+    """The plan ``rankedit run`` runs without PLAN: the organism's, at $RANKEDIT_ORGANISM_SIZE (small)."""
+    size = os.environ.get(SIZE_ENV) or "small"
+    if size not in DEFAULT_PLANS:
+        raise RankeditError(f"{SIZE_ENV}={size!r}: choose one of {', '.join(DEFAULT_PLANS)}")
+    return DEFAULT_PLANS[size]
 DEFAULT_EXTRAPOLATE_FRACTION = 0.4
 _STEP_DIR = re.compile(r"^(?:step|checkpoint)-(\d+)$")
 
@@ -297,13 +308,13 @@ def check_tasks(plan: Plan) -> None:
 # ---- the whole run ------------------------------------------------------------------------
 def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "out/run", *, quiet: bool = False,
         on_stage: Callable[[str], None] | None = None) -> dict:
-    """Run a plan (a Plan, a YAML path, or None for examples/organism.yaml); returns the report dict.
+    """Run a plan (a Plan, a YAML path, or None for the organism's: ``default_plan()``); returns the report dict.
 
     Raises RankeditError on bad input before any heavy work, and at the end when
     some model could not be scored (the report is written with the others first).
     """
     if plan is None:
-        plan = DEFAULT_PLAN
+        plan = default_plan()
     if not isinstance(plan, Plan):
         plan = load_plan(plan)
     out = Path(out).absolute()

@@ -17,7 +17,8 @@ def run(plan, out, quiet):
     (organism, organism-micro, deepscaler, qwen-math-grpo; the files are in
     examples/ and installed with the package); without it, organism runs:
     the embedded model organism (built once, then reused), every edit family
-    with its control, scored on the organism suite.
+    with its control, scored on the organism suite (organism-micro when
+    RANKEDIT_ORGANISM_SIZE=micro).
 
     \b
     OUT/edits/NAME/      each edited checkpoint (with rankedit_edit.json)
@@ -34,9 +35,9 @@ def run(plan, out, quiet):
     """
     from pathlib import Path
 
-    from rankedit.pipeline import DEFAULT_PLAN, run as run_pipeline
+    from rankedit.pipeline import run as run_pipeline
 
-    report = run_pipeline(plan or DEFAULT_PLAN, out, quiet=quiet,
+    report = run_pipeline(plan, out, quiet=quiet,
                           on_stage=None if quiet else (lambda s: click.echo(f"== {s}", err=True)))
     if not quiet:
         click.echo((Path(out) / "report.md").read_text())
