@@ -92,12 +92,12 @@ def test_every_runnable_readme_command_succeeds_on_the_micro_organism(micro_orga
         (tmp_path / folder).symlink_to(ROOT / folder)
     script = ["set -euo pipefail"]
     for line in map(to_micro, runnable):
-        script += [f"echo {shlex.quote('>>> ' + line)} >&2", line]
+        script += [f"echo \"[${{SECONDS}}s]\" {shlex.quote('>>> ' + line)} >&2", line]
     env = dict(os.environ, RANKEDIT_ORGANISM_SIZE="micro", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     r = subprocess.run(["bash", "-c", "\n".join(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=1200)
-    failed = [l for l in r.stderr.splitlines() if l.startswith(">>> ")][-1:]
+    failed = re.findall(r"\[\d+s\] >>> [^\r\n]*", r.stderr)[-1:]  # progress bars share lines
     assert r.returncode == 0, f"README command failed: {failed}\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
 
     out = tmp_path / "out"
