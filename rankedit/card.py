@@ -26,7 +26,7 @@ from rankedit.errors import RankeditError
 
 SEAL_RE = re.compile(r"\n?<!-- rankedit-card sha256:([0-9a-f]{64}) -->\n?\Z")
 
-# One sentence per edit method, from SCIENCE.md, so the card says what was done.
+# One sentence per edit method, from docs/science.md, so the card says what was done.
 METHOD_TEXT = {
     "rank-k": "keeps the top-k singular directions of each matrix's update dW = W_tuned - W_base "
               "(W_base + c · U_k S_k V_kᵀ)",
@@ -264,7 +264,7 @@ def _scores_text(sel: dict) -> str:
 
 def _analysis_text(summary: dict) -> str:
     lines = ["## Geometry of the update base → tuned", "",
-             "Measured by `rankedit analyze` on the update the edit was taken from (definitions in rankedit's SCIENCE.md).", ""]
+             "Measured by `rankedit analyze` on the update the edit was taken from (definitions in rankedit's docs/science.md).", ""]
     flat = {**{f"model {k}": v for k, v in (summary.get("model") or {}).items()},
             **{f"mean {k}": v for k, v in (summary.get("mean") or {}).items()}}
     rows = [[k, v] for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]

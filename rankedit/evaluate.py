@@ -3,7 +3,7 @@
 Inputs are per-problem scores (1/0 correctness, or any per-sample metric) of
 several models on the *same* problems, in the same order; see ``align`` to
 build them from lm-eval's logged samples keyed by doc_id. Definitions
-(SCIENCE.md, "Scoring"):
+(docs/science.md, "Scores"):
 
 - gain of a model over base: ``s_model - s_base`` (s = mean score);
 - retention of an edit: ``R = (s_edit - s_base) / (s_tuned - s_base)``,

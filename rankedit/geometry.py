@@ -1,4 +1,4 @@
-"""The measurements of SCIENCE.md as pure functions of tensors.
+"""The measurements of docs/science.md as pure functions of tensors.
 
 Every function takes tensors and returns numbers (or small tensors); nothing
 here reads files, picks a device or logs. Conventions:
@@ -201,7 +201,7 @@ def matrix_metrics(
     w_other: torch.Tensor | None = None,
     seed: int = 0,
 ) -> dict:
-    """All per-matrix measurements of SCIENCE.md for one (out, in) matrix pair.
+    """All per-matrix measurements of docs/science.md for one (out, in) matrix pair.
 
     Costs: three full spectra (of W0, W1 and dW, which rank, spectral shift and
     the energy ratios need), each one float64 eigendecomposition of a Gram

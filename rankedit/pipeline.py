@@ -26,8 +26,20 @@ from rankedit.atomic import atomic_write_text
 from rankedit.inventory import register
 from rankedit.errors import RankeditError
 from rankedit.plan import EditSpec, Plan, check_requirements, load_plan, split_runs
+from rankedit.resources import shipped_dir
 
-DEFAULT_PLAN = Path(__file__).resolve().parent.parent / "examples" / "organism.yaml"
+DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
+# RANKEDIT_ORGANISM_SIZE=micro makes every default use the seconds-scale organism (CI, the README's doc test)
+SIZE_ENV = "RANKEDIT_ORGANISM_SIZE"
+DEFAULT_PLANS = {"small": DEFAULT_PLAN, "micro": shipped_dir("examples") / "organism-micro.yaml"}
+
+
+def default_plan() -> Path:
+    """The plan ``rankedit run`` runs without PLAN: the organism's, at $RANKEDIT_ORGANISM_SIZE (small)."""
+    size = os.environ.get(SIZE_ENV) or "small"
+    if size not in DEFAULT_PLANS:
+        raise RankeditError(f"{SIZE_ENV}={size!r}: choose one of {', '.join(DEFAULT_PLANS)}")
+    return DEFAULT_PLANS[size]
 DEFAULT_EXTRAPOLATE_FRACTION = 0.4
 _STEP_DIR = re.compile(r"^(?:step|checkpoint)-(\d+)$")
 
@@ -316,7 +328,7 @@ def check_tasks(plan: Plan) -> None:
 # ---- the whole run ------------------------------------------------------------------------
 def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "out/run", *, quiet: bool = False,
         on_stage: Callable[[str], None] | None = None, overwrite: bool = False) -> dict:
-    """Run a plan (a Plan, a YAML path, or None for examples/organism.yaml); returns the report dict.
+    """Run a plan (a Plan, a YAML path, or None for the organism's: ``default_plan()``); returns the report dict.
 
     A plan with several runs (organism ``seeds`` or ``runs``) runs each into
     OUT/runs/NAME/ (a complete report of its own) and writes the across-run
@@ -331,7 +343,7 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
 
     plan_file = None
     if plan is None:
-        plan = DEFAULT_PLAN
+        plan = default_plan()
     source = "plan"
     if not isinstance(plan, Plan):
         plan_file, source = plan, str(plan)

@@ -17,6 +17,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankedit.errors import RankeditError
+from rankedit.resources import shipped_dir
 
 # roles a plan can name as the update an edit works on
 RUNS = ("tuned", "sft")
@@ -224,12 +225,29 @@ def _check_edits(plan: Plan, source: str) -> None:
             raise RankeditError(f"{where}: params.{_where(first['loc'])}: {first['msg']}") from None
 
 
+def find_plan(path: str | os.PathLike) -> Path:
+    """PATH when that file exists; otherwise rankedit's example plan of that name.
+
+    ``organism-micro``, ``organism-micro.yaml`` and ``examples/organism-micro.yaml``
+    all name the shipped example when no such file is in the current directory,
+    so the README's commands work from anywhere, with rankedit installed from a wheel.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    examples = shipped_dir("examples")
+    if p.parent in (Path("."), Path("examples")):
+        shipped = examples / (p.name if p.suffix in (".yaml", ".yml") else p.name + ".yaml")
+        if shipped.is_file():
+            return shipped
+    known = ", ".join(sorted(f.stem for f in examples.glob("*.yaml") if not f.name.startswith("edit-")))
+    raise RankeditError(f"plan not found: {p} (rankedit's example plans: {known})")
+
+
 def load_plan(path: str | os.PathLike) -> Plan:
     import yaml
 
-    p = Path(path)
-    if not p.is_file():
-        raise RankeditError(f"plan not found: {p}")
+    p = find_plan(path)
     try:
         data = yaml.safe_load(p.read_text())
     except (OSError, yaml.YAMLError) as e:

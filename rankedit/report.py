@@ -4,7 +4,7 @@ Pure functions of a ScoreResult, the edits' manifests and the analysis
 summaries; the pipeline writes what they return. One row per (edit, task):
 on a task the tuned run trained, the edit's gain retention with its paired
 bootstrap interval; on a control task, forgetting (s_edit - s_base) with its
-interval. Definitions in SCIENCE.md, "Scoring"; arithmetic in rankedit.evaluate.
+interval. Definitions in docs/science.md, "Scores"; arithmetic in rankedit.evaluate.
 """
 
 from __future__ import annotations

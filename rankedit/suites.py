@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankedit.errors import RankeditError
+from rankedit.resources import shipped_dir
 
-# eval_configs/ sits next to the package in the repository (editable install).
-EVAL_CONFIGS = Path(__file__).resolve().parent.parent / "eval_configs"
+# eval_configs/: in the package when installed from a wheel, beside it in a checkout
+EVAL_CONFIGS = shipped_dir("eval_configs")
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
     ids. For every 2-D attention and MLP matrix it measures bf16 and atol update
     sparsity, rank, effective and stable rank, rank-1 energy, principal angles of
     the top-k subspaces, spectral shift, overlap with principal and
-    low-magnitude weights, and the relative update norm (definitions in
-    SCIENCE.md).
+    low-magnitude weights, and the relative update norm. Every metric is
+    defined in docs/science.md (in the repository, and installed with the
+    package as rankedit/docs/science.md).
 
     Writes OUT/metrics.jsonl (one row per matrix), OUT/summary.json (means by
     kind, module and layer, whole-model bf16 sparsity) and, unless --no-plots,

@@ -20,6 +20,7 @@ def organism():
 
 @organism.command("build")
 @click.option("--size", type=click.Choice(["micro", "small"]), default="small", show_default=True,
+              envvar="RANKEDIT_ORGANISM_SIZE", show_envvar=True,
               help="small: the real organism (about 10 min on 2 CPU cores); micro: a seconds-scale twin for tests.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of data, init and training (rl-seed2 uses seed+1).")
 @click.option("-o", "--out", type=click.Path(file_okay=False), default=None,

@@ -15,9 +15,12 @@ import click
 def run(plan, out, quiet, overwrite):
     """Build every edit of PLAN, analyse the updates, score everything and report gain retention.
 
-    PLAN is a YAML file (see examples/); without it, examples/organism.yaml runs:
+    PLAN is a YAML file, or the name of one of rankedit's example plans
+    (organism, organism-micro, deepscaler, qwen-math-grpo; the files are in
+    examples/ and installed with the package); without it, organism runs:
     the embedded model organism (built once, then reused), every edit family
-    with its control, scored on the organism suite.
+    with its control, scored on the organism suite (organism-micro when
+    RANKEDIT_ORGANISM_SIZE=micro).
 
     \b
     OUT/edits/NAME/      each edited checkpoint (with rankedit_edit.json)
@@ -34,9 +37,9 @@ def run(plan, out, quiet, overwrite):
     """
     from pathlib import Path
 
-    from rankedit.pipeline import DEFAULT_PLAN, run as run_pipeline
+    from rankedit.pipeline import run as run_pipeline
 
-    report = run_pipeline(plan or DEFAULT_PLAN, out, quiet=quiet, overwrite=overwrite,
+    report = run_pipeline(plan, out, quiet=quiet, overwrite=overwrite,
                           on_stage=None if quiet else (lambda s: click.echo(f"== {s}", err=True)))
     if not quiet:
         click.echo((Path(out) / "report.md").read_text())

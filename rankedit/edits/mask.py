@@ -1,6 +1,6 @@
 """mask: keep the update only on a chosen set of entries, ``W0 + M ⊙ dW``.
 
-Mask sources (SCIENCE.md, "Edits"):
+Mask sources (docs/science.md, "Edits"):
 
 - ``bf16``: entries whose bf16 values differ between W0 and W1 (the update
   mask the sparsity papers count);

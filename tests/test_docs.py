@@ -1,0 +1,46 @@
+"""docs/science.md defines everything the code writes, and nothing in the repository points outside it."""
+
+import re
+from pathlib import Path
+
+from rankedit.edits import EDITS
+from rankedit.edits.extrapolate import ExtrapolateParams
+from rankedit.edits.mask import SOURCES
+from rankedit.geometry import SCALAR_METRICS, matrix_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+SCIENCE = (ROOT / "docs" / "science.md").read_text()
+DEFINED = set(re.findall(r"`([a-z0-9_\-]+)`", SCIENCE))
+
+
+def test_every_metric_analyze_writes_is_defined():
+    import torch
+
+    w0 = torch.randn(16, 12, generator=torch.Generator().manual_seed(0))
+    written = set(matrix_metrics(w0, w0 + 0.01, k=2, w_other=w0 - 0.01))
+    assert written >= set(SCALAR_METRICS) - {"jaccard_expected"}
+    assert written - DEFINED == set()
+    assert set(SCALAR_METRICS) - DEFINED == set()
+
+
+def test_every_edit_mask_source_and_extrapolation_mode_is_defined():
+    assert set(EDITS) - DEFINED == set()
+    assert set(SOURCES) - DEFINED == set()
+    modes = set(ExtrapolateParams.model_fields["mode"].annotation.__args__)
+    assert modes == {"linear", "rank1", "expo", "last"} and modes - DEFINED == set()
+
+
+def test_every_score_the_report_writes_is_defined():
+    for term in ("Gain retention", "Forgetting", "paired bootstrap", "significant", "energy_kept", "density",
+                 "rank_kept"):
+        assert term in SCIENCE, term
+
+
+def test_nothing_in_the_repository_refers_to_files_outside_it():
+    outside = re.compile(r"\.\./shared|" + "SCIENCE" + r"\.md")
+    files = [ROOT / f for f in ("README.md", "BENCHMARKS.md", "Makefile", "pyproject.toml")]
+    for folder in ("rankedit", "tests", "examples", "eval_configs", "docs", "bench"):
+        files += [f for f in (ROOT / folder).rglob("*") if f.suffix in (".py", ".md", ".yaml", ".toml", ".txt")]
+    hits = [f"{f.relative_to(ROOT)}: {line.strip()}" for f in files
+            for line in f.read_text(errors="replace").splitlines() if outside.search(line)]
+    assert hits == []
