@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 NEEDS = re.compile(r"#\s*needs (a GPU|network|a Hub token)[^#]*$")
 EXPECTED_SKIPS = [
-    "make demo", "make test",
+    "make demo", "make test", "make study",
     "rankedit analyze Qwen/Qwen2.5-Math-1.5B",
     "rankedit edit --config examples/edit-rank1.yaml",
     "rankedit score agentica-org/DeepScaleR-1.5B-Preview",
