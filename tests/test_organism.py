@@ -104,6 +104,14 @@ def test_pinned_env_overrides_the_callers_settings():
     assert pinning.PINS["ATEN_CPU_CAPABILITY"] == "avx2" and pinning.PINS["MKL_CBWR"] == "COMPATIBLE"
 
 
+def test_pins_held_only_when_every_phase_ran_pinned():
+    ok = {"aten_cpu_capability": "AVX2", "mkl_cbwr": "COMPATIBLE", "threads": 1, "interop_threads": 1}
+    assert pinning.held({"base": ok, "rl": ok})
+    assert not pinning.held({"base": ok, "rl": ok | {"aten_cpu_capability": "DEFAULT"}})  # a CPU without AVX2
+    assert not pinning.held({"base": ok | {"mkl_cbwr": "AUTO"}})
+    assert not pinning.held({"base": ok, "sft": None})  # a phase built before pinning existed
+
+
 def test_tokenizer_roundtrip_and_no_added_specials():
     tok = build_tokenizer()
     text = "<s>347+285=[236]632</s>"
@@ -137,6 +145,7 @@ def test_layout_and_organism_json(micro_organism):
     for eff in meta["pins"]["effective"].values():
         assert eff["threads"] == 1 and eff["interop_threads"] == 1 and eff["mkl_cbwr"] == "COMPATIBLE"
         assert eff["aten_cpu_capability"] == ("AVX2" if "avx2" in meta["machine"]["isa"] else "DEFAULT")
+    assert meta["pins"]["held"] == ("avx2" in meta["machine"]["isa"])
     # no temporary leftovers
     assert not [p for p in d.iterdir() if ".tmp-" in p.name or p.suffix in (".progress", ".log")]
 

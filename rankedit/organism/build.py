@@ -185,6 +185,7 @@ def _versions() -> dict:
 
 def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
     recs = {p: json.loads((out / p / PHASE_FILE).read_text()) for p in PHASES}
+    effective = {p: recs[p].get("pins") for p in PHASES}
     rewards = {}
     for p in ("rl", "rl-seed2"):
         rewards[p] = [round(e["reward"], 4) for e in recs[p].get("log", []) if "reward" in e]
@@ -195,7 +196,8 @@ def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
         "versions": _versions(),
         "machine": pinning.machine(),
         # the environment every build process ran with, and what torch and MKL then reported per phase
-        "pins": {"env": pinning.PINS, "unset": list(pinning.UNSET), "effective": {p: recs[p].get("pins") for p in PHASES}},
+        "pins": {"env": pinning.PINS, "unset": list(pinning.UNSET), "held": pinning.held(effective),
+                 "effective": effective},
         "timings_s": {p: {"train": recs[p]["train_s"], "eval": recs[p]["eval_s"]} for p in PHASES} | {"wall": wall},
         "accuracy": {p: recs[p]["accuracy"] for p in PHASES},
         "rl_reward_per_step": rewards,
@@ -256,5 +258,9 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
         wall[name] = round(time.time() - t, 1)
     for p in out.glob(".*.log"):
         p.unlink()
-    atomic_write_text(out / "organism.json", json.dumps(_summary(out, r, h, wall), indent=1) + "\n")
+    summary = _summary(out, r, h, wall)
+    atomic_write_text(out / "organism.json", json.dumps(summary, indent=1) + "\n")
+    if not summary["pins"]["held"] and device == "cpu":
+        print(f"warning: this CPU could not run the pinned kernels ({summary['pins']['effective']['base']}); "
+              "its organism differs from one built on a CPU with AVX2", file=sys.stderr)
     return out

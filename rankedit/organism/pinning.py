@@ -78,6 +78,12 @@ def effective() -> dict:
     }
 
 
+def held(effective_by_phase: dict) -> bool:
+    """Did every phase run with the pinned kernels? (Not on a CPU without AVX2, where ATen falls back.)"""
+    return all(e and e["aten_cpu_capability"] == "AVX2" and e["mkl_cbwr"] == "COMPATIBLE" and e["threads"] == 1
+               for e in effective_by_phase.values())
+
+
 def _mkl_branch() -> str | None:
     """MKL's active CNR branch; None where torch's MKL does not export its service call."""
     import ctypes
