@@ -14,13 +14,21 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rankedit.errors import RankeditError
-from rankedit.organism import build, tasks
+from rankedit.organism import build, pinning, tasks
 from rankedit.organism.phases import PHASE_FILE
 from rankedit.organism.tokenizer import build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_DIR = ROOT / "eval_configs" / "organism"
 RUNS = ("base", "rl", "rl-seed2", "sft")
+
+
+def weight_hashes(d: Path) -> dict[str, str]:
+    """sha256 of every checkpoint file of an organism (final and intermediate), by relative path."""
+    import hashlib
+
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for r in RUNS for p in sorted((d / r).rglob("*.safetensors"))}
 
 
 def all_checkpoints(d: Path) -> list[Path]:
@@ -89,6 +97,21 @@ def test_training_data_deterministic_and_held_out():
                for x, r in zip(s, tasks.rl_prompts(50, 3, held)))
 
 
+def test_pinned_env_overrides_the_callers_settings():
+    caller = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO", "OMP_NUM_THREADS": "8",
+              "MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_DEFAULT_FPMATH_MODE": "BF16", "HOME": "/h"}
+    assert pinning.pinned_env(caller) == {**pinning.PINS, "HOME": "/h"}
+    assert pinning.PINS["ATEN_CPU_CAPABILITY"] == "avx2" and pinning.PINS["MKL_CBWR"] == "COMPATIBLE"
+
+
+def test_pins_held_only_when_every_phase_ran_pinned():
+    ok = {"aten_cpu_capability": "AVX2", "mkl_cbwr": "COMPATIBLE", "threads": 1, "interop_threads": 1}
+    assert pinning.held({"base": ok, "rl": ok})
+    assert not pinning.held({"base": ok, "rl": ok | {"aten_cpu_capability": "DEFAULT"}})  # a CPU without AVX2
+    assert not pinning.held({"base": ok | {"mkl_cbwr": "AUTO"}})
+    assert not pinning.held({"base": ok, "sft": None})  # a phase built before pinning existed
+
+
 def test_tokenizer_roundtrip_and_no_added_specials():
     tok = build_tokenizer()
     text = "<s>347+285=[236]632</s>"
@@ -116,6 +139,13 @@ def test_layout_and_organism_json(micro_organism):
     assert {"torch", "transformers", "trl"} <= set(meta["versions"])
     assert set(meta["timings_s"]) >= set(RUNS)
     assert len(meta["rl_reward_per_step"]["rl"]) == meta["recipe"]["rl"]["steps"]
+    # the pins, what every phase's process really ran with, and the CPU it ran on
+    assert meta["pins"]["env"] == pinning.PINS and set(meta["pins"]["effective"]) == set(RUNS)
+    assert meta["machine"]["cpu_model"] and "sse2" in meta["machine"]["isa"]
+    for eff in meta["pins"]["effective"].values():
+        assert eff["threads"] == 1 and eff["interop_threads"] == 1 and eff["mkl_cbwr"] == "COMPATIBLE"
+        assert eff["aten_cpu_capability"] == ("AVX2" if "avx2" in meta["machine"]["isa"] else "DEFAULT")
+    assert meta["pins"]["held"] == ("avx2" in meta["machine"]["isa"])
     # no temporary leftovers
     assert not [p for p in d.iterdir() if ".tmp-" in p.name or p.suffix in (".progress", ".log")]
 
@@ -194,6 +224,23 @@ def test_interrupted_build_redoes_only_missing_phase_deterministically(tmp_path,
     # same seed, same machine: the redone run has identical weights
     assert (d / "sft" / "model.safetensors").read_bytes() == (micro_organism / "sft" / "model.safetensors").read_bytes()
     assert json.loads((d / "organism.json").read_text())["accuracy"] == json.loads((micro_organism / "organism.json").read_text())["accuracy"]
+
+
+@pytest.mark.slow
+def test_same_weights_whatever_the_host_sets(tmp_path, micro_organism):
+    """Unpinned, each of these settings changes every checkpoint's bytes (ATen capability alone does);
+    the build must override them in all its processes and give the fixture's weights bit for bit."""
+    outside = {
+        "ATEN_CPU_CAPABILITY": "avx2" if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "default" else "default",
+        "MKL_CBWR": "AUTO", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
+        "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "PYTHONHASHSEED": "7",
+    }
+    env = dict(os.environ, RANKEDIT_CACHE=str(tmp_path / "cache"), **outside)
+    p = subprocess.run([sys.executable, "-m", "rankedit", "organism", "build", "--size", "micro", "--quiet",
+                        "-o", str(tmp_path / "org")], capture_output=True, text=True, env=env, timeout=1200)
+    assert p.returncode == 0, p.stderr[-2000:]
+    ours, theirs = weight_hashes(micro_organism), weight_hashes(tmp_path / "org")
+    assert len(ours) == 4 + 30 and ours == theirs
 
 
 @pytest.mark.slow

@@ -28,7 +28,11 @@ Layout of DIR: base/, rl/, rl-seed2/, sft/ (each a bf16 HF checkpoint; the
 tuned ones with checkpoints/step-N), organism.json, and a .rankedit-organism
 marker holding the recipe hash. Each phase is trained into a temporary sibling
 and renamed when complete, so a rerun after an interruption redoes exactly the
-phases that are missing.
+phases that are missing. Every phase is trained in a worker process whose float
+results are pinned (rankedit.organism.pinning: ATen avx2, MKL's COMPATIBLE
+branch, one thread), so a recipe gives the same bytes on any x86-64 machine
+with AVX2, whatever the user's environment sets; organism.json records the
+pins, what torch and MKL reported, and the CPU.
 """
 
 from __future__ import annotations
@@ -40,21 +44,21 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
-from rankedit.atomic import atomic_dir, atomic_write_text
+from rankedit.atomic import atomic_write_text
 from rankedit.cache import cache_root
 from rankedit.errors import RankeditError
+from rankedit.organism import pinning
 from rankedit.organism.model import recipe
-from rankedit.organism.phases import PHASE_FILE, PHASES, run_phase
+from rankedit.organism.phases import PHASE_FILE, PHASES
 
-ORGANISM_VERSION = 1  # bump when the code changes what a recipe builds
+ORGANISM_VERSION = 2  # bump when the code changes what a recipe builds (2: pinned float results)
 MARKER = ".rankedit-organism"
 TUNING = ("rl", "rl-seed2", "sft")
-PARALLEL = {"micro": False, "small": True}  # micro: in-process, no 3x import cost
+PARALLEL = {"micro": False, "small": True}  # micro: one worker for all phases, one torch import
 
 
 def recipe_hash(r: dict) -> str:
@@ -90,13 +94,6 @@ def _claim(out: Path, h: str) -> None:
     marker.write_text(h + "\n")
 
 
-def _publish_mode(d: Path) -> None:
-    """Temporary dirs are created 0700; a published phase is readable like any checkpoint."""
-    for p in [d, *d.rglob("*")]:
-        if p.is_dir():
-            os.chmod(p, 0o755)
-
-
 def _complete(d: Path) -> bool:
     return (d / PHASE_FILE).is_file()
 
@@ -122,63 +119,58 @@ def _steps(phase: str, r: dict) -> int:
     return r[{"base": "pretrain", "sft": "sft"}.get(phase, "rl")]["steps"]
 
 
-def _run_inprocess(phase: str, out: Path, r: dict, progress: bool) -> None:
-    bar = _bar(phase, _steps(phase, r), 0, progress)
+def _run_workers(groups: list[list[str]], out: Path, r: dict, progress: bool) -> None:
+    """One pinned worker process per group, all at once; a group's phases run in order inside it.
 
-    def on_step(step, total, _loss=None):
-        bar.n = step
-        bar.refresh()
-
+    Nothing is trained in this process: torch may already be loaded here, unpinned."""
+    env = pinning.pinned_env()
+    jobs, bars = [], {}
     try:
-        with atomic_dir(out / phase) as tmp:
-            run_phase(phase, out, tmp, r, on_step)
-        _publish_mode(out / phase)
-    finally:
-        bar.close()
-
-
-def _run_parallel(phases: list[str], out: Path, r: dict, progress: bool) -> None:
-    """One worker process per phase, one thread each; bars follow their progress files."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    jobs = {}
-    try:
-        for i, phase in enumerate(phases):
-            tmp = Path(tempfile.mkdtemp(prefix=f".{phase}.tmp-", dir=out))
-            log = open(out / f".{phase}.log", "w")
+        for phases in groups:
+            log_path = out / f".{phases[0]}.log"
+            log = open(log_path, "w")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "rankedit.organism.worker", phase, str(out), str(tmp)],
+                [sys.executable, "-m", "rankedit.organism.worker", str(out), *phases],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, text=True,
             )
+            jobs.append((proc, phases, log, log_path))
             proc.stdin.write(json.dumps(r))
             proc.stdin.close()
-            jobs[phase] = (proc, tmp, log, _bar(phase, _steps(phase, r), i, progress))
-        while any(j[0].poll() is None for j in jobs.values()):
-            for phase, (proc, tmp, log, bar) in jobs.items():
-                prog = out / f".{phase}.progress"
-                try:
-                    bar.n = int(prog.read_text().split()[0])
-                    bar.refresh()
-                except (OSError, ValueError, IndexError):
-                    pass
+            for phase in phases:
+                bars[phase] = _bar(phase, _steps(phase, r), len(bars), progress)
+        while True:
+            running = any(j[0].poll() is None for j in jobs)
+            for phase, bar in bars.items():
+                bar.n = _progress(out, phase, bar.total)
+                bar.refresh()
+            if not running:
+                break
             time.sleep(0.5)
-        failed = [p for p, j in jobs.items() if j[0].returncode != 0]
-        for phase, (proc, tmp, log, bar) in jobs.items():
-            log.close()
-            bar.close()
-            if phase not in failed:
-                os.replace(tmp, out / phase)  # complete: publish the phase
-                _publish_mode(out / phase)
-                (out / f".{phase}.progress").unlink(missing_ok=True)
-        if failed:
-            tail = (out / f".{failed[0]}.log").read_text().strip().splitlines()[-1:] or ["no output"]
-            raise RankeditError(f"organism phase {failed[0]} failed: {tail[0]} (log: {out / f'.{failed[0]}.log'})")
+        for proc, phases, log, log_path in jobs:
+            if proc.returncode != 0:
+                log.close()
+                tail = log_path.read_text().strip().splitlines()[-1:] or ["no output"]
+                phase = next((p for p in phases if not _complete(out / p)), phases[-1])
+                raise RankeditError(f"organism phase {phase} failed: {tail[0]} (log: {log_path})")
     finally:
-        for phase, (proc, tmp, log, bar) in jobs.items():
+        for proc, phases, log, log_path in jobs:
             if proc.poll() is None:
-                proc.terminate()
+                proc.terminate()  # the worker unwinds: its half-trained phase dir is removed
                 proc.wait()
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            log.close()
+        for bar in bars.values():
+            bar.close()
+        for p in list(out.glob(".*.tmp-*")) + list(out.glob(".*.progress")):  # a killed worker's leftovers
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _progress(out: Path, phase: str, total: int) -> int:
+    if _complete(out / phase):
+        return total
+    try:
+        return int((out / f".{phase}.progress").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _versions() -> dict:
@@ -193,6 +185,7 @@ def _versions() -> dict:
 
 def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
     recs = {p: json.loads((out / p / PHASE_FILE).read_text()) for p in PHASES}
+    effective = {p: recs[p].get("pins") for p in PHASES}
     rewards = {}
     for p in ("rl", "rl-seed2"):
         rewards[p] = [round(e["reward"], 4) for e in recs[p].get("log", []) if "reward" in e]
@@ -201,7 +194,10 @@ def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
         "recipe_hash": h,
         "recipe": r,
         "versions": _versions(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": pinning.machine(),
+        # the environment every build process ran with, and what torch and MKL then reported per phase
+        "pins": {"env": pinning.PINS, "unset": list(pinning.UNSET), "held": pinning.held(effective),
+                 "effective": effective},
         "timings_s": {p: {"train": recs[p]["train_s"], "eval": recs[p]["eval_s"]} for p in PHASES} | {"wall": wall},
         "accuracy": {p: recs[p]["accuracy"] for p in PHASES},
         "rl_reward_per_step": rewards,
@@ -249,19 +245,22 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
         return out  # this recipe was built before: instant
     _clean_stale(out)
     wall = {}
-    t = time.time()
-    if not _complete(out / "base"):
-        _run_inprocess("base", out, r, progress)
-    wall["base"] = round(time.time() - t, 1)
-    t = time.time()
-    todo = [p for p in TUNING if not _complete(out / p)]
-    if todo and PARALLEL[size] and (os.cpu_count() or 1) > 1 and device == "cpu":
-        _run_parallel(todo, out, r, progress)
-    else:
-        for p in todo:
-            _run_inprocess(p, out, r, progress)
-    wall["tuning"] = round(time.time() - t, 1)
+    todo = [p for p in PHASES if not _complete(out / p)]
+    tuning = [p for p in todo if p != "base"]
+    if PARALLEL[size] and (os.cpu_count() or 1) > 1 and device == "cpu":
+        stages = {"base": [["base"]] if "base" in todo else [], "tuning": [[p] for p in tuning]}
+    else:  # one worker runs them in order: one torch import
+        stages = {"all": [todo]}
+    for name, groups in stages.items():
+        t = time.time()
+        if groups and groups[0]:
+            _run_workers(groups, out, r, progress)
+        wall[name] = round(time.time() - t, 1)
     for p in out.glob(".*.log"):
         p.unlink()
-    atomic_write_text(out / "organism.json", json.dumps(_summary(out, r, h, wall), indent=1) + "\n")
+    summary = _summary(out, r, h, wall)
+    atomic_write_text(out / "organism.json", json.dumps(summary, indent=1) + "\n")
+    if not summary["pins"]["held"] and device == "cpu":
+        print(f"warning: this CPU could not run the pinned kernels ({summary['pins']['effective']['base']}); "
+              "its organism differs from one built on a CPU with AVX2", file=sys.stderr)
     return out

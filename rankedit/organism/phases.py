@@ -1,13 +1,14 @@
 """One build phase (base, rl, rl-seed2, sft): train, save, evaluate, into a fresh directory.
 
-``run_phase`` is called in-process (micro) or from ``python -m
-rankedit.organism.worker`` (small: the three tuning runs in parallel processes,
-one thread each, which is also what keeps their weights deterministic).
+``run_phase`` is called from ``python -m rankedit.organism.worker`` only, in a
+process whose float results are pinned (rankedit.organism.pinning): micro runs
+its four phases in one worker, small its three tuning runs in parallel workers.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +24,13 @@ PHASES = ("base", "rl", "rl-seed2", "sft")
 PHASE_FILE = "rankedit_phase.json"  # written last inside a phase dir: its presence means complete
 
 
+def publish_mode(d: Path) -> None:
+    """Temporary dirs are created 0700; a published phase is readable like any checkpoint."""
+    for p in [d, *d.rglob("*")]:
+        if p.is_dir():
+            os.chmod(p, 0o755)
+
+
 def phase_seed(phase: str, seed: int) -> int:
     return seed + 1 if phase == "rl-seed2" else seed
 
@@ -33,8 +41,11 @@ def evaluate_all(model, r: dict) -> dict[str, float]:
     return {name: round(100 * accuracy(model, rows[:lim] if lim else rows), 2) for name, rows in tasks.eval_sets().items()}
 
 
-def run_phase(phase: str, organism_dir: Path, tmp: Path, r: dict, on_step: Callable | None = None) -> dict:
-    """Train one phase into tmp (later renamed to organism_dir/phase); returns its record."""
+def run_phase(phase: str, organism_dir: Path, tmp: Path, r: dict, on_step: Callable | None = None,
+              pins: dict | None = None) -> dict:
+    """Train one phase into tmp (later renamed to organism_dir/phase); returns its record.
+
+    pins: what the process runs with (pinning.effective()), kept in the record."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Writing model shards" bars, one per checkpoint
@@ -47,7 +58,7 @@ def run_phase(phase: str, organism_dir: Path, tmp: Path, r: dict, on_step: Calla
     torch.use_deterministic_algorithms(True, warn_only=True)
     seed = phase_seed(phase, r["seed"])
     t0 = time.time()
-    record: dict = {"phase": phase, "seed": seed}
+    record: dict = {"phase": phase, "seed": seed, "pins": pins}
     if phase == "base":
         from rankedit.organism.pretrain import pretrain
 

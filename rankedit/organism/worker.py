@@ -1,18 +1,30 @@
-"""Subprocess entry: ``python -m rankedit.organism.worker PHASE ORGANISM_DIR TMP_DIR`` (recipe on stdin).
+"""Subprocess entry: ``python -m rankedit.organism.worker ORGANISM_DIR PHASE [PHASE ...]`` (recipe on stdin).
 
-Progress goes to TMP_DIR/../.PHASE.progress as "step total" so the parent can draw bars.
+Every phase of a build is trained here, never in the caller's process: the
+pins of rankedit.organism.pinning must be in place before torch is loaded,
+whatever the caller had imported or set. Phases run in the order given, each
+trained into a temporary sibling and renamed into ORGANISM_DIR/PHASE when
+complete (a later phase reads the earlier one, e.g. rl reads base).
+Progress goes to ORGANISM_DIR/.PHASE.progress as "step total" so the parent can draw bars.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import threading
-import time
-from pathlib import Path
 
-from rankedit.organism.phases import run_phase
+from rankedit.organism import pinning
+
+pinning.apply_in_process()  # before torch loads; the parent's env already holds the same pins
+
+import json  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from rankedit.atomic import atomic_dir  # noqa: E402
+from rankedit.organism.phases import publish_mode, run_phase  # noqa: E402
 
 
 def _exit_with_parent() -> None:
@@ -28,16 +40,26 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt  # unwinds atomic_dir, which removes the half-trained phase
+
+
 def main() -> None:
     _exit_with_parent()
-    phase, organism_dir, tmp = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    organism_dir, phases = Path(sys.argv[1]), sys.argv[2:]
     r = json.loads(sys.stdin.read())
-    prog = organism_dir / f".{phase}.progress"
+    pins = pinning.effective()
+    for phase in phases:
+        prog = organism_dir / f".{phase}.progress"
 
-    def on_step(step, total, _loss=None):
-        prog.write_text(f"{step} {total}\n")
+        def on_step(step, total, _loss=None, prog=prog):
+            prog.write_text(f"{step} {total}\n")
 
-    run_phase(phase, organism_dir, tmp, r, on_step)
+        with atomic_dir(organism_dir / phase) as tmp:
+            run_phase(phase, organism_dir, tmp, r, on_step, pins)
+        publish_mode(organism_dir / phase)
+        prog.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
