@@ -91,7 +91,11 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
 
     refs = {k: v for k, v in (("base", m.base), ("tuned", m.tuned), ("other_tuned", m.other_tuned),
                               ("sft", m.sft)) if v}
-    check_compatible([Checkpoint(v) for v in refs.values()], list(refs))
+    cks = [Checkpoint(v) for v in refs.values()]
+    check_compatible(cks, list(refs))
+    from rankedit.validate import check_inputs
+
+    check_inputs(cks)  # whole and finite, before anything is built from them
     return m
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, StrictInt, model_validator
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
 from rankedit.edits.svd import edit_svd
@@ -32,8 +32,8 @@ from rankedit.edits.svd import edit_svd
 
 class ExtrapolateParams(EditParams):
     mode: Literal["linear", "rank1", "expo"] = Field("linear", description="how to extrapolate")
-    steps: Optional[tuple[int, ...]] = Field(None, description="training step of each checkpoint, strictly increasing")
-    target_step: Optional[int] = Field(None, description="step T to extrapolate to")
+    steps: Optional[tuple[StrictInt, ...]] = Field(None, description="training step of each checkpoint, strictly increasing")
+    target_step: Optional[StrictInt] = Field(None, description="step T to extrapolate to")
     alpha: Optional[float] = Field(None, description="expo: W1 + α(W1 - W_ref); default from the target step")
 
     @model_validator(mode="after")
