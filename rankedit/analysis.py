@@ -24,6 +24,7 @@ from rankedit.geometry import (
     rel_update_norm,
 )
 from rankedit.modules import as_linear, classify
+from rankedit.validate import check_inputs
 
 
 def validate_params(k: int, alpha: float, atol: float, q: float, device: str) -> None:
@@ -74,6 +75,7 @@ def analyze(
         ckpts.append(ck2)
         labels.append("other-tuned")
     names = check_compatible(ckpts, labels)
+    check_inputs(ckpts)  # whole and finite before any decomposition (remembered per file)
     model_type = ck0.model_type
 
     infos = {n: classify(n, ck0.info(n).shape, model_type) for n in names}
