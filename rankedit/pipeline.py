@@ -91,11 +91,15 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
 
     refs = {k: v for k, v in (("base", m.base), ("tuned", m.tuned), ("other_tuned", m.other_tuned),
                               ("sft", m.sft)) if v}
-    cks = [Checkpoint(v) for v in refs.values()]
-    check_compatible(cks, list(refs))
-    from rankedit.validate import check_inputs
+    cks = dict(zip(refs, (Checkpoint(v) for v in refs.values())))
+    check_compatible(list(cks.values()), list(refs))
+    from rankedit.validate import check_inputs, check_scorable
 
-    check_inputs(cks)  # whole and finite, before anything is built from them
+    check_inputs(cks.values())  # whole and finite, before anything is built from them
+    scored = ("base", "tuned", "sft") + (("other_tuned",) if plan.score.score_other_tuned else ())
+    for role in scored:
+        if role in cks:
+            check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
     return m
 
 

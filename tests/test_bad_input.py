@@ -273,6 +273,17 @@ def test_run_with_non_finite_tuned_builds_nothing(tiny_pair, bad, tmp_path, caps
     assert not (out / "edits").exists() and not (out / "report.json").exists()
 
 
+@pytest.mark.parametrize("case,needles", [("sound", ["no tokenizer", "base"]),
+                                          ("dropped", ["missing in tuned", "model.layers.1.mlp.up_proj.weight"]),
+                                          ("truncated", ["corrupt or truncated"])])
+def test_run_with_unusable_models_builds_nothing(tiny_pair, bad, tmp_path, capsys, case, needles):
+    """A base without tokenizer could only fail at the scoring stage, after every edit was built."""
+    plan = _plan(tmp_path, tiny_pair[0], bad[case], "{name: rank1, method: rank-k, params: {k: 1}}")
+    out = tmp_path / "run"
+    _fails(["run", plan, "-o", out, "--quiet"], capsys, *needles)
+    assert not (out / "edits").exists() and not (out / "report.json").exists()
+
+
 @pytest.mark.parametrize("edit,needles", [
     ("{name: s, method: scale, params: {factor: .nan}}", ["edits.0 (s)", "params.factor", "finite number"]),
     ("{name: r, method: rank-k, params: {k: true}}", ["edits.0 (r)", "params.k", "valid integer"]),
