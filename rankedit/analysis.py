@@ -34,8 +34,8 @@ def validate_params(k: int, alpha: float, atol: float, q: float, device: str) ->
         raise RankeditError(f"--alpha must be between 0 and 1 (exclusive), got {alpha}")
     if not 0.0 < q <= 1.0:
         raise RankeditError(f"--q must be in (0, 1], got {q}")
-    if atol < 0:
-        raise RankeditError(f"--atol must be >= 0, got {atol}")
+    if not atol >= 0 or math.isinf(atol):  # NaN fails every comparison
+        raise RankeditError(f"--atol must be a finite number >= 0, got {atol}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RankeditError("--device cuda was given but no CUDA device is available")
     if not (device == "cpu" or device.startswith("cuda")):

@@ -96,6 +96,8 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
     from rankedit.validate import check_inputs, check_scorable
 
     check_inputs(cks.values())  # whole and finite, before anything is built from them
+    if plan.analyze.enabled and plan.analyze.matched_sft:  # the analysis reads every SFT checkpoint
+        check_inputs(Checkpoint(p) for _, p in m.sft_checkpoints)
     scored = ("base", "tuned", "sft") + (("other_tuned",) if plan.score.score_other_tuned else ())
     for role in scored:
         if role in cks:

@@ -151,6 +151,12 @@ def test_analyze_refuses(tiny_pair, bad, tmp_path, capsys, case, needles):
     _fails(["analyze", tiny_pair[0], bad[case], "-o", out, "--no-plots"], capsys, *needles, out=out)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_analyze_atol_must_be_finite(tiny_pair, tmp_path, capsys, value):
+    out = tmp_path / "out"
+    _fails(["analyze", *tiny_pair, "-o", out, "--atol", value], capsys, "--atol must be a finite number", out=out)
+
+
 # ---- edit ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method,extra", [("rank-k", ["--k", "1"]), ("mask", []), ("scale", ["--factor", "2"])])
 @pytest.mark.parametrize("case", ["inf", "nan"])
