@@ -25,6 +25,7 @@ from rankedit.geometry import (
 )
 from rankedit.modules import as_linear, classify
 from rankedit.outdir import check_out
+from rankedit.validate import check_inputs
 
 
 def validate_params(k: int, alpha: float, atol: float, q: float, device: str) -> None:
@@ -34,8 +35,8 @@ def validate_params(k: int, alpha: float, atol: float, q: float, device: str) ->
         raise RankeditError(f"--alpha must be between 0 and 1 (exclusive), got {alpha}")
     if not 0.0 < q <= 1.0:
         raise RankeditError(f"--q must be in (0, 1], got {q}")
-    if atol < 0:
-        raise RankeditError(f"--atol must be >= 0, got {atol}")
+    if not atol >= 0 or math.isinf(atol):  # NaN fails every comparison
+        raise RankeditError(f"--atol must be a finite number >= 0, got {atol}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RankeditError("--device cuda was given but no CUDA device is available")
     if not (device == "cpu" or device.startswith("cuda")):
@@ -81,6 +82,7 @@ def analyze(
     inputs = [ck.path for ck in ckpts]
     if out is not None:  # before the work, not after it
         check_out(out, "analyze", inputs, overwrite)
+    check_inputs(ckpts)  # whole and finite before any decomposition (remembered per file)
     model_type = ck0.model_type
 
     infos = {n: classify(n, ck0.info(n).shape, model_type) for n in names}

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -33,6 +34,10 @@ _DTYPES = {
     "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
     "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
 }
+# bytes per element of each safetensors dtype (the format's own table)
+_DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
+                "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+HEADER_MAX = 100 << 20  # safetensors' own limit on the JSON header
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ class Checkpoint:
     def _open(self, fname: str):
         if fname not in self._handles:
             fpath = self.path / fname
+            read_header(fpath)
             try:
                 self._handles[fname] = safe_open(str(fpath), framework="pt", device="cpu")
             except Exception as e:
@@ -174,8 +180,8 @@ class Checkpoint:
             t = self._open(info.file).get_tensor(name)
         except Exception as e:
             raise RankeditError(f"{self.path / info.file}: cannot read tensor {name} ({_first_line(e)})") from None
-        if check_finite and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise RankeditError(f"{self.path}: tensor {name} contains NaN or Inf values")
+        if check_finite:
+            check_tensor_finite(t, name, self.path)
         return t
 
     def sha256(self) -> dict[str, str]:
@@ -184,6 +190,75 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({self.ref!r}, {len(self._infos)} tensors)"
+
+
+def read_header(path: str | os.PathLike) -> dict[str, dict]:
+    """The tensors a safetensors file declares, after checking that the file holds them.
+
+    The format is an 8-byte little-endian header length, a JSON header naming each
+    tensor's dtype, shape and byte range in the data that follows, then the data.
+    A file is refused (one RankeditError naming it) when the header does not parse,
+    a byte range does not match its dtype and shape, or the data is shorter or
+    longer than the ranges say: what a truncated download or a half-written file
+    looks like. Reads the header only.
+    """
+    path = Path(path)
+    bad = f"{path}: corrupt or truncated safetensors file"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise RankeditError(f"{bad} ({size} bytes, shorter than the 8-byte header length)")
+            (n,) = struct.unpack("<Q", head)
+            if n > HEADER_MAX or 8 + n > size:
+                raise RankeditError(f"{bad} (header of {n} bytes does not fit in a {size}-byte file)")
+            header = json.loads(fh.read(n))
+    except OSError as e:
+        raise RankeditError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RankeditError(f"{bad} (header is not JSON: {_first_line(e)})") from None
+    if not isinstance(header, dict):
+        raise RankeditError(f"{bad} (header is not a JSON object)")
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    data = size - 8 - n
+    end_max = 0
+    for name, t in tensors.items():
+        try:
+            dtype, shape, (begin, end) = t["dtype"], [int(d) for d in t["shape"]], t["data_offsets"]
+            begin, end = int(begin), int(end)
+        except (TypeError, KeyError, ValueError):
+            raise RankeditError(f"{bad} (tensor {name}: no valid dtype, shape and data_offsets)") from None
+        numel = 1
+        for d in shape:
+            numel *= d
+        if dtype not in _DTYPE_BYTES or min(shape, default=0) < 0 or not 0 <= begin <= end:
+            raise RankeditError(f"{bad} (tensor {name}: invalid dtype {dtype!r}, shape {shape} or range [{begin}, {end}))")
+        if end - begin != numel * _DTYPE_BYTES[dtype]:
+            raise RankeditError(f"{bad} (tensor {name}: {dtype} {shape} needs {numel * _DTYPE_BYTES[dtype]} bytes, "
+                                f"its range holds {end - begin})")
+        if end > data:
+            raise RankeditError(f"{bad} (tensor {name} ends at byte {end} of the data, which has {data} bytes)")
+        end_max = max(end_max, end)
+    if end_max != data:
+        raise RankeditError(f"{bad} (the tensors cover {end_max} bytes of data, the file holds {data})")
+    return tensors
+
+
+def count_nonfinite(t: torch.Tensor) -> int:
+    """How many entries of ``t`` are NaN or ±Inf (0 for integer tensors)."""
+    if not t.is_floating_point():
+        return 0
+    if t.element_size() == 1:  # float8: isfinite has no kernel for it on every build
+        t = t.to(torch.float16)
+    return int((~torch.isfinite(t)).sum())
+
+
+def check_tensor_finite(t: torch.Tensor, name: str, where: str | os.PathLike) -> None:
+    """One line naming the tensor when it holds a NaN or Inf: such a model is never read, written or scored."""
+    bad = count_nonfinite(t)
+    if bad:
+        raise RankeditError(f"{where}: tensor {name} contains NaN or Inf values ({bad} of {t.numel()} entries)")
 
 
 def file_sha256(path: Path, block: int = 1 << 20) -> str:

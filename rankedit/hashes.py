@@ -18,28 +18,29 @@ from rankedit.checkpoint import Checkpoint, file_sha256
 CACHE_FILE = "sha256.json"
 
 
-def _cache_path() -> Path:
+def _cache_path(name: str = CACHE_FILE) -> Path:
     from rankedit.cache import cache_root
 
-    return cache_root() / CACHE_FILE
+    return cache_root() / name
 
 
-def _key(path: Path) -> str:
+def file_key(path: Path) -> str:
+    """What a memo is keyed by: the file's real path, size and mtime in nanoseconds."""
     st = path.stat()
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def _load() -> dict:
+def load_memo(name: str = CACHE_FILE) -> dict:
     try:
-        return json.loads(_cache_path().read_text())
+        return json.loads(_cache_path(name).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _store(new: dict) -> None:
+def store_memo(new: dict, name: str = CACHE_FILE) -> None:
     try:
-        path = _cache_path()
-        data = _load()
+        path = _cache_path(name)
+        data = load_memo(name)
         data.update(new)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(data))
@@ -54,14 +55,14 @@ def checkpoint_sha256(ck: Checkpoint) -> dict[str, str]:
 
 def files_sha256(files: Iterable[Path]) -> dict[str, str]:
     """``{file name: sha256}`` of files, from the cache where still valid."""
-    cache = _load()
+    cache = load_memo()
     out, new = {}, {}
     for f in files:
-        key = _key(f)
+        key = file_key(f)
         digest = cache.get(key) or file_sha256(f)
         if key not in cache:
             new[key] = digest
         out[f.name] = digest
     if new:
-        _store(new)
+        store_memo(new)
     return out

@@ -179,6 +179,7 @@ def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
     weights = "adapter_model.safetensors" if lora else "*.safetensors"
     if not list(folder.glob(weights)):
         raise RankeditError(f"{folder} holds no {weights}: nothing to publish")
+    check_weights(folder, lora)
     return folder, manifest, lora
 
 
@@ -196,6 +197,17 @@ def _name_the_adapters_base(folder: Path, base_id: str) -> None:
     if cfg.get("base_model_name_or_path") != base_id:
         cfg["base_model_name_or_path"] = base_id
         atomic_write_text(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def check_weights(folder: Path, lora: bool) -> None:
+    """Every safetensors file that would be uploaded is whole and finite, and a full
+    checkpoint has every tensor its architecture needs: nothing broken is published."""
+    from rankedit.checkpoint import Checkpoint
+    from rankedit.validate import check_complete, check_files
+
+    check_files(folder / rel for rel, _ in list_files(folder) if rel.endswith(".safetensors"))
+    if not lora:
+        check_complete(Checkpoint(folder))
 
 
 def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = False, scores: str | os.PathLike | None = None,

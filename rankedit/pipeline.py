@@ -109,7 +109,17 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
 
     refs = {k: v for k, v in (("base", m.base), ("tuned", m.tuned), ("other_tuned", m.other_tuned),
                               ("sft", m.sft)) if v}
-    check_compatible([Checkpoint(v) for v in refs.values()], list(refs))
+    cks = dict(zip(refs, (Checkpoint(v) for v in refs.values())))
+    check_compatible(list(cks.values()), list(refs))
+    from rankedit.validate import check_inputs, check_scorable
+
+    check_inputs(cks.values())  # whole and finite, before anything is built from them
+    if plan.analyze.enabled and plan.analyze.matched_sft:  # the analysis reads every SFT checkpoint
+        check_inputs(Checkpoint(p) for _, p in m.sft_checkpoints)
+    scored = ("base", "tuned", "sft") + (("other_tuned",) if plan.score.score_other_tuned else ())
+    for role in scored:
+        if role in cks:
+            check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
     return m
 
 

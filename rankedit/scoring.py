@@ -41,6 +41,7 @@ from rankedit.cache import cache_root
 from rankedit.checkpoint import Checkpoint, file_sha256
 from rankedit.errors import RankeditError
 from rankedit.suites import Suite, custom_suite, get_suite
+from rankedit.validate import check_scorable
 
 BACKENDS = ("hf", "vllm")
 CACHE_FORMAT = 1  # bump when the cached layout or its meaning changes
@@ -424,7 +425,9 @@ def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
 # ---- the public entry point -------------------------------------------------------------
 def model_labels(models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]) -> dict[str, str]:
     """label -> model reference. Accepts a mapping, or refs with optional "label=path" prefixes;
-    default labels are directory names, made unique with their parent's name."""
+    default labels are directory names, made unique with their parent's name. A label that
+    is still repeated is refused (a row of the table would otherwise be renamed behind the
+    user's back)."""
     if isinstance(models, Mapping):
         return {str(k): str(v) for k, v in models.items()}
     pairs = []
@@ -438,13 +441,13 @@ def model_labels(models: Sequence[str | os.PathLike] | Mapping[str, str | os.Pat
             pairs.append((p.name or s, s))
     labels = [lab for lab, _ in pairs]
     out: dict[str, str] = {}
-    for (lab, ref) in pairs:
-        if labels.count(lab) > 1:
+    for (lab, ref), given in zip(pairs, models):
+        if labels.count(lab) > 1 and ref == str(given):  # a default label: qualify it with the parent folder
             p = Path(ref.rstrip("/"))
             lab = f"{p.parent.name}/{p.name}" if p.parent.name else lab
-        base, i = lab, 2
-        while lab in out:
-            lab, i = f"{base}-{i}", i + 1
+        if lab in out:
+            raise RankeditError(f"duplicate label {lab!r} (for {out[lab]} and {ref}); give each model its own "
+                                "LABEL=PATH")
         out[lab] = ref
     return out
 
@@ -519,6 +522,8 @@ def score(
     inputs = [ck.path for ck in ckpts.values()] + list(st.include_paths)
     if out is not None:
         check_out(out, "score", inputs, overwrite)
+    for ck in ckpts.values():
+        check_scorable(ck)  # finite, complete, with a tokenizer: never score random or NaN weights
     tm = task_manager(st)
     config_hash = task_config_hash(st, builtin=tm.rankedit_builtin)
     store = cache_root() / "scores"

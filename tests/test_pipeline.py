@@ -227,9 +227,14 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
 
 
 def test_one_model_failing_keeps_the_others(micro_organism, tmp_path, capsys):
-    """An SFT dir without a tokenizer: lm-eval fails on it alone; the report holds everything else."""
-    broken = tmp_path / "sft-no-tokenizer"
-    shutil.copytree(micro_organism / "sft", broken, ignore=shutil.ignore_patterns("tokenizer*", "checkpoints"))
+    """An SFT dir that passes every input check but that lm-eval cannot run (its tokenizer gives
+    ids beyond the model's vocabulary): it fails alone; the report holds everything else."""
+    broken = tmp_path / "sft-bad-ids"
+    shutil.copytree(micro_organism / "sft", broken, ignore=shutil.ignore_patterns("checkpoints"))
+    tok = json.loads((broken / "tokenizer.json").read_text())
+    specials = {a["content"] for a in tok["added_tokens"]}
+    tok["model"]["vocab"] = {t: i + (1000 if t not in specials else 0) for t, i in tok["model"]["vocab"].items()}
+    (broken / "tokenizer.json").write_text(json.dumps(tok))
     plan = {"base": str(micro_organism / "base"), "tuned": str(micro_organism / "rl"), "sft": str(broken),
             "edits": [{"name": "rank1", "method": "rank-k", "params": {"k": 1}}],
             "score": {"tasks": ["organism_id"], "limit": 50}, "analyze": {"enabled": False}}

@@ -180,11 +180,12 @@ def test_cache_key_covers_model_files_tasks_and_settings(env):
 
 def test_one_failing_model_keeps_the_others(env, tmp_path):
     root, models = env
-    # a checkpoint whose config does not fit its weights: headers read fine, lm-eval cannot load it
+    # a sound checkpoint (finite, complete, with a tokenizer) that lm-eval still cannot run:
+    # its tokenizer gives the characters ids beyond the model's vocabulary
     bad = constant_model(tmp_path / "bad", 5)
-    cfg = json.loads((bad / "config.json").read_text())
-    cfg["hidden_size"] = 48
-    (bad / "config.json").write_text(json.dumps(cfg))
+    tok = json.loads((bad / "tokenizer.json").read_text())
+    tok["model"]["vocab"] = {t: i + (1000 if t in CHARS else 0) for t, i in tok["model"]["vocab"].items()}
+    (bad / "tokenizer.json").write_text(json.dumps(tok))
     good = constant_model(tmp_path / "good", 9, seed=1)  # not cached yet
     with pytest.raises(scoring.ScoringFailed, match=r"1 of 2 models failed: bad: lm-eval failed on .*bad") as ei:
         _score({"bad": bad, "good": good}, tmp_path / "out")

@@ -29,6 +29,7 @@ from rankedit.edits.registry import Edit, EditParams, get_edit
 from rankedit.errors import RankeditError
 from rankedit.modules import classify
 from rankedit.outdir import check_out
+from rankedit.validate import check_inputs, check_output
 
 PathLike = str | os.PathLike
 # Besides weights and config, what an ordinary HF checkpoint directory carries.
@@ -62,7 +63,8 @@ def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
 
 
 def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], **params: Any) -> Plan:
-    """Validate everything that can be checked before reading any tensor data."""
+    """Validate everything before any work: parameters and headers first, then the
+    inputs' weights (whole and finite, ``rankedit.validate``; remembered per file)."""
     edit = get_edit(method)
     params = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in params.items()}
     tuned_refs = [tuned] if isinstance(tuned, (str, os.PathLike)) else list(tuned)
@@ -74,7 +76,9 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
         steps = params.get("steps")
         if steps is None:
             raise RankeditError(f"{method} needs the step of every checkpoint (--steps)")
-        steps = tuple(int(s) for s in steps)
+        if not isinstance(steps, (list, tuple)):
+            raise RankeditError(f"{method}: steps must be a list of integers, got {steps!r}")
+        steps = tuple(steps)  # the params model checks each is an integer (not a bool or a string)
         params["steps"] = steps
         if len(tuned_refs) < 2:
             raise RankeditError(f"{method} needs at least two checkpoints of the run, got {len(tuned_refs)}")
@@ -116,6 +120,7 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
         if k > limit:
             small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
             raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
+    check_inputs(all_cks)
     return Plan(edit, p, base_ck, tuned_cks, other_ck, matrices)
 
 
@@ -238,6 +243,7 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
             missing = [n for n in plan.matrices if n not in facts]
             if missing:
                 raise RankeditError(f"internal: mergekit did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")
+            check_output(tmp, out, like=plan.base)  # never rename a non-finite or incomplete model into place
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}
             manifest = build_manifest(plan.edit.name, method_name(plan.edit.name), record_params(plan, False),

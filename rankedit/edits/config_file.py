@@ -55,7 +55,10 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
     out = out or data.get("out")
     if not out:
         raise RankeditError(f"{path}: no output directory (give 'out:' or -o)")
-    params: dict[str, Any] = dict(data.get("params") or {})
+    raw = data.get("params") or {}
+    if not isinstance(raw, dict):
+        raise RankeditError(f"{path}: 'params' must be a mapping of parameter names to values, got {raw!r}")
+    params: dict[str, Any] = dict(raw)
     tuned = data["tuned"]
     tuned = [str(t) for t in tuned] if isinstance(tuned, list) else str(tuned)
     from rankedit.outdir import check_inputs
@@ -73,10 +76,9 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     from mergekit.options import MergeOptions
 
     from rankedit.atomic import atomic_dir
-    from rankedit.edits.manifest import MANIFEST, summarize
+    from rankedit.edits.manifest import MANIFEST, strict_json, summarize
     from rankedit.edits.mergekit_methods import collect_facts, register_all
-
-    import json
+    from rankedit.validate import check_output
 
     if not out:
         raise RankeditError("a mergekit YAML needs -o OUT")
@@ -85,6 +87,7 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
         config = MergeConfiguration.model_validate(data)
     except Exception as e:
         raise RankeditError(f"{path}: not a valid mergekit configuration ({str(e).splitlines()[0]})") from None
+    check_mergekit_config(config, path)
     source = Path(path).read_text()
     donor = config.base_model or config.referenced_models()[0]
     donor_dir = Path(donor.model.path)
@@ -98,16 +101,69 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
         run_merge(config, str(tmp), options=MergeOptions(device=device, quiet=not progress, write_model_card=False,
                                                              copy_tokenizer=has_tok))
         (tmp / "mergekit_config.yml").write_text(source)
+        check_output(tmp, out)  # whole and finite before it is renamed into place
         if facts:
             from rankedit import __version__
             from rankedit.edits.manifest import _version
 
             matrices = list(facts.values())
-            (tmp / MANIFEST).write_text(json.dumps({
+            (tmp / MANIFEST).write_text(strict_json({
                 "rankedit_version": __version__, "mergekit_version": _version("mergekit"),
                 "method": config.merge_method, "mergekit_config": data,
                 "matrices": [{k: m[k] for k in ("name", "energy_kept", "density", "rank_kept")} for m in matrices],
                 "summary": {k: v for k, v in summarize(matrices, {m["name"]: 1 for m in matrices}).items()
                             if k != "density"},
-            }, indent=2) + "\n")
+            }))
     return Path(out)
+
+
+def _values(v: Any):
+    """The plain values of a mergekit parameter: itself, or those of a gradient list or a
+    list of ``{filter, value}`` conditions."""
+    if isinstance(v, list):
+        for x in v:
+            yield from _values(x)
+    elif isinstance(v, dict) and "value" in v:
+        yield from _values(v["value"])
+    else:
+        yield v
+
+
+def check_mergekit_config(config, path) -> None:
+    """Before any work: the merge method exists, a rankedit method's parameters are valid
+    (the same pydantic model as ``rankedit edit``), and local input models are sound."""
+    from mergekit import merge_methods as mk
+
+    from rankedit.checkpoint import Checkpoint
+    from rankedit.edits.build import parse_params
+    from rankedit.edits.mergekit_methods import PREFIX, ROLE_MASK_FROM, ROLE_TUNED
+    from rankedit.edits.registry import EDITS
+    from rankedit.validate import check_inputs
+
+    try:
+        mk.get(config.merge_method)
+    except Exception:  # noqa: BLE001 - mergekit raises RuntimeError("Unimplemented merge method")
+        ours = ", ".join(PREFIX + e.replace("-", "_") for e in EDITS)
+        raise RankeditError(f"{path}: unknown merge_method {config.merge_method!r} (rankedit's: {ours}; "
+                            "or any method of mergekit)") from None
+    edit = next((e for e in EDITS.values() if PREFIX + e.name.replace("-", "_") == config.merge_method), None)
+    if edit is not None:
+        shared = {k: v for k, v in (config.parameters or {}).items() if k != "model_type"}
+        run = {"steps": (1, 2), "target_step": 3} if edit.inputs == "run" else {}
+        for name, value in shared.items():
+            for v in _values(value):
+                try:
+                    parse_params(edit, {**run, name: v})
+                except RankeditError as e:
+                    raise RankeditError(f"{path}: parameters: {e}") from None
+        for m in config.models:
+            mp = dict(m.parameters or {})
+            role = mp.get("role", ROLE_TUNED)
+            if role not in (ROLE_TUNED, ROLE_MASK_FROM):
+                raise RankeditError(f"{path}: model {m.model.model.path}: role must be {ROLE_TUNED} or {ROLE_MASK_FROM}, "
+                                    f"got {role!r}")
+            step = mp.get("step")
+            if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+                raise RankeditError(f"{path}: model {m.model.model.path}: step must be an integer, got {step!r}")
+    local = [Checkpoint(ref.model.path) for ref in config.referenced_models() if Path(ref.model.path).is_dir()]
+    check_inputs(local)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, StrictInt, model_validator
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
 from rankedit.edits.svd import edit_svd
@@ -35,8 +35,8 @@ from rankedit.edits.svd import edit_svd
 class ExtrapolateParams(EditParams):
     mode: Literal["linear", "rank1", "expo", "last"] = Field(
         "linear", description="how to extrapolate; 'last' is the control: the window's last checkpoint as it is")
-    steps: Optional[tuple[int, ...]] = Field(None, description="training step of each checkpoint, strictly increasing")
-    target_step: Optional[int] = Field(None, description="step T to extrapolate to")
+    steps: Optional[tuple[StrictInt, ...]] = Field(None, description="training step of each checkpoint, strictly increasing")
+    target_step: Optional[StrictInt] = Field(None, description="step T to extrapolate to")
     alpha: Optional[float] = Field(None, description="expo: W1 + α(W1 - W_ref); default from the target step")
 
     @model_validator(mode="after")

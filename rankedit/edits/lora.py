@@ -32,6 +32,7 @@ from rankedit.edits.manifest import build_manifest, write_manifest
 from rankedit.edits.registry import matrix_seed
 from rankedit.errors import RankeditError
 from rankedit.modules import as_linear, classify
+from rankedit.validate import check_output
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -103,6 +104,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
                 tensors[f"base_model.model.{module}.lora_B.weight"] = B
                 facts.append(f)
             save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+            check_output(tmp, out)  # whole and finite before it is renamed into place
             k = plan.params.k
             cfg = LoraConfig(
                 r=k, lora_alpha=k, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",

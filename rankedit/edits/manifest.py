@@ -57,9 +57,19 @@ def build_manifest(method: str, mergekit_method: Optional[str], params: dict, in
     }
 
 
+def strict_json(doc: Any) -> str:
+    """JSON as the standard defines it: a NaN or Inf is refused, never written as ``NaN``."""
+    from rankedit.errors import RankeditError
+
+    try:
+        return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError as e:
+        raise RankeditError(f"internal: a non-finite number in {MANIFEST} ({e})") from None
+
+
 def write_manifest(out_dir: Path, manifest: dict) -> Path:
     path = Path(out_dir) / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    path.write_text(strict_json(manifest))
     return path
 
 

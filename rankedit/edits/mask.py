@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 import torch
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
 from rankedit.edits.svd import edit_svd
@@ -39,7 +39,7 @@ class MaskParams(EditParams):
         None, gt=0, le=1,
         description="fraction kept: p for magnitude (0.1), α for principal/low (0.5), random (bf16 mask's density)",
     )
-    k: int = Field(16, ge=1, description="rank of W0's reconstruction for the principal mask")
+    k: StrictInt = Field(16, ge=1, description="rank of W0's reconstruction for the principal mask")
     mask_from: Optional[str] = Field(None, description="another tuned checkpoint of the same base (source 'from')")
 
 

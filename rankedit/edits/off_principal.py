@@ -14,14 +14,14 @@ never as m x m or n x n matrices.
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
 from rankedit.edits.svd import edit_svd
 
 
 class PrincipalParams(EditParams):
-    k: int = Field(16, ge=1, description="size of W0's principal subspaces (top-k singular vectors)")
+    k: StrictInt = Field(16, ge=1, description="size of W0's principal subspaces (top-k singular vectors)")
 
 
 def off_principal_delta(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:

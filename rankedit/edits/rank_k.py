@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Literal, Union
 
 import torch
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
 from rankedit.edits.svd import edit_svd
@@ -26,7 +26,7 @@ Scale = Union[Literal["norm", "none"], float]
 
 
 class RankKParams(EditParams):
-    k: int = Field(1, ge=1, description="number of singular directions of dW kept")
+    k: StrictInt = Field(1, ge=1, description="number of singular directions of dW kept")
     scale: Scale = Field("norm", description="norm (AlphaRL: rescale to ‖dW‖_F), none (c = 1) or a number c")
 
 

@@ -18,18 +18,21 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class EditParams(BaseModel):
-    """Parameters every edit takes."""
+    """Parameters every edit takes.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Numbers are strict: a float must be finite (``factor: .nan`` is refused, not
+    carried through every matrix) and an integer must be one (``k: true`` is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rest: Literal["base", "tuned"] = Field(
         "base", description="non-matrix tensors (embeddings, lm_head, norms, biases): base or tuned values"
     )
-    seed: int = Field(0, ge=0, description="seed of every random choice (randomized SVD, random controls)")
+    seed: StrictInt = Field(0, ge=0, description="seed of every random choice (randomized SVD, random controls)")
 
 
 @dataclass(frozen=True)
