@@ -16,8 +16,9 @@ third of its norm). ``guarded_top_k`` therefore checks every answer:
 3. while the bound is above ``tol``: a block Krylov continuation in float64
    (Musco & Musco 2015), warm-started from the cheap block, which converges
    with the square root of the gap where power iterations converge with the
-   gap itself; after ``MAX_BLOCKS`` blocks, the exact float64 Gram
-   eigendecomposition (``rankedit.linalg.gram_svd``).
+   gap itself; after ``MAX_BLOCKS`` blocks (or at once when the cheap pass's
+   values predict more, as on a flat, noise-like spectrum), the exact float64
+   Gram eigendecomposition (``rankedit.linalg.gram_svd``).
 
 For a rank-k reconstruction ``U_k S_k V_kᵀ = U_k U_kᵀ A`` the relative Frobenius
 error is at most ``sqrt(2) ||sin Θ||_F`` (``edit_error``); the default ``tol``
@@ -129,6 +130,20 @@ def _krylov(A: torch.Tensor, Q0: torch.Tensor, k: int, tol: float, max_blocks: i
     return None
 
 
+def krylov_blocks_needed(s: torch.Tensor, k: int, err: float, tol: float) -> float:
+    """Blocks for the Krylov continuation to take the bound from ``err`` to ``tol``, from the cheap
+    pass's Ritz values: each block gains about exp(2 sqrt(g)), g = s_k² / s_p² - 1 with s_p the
+    block's last value (Chebyshev). On a flat spectrum (a noise-like update) that is slower than
+    the exact decomposition, which is then used directly."""
+    s = s.double()
+    if s.numel() <= k or float(s[-1]) <= 0:
+        return 0.0
+    g = float(s[k - 1] ** 2 / s[-1] ** 2) - 1.0
+    if g <= 0:
+        return math.inf
+    return math.log(max(err, tol) / tol) / (2.0 * math.sqrt(g))
+
+
 def guarded_top_k(A: torch.Tensor, k: int, *, seed: int = 0, oversample: int = 10, n_iter: int = 4,
                   tol: float = TOL, max_blocks: int = MAX_BLOCKS) -> tuple[SVD, Accuracy]:
     """Top-k triplets of A with ``Accuracy.subspace_error <= tol`` unless the subspace is not identifiable."""
@@ -142,7 +157,7 @@ def guarded_top_k(A: torch.Tensor, k: int, *, seed: int = 0, oversample: int = 1
     if err <= tol:
         return _result(r, k, err, gap, "randomized", in_dtype)
     a64 = A.double()
-    if gap >= GAP_TOL:
+    if gap >= GAP_TOL and krylov_blocks_needed(r.S, k, err, tol) <= max_blocks:
         out = _krylov(a64, Q.double(), k, tol, max_blocks, in_dtype)
         if out is not None and out[2] <= tol:
             r, _, err, gap = out
