@@ -87,13 +87,8 @@ def numerical_rank(s: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype =
     return int((s > tol).sum())
 
 
-def gram_svd(A: torch.Tensor, k: int = 0) -> tuple[torch.Tensor, SVD | None]:
-    """All singular values of A (descending, float64) and, for k >= 1, its top-k triplets.
-
-    Eigendecomposition of the float64 Gram matrix of the short side (A Aᵀ for a
-    wide A, Aᵀ A for a tall one); the other side's vectors are A-products of
-    the eigenvectors divided by the singular values (zero where s = 0).
-    """
+def gram_triplets(A: torch.Tensor, k: int = 0) -> tuple[torch.Tensor, SVD | None]:
+    """``gram_svd`` in float64 throughout: values and (for k >= 1) triplets stay float64."""
     if A.ndim != 2:
         raise ValueError(f"gram_svd needs a 2-D tensor, got shape {tuple(A.shape)}")
     m, n = A.shape
@@ -112,4 +107,18 @@ def gram_svd(A: torch.Tensor, k: int = 0) -> tuple[torch.Tensor, SVD | None]:
     other = (a.T @ q if wide else a @ q) / torch.where(sk > 0, sk, torch.ones_like(sk))
     other = torch.where(sk > 0, other, torch.zeros_like(other))
     U, V = (q, other) if wide else (other, q)
-    return s, SVD(U.to(A.dtype), sk.to(A.dtype), V.to(A.dtype))
+    return s, SVD(U, sk, V)
+
+
+def gram_svd(A: torch.Tensor, k: int = 0) -> tuple[torch.Tensor, SVD | None]:
+    """All singular values of A (descending, float64) and, for k >= 1, its top-k triplets.
+
+    Eigendecomposition of the float64 Gram matrix of the short side (A Aᵀ for a
+    wide A, Aᵀ A for a tall one); the other side's vectors are A-products of
+    the eigenvectors divided by the singular values (zero where s = 0).
+    Triplets come back in A's dtype.
+    """
+    s, svd = gram_triplets(A, k)
+    if svd is None:
+        return s, None
+    return s, SVD(svd.U.to(A.dtype), svd.S.to(A.dtype), svd.V.to(A.dtype))

@@ -25,7 +25,9 @@ from rankedit.atomic import atomic_dir
 from rankedit.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name, register_all
+from rankedit.edits.merge_options import checkpoint_bytes, merge_options
 from rankedit.edits.registry import Edit, EditParams, get_edit
+from rankedit.edits.svd import warn_unidentifiable
 from rankedit.errors import RankeditError
 from rankedit.modules import classify
 from rankedit.outdir import check_out
@@ -194,7 +196,7 @@ def record_params(plan: Plan, as_lora: bool) -> dict:
 
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
                device: str = "cpu", as_lora: bool = False, overwrite: bool = False, progress: bool = False,
-               lora_dtype: str = "source", **params: Any) -> Path:
+               lora_dtype: str = "source", max_shard_bytes: Optional[int] = None, **params: Any) -> Path:
     """Write the edited checkpoint ``out`` (or, with ``as_lora``, a PEFT adapter) and return its path.
 
     ``params`` are the edit's parameters (see ``rankedit.edits.EDITS[method].params``),
@@ -202,7 +204,8 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     ``mode="linear", steps=[...], target_step=T`` for extrapolate. ``lora_dtype``
     (with ``as_lora``): "source" (the base matrices' dtype), "float32", "bfloat16" or "float16".
     An existing ``out`` is replaced only when it is an earlier edit holding
-    nothing else (``rankedit.outdir``), or with ``overwrite``.
+    nothing else (``rankedit.outdir``), or with ``overwrite``. ``max_shard_bytes`` caps the
+    output shards (default 1 GB, ``rankedit.edits.merge_options``): mergekit holds one in memory.
     """
     plan = plan_edit(method, base, tuned, **params)
     check_out(out, "edit", input_paths(plan), overwrite)  # before the work, not after it
@@ -210,7 +213,7 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
         from rankedit.edits.lora import export_lora
 
         return export_lora(plan, out, device=device, overwrite=overwrite, progress=progress, lora_dtype=lora_dtype)
-    return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress)
+    return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress, max_shard_bytes=max_shard_bytes)
 
 
 def input_paths(plan: Plan) -> list[Path]:
@@ -218,17 +221,17 @@ def input_paths(plan: Plan) -> list[Path]:
     return [ck.path for ck in _inputs(plan)]
 
 
-def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False) -> Path:
+def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
+             max_shard_bytes: Optional[int] = None) -> Path:
+    """Run the merge into ``out``; output shards hold at most ``max_shard_bytes`` (``merge_options``)."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
-    from mergekit.options import MergeOptions
-
     register_all()
     config = MergeConfiguration.model_validate(mergekit_config(plan))
     # mergekit's model card would name the temporary directory; the recipe is kept as
     # mergekit_config.yml (written before run_merge, which normalises the config in place).
-    options = MergeOptions(device=device, quiet=not progress, copy_tokenizer=_has_tokenizer(plan.base.path),
-                           write_model_card=False)
+    options = merge_options(device, progress, _has_tokenizer(plan.base.path), checkpoint_bytes(plan.base.path),
+                            max_shard_bytes)
     config_yaml = config.to_yaml() + "\n"
     out = Path(out)
     logging.getLogger("mergekit").setLevel(logging.WARNING)
@@ -240,6 +243,7 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():
                     shutil.copyfile(plan.base.path / f, tmp / f)  # the umask's mode, not the source's
+            warn_unidentifiable(plan.edit.name, [facts[n] for n in plan.matrices if n in facts])
             missing = [n for n in plan.matrices if n not in facts]
             if missing:
                 raise RankeditError(f"internal: mergekit did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")

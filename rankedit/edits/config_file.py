@@ -73,10 +73,11 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     """Run a plain mergekit YAML (rankedit methods registered) atomically into OUT."""
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
-    from mergekit.options import MergeOptions
 
     from rankedit.atomic import atomic_dir
-    from rankedit.edits.manifest import MANIFEST, strict_json, summarize
+    from rankedit.edits.manifest import MANIFEST, matrix_record, strict_json, summarize
+    from rankedit.edits.merge_options import SHARD_CAP, checkpoint_bytes, merge_options
+    from rankedit.edits.svd import warn_unidentifiable
     from rankedit.edits.mergekit_methods import collect_facts, register_all
     from rankedit.validate import check_output
 
@@ -98,8 +99,8 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     check_out(out, "edit", inputs, overwrite)  # before the work, not after it
     with atomic_dir(out, kind="edit", inputs=inputs, overwrite=overwrite) as tmp, collect_facts() as facts:
         # No mergekit model card: it would name the temporary directory. The YAML is kept as is.
-        run_merge(config, str(tmp), options=MergeOptions(device=device, quiet=not progress, write_model_card=False,
-                                                             copy_tokenizer=has_tok))
+        size = checkpoint_bytes(donor_dir) if donor_dir.is_dir() else SHARD_CAP * 4  # a hub model: the cap
+        run_merge(config, str(tmp), options=merge_options(device, progress, has_tok, size))
         (tmp / "mergekit_config.yml").write_text(source)
         check_output(tmp, out)  # whole and finite before it is renamed into place
         if facts:
@@ -107,10 +108,11 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
             from rankedit.edits.manifest import _version
 
             matrices = list(facts.values())
+            warn_unidentifiable(config.merge_method, matrices)
             (tmp / MANIFEST).write_text(strict_json({
                 "rankedit_version": __version__, "mergekit_version": _version("mergekit"),
                 "method": config.merge_method, "mergekit_config": data,
-                "matrices": [{k: m[k] for k in ("name", "energy_kept", "density", "rank_kept")} for m in matrices],
+                "matrices": [matrix_record(m) for m in matrices],
                 "summary": {k: v for k, v in summarize(matrices, {m["name"]: 1 for m in matrices}).items()
                             if k != "density"},
             }))

@@ -29,7 +29,7 @@ import torch
 from pydantic import Field, StrictInt, model_validator
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
-from rankedit.edits.svd import edit_svd
+from rankedit.edits.svd import edit_svd, svd_facts
 
 
 class ExtrapolateParams(EditParams):
@@ -89,10 +89,11 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
             delta.add_(w - w0, alpha=c)
         return EditResult(delta=delta)
     # rank1: fit a(t) = s1(t) u1(t), sign-aligned to the last checkpoint's v1
-    triplets = [edit_svd(w - w0, 1, x.seed) for w in x.tuned]
+    guarded = [edit_svd(w - w0, 1, x.seed) for w in x.tuned]
+    triplets = [svd for svd, _ in guarded]
     v_last = triplets[-1].V[:, 0]
     a_target = torch.zeros_like(w0[:, 0])
     for c, svd in zip(coef, triplets):
         sign = -1.0 if float(svd.V[:, 0] @ v_last) < 0 else 1.0
         a_target.add_(svd.U[:, 0] * (svd.S[0] * sign), alpha=c)
-    return EditResult(delta=torch.outer(a_target, v_last), rank_kept=1)
+    return EditResult(delta=torch.outer(a_target, v_last), rank_kept=1, **svd_facts(*(acc for _, acc in guarded)))

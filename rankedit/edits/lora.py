@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from rankedit.atomic import atomic_dir
 from rankedit.edits.manifest import build_manifest, write_manifest
 from rankedit.edits.registry import matrix_seed
+from rankedit.edits.svd import warn_unidentifiable
 from rankedit.errors import RankeditError
 from rankedit.modules import as_linear, classify
 from rankedit.validate import check_output
@@ -63,7 +64,7 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: 
     """Yield ``(name, A, B, facts)`` for every edited matrix of a rank-k plan (A, B in the stored dtype)."""
     from tqdm.auto import tqdm
 
-    from rankedit.edits.rank_k import rank_k_factors
+    from rankedit.edits.rank_k import rank_k_parts
 
     p = plan.params
     mt = plan.base.model_type
@@ -72,11 +73,12 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: 
         w0 = as_linear(plan.base.get(name).to(device=device, dtype=torch.float32), info)
         w1 = as_linear(plan.tuned[0].get(name).to(device=device, dtype=torch.float32), info)
         dw = w1 - w0
-        B, A, kept = rank_k_factors(dw, p.k, p.scale, matrix_seed(p.seed, name))
+        B, A, kept, acc = rank_k_parts(dw, p.k, p.scale, matrix_seed(p.seed, name))
         dw_norm = float(dw.norm())
         edit_norm = float((B @ A).norm())
         facts = {"name": name, "energy_kept": edit_norm / dw_norm if dw_norm > 0 else None, "density": None,
-                 "rank_kept": kept, "dw_norm": dw_norm, "edit_norm": edit_norm}
+                 "rank_kept": kept, "dw_norm": dw_norm, "edit_norm": edit_norm,
+                 "svd_error": acc.edit_error, "svd_identifiable": acc.identifiable}
         dt = _factor_dtype(plan.base.info(name).dtype, lora_dtype)
         yield name, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
 
@@ -103,6 +105,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
                 tensors[f"base_model.model.{module}.lora_A.weight"] = A
                 tensors[f"base_model.model.{module}.lora_B.weight"] = B
                 facts.append(f)
+            warn_unidentifiable(plan.edit.name, facts)
             save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
             check_output(tmp, out)  # whole and finite before it is renamed into place
             k = plan.params.k

@@ -31,11 +31,25 @@ def summarize(matrices: list[dict], numels: dict[str, int]) -> dict:
     if dens:
         total = sum(numels[m["name"]] for m in dens)
         density = sum(m["density"] * numels[m["name"]] for m in dens) / total if total else None
-    return {
+    out = {
         "energy_kept": math.sqrt(ed2 / dw2) if dw2 > 0 else None,
         "density": density,
         "n_matrices": len(matrices),
     }
+    errs = [m["svd_error"] for m in matrices if m.get("svd_error") is not None]
+    if errs:  # edits built on top-k SVDs: the worst bound, and how many subspaces were ill-determined
+        out["svd_error_max"] = max(errs)
+        out["svd_not_identifiable"] = sum(1 for m in matrices if m.get("svd_identifiable") is False)
+    return out
+
+
+def matrix_record(m: dict) -> dict:
+    """What the manifest keeps of one matrix's facts (SVD accuracy only for edits that use an SVD)."""
+    rec = {k: m[k] for k in ("name", "energy_kept", "density", "rank_kept")}
+    if m.get("svd_error") is not None:
+        rec["svd_error"] = m["svd_error"]
+        rec["svd_identifiable"] = m["svd_identifiable"]
+    return rec
 
 
 def build_manifest(method: str, mergekit_method: Optional[str], params: dict, inputs: dict,
@@ -49,10 +63,7 @@ def build_manifest(method: str, mergekit_method: Optional[str], params: dict, in
         "mergekit_method": mergekit_method,
         "params": params,
         "inputs": inputs,
-        "matrices": [
-            {"name": m["name"], "energy_kept": m["energy_kept"], "density": m["density"], "rank_kept": m["rank_kept"]}
-            for m in matrices
-        ],
+        "matrices": [matrix_record(m) for m in matrices],
         "summary": summarize(matrices, numels),
     }
 

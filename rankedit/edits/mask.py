@@ -25,7 +25,7 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
-from rankedit.edits.svd import edit_svd
+from rankedit.edits.svd import edit_svd, svd_facts
 
 SOURCES = ("bf16", "magnitude", "principal", "low", "from", "random")
 DEFAULT_DENSITY = {"magnitude": 0.1, "principal": 0.5, "low": 0.5}
@@ -59,10 +59,11 @@ def top_fraction(scores: torch.Tensor, frac: float, largest: bool = True) -> tor
     return mask.reshape(scores.shape)
 
 
-def principal_mask(w0: torch.Tensor, alpha: float, k: int, seed: int = 0) -> torch.Tensor:
-    svd = edit_svd(w0, k, seed)
+def principal_mask(w0: torch.Tensor, alpha: float, k: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    """The mask, and the accuracy facts of W0's top-k SVD."""
+    svd, acc = edit_svd(w0, k, seed)
     w0k = (svd.U * svd.S) @ svd.V.T
-    return top_fraction(w0k.abs(), alpha)
+    return top_fraction(w0k.abs(), alpha), svd_facts(acc)
 
 
 def low_mask(w0: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -75,13 +76,22 @@ def random_mask(shape: tuple[int, ...], density: float, seed: int, device=None) 
 
 
 def make_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
+    return make_mask_with_facts(x, p)[0]
+
+
+def make_mask_with_facts(x: MatrixInputs, p: MaskParams) -> tuple[torch.Tensor, dict]:
+    """The mask and, for the principal source, the accuracy facts of its SVD."""
+    if p.source == "principal":
+        return principal_mask(x.w0, p.density or DEFAULT_DENSITY["principal"], p.k, x.seed)
+    return _plain_mask(x, p), {}
+
+
+def _plain_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
     w0, w1 = x.w0, x.w1
     if p.source == "bf16":
         return bf16_update_mask(w0, w1)
     if p.source == "magnitude":
         return top_fraction((w1 - w0).abs(), p.density or DEFAULT_DENSITY["magnitude"])
-    if p.source == "principal":
-        return principal_mask(w0, p.density or DEFAULT_DENSITY["principal"], p.k, x.seed)
     if p.source == "low":
         return low_mask(w0, p.density or DEFAULT_DENSITY["low"])
     if p.source == "from":
@@ -96,5 +106,5 @@ def make_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
 
 @register("mask", MaskParams, "keep dW only on a mask (bf16, magnitude, principal, low, from another run, random)")
 def mask(x: MatrixInputs, p: MaskParams) -> EditResult:
-    m = make_mask(x, p)
-    return EditResult(delta=x.dw * m, density=int(m.sum()) / m.numel())
+    m, facts = make_mask_with_facts(x, p)
+    return EditResult(delta=x.dw * m, density=int(m.sum()) / m.numel(), **facts)

@@ -125,6 +125,8 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         "energy_kept": kept / dw_norm if dw_norm > 0 else None,
         "density": res.density,
         "rank_kept": res.rank_kept,
+        "svd_error": res.svd_error,
+        "svd_identifiable": res.svd_identifiable,
         "dw_norm": dw_norm,
         "edit_norm": kept,
     })

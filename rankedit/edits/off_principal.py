@@ -17,7 +17,7 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
-from rankedit.edits.svd import edit_svd
+from rankedit.edits.svd import edit_svd, svd_facts
 
 
 class PrincipalParams(EditParams):
@@ -26,18 +26,25 @@ class PrincipalParams(EditParams):
 
 def off_principal_delta(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """``(I - P_U) dW (I - P_V)`` with P_U, P_V from W0's top-k singular vectors."""
-    svd = edit_svd(w0, k, seed)
+    return off_principal_parts(w0, dw, k, seed)[0]
+
+
+def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
+    """``off_principal_delta`` and the accuracy facts of W0's top-k SVD."""
+    svd, acc = edit_svd(w0, k, seed)
     U, V = svd.U, svd.V
     left = dw - U @ (U.T @ dw)  # (I - P_U) dW
-    return left - (left @ V) @ V.T  # ... (I - P_V)
+    return left - (left @ V) @ V.T, svd_facts(acc)  # ... (I - P_V)
 
 
 @register("off-principal", PrincipalParams, "remove the part of dW in W0's top-k singular subspaces")
 def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
-    return EditResult(delta=off_principal_delta(x.w0, x.dw, p.k, x.seed))
+    delta, facts = off_principal_parts(x.w0, x.dw, p.k, x.seed)
+    return EditResult(delta=delta, **facts)
 
 
 @register("principal-only", PrincipalParams, "control for off-principal: keep only the part it removes")
 def principal_only(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     dw = x.dw
-    return EditResult(delta=dw - off_principal_delta(x.w0, dw, p.k, x.seed))
+    off, facts = off_principal_parts(x.w0, dw, p.k, x.seed)
+    return EditResult(delta=dw - off, **facts)

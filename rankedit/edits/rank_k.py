@@ -19,7 +19,8 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
-from rankedit.edits.svd import edit_svd
+from rankedit.edits.svd import edit_svd, svd_facts
+from rankedit.guarded_svd import Accuracy
 from rankedit.linalg import numerical_rank
 
 Scale = Union[Literal["norm", "none"], float]
@@ -35,30 +36,37 @@ def rescale_factor(dw: torch.Tensor, s_kept: torch.Tensor, scale: Scale) -> floa
     if scale == "none":
         return 1.0
     if scale == "norm":
-        kept = float(s_kept.norm())
-        return float(dw.norm()) / kept if kept > 0 else 1.0
+        # float64 sums: a float32 norm of a 13.7M-entry matrix was off by 5e-4, an error of the edit itself
+        kept = float(torch.linalg.vector_norm(s_kept, dtype=torch.float64))
+        return float(torch.linalg.vector_norm(dw, dtype=torch.float64)) / kept if kept > 0 else 1.0
     return float(scale)
 
 
 def rank_k_factors(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """``(B, A, rank_kept)`` with ``B @ A = c · U_k S_k V_kᵀ``: B is (m, k), A is (k, n).
+    """``(B, A, rank_kept)`` with ``B @ A = c · U_k S_k V_kᵀ``: B is (m, k), A is (k, n)."""
+    return rank_k_parts(dw, k, scale, seed)[:3]
+
+
+def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0
+                 ) -> tuple[torch.Tensor, torch.Tensor, int, Accuracy]:
+    """``rank_k_factors`` and the ``Accuracy`` of the SVD behind them.
 
     The singular values are split evenly (sqrt on each side) so that B and A are
     also a well-conditioned LoRA pair.
     """
-    svd = edit_svd(dw, k, seed)
+    svd, acc = edit_svd(dw, k, seed)
     c = rescale_factor(dw, svd.S, scale)
     root = (svd.S * abs(c)).sqrt()
     sign = -1.0 if c < 0 else 1.0
     B = svd.U * (root * sign)
     A = (svd.V * root).T
-    return B, A, numerical_rank(svd.S, tuple(dw.shape), dw.dtype)
+    return B, A, numerical_rank(svd.S, tuple(dw.shape), dw.dtype), acc
 
 
 @register("rank-k", RankKParams, "keep the top-k singular directions of dW (AlphaRL rank-1 for k=1)")
 def rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
-    B, A, kept = rank_k_factors(x.dw, p.k, p.scale, x.seed)
-    return EditResult(delta=B @ A, rank_kept=kept)
+    B, A, kept, acc = rank_k_parts(x.dw, p.k, p.scale, x.seed)
+    return EditResult(delta=B @ A, rank_kept=kept, **svd_facts(acc))
 
 
 def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -71,10 +79,11 @@ def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype)
 @register("random-rank-k", RankKParams, "control for rank-k: k random orthonormal directions with the same norm")
 def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
     dw = x.dw
-    svd = edit_svd(dw, p.k, x.seed)
+    svd, acc = edit_svd(dw, p.k, x.seed)
     c = rescale_factor(dw, svd.S, p.scale)
     gen = generator(x.seed)
     m, n = dw.shape
     U = random_orthonormal(m, p.k, gen, dw.dtype).to(dw.device)
     V = random_orthonormal(n, p.k, gen, dw.dtype).to(dw.device)
-    return EditResult(delta=(U * (svd.S * c)) @ V.T, rank_kept=numerical_rank(svd.S, (m, n), dw.dtype))
+    return EditResult(delta=(U * (svd.S * c)) @ V.T, rank_kept=numerical_rank(svd.S, (m, n), dw.dtype),
+                      **svd_facts(acc))

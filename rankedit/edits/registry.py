@@ -60,6 +60,8 @@ class EditResult:
     delta: torch.Tensor  # edited matrix = w0 + delta
     density: Optional[float] = None  # fraction of entries of dW kept (mask edits)
     rank_kept: Optional[int] = None  # rank of the kept update (rank-k edits)
+    svd_error: Optional[float] = None  # bound on the relative error of the top-k reconstruction (edits using SVDs)
+    svd_identifiable: Optional[bool] = None  # False: s_k and s_k+1 nearly tied, the top-k subspace is ill-determined
 
 
 @dataclass(frozen=True)
