@@ -25,8 +25,10 @@ from typing import Callable
 from rankedit.atomic import atomic_write_text
 from rankedit.inventory import register
 from rankedit.errors import RankeditError
-from rankedit.plan import EditSpec, Plan, check_requirements, load_plan, split_runs
+from rankedit.executors import LocalExecutor, make_executor
+from rankedit.plan import EditSpec, Plan, check_requirements, load_plan, split_runs, with_executor
 from rankedit.resources import shipped_dir
+from rankedit.run_report import write_report
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
 # RANKEDIT_ORGANISM_SIZE=micro makes every default use the seconds-scale organism (CI, the README's doc test)
@@ -160,30 +162,45 @@ def plan_edits(plan: Plan, models: Models) -> dict[str, tuple]:
     for e in plan.edits:
         tuned, params = edit_inputs(e, models)
         try:
-            plans[e.name] = (plan_edit(e.method, models.base, tuned, **params), params)
+            plans[e.name] = (plan_edit(e.method, models.base, tuned, **params), tuned, params)
         except RankeditError as err:
             raise RankeditError(f"edit {e.name}: {err}") from None
     return plans
 
 
-def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = False,
-                overwrite: bool = False) -> dict[str, dict]:
+def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = False, overwrite: bool = False,
+                executor: LocalExecutor | None = None) -> dict[str, dict]:
     """Build (or reuse) every edit; returns name -> {path, params, manifest summary, built: bool}."""
     from tqdm.auto import tqdm
 
     from rankedit.edits import read_manifest
-    from rankedit.edits.build import is_built, run_plan
+    from rankedit.edits.build import is_built
 
+    todo = [e for e in plan.edits if not is_built(plans[e.name][0], out / "edits" / e.name)]
+    bar = tqdm(total=len(todo), desc="edits", unit="edit", disable=quiet or not todo)
+    items = [(e.method, str(plans[e.name][0].base.path), plans[e.name][1], plans[e.name][2],
+              str(out / "edits" / e.name), plan.device, overwrite) for e in todo]
+    ex = plan.executor
+    try:  # an edit that cannot be built stops the run, as it always has (the finished ones stay for a resume)
+        (executor or LocalExecutor()).map(_build_one, items, num_cpus=ex.num_cpus_per_task,
+                                          num_gpus=ex.num_gpus_per_edit, stop_on=(Exception,),
+                                          on_done=lambda i, o: bar.update(1))
+    finally:
+        bar.close()
+    built = {t.name for t in todo}
     done = {}
-    for e in tqdm(plan.edits, desc="edits", unit="edit", disable=quiet or not plan.edits):
-        p, params = plans[e.name]
+    for e in plan.edits:
         path = out / "edits" / e.name
-        built = not is_built(p, path)
-        if built:
-            run_plan(p, path, device=plan.device, overwrite=overwrite)
         man = read_manifest(path)
-        done[e.name] = {"path": str(path), "params": man["params"], "summary": man["summary"], "built": built}
+        done[e.name] = {"path": str(path), "params": man["params"], "summary": man["summary"], "built": e.name in built}
     return done
+
+
+def _build_one(method: str, base: str, tuned, params: dict, path: str, device: str, overwrite: bool) -> str:
+    """One edit build (an executor task): plans again from the paths, so that it runs on any worker."""
+    from rankedit.edits.build import build_edit
+
+    return str(build_edit(method, base, tuned, path, device=device, overwrite=overwrite, **params))
 
 
 # ---- 3. analysis --------------------------------------------------------------------------
@@ -233,7 +250,7 @@ def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False,
 
 # ---- 4. scoring ---------------------------------------------------------------------------
 def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, quiet: bool = False,
-                overwrite: bool = False):
+                overwrite: bool = False, executor: LocalExecutor | None = None):
     """Score every model; returns (ScoreResult, failures). One model's failure keeps the others."""
     from tqdm.auto import tqdm
 
@@ -245,7 +262,9 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
     if plan.score.score_other_tuned and models.other_tuned:
         labels["other_tuned"] = models.other_tuned
     labels.update({name: e["path"] for name, e in edits.items()})
-    s = plan.score
+    s, ex = plan.score, plan.executor
+    # on Ray the scorings run where the GPUs are asked for, not on this machine
+    device = s.device or (("cuda" if ex.num_gpus_per_score else "cpu") if ex.kind == "ray" else None)
     bar = tqdm(total=len(labels), desc="score", unit="model", disable=quiet)
 
     def on_model(label, scores, error):
@@ -254,10 +273,11 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
 
     try:
         result = score(labels, suite=s.suite, tasks=s.tasks, out=out / "scores", backend=s.backend,
-                       batch_size=s.batch_size, limit=s.limit, device=s.device, dtype=s.dtype,
+                       batch_size=s.batch_size, limit=s.limit, device=device, dtype=s.dtype,
                        max_gen_toks=s.max_gen_toks, apply_chat_template=s.apply_chat_template,
                        num_fewshot=s.num_fewshot, include_paths=s.include_paths, on_model=on_model,
-                       overwrite=overwrite)
+                       overwrite=overwrite, executor=executor,
+                       resources={"num_cpus": ex.num_cpus_per_task, "num_gpus": ex.num_gpus_per_score})
     except ScoringFailed as e:
         result = e.result
     finally:
@@ -265,65 +285,7 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
     return result, dict(result.failures)
 
 
-# ---- 5. report ----------------------------------------------------------------------------
-def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, failures: dict,
-                 summaries: dict, notes: dict, out: Path, timings: dict) -> dict:
-    from rankedit import report as rep
-    from rankedit.report_plots import report_plots
-
-    edit_info = []
-    for e in plan.edits:
-        info = edits[e.name]
-        edit_info.append({"name": e.name, "method": e.method, "of": e.of, "control_of": e.control_of,
-                          "params": info["params"], "keeps": rep.describe(e.method, info["params"]),
-                          "path": info["path"], "energy_kept": info["summary"].get("energy_kept"),
-                          "density": info["summary"].get("density")})
-    rows = rep.edit_rows(result, edit_info, n_boot=plan.score.n_boot)
-    rep.check_columns(rows)
-    report = {
-        "name": plan.name,
-        "plan": plan.model_dump(mode="json"),
-        "models": {"base": models.base, "tuned": models.tuned, "other_tuned": models.other_tuned, "sft": models.sft},
-        "tasks": result.tasks,
-        "control_tasks": [t for t in result.suite.control_tasks if t in result.tasks],
-        "metrics": {t: result.primary_metric(t) for t in result.tasks},
-        "scores": rep.scores_block(result),
-        "rows": rows,
-        "references": rep.reference_rows(result, n_boot=plan.score.n_boot),
-        "edits": edit_info,
-        "analysis": {"runs": {r: f"analysis/{r}" for r in summaries}, "compare": rep.compare_block(summaries),
-                     "notes": notes},
-        "failures": failures,
-        "timings_s": timings,
-    }
-    figures = report_plots(report, out)
-    register(*(out / f for f in figures))
-    for run in summaries:
-        for png in sorted((out / "analysis" / run).glob("*.png")):
-            figures.append(f"analysis/{run}/{png.name}")
-    report["figures"] = figures
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / "report.md", rep.markdown(report))
-    _attach_to_edits(report, summaries, out)
-    return report
-
-
-def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
-    """Each edit dir gets the scores and analysis ``rankedit push`` puts on its model card.
-
-    The scores file is a report.json restricted to this edit and the two models
-    it is measured against (base, and the run whose update it edits as "tuned").
-    """
-    for e in report["edits"]:
-        d, sc = Path(e["path"]), report["scores"]
-        if e["name"] in sc:
-            own = {"base": sc.get("base", {}), "tuned": sc.get(e["of"], {}), e["name"]: sc[e["name"]]}
-            doc = {"name": report["name"], "scores": own,
-                   "primary_metrics": report["metrics"], "control_tasks": report["control_tasks"],
-                   "rows": [r for r in report["rows"] if r["edit"] == e["name"]]}
-            atomic_write_text(d / "rankedit_scores.json", json.dumps(doc, indent=2) + "\n")
-        if e["of"] in summaries:
-            atomic_write_text(d / "rankedit_analysis.json", (out / "analysis" / e["of"] / "summary.json").read_text())
+# ---- 5. report: rankedit.run_report (written by the driver alone, atomically) ----------------
 
 
 def check_tasks(plan: Plan) -> None:
@@ -337,7 +299,8 @@ def check_tasks(plan: Plan) -> None:
 
 # ---- the whole run ------------------------------------------------------------------------
 def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "out/run", *, quiet: bool = False,
-        on_stage: Callable[[str], None] | None = None, overwrite: bool = False) -> dict:
+        on_stage: Callable[[str], None] | None = None, overwrite: bool = False, executor: str | None = None,
+        address: str | None = None) -> dict:
     """Run a plan (a Plan, a YAML path, or None for the organism's: ``default_plan()``); returns the report dict.
 
     A plan with several runs (organism ``seeds`` or ``runs``) runs each into
@@ -347,7 +310,8 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     is written first). OUT is created only once every input checked out. An
     existing OUT is resumed when it is an earlier run's and holds nothing else
     (``rankedit.outdir``); with ``overwrite`` a user's files in it are kept and
-    rankedit's outputs replaced.
+    rankedit's outputs replaced. ``executor`` ("local" or "ray") and ``address``
+    (a Ray cluster) override the plan's ``executor``.
     """
     from rankedit.outdir import check_out
 
@@ -358,6 +322,7 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     if not isinstance(plan, Plan):
         plan_file, source = plan, str(plan)
         plan = load_plan(plan)
+    plan = with_executor(plan, executor, address)
     out = Path(out).absolute()
     parts = split_runs(plan)
     given = [plan_file, *plan.score.include_paths,
@@ -365,10 +330,13 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     check_out(out, "run", given, overwrite)
     check_requirements(plan, source)  # backend installed, devices present: before anything is written
     check_tasks(plan)
-    if len(parts) == 1:
-        report, _, failures = run_one(parts[0][1], out, given, quiet=quiet, on_stage=on_stage, overwrite=overwrite)
-    else:
-        report, failures = run_several(plan, parts, out, given, quiet=quiet, on_stage=on_stage, overwrite=overwrite)
+    with make_executor(plan.executor) as ex:
+        if len(parts) == 1:
+            report, _, failures = run_one(parts[0][1], out, given, quiet=quiet, on_stage=on_stage,
+                                          overwrite=overwrite, executor=ex)
+        else:
+            report, failures = run_several(plan, parts, out, given, quiet=quiet, on_stage=on_stage,
+                                           overwrite=overwrite, executor=ex)
     if failures:
         msg = "; ".join(f"{k}: {v}" for k, v in failures.items())
         raise RankeditError(f"{len(failures)} model(s) could not be scored ({msg}); the report of the others is in {out}")
@@ -376,7 +344,8 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
 
 
 def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
-            on_stage: Callable[[str], None] | None = None, overwrite: bool = False):
+            on_stage: Callable[[str], None] | None = None, overwrite: bool = False,
+            executor: LocalExecutor | None = None):
     """One run of a plan into ``out``: (report dict, ScoreResult, failures)."""
     from rankedit.outdir import check_inputs, claim_dir
 
@@ -394,15 +363,16 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
     check_inputs(out, models.paths())
     plans = plan_edits(plan, models)
     claim_dir(out, "run", given, overwrite)  # only now: bad input leaves no OUT behind
-    edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite)
+    edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
     summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
-    result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite)
+    result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite, executor)
     report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings)
     return report, result, failures
 
 
 def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: list, *, quiet: bool = False,
-                on_stage: Callable[[str], None] | None = None, overwrite: bool = False) -> tuple[dict, dict]:
+                on_stage: Callable[[str], None] | None = None, overwrite: bool = False,
+                executor: LocalExecutor | None = None) -> tuple[dict, dict]:
     """Every run into OUT/runs/NAME, one after another, then the across-run report in OUT."""
     from rankedit import machine
     from rankedit.report_runs import across_report, markdown_runs
@@ -416,7 +386,7 @@ def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: lis
     for name, sub in parts:
         _log(f"run {name} ({len(reports) + 1}/{len(parts)})", quiet)
         reports[name], results[name], f = run_one(
-            sub, out / "runs" / name, given, quiet=quiet, overwrite=overwrite,
+            sub, out / "runs" / name, given, quiet=quiet, overwrite=overwrite, executor=executor,
             on_stage=(lambda s, n=name: on_stage(f"{n}: {s}")) if on_stage else None)
         failures.update({f"{name}/{k}": v for k, v in f.items()})
     report = across_report(plan, reports, results, n_boot=plan.score.n_boot)

@@ -134,6 +134,25 @@ class AnalyzeSpec(_Strict):
     matched_sft: bool = Field(True, description="also analyse the SFT checkpoint whose update size is closest to RL's")
 
 
+class ExecutorSpec(_Strict):
+    """Where edits and scorings run: here, one after another (local), or as tasks on a Ray cluster."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: Optional[str] = Field(None, description="ray: 'auto' (a cluster started with `ray start`), "
+                                                     "ray://HOST:10001, or none for a Ray instance of this machine")
+    num_gpus_per_score: float = Field(0, ge=0, description="ray: GPUs each model scoring asks for")
+    num_gpus_per_edit: float = Field(0, ge=0, description="ray: GPUs each edit build asks for")
+    num_cpus_per_task: float = Field(1, gt=0, description="ray: CPUs each task asks for")
+
+    @model_validator(mode="after")
+    def _ray_only(self):
+        set_ray = [k for k in ("address", "num_gpus_per_score", "num_gpus_per_edit", "num_cpus_per_task")
+                   if k in self.model_fields_set]
+        if self.kind == "local" and set_ray:
+            raise ValueError(f"{', '.join(set_ray)}: only for the ray executor (kind: ray)")
+        return self
+
+
 class Plan(_Strict):
     name: str = "rankedit run"
     organism: Optional[OrganismSpec] = None
@@ -148,6 +167,13 @@ class Plan(_Strict):
     score: ScoreSpec = Field(default_factory=ScoreSpec)
     analyze: AnalyzeSpec = Field(default_factory=AnalyzeSpec)
     device: str = Field("cpu", description="where edits run their SVDs")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec,
+                                   description="'local' (default), 'ray', or {kind: ray, address: ..., ...}")
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor_shorthand(cls, v):
+        return {"kind": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _models(self):
@@ -279,19 +305,26 @@ def check_requirements(plan: Plan, source: str = "plan") -> None:
     import importlib.util
 
     s = plan.score
+    on_ray = plan.executor.kind == "ray"
+    if on_ray:
+        from rankedit.executors import RAY_MISSING, ray_available
+
+        if not ray_available():
+            raise RankeditError(f"{source}: executor: {RAY_MISSING}")
     if s.backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise RankeditError(f"{source}: score.backend: vllm is not installed in this environment; set "
                                 "'score: {backend: hf}', or run rankedit from an environment with vllm "
                                 "(README, 'Scoring with vllm')")
-        why = _device_problem(s.device or "cuda", gpu_only=True)
+        why = None if on_ray else _device_problem(s.device or "cuda", gpu_only=True)
         if why:
             key = "score.device" if s.device else "score.backend"
             raise RankeditError(f"{source}: {key}: vllm needs a CUDA GPU; {why}")
-    checks = [("device", plan.device, bool(plan.edits)),
+    # under Ray, edits and scorings run on the workers: their devices are the cluster's, not this machine's
+    checks = [("device", plan.device, bool(plan.edits) and not on_ray),
               ("analyze.device", plan.analyze.device, plan.analyze.enabled),
               ("organism.device", plan.organism.device if plan.organism else "cpu", plan.organism is not None),
-              ("score.device", s.device or "cpu", s.device is not None and s.backend == "hf")]
+              ("score.device", s.device or "cpu", s.device is not None and s.backend == "hf" and not on_ray)]
     for key, device, used in checks:
         why = _device_problem(device) if used else None
         if why:
@@ -314,3 +347,19 @@ def split_runs(plan: Plan) -> list[tuple[str | None, Plan]]:
         return [(None, plan.model_copy(update={"organism": plan.organism.model_copy(
             update={"seed": plan.organism.seeds[0], "seeds": None})}))]
     return [(None, plan)]
+
+
+def with_executor(plan: Plan, kind: str | None = None, address: str | None = None) -> Plan:
+    """The plan with the command line's ``--executor``/``--address`` in place of its ``executor``."""
+    if kind is None and address is None:
+        return plan
+    kind = kind or ("ray" if address else plan.executor.kind)
+    if kind not in ("local", "ray"):
+        raise RankeditError(f"unknown executor {kind!r}; choose local or ray")
+    if address is not None and kind != "ray":
+        raise RankeditError("--address names a Ray cluster; it needs --executor ray")
+    if kind == "local":
+        return plan.model_copy(update={"executor": ExecutorSpec()})
+    spec = plan.executor.model_dump(exclude_unset=True) if plan.executor.kind == "ray" else {}
+    spec.update({"kind": "ray", **({"address": address} if address is not None else {})})
+    return plan.model_copy(update={"executor": ExecutorSpec(**spec)})

@@ -422,6 +422,18 @@ def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
     return res
 
 
+def run_into_cache(path: str, suite: Suite, settings: Settings, entry: str, tm=None) -> str:
+    """Score one model and store lm-eval's output as the cache entry ``entry`` (one executor task).
+
+    The entry appears whole or not at all, so a finished model is never lost, and
+    a task that runs again (a retry, a resume) only replaces it with the same content.
+    """
+    raw = run_lm_eval(Path(path), suite, tm if tm is not None else task_manager(suite), settings)
+    with atomic_dir(entry) as tmp:
+        save_raw(raw, tmp)
+    return entry
+
+
 # ---- the public entry point -------------------------------------------------------------
 def model_labels(models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]) -> dict[str, str]:
     """label -> model reference. Accepts a mapping, or refs with optional "label=path" prefixes;
@@ -476,6 +488,8 @@ def score(
     use_cache: bool = True,
     on_model: Callable[[str, ModelScores | None, str | None], None] | None = None,
     overwrite: bool = False,
+    executor=None,
+    resources: Mapping[str, float] | None = None,
 ) -> ScoreResult:
     """Score ``models`` on a named ``suite`` or a list of ``tasks``; write ``out`` if given.
 
@@ -484,6 +498,8 @@ def score(
     ``dtype``: the hf backend's torch dtype (default float32 on the CPU, auto on GPUs).
     ``max_gen_toks``/``apply_chat_template``/``num_fewshot`` override the suite.
     ``on_model(label, scores, error)`` is called as each model finishes or fails.
+    ``executor`` (``rankedit.executors``, default local) runs the models not in
+    the cache, each task asking for ``resources`` (``num_cpus``, ``num_gpus``).
     Raises RankeditError for bad input up front, and after writing ``out`` when
     some models failed (the others' scores are in ``out`` and in the cache).
     An existing ``out`` is replaced only when it holds earlier scores and nothing
@@ -534,23 +550,22 @@ def score(
     if not (use_cache and all((store / k / "results.json").is_file() for _, k in keys.values())):
         _preflight(st, tm)  # task-level problems (missing package, offline dataset): one error, before any model
 
-    result = ScoreResult(suite=st, settings=settings, models={})
-    for label, ck in ckpts.items():
+    from rankedit.executors import LocalExecutor
+
+    ex = executor or LocalExecutor()
+    settled: dict[str, ModelScores | str] = {}  # label -> scores, or why it failed
+
+    def settle(label: str, error: BaseException | None, cached: bool) -> None:
         sha, key = keys[label]
-        entry = store / key
         try:
-            if use_cache and (entry / "results.json").is_file():
-                raw, cached = load_raw(entry), True
-            else:
-                raw, cached = run_lm_eval(ck.path, st, tm, settings), False
-                with atomic_dir(entry) as tmp:  # in the cache at once: a later failure loses nothing
-                    save_raw(raw, tmp)
-                raw = load_raw(entry)  # the JSON form, identical for fresh and cached runs
+            if error is not None:
+                raise error
+            raw = load_raw(store / key)  # the JSON form, identical for fresh and cached runs
             parsed = parse_results(raw)
             if not parsed:
                 raise RuntimeError("lm-eval reported no numeric metric")
         except RankeditError as e:
-            result.failures[label] = str(e)
+            settled[label] = str(e)
         except ImportError as e:  # the environment, not this model: every model would fail the same way
             raise RankeditError(f"lm-eval could not run ({_first_line(e)})") from None
         except OSError as e:
@@ -559,13 +574,37 @@ def score(
             log.debug("scoring %s failed", label, exc_info=True)
             result.failures[label] = f"lm-eval failed on {ck.path}: {_first_line(e)}"
         except Exception as e:  # noqa: BLE001 - one model's failure must not lose the others
-            log.debug("scoring %s failed", label, exc_info=True)
-            result.failures[label] = f"lm-eval failed on {ck.path}: {_first_line(e)}"
+            log.debug("scoring %s failed", label, exc_info=e)
+            settled[label] = f"lm-eval failed on {ckpts[label].path}: {_first_line(e)}"
         else:
             samples = raw.pop("samples", {})
-            result.models[label] = ModelScores(label, str(ck.path), sha, key, cached, parsed, raw, samples)
+            settled[label] = ModelScores(label, str(ckpts[label].path), sha, key, cached, parsed, raw, samples)
         if on_model:
-            on_model(label, result.models.get(label), result.failures.get(label))
+            m = settled[label]
+            on_model(label, m if isinstance(m, ModelScores) else None, m if isinstance(m, str) else None)
+
+    todo: dict[str, list[str]] = {}  # cache key -> its labels: a model given twice is scored once
+    for label, (_, key) in keys.items():
+        if use_cache and (store / key / "results.json").is_file():
+            settle(label, None, cached=True)
+        else:
+            todo.setdefault(key, []).append(label)
+    # the workers build their own task manager; in this process the one above is reused
+    items = [(str(ckpts[labs[0]].path), st, settings, str(store / key), tm if ex.in_process else None)
+             for key, labs in todo.items()]
+    groups = list(todo.values())
+    try:
+        ex.map(run_into_cache, items, **(resources or {}), stop_on=(ImportError,),
+               on_done=lambda i, o: [settle(label, o.error, cached=False) for label in groups[i]])
+    except ImportError as e:
+        raise RankeditError(f"lm-eval could not run ({_first_line(e)})") from None
+    result = ScoreResult(suite=st, settings=settings, models={})
+    for label in keys:  # in the order given, however the tasks finished
+        m = settled[label]
+        if isinstance(m, ModelScores):
+            result.models[label] = m
+        else:
+            result.failures[label] = m
 
     if out is not None:
         result.out = write_outputs(result, out, inputs=inputs, overwrite=overwrite)

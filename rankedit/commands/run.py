@@ -12,7 +12,13 @@ import click
 @click.option("--quiet", is_flag=True, help="No progress bars or stage messages.")
 @click.option("--overwrite", is_flag=True,
               help="Use OUT even if it holds files rankedit did not write (they are kept, but outputs inside may be replaced).")
-def run(plan, out, quiet, overwrite):
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
+              help="Where edits and scorings run (default: the plan's 'executor', else local): "
+                   "ray makes each a Ray task (pip install 'rankedit[ray]').")
+@click.option("--address", default=None, metavar="ADDR",
+              help="The Ray cluster: 'auto' (started with `ray start --head`) or ray://HOST:10001; "
+                   "default: a Ray instance of this machine.")
+def run(plan, out, quiet, overwrite, executor, address):
     """Build every edit of PLAN, analyse the updates, score everything and report gain retention.
 
     PLAN is a YAML file, or the name of one of rankedit's example plans
@@ -33,13 +39,14 @@ def run(plan, out, quiet, overwrite):
 
     Every step is cached (edits by manifest, analysis by input hashes, scores by
     model and task hashes): an interrupted run resumes, a finished one reruns in
-    seconds.
+    seconds. With --executor ray, edits and scorings run as Ray tasks on workers
+    that must see the same paths (OUT, checkpoints, the rankedit cache).
     """
     from pathlib import Path
 
     from rankedit.pipeline import run as run_pipeline
 
-    report = run_pipeline(plan, out, quiet=quiet, overwrite=overwrite,
+    report = run_pipeline(plan, out, quiet=quiet, overwrite=overwrite, executor=executor, address=address,
                           on_stage=None if quiet else (lambda s: click.echo(f"== {s}", err=True)))
     if not quiet:
         click.echo((Path(out) / "report.md").read_text())
