@@ -96,8 +96,7 @@ def list_checkpoints(spec, default_dir: Path | None = None) -> list[tuple[int, s
 def resolve_models(plan: Plan, quiet: bool = False) -> Models:
     org = None
     if plan.organism is not None:
-        # the function, not the submodule of the same name that shadows it once imported
-        from rankedit.organism.build import build as build_organism
+        from rankedit.organism.builder import build as build_organism
 
         _log(f"organism: {plan.organism.size}, seed {plan.organism.seed} (built once, then reused)", quiet)
         org = Path(build_organism(plan.organism.size, plan.organism.seed, device=plan.organism.device,

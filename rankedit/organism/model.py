@@ -22,7 +22,7 @@ ARCH = {
     "small": dict(hidden_size=160, intermediate_size=448, num_hidden_layers=4, num_attention_heads=5),
 }
 
-# Learning rates: see the module docstring of rankedit/organism/build.py for why these values.
+# Learning rates: see the module docstring of rankedit/organism/builder.py for why these values.
 RECIPES = {
     "micro": {
         "pretrain": dict(steps=500, batch=64, lr=3e-3, warmup=30, min_lr_ratio=0.05, p_worked=0.1, p_control=0.1, p_long=0.2, threads=1),
