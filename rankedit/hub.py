@@ -281,6 +281,26 @@ def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = Fal
 
 # --------------------------------------------------------------------------- upload
 
+def _operations(folder: Path, manifest: dict, repo_id: str) -> list:
+    """One commit's files: the folder as `upload_folder` would send it, less rankedit's local inventory, with
+    the recipe files naming each input by its Hub id or its directory's name, never a path (hub_redact)."""
+    from huggingface_hub import CommitOperationAdd
+
+    from rankedit import card as cardlib
+    from rankedit.hub_redact import input_paths, public_bytes, redactions
+
+    here = {os.path.realpath(folder), str(folder.absolute()), str(folder).rstrip("/")}
+    mapping = redactions([*input_paths(manifest), str(folder)],
+                         lambda p: repo_id if p in here else hub_id_of(p) or cardlib.local_name(p))
+    ops = []
+    for rel, _ in list_files(folder):
+        if rel == INVENTORY:  # rankedit's local record of what it wrote, not part of the model
+            continue
+        data = public_bytes(folder / rel, mapping)
+        ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=data if data is not None else folder / rel))
+    return ops
+
+
 def upload(prepared: Prepared, *, token: str, private: bool = False, revision: str | None = None) -> str:
     """Create the repo if needed and upload the folder in one commit; returns the repo URL."""
     from huggingface_hub import HfApi
@@ -294,10 +314,9 @@ def upload(prepared: Prepared, *, token: str, private: bool = False, revision: s
         created = api.create_repo(prepared.repo_id, private=True if private else None, exist_ok=True, repo_type="model")
         if revision and revision != "main":
             api.create_branch(prepared.repo_id, branch=revision, exist_ok=True)
-        api.upload_folder(
-            repo_id=prepared.repo_id, folder_path=prepared.dir, revision=revision, repo_type="model",
-            ignore_patterns=[INVENTORY],  # rankedit's local record of what it wrote, not part of the model
-            commit_message=f"Upload {manifest['method']} edit (rankedit {__version__})",
+        api.create_commit(
+            repo_id=prepared.repo_id, operations=_operations(prepared.dir, manifest, prepared.repo_id), revision=revision,
+            repo_type="model", commit_message=f"Upload {manifest['method']} edit (rankedit {__version__})",
             commit_description="Edited checkpoint, its recipe (rankedit_edit.json) and model card, uploaded by `rankedit push`.",
         )
     except Exception as e:

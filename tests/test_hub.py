@@ -118,7 +118,16 @@ def test_push_uploads_checkpoint_byte_identical_with_card(server, edit, built, t
     received = server.files("alice/tiny-rank1")
     local = _local_files(edit)
     assert set(local) <= set(received) and set(received) - set(local) == {".gitattributes"}
-    assert all(received[name] == data for name, data in local.items())  # byte-identical, weights included
+    # byte-identical, weights included; the recipe files name the inputs by Hub id instead of local path
+    recipes = {n for n in local if n.endswith((".json", ".yml"))}
+    assert all(received[name] == data for name, data in local.items() if name not in recipes)
+    manifest = json.loads(local["rankedit_edit.json"])
+    for name in recipes:
+        text = local[name].decode()
+        for path, hub_id in ((manifest["inputs"]["base"]["path"], BASE_ID),
+                             (manifest["inputs"]["tuned"][0]["path"], TUNED_ID)):
+            text = text.replace(json.dumps(path)[1:-1] if name.endswith(".json") else path, hub_id)
+        assert received[name].decode() == text, name
     assert len(server.repos["alice/tiny-rank1"]["commits"]) == 1          # one commit
     assert ("POST", "/alice/tiny-rank1.git/info/lfs/objects/batch") in server.requests  # weights went through LFS
 
@@ -315,6 +324,11 @@ def test_card_names_no_local_path(server, edit, built, tiny_pair):
     local = [manifest["inputs"]["base"]["path"], manifest["inputs"]["tuned"][0]["path"], str(edit), str(tiny_pair[0])]
     assert not [p for p in local if p in received]
     assert "/tmp" not in received and "snapshots" not in received
+    # no uploaded file names a path of this machine: the recipe and mergekit's config name inputs by Hub id
+    for name, data in server.files("alice/paths").items():
+        text = data.decode(errors="replace")
+        assert not [p for p in local if p in text] and "/tmp/" not in text, name
+    assert json.loads(server.files("alice/paths")["rankedit_edit.json"])["inputs"]["base"]["path"] == BASE_ID
 
 
 def test_base_model_and_license_options(server, tiny_pair, tmp_path, capsys):
