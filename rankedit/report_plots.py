@@ -40,13 +40,21 @@ def retention_per_edit(report: dict, path: Path) -> Path | None:
             ax.errorbar(r["retention"], y, xerr=[[max(lo, 0)], [max(hi, 0)]], fmt=markers[ti % 5], color=c,
                         ecolor=c, capsize=3, label=task if r is by_task[task][0] else None,
                         mfc="white" if r["edit"] in controls else c)
+    return _finish_retention_axes(fig, ax, edits, controls, len(tasks) > 1, path,
+                                  "gain retention R = (s_edit − s_base) / (s_tuned − s_base), 95% paired-bootstrap interval",
+                                  f"{report['name']}: how much of the tuned gain each edit keeps")
+
+
+def _finish_retention_axes(fig, ax, edits: list[str], controls: set, legend: bool, path: Path, xlabel: str,
+                           title: str) -> Path:
+    """The frame both retention figures share: R = 0 and R = 1 lines, one row per edit, then save."""
     ax.axvline(0, color="black", lw=0.8)
     ax.axvline(1, color="black", lw=0.8, ls="--")
     ax.set_yticks(range(len(edits)), [f"{e} (control)" if e in controls else e for e in edits])
     ax.invert_yaxis()
-    ax.set_xlabel("gain retention R = (s_edit − s_base) / (s_tuned − s_base), 95% paired-bootstrap interval")
-    ax.set_title(f"{report['name']}: how much of the tuned gain each edit keeps", fontsize=10)
-    if len(tasks) > 1:
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    if legend:
         ax.legend(title="task", fontsize=8, loc="best")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -168,19 +176,9 @@ def retention_across_runs(report: dict, path: Path) -> Path | None:
             ax.errorbar(r["mean"], y, xerr=[[max(r["mean"] - r["ci_low"], 0)], [max(r["ci_high"] - r["mean"], 0)]],
                         fmt=markers[ti % 5], color=c, ecolor=c, capsize=3, mfc="white" if r["edit"] in controls else c,
                         label=task if ti == tasks.index(task) and r is next(x for x in rows if x["task"] == task) else None)
-    ax.axvline(0, color="black", lw=0.8)
-    ax.axvline(1, color="black", lw=0.8, ls="--")
-    ax.set_yticks(range(len(edits)), [f"{e} (control)" if e in controls else e for e in edits])
-    ax.invert_yaxis()
-    ax.set_xlabel("gain retention R: mean over runs with its hierarchical-bootstrap 95% interval; ticks: each run")
-    ax.set_title(f"{report['name']}: retention over {len(runs)} runs", fontsize=10)
-    if len(tasks) > 1:
-        ax.legend(title="task", fontsize=8, loc="best")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish_retention_axes(fig, ax, edits, controls, len(tasks) > 1, path,
+                                  "gain retention R: mean over runs with its hierarchical-bootstrap 95% interval; "
+                                  "ticks: each run", f"{report['name']}: retention over {len(runs)} runs")
 
 
 def runs_plots(report: dict, out: Path) -> list[str]:

@@ -25,6 +25,7 @@ an ephemeral port, in a daemon thread, and stops by itself after
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -346,3 +347,21 @@ ROUTES = [
     ("POST", r"/_lfs_verify", _Handler.lfs_verify),
     ("POST", rf"/api/models/{REPO}/commit/(?P<rev>[^/]+)", _Handler.commit),
 ]
+
+
+@contextlib.contextmanager
+def serving(monkeypatch, tmp_path, **server_args):
+    """A HubServer that huggingface_hub talks to: the environment and its import-time constants point at it."""
+    from huggingface_hub import constants
+
+    with HubServer(lifetime_s=60, **server_args) as srv:
+        monkeypatch.setenv("HF_ENDPOINT", srv.url)
+        monkeypatch.setenv("HF_TOKEN", next(iter(server_args.get("users", {}))))
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        # huggingface_hub reads these at import time, which happened long before the test
+        monkeypatch.setattr(constants, "ENDPOINT", srv.url)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
+        yield srv
+

@@ -15,11 +15,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants
 from safetensors.torch import load_file, save_file
 
 from clirun import run_cli  # tests/ is on sys.path (no package)
-from hub_server import HubServer
+from hub_server import serving
 from rankedit import validate
 from rankedit.checkpoint import Checkpoint
 from rankedit.errors import RankeditError
@@ -313,14 +312,7 @@ def edit_dir(tiny_pair, tmp_path_factory):
 
 @pytest.fixture
 def server(monkeypatch, tmp_path):
-    with HubServer(users={TOKEN: "alice"}, lifetime_s=60) as srv:
-        monkeypatch.setenv("HF_ENDPOINT", srv.url)
-        monkeypatch.setenv("HF_TOKEN", TOKEN)
-        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-        monkeypatch.setattr(constants, "ENDPOINT", srv.url)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
+    with serving(monkeypatch, tmp_path, users={TOKEN: "alice"}) as srv:
         yield srv
 
 

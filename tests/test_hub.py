@@ -23,7 +23,7 @@ from rankedit import hub
 from rankedit.cli import main
 from rankedit.edits.build import build_edit
 from rankedit.errors import RankeditError
-from hub_server import HubServer  # tests/ is on sys.path (no package)
+from hub_server import serving  # tests/ is on sys.path (no package)
 
 TOKEN = "hf_FAKEtokenDoNotLeak0123456789abcdef"
 OTHER_TOKEN = "hf_bobsTOKENxyz9876543210"
@@ -81,15 +81,7 @@ def edit(built, tmp_path):
 @pytest.fixture
 def server(monkeypatch, tmp_path):
     """The local Hub, with alice (TOKEN) and bob (OTHER_TOKEN); the environment points at it."""
-    with HubServer(users={TOKEN: "alice", OTHER_TOKEN: "bob"}, orgs={"alice": ["alice-lab"]}, lifetime_s=60) as srv:
-        monkeypatch.setenv("HF_ENDPOINT", srv.url)
-        monkeypatch.setenv("HF_TOKEN", TOKEN)
-        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-        # huggingface_hub reads these at import time, which happened long before this test
-        monkeypatch.setattr(constants, "ENDPOINT", srv.url)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
+    with serving(monkeypatch, tmp_path, users={TOKEN: "alice", OTHER_TOKEN: "bob"}, orgs={"alice": ["alice-lab"]}) as srv:
         yield srv
 
 
