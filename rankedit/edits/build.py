@@ -28,6 +28,7 @@ from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_
 from rankedit.edits.registry import Edit, EditParams, get_edit
 from rankedit.errors import RankeditError
 from rankedit.modules import classify
+from rankedit.threads import hot_path_threads
 
 PathLike = str | os.PathLike
 # Besides weights and config, what an ordinary HF checkpoint directory carries.
@@ -186,6 +187,11 @@ def record_params(plan: Plan, as_lora: bool) -> dict:
     return out
 
 
+def largest_short_side(plan: Plan) -> int:
+    """The short side of the biggest matrix the edit decomposes (what sizes its thread count)."""
+    return max(min(plan.base.info(n).shape) for n in plan.matrices)
+
+
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
                device: str = "cpu", as_lora: bool = False, overwrite: bool = True, progress: bool = False,
                lora_dtype: str = "source", **params: Any) -> Path:
@@ -221,7 +227,8 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = _start_hashing(pool, plan)
         with atomic_dir(out, overwrite=overwrite) as tmp, collect_facts() as facts:
-            run_merge(config, str(tmp), options=options)
+            with hot_path_threads("edit", largest_short_side(plan)):
+                run_merge(config, str(tmp), options=options)
             (tmp / "mergekit_config.yml").write_text(config_yaml)
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():
