@@ -193,3 +193,17 @@ def test_gram_svd_of_rank_deficient_and_zero_matrices():
     assert float(s.abs().max()) == 0.0 and bool(torch.isfinite(svd.U).all()) and float(svd.V.abs().max()) == 0.0
     with pytest.raises(ValueError, match="outside"):
         gram_svd(A, 31)
+
+
+def test_top_fraction_masks_break_ties_by_index():
+    s = torch.tensor([1.0, 2.0, 2.0, 2.0, 0.0])
+    assert g.top_fraction_mask(s, 0.4).tolist() == [False, True, True, False, False]
+    assert g.top_fraction_cut(s, 0.4) == g.Cut(2.0, 2)
+    assert g.top_fraction_mask(s, 0.4, largest=False).tolist() == [True, False, False, False, True]
+    assert g.top_fraction_mask(s, 0.8).tolist() == [True, True, True, True, False]
+    assert not g.top_fraction_mask(s, 0.0).any() and g.top_fraction_mask(s, 1.0).all()
+    bf = torch.randn(64, 48).bfloat16().float().abs()  # bf16 values: many ties
+    for frac in (0.1, 0.5, 0.9):
+        m = g.top_fraction_mask(bf, frac)
+        assert int(m.sum()) == round(frac * bf.numel())
+        assert float(bf[m].min()) >= float(bf[~m].max())
