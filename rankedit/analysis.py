@@ -21,7 +21,7 @@ from rankedit.base_cache import cached_base_parts
 from rankedit.checkpoint import Checkpoint, check_compatible
 from rankedit.errors import RankeditError
 from rankedit.geometry import (
-    DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, SCALAR_METRICS, bf16_unchanged, matrix_metrics,
+    DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, SCALAR_METRICS, bf16_unchanged, count, matrix_metrics,
     rel_update_norm,
 )
 from rankedit.modules import as_linear, classify
@@ -119,7 +119,7 @@ def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | N
     w0 = ck0.get(name, check_finite=True)
     w1 = ck1.get(name, check_finite=True)
     w2 = ck2.get(name, check_finite=True) if ck2 is not None else None
-    unchanged = int(bf16_unchanged(w0, w1).sum()) if w0.is_floating_point() else int((w0 == w1).sum())
+    unchanged = count(bf16_unchanged(w0, w1)) if w0.is_floating_point() else count(w0 == w1)
     if info is None:
         return unchanged, w0.numel(), None
     a0, a1 = (as_linear(w, info).to(device) for w in (w0, w1))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from rankedit.linalg import SVD, gram_svd, numerical_rank
@@ -64,13 +63,42 @@ def top_fraction_cut(scores: torch.Tensor, fraction: float, largest: bool = True
     if n == 0:
         return Cut(math.inf if largest else -math.inf, 0)
     pos = total - n if largest else n - 1  # 0-based position of the threshold in ascending order
-    if flat.device.type == "cpu":
-        a = (flat if flat.dtype in (torch.float32, torch.float64) else flat.float()).numpy()
-        threshold = float(np.partition(a, pos)[pos])
-    else:
-        threshold = float(torch.kthvalue(flat.float(), pos + 1).values)
-    beyond = int((flat > threshold).sum()) if largest else int((flat < threshold).sum())
+    threshold = kth_smallest(flat, pos)
+    beyond = count(flat > threshold) if largest else count(flat < threshold)
     return Cut(threshold, n - beyond)
+
+
+def kth_smallest(flat: torch.Tensor, pos: int) -> float:
+    """The value at 0-based position ``pos`` of the ascending order of a 1-D tensor, by radix selection.
+
+    float32 bits reinterpreted as int32, with the negative ones' magnitude bits
+    flipped, sort like the floats; two 16-bit histograms then find the value in
+    two passes over the data (about 60 ms for 4.3M entries on one core, where
+    torch.topk takes 350 ms and numpy's introselect up to 1.8 s on |dW|, whose
+    many equal values defeat its pivots). float64 goes through torch.kthvalue.
+    """
+    if flat.dtype == torch.float64:
+        return float(torch.kthvalue(flat, pos + 1).values)
+    bits = flat.float().contiguous().view(torch.int32)
+    key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    high = (key >> 16) + 32768  # 0..65535, in key order
+    pos_high, before = _bucket(high, pos)
+    low = key[high == pos_high] & 0xFFFF
+    pos_low, _ = _bucket(low, pos - before)
+    k = torch.tensor([((pos_high - 32768) << 16) | pos_low], dtype=torch.int32)
+    return float((k ^ ((k >> 31) & 0x7FFFFFFF)).view(torch.float32))
+
+
+def _bucket(values: torch.Tensor, pos: int) -> tuple[int, int]:
+    """(the 16-bit bucket holding ascending position ``pos`` of ``values``, how many lie in buckets below it)."""
+    cum = torch.bincount(values, minlength=65536).cumsum(0)
+    b = int(torch.searchsorted(cum, torch.tensor([pos], dtype=cum.dtype, device=cum.device), right=True))
+    return b, int(cum[b - 1]) if b > 0 else 0
+
+
+def count(mask: torch.Tensor) -> int:
+    """True entries of a boolean tensor (count_nonzero: 10x faster than a sum, which widens to int64)."""
+    return int(torch.count_nonzero(mask))
 
 
 def cut_mask(scores: torch.Tensor, cut: Cut, largest: bool = True) -> torch.Tensor:
@@ -79,7 +107,7 @@ def cut_mask(scores: torch.Tensor, cut: Cut, largest: bool = True) -> torch.Tens
     mask = flat > cut.threshold if largest else flat < cut.threshold
     if cut.ties > 0:
         at = flat == cut.threshold
-        if cut.ties >= int(at.sum()):
+        if cut.ties >= count(at):
             mask |= at
         else:
             mask[at.nonzero()[: cut.ties, 0]] = True
@@ -94,7 +122,7 @@ def top_fraction_mask(scores: torch.Tensor, fraction: float, largest: bool = Tru
 
 def fraction(mask: torch.Tensor) -> float:
     """Exact fraction of True entries (integer count, not a float32 mean)."""
-    return int(mask.sum()) / mask.numel() if mask.numel() else NAN
+    return count(mask) / mask.numel() if mask.numel() else NAN
 
 
 # ---- sparsity ----------------------------------------------------------------------------
@@ -196,8 +224,8 @@ def low_rank(svd: SVD) -> torch.Tensor:
 
 def overlap(update_mask: torch.Tensor, region: torch.Tensor) -> float:
     """|region ∩ M| / |M|: the share of updated entries that fall in the region."""
-    m = int(update_mask.sum())
-    return NAN if m == 0 else int((update_mask & region).sum()) / m
+    m = count(update_mask)
+    return NAN if m == 0 else count(update_mask & region) / m
 
 
 def principal_mask(w0_k: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
@@ -220,8 +248,8 @@ def rel_update_norm(w0: torch.Tensor, w1: torch.Tensor) -> float:
 
 def jaccard(mask_a: torch.Tensor, mask_b: torch.Tensor) -> tuple[float, float]:
     """(|A ∩ B| / |A ∪ B|, the value expected for independent masks of the same densities)."""
-    inter = int((mask_a & mask_b).sum())
-    union = int((mask_a | mask_b).sum())
+    inter = count(mask_a & mask_b)
+    union = count(mask_a | mask_b)
     pa, pb = fraction(mask_a), fraction(mask_b)
     denom = pa + pb - pa * pb
     expected = NAN if denom == 0.0 else pa * pb / denom

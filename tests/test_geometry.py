@@ -207,3 +207,14 @@ def test_top_fraction_masks_break_ties_by_index():
         m = g.top_fraction_mask(bf, frac)
         assert int(m.sum()) == round(frac * bf.numel())
         assert float(bf[m].min()) >= float(bf[~m].max())
+
+
+def test_kth_smallest_is_the_sorted_value():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5000, generator=gen)
+    cases = [x, x.bfloat16().float(), x.abs(), torch.cat([torch.zeros(3000), -torch.zeros(500), x[:1500]]),
+             torch.full((100,), 2.5), torch.tensor([float("inf"), -float("inf"), 1.0, -3.0]), x.double()]
+    for v in cases:
+        s = v.sort().values
+        for pos in {0, 1, v.numel() // 10, v.numel() // 2, v.numel() - 2, v.numel() - 1}:
+            assert g.kth_smallest(v, pos) == float(s[pos]), (pos, v[:5])
