@@ -22,7 +22,8 @@ size of the largest matrix the path decomposes:
   compute-bound and split well; one thread per 256 of the short side.
 
 ``torch_threads(n)`` sets it for the duration of a hot path and restores the
-caller's setting after, so an API user's own choice survives the call.
+caller's setting after, so an API user's own choice survives the call. Someone
+who exported ``OMP_NUM_THREADS`` has made the choice already: it is kept.
 """
 
 from __future__ import annotations
@@ -71,5 +72,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def hot_path_threads(path: str, short_side: int) -> contextlib.AbstractContextManager:
-    """``torch_threads`` with the policy's choice for this machine and matrix size."""
+    """``torch_threads`` with the policy's choice for this machine and matrix size
+    (none where ``OMP_NUM_THREADS`` is set)."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch_threads(None)
     return torch_threads(threads_for(path, available_cores(), short_side))

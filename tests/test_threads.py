@@ -45,3 +45,17 @@ def test_torch_threads_restores_the_callers_setting():
             raise RuntimeError("boom")
     assert torch.get_num_threads() == before
     assert available_cores() >= 1
+
+
+def test_hot_paths_apply_the_policy_unless_the_user_chose(monkeypatch):
+    import rankedit.threads as th
+
+    monkeypatch.setattr(th, "available_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    with th.hot_path_threads("analyze", 4096):
+        assert torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    with th.hot_path_threads("analyze", 4096):
+        assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before
