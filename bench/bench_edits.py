@@ -34,10 +34,11 @@ CASES = {
     "task_arithmetic x4": "mergekit task_arithmetic over the same 4 checkpoints (same bytes read as extrapolate)",
     "cli: mergekit-yaml": "whole process: mergekit-yaml with a task_arithmetic config, weight 1",
     "cli: rankedit edit rank-k --k 1": "whole process: rankedit edit rank-k BASE TUNED -o OUT --k 1",
+    "cli: rank-k torch default threads": "the same with OMP_NUM_THREADS = cores (rankedit's policy then stands aside)",
 }
 
 
-def run_cli(argv: list[str], case: str) -> dict:
+def run_cli(argv: list[str], case: str, omp: int | None = None) -> dict:
     """Wall time and peak RSS of one whole command, with no thread variables and an empty rankedit cache."""
     import os
     import resource
@@ -46,6 +47,8 @@ def run_cli(argv: list[str], case: str) -> dict:
     import time
 
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if omp is not None:
+        env["OMP_NUM_THREADS"] = str(omp)
     with tempfile.TemporaryDirectory() as cache:
         env["RANKEDIT_CACHE"] = cache
         t0 = time.perf_counter()
@@ -70,8 +73,13 @@ def run_case(case: str, work: Path, out: Path) -> dict:
         yml.write_text(f"merge_method: task_arithmetic\nbase_model: {b}\n"
                        f"models:\n  - model: {t}\n    parameters:\n      weight: 1.0\n")
         return run_cli([str(bindir / "mergekit-yaml"), str(yml), str(out)], case)
+    rank_k_cli = [str(bindir / "rankedit"), "edit", "rank-k", str(b), str(t), "-o", str(out), "--k", "1"]
     if case == "cli: rankedit edit rank-k --k 1":
-        return run_cli([str(bindir / "rankedit"), "edit", "rank-k", str(b), str(t), "-o", str(out), "--k", "1"], case)
+        return run_cli(rank_k_cli, case)
+    if case == "cli: rank-k torch default threads":
+        import os
+
+        return run_cli(rank_k_cli, case, omp=os.cpu_count())
     jobs = {
         "task_arithmetic": lambda: harness.task_arithmetic(b, [t], out),
         "task_arithmetic x4": lambda: harness.task_arithmetic(b, cks, out),
