@@ -8,6 +8,13 @@ four checkpoints of a pretend run, then times each case in its own subprocess
 
     python bench/bench_edits.py                     # full 24 layers
     python bench/bench_edits.py --layers 4 --repeat 3
+    python bench/bench_edits.py --cases "cli: rankedit edit rank-k --k 1" --load 1
+
+The ``cli:`` cases time whole processes as a user does (`time rankedit edit
+...`): interpreter start-up, imports, input hashing (a fresh, empty
+$RANKEDIT_CACHE for each run) and the write, at default settings (no thread
+variables: ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` are removed from their
+environment). ``--load N`` keeps N processes spinning on a core meanwhile.
 """
 
 from __future__ import annotations
@@ -25,7 +32,32 @@ CASES = {
     "mask bf16": "rankedit edit mask --source bf16",
     "extrapolate linear": "rankedit edit extrapolate --mode linear, 4 checkpoints",
     "task_arithmetic x4": "mergekit task_arithmetic over the same 4 checkpoints (same bytes read as extrapolate)",
+    "cli: mergekit-yaml": "whole process: mergekit-yaml with a task_arithmetic config, weight 1",
+    "cli: rankedit edit rank-k --k 1": "whole process: rankedit edit rank-k BASE TUNED -o OUT --k 1",
+    "cli: rank-k torch default threads": "the same with OMP_NUM_THREADS = cores (rankedit's policy then stands aside)",
 }
+
+
+def run_cli(argv: list[str], case: str, omp: int | None = None) -> dict:
+    """Wall time and peak RSS of one whole command, with no thread variables and an empty rankedit cache."""
+    import os
+    import resource
+    import subprocess
+    import tempfile
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if omp is not None:
+        env["OMP_NUM_THREADS"] = str(omp)
+    with tempfile.TemporaryDirectory() as cache:
+        env["RANKEDIT_CACHE"] = cache
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"case": case, "wall_s": wall, "peak_rss_mb": peak, "rss_after_imports_mb": 0.0}
 
 
 def run_case(case: str, work: Path, out: Path) -> dict:
@@ -35,6 +67,19 @@ def run_case(case: str, work: Path, out: Path) -> dict:
 
     b, t = work / "base", work / "tuned"
     cks = [work / f"ck{i}" for i in range(1, 5)]
+    bindir = Path(sys.executable).parent
+    if case == "cli: mergekit-yaml":
+        yml = work / "task_arithmetic.yml"
+        yml.write_text(f"merge_method: task_arithmetic\nbase_model: {b}\n"
+                       f"models:\n  - model: {t}\n    parameters:\n      weight: 1.0\n")
+        return run_cli([str(bindir / "mergekit-yaml"), str(yml), str(out)], case)
+    rank_k_cli = [str(bindir / "rankedit"), "edit", "rank-k", str(b), str(t), "-o", str(out), "--k", "1"]
+    if case == "cli: rankedit edit rank-k --k 1":
+        return run_cli(rank_k_cli, case)
+    if case == "cli: rank-k torch default threads":
+        import os
+
+        return run_cli(rank_k_cli, case, omp=os.cpu_count())
     jobs = {
         "task_arithmetic": lambda: harness.task_arithmetic(b, [t], out),
         "task_arithmetic x4": lambda: harness.task_arithmetic(b, cks, out),

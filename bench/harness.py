@@ -74,14 +74,27 @@ def timed(fn: Callable[[], None], case: str) -> dict:
     return {"case": case, "wall_s": wall, "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": rss_before}
 
 
+def _measure(script: str, chosen: list[str], runs: dict, work: Path, repeat: int) -> None:
+    for r in range(repeat):
+        for c in chosen:  # interleaved, so drift in machine load hits every case alike
+            out = work / "out"
+            proc = subprocess.run([sys.executable, script, "--_one", c, "--work", str(work), "--_out", str(out)],
+                                  capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            if proc.returncode != 0:
+                raise SystemExit(f"{c} failed:\n{proc.stderr[-3000:]}")
+            runs[c].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"  run {r + 1}: {c}: {runs[c][-1]['wall_s']:.2f} s, {runs[c][-1]['peak_rss_mb']:.0f} MB", file=sys.stderr)
+
+
 def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, Path, Path], dict],
-         reference: str, work_name: str, checkpoints: int = 4) -> None:
+         reference: str, work_name: str, checkpoints: int = 4, also_vs: str | None = None) -> dict:
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, default=24, help="decoder layers (24 = the real Qwen2.5-0.5B)")
     ap.add_argument("--work", type=Path, default=None, help=f"where the checkpoints live (default: $RANKEDIT_CACHE/{work_name}-L<layers>)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per case (the median is reported)")
     ap.add_argument("--cases", default=",".join(cases), help="comma-separated subset of: " + ", ".join(cases))
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--load", type=int, default=0, help="keep N processes spinning on a core while measuring")
     ap.add_argument("--_one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -106,16 +119,16 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
     chosen = [c.strip() for c in args.cases.split(",")]
     if reference not in chosen:
         chosen.insert(0, reference)
+    if also_vs and also_vs not in chosen:
+        chosen.insert(1, also_vs)
     runs: dict[str, list[dict]] = {c: [] for c in chosen}
-    for r in range(args.repeat):
-        for c in chosen:  # interleaved, so drift in machine load hits every case alike
-            out = work / "out"
-            proc = subprocess.run([sys.executable, script, "--_one", c, "--work", str(work), "--_out", str(out)],
-                                  capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-            if proc.returncode != 0:
-                raise SystemExit(f"{c} failed:\n{proc.stderr[-3000:]}")
-            runs[c].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"  run {r + 1}: {c}: {runs[c][-1]['wall_s']:.2f} s, {runs[c][-1]['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+    try:
+        _measure(script, chosen, runs, work, args.repeat)
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
 
     def med(c, key):
         return statistics.median(x[key] for x in runs[c])
@@ -124,11 +137,20 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
     rows = [{"case": c, "what": cases[c], "wall_s": med(c, "wall_s"), "peak_rss_mb": med(c, "peak_rss_mb"),
              "rss_after_imports_mb": med(c, "rss_after_imports_mb"),
              "time_ratio": med(c, "wall_s") / ref_t, "rss_ratio": med(c, "peak_rss_mb") / ref_m} for c in chosen]
+    if also_vs:
+        for r in rows:
+            r[f"time_ratio_{also_vs}"] = r["wall_s"] / med(also_vs, "wall_s")
     result = {"layers": args.layers, "checkpoint_gb": size, "repeat": args.repeat, "cpu_count": os.cpu_count(),
-              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "rows": rows}
-    print(f"\nQwen2.5-0.5B architecture, {args.layers} layers, {size:.2f} GB per checkpoint (bf16), median of {args.repeat}")
-    print(f"{'case':<24}{'wall s':>9}{'x ' + reference:>20}{'peak RSS MB':>13}{'x ' + reference:>20}")
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "background_load": args.load,
+              "load_average": os.getloadavg(), "rows": rows}
+    print(f"\nbackground processes spinning: {args.load}")
+    print(f"Qwen2.5-0.5B architecture, {args.layers} layers, {size:.2f} GB per checkpoint (bf16), median of {args.repeat}")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    extra = f"{'x ' + also_vs:>24}" if also_vs else ""
+    print(f"{'case':<24}{'wall s':>9}{'x ' + reference:>20}{'peak RSS MB':>13}{'x ' + reference:>20}{extra}")
     for r in rows:
-        print(f"{r['case']:<24}{r['wall_s']:>9.2f}{r['time_ratio']:>20.2f}{r['peak_rss_mb']:>13.0f}{r['rss_ratio']:>20.2f}")
+        extra = f"{r[f'time_ratio_{also_vs}']:>24.2f}" if also_vs else ""
+        print(f"{r['case']:<24}{r['wall_s']:>9.2f}{r['time_ratio']:>20.2f}{r['peak_rss_mb']:>13.0f}{r['rss_ratio']:>20.2f}{extra}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -17,14 +17,16 @@ from typing import Iterable
 import torch
 
 from rankedit.atomic import atomic_dir
+from rankedit.base_cache import cached_base_parts
 from rankedit.checkpoint import Checkpoint, check_compatible
 from rankedit.errors import RankeditError
 from rankedit.geometry import (
-    DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, SCALAR_METRICS, bf16_unchanged, matrix_metrics,
+    DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, SCALAR_METRICS, bf16_unchanged, count, matrix_metrics,
     rel_update_norm,
 )
 from rankedit.modules import as_linear, classify
 from rankedit.outdir import check_out
+from rankedit.threads import hot_path_threads
 from rankedit.validate import check_inputs
 
 
@@ -58,6 +60,7 @@ def analyze(
     progress: bool = True,
     plots: bool = True,
     overwrite: bool = False,
+    base_cache: bool = True,
 ) -> list[dict]:
     """Measure every 2-D attention/MLP matrix of the update; optionally write OUT.
 
@@ -65,6 +68,8 @@ def analyze(
     writes ``metrics.jsonl``, ``summary.json`` and PNG plots, atomically. An
     existing ``out`` is replaced only when it is an earlier analysis holding
     nothing else (``rankedit.outdir``), or with ``overwrite``.
+    ``base_cache``: take W0's decompositions from ``rankedit.base_cache`` (and keep
+    them there), so that further runs tuned from the same base skip them.
     """
     validate_params(k, alpha, atol, q, device)
     try:
@@ -96,24 +101,14 @@ def analyze(
                   k=k, alpha=alpha, atol=atol, q=q, device=device, modules=modules, model_type=model_type)
     rows: list[dict] = []
     unchanged = total = 0
-    for name in _progress(names, progress, "analyze"):
-        w0 = ck0.get(name, check_finite=True)
-        w1 = ck1.get(name, check_finite=True)
-        w2 = ck2.get(name, check_finite=True) if ck2 is not None else None
-        if w0.is_floating_point():
-            unchanged += int(bf16_unchanged(w0, w1).sum())
-        else:
-            unchanged += int((w0 == w1).sum())
-        total += w0.numel()
-        if name not in selected_set:
-            continue
-        info = infos[name]
-        a0, a1 = (as_linear(w, info).to(device) for w in (w0, w1))
-        a2 = as_linear(w2, info).to(device) if w2 is not None else None
-        m = matrix_metrics(a0, a1, k=k, alpha=alpha, atol=atol, q=q, w_other=a2)
-        rows.append({"name": name, "layer": info.layer, "module": info.module, "kind": info.kind,
-                     "shape": list(a0.shape), **_clean(m)})
-        del w0, w1, w2, a0, a1, a2
+    with hot_path_threads("analyze", max(min(ck0.info(n).shape) for n in selected)):
+        for name in _progress(names, progress, "analyze"):
+            u, t, row = _one_tensor(name, ck0, ck1, ck2, infos[name] if name in selected_set else None,
+                                    dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache)
+            unchanged += u
+            total += t
+            if row is not None:
+                rows.append(row)
 
     if out is not None:
         summary = summarize(rows, model_sparsity=unchanged / total if total else math.nan, params=params)
@@ -125,6 +120,24 @@ def analyze(
 
                 analysis_plots(rows, tmp)
     return rows
+
+
+def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | None, info, params: dict,
+                device: str, base_cache: bool) -> tuple[int, int, dict | None]:
+    """(entries unchanged in bf16, entries, metrics row or None) of one tensor; ``info`` None: not measured."""
+    w0 = ck0.get(name, check_finite=True)
+    w1 = ck1.get(name, check_finite=True)
+    w2 = ck2.get(name, check_finite=True) if ck2 is not None else None
+    unchanged = count(bf16_unchanged(w0, w1)) if w0.is_floating_point() else count(w0 == w1)
+    if info is None:
+        return unchanged, w0.numel(), None
+    a0, a1 = (as_linear(w, info).to(device) for w in (w0, w1))
+    a2 = as_linear(w2, info).to(device) if w2 is not None else None
+    base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else None
+    m = matrix_metrics(a0, a1, w_other=a2, base=base, **params)
+    row = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
+           **_clean(m)}
+    return unchanged, w0.numel(), row
 
 
 def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -> list[str]:

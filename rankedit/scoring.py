@@ -367,7 +367,7 @@ SINGLE_THREAD_MAX_PARAMS = 50_000_000
 @contextlib.contextmanager
 def cpu_threads_for(path: Path, device: str):
     """Run tiny models single-threaded on the CPU; leave everything else alone."""
-    import torch
+    from rankedit.threads import torch_threads
 
     small = False
     if device == "cpu":
@@ -376,13 +376,8 @@ def cpu_threads_for(path: Path, device: str):
             small = sum(ck.info(n).numel for n in ck.names) < SINGLE_THREAD_MAX_PARAMS
         except RankeditError:
             small = False
-    before = torch.get_num_threads()
-    if small:
-        torch.set_num_threads(1)
-    try:
+    with torch_threads(1 if small else None):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager

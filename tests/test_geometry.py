@@ -193,3 +193,28 @@ def test_gram_svd_of_rank_deficient_and_zero_matrices():
     assert float(s.abs().max()) == 0.0 and bool(torch.isfinite(svd.U).all()) and float(svd.V.abs().max()) == 0.0
     with pytest.raises(ValueError, match="outside"):
         gram_svd(A, 31)
+
+
+def test_top_fraction_masks_break_ties_by_index():
+    s = torch.tensor([1.0, 2.0, 2.0, 2.0, 0.0])
+    assert g.top_fraction_mask(s, 0.4).tolist() == [False, True, True, False, False]
+    assert g.top_fraction_cut(s, 0.4) == g.Cut(2.0, 2)
+    assert g.top_fraction_mask(s, 0.4, largest=False).tolist() == [True, False, False, False, True]
+    assert g.top_fraction_mask(s, 0.8).tolist() == [True, True, True, True, False]
+    assert not g.top_fraction_mask(s, 0.0).any() and g.top_fraction_mask(s, 1.0).all()
+    bf = torch.randn(64, 48).bfloat16().float().abs()  # bf16 values: many ties
+    for frac in (0.1, 0.5, 0.9):
+        m = g.top_fraction_mask(bf, frac)
+        assert int(m.sum()) == round(frac * bf.numel())
+        assert float(bf[m].min()) >= float(bf[~m].max())
+
+
+def test_kth_smallest_is_the_sorted_value():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5000, generator=gen)
+    cases = [x, x.bfloat16().float(), x.abs(), torch.cat([torch.zeros(3000), -torch.zeros(500), x[:1500]]),
+             torch.full((100,), 2.5), torch.tensor([float("inf"), -float("inf"), 1.0, -3.0]), x.double()]
+    for v in cases:
+        s = v.sort().values
+        for pos in {0, 1, v.numel() // 10, v.numel() // 2, v.numel() - 2, v.numel() - 1}:
+            assert g.kth_smallest(v, pos) == float(s[pos]), (pos, v[:5])

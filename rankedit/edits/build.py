@@ -31,6 +31,7 @@ from rankedit.edits.svd import warn_unidentifiable
 from rankedit.errors import RankeditError
 from rankedit.modules import classify
 from rankedit.outdir import check_out
+from rankedit.threads import hot_path_threads
 from rankedit.validate import check_inputs, check_output
 
 PathLike = str | os.PathLike
@@ -194,6 +195,11 @@ def record_params(plan: Plan, as_lora: bool) -> dict:
     return out
 
 
+def largest_short_side(plan: Plan) -> int:
+    """The short side of the biggest matrix the edit decomposes (what sizes its thread count)."""
+    return max(min(plan.base.info(n).shape) for n in plan.matrices)
+
+
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
                device: str = "cpu", as_lora: bool = False, overwrite: bool = False, progress: bool = False,
                lora_dtype: str = "source", max_shard_bytes: Optional[int] = None, **params: Any) -> Path:
@@ -238,7 +244,8 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = _start_hashing(pool, plan)
         with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
-            run_merge(config, str(tmp), options=options)
+            with hot_path_threads("edit", largest_short_side(plan)):
+                run_merge(config, str(tmp), options=options)
             (tmp / "mergekit_config.yml").write_text(config_yaml)
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():

@@ -87,7 +87,8 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
                 lora_dtype: str = "source") -> Path:
     from peft import LoraConfig
 
-    from rankedit.edits.build import _inputs_record, _start_hashing, input_paths, record_params
+    from rankedit.edits.build import _inputs_record, _start_hashing, input_paths, largest_short_side, record_params
+    from rankedit.threads import hot_path_threads
     from rankedit.hub import hub_id_of
 
     if plan.edit.name != "rank-k":
@@ -100,11 +101,12 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
         hashing = _start_hashing(pool, plan)
         with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
             tensors, facts = {}, []
-            for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
-                module = name.removesuffix(".weight")
-                tensors[f"base_model.model.{module}.lora_A.weight"] = A
-                tensors[f"base_model.model.{module}.lora_B.weight"] = B
-                facts.append(f)
+            with hot_path_threads("edit", largest_short_side(plan)):
+                for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
+                    module = name.removesuffix(".weight")
+                    tensors[f"base_model.model.{module}.lora_A.weight"] = A
+                    tensors[f"base_model.model.{module}.lora_B.weight"] = B
+                    facts.append(f)
             warn_unidentifiable(plan.edit.name, facts)
             save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
             check_output(tmp, out)  # whole and finite before it is renamed into place

@@ -1,0 +1,96 @@
+"""The cache of W0's decompositions (rankedit.base_cache): same numbers, less work, robust to bad entries."""
+
+import pytest
+import torch
+
+from rankedit import base_cache, geometry, synthetic
+from rankedit.analysis import analyze
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("RANKEDIT_CACHE", str(root))
+    return root / base_cache.FOLDER
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """One tiny base and two runs tuned from it."""
+    root = tmp_path_factory.mktemp("two_runs")
+    base = synthetic.build_random(root / "base", "llama", seed=0)
+    return (base, synthetic.perturb(base, root / "rl", scale=1e-2, seed=1),
+            synthetic.perturb(base, root / "sft", scale=3e-2, seed=2))
+
+
+@pytest.fixture()
+def decompositions(monkeypatch):
+    """Counts the Gram eigendecompositions that matrix metrics run (the real function, counted)."""
+    calls = []
+    real = geometry.gram_svd
+
+    def counted(A, k=0):
+        calls.append(tuple(A.shape))
+        return real(A, k)
+
+    monkeypatch.setattr(geometry, "gram_svd", counted)
+    return calls
+
+
+def entries(cache):
+    return sorted(cache.rglob("*.safetensors"))
+
+
+def test_metrics_are_identical_with_and_without_the_cache(two_runs, cache):
+    base, rl, _ = two_runs
+    fresh = analyze(base, rl, progress=False, base_cache=False)
+    assert entries(cache) == []
+    cold = analyze(base, rl, progress=False)  # computes and stores
+    warm = analyze(base, rl, progress=False)  # loads
+    assert len(entries(cache)) == len(fresh) == 14
+    assert cold == fresh
+    assert warm == fresh
+
+
+def test_a_second_run_from_the_same_base_skips_the_base_decompositions(two_runs, cache, decompositions):
+    base, rl, sft = two_runs
+    rows = analyze(base, rl, progress=False)
+    assert len(decompositions) == 3 * len(rows)
+    decompositions.clear()
+    rows_sft = analyze(base, sft, progress=False)
+    assert len(decompositions) == 2 * len(rows_sft)  # dW and W1 only
+    assert len(entries(cache)) == len(rows)
+    decompositions.clear()
+    assert analyze(base, sft, progress=False, k=2) == analyze(base, sft, progress=False, k=2, base_cache=False)
+    assert len(entries(cache)) == 2 * len(rows)  # another k is another entry
+
+
+def test_a_corrupted_entry_is_ignored_and_rewritten(two_runs, cache, decompositions):
+    base, rl, _ = two_runs
+    fresh = analyze(base, rl, progress=False, base_cache=False)
+    analyze(base, rl, progress=False)
+    files = entries(cache)
+    files[0].write_bytes(b"not a safetensors file")
+    files[1].write_bytes(files[1].read_bytes()[:-7])  # truncated
+    data = bytearray(files[2].read_bytes())
+    data[-3] ^= 0xFF  # a flipped bit in the payload: still a valid file, wrong numbers
+    files[2].write_bytes(bytes(data))
+    decompositions.clear()
+    assert analyze(base, rl, progress=False) == fresh
+    assert len(decompositions) == 2 * len(fresh) + 3  # three base decompositions done again
+    decompositions.clear()
+    assert analyze(base, rl, progress=False) == fresh
+    assert len(decompositions) == 2 * len(fresh)  # ... and stored again, whole
+
+
+def test_the_key_follows_content_and_settings():
+    w = torch.randn(8, 12)
+    key = base_cache.cache_key(w, 2, 0.5, "cpu")
+    assert key == base_cache.cache_key(w.clone(), 2, 0.5, "cpu")
+    w2 = w.clone()
+    w2[3, 4] += 1e-6
+    assert base_cache.cache_key(w2, 2, 0.5, "cpu") != key
+    assert base_cache.cache_key(w, 1, 0.5, "cpu") != key
+    assert base_cache.cache_key(w, 2, 0.25, "cpu") != key
+    assert base_cache.cache_key(w.bfloat16(), 2, 0.5, "cpu") != key
+    assert base_cache.cache_key(w.reshape(12, 8), 2, 0.5, "cpu") != key
