@@ -205,7 +205,8 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
         "edits": [{"name": "whole", "method": "scale", "params": {"factor": 1.0, "rest": "tuned"}},
                   {"name": "none", "method": "scale", "params": {"factor": 0.0}},
                   {"name": "rank1", "method": "rank-k", "params": {"k": 1}}],
-        "score": {"suite": "organism", "limit": 200, "n_boot": 500},
+        # the micro organism's RL moves organism_id by ~3 points: 2000 problems make that gain significant
+        "score": {"tasks": ["organism_id"], "limit": 2000, "n_boot": 500},
         "analyze": {"enabled": False},
     }
     p = tmp_path / "swapped.yaml"
