@@ -170,7 +170,7 @@ def retention_across_runs(report: dict, path: Path) -> Path | None:
             y = edits.index(r["edit"]) + offsets[ti]
             c = _CONTROL if r["edit"] in controls else _EDIT
             per = [r["per_run"][n]["retention"] for n in runs if r["per_run"].get(n, {}).get("retention") is not None]
-            ax.plot(per, [y] * len(per), "|", color=c, ms=9, alpha=0.8)
+            ax.plot(per, [y + 0.14] * len(per), "v", color=c, ms=5, mfc="white", alpha=0.9)  # each run, just below
             if r["mean"] is None:
                 continue
             ax.errorbar(r["mean"], y, xerr=[[max(r["mean"] - r["ci_low"], 0)], [max(r["ci_high"] - r["mean"], 0)]],
@@ -178,7 +178,7 @@ def retention_across_runs(report: dict, path: Path) -> Path | None:
                         label=task if ti == tasks.index(task) and r is next(x for x in rows if x["task"] == task) else None)
     return _finish_retention_axes(fig, ax, edits, controls, len(tasks) > 1, path,
                                   "gain retention R: mean over runs with its hierarchical-bootstrap 95% interval; "
-                                  "ticks: each run", f"{report['name']}: retention over {len(runs)} runs")
+                                  "▽ each run's R", f"{report['name']}: retention over {len(runs)} runs")
 
 
 def runs_plots(report: dict, out: Path) -> list[str]:
