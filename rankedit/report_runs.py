@@ -175,7 +175,6 @@ def _iv(v, lo, hi, pct: bool = False) -> str:
 def markdown_runs(report: dict) -> str:
     runs = list(report["runs"])
     control = set(report["control_tasks"])
-    trained = [t for t in report["tasks"] if t not in control]
     lines = [f"# {report['name']}", "", f"{len(runs)} runs: " + ", ".join(f"`{r}` ({report['runs'][r]['path']}/)"
                                                                     for r in runs) + ".", "",
              "Per run: R = (s_edit − s_base) / (s_run − s_base) with its 95% paired-bootstrap interval over the "

@@ -52,6 +52,7 @@ from rankedit.atomic import atomic_write_text
 from rankedit.cache import cache_root
 from rankedit.errors import RankeditError
 from rankedit.organism import pinning
+from rankedit.machine import cpu
 from rankedit.organism.model import recipe
 from rankedit.organism.phases import PHASE_FILE, PHASES
 
@@ -194,7 +195,7 @@ def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
         "recipe_hash": h,
         "recipe": r,
         "versions": _versions(),
-        "machine": pinning.machine(),
+        "machine": cpu(),
         # the environment every build process ran with, and what torch and MKL then reported per phase
         "pins": {"env": pinning.PINS, "unset": list(pinning.UNSET), "held": pinning.held(effective),
                  "effective": effective},

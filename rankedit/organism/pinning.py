@@ -25,7 +25,6 @@ This module must not import torch: the worker applies PINS before torch loads.
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 PINS = {
@@ -41,8 +40,6 @@ PINS = {
 }
 # would steer MKL's dispatch or let oneDNN round fp32 to bf16; a build runs without them
 UNSET = ("MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE")
-# the SIMD part of /proc/cpuinfo's flags: what the unpinned kernels would have dispatched on
-_ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "amx", "bmi", "popcnt")
 _MKL_BRANCHES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX",
                  10: "AVX2", 12: "AVX512", 14: "AVX512_E1"}
 
@@ -97,20 +94,3 @@ def _mkl_branch() -> str | None:
     except (OSError, AttributeError):
         return None
     return _MKL_BRANCHES.get(code, str(code))
-
-
-def machine() -> dict:
-    """The CPU the organism was built on: model, vendor and SIMD flags, with the C library."""
-    info: dict = {"platform": platform.platform(), "cpus": os.cpu_count(), "libc": " ".join(platform.libc_ver())}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info | {"cpu_model": platform.processor() or None, "isa": None}
-    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = fields.get("flags", "").split()
-    return info | {
-        "cpu_model": fields.get("model name"),
-        "cpu_vendor": fields.get("vendor_id"),
-        "isa": sorted(f for f in flags if f.startswith(_ISA_PREFIXES)),
-    }
