@@ -1,8 +1,9 @@
 """Write README.md's findings section from a study's report.json (a plan with several seeds).
 
     python scripts/readme_findings.py out/study/report.json            # print the section
-    python scripts/readme_findings.py out/study/report.json --write    # replace it in README.md, and
-                                                                        # keep the report as docs/organism-study.json
+    python scripts/readme_findings.py out/study/report.json --demo out/demo/report.json --write
+        # replace it in README.md, with a column for `make demo` (seed 0) and whether each of its
+        # R lies inside the across-seed interval; keeps both reports under docs/
 
 The section sits between the FINDINGS markers in README.md; nothing in it is
 typed by hand, so the README's numbers are always the study's (tests check it).
@@ -17,7 +18,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BEGIN = "<!-- FINDINGS:BEGIN (scripts/readme_findings.py writes this section from docs/organism-study.json) -->"
+BEGIN = ("<!-- FINDINGS:BEGIN (scripts/readme_findings.py writes this section from docs/organism-study.json "
+         "and docs/organism-demo.json) -->")
 END = "<!-- FINDINGS:END -->"
 GEOMETRY = ("rel_update_norm", "sparsity_bf16", "rank1_energy", "angle_left_deg", "spectral_shift",
             "overlap_principal", "jaccard")
@@ -30,7 +32,7 @@ def _r(x, lo=None, hi=None, pct=False):
     return f(x) + (f" [{f(lo)}, {f(hi)}]" if lo is not None and hi is not None else "")
 
 
-def render(report: dict) -> str:
+def render(report: dict, demo: dict | None = None) -> str:
     runs = list(report["runs"])
     control = set(report["control_tasks"])
     task = next(t for t in report["tasks"] if t not in control)
@@ -52,17 +54,28 @@ def render(report: dict) -> str:
         cells = [_r(r["per_run"][n]["gain"], pct=True) if n in r["per_run"] else "–" for n in runs]
         out.append(f"| {r['model']} | {r['task']} | " + " | ".join(cells) + " | "
                    + _r(r["mean"], r["ci_low"], r["ci_high"], pct=True) + " |")
+    demo_r = {r["edit"]: r for r in (demo or {}).get("rows", []) if r["task"] == task}
     out += ["", f"What each edit keeps of the gain on `{task}` (R), and forgetting on `{ctl}` (points, mean over seeds):",
-            "", "| edit | keeps | " + " | ".join(runs) + " | mean R over seeds | forgetting |",
-            "|---|---|" + "---|" * (len(runs) + 2)]
+            "", "| edit | keeps | " + " | ".join(runs) + " | mean R over seeds | forgetting |"
+            + (" `make demo` (seed 0) |" if demo else ""), "|---|---|" + "---|" * (len(runs) + 2 + bool(demo))]
     forget = {r["edit"]: r for r in report["rows"] if r["task"] == ctl}
+    inside = []
     for r in (x for x in report["rows"] if x["task"] == task):
         cells = [_r(r["per_run"][n]["retention"], r["per_run"][n]["ci_low"], r["per_run"][n]["ci_high"])
                  if r["per_run"].get(n, {}).get("retention") is not None else "undefined" for n in runs]
         f = forget.get(r["edit"])
-        out.append(f"| {r['edit']} | {r['keeps']} | " + " | ".join(cells) + " | "
-                   + (_r(r["mean"], r["ci_low"], r["ci_high"]) if r["defined"] else "undefined") + " | "
-                   + (_r(f["mean"], pct=True) if f else "–") + " |")
+        line = (f"| {r['edit']} | {r['keeps']} | " + " | ".join(cells) + " | "
+                + (_r(r["mean"], r["ci_low"], r["ci_high"]) if r["defined"] else "undefined") + " | "
+                + (_r(f["mean"], pct=True) if f else "–") + " |")
+        d = demo_r.get(r["edit"])
+        if demo:
+            ok = d is not None and d["retention"] is not None and r["defined"] and r["ci_low"] <= d["retention"] <= r["ci_high"]
+            inside.append(ok)
+            line += f" {_r(d['retention']) if d and d['retention'] is not None else '–'}{' ✓' if ok else ''} |"
+        out.append(line)
+    if demo:
+        out += ["", f"`make demo` (seed 0, {demo['scores']['base'][task]['n']} problems per task) falls inside the "
+                f"across-seed interval for {sum(inside)} of {len(inside)} edits (✓)."]
     claims = [c for c in report["conclusions"] if c["task"] == task]
     if claims:
         out += ["", "Which conclusions hold in every seed (the per-seed 95% interval excludes the compared value):", ""]
@@ -95,16 +108,20 @@ def replace_section(readme: str, section: str) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("report", type=Path)
-    ap.add_argument("--write", action="store_true", help="replace the section in README.md and keep the report")
+    ap.add_argument("--demo", type=Path, help="a `make demo` report.json to set beside the study (seed 0)")
+    ap.add_argument("--write", action="store_true", help="replace the section in README.md and keep the reports")
     a = ap.parse_args(argv)
     report = json.loads(a.report.read_text())
-    section = render(report)
+    demo = json.loads(a.demo.read_text()) if a.demo else None
+    section = render(report, demo)
     if not a.write:
         print(section)
         return
     readme = ROOT / "README.md"
     readme.write_text(replace_section(readme.read_text(), section))
     shutil.copyfile(a.report, ROOT / "docs" / "organism-study.json")
+    if a.demo:
+        shutil.copyfile(a.demo, ROOT / "docs" / "organism-demo.json")
     print(f"README.md findings written from {a.report}", file=sys.stderr)
 
 
