@@ -22,11 +22,12 @@ def run(plan, out, quiet, overwrite, executor, address):
     """Build every edit of PLAN, analyse the updates, score everything and report gain retention.
 
     PLAN is a YAML file, or the name of one of rankedit's example plans
-    (organism, organism-micro, deepscaler, qwen-math-grpo; the files are in
-    examples/ and installed with the package); without it, organism runs:
+    (organism, organism-micro, organism-seeds, deepscaler, qwen-math-grpo; the
+    files are in examples/ and installed with the package); without it, organism runs:
     the embedded model organism (built once, then reused), every edit family
     with its control, scored on the organism suite (organism-micro when
-    RANKEDIT_ORGANISM_SIZE=micro).
+    RANKEDIT_ORGANISM_SIZE=micro). A plan with several runs (organism seeds, or
+    `runs:`) writes each to OUT/runs/NAME and the across-run report to OUT.
 
     \b
     OUT/edits/NAME/      each edited checkpoint (with rankedit_edit.json)
