@@ -14,7 +14,7 @@ same pair in the same run (a peer that reads both checkpoints and writes one):
   spectrum, W0's and W1's with their top-k triplets), on the same matrices under
   the same thread policy; the time reported is those calls alone;
 - ``analyze cached base``: analyze again with W0's decompositions in the base
-  cache (``rankedit.base_cache``), as for the second and third run of a study;
+  cache (``rankedit.analysis.base_cache``), as for the second and third run of a study;
 - ``task_arithmetic``: the reference.
 
 The table adds each case's ratio to the decomposition floor. The analyze cases
@@ -48,12 +48,12 @@ def _floor(b: Path, t: Path) -> float:
     """Seconds spent in the three gram_svd calls per matrix that analyze makes (nothing else timed)."""
     import time
 
-    from rankedit.analysis import _matrix_names
-    from rankedit.checkpoint import Checkpoint
-    from rankedit.geometry import DEFAULT_K, default_k
-    from rankedit.linalg import gram_svd
-    from rankedit.modules import as_linear, classify
-    from rankedit.threads import hot_path_threads
+    from rankedit.analysis.analyze import _matrix_names
+    from rankedit.files.checkpoint import Checkpoint
+    from rankedit.analysis.geometry import DEFAULT_K, default_k
+    from rankedit.core.linalg import gram_svd
+    from rankedit.core.modules import as_linear, classify
+    from rankedit.core.threads import hot_path_threads
 
     cb, ct = Checkpoint(b), Checkpoint(t)
     infos = {n: classify(n, cb.info(n).shape, cb.model_type) for n in cb.names}
@@ -72,8 +72,8 @@ def _floor(b: Path, t: Path) -> float:
 
 
 def _stream_cheap(b: Path, t: Path) -> None:
-    from rankedit import geometry
-    from rankedit.checkpoint import Checkpoint
+    from rankedit.analysis import geometry
+    from rankedit.files.checkpoint import Checkpoint
 
     cb, ct = Checkpoint(b), Checkpoint(t)
     for name in cb.names:
@@ -89,8 +89,8 @@ def run_case(case: str, work: Path, out: Path) -> dict:
 
     import mergekit.merge  # noqa: F401  (import cost kept out of the timing)
 
-    import rankedit.analysis  # noqa: F401
-    import rankedit.plots  # noqa: F401
+    import rankedit.analysis.analyze  # noqa: F401
+    import rankedit.analysis.plots  # noqa: F401
 
     b, t = work / "base", work / "tuned"
     shutil.rmtree(out, ignore_errors=True)
@@ -99,14 +99,14 @@ def run_case(case: str, work: Path, out: Path) -> dict:
     if case == "analyze":
         shutil.rmtree(cache, ignore_errors=True)  # cold: W0 decomposed (and stored) here
     elif case == "analyze cached base" and not any(cache.rglob("*.safetensors")):
-        rankedit.analysis.analyze(b, t, None, k=16, progress=False)  # untimed warm-up
+        rankedit.analysis.analyze.analyze(b, t, None, k=16, progress=False)  # untimed warm-up
     if case == FLOOR:
         return {"case": case, "wall_s": _floor(b, t), "peak_rss_mb": harness.peak_rss_mb(),
                 "rss_after_imports_mb": harness.peak_rss_mb()}
     jobs = {
         "task_arithmetic": lambda: harness.task_arithmetic(b, [t], out),
-        "analyze": lambda: rankedit.analysis.analyze(b, t, out, k=16, progress=False),
-        "analyze cached base": lambda: rankedit.analysis.analyze(b, t, out, k=16, progress=False),
+        "analyze": lambda: rankedit.analysis.analyze.analyze(b, t, out, k=16, progress=False),
+        "analyze cached base": lambda: rankedit.analysis.analyze.analyze(b, t, out, k=16, progress=False),
         "stream + cheap metrics": lambda: _stream_cheap(b, t),
     }
     if case not in jobs:

@@ -47,7 +47,7 @@ def ray_alone(ray) -> dict:
 
 
 def pipeline_runs(tmp: Path) -> dict:
-    from rankedit import pipeline
+    from rankedit.pipeline import run as pipeline
     from rankedit.organism import build
 
     reuse = os.environ.get("RANKEDIT_TEST_ORGANISM")  # the tests' organism folder, if built already

@@ -23,7 +23,7 @@ def build_inputs(work: Path, layers: int, checkpoints: int = 4) -> dict:
     """base (random init, bf16), its tuned twin (1e-3 RMS update) and `checkpoints` run checkpoints."""
     import torch
 
-    from rankedit import synthetic
+    from rankedit.testing import synthetic
 
     work.mkdir(parents=True, exist_ok=True)
     base = work / "base"
@@ -103,7 +103,7 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
         print(json.dumps(run_case(args._one, args.work, args._out)))
         return
 
-    from rankedit.cache import cache_root
+    from rankedit.files.cache import cache_root
 
     work = args.work or cache_root() / f"{work_name}-L{args.layers}"
     t0 = time.perf_counter()

@@ -9,14 +9,14 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = {
-    "analyze": ("rankedit.analysis", "analyze"),
-    "Checkpoint": ("rankedit.checkpoint", "Checkpoint"),
+    "analyze": ("rankedit.analysis.analyze", "analyze"),
+    "Checkpoint": ("rankedit.files.checkpoint", "Checkpoint"),
     "build_edit": ("rankedit.edits.build", "build_edit"),
-    "load_plan": ("rankedit.plan", "load_plan"),
-    "push": ("rankedit.hub", "push"),
-    "run": ("rankedit.pipeline", "run"),
-    "score": ("rankedit.scoring", "score"),
-    "RankeditError": ("rankedit.errors", "RankeditError"),
+    "load_plan": ("rankedit.pipeline.plan", "load_plan"),
+    "push": ("rankedit.publish.hub", "push"),
+    "run": ("rankedit.pipeline.run", "run"),
+    "score": ("rankedit.scoring.score", "score"),
+    "RankeditError": ("rankedit.core.errors", "RankeditError"),
 }
 
 

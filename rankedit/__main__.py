@@ -1,3 +1,3 @@
-from rankedit.cli import main
+from rankedit.cli.main import main
 
 main()

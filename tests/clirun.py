@@ -1,6 +1,6 @@
 """Run rankedit's real CLI entry point in-process, the way a user's shell would."""
 
-from rankedit.cli import main
+from rankedit.cli.main import main
 
 
 def run_cli(args, capsys):

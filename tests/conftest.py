@@ -8,7 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 
-from rankedit import synthetic
+from rankedit.testing import synthetic
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from rankedit import across_runs as ar
-from rankedit.evaluate import Interval
+from rankedit.scoring import across_runs as ar
+from rankedit.scoring.retention import Interval
 
 
 def _run(r: float, n: int = 40):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rankedit.checkpoint import all_finite
+from rankedit.files.checkpoint import all_finite
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])

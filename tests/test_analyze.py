@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import rankedit
-from rankedit.analysis import read_jsonl
+from rankedit.analysis.analyze import read_jsonl
 from clirun import run_cli  # tests/ is on sys.path (no package)
 
 ROW_KEYS = {"name", "layer", "module", "kind", "shape", "sparsity_bf16", "sparsity_atol", "rank", "rank_fraction",
@@ -130,7 +130,7 @@ def test_directory_without_weights(tiny_pair, tmp_path, capsys):
 
 
 def test_mismatched_shapes(tiny_pair, tiny_family_pairs, tmp_path, capsys):
-    from rankedit import synthetic
+    from rankedit.testing import synthetic
 
     wide = synthetic.build_random(tmp_path / "wide", "llama", intermediate_size=96)
     capsys.readouterr()  # drop the builder's own progress output

@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from clirun import run_cli  # tests/ is on sys.path (no package)
 from hub_server import serving
-from rankedit import validate
-from rankedit.checkpoint import Checkpoint
-from rankedit.errors import RankeditError
+from rankedit.files import validate
+from rankedit.files.checkpoint import Checkpoint
+from rankedit.core.errors import RankeditError
 
 MATRIX = "model.layers.0.mlp.down_proj.weight"
 TOKEN = "hf_FAKEtokenForBadInput0123456789abc"
@@ -255,7 +255,7 @@ def test_score_refuses_duplicate_labels(bad, tmp_path, capsys, models):
 
 
 def test_same_folder_names_get_parent_qualified_labels(tmp_path):
-    from rankedit.scoring import model_labels
+    from rankedit.scoring.score import model_labels
 
     assert model_labels([str(tmp_path / "a" / "m"), str(tmp_path / "b" / "m"), "x=" + str(tmp_path / "c")]) == {
         "a/m": str(tmp_path / "a" / "m"), "b/m": str(tmp_path / "b" / "m"), "x": str(tmp_path / "c")}

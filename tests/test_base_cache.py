@@ -1,10 +1,14 @@
-"""The cache of W0's decompositions (rankedit.base_cache): same numbers, less work, robust to bad entries."""
+"""The cache of W0's decompositions (rankedit.analysis.base_cache): same numbers, less work, robust to bad entries."""
 
 import pytest
 import torch
 
-from rankedit import base_cache, geometry, synthetic
-from rankedit.analysis import analyze
+from rankedit.analysis import base_cache
+
+from rankedit.analysis import geometry
+
+from rankedit.testing import synthetic
+from rankedit.analysis.analyze import analyze
 
 
 @pytest.fixture()

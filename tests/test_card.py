@@ -1,4 +1,4 @@
-"""The model card built from plain dicts (rankedit.card): pure, no I/O but ModelCard.load round trips."""
+"""The model card built from plain dicts (rankedit.publish.card): pure, no I/O but ModelCard.load round trips."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import copy
 import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
-from rankedit.card import build_card, is_tool_template, is_untouched, seal, select_scores
-from rankedit.errors import RankeditError
+from rankedit.publish.card import build_card, is_tool_template, is_untouched, seal, select_scores
+from rankedit.core.errors import RankeditError
 
 # A manifest as /tmp/formats.md describes it (what `rankedit edit` writes).
 MANIFEST = {
@@ -30,7 +30,7 @@ MANIFEST = {
     "summary": {"energy_kept": 0.4213, "density": None, "n_matrices": 3},
 }
 
-# `rankedit score` (rankedit/scoring.py write_outputs): rows by label, one per (model, task, metric),
+# `rankedit score` (rankedit/scoring/score.py write_outputs): rows by label, one per (model, task, metric),
 # the labels' paths under "models", and the metric retention uses under "primary_metrics".
 SCORES = {
     "scores": [

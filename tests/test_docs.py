@@ -6,7 +6,7 @@ from pathlib import Path
 from rankedit.edits import EDITS
 from rankedit.edits.extrapolate import ExtrapolateParams
 from rankedit.edits.mask import SOURCES
-from rankedit.geometry import SCALAR_METRICS, matrix_metrics
+from rankedit.analysis.geometry import SCALAR_METRICS, matrix_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SCIENCE = (ROOT / "docs" / "science.md").read_text()

@@ -9,12 +9,12 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from rankedit import synthetic
-from rankedit.checkpoint import Checkpoint, file_sha256
-from rankedit.cli import main
+from rankedit.testing import synthetic
+from rankedit.files.checkpoint import Checkpoint, file_sha256
+from rankedit.cli.main import main
 from rankedit.edits import build_edit, read_manifest
-from rankedit.linalg import top_k_svd
-from rankedit.modules import classify
+from rankedit.core.linalg import top_k_svd
+from rankedit.core.modules import classify
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from rankedit.edits.mask import MaskParams, bf16_update_mask, random_mask, top_f
 from rankedit.edits.off_principal import PrincipalParams, off_principal_delta
 from rankedit.edits.rank_k import RankKParams, rank_k_factors
 from rankedit.edits.scale import ScaleParams
-from rankedit.linalg import top_k_svd
+from rankedit.core.linalg import top_k_svd
 
 torch.manual_seed(0)
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from rankedit import evaluate as ev
-from rankedit.errors import RankeditError
+from rankedit.scoring import retention as ev
+from rankedit.core.errors import RankeditError
 
 
 def test_retention_value_is_the_ratio_of_gains():

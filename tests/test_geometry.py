@@ -7,8 +7,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from rankedit import geometry as g
-from rankedit.linalg import gram_svd, numerical_rank, top_k_svd
+from rankedit.analysis import geometry as g
+from rankedit.core.linalg import gram_svd, numerical_rank, top_k_svd
 
 
 def orthonormal(m, r, seed):

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard, constants
 
-from rankedit import hub
-from rankedit.cli import main
+from rankedit.publish import hub
+from rankedit.cli.main import main
 from rankedit.edits.build import build_edit
-from rankedit.errors import RankeditError
+from rankedit.core.errors import RankeditError
 from hub_server import serving  # tests/ is on sys.path (no package)
 
 TOKEN = "hf_FAKEtokenDoNotLeak0123456789abcdef"
@@ -367,7 +367,7 @@ def test_bad_base_model_and_license(server, edit, capsys):
 
 def _write_scored(folder: Path, label: str, correct: dict[str, list[int]]) -> None:
     """A model's lm-eval output as `rankedit score -o` writes it: results.json + samples_TASK.jsonl."""
-    from rankedit.scoring import save_raw
+    from rankedit.scoring.score import save_raw
 
     save_raw({"results": {t: {"alias": t, "acc,none": sum(c) / len(c), "acc_stderr,none": 0.1} for t, c in correct.items()},
               "samples": {t: [{"doc_id": i, "filter": "none", "metrics": ["acc"], "acc": float(x)} for i, x in enumerate(c)]

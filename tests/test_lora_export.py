@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from rankedit import synthetic
+from rankedit.testing import synthetic
 from rankedit.edits.build import build_edit
-from rankedit.errors import RankeditError
+from rankedit.core.errors import RankeditError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_two_processes_with_different_hash_seeds_write_identical_adapters(tiny_p
                            timeout=300, cwd=ROOT)
         assert r.returncode == 0, r.stderr
         outs.append(_files(out))
-    # the adapter, its recipe, and rankedit's inventory of what it wrote (rankedit.inventory)
+    # the adapter, its recipe, and rankedit's inventory of what it wrote (rankedit.files.inventory)
     assert set(outs[0]) == {"adapter_config.json", "adapter_model.safetensors", "rankedit_edit.json",
                             ".rankedit-output.json"}
     for name in outs[0]:

@@ -13,7 +13,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rankedit.errors import RankeditError
+from rankedit.core.errors import RankeditError
 from rankedit.organism import build, pinning, tasks
 from rankedit.organism.phases import PHASE_FILE
 from rankedit.organism.tokenizer import build_tokenizer
@@ -167,7 +167,7 @@ def test_every_checkpoint_loads_and_generates(micro_organism):
 
 
 def test_tuned_weights_differ_from_base(micro_organism):
-    from rankedit.checkpoint import Checkpoint
+    from rankedit.files.checkpoint import Checkpoint
 
     base = Checkpoint(micro_organism / "base")
     runs = {r: Checkpoint(micro_organism / r) for r in ("rl", "rl-seed2", "sft")}
@@ -246,7 +246,7 @@ def test_same_weights_whatever_the_host_sets(tmp_path, micro_organism):
 @pytest.mark.slow
 def test_lm_eval_task_matches_own_scoring(tmp_path, micro_organism):
     """Plain lm_eval, offline, from another working directory, with the absolute include path."""
-    from rankedit.organism.evaluate import greedy_completions
+    from rankedit.organism.greedy_eval import greedy_completions
 
     n = 40
     out = tmp_path / "lm_eval_out"

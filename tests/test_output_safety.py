@@ -1,6 +1,6 @@
 """The user's files are sacred: which OUT each command may write or replace, and how I/O failures end.
 
-Every command goes through one mechanism (rankedit.atomic + rankedit.outdir):
+Every command goes through one mechanism (rankedit.files.atomic + rankedit.files.outdir):
 OUT is never an input, the current directory or one of its parents; an
 existing OUT is replaced only when it is rankedit's own output of the same
 kind and holds nothing else, or with --overwrite. System errors are real, not
@@ -121,7 +121,7 @@ def test_edit_never_writes_over_its_inputs(tiny_pair, tmp_path, capsys, where):
 
 
 def test_every_command_refuses_an_input_as_out(tiny_pair, scorer, tmp_path, capsys):
-    from rankedit import synthetic
+    from rankedit.testing import synthetic
 
     base, tuned = tiny_pair
     other = synthetic.perturb(base, tmp_path / "runs" / "other", scale=1e-2, seed=2)
@@ -250,15 +250,15 @@ def test_run_input_error_leaves_no_out(tiny_pair, tmp_path, capsys):
 
 
 def test_run_out_of_rankedit_files_only_is_resumed_and_a_users_file_stops_it(tiny_pair, tmp_path, capsys):
-    from rankedit.outdir import claim_dir
-    from rankedit.errors import RankeditError
+    from rankedit.files.outdir import claim_dir
+    from rankedit.core.errors import RankeditError
 
     out = tmp_path / "run"
     claim_dir(out, "run")
     (out / "edits").mkdir()
     code, _, err = _cli(_edit(tiny_pair, out / "edits" / "r1"), capsys)  # what a run writes there
     assert code == 0, err
-    from rankedit.atomic import atomic_write_text
+    from rankedit.files.atomic import atomic_write_text
 
     atomic_write_text(out / "report.json", "{}\n")  # registered as rankedit's
     claim_dir(out, "run")  # resumable: nothing to lose
@@ -316,7 +316,7 @@ def _limited(args, limit: int, cwd: Path) -> subprocess.CompletedProcess:
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so the write returns EFBIG instead of killing us
         resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-        from rankedit.cli import main
+        from rankedit.cli.main import main
         main(sys.argv[1:])
     """)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -9,8 +9,8 @@ import pytest
 import yaml
 import rankedit
 import clirun  # tests/ is on sys.path (no package)
-from rankedit.errors import RankeditError
-from rankedit.plan import load_plan, parse_plan
+from rankedit.core.errors import RankeditError
+from rankedit.pipeline.plan import load_plan, parse_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 MICRO_PLAN = ROOT / "examples" / "organism-micro.yaml"
@@ -153,7 +153,7 @@ def test_edits_are_real_checkpoints_that_carry_their_report(micro_run):
     ids = tok("<s>12+34=", return_tensors="pt").input_ids
     assert model.generate(ids, max_new_tokens=4, do_sample=False).shape[1] > ids.shape[1]
     # the card `rankedit push` writes carries the edit's scores and retention rows
-    from rankedit import hub
+    from rankedit.publish import hub
 
     hub.push(d, "me/rank1", dry_run=True)
     card = (d / "README.md").read_text()

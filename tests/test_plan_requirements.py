@@ -9,8 +9,8 @@ import torch
 import yaml
 
 import clirun  # tests/ is on sys.path (no package)
-from rankedit.errors import RankeditError
-from rankedit.plan import check_requirements, parse_plan
+from rankedit.core.errors import RankeditError
+from rankedit.pipeline.plan import check_requirements, parse_plan
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 EDITS = [{"name": "r1", "method": "rank-k", "params": {"k": 1}}]

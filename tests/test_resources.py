@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from rankedit.errors import RankeditError
-from rankedit.plan import find_plan, load_plan
-from rankedit.resources import SHIPPED, shipped_dir
+from rankedit.core.errors import RankeditError
+from rankedit.pipeline.plan import find_plan, load_plan
+from rankedit.core.resources import SHIPPED, shipped_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

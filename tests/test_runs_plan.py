@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 import rankedit
-from rankedit.errors import RankeditError
-from rankedit.plan import parse_plan, split_runs
+from rankedit.core.errors import RankeditError
+from rankedit.pipeline.plan import parse_plan, split_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rankedit import evaluate, scoring
-from rankedit.errors import RankeditError
-from rankedit.suites import EVAL_CONFIGS, SUITES, get_suite
+from rankedit.scoring import retention as evaluate
+
+from rankedit.scoring import score as scoring
+from rankedit.core.errors import RankeditError
+from rankedit.scoring.suites import EVAL_CONFIGS, SUITES, get_suite
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny_arith"
@@ -157,7 +159,7 @@ def test_rerun_is_served_from_the_cache_without_lm_eval(env, scored, monkeypatch
 
 def test_cache_key_covers_model_files_tasks_and_settings(env):
     _, models = env
-    from rankedit.checkpoint import Checkpoint
+    from rankedit.files.checkpoint import Checkpoint
 
     sha3, sha7 = (scoring.model_fingerprint(Checkpoint(models[m])) for m in ("m3", "m7"))
     assert "model.safetensors" in sha3 and "tokenizer.json" in sha3 and "config.json" in sha3
@@ -199,7 +201,7 @@ def test_one_failing_model_keeps_the_others(env, tmp_path):
 
 
 def test_cli_errors_are_one_line_and_exit_1(env, tmp_path, capsys):
-    from rankedit.cli import main
+    from rankedit.cli.main import main
 
     _, models = env
 
@@ -221,7 +223,7 @@ def test_cli_errors_are_one_line_and_exit_1(env, tmp_path, capsys):
 
 
 def test_cli_writes_scores_and_a_table(env, scored, tmp_path, capsys):
-    from rankedit.cli import main
+    from rankedit.cli.main import main
 
     _, models = env
     main(["score", f"three={models['m3']}", "--tasks", TASK, "--include-path", str(TINY), "--limit", str(LIMIT),
@@ -314,7 +316,7 @@ def test_organism_suite_on_the_micro_organism(micro_organism, tmp_path, monkeypa
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rankedit.organism.evaluate import greedy_completions
+    from rankedit.organism.greedy_eval import greedy_completions
     from rankedit.organism.tasks import extract_answer
 
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "cache"))
@@ -344,7 +346,7 @@ def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog):
     (preflight, then every model): six lines for one model before; none now."""
     import logging
 
-    from rankedit.suites import get_suite
+    from rankedit.scoring.suites import get_suite
 
     _, models = env
     st = get_suite("organism")

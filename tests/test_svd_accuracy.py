@@ -9,9 +9,9 @@ import torch
 from rankedit.edits import build_edit, read_manifest
 from rankedit.edits.rank_k import RankKParams, rank_k
 from rankedit.edits.registry import MatrixInputs
-from rankedit.edits.svd import POWER_ITERS, edit_svd, unidentifiable_warning, warn_unidentifiable
-from rankedit.guarded_svd import GAP_TOL, guarded_top_k
-from rankedit.linalg import randomized_svd
+from rankedit.core.svd import POWER_ITERS, edit_svd, unidentifiable_warning, warn_unidentifiable
+from rankedit.core.guarded_svd import GAP_TOL, guarded_top_k
+from rankedit.core.linalg import randomized_svd
 
 
 def orthonormal(m, n, seed):

@@ -1,9 +1,9 @@
-"""The thread policy of the hot paths (rankedit.threads): a pure function, checked on its values."""
+"""The thread policy of the hot paths (rankedit.core.threads): a pure function, checked on its values."""
 
 import pytest
 import torch
 
-from rankedit.threads import available_cores, threads_for, torch_threads
+from rankedit.core.threads import available_cores, threads_for, torch_threads
 
 
 @pytest.mark.parametrize("path", ["edit", "analyze"])
@@ -48,7 +48,7 @@ def test_torch_threads_restores_the_callers_setting():
 
 
 def test_hot_paths_apply_the_policy_unless_the_user_chose(monkeypatch):
-    import rankedit.threads as th
+    import rankedit.core.threads as th
 
     monkeypatch.setattr(th, "available_cores", lambda: 2)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

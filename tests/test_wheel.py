@@ -92,7 +92,7 @@ def test_wheel_holds_every_file_of_the_package_and_its_data_folders(wheel):
 
 
 def test_installed_wheel_reads_its_own_folders(venv, env, tmp_path):
-    probe = ("import json, rankedit, rankedit.suites as s, rankedit.pipeline as p, rankedit.plan as pl;"
+    probe = ("import json, rankedit, rankedit.scoring.suites as s, rankedit.pipeline.run as p, rankedit.pipeline.plan as pl;"
              "print(json.dumps([rankedit.__file__, str(s.EVAL_CONFIGS), str(p.DEFAULT_PLAN),"
              " str(pl.find_plan('organism-micro')), str(pl.find_plan('examples/organism.yaml'))]))")
     paths = json.loads(_run([venv / "bin" / "python", "-c", probe], cwd=tmp_path, env=env).stdout)

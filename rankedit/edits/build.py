@@ -1,11 +1,11 @@
 """Build an edited checkpoint: the I/O edge around the pure edits.
 
-``build_edit`` validates the inputs (``rankedit.checkpoint``), writes a mergekit
+``build_edit`` validates the inputs (``rankedit.files.checkpoint``), writes a mergekit
 configuration naming the rankedit merge method, runs ``mergekit.merge.run_merge``
 into an atomic temporary directory, and adds ``rankedit_edit.json``. Per-matrix
 facts come from the merge itself through ``collect_facts`` (no second pass);
 the sha256 of the input weight files is computed in a background thread while
-the merge runs, and remembered across runs (``rankedit.hashes``).
+the merge runs, and remembered across runs (``rankedit.files.hashes``).
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from typing import Any, Optional, Sequence
 
 from pydantic import ValidationError
 
-from rankedit.atomic import atomic_dir
-from rankedit.checkpoint import Checkpoint, check_compatible
+from rankedit.files.atomic import atomic_dir
+from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name, register_all
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
 from rankedit.edits.registry import Edit, EditParams, get_edit
-from rankedit.edits.svd import warn_unidentifiable
-from rankedit.errors import RankeditError
-from rankedit.modules import classify
-from rankedit.outdir import check_out
-from rankedit.threads import hot_path_threads
-from rankedit.validate import check_inputs, check_output
+from rankedit.core.svd import warn_unidentifiable
+from rankedit.core.errors import RankeditError
+from rankedit.core.modules import classify
+from rankedit.files.outdir import check_out
+from rankedit.core.threads import hot_path_threads
+from rankedit.files.validate import check_inputs, check_output
 
 PathLike = str | os.PathLike
 # Besides weights and config, what an ordinary HF checkpoint directory carries.
@@ -67,7 +67,7 @@ def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
 
 def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], **params: Any) -> Plan:
     """Validate everything before any work: parameters and headers first, then the
-    inputs' weights (whole and finite, ``rankedit.validate``; remembered per file)."""
+    inputs' weights (whole and finite, ``rankedit.files.validate``; remembered per file)."""
     edit = get_edit(method)
     params = {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in params.items()}
     tuned_refs = [tuned] if isinstance(tuned, (str, os.PathLike)) else list(tuned)
@@ -166,7 +166,7 @@ def _inputs(plan: Plan) -> list[Checkpoint]:
 
 
 def _start_hashing(pool: ThreadPoolExecutor, plan: Plan):
-    from rankedit.hashes import checkpoint_sha256
+    from rankedit.files.hashes import checkpoint_sha256
 
     return {ck.path: pool.submit(checkpoint_sha256, ck) for ck in _inputs(plan)}
 
@@ -175,7 +175,7 @@ def is_built(plan: Plan, out: PathLike) -> bool:
     """True when OUT holds a finished merged edit of this very recipe and these very inputs.
 
     The manifest written last by ``run_plan`` records both, so a rerun can skip the merge."""
-    from rankedit.hashes import checkpoint_sha256
+    from rankedit.files.hashes import checkpoint_sha256
 
     path = Path(out) / MANIFEST
     if not path.is_file():
@@ -210,7 +210,7 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     ``mode="linear", steps=[...], target_step=T`` for extrapolate. ``lora_dtype``
     (with ``as_lora``): "source" (the base matrices' dtype), "float32", "bfloat16" or "float16".
     An existing ``out`` is replaced only when it is an earlier edit holding
-    nothing else (``rankedit.outdir``), or with ``overwrite``. ``max_shard_bytes`` caps the
+    nothing else (``rankedit.files.outdir``), or with ``overwrite``. ``max_shard_bytes`` caps the
     output shards (default 1 GB, ``rankedit.edits.merge_options``): mergekit holds one in memory.
     """
     plan = plan_edit(method, base, tuned, **params)

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import yaml
 
-from rankedit.errors import RankeditError
+from rankedit.core.errors import RankeditError
 
 RECIPE_KEYS = {"method", "base", "tuned", "out", "params", "device", "as_lora"}
 
@@ -61,7 +61,7 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
     params: dict[str, Any] = dict(raw)
     tuned = data["tuned"]
     tuned = [str(t) for t in tuned] if isinstance(tuned, list) else str(tuned)
-    from rankedit.outdir import check_inputs
+    from rankedit.files.outdir import check_inputs
 
     check_inputs(out, [path])  # the recipe file itself is an input too
     return build_edit(str(data["method"]), str(data["base"]), tuned, out, device=device or data.get("device", "cpu"),
@@ -74,12 +74,12 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
 
-    from rankedit.atomic import atomic_dir
+    from rankedit.files.atomic import atomic_dir
     from rankedit.edits.manifest import MANIFEST, matrix_record, strict_json, summarize
     from rankedit.edits.merge_options import SHARD_CAP, checkpoint_bytes, merge_options
-    from rankedit.edits.svd import warn_unidentifiable
+    from rankedit.core.svd import warn_unidentifiable
     from rankedit.edits.mergekit_methods import collect_facts, register_all
-    from rankedit.validate import check_output
+    from rankedit.files.validate import check_output
 
     if not out:
         raise RankeditError("a mergekit YAML needs -o OUT")
@@ -93,7 +93,7 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     donor = config.base_model or config.referenced_models()[0]
     donor_dir = Path(donor.model.path)
     has_tok = not donor_dir.is_dir() or (donor_dir / "tokenizer_config.json").is_file()
-    from rankedit.outdir import check_out
+    from rankedit.files.outdir import check_out
 
     inputs = [path] + [m.model.path for m in config.referenced_models()]
     check_out(out, "edit", inputs, overwrite)  # before the work, not after it
@@ -136,11 +136,11 @@ def check_mergekit_config(config, path) -> None:
     (the same pydantic model as ``rankedit edit``), and local input models are sound."""
     from mergekit import merge_methods as mk
 
-    from rankedit.checkpoint import Checkpoint
+    from rankedit.files.checkpoint import Checkpoint
     from rankedit.edits.build import parse_params
     from rankedit.edits.mergekit_methods import PREFIX, ROLE_MASK_FROM, ROLE_TUNED
     from rankedit.edits.registry import EDITS
-    from rankedit.validate import check_inputs
+    from rankedit.files.validate import check_inputs
 
     try:
         mk.get(config.merge_method)

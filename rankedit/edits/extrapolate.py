@@ -29,7 +29,7 @@ import torch
 from pydantic import Field, StrictInt, model_validator
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
-from rankedit.edits.svd import edit_svd, svd_facts
+from rankedit.core.svd import edit_svd, svd_facts
 
 
 class ExtrapolateParams(EditParams):

@@ -27,13 +27,13 @@ import json
 import torch
 from safetensors.torch import save_file
 
-from rankedit.atomic import atomic_dir
+from rankedit.files.atomic import atomic_dir
 from rankedit.edits.manifest import build_manifest, write_manifest
 from rankedit.edits.registry import matrix_seed
-from rankedit.edits.svd import warn_unidentifiable
-from rankedit.errors import RankeditError
-from rankedit.modules import as_linear, classify
-from rankedit.validate import check_output
+from rankedit.core.svd import warn_unidentifiable
+from rankedit.core.errors import RankeditError
+from rankedit.core.modules import as_linear, classify
+from rankedit.files.validate import check_output
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -88,8 +88,8 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
     from peft import LoraConfig
 
     from rankedit.edits.build import _inputs_record, _start_hashing, input_paths, largest_short_side, record_params
-    from rankedit.threads import hot_path_threads
-    from rankedit.hub import hub_id_of
+    from rankedit.core.threads import hot_path_threads
+    from rankedit.publish.hub import hub_id_of
 
     if plan.edit.name != "rank-k":
         raise RankeditError(f"--as-lora exports rank-k edits only, not {plan.edit.name}")

@@ -70,7 +70,7 @@ def build_manifest(method: str, mergekit_method: Optional[str], params: dict, in
 
 def strict_json(doc: Any) -> str:
     """JSON as the standard defines it: a NaN or Inf is refused, never written as ``NaN``."""
-    from rankedit.errors import RankeditError
+    from rankedit.core.errors import RankeditError
 
     try:
         return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"

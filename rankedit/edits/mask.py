@@ -25,7 +25,7 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
-from rankedit.edits.svd import edit_svd, svd_facts
+from rankedit.core.svd import edit_svd, svd_facts
 
 SOURCES = ("bf16", "magnitude", "principal", "low", "from", "random")
 DEFAULT_DENSITY = {"magnitude": 0.1, "principal": 0.5, "low": 0.5}

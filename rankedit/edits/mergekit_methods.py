@@ -16,7 +16,7 @@ parameters on the non-base models:
 and ``model_type`` (shared), used to recognise GPT-2's transposed Conv1D weights.
 
 The adapter below is the only impure part: it picks the matrices to edit with
-``rankedit.modules.classify`` (2-D attention/MLP weights; everything else follows
+``rankedit.core.modules.classify`` (2-D attention/MLP weights; everything else follows
 ``rest``), converts to float32 and (out, in) layout, calls the pure edit and
 converts back. Per-matrix facts (energy kept, mask density, rank kept) are
 recorded through a side channel, ``collect_facts()``: a lock-protected dict that
@@ -43,7 +43,7 @@ from mergekit.merge_methods.base import (
 )
 
 from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
-from rankedit.modules import as_linear, classify, from_linear
+from rankedit.core.modules import as_linear, classify, from_linear
 
 PREFIX = "rankedit_"
 STRUCTURAL = {"steps", "mask_from"}  # pydantic fields that mergekit passes per input instead

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
-from rankedit.edits.svd import edit_svd, svd_facts
+from rankedit.core.svd import edit_svd, svd_facts
 
 
 class PrincipalParams(EditParams):

@@ -4,7 +4,7 @@ rank-k keeps the top-k singular directions of dW: ``W0 + c · U_k S_k V_kᵀ``, 
 ``c = ‖dW‖_F / ‖U_k S_k V_kᵀ‖_F`` by default (AlphaRL's norm rescale, so the edit
 moves the weights as far as the full update did), or ``c = 1`` (``scale="none"``),
 or a given number. The top-k triplets come from a seeded randomized SVD for big
-matrices (``rankedit.linalg.top_k_svd``), never a full decomposition of them.
+matrices (``rankedit.core.linalg.top_k_svd``), never a full decomposition of them.
 
 random-rank-k is the control: k random orthonormal directions on each side,
 carrying the same singular values and the same rescale, hence exactly the same
@@ -19,9 +19,9 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
-from rankedit.edits.svd import edit_svd, svd_facts
-from rankedit.guarded_svd import Accuracy
-from rankedit.linalg import numerical_rank
+from rankedit.core.svd import edit_svd, svd_facts
+from rankedit.core.guarded_svd import Accuracy
+from rankedit.core.linalg import numerical_rank
 
 Scale = Union[Literal["norm", "none"], float]
 

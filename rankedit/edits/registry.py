@@ -90,7 +90,7 @@ def register(name: str, params: type[EditParams], summary: str, inputs: str = "p
 
 
 def get_edit(name: str) -> Edit:
-    from rankedit.errors import RankeditError
+    from rankedit.core.errors import RankeditError
 
     if name not in EDITS:
         raise RankeditError(f"unknown edit method {name!r}; choose one of: {', '.join(EDITS)}")

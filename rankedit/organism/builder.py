@@ -48,11 +48,11 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from rankedit.atomic import atomic_write_text
-from rankedit.cache import cache_root
-from rankedit.errors import RankeditError
+from rankedit.files.atomic import atomic_write_text
+from rankedit.files.cache import cache_root
+from rankedit.core.errors import RankeditError
 from rankedit.organism import pinning
-from rankedit.machine import cpu
+from rankedit.core.machine import cpu
 from rankedit.organism.model import recipe
 from rankedit.organism.phases import PHASE_FILE, PHASES
 

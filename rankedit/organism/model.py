@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-from rankedit.errors import RankeditError
+from rankedit.core.errors import RankeditError
 from rankedit.organism.tokenizer import VOCAB, build_tokenizer
 
 # Llama shapes. `small` is the trial's 1.29M-parameter model; `micro` exists for tests.

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from rankedit.organism import tasks
-from rankedit.organism.evaluate import accuracy
+from rankedit.organism.greedy_eval import accuracy
 from rankedit.organism.model import load_fp32, save_checkpoint
 
 PHASES = ("base", "rl", "rl-seed2", "sft")

@@ -23,7 +23,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from rankedit.atomic import atomic_dir  # noqa: E402
+from rankedit.files.atomic import atomic_dir  # noqa: E402
 from rankedit.organism.phases import publish_mode, run_phase  # noqa: E402
 
 

@@ -1,0 +1,225 @@
+"""`rankedit analyze`: the geometry of the update BASE -> TUNED, one matrix at a time.
+
+Streams the checkpoints: each step loads one tensor from each side (plus the
+other run's, if given), measures it and drops it, so memory holds a few
+matrices and their decompositions whatever the model size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from rankedit.files.atomic import atomic_dir
+from rankedit.analysis.base_cache import cached_base_parts
+from rankedit.files.checkpoint import Checkpoint, check_compatible
+from rankedit.core.errors import RankeditError
+from rankedit.analysis.geometry import (
+    DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, SCALAR_METRICS, bf16_unchanged, count, matrix_metrics,
+    rel_update_norm,
+)
+from rankedit.core.modules import as_linear, classify
+from rankedit.files.outdir import check_out
+from rankedit.core.threads import hot_path_threads
+from rankedit.files.validate import check_inputs
+
+
+def validate_params(k: int, alpha: float, atol: float, q: float, device: str) -> None:
+    if k < 1:
+        raise RankeditError(f"--k must be at least 1, got {k}")
+    if not 0.0 < alpha < 1.0:
+        raise RankeditError(f"--alpha must be between 0 and 1 (exclusive), got {alpha}")
+    if not 0.0 < q <= 1.0:
+        raise RankeditError(f"--q must be in (0, 1], got {q}")
+    if not atol >= 0 or math.isinf(atol):  # NaN fails every comparison
+        raise RankeditError(f"--atol must be a finite number >= 0, got {atol}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RankeditError("--device cuda was given but no CUDA device is available")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise RankeditError(f"--device must be cpu or cuda[:N], got {device!r}")
+
+
+def analyze(
+    base: str | Path,
+    tuned: str | Path,
+    out: str | Path | None = None,
+    *,
+    other_tuned: str | Path | None = None,
+    k: int = DEFAULT_K,
+    alpha: float = DEFAULT_ALPHA,
+    atol: float = DEFAULT_ATOL,
+    q: float = DEFAULT_Q,
+    device: str = "cpu",
+    modules: str | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    overwrite: bool = False,
+    base_cache: bool = True,
+) -> list[dict]:
+    """Measure every 2-D attention/MLP matrix of the update; optionally write OUT.
+
+    Returns one dict per matrix (the rows of ``metrics.jsonl``). With ``out``, also
+    writes ``metrics.jsonl``, ``summary.json`` and PNG plots, atomically. An
+    existing ``out`` is replaced only when it is an earlier analysis holding
+    nothing else (``rankedit.files.outdir``), or with ``overwrite``.
+    ``base_cache``: take W0's decompositions from ``rankedit.analysis.base_cache`` (and keep
+    them there), so that further runs tuned from the same base skip them.
+    """
+    validate_params(k, alpha, atol, q, device)
+    try:
+        pattern = re.compile(modules) if modules else None
+    except re.error as e:
+        raise RankeditError(f"--modules is not a valid regular expression: {e}") from None
+    ck0, ck1 = Checkpoint(base), Checkpoint(tuned)
+    ckpts, labels = [ck0, ck1], ["base", "tuned"]
+    ck2 = None
+    if other_tuned is not None:
+        ck2 = Checkpoint(other_tuned)
+        ckpts.append(ck2)
+        labels.append("other-tuned")
+    names = check_compatible(ckpts, labels)
+    inputs = [ck.path for ck in ckpts]
+    if out is not None:  # before the work, not after it
+        check_out(out, "analyze", inputs, overwrite)
+    check_inputs(ckpts)  # whole and finite before any decomposition (remembered per file)
+    model_type = ck0.model_type
+
+    infos = {n: classify(n, ck0.info(n).shape, model_type) for n in names}
+    selected = [n for n in _matrix_names(ck0, names, infos) if pattern is None or pattern.search(n)]
+    if not selected:
+        what = f" matching --modules {modules!r}" if modules else ""
+        raise RankeditError(f"no 2-D attention or MLP matrices{what} in {ck0.path}")
+    selected_set = set(selected)
+
+    params = dict(base=str(base), tuned=str(tuned), other_tuned=None if other_tuned is None else str(other_tuned),
+                  k=k, alpha=alpha, atol=atol, q=q, device=device, modules=modules, model_type=model_type)
+    rows: list[dict] = []
+    unchanged = total = 0
+    with hot_path_threads("analyze", max(min(ck0.info(n).shape) for n in selected)):
+        for name in _progress(names, progress, "analyze"):
+            u, t, row = _one_tensor(name, ck0, ck1, ck2, infos[name] if name in selected_set else None,
+                                    dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache)
+            unchanged += u
+            total += t
+            if row is not None:
+                rows.append(row)
+
+    if out is not None:
+        summary = summarize(rows, model_sparsity=unchanged / total if total else math.nan, params=params)
+        with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
+            write_jsonl(tmp / "metrics.jsonl", rows)
+            (tmp / "summary.json").write_text(dumps(summary) + "\n")
+            if plots:
+                from rankedit.analysis.plots import analysis_plots
+
+                analysis_plots(rows, tmp)
+    return rows
+
+
+def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | None, info, params: dict,
+                device: str, base_cache: bool) -> tuple[int, int, dict | None]:
+    """(entries unchanged in bf16, entries, metrics row or None) of one tensor; ``info`` None: not measured."""
+    w0 = ck0.get(name, check_finite=True)
+    w1 = ck1.get(name, check_finite=True)
+    w2 = ck2.get(name, check_finite=True) if ck2 is not None else None
+    unchanged = count(bf16_unchanged(w0, w1)) if w0.is_floating_point() else count(w0 == w1)
+    if info is None:
+        return unchanged, w0.numel(), None
+    a0, a1 = (as_linear(w, info).to(device) for w in (w0, w1))
+    a2 = as_linear(w2, info).to(device) if w2 is not None else None
+    base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else None
+    m = matrix_metrics(a0, a1, w_other=a2, base=base, **params)
+    row = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
+           **_clean(m)}
+    return unchanged, w0.numel(), row
+
+
+def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -> list[str]:
+    """The 2-D attention and MLP matrices among ``names`` (what every metric is measured on)."""
+    infos = infos or {n: classify(n, ck.info(n).shape, ck.model_type) for n in names}
+    return [n for n in names if infos[n].is_matrix and len(ck.info(n).shape) == 2]
+
+
+def _progress(items: list, enabled: bool, desc: str) -> Iterable:
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="tensor", leave=False)
+
+
+# ---- summaries -------------------------------------------------------------------------------
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def mean_metrics(rows: list[dict]) -> dict:
+    keys = [k for k in SCALAR_METRICS if any(k in r for r in rows)]
+    return {k: _mean([r.get(k) for r in rows]) for k in keys}
+
+
+def summarize(rows: list[dict], model_sparsity: float, params: dict) -> dict:
+    """Means of each metric over all matrices, by kind, by module and by layer."""
+    groups: dict[str, dict] = {}
+    for key in ("kind", "module", "layer"):
+        buckets: dict = defaultdict(list)
+        for r in rows:
+            buckets[r[key]].append(r)
+        order = sorted(buckets, key=lambda v: (v is None, v if not isinstance(v, str) else 0, str(v)))
+        groups[f"by_{key}"] = {str(v): mean_metrics(buckets[v]) for v in order}
+    return {
+        "params": params,
+        "n_matrices": len(rows),
+        "model": {"sparsity_bf16": model_sparsity},
+        "mean": mean_metrics(rows),
+        **groups,
+    }
+
+
+def _clean(obj):
+    """NaN/Inf become null: JSON has no NaN, and 'undefined' is what they mean here."""
+    if isinstance(obj, float):
+        return None if (math.isnan(obj) or math.isinf(obj)) else obj
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def dumps(obj) -> str:
+    return json.dumps(_clean(obj), indent=2, allow_nan=False)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(_clean(r), allow_nan=False) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def update_size(base: str | Path, tuned: str | Path) -> float:
+    """Mean over attention/MLP matrices of ‖W1 − W0‖_F / ‖W0‖_F (the `rel_update_norm` mean), cheaply.
+
+    No decomposition: used to find, among a run's checkpoints, the one whose
+    update is as large as another run's (comparisons at matched update size).
+    """
+    ck0, ck1 = Checkpoint(base), Checkpoint(tuned)
+    names = check_compatible([ck0, ck1], ["base", "tuned"])
+    vals = [rel_update_norm(ck0.get(n), ck1.get(n)) for n in _matrix_names(ck0, names)]
+    good = [v for v in vals if not math.isnan(v)]
+    if not good:
+        raise RankeditError(f"no 2-D attention or MLP matrices in {ck0.path}")
+    return sum(good) / len(good)

@@ -1,0 +1,136 @@
+"""W0's decompositions, remembered across analyses of runs tuned from one base.
+
+A study analyses several runs (RL, SFT, SFT at matched size) against the same
+base, and a third of each matrix's cost is W0's own spectrum and top-k
+triplets (``rankedit.analysis.geometry.base_parts``). They are stored under
+``$RANKEDIT_CACHE/base-decomp/`` as one safetensors file per matrix (never a
+pickle), keyed by the sha256 of the matrix's bytes together with everything
+else the result depends on: dtype, shape, k, alpha, the device type and the
+torch version (another LAPACK may round differently, and a cached result must
+equal a fresh one bit for bit). A file is written to a temporary name and
+renamed, and carries the sha256 of its own payload: an entry that is
+truncated, altered or does not fit is ignored and computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from rankedit.analysis.geometry import BaseParts, Cut, base_parts, default_k
+from rankedit.core.linalg import SVD
+
+FORMAT = "1"
+FOLDER = "base-decomp"
+NAMES = ("s", "U", "S", "V", "norm", "thresholds", "ties")
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    """sha256 of a tensor's bytes in row-major order (any dtype; 20 ms for a 4864 x 896 bf16 matrix)."""
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    return hashlib.sha256(flat.view(torch.uint8).numpy().data).hexdigest()
+
+
+def cache_key(w0: torch.Tensor, k: int, alpha: float, device: str) -> str:
+    shape = (int(w0.shape[0]), int(w0.shape[1]))
+    facts = {"format": FORMAT, "sha256": tensor_sha256(w0), "dtype": str(w0.dtype), "shape": list(shape),
+             "k": default_k(shape, k), "alpha": alpha, "device": torch.device(device).type,
+             "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def _path(key: str) -> Path:
+    from rankedit.files.cache import cache_root
+
+    return cache_root() / FOLDER / key[:2] / f"{key}.safetensors"
+
+
+def _payload_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in NAMES:
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def _to_tensors(p: BaseParts) -> dict[str, torch.Tensor]:
+    cpu = {"s": p.s, "U": p.svd.U, "S": p.svd.S, "V": p.svd.V}
+    out = {n: t.detach().to("cpu").contiguous() for n, t in cpu.items()}
+    out["norm"] = torch.tensor([p.norm], dtype=torch.float64)
+    out["thresholds"] = torch.tensor([p.principal.threshold, p.low.threshold], dtype=torch.float64)
+    out["ties"] = torch.tensor([p.principal.ties, p.low.ties], dtype=torch.int64)
+    return out
+
+
+def _from_tensors(t: dict[str, torch.Tensor], shape: tuple[int, int], kk: int, device: str) -> BaseParts | None:
+    """The parts, or None when the entry does not fit this matrix."""
+    m, n = shape
+    want = {"s": ((min(m, n),), torch.float64), "U": ((m, kk), torch.float32), "S": ((kk,), torch.float32),
+            "V": ((n, kk), torch.float32), "norm": ((1,), torch.float64), "thresholds": ((2,), torch.float64),
+            "ties": ((2,), torch.int64)}
+    for name, (shp, dtype) in want.items():
+        if name not in t or tuple(t[name].shape) != shp or t[name].dtype != dtype:
+            return None
+    thr, ties = t["thresholds"].tolist(), t["ties"].tolist()
+    # fresh, aligned, row-major memory, as base_parts leaves it (BLAS results can depend on layout)
+    t = {name: x.to(device).clone(memory_format=torch.contiguous_format) for name, x in t.items()}
+    return BaseParts(t["s"], SVD(t["U"], t["S"], t["V"]), float(t["norm"][0]),
+                     Cut(thr[0], int(ties[0])), Cut(thr[1], int(ties[1])))
+
+
+def load(key: str, shape: tuple[int, int], kk: int, device: str) -> BaseParts | None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = _path(key)
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None  # truncated or not a safetensors file: computed again and rewritten
+    if meta.get("key") != key or set(tensors) != set(NAMES) or meta.get("payload_sha256") != _payload_sha256(tensors):
+        return None
+    return _from_tensors(tensors, shape, kk, device)
+
+
+def store(key: str, parts: BaseParts) -> None:
+    """Write the entry atomically; a cache that cannot be written only costs time."""
+    from safetensors.torch import save_file
+
+    tensors = _to_tensors(parts)
+    path = _path(key)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        os.close(fd)
+        save_file(tensors, tmp, metadata={"format": FORMAT, "key": key, "payload_sha256": _payload_sha256(tensors)})
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def cached_base_parts(w0: torch.Tensor, k: int, alpha: float, device: str = "cpu") -> BaseParts:
+    """``base_parts(w0, k, alpha)`` on ``device``, from the cache when this very matrix was seen before.
+
+    ``w0`` is the matrix in (out, in) layout as the metrics see it (on any device).
+    """
+    shape = (int(w0.shape[0]), int(w0.shape[1]))
+    key = cache_key(w0, k, alpha, device)
+    parts = load(key, shape, default_k(shape, k), device)
+    if parts is None:
+        parts = base_parts(w0.to(device), k, alpha)
+        store(key, parts)
+    return parts

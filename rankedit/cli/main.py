@@ -1,0 +1,98 @@
+"""The ``rankedit`` command line: a thin, lazily loaded layer over the Python API.
+
+Each subcommand lives in ``rankedit/cli/<name>.py`` and is imported only
+when used, so ``rankedit --help`` answers without importing torch. Adding a
+command is one file plus one line in COMMANDS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from rankedit.core.errors import RankeditError
+
+# name -> (module path, attribute, one-line help shown by `rankedit --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "organism": ("rankedit.cli.organism", "organism", "Build the embedded model organism: a tiny base, its RLVR (GRPO) and SFT runs, with checkpoints."),
+    "edit": ("rankedit.cli.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
+    "analyze": ("rankedit.cli.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),
+    "push": ("rankedit.cli.push", "push", "Publish an edited checkpoint to the Hugging Face Hub with a generated model card."),
+    "run": ("rankedit.cli.run", "run", "Run a plan: build edits, analyse, score with lm-eval, report gain retention (default: the organism)."),
+    "score": ("rankedit.cli.score", "score", "Score checkpoints with lm-eval (suites, cache, per-problem samples)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        mod, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(mod), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="rankedit")
+def cli():
+    """rankedit: where does the RL gain live in the weights, and how little of the update do you need?
+
+    Analyse a base checkpoint and its RL-tuned version, build edited checkpoints
+    (rank-k, off-principal, masked, extrapolated), score them with lm-eval and
+    publish them to the Hugging Face Hub. Every command runs offline on the
+    embedded model organism (`rankedit organism build`).
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 1."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cli.main(args=argv, prog_name="rankedit", standalone_mode=False)
+    except RankeditError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except OSError as e:  # read-only folder, disk full, file-size limit, quota: the system said no
+        click.echo(f"error: {describe_os_error(e)}", err=True)
+        sys.exit(1)
+
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line: what failed, on which path, and the system's reason (no traceback)."""
+    from pathlib import Path
+
+    from rankedit.files.atomic import WRITE_ERRNOS
+    from rankedit.files.inventory import TMP_NAME
+
+    reason = e.strerror or str(e)
+    if e.filename is None:
+        return f"I/O error: {reason}"
+    path, writing = Path(str(e.filename)), e.errno in WRITE_ERRNOS
+    for part in path.parts:  # name the output, not the temporary sibling it was being written as
+        m = TMP_NAME.match(part)
+        if m:
+            path, writing = Path(*path.parts[:path.parts.index(part)]) / m.group("name"), True
+            break
+    return f"{'cannot write' if writing else 'cannot access'} {path}: {reason}"

@@ -1,0 +1,111 @@
+"""`rankedit score`: run lm-eval on checkpoints, cache the results, write scores.json and a table."""
+
+from __future__ import annotations
+
+import click
+
+from rankedit.scoring.suites import SUITES
+
+
+def _suite_help() -> str:
+    return "; ".join(f"{s.name}: {s.description}" for s in SUITES.values())
+
+
+@click.command("score", context_settings={"show_default": True})
+@click.argument("models", nargs=-1, required=True)
+@click.option("--suite", "suite", default=None, help=f"A named suite of tasks. {_suite_help()}")
+@click.option("--tasks", "tasks", default=None, metavar="T1,T2",
+              help="Comma-separated lm-eval task or group names instead of a suite (eval_configs/*, "
+                   "--include-path folders, then lm-eval's own tasks).")
+@click.option("--include-path", "include_paths", multiple=True, type=click.Path(file_okay=False),
+              help="Extra folder of lm-eval task YAMLs (repeatable).")
+@click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf",
+              help="lm-eval model backend: hf (transformers; CPU or GPU) or vllm (GPU; install vllm yourself).")
+@click.option("--batch-size", default="8", help="Batch size passed to lm-eval (an integer, or 'auto').")
+@click.option("--limit", type=int, default=None, help="Score only the first N problems of each task.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N  [default: cuda when available, else cpu]")
+@click.option("--dtype", default=None, help="torch dtype for the hf backend  [default: float32 on CPU, auto on GPU]")
+@click.option("--max-gen-toks", type=int, default=None,
+              help="Override the maximum number of generated tokens of every task (long RL reasoning needs thousands).")
+@click.option("--chat-template/--no-chat-template", default=None,
+              help="Wrap prompts in the tokenizer's chat template  [default: the suite's choice, off]")
+@click.option("--num-fewshot", type=int, default=None, help="Override the tasks' few-shot count.")
+@click.option("--no-cache", is_flag=True, help="Rescore even when a cached result with the same key exists.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+def score(models, suite, tasks, include_paths, backend, batch_size, limit, device, dtype, max_gen_toks,
+          chat_template, num_fewshot, no_cache, out, overwrite):
+    """Score MODEL... (checkpoint dirs or Hub ids; LABEL=PATH names a row) with lm-eval.
+
+    Writes OUT/scores.json (model, task, metric, value, stderr, n), OUT/scores.md,
+    and lm-eval's own results.json and per-problem samples under OUT/<label>/.
+    Results are cached by (model file hashes, task config hash, generation
+    settings) under $RANKEDIT_CACHE/scores, so a rerun is instant. If one model
+    fails, the others are still scored and written, and the command exits 1.
+
+    \b
+    Examples:
+      rankedit score base tuned edit --suite organism -o out/scores
+      rankedit score Qwen/Qwen2.5-0.5B --suite reasoning --backend vllm --chat-template -o out/q
+      rankedit score base=ckpt/base --tasks gsm8k_cot_zeroshot --limit 50 -o out/g
+    """
+    import logging
+
+    from rich.console import Console
+
+    from rankedit.scoring import score as scoring
+    from rankedit.core.errors import RankeditError
+
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    console = Console(stderr=True)
+    bs = batch_size if batch_size == "auto" else _int(batch_size, "--batch-size")
+    task_list = [t for t in tasks.split(",") if t.strip()] if tasks is not None else None
+
+    def progress(label, ms, err):
+        if err:
+            console.print(f"[red]✗[/red] {label}: {err}")
+        else:
+            console.print(f"[green]✓[/green] {label}" + (" (cached)" if ms.cached else ""))
+
+    try:
+        result = scoring.score(
+            list(models), suite=suite, tasks=task_list, out=out, backend=backend, batch_size=bs, limit=limit,
+            device=device, dtype=dtype, max_gen_toks=max_gen_toks, apply_chat_template=chat_template,
+            num_fewshot=num_fewshot, include_paths=include_paths, use_cache=not no_cache, on_model=progress,
+            overwrite=overwrite,
+        )
+    except scoring.ScoringFailed as e:
+        print_table(e.result)
+        raise
+    except RankeditError:
+        raise
+    print_table(result)
+    Console().print(f"wrote {result.out}/scores.json")
+
+
+def _int(s: str, name: str) -> int:
+    from rankedit.core.errors import RankeditError
+
+    try:
+        v = int(s)
+    except ValueError:
+        raise RankeditError(f"{name} must be an integer or 'auto', got {s!r}") from None
+    if v < 1:
+        raise RankeditError(f"{name} must be at least 1, got {v}")
+    return v
+
+
+def print_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"scores ({result.suite.name})")
+    for col, justify in (("model", "left"), ("task", "left"), ("metric", "left"), ("value", "right"),
+                         ("± stderr", "right"), ("n", "right")):
+        table.add_column(col, justify=justify)
+    for r in result.rows():
+        se = "" if r["stderr"] is None else f"{r['stderr']:.4f}"
+        table.add_row(r["model"], r["task"], r["metric"], f"{r['value']:.4f}", se, str(r["n"]))
+    for label, why in result.failures.items():
+        table.add_row(label, "–", "[red]failed[/red]", "", "", "")
+    Console().print(table)

@@ -1,0 +1,401 @@
+"""``rankedit run``: from a base and its tuned run to a report of what each edit keeps.
+
+The recipe, in order (each step is a tested component; each is skipped when its
+result is already there, so an interrupted run resumes where it stopped):
+
+1. resolve the models: the plan's paths, or the embedded organism (built or reused);
+2. build every edit into OUT/edits/NAME (skipped when its manifest records the
+   same method, parameters and input hashes);
+3. analyse the updates (tuned, SFT, and SFT at RL's update size) into OUT/analysis/;
+4. score base, tuned, SFT and every edit with lm-eval (cached per model);
+5. write OUT/report.json, OUT/report.md and the figures, and copy each edit's
+   scores and analysis next to it for ``rankedit push``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rankedit.files.atomic import atomic_write_text
+from rankedit.files.inventory import register
+from rankedit.core.errors import RankeditError
+from rankedit.pipeline.executors import LocalExecutor, make_executor
+from rankedit.pipeline.plan import EditSpec, Plan, check_requirements, load_plan, split_runs, with_executor
+from rankedit.core.resources import shipped_dir
+from rankedit.report.outputs import write_report
+
+DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
+# RANKEDIT_ORGANISM_SIZE=micro makes every default use the seconds-scale organism (CI, the README's doc test)
+SIZE_ENV = "RANKEDIT_ORGANISM_SIZE"
+DEFAULT_PLANS = {"small": DEFAULT_PLAN, "micro": shipped_dir("examples") / "organism-micro.yaml"}
+
+
+def default_plan() -> Path:
+    """The plan ``rankedit run`` runs without PLAN: the organism's, at $RANKEDIT_ORGANISM_SIZE (small)."""
+    size = os.environ.get(SIZE_ENV) or "small"
+    if size not in DEFAULT_PLANS:
+        raise RankeditError(f"{SIZE_ENV}={size!r}: choose one of {', '.join(DEFAULT_PLANS)}")
+    return DEFAULT_PLANS[size]
+DEFAULT_EXTRAPOLATE_FRACTION = 0.4
+_STEP_DIR = re.compile(r"^(?:step|checkpoint)-(\d+)$")
+
+
+@dataclass
+class Models:
+    base: str
+    tuned: str
+    other_tuned: str | None = None
+    sft: str | None = None
+    checkpoints: list[tuple[int, str]] = field(default_factory=list)  # the tuned run's, by step
+    sft_checkpoints: list[tuple[int, str]] = field(default_factory=list)
+    organism: str | None = None  # the organism's folder, when the plan uses it
+
+    def paths(self) -> list[str]:
+        """Everything the run reads: OUT may not be, hold or lie inside any of it."""
+        steps = [p for _, p in self.checkpoints + self.sft_checkpoints]
+        return [p for p in (self.base, self.tuned, self.other_tuned, self.sft, self.organism, *steps) if p]
+
+    def run(self, of: str) -> tuple[str, list[tuple[int, str]]]:
+        return (self.tuned, self.checkpoints) if of == "tuned" else (self.sft, self.sft_checkpoints)
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        import click
+
+        click.echo(msg, err=True)
+
+
+# ---- 1. models ----------------------------------------------------------------------------
+def list_checkpoints(spec, default_dir: Path | None = None) -> list[tuple[int, str]]:
+    """(step, path) of a run's checkpoints, sorted by step, from a plan's ``checkpoints`` entry or a folder."""
+    if spec is not None and spec.paths is not None:
+        pairs = list(zip(spec.steps, spec.paths))
+    else:
+        folder = Path(spec.dir) if spec is not None else default_dir
+        if folder is None:
+            return []
+        if not folder.is_dir():
+            raise RankeditError(f"checkpoint folder not found: {folder}")
+        pairs = [(int(m.group(1)), str(p)) for p in folder.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+        if not pairs:
+            raise RankeditError(f"no step-N or checkpoint-N directories in {folder}")
+    pairs.sort()
+    steps = [s for s, _ in pairs]
+    if len(set(steps)) != len(steps):
+        raise RankeditError(f"duplicate checkpoint steps: {steps}")
+    return pairs
+
+
+def resolve_models(plan: Plan, quiet: bool = False) -> Models:
+    org = None
+    if plan.organism is not None:
+        from rankedit.organism.builder import build as build_organism
+
+        _log(f"organism: {plan.organism.size}, seed {plan.organism.seed} (built once, then reused)", quiet)
+        org = Path(build_organism(plan.organism.size, plan.organism.seed, device=plan.organism.device,
+                                  progress=not quiet))
+    pick = lambda key, sub: getattr(plan, key) or (str(org / sub) if org else None)  # noqa: E731
+    m = Models(base=pick("base", "base"), tuned=pick("tuned", "rl"), other_tuned=pick("other_tuned", "rl-seed2"),
+               sft=pick("sft", "sft"), organism=str(org) if org else None)
+    m.checkpoints = list_checkpoints(plan.checkpoints, org / "rl" / "checkpoints" if org else None)
+    m.sft_checkpoints = list_checkpoints(plan.sft_checkpoints, org / "sft" / "checkpoints" if org else None)
+    from rankedit.files.checkpoint import Checkpoint, check_compatible
+
+    refs = {k: v for k, v in (("base", m.base), ("tuned", m.tuned), ("other_tuned", m.other_tuned),
+                              ("sft", m.sft)) if v}
+    cks = dict(zip(refs, (Checkpoint(v) for v in refs.values())))
+    check_compatible(list(cks.values()), list(refs))
+    from rankedit.files.validate import check_inputs, check_scorable
+
+    check_inputs(cks.values())  # whole and finite, before anything is built from them
+    if plan.analyze.enabled and plan.analyze.matched_sft:  # the analysis reads every SFT checkpoint
+        check_inputs(Checkpoint(p) for _, p in m.sft_checkpoints)
+    scored = ("base", "tuned", "sft") + (("other_tuned",) if plan.score.score_other_tuned else ())
+    for role in scored:
+        if role in cks:
+            check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
+    return m
+
+
+# ---- 2. edits -----------------------------------------------------------------------------
+def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
+    """The tuned input(s) and full parameters of an edit, with the plan's defaults filled in."""
+    from rankedit.edits import get_edit
+
+    params = dict(e.params)
+    final, ckpts = models.run(e.of)
+    if get_edit(e.method).inputs == "run":
+        if "steps" in params:
+            raise RankeditError(f"edit {e.name}: give 'checkpoints: FRACTION' in the plan, not params.steps")
+        if len(ckpts) < 2:
+            raise RankeditError(f"edit {e.name}: extrapolation needs at least two checkpoints of the {e.of} run")
+        last = ckpts[-1][0]
+        frac = e.checkpoints or DEFAULT_EXTRAPOLATE_FRACTION
+        used = [(s, p) for s, p in ckpts if s <= frac * last]
+        if len(used) < 2:
+            raise RankeditError(f"edit {e.name}: only {len(used)} checkpoint(s) up to {frac:.0%} of training "
+                                f"(steps {[s for s, _ in ckpts]}); raise 'checkpoints'")
+        params["steps"] = [s for s, _ in used]
+        params.setdefault("target_step", last)
+        return [p for _, p in used], params
+    if params.get("source") == "from" and "mask_from" not in params:
+        if models.other_tuned is None:
+            raise RankeditError(f"edit {e.name}: mask source 'from' needs 'other_tuned' in the plan")
+        other = models.other_tuned if e.of == "tuned" else models.tuned
+        params["mask_from"] = other
+    return final, params
+
+
+def plan_edits(plan: Plan, models: Models) -> dict[str, tuple]:
+    """Validate every edit against the real checkpoints before building any."""
+    from rankedit.edits import plan_edit
+
+    plans = {}
+    for e in plan.edits:
+        tuned, params = edit_inputs(e, models)
+        try:
+            plans[e.name] = (plan_edit(e.method, models.base, tuned, **params), tuned, params)
+        except RankeditError as err:
+            raise RankeditError(f"edit {e.name}: {err}") from None
+    return plans
+
+
+def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = False, overwrite: bool = False,
+                executor: LocalExecutor | None = None) -> dict[str, dict]:
+    """Build (or reuse) every edit; returns name -> {path, params, manifest summary, built: bool}."""
+    from tqdm.auto import tqdm
+
+    from rankedit.edits import read_manifest
+    from rankedit.edits.build import is_built
+
+    todo = [e for e in plan.edits if not is_built(plans[e.name][0], out / "edits" / e.name)]
+    bar = tqdm(total=len(todo), desc="edits", unit="edit", disable=quiet or not todo)
+    items = [(e.method, str(plans[e.name][0].base.path), plans[e.name][1], plans[e.name][2],
+              str(out / "edits" / e.name), plan.device, overwrite) for e in todo]
+    ex = plan.executor
+    try:  # an edit that cannot be built stops the run, as it always has (the finished ones stay for a resume)
+        (executor or LocalExecutor()).map(_build_one, items, num_cpus=ex.num_cpus_per_task,
+                                          num_gpus=ex.num_gpus_per_edit, stop_on=(Exception,),
+                                          on_done=lambda i, o: bar.update(1))
+    finally:
+        bar.close()
+    built = {t.name for t in todo}
+    done = {}
+    for e in plan.edits:
+        path = out / "edits" / e.name
+        man = read_manifest(path)
+        done[e.name] = {"path": str(path), "params": man["params"], "summary": man["summary"], "built": e.name in built}
+    return done
+
+
+def _build_one(method: str, base: str, tuned, params: dict, path: str, device: str, overwrite: bool) -> str:
+    """One edit build (an executor task): plans again from the paths, so that it runs on any worker."""
+    from rankedit.edits.build import build_edit
+
+    return str(build_edit(method, base, tuned, path, device=device, overwrite=overwrite, **params))
+
+
+# ---- 3. analysis --------------------------------------------------------------------------
+def _analysis_key(base: str, tuned: str, other: str | None, k: int) -> dict:
+    from rankedit.files.checkpoint import Checkpoint
+    from rankedit.files.hashes import checkpoint_sha256
+
+    sha = {role: checkpoint_sha256(Checkpoint(p)) for role, p in (("base", base), ("tuned", tuned), ("other", other)) if p}
+    return {"k": k, "sha256": sha}
+
+
+def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Plan, out: Path, quiet: bool,
+                  overwrite: bool = False) -> dict:
+    from rankedit.analysis.analyze import analyze
+
+    folder, key_file = out / "analysis" / name, out / "analysis" / f"{name}.key.json"
+    key = _analysis_key(base, tuned, other, plan.analyze.k)
+    if not ((folder / "summary.json").is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
+        _log(f"analyze: {name}", quiet)
+        analyze(base, tuned, folder, other_tuned=other, k=plan.analyze.k, device=plan.analyze.device,
+                progress=not quiet, overwrite=overwrite)
+        atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")
+    return json.loads((folder / "summary.json").read_text())
+
+
+def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False,
+                 overwrite: bool = False) -> tuple[dict, dict]:
+    """Summaries of the tuned update, the SFT update, and the SFT checkpoint matched to RL's update size."""
+    if not plan.analyze.enabled:
+        return {}, {}
+    summaries, notes = {}, {}
+    summaries["tuned"] = _analyze_once("tuned", models.base, models.tuned, models.other_tuned, plan, out, quiet,
+                                       overwrite)
+    if models.sft:
+        summaries["sft"] = _analyze_once("sft", models.base, models.sft, None, plan, out, quiet, overwrite)
+        if plan.analyze.matched_sft and models.sft_checkpoints:
+            from rankedit.analysis.analyze import update_size
+
+            target = summaries["tuned"]["mean"]["rel_update_norm"]
+            sizes = [(abs(update_size(models.base, p) - target), s, p) for s, p in models.sft_checkpoints]
+            _, step, path = min(sizes)
+            summaries["sft-matched"] = _analyze_once("sft-matched", models.base, path, None, plan, out, quiet,
+                                                     overwrite)
+            notes["sft-matched"] = f"step {step}"
+    return summaries, notes
+
+
+# ---- 4. scoring ---------------------------------------------------------------------------
+def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, quiet: bool = False,
+                overwrite: bool = False, executor: LocalExecutor | None = None):
+    """Score every model; returns (ScoreResult, failures). One model's failure keeps the others."""
+    from tqdm.auto import tqdm
+
+    from rankedit.scoring.score import ScoringFailed, score
+
+    labels = {"base": models.base, "tuned": models.tuned}
+    if models.sft:
+        labels["sft"] = models.sft
+    if plan.score.score_other_tuned and models.other_tuned:
+        labels["other_tuned"] = models.other_tuned
+    labels.update({name: e["path"] for name, e in edits.items()})
+    s, ex = plan.score, plan.executor
+    # on Ray the scorings run where the GPUs are asked for, not on this machine
+    device = s.device or (("cuda" if ex.num_gpus_per_score else "cpu") if ex.kind == "ray" else None)
+    bar = tqdm(total=len(labels), desc="score", unit="model", disable=quiet)
+
+    def on_model(label, scores, error):
+        bar.set_postfix_str(f"{label}: {'cached' if scores is not None and scores.cached else error or 'done'}"[:60])
+        bar.update(1)
+
+    try:
+        result = score(labels, suite=s.suite, tasks=s.tasks, out=out / "scores", backend=s.backend,
+                       batch_size=s.batch_size, limit=s.limit, device=device, dtype=s.dtype,
+                       max_gen_toks=s.max_gen_toks, apply_chat_template=s.apply_chat_template,
+                       num_fewshot=s.num_fewshot, include_paths=s.include_paths, on_model=on_model,
+                       overwrite=overwrite, executor=executor,
+                       resources={"num_cpus": ex.num_cpus_per_task, "num_gpus": ex.num_gpus_per_score})
+    except ScoringFailed as e:
+        result = e.result
+    finally:
+        bar.close()
+    return result, dict(result.failures)
+
+
+# ---- 5. report: rankedit.report.outputs (written by the driver alone, atomically) ----------------
+
+
+def check_tasks(plan: Plan) -> None:
+    """Unknown suite or task names fail before anything is built."""
+    from rankedit.scoring.score import task_manager
+    from rankedit.scoring.suites import custom_suite, get_suite
+
+    s = plan.score
+    task_manager(get_suite(s.suite) if s.suite is not None else custom_suite(s.tasks, s.include_paths))
+
+
+# ---- the whole run ------------------------------------------------------------------------
+def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "out/run", *, quiet: bool = False,
+        on_stage: Callable[[str], None] | None = None, overwrite: bool = False, executor: str | None = None,
+        address: str | None = None) -> dict:
+    """Run a plan (a Plan, a YAML path, or None for the organism's: ``default_plan()``); returns the report dict.
+
+    A plan with several runs (organism ``seeds`` or ``runs``) runs each into
+    OUT/runs/NAME/ (a complete report of its own) and writes the across-run
+    report to OUT. Raises RankeditError on bad input before any heavy work, and
+    at the end when some model could not be scored (the report of the others
+    is written first). OUT is created only once every input checked out. An
+    existing OUT is resumed when it is an earlier run's and holds nothing else
+    (``rankedit.files.outdir``); with ``overwrite`` a user's files in it are kept and
+    rankedit's outputs replaced. ``executor`` ("local" or "ray") and ``address``
+    (a Ray cluster) override the plan's ``executor``.
+    """
+    from rankedit.files.outdir import check_out
+
+    plan_file = None
+    if plan is None:
+        plan = default_plan()
+    source = "plan"
+    if not isinstance(plan, Plan):
+        plan_file, source = plan, str(plan)
+        plan = load_plan(plan)
+    plan = with_executor(plan, executor, address)
+    out = Path(out).absolute()
+    parts = split_runs(plan)
+    given = [plan_file, *plan.score.include_paths,
+             *(p for _, sub in parts for p in (sub.base, sub.tuned, sub.other_tuned, sub.sft))]
+    check_out(out, "run", given, overwrite)
+    check_requirements(plan, source)  # backend installed, devices present: before anything is written
+    check_tasks(plan)
+    with make_executor(plan.executor) as ex:
+        if len(parts) == 1:
+            report, _, failures = run_one(parts[0][1], out, given, quiet=quiet, on_stage=on_stage,
+                                          overwrite=overwrite, executor=ex)
+        else:
+            report, failures = run_several(plan, parts, out, given, quiet=quiet, on_stage=on_stage,
+                                           overwrite=overwrite, executor=ex)
+    if failures:
+        msg = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        raise RankeditError(f"{len(failures)} model(s) could not be scored ({msg}); the report of the others is in {out}")
+    return report
+
+
+def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
+            on_stage: Callable[[str], None] | None = None, overwrite: bool = False,
+            executor: LocalExecutor | None = None):
+    """One run of a plan into ``out``: (report dict, ScoreResult, failures)."""
+    from rankedit.files.outdir import check_inputs, claim_dir
+
+    timings = {}
+
+    def stage(name, fn, *a):
+        if on_stage:
+            on_stage(name)
+        t = time.time()
+        r = fn(*a)
+        timings[name] = round(time.time() - t, 1)
+        return r
+
+    models = stage("models", resolve_models, plan, quiet)
+    check_inputs(out, models.paths())
+    plans = plan_edits(plan, models)
+    claim_dir(out, "run", given, overwrite)  # only now: bad input leaves no OUT behind
+    edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
+    summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
+    result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite, executor)
+    report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings)
+    return report, result, failures
+
+
+def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: list, *, quiet: bool = False,
+                on_stage: Callable[[str], None] | None = None, overwrite: bool = False,
+                executor: LocalExecutor | None = None) -> tuple[dict, dict]:
+    """Every run into OUT/runs/NAME, one after another, then the across-run report in OUT."""
+    from rankedit.core import machine
+    from rankedit.report.several_runs import across_report, markdown_runs
+    from rankedit.report.figures import runs_plots
+
+    from rankedit.files.outdir import claim_dir
+
+    claim_dir(out, "run", given, overwrite)
+    t0 = time.time()
+    reports, results, failures = {}, {}, {}
+    for name, sub in parts:
+        _log(f"run {name} ({len(reports) + 1}/{len(parts)})", quiet)
+        reports[name], results[name], f = run_one(
+            sub, out / "runs" / name, given, quiet=quiet, overwrite=overwrite, executor=executor,
+            on_stage=(lambda s, n=name: on_stage(f"{n}: {s}")) if on_stage else None)
+        failures.update({f"{name}/{k}": v for k, v in f.items()})
+    report = across_report(plan, reports, results, n_boot=plan.score.n_boot)
+    report["machine"] = machine.describe()
+    report["date"] = time.strftime("%Y-%m-%d", time.gmtime())
+    report["failures"] = failures
+    report["timings_s"] = {"total": round(time.time() - t0, 1),
+                           **{name: r["timings_s"] for name, r in reports.items()}}
+    report["figures"] = runs_plots(report, out)
+    register(*(out / f for f in report["figures"]))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / "report.md", markdown_runs(report))
+    return report, failures

@@ -1,0 +1,78 @@
+"""``rankedit run``'s outputs: OUT/report.json, OUT/report.md, the figures, and each edit's
+scores and analysis (for ``rankedit push``). The driver alone writes them, atomically,
+whichever executor built and scored the models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rankedit.files.atomic import atomic_write_text
+from rankedit.files.inventory import register
+
+if TYPE_CHECKING:
+    from rankedit.pipeline.run import Models
+    from rankedit.pipeline.plan import Plan
+
+
+def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, failures: dict,
+                 summaries: dict, notes: dict, out: Path, timings: dict) -> dict:
+    """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
+    from rankedit.report import rows as rep
+    from rankedit.report.figures import report_plots
+
+    edit_info = []
+    for e in plan.edits:
+        info = edits[e.name]
+        edit_info.append({"name": e.name, "method": e.method, "of": e.of, "control_of": e.control_of,
+                          "params": info["params"], "keeps": rep.describe(e.method, info["params"]),
+                          "path": info["path"], "energy_kept": info["summary"].get("energy_kept"),
+                          "density": info["summary"].get("density")})
+    rows = rep.edit_rows(result, edit_info, n_boot=plan.score.n_boot)
+    rep.check_columns(rows)
+    report = {
+        "name": plan.name,
+        "plan": plan.model_dump(mode="json"),
+        "models": {"base": models.base, "tuned": models.tuned, "other_tuned": models.other_tuned, "sft": models.sft},
+        "tasks": result.tasks,
+        "control_tasks": [t for t in result.suite.control_tasks if t in result.tasks],
+        "metrics": {t: result.primary_metric(t) for t in result.tasks},
+        "scores": rep.scores_block(result),
+        "rows": rows,
+        "references": rep.reference_rows(result, n_boot=plan.score.n_boot),
+        "edits": edit_info,
+        "analysis": {"runs": {r: f"analysis/{r}" for r in summaries}, "compare": rep.compare_block(summaries),
+                     "notes": notes},
+        "failures": failures,
+        "timings_s": timings,
+    }
+    figures = report_plots(report, out)
+    register(*(out / f for f in figures))
+    for run in summaries:
+        for png in sorted((out / "analysis" / run).glob("*.png")):
+            figures.append(f"analysis/{run}/{png.name}")
+    report["figures"] = figures
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / "report.md", rep.markdown(report))
+    _attach_to_edits(report, summaries, out)
+    return report
+
+
+def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
+    """Each edit dir gets the scores and analysis ``rankedit push`` puts on its model card.
+
+    The scores file is a report.json restricted to this edit and the two models
+    it is measured against (base, and the run whose update it edits as "tuned").
+    """
+    for e in report["edits"]:
+        d, sc = Path(e["path"]), report["scores"]
+        if e["name"] in sc:
+            own = {"base": sc.get("base", {}), "tuned": sc.get(e["of"], {}), e["name"]: sc[e["name"]]}
+            doc = {"name": report["name"], "scores": own,
+                   "primary_metrics": report["metrics"], "control_tasks": report["control_tasks"],
+                   "rows": [r for r in report["rows"] if r["edit"] == e["name"]]}
+            atomic_write_text(d / "rankedit_scores.json", json.dumps(doc, indent=2) + "\n")
+        if e["of"] in summaries:
+            atomic_write_text(d / "rankedit_analysis.json", (out / "analysis" / e["of"] / "summary.json").read_text())

@@ -1,0 +1,241 @@
+"""The pipeline's report: retention rows from scores and edit manifests, as JSON and Markdown.
+
+Pure functions of a ScoreResult, the edits' manifests and the analysis
+summaries; the pipeline writes what they return. One row per (edit, task):
+on a task the tuned run trained, the edit's gain retention with its paired
+bootstrap interval; on a control task, forgetting (s_edit - s_base) with its
+interval. Definitions in docs/science.md, "Scores"; arithmetic in rankedit.scoring.retention.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from rankedit.scoring import retention as ev
+from rankedit.core.errors import RankeditError
+
+REFERENCE_LABELS = ("tuned", "other_tuned", "sft")
+# analysis metrics worth a line in the RL-vs-SFT table, in reading order
+COMPARE_METRICS = ("rel_update_norm", "sparsity_bf16", "rank_fraction", "effective_rank", "rank1_energy",
+                   "angle_left_deg", "angle_right_deg", "spectral_shift", "overlap_principal",
+                   "overlap_principal_topq", "jaccard")
+
+
+def describe(method: str, params: Mapping[str, Any]) -> str:
+    """What an edit keeps of the update, in words (the report's 'keeps' column)."""
+    k = params.get("k")
+    if method == "rank-k":
+        scale = params.get("scale", "norm")
+        how = {"norm": ", rescaled to ‖ΔW‖", "none": ""}.get(str(scale), f", ×{scale}")
+        return f"top-{k} singular directions of ΔW{how}"
+    if method == "random-rank-k":
+        return f"{k} random direction{'s' if k != 1 else ''} per matrix, same norm (control)"
+    if method == "off-principal":
+        return f"ΔW outside W0's top-{k} singular subspaces"
+    if method == "principal-only":
+        return f"ΔW inside W0's top-{k} singular subspaces"
+    if method == "mask":
+        src, d = params.get("source", "bf16"), params.get("density")
+        return {
+            "bf16": "entries whose bf16 value changed",
+            "magnitude": f"largest {d or 0.1:.0%} of |ΔW|",
+            "principal": f"top {d or 0.5:.0%} entries of W0's rank-{k or 16} part",
+            "low": f"bottom {d or 0.5:.0%} entries of |W0|",
+            "from": "entries the other run changed (transplant)",
+            "random": f"random entries, {'density ' + format(d, '.0%') if d else 'same density as bf16 mask'} (control)",
+        }.get(src, f"mask {src}")
+    if method == "extrapolate":
+        steps = params.get("steps") or []
+        last = steps[-1] if steps else "?"
+        if params.get("mode") == "last":
+            return f"the checkpoint at step {last} as it is, not extrapolated (control)"
+        return f"{params.get('mode', 'linear')} extrapolation from steps ≤ {last} to step {params.get('target_step')}"
+    if method == "scale":
+        return f"{params.get('factor', 1.0)} × ΔW"
+    return method
+
+
+def _nan_to_none(x):
+    return None if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else x
+
+
+def per_sample(result, label: str, task: str, metric: str) -> dict[int, float] | None:
+    if label not in result.models or task not in result.models[label].scores:
+        return None
+    ts = result.models[label].scores[task].get(metric)
+    return ts.per_sample if ts is not None and ts.per_sample else None
+
+
+def edit_rows(result, edits: list[dict], n_boot: int = 2000) -> list[dict]:
+    """One row per (edit, task). ``edits``: dicts with name, method, params, of, control_of, manifest summary."""
+    rows = []
+    control = set(result.suite.control_tasks)
+    for e in edits:
+        for task in result.tasks:
+            metric = result.primary_metric(task)
+            row: dict[str, Any] = {
+                "edit": e["name"], "method": e["method"], "of": e["of"], "control_of": e.get("control_of"),
+                "task": task, "metric": metric, "control_task": task in control,
+                "score": None, "retention": None, "ci_low": None, "ci_high": None, "retention_defined": None,
+                "reason": None, "gain": None, "gain_ci_low": None, "gain_ci_high": None,
+                "forgetting": None, "forgetting_ci_low": None, "forgetting_ci_high": None, "n": None,
+                "energy_kept": e.get("energy_kept"), "density": e.get("density"),
+            }
+            rows.append(row)
+            samples = {lab: per_sample(result, lab, task, metric) for lab in ("base", e["of"], e["name"])}
+            if samples[e["name"]] is None:
+                row["reason"] = "edit not scored" if e["name"] not in result.models else "no per-problem scores"
+                continue
+            row["score"] = result.get(e["name"], task, metric).value
+            if samples["base"] is None:
+                row["reason"] = "base not scored"
+                continue
+            if task in control:
+                ids, arr = ev.align({"base": samples["base"], "edit": samples[e["name"]]})
+                f = ev.forgetting(arr["base"], arr["edit"], n_boot=n_boot)
+                row.update(forgetting=f.value, forgetting_ci_low=f.ci_low, forgetting_ci_high=f.ci_high, n=len(ids))
+                continue
+            if samples[e["of"]] is None:
+                row["reason"] = f"{e['of']} not scored"
+                continue
+            ids, arr = ev.align({"base": samples["base"], "ref": samples[e["of"]], "edit": samples[e["name"]]})
+            r = ev.retention(arr["base"], arr["ref"], arr["edit"], n_boot=n_boot)
+            row.update(retention=_nan_to_none(r.value), ci_low=_nan_to_none(r.ci_low), ci_high=_nan_to_none(r.ci_high),
+                       retention_defined=r.defined, reason=r.reason, gain=r.gain_edit.value,
+                       gain_ci_low=r.gain_edit.ci_low, gain_ci_high=r.gain_edit.ci_high, n=r.n)
+    return rows
+
+
+def reference_rows(result, n_boot: int = 2000) -> list[dict]:
+    """Gain (or, on control tasks, forgetting) of the tuned, second-seed and SFT runs over base."""
+    rows = []
+    control = set(result.suite.control_tasks)
+    for label in REFERENCE_LABELS:
+        if label not in result.models:
+            continue
+        for task in result.tasks:
+            metric = result.primary_metric(task)
+            b, m = per_sample(result, "base", task, metric), per_sample(result, label, task, metric)
+            row = {"model": label, "task": task, "metric": metric, "control_task": task in control,
+                   "score": result.get(label, task, metric).value if m is not None else None,
+                   "gain": None, "ci_low": None, "ci_high": None, "significant": None, "n": None}
+            if b is not None and m is not None:
+                ids, arr = ev.align({"base": b, "m": m})
+                g = ev.gain(arr["base"], arr["m"], n_boot=n_boot)
+                row.update(gain=g.value, ci_low=g.ci_low, ci_high=g.ci_high, significant=g.excludes_zero, n=len(ids))
+            rows.append(row)
+    return rows
+
+
+def scores_block(result) -> dict:
+    """model -> task -> {value, stderr, n, metric}: the primary metric of each task."""
+    out: dict[str, dict] = {}
+    for label, m in result.models.items():
+        out[label] = {}
+        for task in m.scores:
+            metric = result.primary_metric(task)
+            ts = m.scores[task].get(metric)
+            if ts is not None:
+                out[label][task] = {"value": ts.value, "stderr": ts.stderr, "n": ts.n, "metric": metric}
+    return out
+
+
+def compare_block(summaries: Mapping[str, dict]) -> dict:
+    """run -> metric -> mean over matrices, for the RL-vs-SFT table."""
+    return {run: {k: s.get("mean", {}).get(k) for k in COMPARE_METRICS if k in s.get("mean", {})}
+            | {"sparsity_bf16_model": s.get("model", {}).get("sparsity_bf16")}
+            for run, s in summaries.items()}
+
+
+# ---- Markdown ------------------------------------------------------------------------------
+def _f(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _ci(v, lo, hi, digits: int = 2, pct: bool = False) -> str:
+    if v is None:
+        return "–"
+    k = 100 if pct else 1
+    return f"{v * k:+.{digits}f} [{lo * k:+.{digits}f}, {hi * k:+.{digits}f}]" if pct else \
+        f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def markdown(report: dict) -> str:
+    tasks = report["tasks"]
+    control = set(report["control_tasks"])
+    trained = [t for t in tasks if t not in control]
+    lines = [f"# {report['name']}", ""]
+    lines += [f"Base `{report['models']['base']}` → tuned `{report['models']['tuned']}`"
+              + (f"; SFT `{report['models']['sft']}`" if report["models"].get("sft") else "") + ".", ""]
+    lines += ["Scores are lm-eval's " + ", ".join(f"`{report['metrics'][t]}` on {t}" for t in tasks) + ". "
+              "R = (s_edit − s_base) / (s_run − s_base) with a 95% paired-bootstrap interval over the same "
+              "problems (undefined when the run's own gain is not significant). Forgetting = s − s_base on "
+              "control tasks, in points.", ""]
+
+    head = ["model", "keeps", "energy kept"] + [f"{t}" for t in tasks] + [f"R {t}" for t in trained] + \
+        [f"forgetting {t}" for t in control if t in tasks]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    sc = report["scores"]
+    refs = {(r["model"], r["task"]): r for r in report["references"]}
+    for label in ("base", *REFERENCE_LABELS):
+        if label not in report["scores"]:
+            continue
+        cells = [f"**{label}**", "the whole update" if label != "base" else "–", "1.000" if label != "base" else "–"]
+        cells += [_f(sc.get(label, {}).get(t, {}).get("value")) for t in tasks]
+        cells += ["1 (reference)" if label == "tuned" else "–" for t in trained]
+        for t in tasks:
+            if t in control:
+                r = refs.get((label, t))
+                cells.append(_ci(r["gain"], r["ci_low"], r["ci_high"], 1, pct=True) if r and r["gain"] is not None else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    by_edit: dict[str, list[dict]] = {}
+    for r in report["rows"]:
+        by_edit.setdefault(r["edit"], []).append(r)
+    for e in report["edits"]:
+        rows = {r["task"]: r for r in by_edit.get(e["name"], [])}
+        name = e["name"] + (f" (control of {e['control_of']})" if e.get("control_of") else "")
+        name += " [of SFT]" if e["of"] == "sft" else ""
+        cells = [name, e["keeps"], _f(e.get("energy_kept"))]
+        cells += [_f(rows[t]["score"]) if t in rows else "–" for t in tasks]
+        for t in trained:
+            r = rows.get(t)
+            cells.append(_ci(r["retention"], r["ci_low"], r["ci_high"]) if r and r["retention"] is not None
+                         else ("undefined" if r and r["retention_defined"] is False else "–"))
+        for t in tasks:
+            if t in control:
+                r = rows.get(t)
+                cells.append(_ci(r["forgetting"], r["forgetting_ci_low"], r["forgetting_ci_high"], 1, pct=True)
+                             if r and r["forgetting"] is not None else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    undefined = {r["reason"] for r in report["rows"] if r["retention_defined"] is False and r["reason"]}
+    if undefined:
+        lines += ["", "Retention undefined: " + "; ".join(sorted(undefined)) + "."]
+    if report.get("failures"):
+        lines += ["", "**Failed:** " + "; ".join(f"{k}: {v}" for k, v in report["failures"].items())]
+
+    cmp = report.get("analysis", {}).get("compare")
+    if cmp:
+        runs = list(cmp)
+        lines += ["", "## Geometry of the updates (means over attention and MLP matrices)", ""]
+        notes = report["analysis"].get("notes", {})
+        lines += ["| metric | " + " | ".join(f"{r}{' (' + notes[r] + ')' if r in notes else ''}" for r in runs) + " |",
+                  "|---|" + "---|" * len(runs)]
+        metrics = [m for m in (*COMPARE_METRICS, "sparsity_bf16_model") if any(cmp[r].get(m) is not None for r in runs)]
+        for m in metrics:
+            lines.append(f"| {m} | " + " | ".join(_f(cmp[r].get(m), 4) for r in runs) + " |")
+    figs = report.get("figures", [])
+    if figs:
+        lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
+    return "\n".join(lines) + "\n"
+
+
+def check_columns(rows: list[dict]) -> None:
+    """The documented columns are present in every row (a guard against silent schema drift)."""
+    need = ("edit", "task", "score", "retention", "ci_low", "ci_high", "forgetting")
+    for r in rows:
+        missing = [k for k in need if k not in r]
+        if missing:
+            raise RankeditError(f"internal: report row lacks {', '.join(missing)}")
