@@ -83,8 +83,7 @@ def describe_os_error(e: OSError) -> str:
     """One line: what failed, on which path, and the system's reason (no traceback)."""
     from pathlib import Path
 
-    from rankedit.files.atomic import WRITE_ERRNOS
-    from rankedit.files.inventory import TMP_NAME
+    from rankedit.files.tempfiles import TMP_NAME, WRITE_ERRNOS
 
     reason = e.strerror or str(e)
     if e.filename is None:

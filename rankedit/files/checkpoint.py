@@ -137,7 +137,7 @@ class Checkpoint:
             try:
                 self._handles[fname] = safe_open(str(fpath), framework="pt", device="cpu")
             except Exception as e:
-                raise RankeditError(f"{fpath}: corrupt or truncated safetensors file ({_first_line(e)})") from None
+                raise RankeditError(f"{fpath}: corrupt or truncated safetensors file ({first_line(e)})") from None
         return self._handles[fname]
 
     def _read_config(self) -> dict:
@@ -179,7 +179,7 @@ class Checkpoint:
         try:
             t = self._open(info.file).get_tensor(name)
         except Exception as e:
-            raise RankeditError(f"{self.path / info.file}: cannot read tensor {name} ({_first_line(e)})") from None
+            raise RankeditError(f"{self.path / info.file}: cannot read tensor {name} ({first_line(e)})") from None
         if check_finite:
             check_tensor_finite(t, name, self.path)
         return t
@@ -217,7 +217,7 @@ def read_header(path: str | os.PathLike) -> dict[str, dict]:
     except OSError as e:
         raise RankeditError(f"{path}: cannot read ({e.strerror or e})") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise RankeditError(f"{bad} (header is not JSON: {_first_line(e)})") from None
+        raise RankeditError(f"{bad} (header is not JSON: {first_line(e)})") from None
     if not isinstance(header, dict):
         raise RankeditError(f"{bad} (header is not a JSON object)")
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
@@ -285,7 +285,7 @@ def file_sha256(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__
 
@@ -308,9 +308,9 @@ def check_compatible(ckpts: Sequence[Checkpoint], labels: Sequence[str] | None =
         a, b = set(ref.names), set(c.names)
         problems = []
         if a - b:
-            problems.append(f"missing in {lab}: {_few(a - b)}")
+            problems.append(f"missing in {lab}: {few(a - b)}")
         if b - a:
-            problems.append(f"extra in {lab}: {_few(b - a)}")
+            problems.append(f"extra in {lab}: {few(b - a)}")
         shape_diff = [n for n in ref.names if n in b and ref.info(n).shape != c.info(n).shape]
         if shape_diff:
             n = shape_diff[0]
@@ -322,7 +322,7 @@ def check_compatible(ckpts: Sequence[Checkpoint], labels: Sequence[str] | None =
     return ref.names
 
 
-def _few(names: Iterable[str], n: int = 3) -> str:
+def few(names: Iterable[str], n: int = 3) -> str:
     names = sorted(names)
     more = f" (+{len(names) - n} more)" if len(names) > n else ""
     return ", ".join(names[:n]) + more

@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 
+from rankedit.files.tempfiles import TMP_NAME, replace_text
+
 INVENTORY = ".rankedit-output.json"
-# temporary siblings rankedit creates: .NAME.tmp-PID-RANDOM (the pid tells whether its maker still lives)
-TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^/]+$")
 
 
 SMALL = 1 << 20  # files a person may edit by hand (cards, JSON, YAML) are checked by content
@@ -62,9 +61,7 @@ def read(folder: Path) -> dict | None:
 
 
 def _write(folder: Path, data: dict) -> None:
-    from rankedit.files.atomic import atomic_write_text  # atomic imports this module
-
-    atomic_write_text(Path(folder) / INVENTORY, json.dumps(data, indent=0, sort_keys=True) + "\n", register_file=False)
+    replace_text(Path(folder) / INVENTORY, json.dumps(data, indent=0, sort_keys=True) + "\n")
 
 
 def write_inventory(folder: Path, kind: str) -> None:

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from rankedit.files.checkpoint import Checkpoint, _few, _first_line, check_compatible, check_tensor_finite, read_header
+from rankedit.files.checkpoint import Checkpoint, few, first_line, check_compatible, check_tensor_finite, read_header
 from rankedit.core.errors import RankeditError
 
 VERDICTS = "checked.json"  # memo of files (and checkpoints) found sound, beside sha256.json
@@ -45,12 +45,12 @@ def check_weight_file(path: str | os.PathLike) -> None:
     try:
         handle = safe_open(str(path), framework="pt", device="cpu")
     except Exception as e:  # noqa: BLE001 - the library's own checks, as one line
-        raise RankeditError(f"{path}: corrupt or truncated safetensors file ({_first_line(e)})") from None
+        raise RankeditError(f"{path}: corrupt or truncated safetensors file ({first_line(e)})") from None
     for name in names:
         try:
             t = handle.get_tensor(name)
         except Exception as e:  # noqa: BLE001
-            raise RankeditError(f"{path}: cannot read tensor {name} ({_first_line(e)})") from None
+            raise RankeditError(f"{path}: cannot read tensor {name} ({first_line(e)})") from None
         check_tensor_finite(t, name, path)
         del t
 
@@ -119,7 +119,7 @@ def check_tokenizer(path: str | os.PathLike) -> None:
             tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
         n = len(tok)
     except Exception as e:  # noqa: BLE001 - any failure to load is the same problem to the user
-        raise RankeditError(f"{path}: the tokenizer does not load ({_first_line(e)})") from None
+        raise RankeditError(f"{path}: the tokenizer does not load ({first_line(e)})") from None
     if n == 0:
         raise RankeditError(f"{path}: the tokenizer has an empty vocabulary")
 
@@ -143,14 +143,14 @@ def check_complete(ck: Checkpoint) -> None:
                 str(ck.path), device_map="meta", output_loading_info=True, ignore_mismatched_sizes=True,
                 trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - unknown model type, bad config: one line
-        raise RankeditError(f"{ck.path}: transformers cannot build this model from config.json ({_first_line(e)})") from None
+        raise RankeditError(f"{ck.path}: transformers cannot build this model from config.json ({first_line(e)})") from None
     missing = sorted(info.get("missing_keys") or [])
     mismatched = sorted(info.get("mismatched_keys") or [], key=lambda m: m[0])
     problems = []
     if missing:
         extra = sorted(info.get("unexpected_keys") or [])
-        hint = f"; unexpected: {_few(extra)} (renamed?)" if extra else ""
-        problems.append(f"missing {len(missing)} tensor(s) the architecture needs: {_few(missing)}{hint}")
+        hint = f"; unexpected: {few(extra)} (renamed?)" if extra else ""
+        problems.append(f"missing {len(missing)} tensor(s) the architecture needs: {few(missing)}{hint}")
     if mismatched:
         name, have, want = mismatched[0]
         problems.append(f"{len(mismatched)} tensor(s) of the wrong shape, e.g. {name}: {list(have)} where "

@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rankedit.files.atomic import WRITE_ERRNOS, atomic_dir
+from rankedit.files.atomic import atomic_dir
+from rankedit.files.tempfiles import WRITE_ERRNOS
 from rankedit.files.outdir import check_out
 from rankedit.files.cache import cache_root
 from rankedit.files.checkpoint import Checkpoint, file_sha256
