@@ -1,0 +1,117 @@
+"""The package's shape, as README's Development section draws it: stages import downwards only.
+
+Read from the source with ``ast`` (nothing is imported), so a lazy import inside
+a function counts like one at the top: a cycle through a function-level import
+is still a cycle a reader has to untangle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "rankedit"
+
+# folder -> the folders it may import (besides itself); README's package map says the same
+ALLOWED = {
+    "core": set(),
+    "files": {"core"},
+    "analysis": {"core", "files"},
+    "edits": {"core", "files"},
+    "scoring": {"core", "files"},
+    "report": {"core", "files", "analysis", "edits", "scoring"},
+    "publish": {"core", "files", "edits", "scoring", "report"},
+    "pipeline": {"core", "files", "analysis", "edits", "scoring", "report", "organism"},
+    "organism": {"core", "files"},
+    "testing": {"core", "files"},
+    "cli": None,  # anything
+}
+MAX_LINES = 350
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in PKG.rglob("*.py"):
+        rel = p.relative_to(PKG.parent)
+        if "eval_configs" in rel.parts:
+            continue  # lm-eval's task helpers, not rankedit's code
+        out[".".join(rel.with_suffix("").parts).removesuffix(".__init__")] = p
+    return out
+
+
+def _imports(modules: dict[str, Path]) -> dict[str, set[tuple[str, str | None]]]:
+    """module -> {(imported module, imported name or None)} over every import statement in it."""
+    out = {}
+    for mod, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "rankedit":
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    found.add((sub, None) if sub in modules else (node.module, a.name))
+            elif isinstance(node, ast.Import):
+                found |= {(a.name, None) for a in node.names if a.name.split(".")[0] == "rankedit"}
+        out[mod] = found
+    return out
+
+
+MODULES = _modules()
+IMPORTS = _imports(MODULES)
+
+
+def _folder(mod: str) -> str | None:
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PKG / parts[1]).is_dir()) else None
+
+
+def test_every_folder_of_the_package_has_a_rule():
+    folders = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()} - {"eval_configs"}
+    assert folders == set(ALLOWED)
+
+
+def test_stages_import_only_the_folders_below_them():
+    wrong = []
+    for mod, found in IMPORTS.items():
+        src = _folder(mod)
+        if src is None or ALLOWED[src] is None:
+            continue  # rankedit/__init__.py and __main__.py: the lazy API, over everything
+        for tgt, _ in found:
+            dst = _folder(tgt)
+            if dst is not None and dst != src and dst not in ALLOWED[src]:
+                wrong.append(f"{mod} imports {tgt}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_module_imports_a_private_name_of_another():
+    wrong = sorted(f"{mod} imports {tgt}.{name}" for mod, found in IMPORTS.items() for tgt, name in found
+                   if name and name.startswith("_") and not name.startswith("__"))
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycles():
+    graph = {mod: {tgt for tgt, _ in found if tgt in MODULES and tgt != mod} for mod, found in IMPORTS.items()}
+    # a package's __init__ that re-exports its modules is not a cycle with them
+    graph = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph.items()}
+    cycles, state = [], {}
+
+    def visit(u, path):
+        state[u] = "open"
+        for v in sorted(graph.get(u, ())):
+            if state.get(v) == "open":
+                cycles.append(" -> ".join(path[path.index(v):] + [v]))
+            elif v not in state:
+                visit(v, path + [v])
+        state[u] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "\n".join(cycles)
+
+
+@pytest.mark.parametrize("mod", sorted(MODULES))
+def test_modules_stay_short(mod):
+    n = len(MODULES[mod].read_text().splitlines())
+    assert n < MAX_LINES, f"{mod}: {n} lines; split it along a seam"
