@@ -247,10 +247,3 @@ def matrix_metrics(
         out["jaccard_expected"] = j_exp
     return out
 
-
-# Keys whose mean over matrices is meaningful (lists and sizes are left out).
-SCALAR_METRICS = (
-    "sparsity_bf16", "sparsity_atol", "rank", "rank_fraction", "effective_rank", "stable_rank", "rank1_energy",
-    "angle_left_deg", "angle_right_deg", "spectral_gap", "spectral_shift", "overlap_principal", "overlap_low",
-    "overlap_principal_topq", "rel_update_norm", "jaccard", "jaccard_expected",
-)
