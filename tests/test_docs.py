@@ -6,7 +6,8 @@ from pathlib import Path
 from rankedit.edits import EDITS
 from rankedit.edits.extrapolate import ExtrapolateParams
 from rankedit.edits.mask import SOURCES
-from rankedit.analysis.geometry import SCALAR_METRICS, matrix_metrics
+from rankedit.analysis.geometry import matrix_metrics
+from rankedit.analysis.metrics import SCALAR_METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCIENCE = (ROOT / "docs" / "science.md").read_text()

@@ -5,7 +5,8 @@ import torch
 
 from rankedit.edits import EDITS, MatrixInputs
 from rankedit.edits.extrapolate import ExtrapolateParams, line_coefficients
-from rankedit.edits.mask import MaskParams, bf16_update_mask, random_mask, top_fraction
+from rankedit.core.masks import top_fraction_mask as top_fraction
+from rankedit.edits.mask import MaskParams, bf16_update_mask, random_mask
 from rankedit.edits.off_principal import PrincipalParams, off_principal_delta
 from rankedit.edits.rank_k import RankKParams, rank_k_factors
 from rankedit.edits.scale import ScaleParams

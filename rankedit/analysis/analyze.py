@@ -20,10 +20,9 @@ from rankedit.files.atomic import atomic_dir
 from rankedit.analysis.base_cache import cached_base_parts
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.core.errors import RankeditError
-from rankedit.analysis.geometry import (
-    DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, SCALAR_METRICS, bf16_unchanged, count, matrix_metrics,
-    rel_update_norm,
-)
+from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, matrix_metrics, rel_update_norm
+from rankedit.analysis.metrics import SCALAR_METRICS
+from rankedit.core.masks import bf16_unchanged, count
 from rankedit.core.modules import as_linear, classify
 from rankedit.files.outdir import check_out
 from rankedit.core.threads import hot_path_threads

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from rankedit.analysis.geometry import BaseParts, Cut, base_parts, default_k
+from rankedit.analysis.geometry import BaseParts, base_parts, default_k
+from rankedit.core.masks import Cut
 from rankedit.core.linalg import SVD
 
 FORMAT = "1"

@@ -17,6 +17,10 @@ from typing import NamedTuple
 import torch
 
 from rankedit.core.linalg import SVD, gram_svd, numerical_rank
+from rankedit.core.masks import (  # noqa: F401  (Cut, kth_smallest and the mask functions: this module's API too)
+    Cut, bf16_unchanged, bf16_update_mask, count, cut_mask, fraction, kth_smallest, low_cut, low_mask, principal_mask,
+    principal_parts, principal_scores, top_fraction_cut, top_fraction_mask,
+)
 
 DEFAULT_K = 16
 DEFAULT_ALPHA = 0.5
@@ -24,105 +28,6 @@ DEFAULT_ATOL = 1e-5
 DEFAULT_Q = 0.1
 
 NAN = float("nan")
-
-
-# ---- masks -----------------------------------------------------------------------------
-
-def bf16_unchanged(w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
-    """Boolean mask of entries whose bf16 values are bitwise equal in w0 and w1."""
-    a = w0.to(torch.bfloat16).view(torch.int16)
-    b = w1.to(torch.bfloat16).view(torch.int16)
-    return a == b
-
-
-def bf16_update_mask(w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
-    """The bf16 update mask M: entries that changed when both sides are stored in bf16."""
-    return ~bf16_unchanged(w0, w1)
-
-
-class Cut(NamedTuple):
-    """A top-fraction mask in two numbers: the entries beyond ``threshold``, plus the
-    first ``ties`` entries (in flat index order) equal to it."""
-    threshold: float
-    ties: int
-
-
-def top_fraction_cut(scores: torch.Tensor, fraction: float, largest: bool = True) -> Cut:
-    """The cut selecting exactly round(fraction * numel) entries with the largest (or smallest) scores.
-
-    The threshold is the n-th value found by selection (numpy's introselect on the
-    CPU: 4x faster than topk's partial sort for a half of 4M entries), and ties at
-    it go to the lowest indices, so the mask is a function of the scores alone
-    (topk's choice among ties is the implementation's, and bf16 weights tie a lot).
-    """
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    flat = scores.reshape(-1)
-    total = flat.numel()
-    n = int(round(fraction * total))
-    if n == 0:
-        return Cut(math.inf if largest else -math.inf, 0)
-    pos = total - n if largest else n - 1  # 0-based position of the threshold in ascending order
-    threshold = kth_smallest(flat, pos)
-    beyond = count(flat > threshold) if largest else count(flat < threshold)
-    return Cut(threshold, n - beyond)
-
-
-def kth_smallest(flat: torch.Tensor, pos: int) -> float:
-    """The value at 0-based position ``pos`` of the ascending order of a 1-D tensor, by radix selection.
-
-    float32 bits reinterpreted as int32, with the negative ones' magnitude bits
-    flipped, sort like the floats; two 16-bit histograms then find the value in
-    two passes over the data (about 60 ms for 4.3M entries on one core, where
-    torch.topk takes 350 ms and numpy's introselect up to 1.8 s on |dW|, whose
-    many equal values defeat its pivots). float64 goes through torch.kthvalue.
-    """
-    if flat.dtype == torch.float64:
-        return float(torch.kthvalue(flat, pos + 1).values)
-    bits = flat.float().contiguous().view(torch.int32)
-    key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-    high = (key >> 16) + 32768  # 0..65535, in key order
-    pos_high, before = _bucket(high, pos)
-    low = key[high == pos_high] & 0xFFFF
-    pos_low, _ = _bucket(low, pos - before)
-    k = torch.tensor([((pos_high - 32768) << 16) | pos_low], dtype=torch.int32)
-    return float((k ^ ((k >> 31) & 0x7FFFFFFF)).view(torch.float32))
-
-
-def _bucket(values: torch.Tensor, pos: int) -> tuple[int, int]:
-    """(the 16-bit bucket holding ascending position ``pos`` of ``values``, how many lie in buckets below it)."""
-    cum = torch.bincount(values, minlength=65536).cumsum(0)
-    b = int(torch.searchsorted(cum, torch.tensor([pos], dtype=cum.dtype, device=cum.device), right=True))
-    return b, int(cum[b - 1]) if b > 0 else 0
-
-
-def count(mask: torch.Tensor) -> int:
-    """True entries of a boolean tensor (count_nonzero: 10x faster than a sum, which widens to int64)."""
-    return int(torch.count_nonzero(mask))
-
-
-def cut_mask(scores: torch.Tensor, cut: Cut, largest: bool = True) -> torch.Tensor:
-    """The boolean mask a ``Cut`` of these scores stands for."""
-    flat = scores.reshape(-1)
-    mask = flat > cut.threshold if largest else flat < cut.threshold
-    if cut.ties > 0:
-        at = flat == cut.threshold
-        if cut.ties >= count(at):
-            mask |= at
-        else:
-            mask[at.nonzero()[: cut.ties, 0]] = True
-    return mask.reshape(scores.shape)
-
-
-def top_fraction_mask(scores: torch.Tensor, fraction: float, largest: bool = True) -> torch.Tensor:
-    """Mask of exactly round(fraction * numel) entries with the largest (or smallest) scores
-    (ties at the threshold: lowest indices first)."""
-    return cut_mask(scores, top_fraction_cut(scores, fraction, largest), largest)
-
-
-def fraction(mask: torch.Tensor) -> float:
-    """Exact fraction of True entries (integer count, not a float32 mean)."""
-    return count(mask) / mask.numel() if mask.numel() else NAN
 
 
 # ---- sparsity ----------------------------------------------------------------------------
@@ -215,9 +120,6 @@ def spectral_gap(s: torch.Tensor, k: int) -> float:
     return float((s[k - 1] - s[k]) / s[k - 1])
 
 
-def low_rank(svd: SVD) -> torch.Tensor:
-    """U S Vᵀ of a (truncated) SVD."""
-    return (svd.U * svd.S) @ svd.V.T
 
 
 # ---- overlaps with principal / low-magnitude weights ---------------------------------------
@@ -228,14 +130,8 @@ def overlap(update_mask: torch.Tensor, region: torch.Tensor) -> float:
     return NAN if m == 0 else count(update_mask & region) / m
 
 
-def principal_mask(w0_k: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
-    """M_p: the top-alpha fraction of entries by |W0_k| (W0's rank-k reconstruction)."""
-    return top_fraction_mask(w0_k.abs(), alpha, largest=True)
 
 
-def low_mask(w0: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
-    """M_low: the bottom-alpha fraction of entries by |W0|."""
-    return top_fraction_mask(w0.float().abs(), alpha, largest=False)
 
 
 def rel_update_norm(w0: torch.Tensor, w1: torch.Tensor) -> float:
@@ -269,14 +165,12 @@ class BaseParts(NamedTuple):
 
 
 def base_parts(w0: torch.Tensor, k: int = DEFAULT_K, alpha: float = DEFAULT_ALPHA) -> BaseParts:
-    """W0's share of ``matrix_metrics``: one Gram eigendecomposition and two mask cuts."""
+    """W0's share of ``matrix_metrics``: one Gram eigendecomposition and two mask cuts
+    (the principal one as the ``principal`` mask edit cuts it: ``rankedit.core.masks``)."""
     f0 = w0.float()
     kk = default_k((int(w0.shape[0]), int(w0.shape[1])), k)
-    s0, svd0 = gram_svd(f0, kk)
-    # Row-major, as a cached copy is: BLAS may round A.T @ B differently for another memory layout.
-    svd0 = SVD(*(t.contiguous() for t in svd0))
-    return BaseParts(s0, svd0, float(f0.double().norm()), top_fraction_cut(low_rank(svd0).abs(), alpha),
-                     top_fraction_cut(f0.abs(), alpha, largest=False))
+    s0, svd0, principal = principal_parts(gram_svd(f0, kk), alpha)
+    return BaseParts(s0, svd0, float(f0.double().norm()), principal, low_cut(f0, alpha))
 
 
 def matrix_metrics(
@@ -318,7 +212,7 @@ def matrix_metrics(
     ang_r = principal_angles_deg(svd0.V, svd1.V)
 
     upd = bf16_update_mask(w0, w1)
-    m_p = cut_mask(low_rank(svd0).abs(), base.principal)
+    m_p = cut_mask(principal_scores(svd0), base.principal)
     m_low = cut_mask(f0.abs(), base.low, largest=False)
     abs_dw = dw.abs()
     topq = top_fraction_mask(abs_dw, q) if float(abs_dw.max()) > 0 else torch.zeros_like(upd)
@@ -353,10 +247,3 @@ def matrix_metrics(
         out["jaccard_expected"] = j_exp
     return out
 
-
-# Keys whose mean over matrices is meaningful (lists and sizes are left out).
-SCALAR_METRICS = (
-    "sparsity_bf16", "sparsity_atol", "rank", "rank_fraction", "effective_rank", "stable_rank", "rank1_energy",
-    "angle_left_deg", "angle_right_deg", "spectral_gap", "spectral_shift", "overlap_principal", "overlap_low",
-    "overlap_principal_topq", "rel_update_norm", "jaccard", "jaccard_expected",
-)

@@ -12,16 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from rankedit.analysis.metrics import HEATMAPS, UNIT_METRICS  # noqa: E402
+
 # Reading order of modules inside a block: attention first, then MLP.
 _MODULE_ORDER = ["q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "o_proj", "attn.c_proj", "dense",
                  "gate_proj", "up_proj", "gate_up_proj", "c_fc", "fc1", "down_proj", "mlp.c_proj", "fc2"]
-
-HEATMAPS = {
-    "sparsity_bf16": ("bf16 update sparsity (fraction of entries unchanged)", "viridis"),
-    "angle_left_deg": ("largest principal angle, top-k left subspaces (degrees)", "magma"),
-    "spectral_shift": ("spectral shift ‖s(W1) − s(W0)‖ / ‖s(W0)‖", "cividis"),
-    "rank1_energy": ("rank-1 energy of the update s₁² / Σ sᵢ²", "plasma"),
-}
 
 
 def _module_order(modules: list[str]) -> list[str]:
@@ -70,7 +65,7 @@ def heatmap(rows: list[dict], metric: str, path: Path, title: str | None = None,
 def distribution(rows: list[dict], metric: str, path: Path, title: str) -> Path:
     kinds = sorted({r["kind"] for r in rows})
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    bins = np.linspace(0, 1, 26) if metric in ("rank1_energy", "sparsity_bf16") else 25
+    bins = np.linspace(0, 1, 26) if metric in UNIT_METRICS else 25
     for kind in kinds:
         vals = [r[metric] for r in rows if r["kind"] == kind and r.get(metric) is not None
                 and not (isinstance(r[metric], float) and math.isnan(r[metric]))]

@@ -11,6 +11,10 @@ is within 1e-3 of the exact one. Clean gaps pass the check after the cheap pass.
 
 ``edit_svd`` returns the triplets with their ``Accuracy``; ``EditResult``
 carries it to the manifest (``svd_error``, ``svd_identifiable`` per matrix).
+The ``principal`` mask is the exception: it is cut from W0's exact
+decomposition, the analysis' own (``rankedit.core.masks``), so that the edit
+keeps the very entries ``overlap_principal`` counts; ``exact_accuracy`` states
+its facts.
 """
 
 from __future__ import annotations
@@ -34,10 +38,15 @@ def edit_svd(A: torch.Tensor, k: int, seed: int = 0) -> tuple[SVD, Accuracy]:
     r = min(A.shape)
     if r <= EXACT_MAX_DIM or k > r // 8:
         full = exact_svd(A)  # LAPACK computes every value anyway: the gap comes free
-        s = full.S
-        gap = math.inf if k >= r or float(s[0]) == 0 else float(s[k - 1] - s[k]) / float(s[0])
-        return SVD(full.U[:, :k], s[:k], full.V[:, :k]), Accuracy(0.0, gap, gap >= GAP_TOL, "exact")
+        return SVD(full.U[:, :k], full.S[:k], full.V[:, :k]), exact_accuracy(full.S, k)
     return guarded_top_k(A, k, seed=seed, oversample=OVERSAMPLE, n_iter=POWER_ITERS)
+
+
+def exact_accuracy(s: torch.Tensor, k: int) -> Accuracy:
+    """The ``Accuracy`` of an exact top-k decomposition, from all its singular values ``s`` (descending)."""
+    r = s.numel()
+    gap = math.inf if k >= r or float(s[0]) == 0 else float(s[k - 1] - s[k]) / float(s[0])
+    return Accuracy(0.0, gap, gap >= GAP_TOL, "exact")
 
 
 def svd_facts(*accs: Accuracy) -> dict:

@@ -13,8 +13,10 @@ Mask sources (docs/science.md, "Edits"):
 - ``random``: a seeded random mask, the control; its density defaults to the
   bf16 mask's density of the same matrix, so it controls that mask.
 
-Fractions are hit exactly (ties broken by position, deterministically), so a
-mask of density p keeps round(p · numel) entries.
+The masks themselves are ``rankedit.core.masks``, the analysis' own: fractions
+are hit exactly (ties go to the lowest flat indices), so a mask of density p
+keeps round(p · numel) entries, and the ``principal`` mask is the M_p that
+``overlap_principal`` scores (same exact decomposition of W0, same cut).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, StrictInt
 
+from rankedit.core.masks import bf16_update_mask, low_mask, principal_mask_of, top_fraction_mask
+from rankedit.core.svd import exact_accuracy, svd_facts
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
-from rankedit.core.svd import edit_svd, svd_facts
 
 SOURCES = ("bf16", "magnitude", "principal", "low", "from", "random")
 DEFAULT_DENSITY = {"magnitude": 0.1, "principal": 0.5, "low": 0.5}
@@ -43,36 +46,16 @@ class MaskParams(EditParams):
     mask_from: Optional[str] = Field(None, description="another tuned checkpoint of the same base (source 'from')")
 
 
-def bf16_update_mask(w0: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
-    """Entries whose bf16 representations differ bitwise."""
-    return w0.to(torch.bfloat16).view(torch.int16) != w1.to(torch.bfloat16).view(torch.int16)
-
-
-def top_fraction(scores: torch.Tensor, frac: float, largest: bool = True) -> torch.Tensor:
-    """Boolean mask of exactly round(frac · numel) entries with the largest (or smallest) scores."""
-    flat = scores.reshape(-1)
-    count = int(round(frac * flat.numel()))
-    mask = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    if count > 0:
-        order = torch.argsort(flat, descending=largest, stable=True)
-        mask[order[:count]] = True
-    return mask.reshape(scores.shape)
-
-
-def principal_mask(w0: torch.Tensor, alpha: float, k: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
-    """The mask, and the accuracy facts of W0's top-k SVD."""
-    svd, acc = edit_svd(w0, k, seed)
-    w0k = (svd.U * svd.S) @ svd.V.T
-    return top_fraction(w0k.abs(), alpha), svd_facts(acc)
-
-
-def low_mask(w0: torch.Tensor, alpha: float) -> torch.Tensor:
-    return top_fraction(w0.abs(), alpha, largest=False)
+def principal_mask(w0: torch.Tensor, alpha: float, k: int) -> tuple[torch.Tensor, dict]:
+    """The mask, and the facts of W0's (exact) top-k decomposition: error 0, and whether s_k - s_k+1 is clear."""
+    k = min(k, min(w0.shape))  # as before: a k beyond the short side keeps every direction
+    mask, s = principal_mask_of(w0, alpha, k)
+    return mask, svd_facts(exact_accuracy(s, k))
 
 
 def random_mask(shape: tuple[int, ...], density: float, seed: int, device=None) -> torch.Tensor:
     scores = torch.rand(shape, generator=generator(seed))
-    return top_fraction(scores, density).to(device)
+    return top_fraction_mask(scores, density).to(device)
 
 
 def make_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
@@ -82,7 +65,7 @@ def make_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
 def make_mask_with_facts(x: MatrixInputs, p: MaskParams) -> tuple[torch.Tensor, dict]:
     """The mask and, for the principal source, the accuracy facts of its SVD."""
     if p.source == "principal":
-        return principal_mask(x.w0, p.density or DEFAULT_DENSITY["principal"], p.k, x.seed)
+        return principal_mask(x.w0, p.density or DEFAULT_DENSITY["principal"], p.k)
     return _plain_mask(x, p), {}
 
 
@@ -91,7 +74,7 @@ def _plain_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
     if p.source == "bf16":
         return bf16_update_mask(w0, w1)
     if p.source == "magnitude":
-        return top_fraction((w1 - w0).abs(), p.density or DEFAULT_DENSITY["magnitude"])
+        return top_fraction_mask((w1 - w0).abs(), p.density or DEFAULT_DENSITY["magnitude"])
     if p.source == "low":
         return low_mask(w0, p.density or DEFAULT_DENSITY["low"])
     if p.source == "from":

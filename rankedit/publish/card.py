@@ -22,6 +22,7 @@ from pathlib import PurePath
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from rankedit.analysis.metrics import view
 from rankedit.core.errors import RankeditError
 
 SEAL_RE = re.compile(r"\n?<!-- rankedit-card sha256:([0-9a-f]{64}) -->\n?\Z")
@@ -41,7 +42,7 @@ METHOD_TEXT = {
 }
 
 # Metrics of `rankedit analyze` worth a column in the per-kind table, in order.
-ANALYSIS_KEYS = ("sparsity_bf16", "rank1_energy", "effective_rank", "stable_rank", "angle_left_deg", "rel_update_norm")
+ANALYSIS_KEYS = view("card")
 
 
 # --------------------------------------------------------------------------- seal

@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from rankedit.analysis.metrics import view
 from rankedit.scoring import retention as ev
 from rankedit.core.errors import RankeditError
 
 REFERENCE_LABELS = ("tuned", "other_tuned", "sft")
-# analysis metrics worth a line in the RL-vs-SFT table, in reading order
-COMPARE_METRICS = ("rel_update_norm", "sparsity_bf16", "rank_fraction", "effective_rank", "rank1_energy",
-                   "angle_left_deg", "angle_right_deg", "spectral_shift", "overlap_principal",
-                   "overlap_principal_topq", "jaccard")
+# analysis metrics worth a line in the RL-vs-SFT table, in reading order (their records say which)
+COMPARE_METRICS = view("compare")
 
 
 def describe(method: str, params: Mapping[str, Any]) -> str:

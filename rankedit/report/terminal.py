@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-TABLE_METRICS = ("sparsity_bf16", "sparsity_atol", "rank_fraction", "effective_rank", "rank1_energy",
-                 "angle_left_deg", "angle_right_deg", "spectral_shift", "overlap_principal", "overlap_low",
-                 "overlap_principal_topq", "rel_update_norm", "jaccard", "jaccard_expected")
+from rankedit.analysis.metrics import view
+
+TABLE_METRICS = view("table")
 
 
 def fmt(v) -> str:
