@@ -253,7 +253,8 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
     """Score every model; returns (ScoreResult, failures). One model's failure keeps the others."""
     from tqdm.auto import tqdm
 
-    from rankedit.scoring.score import ScoringFailed, score
+    from rankedit.scoring.failures import ScoringFailed
+    from rankedit.scoring.score import score
 
     labels = {"base": models.base, "tuned": models.tuned}
     if models.sft:
@@ -289,7 +290,7 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
 
 def check_tasks(plan: Plan) -> None:
     """Unknown suite or task names fail before anything is built."""
-    from rankedit.scoring.score import task_manager
+    from rankedit.scoring.tasks import task_manager
     from rankedit.scoring.suites import custom_suite, get_suite
 
     s = plan.score
