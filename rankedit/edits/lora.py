@@ -89,7 +89,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
 
     from rankedit.edits.build import _inputs_record, _start_hashing, input_paths, largest_short_side, record_params
     from rankedit.core.threads import hot_path_threads
-    from rankedit.publish.hub import hub_id_of
+    from rankedit.publish.inputs import hub_id_of
 
     if plan.edit.name != "rank-k":
         raise RankeditError(f"--as-lora exports rank-k edits only, not {plan.edit.name}")
