@@ -7,7 +7,8 @@ import copy
 import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
-from rankedit.publish.card import build_card, is_tool_template, is_untouched, seal, select_scores
+from rankedit.publish.card import build_card, is_tool_template, is_untouched, seal
+from rankedit.publish.scores import select_scores
 from rankedit.core.errors import RankeditError
 
 # A manifest as /tmp/formats.md describes it (what `rankedit edit` writes).

@@ -367,7 +367,7 @@ def test_bad_base_model_and_license(server, edit, capsys):
 
 def _write_scored(folder: Path, label: str, correct: dict[str, list[int]]) -> None:
     """A model's lm-eval output as `rankedit score -o` writes it: results.json + samples_TASK.jsonl."""
-    from rankedit.scoring.score import save_raw
+    from rankedit.scoring.raw_files import save_raw
 
     save_raw({"results": {t: {"alias": t, "acc,none": sum(c) / len(c), "acc_stderr,none": 0.1} for t, c in correct.items()},
               "samples": {t: [{"doc_id": i, "filter": "none", "metrics": ["acc"], "acc": float(x)} for i, x in enumerate(c)]

@@ -10,7 +10,8 @@ import yaml
 
 import clirun  # tests/ is on sys.path (no package)
 from rankedit.core.errors import RankeditError
-from rankedit.pipeline.plan import check_requirements, parse_plan
+from rankedit.pipeline.plan import parse_plan
+from rankedit.pipeline.requirements import check_requirements
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 EDITS = [{"name": "r1", "method": "rank-k", "params": {"k": 1}}]

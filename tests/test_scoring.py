@@ -17,6 +17,7 @@ import pytest
 
 from rankedit.scoring import retention as evaluate
 
+from rankedit.scoring import cache_keys, failures, lm_eval_run, raw_files, results, suites, tasks
 from rankedit.scoring import score as scoring
 from rankedit.core.errors import RankeditError
 from rankedit.scoring.suites import EVAL_CONFIGS, SUITES, get_suite
@@ -119,19 +120,19 @@ def test_outputs_on_disk(scored):
     assert doc["failures"] == {} and doc["primary_metrics"] == {TASK: "exact_match,extract"}
     assert "| m3 | rankedit_tiny_arith | exact_match,extract |" in (out / "scores.md").read_text()
     # lm-eval's own results JSON and samples per model, parseable back into the same scores
-    raw = scoring.load_raw(out / "m3")
+    raw = raw_files.load_raw(out / "m3")
     assert raw["results"][TASK]["exact_match,extract"] == res.get("m3", TASK).value
     assert len(raw["samples"][TASK]) == 2 * LIMIT  # one logged sample per problem and filter
-    assert scoring.parse_results(raw)[TASK]["exact_match,extract"].per_sample == res.correctness("m3", TASK)
+    assert results.parse_results(raw)[TASK]["exact_match,extract"].per_sample == res.correctness("m3", TASK)
 
 
 def test_parse_fresh_lm_eval_output_directly(env):
     """parse_results on simple_evaluate's own return value, not a JSON round trip."""
     _, models = env
-    st = scoring.custom_suite([TASK], [TINY])
-    tm = scoring.task_manager(st)
-    raw = scoring.run_lm_eval(models["m7"], st, tm, scoring.Settings(limit=10, batch_size=2))
-    parsed = scoring.parse_results(raw)
+    st = suites.custom_suite([TASK], [TINY])
+    tm = tasks.task_manager(st)
+    raw = lm_eval_run.run_lm_eval(models["m7"], st, tm, results.Settings(limit=10, batch_size=2))
+    parsed = results.parse_results(raw)
     expect = {i: float(a == "7") for i, a in enumerate(ANSWERS[:10])}
     assert parsed[TASK]["exact_match,extract"].per_sample == expect
     assert parsed[TASK]["exact_match,extract"].value == pytest.approx(sum(expect.values()) / 10)
@@ -145,7 +146,7 @@ def test_rerun_is_served_from_the_cache_without_lm_eval(env, scored, monkeypatch
     def no_lm_eval(*a, **k):
         raise AssertionError("lm-eval ran although the scores were cached")
 
-    monkeypatch.setattr(scoring, "run_lm_eval", no_lm_eval)
+    monkeypatch.setattr(lm_eval_run, "run_lm_eval", no_lm_eval)
     t = time.time()
     again = _score(models, root / "out-again")
     assert time.time() - t < 5
@@ -153,7 +154,7 @@ def test_rerun_is_served_from_the_cache_without_lm_eval(env, scored, monkeypatch
     assert again.rows() == first.rows()
     assert again.correctness("m3", TASK) == first.correctness("m3", TASK)
     # a different setting is a different key: now lm-eval must run (and is refused here)
-    with pytest.raises(scoring.ScoringFailed, match="lm-eval failed"):
+    with pytest.raises(failures.ScoringFailed, match="lm-eval failed"):
         _score({"m3": models["m3"]}, root / "out-limit", limit=LIMIT - 1)
 
 
@@ -161,23 +162,23 @@ def test_cache_key_covers_model_files_tasks_and_settings(env):
     _, models = env
     from rankedit.files.checkpoint import Checkpoint
 
-    sha3, sha7 = (scoring.model_fingerprint(Checkpoint(models[m])) for m in ("m3", "m7"))
+    sha3, sha7 = (cache_keys.model_fingerprint(Checkpoint(models[m])) for m in ("m3", "m7"))
     assert "model.safetensors" in sha3 and "tokenizer.json" in sha3 and "config.json" in sha3
-    st = scoring.custom_suite([TASK], [TINY])
-    h = scoring.task_config_hash(st, builtin=False)
-    s = scoring.Settings(limit=LIMIT)
+    st = suites.custom_suite([TASK], [TINY])
+    h = cache_keys.task_config_hash(st, builtin=False)
+    s = results.Settings(limit=LIMIT)
     keys = {
-        scoring.cache_key(sha3, h, s),
-        scoring.cache_key(sha7, h, s),
-        scoring.cache_key(sha3, scoring.task_config_hash(scoring.custom_suite([TASK, "x"], [TINY]), False), s),
-        scoring.cache_key(sha3, h, scoring.Settings(limit=LIMIT, max_gen_toks=64)),
-        scoring.cache_key(sha3, h, scoring.Settings(limit=LIMIT, apply_chat_template=True)),
-        scoring.cache_key(sha3, h, scoring.Settings(limit=LIMIT, backend="vllm")),
+        cache_keys.cache_key(sha3, h, s),
+        cache_keys.cache_key(sha7, h, s),
+        cache_keys.cache_key(sha3, cache_keys.task_config_hash(suites.custom_suite([TASK, "x"], [TINY]), False), s),
+        cache_keys.cache_key(sha3, h, results.Settings(limit=LIMIT, max_gen_toks=64)),
+        cache_keys.cache_key(sha3, h, results.Settings(limit=LIMIT, apply_chat_template=True)),
+        cache_keys.cache_key(sha3, h, results.Settings(limit=LIMIT, backend="vllm")),
     }
     assert len(keys) == 6
-    assert scoring.cache_key(sha3, h, s) == scoring.cache_key(dict(sha3), h, scoring.Settings(limit=LIMIT))
+    assert cache_keys.cache_key(sha3, h, s) == cache_keys.cache_key(dict(sha3), h, results.Settings(limit=LIMIT))
     # cuda:0 and cuda:1 give the same generations; cpu and cuda might not
-    assert scoring.Settings(device="cuda:0").cache_dict() == scoring.Settings(device="cuda:1").cache_dict()
+    assert results.Settings(device="cuda:0").cache_dict() == results.Settings(device="cuda:1").cache_dict()
 
 
 def test_one_failing_model_keeps_the_others(env, tmp_path):
@@ -189,7 +190,7 @@ def test_one_failing_model_keeps_the_others(env, tmp_path):
     tok["model"]["vocab"] = {t: i + (1000 if t in CHARS else 0) for t, i in tok["model"]["vocab"].items()}
     (bad / "tokenizer.json").write_text(json.dumps(tok))
     good = constant_model(tmp_path / "good", 9, seed=1)  # not cached yet
-    with pytest.raises(scoring.ScoringFailed, match=r"1 of 2 models failed: bad: lm-eval failed on .*bad") as ei:
+    with pytest.raises(failures.ScoringFailed, match=r"1 of 2 models failed: bad: lm-eval failed on .*bad") as ei:
         _score({"bad": bad, "good": good}, tmp_path / "out")
     assert set(ei.value.result.models) == {"good"}
     doc = json.loads((tmp_path / "out" / "scores.json").read_text())
@@ -241,7 +242,7 @@ def test_group_override_changes_generation_settings(env, tmp_path):
     _, models = env
     res = _score({"m3": models["m3"]}, tmp_path / "o", tasks=["rankedit_tiny_group"],
                  include_paths=[TINY, DATA / "tiny_group"], limit=10)
-    samples = scoring.load_raw(tmp_path / "o" / "m3")["samples"][TASK]
+    samples = raw_files.load_raw(tmp_path / "o" / "m3")["samples"][TASK]
     assert all(s["arguments"][0][1]["max_gen_toks"] == 1 for s in samples)
     assert all(s["resps"][0][0] == "3" for s in samples)
     assert res.get("m3", TASK, "exact_match,strict").value == res.get("m3", TASK, "exact_match,extract").value > 0
@@ -250,7 +251,7 @@ def test_group_override_changes_generation_settings(env, tmp_path):
 def test_max_gen_toks_override_reaches_lm_eval(env, tmp_path):
     _, models = env
     _score({"m3": models["m3"]}, tmp_path / "o", limit=5, max_gen_toks=2)
-    samples = scoring.load_raw(tmp_path / "o" / "m3")["samples"][TASK]
+    samples = raw_files.load_raw(tmp_path / "o" / "m3")["samples"][TASK]
     assert {s["resps"][0][0] for s in samples} == {"33"}
 
 
@@ -304,7 +305,7 @@ def test_vllm_backend(env, tmp_path):
         with pytest.raises(RankeditError, match="backend 'vllm' needs vllm"):
             _score({"m3": models["m3"]}, tmp_path / "o", backend="vllm")
     else:
-        assert scoring._lm_eval_model("vllm", models["m3"], scoring.Settings())[0] == "vllm"
+        assert lm_eval_run.lm_eval_model("vllm", models["m3"], results.Settings())[0] == "vllm"
     with pytest.raises(RankeditError, match="unknown backend"):
         _score({"m3": models["m3"]}, tmp_path / "o", backend="tpu")
 
@@ -333,7 +334,7 @@ def test_organism_suite_on_the_micro_organism(micro_organism, tmp_path, monkeypa
         assert f.ci_low <= f.value <= f.ci_high
         assert f.value == pytest.approx(res.get("rl", task).value - res.get("base", task).value)
     # lm-eval's answers are the organism evaluator's answers, problem by problem
-    samples = scoring.load_raw(tmp_path / "out" / "base")["samples"]["organism_id"]
+    samples = raw_files.load_raw(tmp_path / "out" / "base")["samples"]["organism_id"]
     model = AutoModelForCausalLM.from_pretrained(micro_organism / "base", dtype=torch.float32)
     own = greedy_completions(model, [s["doc"]["prompt"] for s in samples])
     same = [extract_answer(c) == extract_answer(s["resps"][0][0]) for c, s in zip(own, samples)]
@@ -350,10 +351,10 @@ def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog):
 
     _, models = env
     st = get_suite("organism")
-    tm = scoring.task_manager(st)
+    tm = tasks.task_manager(st)
     with caplog.at_level(logging.INFO):
-        scoring._preflight(st, tm)
-        raw = scoring.run_lm_eval(models["m7"], st, tm, scoring.Settings(limit=1, batch_size=1, max_gen_toks=2))
+        tasks.preflight(st, tm)
+        raw = lm_eval_run.run_lm_eval(models["m7"], st, tm, results.Settings(limit=1, batch_size=1, max_gen_toks=2))
     assert set(raw["results"]) >= set(st.tasks)  # the tasks were built and run
     seen = capfd.readouterr()
     assert "Custom kwargs" not in seen.out + seen.err + caplog.text

@@ -54,6 +54,7 @@ def score(models, suite, tasks, include_paths, backend, batch_size, limit, devic
     from rich.console import Console
 
     from rankedit.scoring import score as scoring
+    from rankedit.scoring.failures import ScoringFailed
     from rankedit.core.errors import RankeditError
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
@@ -74,7 +75,7 @@ def score(models, suite, tasks, include_paths, backend, batch_size, limit, devic
             num_fewshot=num_fewshot, include_paths=include_paths, use_cache=not no_cache, on_model=progress,
             overwrite=overwrite,
         )
-    except scoring.ScoringFailed as e:
+    except ScoringFailed as e:
         print_table(e.result)
         raise
     except RankeditError:

@@ -11,11 +11,9 @@ the merge runs, and remembered across runs (``rankedit.files.hashes``).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -24,14 +22,16 @@ from pydantic import ValidationError
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
-from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name, register_all
+from rankedit.edits.edit_plan import (Plan, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
+                                      start_hashing)
+from rankedit.edits.merge_run import merge_config, merge_into
+from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
 from rankedit.edits.registry import Edit, EditParams, get_edit
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
 from rankedit.files.outdir import check_out
-from rankedit.core.threads import hot_path_threads
 from rankedit.files.validate import check_inputs, check_output
 
 PathLike = str | os.PathLike
@@ -41,16 +41,6 @@ EXTRA_FILES = ("generation_config.json", "tokenizer_config.json", "special_token
                "chat_template.json")
 # Edits whose parameter k indexes singular directions of each matrix.
 K_EDITS = {"rank-k", "random-rank-k", "off-principal", "principal-only"}
-
-
-@dataclass
-class Plan:
-    edit: Edit
-    params: EditParams
-    base: Checkpoint
-    tuned: list[Checkpoint]
-    other: Optional[Checkpoint]
-    matrices: list[str]  # names of the 2-D attention/MLP weights that get edited
 
 
 def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
@@ -149,28 +139,6 @@ def _has_tokenizer(path: Path) -> bool:
     return (path / "tokenizer_config.json").is_file() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
 
 
-def _inputs_record(plan: Plan, hashes: dict[Path, dict]) -> dict:
-    def rec(ck: Checkpoint) -> dict:
-        return {"path": str(ck.path.resolve()), "sha256": hashes[ck.path]}
-
-    steps = getattr(plan.params, "steps", None)
-    return {
-        "base": rec(plan.base),
-        "tuned": [dict(rec(ck), step=(steps[i] if steps else None)) for i, ck in enumerate(plan.tuned)],
-        "other": rec(plan.other) if plan.other else None,
-    }
-
-
-def _inputs(plan: Plan) -> list[Checkpoint]:
-    return [plan.base, *plan.tuned] + ([plan.other] if plan.other else [])
-
-
-def _start_hashing(pool: ThreadPoolExecutor, plan: Plan):
-    from rankedit.files.hashes import checkpoint_sha256
-
-    return {ck.path: pool.submit(checkpoint_sha256, ck) for ck in _inputs(plan)}
-
-
 def is_built(plan: Plan, out: PathLike) -> bool:
     """True when OUT holds a finished merged edit of this very recipe and these very inputs.
 
@@ -184,20 +152,9 @@ def is_built(plan: Plan, out: PathLike) -> bool:
         man = json.loads(path.read_text())
     except ValueError:
         return False
-    hashes = {ck.path: checkpoint_sha256(ck) for ck in _inputs(plan)}
+    hashes = {ck.path: checkpoint_sha256(ck) for ck in plan_inputs(plan)}
     return (man.get("method") == plan.edit.name and man.get("params") == record_params(plan, False)
-            and man.get("inputs") == _inputs_record(plan, hashes))
-
-
-def record_params(plan: Plan, as_lora: bool) -> dict:
-    out = plan.params.model_dump(mode="json")
-    out["as_lora"] = as_lora
-    return out
-
-
-def largest_short_side(plan: Plan) -> int:
-    """The short side of the biggest matrix the edit decomposes (what sizes its thread count)."""
-    return max(min(plan.base.info(n).shape) for n in plan.matrices)
+            and man.get("inputs") == inputs_record(plan, hashes))
 
 
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
@@ -222,31 +179,19 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress, max_shard_bytes=max_shard_bytes)
 
 
-def input_paths(plan: Plan) -> list[Path]:
-    """Every checkpoint an edit reads: an output may never be, hold or lie inside one."""
-    return [ck.path for ck in _inputs(plan)]
-
-
 def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
              max_shard_bytes: Optional[int] = None) -> Path:
     """Run the merge into ``out``; output shards hold at most ``max_shard_bytes`` (``merge_options``)."""
-    from mergekit.config import MergeConfiguration
-    from mergekit.merge import run_merge
-    register_all()
-    config = MergeConfiguration.model_validate(mergekit_config(plan))
-    # mergekit's model card would name the temporary directory; the recipe is kept as
-    # mergekit_config.yml (written before run_merge, which normalises the config in place).
+    config = merge_config(mergekit_config(plan))
+    # the recipe is kept as mergekit_config.yml, taken before run_merge (which normalises the config in place)
     options = merge_options(device, progress, _has_tokenizer(plan.base.path), checkpoint_bytes(plan.base.path),
                             max_shard_bytes)
     config_yaml = config.to_yaml() + "\n"
     out = Path(out)
-    logging.getLogger("mergekit").setLevel(logging.WARNING)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        hashing = _start_hashing(pool, plan)
+        hashing = start_hashing(pool, plan)
         with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
-            with hot_path_threads("edit", largest_short_side(plan)):
-                run_merge(config, str(tmp), options=options)
-            (tmp / "mergekit_config.yml").write_text(config_yaml)
+            merge_into(tmp, config, options, config_yaml, short_side=largest_short_side(plan))
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():
                     shutil.copyfile(plan.base.path / f, tmp / f)  # the umask's mode, not the source's
@@ -258,6 +203,6 @@ def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool 
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}
             manifest = build_manifest(plan.edit.name, method_name(plan.edit.name), record_params(plan, False),
-                                      _inputs_record(plan, hashes), [facts[n] for n in plan.matrices], numels)
+                                      inputs_record(plan, hashes), [facts[n] for n in plan.matrices], numels)
             write_manifest(tmp, manifest)
     return out

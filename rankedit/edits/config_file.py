@@ -71,21 +71,19 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
 def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu", progress: bool = False,
                         overwrite: bool = False) -> Path:
     """Run a plain mergekit YAML (rankedit methods registered) atomically into OUT."""
-    from mergekit.config import MergeConfiguration
-    from mergekit.merge import run_merge
-
-    from rankedit.files.atomic import atomic_dir
-    from rankedit.edits.manifest import MANIFEST, matrix_record, strict_json, summarize
-    from rankedit.edits.merge_options import SHARD_CAP, checkpoint_bytes, merge_options
     from rankedit.core.svd import warn_unidentifiable
-    from rankedit.edits.mergekit_methods import collect_facts, register_all
+    from rankedit.edits.manifest import mergekit_yaml_manifest, write_manifest
+    from rankedit.edits.merge_options import SHARD_CAP, checkpoint_bytes, merge_options
+    from rankedit.edits.merge_run import merge_config, merge_into
+    from rankedit.edits.mergekit_methods import collect_facts
+    from rankedit.files.atomic import atomic_dir
+    from rankedit.files.outdir import check_out
     from rankedit.files.validate import check_output
 
     if not out:
         raise RankeditError("a mergekit YAML needs -o OUT")
-    register_all()
     try:
-        config = MergeConfiguration.model_validate(data)
+        config = merge_config(data)
     except Exception as e:
         raise RankeditError(f"{path}: not a valid mergekit configuration ({str(e).splitlines()[0]})") from None
     check_mergekit_config(config, path)
@@ -93,29 +91,16 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     donor = config.base_model or config.referenced_models()[0]
     donor_dir = Path(donor.model.path)
     has_tok = not donor_dir.is_dir() or (donor_dir / "tokenizer_config.json").is_file()
-    from rankedit.files.outdir import check_out
-
     inputs = [path] + [m.model.path for m in config.referenced_models()]
     check_out(out, "edit", inputs, overwrite)  # before the work, not after it
     with atomic_dir(out, kind="edit", inputs=inputs, overwrite=overwrite) as tmp, collect_facts() as facts:
-        # No mergekit model card: it would name the temporary directory. The YAML is kept as is.
         size = checkpoint_bytes(donor_dir) if donor_dir.is_dir() else SHARD_CAP * 4  # a hub model: the cap
-        run_merge(config, str(tmp), options=merge_options(device, progress, has_tok, size))
-        (tmp / "mergekit_config.yml").write_text(source)
+        merge_into(tmp, config, merge_options(device, progress, has_tok, size), source)  # the YAML kept as it is
         check_output(tmp, out)  # whole and finite before it is renamed into place
         if facts:
-            from rankedit import __version__
-            from rankedit.edits.manifest import _version
-
             matrices = list(facts.values())
             warn_unidentifiable(config.merge_method, matrices)
-            (tmp / MANIFEST).write_text(strict_json({
-                "rankedit_version": __version__, "mergekit_version": _version("mergekit"),
-                "method": config.merge_method, "mergekit_config": data,
-                "matrices": [matrix_record(m) for m in matrices],
-                "summary": {k: v for k, v in summarize(matrices, {m["name"]: 1 for m in matrices}).items()
-                            if k != "density"},
-            }))
+            write_manifest(tmp, mergekit_yaml_manifest(config.merge_method, data, matrices))
     return Path(out)
 
 

@@ -87,9 +87,9 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
                 lora_dtype: str = "source") -> Path:
     from peft import LoraConfig
 
-    from rankedit.edits.build import _inputs_record, _start_hashing, input_paths, largest_short_side, record_params
+    from rankedit.edits.edit_plan import inputs_record, input_paths, largest_short_side, record_params, start_hashing
     from rankedit.core.threads import hot_path_threads
-    from rankedit.publish.hub import hub_id_of
+    from rankedit.publish.inputs import hub_id_of
 
     if plan.edit.name != "rank-k":
         raise RankeditError(f"--as-lora exports rank-k edits only, not {plan.edit.name}")
@@ -98,7 +98,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
     _factor_dtype("float32", lora_dtype)  # an unknown --lora-dtype fails before any work
     out = Path(out)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        hashing = _start_hashing(pool, plan)
+        hashing = start_hashing(pool, plan)
         with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
             tensors, facts = {}, []
             with hot_path_threads("edit", largest_short_side(plan)):
@@ -120,7 +120,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}
             params = {**record_params(plan, True), "lora_dtype": lora_dtype}
-            manifest = build_manifest(plan.edit.name, None, params, _inputs_record(plan, hashes),
+            manifest = build_manifest(plan.edit.name, None, params, inputs_record(plan, hashes),
                                       facts, numels)
             write_manifest(tmp, manifest)
     return out

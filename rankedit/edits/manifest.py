@@ -15,7 +15,7 @@ from typing import Any, Optional
 MANIFEST = "rankedit_edit.json"
 
 
-def _version(pkg: str) -> str:
+def package_version(pkg: str) -> str:
     try:
         return version(pkg)
     except PackageNotFoundError:
@@ -58,13 +58,26 @@ def build_manifest(method: str, mergekit_method: Optional[str], params: dict, in
 
     return {
         "rankedit_version": __version__,
-        "mergekit_version": _version("mergekit"),
+        "mergekit_version": package_version("mergekit"),
         "method": method,
         "mergekit_method": mergekit_method,
         "params": params,
         "inputs": inputs,
         "matrices": [matrix_record(m) for m in matrices],
         "summary": summarize(matrices, numels),
+    }
+
+
+def mergekit_yaml_manifest(merge_method: str, mergekit_config: dict, matrices: list[dict]) -> dict[str, Any]:
+    """The manifest of a plain mergekit YAML run with rankedit's methods: the YAML stands for the recipe
+    and the inputs, and no density is summed (the numels of a YAML's models are not read)."""
+    from rankedit import __version__
+
+    return {
+        "rankedit_version": __version__, "mergekit_version": package_version("mergekit"),
+        "method": merge_method, "mergekit_config": mergekit_config,
+        "matrices": [matrix_record(m) for m in matrices],
+        "summary": {k: v for k, v in summarize(matrices, {m["name"]: 1 for m in matrices}).items() if k != "density"},
     }
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,8 +24,11 @@ from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
 from rankedit.core.errors import RankeditError
 from rankedit.pipeline.executors import LocalExecutor, make_executor
-from rankedit.pipeline.plan import EditSpec, Plan, check_requirements, load_plan, split_runs, with_executor
+from rankedit.pipeline.plan import EditSpec, Plan, load_plan, split_runs, with_executor
+from rankedit.pipeline.requirements import check_requirements
 from rankedit.core.resources import shipped_dir
+from rankedit.pipeline.models import Models, resolve_models
+from rankedit.pipeline.progress import say
 from rankedit.report.outputs import write_report
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
@@ -43,87 +44,9 @@ def default_plan() -> Path:
         raise RankeditError(f"{SIZE_ENV}={size!r}: choose one of {', '.join(DEFAULT_PLANS)}")
     return DEFAULT_PLANS[size]
 DEFAULT_EXTRAPOLATE_FRACTION = 0.4
-_STEP_DIR = re.compile(r"^(?:step|checkpoint)-(\d+)$")
 
 
-@dataclass
-class Models:
-    base: str
-    tuned: str
-    other_tuned: str | None = None
-    sft: str | None = None
-    checkpoints: list[tuple[int, str]] = field(default_factory=list)  # the tuned run's, by step
-    sft_checkpoints: list[tuple[int, str]] = field(default_factory=list)
-    organism: str | None = None  # the organism's folder, when the plan uses it
-
-    def paths(self) -> list[str]:
-        """Everything the run reads: OUT may not be, hold or lie inside any of it."""
-        steps = [p for _, p in self.checkpoints + self.sft_checkpoints]
-        return [p for p in (self.base, self.tuned, self.other_tuned, self.sft, self.organism, *steps) if p]
-
-    def run(self, of: str) -> tuple[str, list[tuple[int, str]]]:
-        return (self.tuned, self.checkpoints) if of == "tuned" else (self.sft, self.sft_checkpoints)
-
-
-def _log(msg: str, quiet: bool) -> None:
-    if not quiet:
-        import click
-
-        click.echo(msg, err=True)
-
-
-# ---- 1. models ----------------------------------------------------------------------------
-def list_checkpoints(spec, default_dir: Path | None = None) -> list[tuple[int, str]]:
-    """(step, path) of a run's checkpoints, sorted by step, from a plan's ``checkpoints`` entry or a folder."""
-    if spec is not None and spec.paths is not None:
-        pairs = list(zip(spec.steps, spec.paths))
-    else:
-        folder = Path(spec.dir) if spec is not None else default_dir
-        if folder is None:
-            return []
-        if not folder.is_dir():
-            raise RankeditError(f"checkpoint folder not found: {folder}")
-        pairs = [(int(m.group(1)), str(p)) for p in folder.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
-        if not pairs:
-            raise RankeditError(f"no step-N or checkpoint-N directories in {folder}")
-    pairs.sort()
-    steps = [s for s, _ in pairs]
-    if len(set(steps)) != len(steps):
-        raise RankeditError(f"duplicate checkpoint steps: {steps}")
-    return pairs
-
-
-def resolve_models(plan: Plan, quiet: bool = False) -> Models:
-    org = None
-    if plan.organism is not None:
-        from rankedit.organism.builder import build as build_organism
-
-        _log(f"organism: {plan.organism.size}, seed {plan.organism.seed} (built once, then reused)", quiet)
-        org = Path(build_organism(plan.organism.size, plan.organism.seed, device=plan.organism.device,
-                                  progress=not quiet))
-    pick = lambda key, sub: getattr(plan, key) or (str(org / sub) if org else None)  # noqa: E731
-    m = Models(base=pick("base", "base"), tuned=pick("tuned", "rl"), other_tuned=pick("other_tuned", "rl-seed2"),
-               sft=pick("sft", "sft"), organism=str(org) if org else None)
-    m.checkpoints = list_checkpoints(plan.checkpoints, org / "rl" / "checkpoints" if org else None)
-    m.sft_checkpoints = list_checkpoints(plan.sft_checkpoints, org / "sft" / "checkpoints" if org else None)
-    from rankedit.files.checkpoint import Checkpoint, check_compatible
-
-    refs = {k: v for k, v in (("base", m.base), ("tuned", m.tuned), ("other_tuned", m.other_tuned),
-                              ("sft", m.sft)) if v}
-    cks = dict(zip(refs, (Checkpoint(v) for v in refs.values())))
-    check_compatible(list(cks.values()), list(refs))
-    from rankedit.files.validate import check_inputs, check_scorable
-
-    check_inputs(cks.values())  # whole and finite, before anything is built from them
-    if plan.analyze.enabled and plan.analyze.matched_sft:  # the analysis reads every SFT checkpoint
-        check_inputs(Checkpoint(p) for _, p in m.sft_checkpoints)
-    scored = ("base", "tuned", "sft") + (("other_tuned",) if plan.score.score_other_tuned else ())
-    for role in scored:
-        if role in cks:
-            check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
-    return m
-
-
+# ---- 1. models: rankedit.pipeline.models ---------------------------------------------------
 # ---- 2. edits -----------------------------------------------------------------------------
 def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
     """The tuned input(s) and full parameters of an edit, with the plan's defaults filled in."""
@@ -218,7 +141,7 @@ def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Pla
     folder, key_file = out / "analysis" / name, out / "analysis" / f"{name}.key.json"
     key = _analysis_key(base, tuned, other, plan.analyze.k)
     if not ((folder / "summary.json").is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
-        _log(f"analyze: {name}", quiet)
+        say(f"analyze: {name}", quiet)
         analyze(base, tuned, folder, other_tuned=other, k=plan.analyze.k, device=plan.analyze.device,
                 progress=not quiet, overwrite=overwrite)
         atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")
@@ -253,7 +176,8 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
     """Score every model; returns (ScoreResult, failures). One model's failure keeps the others."""
     from tqdm.auto import tqdm
 
-    from rankedit.scoring.score import ScoringFailed, score
+    from rankedit.scoring.failures import ScoringFailed
+    from rankedit.scoring.score import score
 
     labels = {"base": models.base, "tuned": models.tuned}
     if models.sft:
@@ -289,7 +213,7 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
 
 def check_tasks(plan: Plan) -> None:
     """Unknown suite or task names fail before anything is built."""
-    from rankedit.scoring.score import task_manager
+    from rankedit.scoring.tasks import task_manager
     from rankedit.scoring.suites import custom_suite, get_suite
 
     s = plan.score
@@ -383,7 +307,7 @@ def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: lis
     t0 = time.time()
     reports, results, failures = {}, {}, {}
     for name, sub in parts:
-        _log(f"run {name} ({len(reports) + 1}/{len(parts)})", quiet)
+        say(f"run {name} ({len(reports) + 1}/{len(parts)})", quiet)
         reports[name], results[name], f = run_one(
             sub, out / "runs" / name, given, quiet=quiet, overwrite=overwrite, executor=executor,
             on_stage=(lambda s, n=name: on_stage(f"{n}: {s}")) if on_stage else None)

@@ -16,7 +16,6 @@ was edited by a person and is kept.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from pathlib import PurePath
 
@@ -73,104 +72,6 @@ def is_tool_template(text: str) -> bool:
     mergekit = "[mergekit](https://github.com/" in text and "mergekit" in front
     peft = "library_name: peft" in text and "<!-- Provide a quick summary of what the model is/does. -->" in text
     return bool(mergekit or peft)
-
-
-# --------------------------------------------------------------------------- scores
-
-def _same(a: str, b: str) -> bool:
-    return a.rstrip("/") == b.rstrip("/")
-
-
-def _find(labels: list[str], candidates: list[str], aliases: dict[str, list[str]] | None = None) -> str | None:
-    """The one label among ``labels`` naming one of ``candidates``.
-
-    A label matches by itself or by one of its ``aliases`` (the model path
-    scores.json records for it), exactly, else by last path part when that
-    is unambiguous.
-    """
-    names_of = {lab: [lab, *((aliases or {}).get(lab) or [])] for lab in labels}
-    for c in candidates:
-        for lab, names in names_of.items():
-            if c and any(_same(n, c) for n in names):
-                return lab
-    tails = {PurePath(c.rstrip("/")).name for c in candidates if c}
-    hits = {lab for lab, names in names_of.items() if any(PurePath(n.rstrip("/")).name in tails for n in names)}
-    return hits.pop() if len(hits) == 1 else None
-
-
-def _num(x) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def select_scores(doc: dict, model: list[str], base: list[str], tuned: list[str]) -> dict | None:
-    """Pick this checkpoint's scores out of a `scores.json` or `report.json` document.
-
-    ``model``, ``base`` and ``tuned`` are the names this checkpoint and its
-    inputs may go by (path, label). Returns ``{"label", "tasks": [...]}`` with
-    one entry per task: value, stderr, n, the base and tuned scores when
-    known, and gain retention with its interval and forgetting when the
-    document is a `rankedit run` report. None when the document has no scores.
-    """
-    if not isinstance(doc, dict) or "scores" not in doc:
-        raise RankeditError("scores file holds neither `rankedit score` scores nor a `rankedit run` report (no 'scores' key)")
-    raw = doc["scores"]
-    primary = doc.get("primary_metrics") if isinstance(doc.get("primary_metrics"), dict) else {}
-    models = doc.get("models") if isinstance(doc.get("models"), dict) else {}
-    aliases = {str(k): [str(v["path"])] for k, v in models.items() if isinstance(v, dict) and v.get("path")}
-    if isinstance(raw, list):  # scores.json: flat rows, one per (model, task, metric)
-        by_model: dict[str, dict[str, dict]] = {}
-        for r in raw:
-            try:
-                model, task, metric = str(r["model"]), str(r["task"]), r.get("metric") or "score"
-                entry = {"metric": metric, "value": float(r["value"]), "stderr": _num(r.get("stderr")), "n": r.get("n")}
-            except (KeyError, TypeError, ValueError) as e:
-                raise RankeditError(f"malformed row in scores file: {r!r} ({e})") from None
-            tasks = by_model.setdefault(model, {})
-            # one metric per task: the suite's primary metric (the one retention uses), else the first
-            if task not in tasks or (metric == primary.get(task) and tasks[task]["metric"] != metric):
-                tasks[task] = entry
-    elif isinstance(raw, dict):  # report.json: label -> task -> {value, stderr, n}
-        by_model = {str(m): {str(t): {"metric": (v or {}).get("metric") or primary.get(t) or "score",
-                                       "value": _num((v or {}).get("value")),
-                                       "stderr": _num((v or {}).get("stderr")), "n": (v or {}).get("n")}
-                             for t, v in tasks.items()} for m, tasks in raw.items()}
-    else:
-        raise RankeditError("scores file: 'scores' must be a list (scores.json) or a mapping (report.json)")
-    if not by_model:
-        return None
-    # retention rows: a report's own, or computed for a scores.json by rankedit.publish.scores
-    rows = [r for r in doc.get("rows") or [] if isinstance(r, dict)]
-
-    labels = sorted(set(by_model) | {str(r.get("edit")) for r in rows if r.get("edit") is not None})
-    base_lab = _find(list(by_model), base + ["base"], aliases)
-    tuned_lab = _find(list(by_model), tuned + ["tuned"], aliases)
-    label = _find(labels, model, aliases)
-    if label is None:
-        others = [lab for lab in labels if lab not in (base_lab, tuned_lab)]
-        if len(others) == 1:  # a file about exactly one edit: that one
-            label = others[0]
-        else:
-            raise RankeditError(f"scores file has no entry for this checkpoint; name it with --label (one of: {', '.join(others) or 'none'})")
-
-    own = by_model.get(label, {})
-    row_by_task = {str(r.get("task")): r for r in rows if str(r.get("edit")) == label}
-    tasks = []
-    for task in sorted(set(own) | set(row_by_task)):
-        s = own.get(task, {})
-        r = row_by_task.get(task, {})
-        value = s.get("value") if s.get("value") is not None else _num(r.get("score"))
-        if value is None:
-            continue
-        lo, hi = _num(r.get("ci_low")), _num(r.get("ci_high"))
-        tasks.append({
-            "task": task, "metric": s.get("metric", "score"), "value": value, "stderr": s.get("stderr"), "n": s.get("n"),
-            "base": by_model.get(base_lab, {}).get(task, {}).get("value") if base_lab else None,
-            "tuned": by_model.get(tuned_lab, {}).get(task, {}).get("value") if tuned_lab else None,
-            "retention": _num(r.get("retention")), "ci": (lo, hi) if lo is not None and hi is not None else None,
-            "forgetting": _num(r.get("forgetting")),
-            "in_report": bool(r),
-        })
-    return {"label": label, "base_label": base_lab, "tuned_label": tuned_lab, "tasks": tasks} if tasks else None
 
 
 # --------------------------------------------------------------------------- text
@@ -302,7 +203,7 @@ def build_card(manifest: dict, *, repo_id: str, base_id: str | None = None, tune
     ``manifest`` is `rankedit_edit.json`; ``base_id``/``tuned_ids`` the Hub ids
     of its inputs where known (they become `base_model`); ``license`` the
     source's licence; ``analysis`` a `rankedit analyze` summary; ``scores`` the
-    output of :func:`select_scores`. ``lora`` makes it a PEFT adapter card.
+    output of :func:`rankedit.publish.scores.select_scores`. ``lora`` makes it a PEFT adapter card.
     """
     if not isinstance(manifest, dict) or not manifest.get("method"):
         raise RankeditError("rankedit_edit.json has no 'method': not a rankedit edit manifest")

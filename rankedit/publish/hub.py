@@ -29,16 +29,10 @@ from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import INVENTORY
 from rankedit.core.errors import RankeditError
 from rankedit.publish.errors import close_hub_progress_bars, explain
-
-MANIFEST = "rankedit_edit.json"
-SCORES = "rankedit_scores.json"      # written into DIR by the pipeline, picked up automatically
-ANALYSIS = "rankedit_analysis.json"  # likewise
-CARD = "README.md"
+from rankedit.publish.folder import ANALYSIS, MANIFEST, SCORES, check_dir, list_files, read_json
+from rankedit.publish.inputs import CARD, HUB_ID_RE, hub_id_of, license_of
 
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
-_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._]|-(?!-))*"  # an owner or a name: no "--" inside
-SNAPSHOT_RE = re.compile(rf"/models--({_PART}(?:--{_PART})?)/snapshots/[^/]+/?$")
-HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
@@ -83,105 +77,12 @@ def repo_url(base: str, repo_id: str, revision: str | None) -> str:
     return f"{url}/tree/{revision}" if revision and revision != "main" else url
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RankeditError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RankeditError(f"{what} is not valid JSON: {path} ({e})") from None
-    if not isinstance(doc, dict):
-        raise RankeditError(f"{what} must hold a JSON object: {path}")
-    return doc
-
-
-def _looks_like_hub_id(s: str | None) -> bool:
-    return bool(s) and bool(HUB_ID_RE.match(s)) and ".." not in s and not Path(s).exists()
-
-
-def hub_id_of(path: str) -> str | None:
-    """The Hub id an input checkpoint goes by, or None when it has none we can trust.
-
-    A snapshot directory of the Hugging Face cache names it in its path (that
-    is where a Hub id given to `rankedit edit` was read from); another local
-    directory may name its origin in ``config.json`` ``_name_or_path`` (or an
-    adapter's ``base_model_name_or_path``); a path that does not exist locally
-    and looks like OWNER/NAME is itself a Hub id.
-    """
-    p = Path(path)
-    if p.is_dir():
-        # a snapshot in the Hugging Face cache: .../models--OWNER--NAME/snapshots/REV (how Hub ids are recorded)
-        m = SNAPSHOT_RE.search(p.as_posix())
-        if m:
-            return m.group(1).replace("--", "/")
-        for fname, key in (("config.json", "_name_or_path"), ("adapter_config.json", "base_model_name_or_path")):
-            try:
-                cand = json.loads((p / fname).read_text()).get(key)
-            except (OSError, ValueError, AttributeError):
-                continue
-            if isinstance(cand, str) and _looks_like_hub_id(cand):
-                return cand
-        return None
-    return path if _looks_like_hub_id(path) else None
-
-
-def license_of(path: str, hub_id: str | None) -> str | None:
-    """The licence in a source checkpoint's README front matter (local, or in the HF cache), if any."""
-    from huggingface_hub import metadata_load, try_to_load_from_cache
-
-    candidates = [Path(path) / CARD] if Path(path).is_dir() else []
-    if hub_id:
-        try:
-            cached = try_to_load_from_cache(hub_id, CARD)
-        except Exception:  # a malformed id or cache: no licence, not an error
-            cached = None
-        if isinstance(cached, str):
-            candidates.append(Path(cached))
-    for readme in candidates:
-        try:
-            meta = metadata_load(readme) if readme.is_file() else None
-        except Exception:  # a broken README in someone else's checkpoint is not our error
-            meta = None
-        lic = (meta or {}).get("license")
-        if isinstance(lic, str) and lic.strip():
-            return lic.strip()
-    return None
-
-
-def list_files(folder: Path) -> list[tuple[str, int]]:
-    """The files `upload_folder` will send (same ignore rules), with their sizes."""
-    from huggingface_hub.utils import filter_repo_objects
-    from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS
-
-    rel = {p.relative_to(folder).as_posix(): p for p in sorted(folder.glob("**/*")) if p.is_file()}
-    kept = filter_repo_objects(list(rel), ignore_patterns=list(DEFAULT_IGNORE_PATTERNS) + [INVENTORY])
-    return [(r, rel[r].stat().st_size) for r in kept]
-
-
 def _path_names(p: str) -> list[str]:
     """The names a scores file may use for an input path: as written, and resolved."""
     return [p, str(Path(p).resolve())] if p else []
 
 
 # --------------------------------------------------------------------------- prepare
-
-def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
-    """DIR as `rankedit edit` writes it: (folder, manifest, is a LoRA adapter). Reads, never writes."""
-    folder = Path(dir)
-    if not folder.is_dir():
-        raise RankeditError(f"not a directory: {folder}")
-    if not (folder / MANIFEST).is_file():
-        raise RankeditError(f"{folder} has no {MANIFEST}: push publishes checkpoints written by `rankedit edit`")
-    manifest = _read_json(folder / MANIFEST, MANIFEST)
-    if not manifest.get("method") or not isinstance(manifest.get("inputs"), dict):
-        raise RankeditError(f"{folder / MANIFEST} lacks 'method' or 'inputs': not a rankedit edit manifest")
-    lora = (folder / "adapter_config.json").is_file()
-    weights = "adapter_model.safetensors" if lora else "*.safetensors"
-    if not list(folder.glob(weights)):
-        raise RankeditError(f"{folder} holds no {weights}: nothing to publish")
-    check_weights(folder, lora)
-    return folder, manifest, lora
-
 
 def check_hub_id(value: str | None, option: str) -> str | None:
     """A Hub id the user gave (--base-model), checked like --repo-id; None passes."""
@@ -193,21 +94,11 @@ def check_hub_id(value: str | None, option: str) -> str | None:
 def _name_the_adapters_base(folder: Path, base_id: str) -> None:
     """adapter_config.json names the Hub id of its base (PEFT's AutoPeftModel loads it), never a local path."""
     path = folder / "adapter_config.json"
-    cfg = _read_json(path, "adapter_config.json")
+    cfg = read_json(path, "adapter_config.json")
     if cfg.get("base_model_name_or_path") != base_id:
         cfg["base_model_name_or_path"] = base_id
         atomic_write_text(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
-
-def check_weights(folder: Path, lora: bool) -> None:
-    """Every safetensors file that would be uploaded is whole and finite, and a full
-    checkpoint has every tensor its architecture needs: nothing broken is published."""
-    from rankedit.files.checkpoint import Checkpoint
-    from rankedit.files.validate import check_complete, check_files
-
-    check_files(folder / rel for rel, _ in list_files(folder) if rel.endswith(".safetensors"))
-    if not lora:
-        check_complete(Checkpoint(folder))
 
 
 def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = False, scores: str | os.PathLike | None = None,
@@ -253,7 +144,7 @@ def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = Fal
     if scores_path is not None:
         names = [label] if label else [str(dir), str(folder.resolve()), folder.resolve().name]
         selected = card_scores(scores_path, names, _path_names(base_path), [x for p in tuned_paths for x in _path_names(p)])
-    summary = _read_json(analysis_path, "analysis summary") if analysis_path is not None else None
+    summary = read_json(analysis_path, "analysis summary") if analysis_path is not None else None
 
     new_text = str(cardlib.build_card(manifest, repo_id=repo_id, base_id=base_id, tuned_ids=tuned_ids, license=lic,
                                       analysis=summary, scores=selected, lora=lora))
@@ -309,7 +200,7 @@ def upload(prepared: Prepared, *, token: str, private: bool = False, revision: s
 
     base = endpoint()
     api = HfApi(endpoint=base, token=token, library_name="rankedit", library_version=__version__)
-    manifest = _read_json(prepared.dir / MANIFEST, MANIFEST)
+    manifest = read_json(prepared.dir / MANIFEST, MANIFEST)
     try:
         created = api.create_repo(prepared.repo_id, private=True if private else None, exist_ok=True, repo_type="model")
         if revision and revision != "main":

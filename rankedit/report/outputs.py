@@ -13,7 +13,7 @@ from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
 
 if TYPE_CHECKING:
-    from rankedit.pipeline.run import Models
+    from rankedit.pipeline.models import Models
     from rankedit.pipeline.plan import Plan
 
 

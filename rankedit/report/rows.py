@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from rankedit.analysis.metrics import view
 from rankedit.scoring import retention as ev
+from rankedit.scoring.table import ScoreTable
 from rankedit.core.errors import RankeditError
 
 REFERENCE_LABELS = ("tuned", "other_tuned", "sft")
@@ -128,16 +129,8 @@ def reference_rows(result, n_boot: int = 2000) -> list[dict]:
 
 
 def scores_block(result) -> dict:
-    """model -> task -> {value, stderr, n, metric}: the primary metric of each task."""
-    out: dict[str, dict] = {}
-    for label, m in result.models.items():
-        out[label] = {}
-        for task in m.scores:
-            metric = result.primary_metric(task)
-            ts = m.scores[task].get(metric)
-            if ts is not None:
-                out[label][task] = {"value": ts.value, "stderr": ts.stderr, "n": ts.n, "metric": metric}
-    return out
+    """model -> task -> {value, stderr, n, metric}: the primary metric of each task (``rankedit.scoring.table``)."""
+    return ScoreTable.from_result(result).as_json()
 
 
 def compare_block(summaries: Mapping[str, dict]) -> dict:

@@ -1,0 +1,64 @@
+"""An edit, checked and ready to run: its Plan, and what both ways of writing it (a merged
+checkpoint through mergekit, ``rankedit.edits.build``; a LoRA adapter, ``rankedit.edits.lora``)
+record of it: the inputs with their hashes, the parameters, the size that sets the thread count.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from rankedit.edits.registry import Edit, EditParams
+from rankedit.files.checkpoint import Checkpoint
+
+
+@dataclass
+class Plan:
+    edit: Edit
+    params: EditParams
+    base: Checkpoint
+    tuned: list[Checkpoint]
+    other: Optional[Checkpoint]
+    matrices: list[str]  # names of the 2-D attention/MLP weights that get edited
+
+
+def plan_inputs(plan: Plan) -> list[Checkpoint]:
+    return [plan.base, *plan.tuned] + ([plan.other] if plan.other else [])
+
+
+def input_paths(plan: Plan) -> list[Path]:
+    """Every checkpoint an edit reads: an output may never be, hold or lie inside one."""
+    return [ck.path for ck in plan_inputs(plan)]
+
+
+def inputs_record(plan: Plan, hashes: dict[Path, dict]) -> dict:
+    """The manifest's "inputs": each checkpoint's resolved path and file hashes (and step, for a run)."""
+    def rec(ck: Checkpoint) -> dict:
+        return {"path": str(ck.path.resolve()), "sha256": hashes[ck.path]}
+
+    steps = getattr(plan.params, "steps", None)
+    return {
+        "base": rec(plan.base),
+        "tuned": [dict(rec(ck), step=(steps[i] if steps else None)) for i, ck in enumerate(plan.tuned)],
+        "other": rec(plan.other) if plan.other else None,
+    }
+
+
+def start_hashing(pool: ThreadPoolExecutor, plan: Plan):
+    """path -> future of its checkpoint's sha256, computed in ``pool`` while the edit runs."""
+    from rankedit.files.hashes import checkpoint_sha256
+
+    return {ck.path: pool.submit(checkpoint_sha256, ck) for ck in plan_inputs(plan)}
+
+
+def record_params(plan: Plan, as_lora: bool) -> dict:
+    out = plan.params.model_dump(mode="json")
+    out["as_lora"] = as_lora
+    return out
+
+
+def largest_short_side(plan: Plan) -> int:
+    """The short side of the biggest matrix the edit decomposes (what sizes its thread count)."""
+    return max(min(plan.base.info(n).shape) for n in plan.matrices)

@@ -1,0 +1,89 @@
+"""Step 1 of `rankedit run`: the models a plan names, resolved and checked before any work.
+
+The plan's own paths, or the embedded organism's folders (built once, then
+reused); the tuned and SFT runs' checkpoints by step; every input whole,
+finite, compatible with the base and, where it will be scored, with a tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rankedit.core.errors import RankeditError
+from rankedit.pipeline.plan import Plan
+from rankedit.pipeline.progress import say
+
+_STEP_DIR = re.compile(r"^(?:step|checkpoint)-(\d+)$")
+
+
+@dataclass
+class Models:
+    base: str
+    tuned: str
+    other_tuned: str | None = None
+    sft: str | None = None
+    checkpoints: list[tuple[int, str]] = field(default_factory=list)  # the tuned run's, by step
+    sft_checkpoints: list[tuple[int, str]] = field(default_factory=list)
+    organism: str | None = None  # the organism's folder, when the plan uses it
+
+    def paths(self) -> list[str]:
+        """Everything the run reads: OUT may not be, hold or lie inside any of it."""
+        steps = [p for _, p in self.checkpoints + self.sft_checkpoints]
+        return [p for p in (self.base, self.tuned, self.other_tuned, self.sft, self.organism, *steps) if p]
+
+    def run(self, of: str) -> tuple[str, list[tuple[int, str]]]:
+        return (self.tuned, self.checkpoints) if of == "tuned" else (self.sft, self.sft_checkpoints)
+
+
+
+def list_checkpoints(spec, default_dir: Path | None = None) -> list[tuple[int, str]]:
+    """(step, path) of a run's checkpoints, sorted by step, from a plan's ``checkpoints`` entry or a folder."""
+    if spec is not None and spec.paths is not None:
+        pairs = list(zip(spec.steps, spec.paths))
+    else:
+        folder = Path(spec.dir) if spec is not None else default_dir
+        if folder is None:
+            return []
+        if not folder.is_dir():
+            raise RankeditError(f"checkpoint folder not found: {folder}")
+        pairs = [(int(m.group(1)), str(p)) for p in folder.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+        if not pairs:
+            raise RankeditError(f"no step-N or checkpoint-N directories in {folder}")
+    pairs.sort()
+    steps = [s for s, _ in pairs]
+    if len(set(steps)) != len(steps):
+        raise RankeditError(f"duplicate checkpoint steps: {steps}")
+    return pairs
+
+
+def resolve_models(plan: Plan, quiet: bool = False) -> Models:
+    org = None
+    if plan.organism is not None:
+        from rankedit.organism.builder import build as build_organism
+
+        say(f"organism: {plan.organism.size}, seed {plan.organism.seed} (built once, then reused)", quiet)
+        org = Path(build_organism(plan.organism.size, plan.organism.seed, device=plan.organism.device,
+                                  progress=not quiet))
+    pick = lambda key, sub: getattr(plan, key) or (str(org / sub) if org else None)  # noqa: E731
+    m = Models(base=pick("base", "base"), tuned=pick("tuned", "rl"), other_tuned=pick("other_tuned", "rl-seed2"),
+               sft=pick("sft", "sft"), organism=str(org) if org else None)
+    m.checkpoints = list_checkpoints(plan.checkpoints, org / "rl" / "checkpoints" if org else None)
+    m.sft_checkpoints = list_checkpoints(plan.sft_checkpoints, org / "sft" / "checkpoints" if org else None)
+    from rankedit.files.checkpoint import Checkpoint, check_compatible
+
+    refs = {k: v for k, v in (("base", m.base), ("tuned", m.tuned), ("other_tuned", m.other_tuned),
+                              ("sft", m.sft)) if v}
+    cks = dict(zip(refs, (Checkpoint(v) for v in refs.values())))
+    check_compatible(list(cks.values()), list(refs))
+    from rankedit.files.validate import check_inputs, check_scorable
+
+    check_inputs(cks.values())  # whole and finite, before anything is built from them
+    if plan.analyze.enabled and plan.analyze.matched_sft:  # the analysis reads every SFT checkpoint
+        check_inputs(Checkpoint(p) for _, p in m.sft_checkpoints)
+    scored = ("base", "tuned", "sft") + (("other_tuned",) if plan.score.score_other_tuned else ())
+    for role in scored:
+        if role in cks:
+            check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
+    return m

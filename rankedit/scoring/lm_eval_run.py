@@ -1,0 +1,80 @@
+"""One lm-eval run: ``lm_eval.simple_evaluate`` on one model, in-process, with its samples logged.
+
+The ``hf`` backend (CPU or GPU) by default; ``vllm`` when it is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from pathlib import Path
+
+from rankedit.core.errors import RankeditError
+from rankedit.files.atomic import atomic_dir
+from rankedit.scoring.cpu_threads import cpu_threads_for
+from rankedit.scoring.raw_files import save_raw
+from rankedit.scoring.results import Settings
+from rankedit.scoring.suites import Suite
+from rankedit.scoring.tasks import quiet_lm_eval_notices, task_manager
+
+BACKENDS = ("hf", "vllm")
+
+
+def lm_eval_model(backend: str, path: Path, settings: Settings) -> tuple[str, dict]:
+    if backend == "hf":
+        return "hf", {"pretrained": str(path), "dtype": settings.dtype}
+    if backend == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            raise RankeditError("backend 'vllm' needs vllm, which is not installed in this environment: see "
+                                "'Scoring with vllm' in the README (a separate environment, GPU only); or use --backend hf")
+        return "vllm", {"pretrained": str(path), "dtype": "auto" if settings.dtype == "float32" else settings.dtype}
+    raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def quiet_generate_warnings():
+    """Silence transformers' per-batch "Both `max_new_tokens` and `max_length`" warning.
+
+    lm-eval's hf backend passes max_length while a checkpoint's generation_config
+    may set max_new_tokens (the organism's does); transformers then warns on every
+    generate() call, a thousand lines per scored model. Errors still show."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
+def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
+    """One call of lm_eval.simple_evaluate for one model on the suite's tasks (with samples)."""
+    from lm_eval import simple_evaluate
+
+    model, model_args = lm_eval_model(settings.backend, path, settings)
+    gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
+    with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"), quiet_generate_warnings(), \
+            quiet_lm_eval_notices():
+        res = simple_evaluate(
+            model=model, model_args=model_args, tasks=list(suite.tasks), task_manager=tm,
+            batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,
+            limit=settings.limit, num_fewshot=settings.num_fewshot, log_samples=True,
+            apply_chat_template=settings.apply_chat_template, gen_kwargs=gen_kwargs,
+            bootstrap_iters=1000,
+        )
+    if not res or not res.get("results"):
+        raise RuntimeError("lm-eval returned no results")
+    return res
+
+
+def run_into_cache(path: str, suite: Suite, settings: Settings, entry: str, tm=None) -> str:
+    """Score one model and store lm-eval's output as the cache entry ``entry`` (one executor task).
+
+    The entry appears whole or not at all, so a finished model is never lost, and
+    a task that runs again (a retry, a resume) only replaces it with the same content.
+    """
+    raw = run_lm_eval(Path(path), suite, tm if tm is not None else task_manager(suite), settings)
+    with atomic_dir(entry) as tmp:
+        save_raw(raw, tmp)
+    return entry

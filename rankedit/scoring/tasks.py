@@ -1,0 +1,81 @@
+"""lm-eval's tasks for a suite: the TaskManager over its task folders, and a preflight that builds them once."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from rankedit.core.errors import RankeditError
+from rankedit.scoring.failures import first_line
+from rankedit.scoring.suites import Suite
+
+
+def task_manager(suite: Suite):
+    """An lm-eval TaskManager that knows the suite's tasks; unknown names are one clear error.
+
+    lm-eval's own ~15k task configs are indexed only when needed (it takes ~10 s).
+    The returned manager carries ``rankedit_builtin`` (whether they were indexed).
+    """
+    from lm_eval.tasks import TaskManager
+
+    paths = [str(p) for p in suite.include_paths if Path(p).is_dir()]
+    tm, builtin = None, False
+    if suite.needs_builtin_tasks is not True and paths:
+        tm = TaskManager(include_path=paths, include_defaults=False)
+        if suite.needs_builtin_tasks is None and any(t not in tm.all_tasks for t in suite.tasks):
+            tm = None
+    if tm is None:
+        tm, builtin = TaskManager(include_path=paths or None, include_defaults=True), True
+    tm.rankedit_builtin = builtin
+    unknown = [t for t in suite.tasks if t not in tm.all_tasks]
+    if unknown:
+        import difflib
+
+        hints = []
+        for t in unknown:
+            close = difflib.get_close_matches(t, tm.all_tasks, n=3)
+            hints.append(f"{t!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        where = ", ".join(str(p) for p in suite.include_paths) or "none"
+        scope = "" if builtin else " (lm-eval's built-in tasks not searched)"
+        raise RankeditError(f"unknown task {', '.join(hints)}: not found in task folders [{where}] "
+                            f"or lm-eval's task list{scope}")
+    return tm
+
+
+class _DropMetadataNotice(logging.Filter):
+    """Drops lm-eval's "Custom kwargs can be passed to `--metadata`" warning.
+
+    lm-eval logs it each time it builds a task with a ``custom_dataset``: every
+    organism task, once at preflight and again for every model scored (six
+    lines for one model). It advises on lm-eval's own command line, which a
+    rankedit user does not run, so it is dropped, not just deduplicated."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_lm_eval_notices():
+    logger = logging.getLogger("lm_eval.api.task")  # where lm-eval's Task.download logs it
+    f = _DropMetadataNotice()
+    logger.addFilter(f)
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)
+
+
+def preflight(suite: Suite, tm) -> None:
+    """Build the tasks once (datasets, !function imports) so environment problems are one clear error."""
+    try:
+        with quiet_lm_eval_notices():
+            tm.load(list(suite.tasks))
+    except ImportError as e:
+        raise RankeditError(f"a task of suite {suite.name!r} needs a missing package ({first_line(e)}); "
+                            'for the math tasks: pip install "lm-eval[math]==0.4.13"') from None
+    except RankeditError:
+        raise
+    except Exception as e:  # dataset download (offline?), bad YAML
+        raise RankeditError(f"cannot load the tasks of suite {suite.name!r}: {first_line(e)} "
+                            "(datasets of lm-eval's built-in tasks need the Hugging Face Hub)") from None
