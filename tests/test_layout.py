@@ -22,7 +22,7 @@ ALLOWED = {
     "edits": {"core", "files"},
     "scoring": {"core", "files"},
     "report": {"core", "files", "analysis", "edits", "scoring"},
-    "publish": {"core", "files", "edits", "scoring", "report"},
+    "publish": {"core", "files", "analysis", "edits", "scoring", "report"},
     "pipeline": {"core", "files", "analysis", "edits", "scoring", "report", "organism"},
     "organism": {"core", "files"},
     "testing": {"core", "files"},

@@ -12,16 +12,16 @@ import yaml
 import clirun  # tests/ is on sys.path (no package)
 from rankedit.pipeline import run as pipeline
 from rankedit.core.errors import RankeditError
-from rankedit.pipeline.executors import LocalExecutor, RayExecutor
+from rankedit.core.executors import LocalExecutor, RayExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 MICRO_PLAN = ROOT / "examples" / "organism-micro.yaml"
 
 
 def test_ray_missing_fails_before_any_work(tmp_path, capsys, monkeypatch):
-    import rankedit.pipeline.executors
+    import rankedit.core.executors
 
-    monkeypatch.setattr(rankedit.pipeline.executors, "ray_available", lambda: False)
+    monkeypatch.setattr(rankedit.core.executors, "ray_available", lambda: False)
     code, out, err = clirun.run_cli(["run", MICRO_PLAN, "-o", tmp_path / "o", "--executor", "ray"], capsys)
     lines = [l for l in (out + err).splitlines() if l.strip()]
     assert code == 1 and len(lines) == 1, lines

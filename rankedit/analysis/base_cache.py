@@ -46,7 +46,7 @@ def cache_key(w0: torch.Tensor, k: int, alpha: float, device: str) -> str:
 
 
 def _path(key: str) -> Path:
-    from rankedit.files.cache import cache_root
+    from rankedit.core.cache_dir import cache_root
 
     return cache_root() / FOLDER / key[:2] / f"{key}.safetensors"
 

@@ -89,7 +89,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
 
     from rankedit.edits.edit_plan import inputs_record, input_paths, largest_short_side, record_params, start_hashing
     from rankedit.core.threads import hot_path_threads
-    from rankedit.publish.inputs import hub_id_of
+    from rankedit.files.provenance import hub_id_of
 
     if plan.edit.name != "rank-k":
         raise RankeditError(f"--as-lora exports rank-k edits only, not {plan.edit.name}")

@@ -19,7 +19,7 @@ CACHE_FILE = "sha256.json"
 
 
 def _cache_path(name: str = CACHE_FILE) -> Path:
-    from rankedit.files.cache import cache_root
+    from rankedit.core.cache_dir import cache_root
 
     return cache_root() / name
 

@@ -49,7 +49,7 @@ from importlib import metadata
 from pathlib import Path
 
 from rankedit.files.atomic import atomic_write_text
-from rankedit.files.cache import cache_root
+from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
 from rankedit.organism import pinning
 from rankedit.core.machine import cpu

@@ -33,7 +33,7 @@ def check_requirements(plan: Plan, source: str = "plan") -> None:
     s = plan.score
     on_ray = plan.executor.kind == "ray"
     if on_ray:
-        from rankedit.pipeline.executors import RAY_MISSING, ray_available
+        from rankedit.core.executors import RAY_MISSING, ray_available
 
         if not ray_available():
             raise RankeditError(f"{source}: executor: {RAY_MISSING}")

@@ -23,13 +23,13 @@ from typing import Callable
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
 from rankedit.core.errors import RankeditError
-from rankedit.pipeline.executors import LocalExecutor, make_executor
+from rankedit.core.executors import LocalExecutor, make_executor
 from rankedit.pipeline.plan import EditSpec, Plan, load_plan, split_runs, with_executor
 from rankedit.pipeline.requirements import check_requirements
 from rankedit.core.resources import shipped_dir
 from rankedit.pipeline.models import Models, resolve_models
 from rankedit.pipeline.progress import say
-from rankedit.report.outputs import write_report
+from rankedit.pipeline.outputs import write_report
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
 # RANKEDIT_ORGANISM_SIZE=micro makes every default use the seconds-scale organism (CI, the README's doc test)
@@ -208,7 +208,7 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
     return result, dict(result.failures)
 
 
-# ---- 5. report: rankedit.report.outputs (written by the driver alone, atomically) ----------------
+# ---- 5. report: rankedit.pipeline.outputs (written by the driver alone, atomically) ----------------
 
 
 def check_tasks(plan: Plan) -> None:

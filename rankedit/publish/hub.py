@@ -30,7 +30,7 @@ from rankedit.files.inventory import INVENTORY
 from rankedit.core.errors import RankeditError
 from rankedit.publish.errors import close_hub_progress_bars, explain
 from rankedit.publish.folder import ANALYSIS, MANIFEST, SCORES, check_dir, list_files, read_json
-from rankedit.publish.inputs import CARD, HUB_ID_RE, hub_id_of, license_of
+from rankedit.files.provenance import CARD, HUB_ID_RE, hub_id_of, license_of
 
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 

@@ -31,7 +31,7 @@ from typing import Callable, Mapping, Sequence
 
 from rankedit.core.errors import RankeditError
 from rankedit.files.tempfiles import WRITE_ERRNOS
-from rankedit.files.cache import cache_root
+from rankedit.core.cache_dir import cache_root
 from rankedit.files.checkpoint import Checkpoint
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_scorable
@@ -110,7 +110,7 @@ def score(
     ``dtype``: the hf backend's torch dtype (default float32 on the CPU, auto on GPUs).
     ``max_gen_toks``/``apply_chat_template``/``num_fewshot`` override the suite.
     ``on_model(label, scores, error)`` is called as each model finishes or fails.
-    ``executor`` (``rankedit.pipeline.executors``, default local) runs the models not in
+    ``executor`` (``rankedit.core.executors``, default local) runs the models not in
     the cache, each task asking for ``resources`` (``num_cpus``, ``num_gpus``).
     Raises RankeditError for bad input up front, and after writing ``out`` when
     some models failed (the others' scores are in ``out`` and in the cache).
@@ -162,7 +162,7 @@ def score(
     if not (use_cache and all((store / k / "results.json").is_file() for _, k in keys.values())):
         preflight(st, tm)  # task-level problems (missing package, offline dataset): one error, before any model
 
-    from rankedit.pipeline.executors import LocalExecutor
+    from rankedit.core.executors import LocalExecutor
 
     ex = executor or LocalExecutor()
     settled: dict[str, ModelScores | str] = {}  # label -> scores, or why it failed

@@ -80,7 +80,7 @@ def ray_available() -> bool:
 
 def worker_env() -> dict[str, str]:
     """The driver's settings every worker must share; the cache is the driver's resolved one."""
-    from rankedit.files.cache import cache_root
+    from rankedit.core.cache_dir import cache_root
 
     env = {k: os.environ[k] for k in WORKER_ENV if os.environ.get(k)}
     env["RANKEDIT_CACHE"] = str(cache_root())
