@@ -103,7 +103,7 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
         print(json.dumps(run_case(args._one, args.work, args._out)))
         return
 
-    from rankedit.files.cache import cache_root
+    from rankedit.core.cache_dir import cache_root
 
     work = args.work or cache_root() / f"{work_name}-L{args.layers}"
     t0 = time.perf_counter()

@@ -3,13 +3,30 @@
 Importing this package registers every edit in ``EDITS`` and as a mergekit merge
 method (``rankedit_rank_k``, ``rankedit_mask``, ...), so a plain mergekit YAML can
 name them once ``rankedit.edits`` is imported (see ``rankedit.edits.mergekit_yaml``).
+
+Every module of this package that is not machinery (``MACHINERY``) holds edits and is
+imported here, so a new edit is one new file calling ``registry.register``; edits from
+other packages come in through ``registry.load_plugins`` (entry points, $RANKEDIT_PLUGINS).
 """
 
-from rankedit.edits import extrapolate, mask, off_principal, rank_k, scale  # noqa: F401  (register)
-from rankedit.edits.build import build_edit, mergekit_config, plan_edit
-from rankedit.edits.manifest import MANIFEST, read_manifest
-from rankedit.edits.mergekit_methods import method_name, register_all
-from rankedit.edits.registry import EDITS, EditResult, MatrixInputs, get_edit
+import importlib
+import pkgutil
+
+# The modules that run, record and export edits rather than define them.
+MACHINERY = {"build", "config_file", "lora", "manifest", "merge_options", "mergekit_methods", "mergekit_yaml",
+             "registry"}
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in MACHINERY:
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+from rankedit.edits.registry import EDITS, EditResult, MatrixInputs, get_edit, load_plugins  # noqa: E402
+
+load_plugins()
+
+from rankedit.edits.build import build_edit, mergekit_config, plan_edit  # noqa: E402
+from rankedit.edits.manifest import MANIFEST, read_manifest  # noqa: E402
+from rankedit.edits.mergekit_methods import method_name, register_all  # noqa: E402
 
 register_all()
 

@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from pydantic import ValidationError
-
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
@@ -27,7 +25,7 @@ from rankedit.edits.edit_plan import (Plan, input_paths, inputs_record, largest_
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
-from rankedit.edits.registry import Edit, EditParams, get_edit
+from rankedit.edits.registry import Edit, EditParams, get_edit, parse_params
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
@@ -39,20 +37,8 @@ PathLike = str | os.PathLike
 EXTRA_FILES = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json",
                "tokenizer.model", "added_tokens.json", "merges.txt", "vocab.json", "chat_template.jinja",
                "chat_template.json")
-# Edits whose parameter k indexes singular directions of each matrix.
-K_EDITS = {"rank-k", "random-rank-k", "off-principal", "principal-only"}
 
 
-def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
-    try:
-        return edit.params(**params)
-    except ValidationError as e:
-        parts = []
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg}" if loc else msg)
-        raise RankeditError(f"invalid parameters for {edit.name}: " + "; ".join(parts)) from None
 
 
 def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], **params: Any) -> Plan:
@@ -107,8 +93,8 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
                 if len(base_ck.info(n).shape) == 2 and classify(n, base_ck.info(n).shape, model_type).is_matrix]
     if not matrices:
         raise RankeditError(f"{base_ck.path}: no 2-D attention or MLP matrices recognised (model_type {model_type!r})")
-    k = getattr(p, "k", None)
-    if k is not None and (method in K_EDITS or source == "principal"):
+    k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
+    if k is not None:
         limit = min(min(base_ck.info(n).shape) for n in matrices)
         if k > limit:
             small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)

@@ -122,9 +122,8 @@ def check_mergekit_config(config, path) -> None:
     from mergekit import merge_methods as mk
 
     from rankedit.files.checkpoint import Checkpoint
-    from rankedit.edits.build import parse_params
     from rankedit.edits.mergekit_methods import PREFIX, ROLE_MASK_FROM, ROLE_TUNED
-    from rankedit.edits.registry import EDITS
+    from rankedit.edits.registry import EDITS, parse_params
     from rankedit.files.validate import check_inputs
 
     try:

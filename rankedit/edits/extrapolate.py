@@ -23,20 +23,21 @@ steps, and dW(t) = W(t) - W0.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 from pydantic import Field, StrictInt, model_validator
 
-from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
+from rankedit.edits.registry import Cli, Control, EditParams, EditResult, MatrixInputs, register
 from rankedit.core.svd import edit_svd, svd_facts
 
 
 class ExtrapolateParams(EditParams):
     mode: Literal["linear", "rank1", "expo", "last"] = Field(
         "linear", description="how to extrapolate; 'last' is the control: the window's last checkpoint as it is")
-    steps: Optional[tuple[StrictInt, ...]] = Field(None, description="training step of each checkpoint, strictly increasing")
-    target_step: Optional[StrictInt] = Field(None, description="step T to extrapolate to")
+    steps: Annotated[Optional[tuple[StrictInt, ...]], Cli(metavar="S1,S2,...", required=True)] = Field(
+        None, description="training step of each TUNED checkpoint, strictly increasing")
+    target_step: Optional[StrictInt] = Field(None, description="step T to extrapolate to (linear, rank1; expo if no --alpha)")
     alpha: Optional[float] = Field(None, description="expo: W1 + α(W1 - W_ref); default from the target step")
 
     @model_validator(mode="after")
@@ -56,6 +57,19 @@ class ExtrapolateParams(EditParams):
         return self
 
 
+def _describe(p: ExtrapolateParams) -> str:
+    last = p.steps[-1] if p.steps else "?"
+    if p.mode == "last":
+        return f"the checkpoint at step {last} as it is, not extrapolated (control)"
+    return f"{p.mode} extrapolation from steps ≤ {last} to step {p.target_step}"
+
+
+def _cost(p: ExtrapolateParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
+    """rank1 predicts an outer product a vᵀ (m + n values); the other modes a dense delta."""
+    m, n = shape
+    return m + n if p.mode == "rank1" else m * n
+
+
 def line_coefficients(steps: tuple[int, ...], target: float) -> list[float]:
     """Weights c_i with Σ c_i y_i = the least-squares line through (t_i, y_i) at ``target``."""
     t = torch.tensor(steps, dtype=torch.float64)
@@ -71,7 +85,15 @@ def expo_alpha(p: ExtrapolateParams) -> float:
     return (p.target_step - last) / (last - first)
 
 
-@register("extrapolate", ExtrapolateParams, "extrapolate a run's checkpoints to a later step (linear, rank1, expo; last: the control)", inputs="run")
+@register("extrapolate", ExtrapolateParams, help="""Extrapolate a run's checkpoints (TUNED... in step order) to --target-step.
+
+    --mode linear: per-entry least-squares line through dW(t), evaluated at T;
+    rank1 (AlphaRL): sign-aligned a(t) = s1(t)u1(t) fitted linearly in t, times
+    v1ᵀ of the last checkpoint; expo: W1 + α(W1 - W_ref), W1 the last and W_ref
+    the first checkpoint, α = --alpha or (T - t_n)/(t_n - t_1).
+    Example: rankedit edit extrapolate BASE ck100 ck200 ck300 --steps 100,200,300 --target-step 750 -o OUT""",
+          card_text="extrapolates the update from a window of checkpoints of one run to a target step",
+          describe=_describe, inputs="run", control=lambda p: None if p.mode == "last" else Control("extrapolate", {"mode": "last"}), storage=_cost)
 def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
     steps = x.steps if x.steps is not None else p.steps
     if steps is None or len(steps) != len(x.tuned):

@@ -21,14 +21,14 @@ keeps round(p · numel) entries, and the ``principal`` mask is the M_p that
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 from pydantic import Field, StrictInt
 
 from rankedit.core.masks import bf16_update_mask, low_mask, principal_mask_of, top_fraction_mask
 from rankedit.core.svd import exact_accuracy, svd_facts
-from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.edits.registry import Cli, Control, EditParams, EditResult, MatrixInputs, generator, register
 
 SOURCES = ("bf16", "magnitude", "principal", "low", "from", "random")
 DEFAULT_DENSITY = {"magnitude": 0.1, "principal": 0.5, "low": 0.5}
@@ -43,7 +43,30 @@ class MaskParams(EditParams):
         description="fraction kept: p for magnitude (0.1), α for principal/low (0.5), random (bf16 mask's density)",
     )
     k: StrictInt = Field(16, ge=1, description="rank of W0's reconstruction for the principal mask")
-    mask_from: Optional[str] = Field(None, description="another tuned checkpoint of the same base (source 'from')")
+    mask_from: Annotated[Optional[str], Cli(flag="--from", metavar="OTHER_TUNED")] = Field(
+        None, description="another tuned checkpoint of the same base, for --source from")
+
+
+def _describe(p: MaskParams) -> str:
+    d = p.density
+    return {
+        "bf16": "entries whose bf16 value changed",
+        "magnitude": f"largest {d or 0.1:.0%} of |ΔW|",
+        "principal": f"top {d or 0.5:.0%} entries of W0's rank-{p.k or 16} part",
+        "low": f"bottom {d or 0.5:.0%} entries of |W0|",
+        "from": "entries the other run changed (transplant)",
+        "random": f"random entries, {'density ' + format(d, '.0%') if d else 'same density as bf16 mask'} (control)",
+    }[p.source]
+
+
+def sparse_cost(p: MaskParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
+    """The kept values and one position each: 2·round(density·m·n). ``density`` is what the
+    build kept (its manifest); without it, the parameters' or the source's default fraction."""
+    m, n = shape
+    d = density if density is not None else p.density if p.density is not None else DEFAULT_DENSITY.get(p.source)
+    if d is None:
+        raise ValueError(f"the density of mask source {p.source!r} is what the update did: give the kept density")
+    return 2 * int(round(d * m * n))
 
 
 def principal_mask(w0: torch.Tensor, alpha: float, k: int) -> tuple[torch.Tensor, dict]:
@@ -87,7 +110,19 @@ def _plain_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
     raise ValueError(f"unknown mask source {p.source!r}")
 
 
-@register("mask", MaskParams, "keep dW only on a mask (bf16, magnitude, principal, low, from another run, random)")
+@register("mask", MaskParams, help="""Keep dW only on a mask of entries: W0 + M ⊙ dW.
+
+    --source bf16: entries whose bf16 values changed; magnitude: top-p of |dW|
+    (p = --density, default 0.1); principal: top-α of |W0_k| (rank --k
+    reconstruction, α = --density, default 0.5); low: bottom-α of |W0|; from:
+    another run's bf16 update mask (--from OTHER_TUNED, same base); random: a
+    seeded random mask, by default with the bf16 mask's density per matrix.""",
+          card_text="keeps the update on a subset of entries (W_base + M ⊙ dW)", describe=_describe,
+          # a random mask of the same density controls every other mask (by default the bf16 mask's density)
+          control=lambda p: None if p.source == "random" else Control(
+              "mask", {"source": "random", "density": p.density or DEFAULT_DENSITY.get(p.source)}),
+          storage=sparse_cost,
+          svd_rank=lambda p: p.k if p.source == "principal" else None)
 def mask(x: MatrixInputs, p: MaskParams) -> EditResult:
     m, facts = make_mask_with_facts(x, p)
     return EditResult(delta=x.dw * m, density=int(m.sum()) / m.numel(), **facts)

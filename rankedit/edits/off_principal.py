@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, StrictInt
 
-from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
+from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
 from rankedit.core.svd import edit_svd, svd_facts
 
 
@@ -37,13 +37,24 @@ def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 
     return left - (left @ V) @ V.T, svd_facts(acc)  # ... (I - P_V)
 
 
-@register("off-principal", PrincipalParams, "remove the part of dW in W0's top-k singular subspaces")
+@register("off-principal", PrincipalParams, help="""Remove the part of dW inside W0's top-k singular subspaces.
+
+    New matrix: W0 + (I - P_U) dW (I - P_V) with P_U = U0ₖU0ₖᵀ, P_V = V0ₖV0ₖᵀ from
+    the base matrix's top-k singular vectors (Path Not Taken).""",
+          card_text="keeps only the part of the update outside the top-k singular subspaces of the base "
+                    "weights (W_base + (I - P_U) dW (I - P_V))",
+          describe=lambda p: f"ΔW outside W0's top-{p.k} singular subspaces", control=Control("principal-only"))
 def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     delta, facts = off_principal_parts(x.w0, x.dw, p.k, x.seed)
     return EditResult(delta=delta, **facts)
 
 
-@register("principal-only", PrincipalParams, "control for off-principal: keep only the part it removes")
+@register("principal-only", PrincipalParams, help="""Control for off-principal: keep only what off-principal removes.
+
+    New matrix: W0 + dW - (I - P_U) dW (I - P_V); its delta and off-principal's sum to dW.""",
+          card_text="control: keeps only the part of the update inside the top-k singular subspaces of "
+                    "the base weights",
+          describe=lambda p: f"ΔW inside W0's top-{p.k} singular subspaces")
 def principal_only(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     dw = x.dw
     off, facts = off_principal_parts(x.w0, dw, p.k, x.seed)

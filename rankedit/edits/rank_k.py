@@ -13,12 +13,12 @@ norm as the rank-k edit; only the directions differ.
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal, Optional, Union
 
 import torch
-from pydantic import Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, generator, register
 from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import numerical_rank
@@ -29,6 +29,34 @@ Scale = Union[Literal["norm", "none"], float]
 class RankKParams(EditParams):
     k: StrictInt = Field(1, ge=1, description="number of singular directions of dW kept")
     scale: Scale = Field("norm", description="norm (AlphaRL: rescale to ‖dW‖_F), none (c = 1) or a number c")
+
+
+class LoraOptions(BaseModel):
+    """rank-k's build options (keyword arguments of ``build_edit``): its factors can be written
+    as a PEFT adapter instead of merged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    as_lora: bool = Field(False, description="write a PEFT LoRA adapter (rank k) instead of a merged checkpoint")
+    lora_dtype: Optional[Literal["source", "float32", "bfloat16", "float16"]] = Field(
+        None, description="dtype of the adapter's factors (with --as-lora). Default: source, the base matrices' own")
+
+    @model_validator(mode="after")
+    def _lora_only(self):
+        if self.lora_dtype is not None and not self.as_lora:
+            raise ValueError("--lora-dtype applies to --as-lora only")
+        return self
+
+
+def low_rank_cost(p: RankKParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
+    """k(m + n) + k: the factors U_k, V_k and the k (rescaled) singular values."""
+    m, n = shape
+    return p.k * (m + n) + p.k
+
+
+def _describe_rank_k(p: RankKParams) -> str:
+    how = {"norm": ", rescaled to ‖ΔW‖", "none": ""}.get(str(p.scale), f", ×{p.scale}")
+    return f"top-{p.k} singular directions of ΔW{how}"
 
 
 def rescale_factor(dw: torch.Tensor, s_kept: torch.Tensor, scale: Scale) -> float:
@@ -63,7 +91,15 @@ def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0
     return B, A, numerical_rank(svd.S, tuple(dw.shape), dw.dtype), acc
 
 
-@register("rank-k", RankKParams, "keep the top-k singular directions of dW (AlphaRL rank-1 for k=1)")
+@register("rank-k", RankKParams, help="""Keep the top-k singular directions of each update dW (AlphaRL).
+
+    New matrix: W0 + c·U_k S_k V_kᵀ of dW, with c = ‖dW‖_F / ‖U_k S_k V_kᵀ‖_F
+    (--scale norm, the default: the edit moves as far as the full update),
+    c = 1 (--scale none) or a given number. Uses a seeded randomized SVD of dW.
+    --as-lora writes a PEFT LoRA adapter (rank k) instead of a merged checkpoint.""",
+          card_text="keeps the top-k singular directions of each matrix's update dW = W_tuned - W_base "
+                    "(W_base + c · U_k S_k V_kᵀ)",
+          describe=_describe_rank_k, control=Control("random-rank-k"), storage=low_rank_cost, options=LoraOptions)
 def rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
     B, A, kept, acc = rank_k_parts(x.dw, p.k, p.scale, x.seed)
     return EditResult(delta=B @ A, rank_kept=kept, **svd_facts(acc))
@@ -76,7 +112,13 @@ def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype)
     return q.to(dtype)
 
 
-@register("random-rank-k", RankKParams, "control for rank-k: k random orthonormal directions with the same norm")
+@register("random-rank-k", RankKParams, help="""Control for rank-k: k random orthonormal directions with the same norm.
+
+    Same singular values and rescale as rank-k, random (seeded) directions, so the
+    edit has exactly the rank-k edit's norm and only the directions differ.""",
+          card_text="control: k random orthonormal directions of the same norm in place of the update",
+          describe=lambda p: f"{p.k} random direction{'s' if p.k != 1 else ''} per matrix, same norm (control)",
+          storage=low_rank_cost)
 def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
     dw = x.dw
     svd, acc = edit_svd(dw, p.k, x.seed)

@@ -13,12 +13,14 @@ transposed by the adapter) and in float32 (float64 if the inputs are).
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Optional, Union
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 
 class EditParams(BaseModel):
@@ -65,25 +67,81 @@ class EditResult:
 
 
 @dataclass(frozen=True)
+class Cli:
+    """How a parameter appears as a ``rankedit edit`` option where its name and type do not say it
+    (put it in the field's ``Annotated[...]``): another flag name, a metavar, or required on the
+    command line although the Python API has a default."""
+
+    flag: Optional[str] = None
+    metavar: Optional[str] = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Control:
+    """The edit that controls another: ``method`` run with the edit's parameters updated by ``params``."""
+
+    method: str
+    params: dict = field(default_factory=dict)
+
+
+def dense_cost(p: EditParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
+    """Stored values of a dense delta: every entry of the (m, n) matrix."""
+    return shape[0] * shape[1]
+
+
+def k_of(p: EditParams) -> Optional[int]:
+    """The default answer to "how many singular directions of each matrix does this edit compute?"."""
+    return getattr(p, "k", None)
+
+
+@dataclass(frozen=True)
 class Edit:
+    """Everything rankedit knows about one edit; the CLI, the plan, the report and the card read it."""
+
     name: str
     fn: Callable[[MatrixInputs, EditParams], EditResult]
-    params: type[EditParams]
-    summary: str  # one line for --help listings
+    params: type[EditParams]  # its fields become the options of `rankedit edit NAME`
+    help: str  # `rankedit edit NAME --help`; the first line is the summary in listings
+    describe: Callable[[EditParams], str]  # what it keeps, with these parameters (report's "keeps", card)
     inputs: Literal["pair", "run"] = "pair"  # run: several checkpoints of one run with their steps
-    extra: dict = field(default_factory=dict)
+    card_text: Optional[str] = None  # the card's sentence; default: the summary
+    # the edit that controls this one, or a function of the parameters giving it (None: it is a control)
+    control: Union[Control, Callable[[EditParams], Optional[Control]], None] = None
+    storage: Callable[[EditParams, tuple[int, int], Optional[float]], int] = dense_cost
+    options: Optional[type[BaseModel]] = None  # options of the build, not of the math (rank-k: --as-lora)
+    svd_rank: Callable[[EditParams], Optional[int]] = k_of  # checked against each matrix's short side
+
+    @property
+    def summary(self) -> str:
+        return self.help.strip().splitlines()[0]
+
+    @property
+    def card(self) -> str:
+        return self.card_text or self.summary[0].lower() + self.summary[1:].rstrip(".")
+
+    def control_for(self, params: EditParams) -> Optional[tuple[str, EditParams]]:
+        """The control of this edit with these parameters, as (method, validated parameters)."""
+        control = self.control(params) if callable(self.control) else self.control
+        if control is None:
+            return None
+        target = get_edit(control.method)
+        fields = target.params.model_fields
+        values = {k: v for k, v in params.model_dump().items() if k in fields} | control.params
+        return target.name, target.params.model_validate(values)
 
 
 EDITS: dict[str, Edit] = {}
 
 
-def register(name: str, params: type[EditParams], summary: str, inputs: str = "pair"):
-    """Decorator: add a pure edit function to the registry under ``name``."""
+def register(name: str, params: type[EditParams], *, help: str, describe: Callable[[EditParams], str], **record):
+    """Decorator: add a pure edit function to the registry under ``name`` (``record``: the other
+    fields of ``Edit``)."""
 
     def deco(fn):
         if name in EDITS:
             raise ValueError(f"edit {name!r} registered twice")
-        EDITS[name] = Edit(name=name, fn=fn, params=params, summary=summary, inputs=inputs)
+        EDITS[name] = Edit(name=name, fn=fn, params=params, help=help, describe=describe, **record)
         return fn
 
     return deco
@@ -97,6 +155,31 @@ def get_edit(name: str) -> Edit:
     return EDITS[name]
 
 
+def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
+    """The edit's validated parameters; every problem in one line naming the field."""
+    from rankedit.core.errors import RankeditError
+
+    try:
+        return edit.params(**params)
+    except ValidationError as e:
+        parts = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        raise RankeditError(f"invalid parameters for {edit.name}: " + "; ".join(parts)) from None
+
+
+def describe(method: str, params: Mapping[str, Any]) -> str:
+    """What an edit keeps, from a manifest's parameters (keys that are not the edit's, such as
+    ``as_lora``, are ignored); an edit rankedit does not know is named as it is."""
+    edit = EDITS.get(method)
+    if edit is None:
+        return method
+    fields = edit.params.model_fields
+    return edit.describe(parse_params(edit, {k: v for k, v in params.items() if k in fields}))
+
+
 def matrix_seed(seed: int, name: str) -> int:
     """A per-matrix seed: stable across runs and machines (crc32, not Python's hash)."""
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
@@ -104,3 +187,45 @@ def matrix_seed(seed: int, name: str) -> int:
 
 def generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(seed)
+
+
+# ---- edits from outside the package --------------------------------------------------------
+PLUGINS_ENV = "RANKEDIT_PLUGINS"  # Python files or module names, separated by os.pathsep
+ENTRY_POINTS = "rankedit.edits"  # entry-point group of installed packages: name = "module"
+_loaded: set[str] = set()
+
+
+def load_plugins() -> None:
+    """Import the modules that register edits from outside rankedit (idempotent): those of the
+    entry-point group ``rankedit.edits`` and those listed in $RANKEDIT_PLUGINS."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    refs = [ep.value for ep in entry_points(group=ENTRY_POINTS)]
+    refs += [r for r in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if r.strip()]
+    for ref in refs:
+        if ref in _loaded:
+            continue
+        _loaded.add(ref)
+        try:
+            if ref.endswith(".py"):
+                _import_file(Path(ref))
+            else:
+                import_module(ref)
+        except Exception as e:  # noqa: BLE001 - any failure of a user's module is one line naming it
+            from rankedit.core.errors import RankeditError
+
+            raise RankeditError(f"edit plugin {ref}: {type(e).__name__}: {e}") from None
+
+
+def _import_file(path: Path) -> None:
+    import importlib.util
+    import sys
+
+    name = f"rankedit_plugin_{path.stem}_{zlib.crc32(str(path.resolve()).encode()):08x}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise FileNotFoundError(f"no Python file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)

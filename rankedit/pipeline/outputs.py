@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, failures: dict,
                  summaries: dict, notes: dict, out: Path, timings: dict) -> dict:
     """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
+    from rankedit.edits.registry import describe
     from rankedit.report import rows as rep
     from rankedit.report.figures import report_plots
 
@@ -27,7 +28,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     for e in plan.edits:
         info = edits[e.name]
         edit_info.append({"name": e.name, "method": e.method, "of": e.of, "control_of": e.control_of,
-                          "params": info["params"], "keeps": rep.describe(e.method, info["params"]),
+                          "params": info["params"], "keeps": describe(e.method, info["params"]),
                           "path": info["path"], "energy_kept": info["summary"].get("energy_kept"),
                           "density": info["summary"].get("density")})
     rows = rep.edit_rows(result, edit_info, n_boot=plan.score.n_boot)

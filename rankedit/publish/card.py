@@ -26,20 +26,6 @@ from rankedit.core.errors import RankeditError
 
 SEAL_RE = re.compile(r"\n?<!-- rankedit-card sha256:([0-9a-f]{64}) -->\n?\Z")
 
-# One sentence per edit method, from docs/science.md, so the card says what was done.
-METHOD_TEXT = {
-    "rank-k": "keeps the top-k singular directions of each matrix's update dW = W_tuned - W_base "
-              "(W_base + c · U_k S_k V_kᵀ)",
-    "random-rank-k": "control: k random orthonormal directions of the same norm in place of the update",
-    "off-principal": "keeps only the part of the update outside the top-k singular subspaces of the base "
-                     "weights (W_base + (I - P_U) dW (I - P_V))",
-    "principal-only": "control: keeps only the part of the update inside the top-k singular subspaces of "
-                      "the base weights",
-    "mask": "keeps the update on a subset of entries (W_base + M ⊙ dW)",
-    "extrapolate": "extrapolates the update from a window of checkpoints of one run to a target step",
-    "scale": "scales the whole update (W_base + λ dW)",
-}
-
 # Metrics of `rankedit analyze` worth a column in the per-kind table, in order.
 ANALYSIS_KEYS = view("card")
 
@@ -105,11 +91,21 @@ def _input_line(role: str, inp: dict, hub_id: str | None) -> str:
     return f"- **{role}**: {where}{step}" + (f"; sha256 {hashes}" if hashes else "")
 
 
+def _method_line(method: str, params: dict) -> str:
+    """What the method does (its record's card sentence) and, with these parameters, what it keeps."""
+    from rankedit.edits.registry import EDITS, describe
+
+    edit = EDITS.get(method)
+    if edit is None:
+        return f"Method **`{method}`**: a rankedit edit."
+    return f"Method **`{method}`**: {edit.card}. Here it keeps: {describe(method, params)}."
+
+
 def _recipe(manifest: dict, ids: dict) -> str:
     method = manifest["method"]
     params = manifest.get("params") or {}
     inputs = manifest.get("inputs") or {}
-    lines = ["## Recipe", "", f"Method **`{method}`**: {METHOD_TEXT.get(method, 'a rankedit edit')}.", ""]
+    lines = ["## Recipe", "", _method_line(method, params), ""]
     if params:
         lines += [_table(["parameter", "value"], [[k, v if not isinstance(v, (list, dict)) else str(v)] for k, v in params.items()]), ""]
     lines.append("Inputs:")

@@ -22,40 +22,6 @@ REFERENCE_LABELS = ("tuned", "other_tuned", "sft")
 COMPARE_METRICS = view("compare")
 
 
-def describe(method: str, params: Mapping[str, Any]) -> str:
-    """What an edit keeps of the update, in words (the report's 'keeps' column)."""
-    k = params.get("k")
-    if method == "rank-k":
-        scale = params.get("scale", "norm")
-        how = {"norm": ", rescaled to ‖ΔW‖", "none": ""}.get(str(scale), f", ×{scale}")
-        return f"top-{k} singular directions of ΔW{how}"
-    if method == "random-rank-k":
-        return f"{k} random direction{'s' if k != 1 else ''} per matrix, same norm (control)"
-    if method == "off-principal":
-        return f"ΔW outside W0's top-{k} singular subspaces"
-    if method == "principal-only":
-        return f"ΔW inside W0's top-{k} singular subspaces"
-    if method == "mask":
-        src, d = params.get("source", "bf16"), params.get("density")
-        return {
-            "bf16": "entries whose bf16 value changed",
-            "magnitude": f"largest {d or 0.1:.0%} of |ΔW|",
-            "principal": f"top {d or 0.5:.0%} entries of W0's rank-{k or 16} part",
-            "low": f"bottom {d or 0.5:.0%} entries of |W0|",
-            "from": "entries the other run changed (transplant)",
-            "random": f"random entries, {'density ' + format(d, '.0%') if d else 'same density as bf16 mask'} (control)",
-        }.get(src, f"mask {src}")
-    if method == "extrapolate":
-        steps = params.get("steps") or []
-        last = steps[-1] if steps else "?"
-        if params.get("mode") == "last":
-            return f"the checkpoint at step {last} as it is, not extrapolated (control)"
-        return f"{params.get('mode', 'linear')} extrapolation from steps ≤ {last} to step {params.get('target_step')}"
-    if method == "scale":
-        return f"{params.get('factor', 1.0)} × ΔW"
-    return method
-
-
 def _nan_to_none(x):
     return None if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else x
 
