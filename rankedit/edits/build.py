@@ -25,7 +25,7 @@ from rankedit.edits.edit_plan import (Plan, input_paths, inputs_record, largest_
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
-from rankedit.edits.registry import Edit, EditParams, get_edit, parse_params
+from rankedit.edits.registry import get_edit, parse_params
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
