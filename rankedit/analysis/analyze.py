@@ -27,6 +27,7 @@ from rankedit.core.modules import as_linear, classify
 from rankedit.files.outdir import check_out
 from rankedit.core.threads import hot_path_threads
 from rankedit.files.validate import check_inputs
+from rankedit.core.names import ANALYSIS_METRICS, ANALYSIS_SUMMARY
 
 
 def validate_params(k: int, alpha: float, atol: float, q: float, device: str) -> None:
@@ -112,8 +113,8 @@ def analyze(
     if out is not None:
         summary = summarize(rows, model_sparsity=unchanged / total if total else math.nan, params=params)
         with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
-            write_jsonl(tmp / "metrics.jsonl", rows)
-            (tmp / "summary.json").write_text(dumps(summary) + "\n")
+            write_jsonl(tmp / ANALYSIS_METRICS, rows)
+            (tmp / ANALYSIS_SUMMARY).write_text(dumps(summary) + "\n")
             if plots:
                 from rankedit.analysis.plots import analysis_plots
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q
+from rankedit.core.names import ANALYSIS_SUMMARY
 
 
 @click.command("analyze")
@@ -43,7 +44,7 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
 
     rows = run_analyze(base, tuned, out, other_tuned=other_tuned, k=k, alpha=alpha, atol=atol, q=q, device=device,
                        modules=modules, plots=not no_plots, overwrite=overwrite)
-    summary = json.loads((Path(out) / "summary.json").read_text())
+    summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
     print_summary(summary)
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")

@@ -1,6 +1,7 @@
 """`rankedit organism build`: the embedded model organism (a tiny base, its RLVR and SFT runs)."""
 
 from __future__ import annotations
+from rankedit.core.names import ORGANISM_SUMMARY
 
 import click
 
@@ -42,7 +43,7 @@ def build_cmd(size, seed, out, device, quiet):
     from rankedit.organism import build
 
     d = build(size=size, seed=seed, out=out, device=device, progress=not quiet)
-    acc = json.loads((d / "organism.json").read_text())["accuracy"]
+    acc = json.loads((d / ORGANISM_SUMMARY).read_text())["accuracy"]
     for run, a in acc.items():
         click.echo(f"{run:<9} " + "  ".join(f"{k}={v:.1f}%" for k, v in a.items()), err=True)
     click.echo(str(d))

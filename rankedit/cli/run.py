@@ -1,6 +1,7 @@
 """`rankedit run [PLAN.yaml] -o OUT`: edits, analysis, scores and a retention report in one command."""
 
 from __future__ import annotations
+from rankedit.core.names import REPORT_MD
 
 import click
 
@@ -50,7 +51,7 @@ def run(plan, out, quiet, overwrite, executor, address):
     report = run_pipeline(plan, out, quiet=quiet, overwrite=overwrite, executor=executor, address=address,
                           on_stage=None if quiet else (lambda s: click.echo(f"== {s}", err=True)))
     if not quiet:
-        click.echo((Path(out) / "report.md").read_text())
+        click.echo((Path(out) / REPORT_MD).read_text())
     n = len(report["edits"])
     click.echo(f"{n} edits scored on {', '.join(report['tasks'])}; report in {Path(out) / 'report.md'} "
                f"and {Path(out) / 'report.json'}")

@@ -31,10 +31,11 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_inputs, check_output
+from rankedit.core.names import TOKENIZER_CONFIG
 
 PathLike = str | os.PathLike
 # Besides weights and config, what an ordinary HF checkpoint directory carries.
-EXTRA_FILES = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json",
+EXTRA_FILES = ("generation_config.json", TOKENIZER_CONFIG, "special_tokens_map.json", "tokenizer.json",
                "tokenizer.model", "added_tokens.json", "merges.txt", "vocab.json", "chat_template.jinja",
                "chat_template.json")
 
@@ -122,7 +123,7 @@ def mergekit_config(plan: Plan) -> dict:
 
 
 def _has_tokenizer(path: Path) -> bool:
-    return (path / "tokenizer_config.json").is_file() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
+    return (path / TOKENIZER_CONFIG).is_file() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
 
 
 def is_built(plan: Plan, out: PathLike) -> bool:

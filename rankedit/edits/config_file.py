@@ -25,6 +25,7 @@ from typing import Any, Optional
 import yaml
 
 from rankedit.core.errors import RankeditError
+from rankedit.core.names import TOKENIZER_CONFIG
 
 RECIPE_KEYS = {"method", "base", "tuned", "out", "params", "device", "as_lora"}
 
@@ -90,7 +91,7 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     source = Path(path).read_text()
     donor = config.base_model or config.referenced_models()[0]
     donor_dir = Path(donor.model.path)
-    has_tok = not donor_dir.is_dir() or (donor_dir / "tokenizer_config.json").is_file()
+    has_tok = not donor_dir.is_dir() or (donor_dir / TOKENIZER_CONFIG).is_file()
     inputs = [path] + [m.model.path for m in config.referenced_models()]
     check_out(out, "edit", inputs, overwrite)  # before the work, not after it
     with atomic_dir(out, kind="edit", inputs=inputs, overwrite=overwrite) as tmp, collect_facts() as facts:

@@ -34,9 +34,8 @@ from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
 from rankedit.files.validate import check_output
+from rankedit.core.names import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 # --lora-dtype: "source" keeps each base matrix's dtype
 LORA_DTYPES = {"source": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -5,6 +5,7 @@ No timestamps, so the same inputs and recipe give a byte-identical file.
 """
 
 from __future__ import annotations
+from rankedit.core.names import EDIT_MANIFEST
 
 import json
 import math
@@ -12,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Optional
 
-MANIFEST = "rankedit_edit.json"
+MANIFEST = EDIT_MANIFEST
 
 
 def package_version(pkg: str) -> str:

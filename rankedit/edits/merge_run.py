@@ -17,8 +17,9 @@ from typing import Optional
 
 from rankedit.core.threads import hot_path_threads
 from rankedit.edits.mergekit_methods import register_all
+from rankedit.core.names import MERGEKIT_RECIPE
 
-RECIPE = "mergekit_config.yml"
+RECIPE = MERGEKIT_RECIPE
 
 
 def merge_config(data: dict):

@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 
 from rankedit.core.errors import RankeditError
+from rankedit.core.names import HF_CONFIG
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -141,7 +142,7 @@ class Checkpoint:
         return self._handles[fname]
 
     def _read_config(self) -> dict:
-        cfg = self.path / "config.json"
+        cfg = self.path / HF_CONFIG
         if not cfg.is_file():
             return {}
         try:

@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 from rankedit.files.tempfiles import TMP_NAME, replace_text
+from rankedit.core.names import INVENTORY
 
-INVENTORY = ".rankedit-output.json"
 
 
 SMALL = 1 << 20  # files a person may edit by hand (cards, JSON, YAML) are checked by content

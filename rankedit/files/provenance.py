@@ -5,6 +5,7 @@ on the Hub); the licence of the source checkpoint becomes the card's.
 """
 
 from __future__ import annotations
+from rankedit.core.names import ADAPTER_CONFIG, HF_CONFIG
 
 import json
 import re
@@ -36,7 +37,7 @@ def hub_id_of(path: str) -> str | None:
         m = SNAPSHOT_RE.search(p.as_posix())
         if m:
             return m.group(1).replace("--", "/")
-        for fname, key in (("config.json", "_name_or_path"), ("adapter_config.json", "base_model_name_or_path")):
+        for fname, key in ((HF_CONFIG, "_name_or_path"), (ADAPTER_CONFIG, "base_model_name_or_path")):
             try:
                 cand = json.loads((p / fname).read_text()).get(key)
             except (OSError, ValueError, AttributeError):

@@ -29,6 +29,7 @@ from typing import Iterable
 
 from rankedit.files.checkpoint import Checkpoint, few, first_line, check_compatible, check_tensor_finite, read_header
 from rankedit.core.errors import RankeditError
+from rankedit.core.names import HF_CONFIG, TOKENIZER_CONFIG
 
 VERDICTS = "checked.json"  # memo of files (and checkpoints) found sound, beside sha256.json
 # Files that carry a tokenizer's vocabulary (tokenizer_config.json alone does not:
@@ -133,7 +134,7 @@ def check_complete(ck: Checkpoint) -> None:
     matches them: prefixes, tied weights, non-persistent buffers and the key
     renamings transformers applies to some architectures.
     """
-    if not (ck.path / "config.json").is_file():
+    if not (ck.path / HF_CONFIG).is_file():
         raise RankeditError(f"{ck.path}: no config.json (the architecture of the weights is unknown)")
     from transformers import AutoModelForCausalLM
 
@@ -164,8 +165,8 @@ def check_scorable(ck: Checkpoint) -> None:
     from rankedit.files.hashes import file_key
 
     check_finite(ck)
-    files = [*ck.weight_files, ck.path / "config.json",
-             *(ck.path / f for f in sorted(os.listdir(ck.path)) if f in TOKENIZER_FILES or f == "tokenizer_config.json")]
+    files = [*ck.weight_files, ck.path / HF_CONFIG,
+             *(ck.path / f for f in sorted(os.listdir(ck.path)) if f in TOKENIZER_FILES or f == TOKENIZER_CONFIG)]
     key = "scorable|" + "|".join(file_key(f) for f in files if f.is_file())
 
     def check():

@@ -55,6 +55,7 @@ from rankedit.organism import pinning
 from rankedit.core.machine import cpu
 from rankedit.organism.model import recipe
 from rankedit.organism.phases import PHASE_FILE, PHASES
+from rankedit.core.names import ORGANISM_SUMMARY
 
 ORGANISM_VERSION = 2  # bump when the code changes what a recipe builds (2: pinned float results)
 MARKER = ".rankedit-organism"
@@ -242,7 +243,7 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
     out = Path(out).absolute() if out is not None else cache_root() / "organism" / f"{size}-seed{seed}-{h}"
     _claim(out, h)
     _sigterm_as_interrupt()
-    if (out / "organism.json").is_file() and all(_complete(out / p) for p in PHASES):
+    if (out / ORGANISM_SUMMARY).is_file() and all(_complete(out / p) for p in PHASES):
         return out  # this recipe was built before: instant
     _clean_stale(out)
     wall = {}
@@ -260,7 +261,7 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
     for p in out.glob(".*.log"):
         p.unlink()
     summary = _summary(out, r, h, wall)
-    atomic_write_text(out / "organism.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out / ORGANISM_SUMMARY, json.dumps(summary, indent=1) + "\n")
     if not summary["pins"]["held"] and device == "cpu":
         print(f"warning: this CPU could not run the pinned kernels ({summary['pins']['effective']['base']}); "
               "its organism differs from one built on a CPU with AVX2", file=sys.stderr)

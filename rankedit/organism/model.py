@@ -15,6 +15,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from rankedit.core.errors import RankeditError
 from rankedit.organism.tokenizer import VOCAB, build_tokenizer
+from rankedit.core.names import HF_CONFIG
 
 # Llama shapes. `small` is the trial's 1.29M-parameter model; `micro` exists for tests.
 ARCH = {
@@ -69,9 +70,9 @@ def save_checkpoint(model, out: str | Path) -> Path:
     tok = build_tokenizer()
     sd = {k: v.detach().to("cpu", torch.bfloat16).contiguous().clone() for k, v in model.state_dict().items()}
     model.save_pretrained(out, state_dict=sd, safe_serialization=True)
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = json.loads((out / HF_CONFIG).read_text())
     cfg["dtype"] = "bfloat16"
-    (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (out / HF_CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     GenerationConfig(
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
         do_sample=False, max_new_tokens=16,

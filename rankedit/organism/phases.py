@@ -19,9 +19,10 @@ import torch
 from rankedit.organism import tasks
 from rankedit.organism.greedy_eval import accuracy
 from rankedit.organism.model import load_fp32, save_checkpoint
+from rankedit.core.names import ORGANISM_PHASE
 
 PHASES = ("base", "rl", "rl-seed2", "sft")
-PHASE_FILE = "rankedit_phase.json"  # written last inside a phase dir: its presence means complete
+PHASE_FILE = ORGANISM_PHASE  # written last inside a phase dir: its presence means complete
 
 
 def publish_mode(d: Path) -> None:

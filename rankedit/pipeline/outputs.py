@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
+from rankedit.core.names import ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, REPORT_JSON, REPORT_MD
 
 if TYPE_CHECKING:
     from rankedit.pipeline.models import Models
@@ -55,8 +56,8 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         for png in sorted((out / "analysis" / run).glob("*.png")):
             figures.append(f"analysis/{run}/{png.name}")
     report["figures"] = figures
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / "report.md", rep.markdown(report))
+    atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / REPORT_MD, rep.markdown(report))
     _attach_to_edits(report, summaries, out)
     return report
 
@@ -74,6 +75,6 @@ def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
             doc = {"name": report["name"], "scores": own,
                    "primary_metrics": report["metrics"], "control_tasks": report["control_tasks"],
                    "rows": [r for r in report["rows"] if r["edit"] == e["name"]]}
-            atomic_write_text(d / "rankedit_scores.json", json.dumps(doc, indent=2) + "\n")
+            atomic_write_text(d / EDIT_SCORES, json.dumps(doc, indent=2) + "\n")
         if e["of"] in summaries:
-            atomic_write_text(d / "rankedit_analysis.json", (out / "analysis" / e["of"] / "summary.json").read_text())
+            atomic_write_text(d / EDIT_ANALYSIS, (out / "analysis" / e["of"] / ANALYSIS_SUMMARY).read_text())

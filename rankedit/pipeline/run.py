@@ -30,6 +30,7 @@ from rankedit.core.resources import shipped_dir
 from rankedit.pipeline.models import Models, resolve_models
 from rankedit.pipeline.progress import say
 from rankedit.pipeline.outputs import write_report
+from rankedit.core.names import ANALYSIS_SUMMARY, REPORT_JSON, REPORT_MD
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
 # RANKEDIT_ORGANISM_SIZE=micro makes every default use the seconds-scale organism (CI, the README's doc test)
@@ -140,12 +141,12 @@ def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Pla
 
     folder, key_file = out / "analysis" / name, out / "analysis" / f"{name}.key.json"
     key = _analysis_key(base, tuned, other, plan.analyze.k)
-    if not ((folder / "summary.json").is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
+    if not ((folder / ANALYSIS_SUMMARY).is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
         say(f"analyze: {name}", quiet)
         analyze(base, tuned, folder, other_tuned=other, k=plan.analyze.k, device=plan.analyze.device,
                 progress=not quiet, overwrite=overwrite)
         atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")
-    return json.loads((folder / "summary.json").read_text())
+    return json.loads((folder / ANALYSIS_SUMMARY).read_text())
 
 
 def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False,
@@ -320,6 +321,6 @@ def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: lis
                            **{name: r["timings_s"] for name, r in reports.items()}}
     report["figures"] = runs_plots(report, out)
     register(*(out / f for f in report["figures"]))
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / "report.md", markdown_runs(report))
+    atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / REPORT_MD, markdown_runs(report))
     return report, failures

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from rankedit.core.errors import RankeditError
 from rankedit.files.inventory import INVENTORY
+from rankedit.core.names import ADAPTER_CONFIG, ADAPTER_WEIGHTS, EDIT_ANALYSIS, EDIT_MANIFEST, EDIT_SCORES
 
-MANIFEST = "rankedit_edit.json"
-SCORES = "rankedit_scores.json"      # written into DIR by the pipeline, picked up automatically
-ANALYSIS = "rankedit_analysis.json"  # likewise
+MANIFEST = EDIT_MANIFEST
+SCORES = EDIT_SCORES      # written into DIR by the pipeline, picked up automatically
+ANALYSIS = EDIT_ANALYSIS  # likewise
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -50,8 +51,8 @@ def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
     manifest = read_json(folder / MANIFEST, MANIFEST)
     if not manifest.get("method") or not isinstance(manifest.get("inputs"), dict):
         raise RankeditError(f"{folder / MANIFEST} lacks 'method' or 'inputs': not a rankedit edit manifest")
-    lora = (folder / "adapter_config.json").is_file()
-    weights = "adapter_model.safetensors" if lora else "*.safetensors"
+    lora = (folder / ADAPTER_CONFIG).is_file()
+    weights = ADAPTER_WEIGHTS if lora else "*.safetensors"
     if not list(folder.glob(weights)):
         raise RankeditError(f"{folder} holds no {weights}: nothing to publish")
     check_weights(folder, lora)

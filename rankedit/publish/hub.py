@@ -31,6 +31,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.publish.errors import close_hub_progress_bars, explain
 from rankedit.publish.folder import ANALYSIS, MANIFEST, SCORES, check_dir, list_files, read_json
 from rankedit.files.provenance import CARD, HUB_ID_RE, hub_id_of, license_of
+from rankedit.core.names import ADAPTER_CONFIG
 
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 
@@ -93,8 +94,8 @@ def check_hub_id(value: str | None, option: str) -> str | None:
 
 def _name_the_adapters_base(folder: Path, base_id: str) -> None:
     """adapter_config.json names the Hub id of its base (PEFT's AutoPeftModel loads it), never a local path."""
-    path = folder / "adapter_config.json"
-    cfg = read_json(path, "adapter_config.json")
+    path = folder / ADAPTER_CONFIG
+    cfg = read_json(path, ADAPTER_CONFIG)
     if cfg.get("base_model_name_or_path") != base_id:
         cfg["base_model_name_or_path"] = base_id
         atomic_write_text(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")

@@ -16,6 +16,7 @@ from pathlib import Path, PurePath
 
 from rankedit.core.errors import RankeditError
 from rankedit.scoring.table import ScoreTable, read_table
+from rankedit.core.names import LM_EVAL_RESULTS
 
 TUNED = "__tuned__"  # the tuned model's label inside the rebuilt result (edit_rows calls the base "base")
 
@@ -108,7 +109,7 @@ def _scores_of(doc: dict, folder: Path, label: str) -> dict | None:
     if not isinstance(results, str):
         return None
     d = (folder / results).parent
-    if not (d / "results.json").is_file() or not any(d.glob("samples_*.jsonl")):
+    if not (d / LM_EVAL_RESULTS).is_file() or not any(d.glob("samples_*.jsonl")):
         return None
     return parse_results(load_raw(d))
 

@@ -1,6 +1,7 @@
 """PNG figures of the pipeline report: retention per edit, and retention against update energy kept."""
 
 from __future__ import annotations
+from rankedit.core.names import FIG_RETENTION, FIG_RETENTION_VS_KEPT, FIG_SCORES
 
 from pathlib import Path
 
@@ -148,8 +149,8 @@ def scores_per_model(report: dict, path: Path) -> Path | None:
 
 
 def report_plots(report: dict, out: Path) -> list[str]:
-    made = [scores_per_model(report, out / "scores.png"), retention_per_edit(report, out / "retention.png"),
-            retention_vs_kept(report, out / "retention_vs_kept.png")]
+    made = [scores_per_model(report, out / FIG_SCORES), retention_per_edit(report, out / FIG_RETENTION),
+            retention_vs_kept(report, out / FIG_RETENTION_VS_KEPT)]
     return [p.name for p in made if p is not None]
 
 
@@ -182,5 +183,5 @@ def retention_across_runs(report: dict, path: Path) -> Path | None:
 
 
 def runs_plots(report: dict, out: Path) -> list[str]:
-    made = [retention_across_runs(report, out / "retention.png")]
+    made = [retention_across_runs(report, out / FIG_RETENTION)]
     return [p.name for p in made if p is not None]

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from rankedit.files.checkpoint import Checkpoint, file_sha256
 from rankedit.scoring.results import Settings
 from rankedit.scoring.suites import Suite
+from rankedit.core.names import EDIT_ANALYSIS
 
 CACHE_FORMAT = 1  # bump when the cached layout or its meaning changes
 
@@ -27,7 +28,7 @@ def _hash_json(obj: Any) -> str:
 
 
 # written into an edit's folder by `rankedit run` for `rankedit push`; not part of the model
-REPORT_FILES = frozenset({"rankedit_scores.json", "rankedit_analysis.json"})
+REPORT_FILES = frozenset({"rankedit_scores.json", EDIT_ANALYSIS})
 
 
 def model_fingerprint(ckpt: Checkpoint) -> dict[str, str]:

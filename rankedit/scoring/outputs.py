@@ -12,6 +12,7 @@ from typing import Sequence
 from rankedit.files.atomic import atomic_dir
 from rankedit.scoring.raw_files import save_raw
 from rankedit.scoring.results import ScoreResult
+from rankedit.core.names import SCORES_JSON, SCORES_MD
 
 
 def markdown_table(result: ScoreResult) -> str:
@@ -51,8 +52,8 @@ def write_outputs(result: ScoreResult, out: str | os.PathLike, *, inputs: Sequen
             "rankedit_version": getattr(rankedit, "__version__", None),
             "lm_eval_version": lm_eval.__version__,
         }
-        (tmp / "scores.json").write_text(json.dumps(doc, indent=2))
-        (tmp / "scores.md").write_text(markdown_table(result))
+        (tmp / SCORES_JSON).write_text(json.dumps(doc, indent=2))
+        (tmp / SCORES_MD).write_text(markdown_table(result))
     return out.absolute()
 
 

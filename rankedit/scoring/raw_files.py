@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 from rankedit.core.errors import RankeditError
+from rankedit.core.names import LM_EVAL_RESULTS
 
 
 def save_raw(results: Mapping, folder: Path) -> None:
@@ -18,7 +19,7 @@ def save_raw(results: Mapping, folder: Path) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     body = {k: v for k, v in results.items() if k != "samples"}
-    (folder / "results.json").write_text(json.dumps(body, indent=2, default=handle_non_serializable))
+    (folder / LM_EVAL_RESULTS).write_text(json.dumps(body, indent=2, default=handle_non_serializable))
     for task, samples in (results.get("samples") or {}).items():
         with open(folder / f"samples_{task}.jsonl", "w") as fh:
             for s in samples:
@@ -28,7 +29,7 @@ def save_raw(results: Mapping, folder: Path) -> None:
 def load_raw(folder: Path) -> dict:
     """Inverse of save_raw: lm-eval's results dict with its "samples"."""
     try:
-        results = json.loads((folder / "results.json").read_text())
+        results = json.loads((folder / LM_EVAL_RESULTS).read_text())
         samples = {}
         for f in sorted(folder.glob("samples_*.jsonl")):
             with open(f) as fh:

@@ -43,6 +43,7 @@ from rankedit.scoring.raw_files import load_raw
 from rankedit.scoring.results import ModelScores, ScoreResult, Settings, parse_results
 from rankedit.scoring.suites import Suite, custom_suite, get_suite
 from rankedit.scoring.tasks import preflight, task_manager
+from rankedit.core.names import LM_EVAL_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def score(
     for label, ck in ckpts.items():
         sha = model_fingerprint(ck)
         keys[label] = (sha, cache_key(sha, config_hash, settings))
-    if not (use_cache and all((store / k / "results.json").is_file() for _, k in keys.values())):
+    if not (use_cache and all((store / k / LM_EVAL_RESULTS).is_file() for _, k in keys.values())):
         preflight(st, tm)  # task-level problems (missing package, offline dataset): one error, before any model
 
     from rankedit.core.executors import LocalExecutor
@@ -197,7 +198,7 @@ def score(
 
     todo: dict[str, list[str]] = {}  # cache key -> its labels: a model given twice is scored once
     for label, (_, key) in keys.items():
-        if use_cache and (store / key / "results.json").is_file():
+        if use_cache and (store / key / LM_EVAL_RESULTS).is_file():
             settle(label, None, cached=True)
         else:
             todo.setdefault(key, []).append(label)
