@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
-from rankedit.edits.edit_plan import (Plan, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
+from rankedit.edits.edit_plan import (EditPlan, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
                                       start_hashing)
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
@@ -42,7 +42,7 @@ EXTRA_FILES = ("generation_config.json", TOKENIZER_CONFIG, "special_tokens_map.j
 
 
 
-def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], **params: Any) -> Plan:
+def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], **params: Any) -> EditPlan:
     """Validate everything before any work: parameters and headers first, then the
     inputs' weights (whole and finite, ``rankedit.files.validate``; remembered per file)."""
     edit = get_edit(method)
@@ -101,10 +101,10 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
             small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
             raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
     check_inputs(all_cks)
-    return Plan(edit, p, base_ck, tuned_cks, other_ck, matrices)
+    return EditPlan(edit, p, base_ck, tuned_cks, other_ck, matrices)
 
 
-def mergekit_config(plan: Plan) -> dict:
+def mergekit_config(plan: EditPlan) -> dict:
     """The plain mergekit YAML (as a dict) that executes this edit."""
     edit, p = plan.edit, plan.params
     shared = p.model_dump(mode="json", exclude={"steps", "mask_from"}, exclude_none=True)
@@ -126,7 +126,7 @@ def _has_tokenizer(path: Path) -> bool:
     return (path / TOKENIZER_CONFIG).is_file() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
 
 
-def is_built(plan: Plan, out: PathLike) -> bool:
+def is_built(plan: EditPlan, out: PathLike) -> bool:
     """True when OUT holds a finished merged edit of this very recipe and these very inputs.
 
     The manifest written last by ``run_plan`` records both, so a rerun can skip the merge."""
@@ -166,7 +166,7 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress, max_shard_bytes=max_shard_bytes)
 
 
-def run_plan(plan: Plan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
+def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
              max_shard_bytes: Optional[int] = None) -> Path:
     """Run the merge into ``out``; output shards hold at most ``max_shard_bytes`` (``merge_options``)."""
     config = merge_config(mergekit_config(plan))

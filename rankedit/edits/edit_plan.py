@@ -1,4 +1,4 @@
-"""An edit, checked and ready to run: its Plan, and what both ways of writing it (a merged
+"""An edit, checked and ready to run: its EditPlan, and what both ways of writing it (a merged
 checkpoint through mergekit, ``rankedit.edits.build``; a LoRA adapter, ``rankedit.edits.lora``)
 record of it: the inputs with their hashes, the parameters, the size that sets the thread count.
 """
@@ -15,7 +15,7 @@ from rankedit.files.checkpoint import Checkpoint
 
 
 @dataclass
-class Plan:
+class EditPlan:
     edit: Edit
     params: EditParams
     base: Checkpoint
@@ -24,16 +24,16 @@ class Plan:
     matrices: list[str]  # names of the 2-D attention/MLP weights that get edited
 
 
-def plan_inputs(plan: Plan) -> list[Checkpoint]:
+def plan_inputs(plan: EditPlan) -> list[Checkpoint]:
     return [plan.base, *plan.tuned] + ([plan.other] if plan.other else [])
 
 
-def input_paths(plan: Plan) -> list[Path]:
+def input_paths(plan: EditPlan) -> list[Path]:
     """Every checkpoint an edit reads: an output may never be, hold or lie inside one."""
     return [ck.path for ck in plan_inputs(plan)]
 
 
-def inputs_record(plan: Plan, hashes: dict[Path, dict]) -> dict:
+def inputs_record(plan: EditPlan, hashes: dict[Path, dict]) -> dict:
     """The manifest's "inputs": each checkpoint's resolved path and file hashes (and step, for a run)."""
     def rec(ck: Checkpoint) -> dict:
         return {"path": str(ck.path.resolve()), "sha256": hashes[ck.path]}
@@ -46,19 +46,19 @@ def inputs_record(plan: Plan, hashes: dict[Path, dict]) -> dict:
     }
 
 
-def start_hashing(pool: ThreadPoolExecutor, plan: Plan):
+def start_hashing(pool: ThreadPoolExecutor, plan: EditPlan):
     """path -> future of its checkpoint's sha256, computed in ``pool`` while the edit runs."""
     from rankedit.files.hashes import checkpoint_sha256
 
     return {ck.path: pool.submit(checkpoint_sha256, ck) for ck in plan_inputs(plan)}
 
 
-def record_params(plan: Plan, as_lora: bool) -> dict:
+def record_params(plan: EditPlan, as_lora: bool) -> dict:
     out = plan.params.model_dump(mode="json")
     out["as_lora"] = as_lora
     return out
 
 
-def largest_short_side(plan: Plan) -> int:
+def largest_short_side(plan: EditPlan) -> int:
     """The short side of the biggest matrix the edit decomposes (what sizes its thread count)."""
     return max(min(plan.base.info(n).shape) for n in plan.matrices)
