@@ -16,6 +16,7 @@ _API = {
     "push": ("rankedit.publish.hub", "push"),
     "run": ("rankedit.pipeline.run", "run"),
     "score": ("rankedit.scoring.score", "score"),
+    "trajectory": ("rankedit.analysis.trajectory", "trajectory"),
     "RankeditError": ("rankedit.core.errors", "RankeditError"),
 }
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "push": ("rankedit.cli.push", "push", "Publish an edited checkpoint to the Hugging Face Hub with a generated model card."),
     "run": ("rankedit.cli.run", "run", "Run a plan: build edits, analyse, score with lm-eval, report gain retention (default: the organism)."),
     "score": ("rankedit.cli.score", "score", "Score checkpoints with lm-eval (suites, cache, per-problem samples)."),
+    "trajectory": ("rankedit.cli.trajectory", "trajectory", "Follow one run's update over its checkpoints: rank-1 direction, a(t), linearity beside its nulls."),
 }
 
 

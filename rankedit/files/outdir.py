@@ -21,7 +21,7 @@ from rankedit.core.errors import RankeditError
 
 PathLike = str | os.PathLike
 # what each kind is called in messages
-WHAT = {"analyze": "analysis", "edit": "edit", "score": "scores", "run": "run"}
+WHAT = {"analyze": "analysis", "edit": "edit", "score": "scores", "run": "run", "trajectory": "trajectory"}
 
 
 def _real(p: PathLike) -> Path:

@@ -1,0 +1,180 @@
+"""`rankedit trajectory`: one run's checkpoints against its base, matrix by matrix, step by step.
+
+Streams like analyze: each matrix is read from the base and from every
+checkpoint, measured and dropped, so memory holds one matrix per checkpoint.
+Writes ``trajectory.jsonl`` (one row per matrix and step), ``summary.json``
+(linearity beside its nulls, per matrix and for the whole model) and figures.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from rankedit.analysis.analyze import dumps, validate_params, write_jsonl
+from rankedit.analysis.trajectory_math import GAP_THRESHOLD, N_NULL, a_final_linearity, linearity, matrix_trajectory
+from rankedit.core.errors import RankeditError
+from rankedit.core.modules import as_linear, classify
+from rankedit.core.threads import hot_path_threads
+from rankedit.files.atomic import atomic_dir
+from rankedit.files.checkpoint import Checkpoint, check_compatible
+from rankedit.files.outdir import check_out
+from rankedit.files.validate import check_inputs
+
+TRAJECTORY_ROWS = "trajectory.jsonl"
+TRAJECTORY_SUMMARY = "summary.json"
+# trl writes checkpoint-N, others step-N (verl: global_step_N); the step is N
+_STEP_DIR = re.compile(r"^(?:checkpoint|step|global_step)[-_](\d+)$")
+
+
+def run_dir_checkpoints(run_dir: str | Path) -> tuple[list[Path], list[int]]:
+    """The checkpoint folders of a run directory and their steps, in step order."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise RankeditError(f"--run-dir {run_dir}: no such directory")
+    found = sorted((int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name)))
+    if not found:
+        raise RankeditError(f"--run-dir {run_dir}: no checkpoint-N or step-N folders in it")
+    steps = [s for s, _ in found]
+    if len(set(steps)) != len(steps):
+        raise RankeditError(f"--run-dir {run_dir}: two folders name the same step")
+    return [p for _, p in found], steps
+
+
+def check_steps(steps: list[int], n_checkpoints: int) -> None:
+    if len(steps) != n_checkpoints:
+        raise RankeditError(f"--steps gives {len(steps)} steps for {n_checkpoints} checkpoints")
+    if n_checkpoints < 3:
+        raise RankeditError(f"a trajectory needs at least 3 checkpoints (a line through 2 always fits), got {n_checkpoints}")
+    if any(s < 0 for s in steps):
+        raise RankeditError(f"steps must be >= 0, got {steps}")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise RankeditError(f"steps must be strictly increasing, in the order of the checkpoints, got {steps}")
+
+
+def trajectory(
+    base: str | Path,
+    checkpoints: list[str | Path] | None = None,
+    out: str | Path | None = None,
+    *,
+    steps: list[int] | None = None,
+    run_dir: str | Path | None = None,
+    gap_threshold: float = GAP_THRESHOLD,
+    n_null: int = N_NULL,
+    seed: int = 0,
+    device: str = "cpu",
+    modules: str | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    overwrite: bool = False,
+) -> dict:
+    """Measure every attention/MLP matrix of a run at each checkpoint; optionally write OUT.
+
+    ``checkpoints`` with ``steps`` (one per checkpoint, strictly increasing), or
+    ``run_dir`` (its ``checkpoint-N`` / ``step-N`` folders; the steps from the
+    names). Returns the summary (``summary.json``) with the per-step rows under
+    ``"rows"``; with ``out``, writes ``trajectory.jsonl``, ``summary.json`` and
+    PNG figures atomically, under the policy of ``rankedit.files.outdir``.
+    """
+    if (run_dir is None) == (not checkpoints):
+        raise RankeditError("give either CHECKPOINTS... with --steps, or --run-dir (not both)")
+    if run_dir is not None:
+        if steps is not None:
+            raise RankeditError("--run-dir takes the steps from the folder names; do not give --steps")
+        checkpoints, steps = run_dir_checkpoints(run_dir)
+    if steps is None:
+        raise RankeditError("--steps is needed: the training step of each checkpoint (S1,S2,...)")
+    steps = [int(s) for s in steps]
+    check_steps(steps, len(checkpoints))
+    if not gap_threshold >= 1.0 or math.isinf(gap_threshold):
+        raise RankeditError(f"--gap-threshold must be a finite number >= 1, got {gap_threshold}")
+    if n_null < 1:
+        raise RankeditError(f"--null-draws must be at least 1, got {n_null}")
+    validate_params(1, 0.5, 0.0, 1.0, device)  # analyze's device check
+    try:
+        pattern = re.compile(modules) if modules else None
+    except re.error as e:
+        raise RankeditError(f"--modules is not a valid regular expression: {e}") from None
+
+    ck0 = Checkpoint(base)
+    cks = [Checkpoint(c) for c in checkpoints]
+    names = check_compatible([ck0, *cks], ["base", *[f"step {s}" for s in steps]])
+    inputs = [ck0.path, *[ck.path for ck in cks]]
+    if run_dir is not None:
+        inputs.append(Path(run_dir))
+    if out is not None:  # before the work, not after it
+        check_out(out, "trajectory", inputs, overwrite)
+    check_inputs([ck0, *cks])
+    infos = {n: classify(n, ck0.info(n).shape, ck0.model_type) for n in names}
+    selected = [n for n in names if infos[n].is_matrix and len(ck0.info(n).shape) == 2
+                and (pattern is None or pattern.search(n))]
+    if not selected:
+        what = f" matching --modules {modules!r}" if modules else ""
+        raise RankeditError(f"no 2-D attention or MLP matrices{what} in {ck0.path}")
+
+    rows, per_matrix = [], []
+    whole_gram, whole_dim = np.zeros((len(steps), len(steps))), 0
+    with hot_path_threads("analyze", max(min(ck0.info(n).shape) for n in selected)):
+        for name in _progress(selected, progress):
+            info = infos[name]
+            w0 = as_linear(ck0.get(name, check_finite=True), info).to(device)
+            ws = [as_linear(ck.get(name, check_finite=True), info).to(device) for ck in cks]
+            facts, gram = matrix_trajectory(w0, ws, gap_threshold)
+            where = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind}
+            rows += [{**where, "step": s, **f} for s, f in zip(steps, facts)]
+            a = np.array([f["a_final"] for f in facts])
+            mseed = seed + zlib.crc32(name.encode())
+            per_matrix.append({**where, "shape": list(w0.shape),
+                               "a_final": a_final_linearity(steps, a, tuple(w0.shape), mseed, n_null),
+                               "dw": linearity(steps, gram, w0.numel(), mseed + 1, n_null)})
+            whole_gram += gram
+            whole_dim += w0.numel()
+
+    params = dict(base=str(base), checkpoints=[str(c) for c in checkpoints], steps=steps,
+                  run_dir=None if run_dir is None else str(run_dir), gap_threshold=gap_threshold,
+                  null_draws=n_null, seed=seed, device=device, modules=modules)
+    summary = summarize(rows, per_matrix, linearity(steps, whole_gram, whole_dim, seed, n_null), params)
+    if out is not None:
+        with atomic_dir(out, kind="trajectory", inputs=inputs, overwrite=overwrite) as tmp:
+            write_jsonl(tmp / TRAJECTORY_ROWS, rows)
+            (tmp / TRAJECTORY_SUMMARY).write_text(dumps(summary) + "\n")
+            if plots:
+                from rankedit.analysis.trajectory_plots import trajectory_plots
+
+                trajectory_plots(rows, per_matrix, steps, tmp, seed=seed)
+    return {**summary, "rows": rows}
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarize(rows: list[dict], per_matrix: list[dict], whole: dict, params: dict) -> dict:
+    """Linearity per matrix and overall; how many (matrix, step) pairs have an unidentifiable direction."""
+    keys = list(per_matrix[0]["a_final"]) if per_matrix else []
+    flagged = [r for r in rows if r["not_identifiable"]]
+    return {
+        "params": params,
+        "n_matrices": len(per_matrix),
+        "n_steps": len(params["steps"]),
+        "not_identifiable": {"pairs": len(flagged), "of": len(rows),
+                             "matrices": sorted({r["name"] for r in flagged})},
+        # mean over matrices of each matrix's R² of a(t) and of its nulls
+        "a_final_linearity_mean": {k: _mean([m["a_final"][k] for m in per_matrix]) for k in keys},
+        # the whole model's update, flattened across all matrices, fitted by one line in t
+        "dw_linearity_whole": whole,
+        "matrices": per_matrix,
+    }
+
+
+def _progress(items: list, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="trajectory", unit="matrix", leave=False)

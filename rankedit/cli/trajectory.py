@@ -1,0 +1,66 @@
+"""rankedit trajectory BASE CHECKPOINTS... --steps S1,S2,... -o OUT  (or --run-dir DIR)"""
+
+from __future__ import annotations
+
+import click
+
+from rankedit.core.errors import RankeditError
+
+
+def _steps(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise RankeditError(f"--steps must be integers separated by commas, got {value!r}") from None
+
+
+@click.command("trajectory")
+@click.argument("base")
+@click.argument("checkpoints", nargs=-1)
+@click.option("--steps", default=None, callback=_steps, metavar="S1,S2,...",
+              help="Training step of each checkpoint, strictly increasing, in the order given.")
+@click.option("--run-dir", default=None, type=click.Path(file_okay=False),
+              help="A run's folder of checkpoint-N / step-N / global_step_N checkpoints (the step from the name).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
+@click.option("--gap-threshold", default=1.05, show_default=True,
+              help="Flag a (matrix, step) whose s1/s2 is below this: its top direction is not identifiable.")
+@click.option("--null-draws", default=32, show_default=True, help="Draws of each null (shuffles, random vectors, walks).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the nulls.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda: where the decompositions run.")
+@click.option("--modules", default=None, metavar="REGEX", help="Only tensors whose name matches REGEX.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws, seed, device, modules, no_plots,
+               quiet, overwrite):
+    """Follow one run's update dW_t = W_t - BASE over its checkpoints, matrix by matrix.
+
+    Per matrix and step: ‖dW_t‖, σ1, rank-1 energy, the cosines of u1(t), v1(t)
+    and dW_t with the final step's, a(t) = u1(T)ᵀ dW_t v1(T), and a flag where
+    s1/s2 < --gap-threshold. Linearity: R² of a line in t for a(t) and for the
+    whole flattened update, beside the same R² on shuffled steps, on Gaussian
+    vectors and on a Gaussian random walk of the same dimension and count.
+    Every quantity is defined in docs/science.md.
+
+    Writes OUT/trajectory.jsonl, OUT/summary.json and, unless --no-plots, OUT/*.png.
+    """
+    from rankedit.analysis.trajectory import trajectory as run_trajectory
+
+    s = run_trajectory(base, list(checkpoints), out, steps=steps, run_dir=run_dir, gap_threshold=gap_threshold,
+                       n_null=null_draws, seed=seed, device=device, modules=modules, progress=not quiet,
+                       plots=not no_plots, overwrite=overwrite)
+    w = s["dw_linearity_whole"]
+    a = s["a_final_linearity_mean"]
+    click.echo(f"whole update: R² of a line in t {_f(w['r2'])} (shuffled {_f(w['r2_shuffled'])}, "
+               f"random {_f(w['r2_random'])}, random walk {_f(w['r2_walk'])})")
+    click.echo(f"a(t), mean over matrices: R² {_f(a.get('r2'))} (shuffled {_f(a.get('r2_shuffled'))}, "
+               f"random {_f(a.get('r2_random'))}, random walk {_f(a.get('r2_walk'))})")
+    ni = s["not_identifiable"]
+    click.echo(f"{ni['pairs']} of {ni['of']} (matrix, step) pairs have s1/s2 < {gap_threshold:g}")
+    click.echo(f"{s['n_matrices']} matrices x {s['n_steps']} steps; results in {out}/")
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
