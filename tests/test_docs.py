@@ -28,7 +28,18 @@ def test_every_edit_mask_source_and_extrapolation_mode_is_defined():
     assert set(EDITS) - DEFINED == set()
     assert set(SOURCES) - DEFINED == set()
     modes = set(ExtrapolateParams.model_fields["mode"].annotation.__args__)
-    assert modes == {"linear", "rank1", "expo", "last"} and modes - DEFINED == set()
+    assert modes == {"linear", "rank1-step", "alpharl", "expo", "last", "rank1"} and modes - DEFINED == set()
+
+
+def test_every_quantity_trajectory_writes_is_defined():
+    import torch
+
+    from rankedit.analysis.trajectory_math import a_final_linearity, linearity, matrix_trajectory
+
+    w0 = torch.randn(8, 6, generator=torch.Generator().manual_seed(0))
+    rows, gram = matrix_trajectory(w0, [w0 + 0.01 * t for t in (1, 2, 3)])
+    written = set(rows[0]) | set(linearity([1, 2, 3], gram, 48, 0, 2)) | set(a_final_linearity([1, 2, 3], [1, 2, 3], (8, 6), 0, 2))
+    assert written - DEFINED == set()
 
 
 def test_every_score_the_report_writes_is_defined():

@@ -54,6 +54,20 @@ class IntList(click.ParamType):
             self.fail("a comma-separated list of integers, e.g. 100,200,300", param, ctx)
 
 
+class FloatList(click.ParamType):
+    """Comma-separated numbers: ``0.31,0.42,0.5``."""
+
+    name = "numbers"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, list):
+            return value
+        try:
+            return [float(s) for s in value.replace(" ", "").split(",") if s]
+        except ValueError:
+            self.fail("a comma-separated list of numbers, e.g. 0.31,0.42,0.5", param, ctx)
+
+
 def _strip(tp: Any) -> Any:
     """``Annotated[X, ...]`` -> X; ``Optional[X]`` -> X."""
     while get_origin(tp) is Annotated:
@@ -78,6 +92,8 @@ def click_type(tp: Any) -> Any:
             return ChoiceOrNumber(words)
     if origin in (tuple, list) and all(_strip(a) in (int, Ellipsis) for a in get_args(tp)):
         return IntList()
+    if origin in (tuple, list) and all(_strip(a) in (float, Ellipsis) for a in get_args(tp)):
+        return FloatList()
     if tp in (int, float, str, bool):
         return tp
     raise TypeError(f"no command-line option for a parameter of type {tp!r}")

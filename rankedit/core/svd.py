@@ -64,7 +64,18 @@ def unidentifiable_warning(method: str, matrices: list[dict]) -> str | None:
             f"of the update could turn those directions")
 
 
+def sign_ambiguity_warning(method: str, matrices: list[dict]) -> str | None:
+    """One line for the whole edit when sign alignments across checkpoints rested on a near-tie."""
+    bad = [m for m in matrices if m.get("sign_ambiguous")]
+    if not bad:
+        return None
+    pairs = sum(m["sign_ambiguous"] for m in bad)
+    return (f"{method}: the sign alignment of {pairs} (matrix, checkpoint) pairs in {len(bad)} of {len(matrices)} "
+            f"matrices is ambiguous (s1/s2 near 1 or a nearly orthogonal reference, e.g. {bad[0]['name']}): "
+            f"their direction may have been flipped by noise")
+
+
 def warn_unidentifiable(method: str, matrices: list[dict]) -> None:
-    msg = unidentifiable_warning(method, matrices)
-    if msg:
-        logging.getLogger("rankedit").warning(msg)
+    for msg in (unidentifiable_warning(method, matrices), sign_ambiguity_warning(method, matrices)):
+        if msg:
+            logging.getLogger("rankedit").warning(msg)

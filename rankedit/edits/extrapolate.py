@@ -7,10 +7,19 @@ steps, and dW(t) = W(t) - W0.
   the target step T. That is a fixed linear combination
   ``dW(T) = Σ c_i dW(t_i)`` with ``c_i = 1/n + (t_i - t̄)(T - t̄) / Σ(t_j - t̄)²``,
   so it streams and costs no more than a weighted sum.
-- ``rank1`` (AlphaRL): per checkpoint the top singular triplet of dW(t_i);
-  ``a(t) = s_1(t) u_1(t)`` with signs aligned to the last checkpoint's v_1;
-  a(t) is fitted linearly in t (the same c_i) and evaluated at T, then times
-  ``v_1ᵀ`` of the window's last checkpoint.
+- ``rank1-step`` (rankedit's own; called ``rank1`` before, a deprecated alias):
+  per checkpoint the top singular triplet of dW(t_i); ``a(t) = s_1(t) u_1(t)``
+  with signs aligned to the last checkpoint's v_1 (the right vector); a(t) is
+  fitted linearly in training step t (the same c_i) and evaluated at T, then
+  times ``v_1ᵀ`` of the window's last checkpoint, built on the base.
+- ``alpharl`` (AlphaRL's method, after its public code): ``a(t) = s_1(t) u_1(t)``
+  sign-aligned on the left vector walking back from the last checkpoint (each
+  flipped when its cosine with the next, already aligned, one is negative); a
+  one-component PLS of the per-checkpoint accuracies on the a(t) (columns
+  standardised, as scikit-learn's default), its score regressed on accuracy
+  and inverted at ``target_accuracy``; the predicted ``a* v_1ᵀ`` is added to
+  the window's last checkpoint, ``W(t_n) + a* v_1(t_n)ᵀ``. The accuracies are
+  given (one per checkpoint); a plan will fill them from its scores.
 - ``expo`` (ExPO): ``W1 + α (W1 - W_ref)`` with W1 the last checkpoint and
   W_ref the first; α given, or ``(T - t_n) / (t_n - t_1)`` from the target
   step (the straight line through the two ends). ExPO from the base itself is
@@ -23,22 +32,45 @@ steps, and dW(t) = W(t) - W0.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Literal, Optional
 
 import torch
-from pydantic import Field, StrictInt, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from rankedit.edits.registry import Cli, Control, EditParams, EditResult, MatrixInputs, register
 from rankedit.core.svd import edit_svd, svd_facts
 
 
+# a sign decision is ambiguous where the top direction is not identifiable (s1/s2 below this) ...
+SIGN_GAP = 1.05
+# ... or where the vector is nearly orthogonal to the one it is aligned with (the sign is then noise)
+SIGN_COS = 0.1
+_warned_alias = []
+
+
 class ExtrapolateParams(EditParams):
-    mode: Literal["linear", "rank1", "expo", "last"] = Field(
-        "linear", description="how to extrapolate; 'last' is the control: the window's last checkpoint as it is")
+    mode: Literal["linear", "rank1-step", "alpharl", "expo", "last", "rank1"] = Field(
+        "linear", description="how to extrapolate; 'last' is the control: the window's last checkpoint as it is; "
+                              "'rank1' is the deprecated name of 'rank1-step'")
     steps: Annotated[Optional[tuple[StrictInt, ...]], Cli(metavar="S1,S2,...", required=True)] = Field(
         None, description="training step of each TUNED checkpoint, strictly increasing")
     target_step: Optional[StrictInt] = Field(None, description="step T to extrapolate to (linear, rank1; expo if no --alpha)")
     alpha: Optional[float] = Field(None, description="expo: W1 + α(W1 - W_ref); default from the target step")
+    accuracies: Annotated[Optional[tuple[float, ...]], Cli(metavar="A1,A2,...")] = Field(
+        None, description="alpharl: the accuracy of each TUNED checkpoint, in step order")
+    target_accuracy: Optional[float] = Field(None, description="alpharl: the accuracy to extrapolate to")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _alias(cls, v):
+        if v == "rank1":  # the old name: plans written before keep working, and say so once
+            if not _warned_alias:
+                _warned_alias.append(True)
+                logging.getLogger("rankedit").warning(
+                    "extrapolate: mode 'rank1' is now called 'rank1-step' (a fit in training step, not AlphaRL's)")
+            return "rank1-step"
+        return v
 
     @model_validator(mode="after")
     def _check(self):
@@ -50,8 +82,15 @@ class ExtrapolateParams(EditParams):
             raise ValueError(f"duplicate steps {list(self.steps)}")
         if list(self.steps) != sorted(self.steps):
             raise ValueError(f"steps must be given in increasing order, got {list(self.steps)}")
-        if self.mode in ("linear", "rank1") and self.target_step is None:
+        if self.mode in ("linear", "rank1-step") and self.target_step is None:
             raise ValueError(f"extrapolate {self.mode} needs --target-step")
+        if self.mode == "alpharl":
+            if self.accuracies is None or self.target_accuracy is None:
+                raise ValueError("extrapolate alpharl needs --accuracies (one per checkpoint) and --target-accuracy")
+            if len(self.accuracies) != len(self.steps):
+                raise ValueError(f"extrapolate alpharl: {len(self.accuracies)} accuracies for {len(self.steps)} checkpoints")
+            if len(set(self.accuracies)) < 2:
+                raise ValueError("extrapolate alpharl: the accuracies do not vary, so no line relates them to a(t)")
         if self.mode == "expo" and self.alpha is None and self.target_step is None:
             raise ValueError("extrapolate expo needs --alpha or --target-step")
         return self
@@ -61,13 +100,16 @@ def _describe(p: ExtrapolateParams) -> str:
     last = p.steps[-1] if p.steps else "?"
     if p.mode == "last":
         return f"the checkpoint at step {last} as it is, not extrapolated (control)"
+    if p.mode == "alpharl":
+        return f"AlphaRL extrapolation from steps ≤ {last} to accuracy {p.target_accuracy:g}"
     return f"{p.mode} extrapolation from steps ≤ {last} to step {p.target_step}"
 
 
 def _cost(p: ExtrapolateParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
-    """rank1 predicts an outer product a vᵀ (m + n values); the other modes a dense delta."""
+    """rank1-step predicts an outer product a vᵀ (m + n values); the other modes a dense delta
+    (alpharl's is added to the window's last checkpoint, which is dense)."""
     m, n = shape
-    return m + n if p.mode == "rank1" else m * n
+    return m + n if p.mode == "rank1-step" else m * n
 
 
 def line_coefficients(steps: tuple[int, ...], target: float) -> list[float]:
@@ -88,8 +130,10 @@ def expo_alpha(p: ExtrapolateParams) -> float:
 @register("extrapolate", ExtrapolateParams, help="""Extrapolate a run's checkpoints (TUNED... in step order) to --target-step.
 
     --mode linear: per-entry least-squares line through dW(t), evaluated at T;
-    rank1 (AlphaRL): sign-aligned a(t) = s1(t)u1(t) fitted linearly in t, times
-    v1ᵀ of the last checkpoint; expo: W1 + α(W1 - W_ref), W1 the last and W_ref
+    rank1-step: sign-aligned a(t) = s1(t)u1(t) fitted linearly in t, times
+    v1ᵀ of the last checkpoint, on the base ('rank1' is its deprecated name);
+    alpharl (AlphaRL): one-component PLS of --accuracies on a(t), inverted at
+    --target-accuracy, a* v1ᵀ added to the last checkpoint; expo: W1 + α(W1 - W_ref), W1 the last and W_ref
     the first checkpoint, α = --alpha or (T - t_n)/(t_n - t_1).
     Example: rankedit edit extrapolate BASE ck100 ck200 ck300 --steps 100,200,300 --target-step 750 -o OUT""",
           card_text="extrapolates the update from a window of checkpoints of one run to a target step",
@@ -104,18 +148,78 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
     if p.mode == "expo":
         w1, ref = x.tuned[-1], x.tuned[0]
         return EditResult(delta=(w1 - w0) + expo_alpha(p) * (w1 - ref))
+    if p.mode == "alpharl":
+        return _alpharl(x, p, *zip(*(edit_svd(w - w0, 1, x.seed) for w in x.tuned)))
     coef = line_coefficients(tuple(steps), p.target_step)
     if p.mode == "linear":
         delta = torch.zeros_like(w0)
         for c, w in zip(coef, x.tuned):
             delta.add_(w - w0, alpha=c)
         return EditResult(delta=delta)
-    # rank1: fit a(t) = s1(t) u1(t), sign-aligned to the last checkpoint's v1
-    guarded = [edit_svd(w - w0, 1, x.seed) for w in x.tuned]
-    triplets = [svd for svd, _ in guarded]
+    triplets, accs = zip(*(edit_svd(w - w0, 1, x.seed) for w in x.tuned))
+    # rank1-step: fit a(t) = s1(t) u1(t), sign-aligned to the last checkpoint's v1
     v_last = triplets[-1].V[:, 0]
     a_target = torch.zeros_like(w0[:, 0])
-    for c, svd in zip(coef, triplets):
-        sign = -1.0 if float(svd.V[:, 0] @ v_last) < 0 else 1.0
+    ambiguous = 0
+    for c, svd, acc in zip(coef, triplets, accs):
+        cos = float(svd.V[:, 0] @ v_last)
+        sign = -1.0 if cos < 0 else 1.0
+        ambiguous += _ambiguous(acc, cos)
         a_target.add_(svd.U[:, 0] * (svd.S[0] * sign), alpha=c)
-    return EditResult(delta=torch.outer(a_target, v_last), rank_kept=1, **svd_facts(*(acc for _, acc in guarded)))
+    return EditResult(delta=torch.outer(a_target, v_last), rank_kept=1, sign_ambiguous=ambiguous, **svd_facts(*accs))
+
+
+def _near_tie(acc) -> bool:
+    """s1 / s2 < SIGN_GAP, from the decomposition's relative gap (s1 - s2) / s1."""
+    return (1.0 - acc.rel_gap) * SIGN_GAP > 1.0
+
+
+def _ambiguous(acc, cos: float) -> bool:
+    """A sign decision rests on noise: a near-tie of s1 and s2, or a nearly orthogonal reference."""
+    return _near_tie(acc) or abs(cos) < SIGN_COS
+
+
+def align_left_backwards(au: list[torch.Tensor], accs) -> tuple[list[torch.Tensor], int]:
+    """AlphaRL's rule: walk back from the last checkpoint, flipping each s1 u1 whose cosine with the
+    next (already aligned) one is negative. Returns the aligned vectors and the ambiguous decisions."""
+    out = [au[-1]]
+    ambiguous = 0
+    for vec, acc in zip(reversed(au[:-1]), reversed(accs[:-1])):
+        ref = out[0]
+        den = float(vec.norm() * ref.norm())
+        cos = float(vec @ ref) / den if den > 0 else 0.0
+        ambiguous += _ambiguous(acc, cos)
+        out.insert(0, -vec if cos < 0 else vec)
+    return out, ambiguous + int(_near_tie(accs[-1]))
+
+
+def pls1_inverse(x: torch.Tensor, y: torch.Tensor, target: float) -> torch.Tensor:
+    """The row x* a one-component PLS of y on the rows of x (n x m) predicts for y = ``target``.
+
+    As scikit-learn's ``PLSRegression(n_components=1)`` (columns centred and scaled
+    to unit sample standard deviation, a constant column left unscaled), then
+    AlphaRL's inversion: the score t is regressed on y's line ``y = b + c t``,
+    ``t* = (target - b) / c`` and ``x* = t* p ⊙ std + mean``, p the x-loadings.
+    """
+    x, y = x.double(), y.double()
+    mean = x.mean(0)
+    std = x.std(0, correction=1)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    xs = (x - mean) / std
+    w = xs.T @ (y - y.mean())
+    if float(w.norm()) == 0:
+        raise ValueError("alpharl: the accuracies are unrelated to a(t) (no PLS direction)")
+    t = xs @ (w / w.norm())
+    c = float(t @ (y - y.mean())) / float(t @ t)
+    b = float(y.mean())  # the scores are centred: the line passes through (0, mean y)
+    t_star = (target - b) / c
+    return t_star * (xs.T @ t) / float(t @ t) * std + mean
+
+
+def _alpharl(x: MatrixInputs, p: ExtrapolateParams, triplets, accs) -> EditResult:
+    au = [svd.U[:, 0] * svd.S[0] for svd in triplets]
+    aligned, ambiguous = align_left_backwards(au, accs)
+    pred = pls1_inverse(torch.stack(aligned), torch.tensor(p.accuracies, dtype=torch.float64), p.target_accuracy)
+    v_last = triplets[-1].V[:, 0]  # the last checkpoint is never flipped: its own pair carries the sign
+    delta = (x.tuned[-1] - x.w0) + torch.outer(pred.to(x.w0.dtype), v_last)
+    return EditResult(delta=delta, sign_ambiguous=int(ambiguous), **svd_facts(*accs))

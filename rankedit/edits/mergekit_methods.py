@@ -127,6 +127,7 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         "rank_kept": res.rank_kept,
         "svd_error": res.svd_error,
         "svd_identifiable": res.svd_identifiable,
+        "sign_ambiguous": res.sign_ambiguous,
         "dw_norm": dw_norm,
         "edit_norm": kept,
     })

@@ -64,6 +64,7 @@ class EditResult:
     rank_kept: Optional[int] = None  # rank of the kept update (rank-k edits)
     svd_error: Optional[float] = None  # bound on the relative error of the top-k reconstruction (edits using SVDs)
     svd_identifiable: Optional[bool] = None  # False: s_k and s_k+1 nearly tied, the top-k subspace is ill-determined
+    sign_ambiguous: Optional[int] = None  # checkpoints whose sign alignment rested on noise (extrapolate)
 
 
 @dataclass(frozen=True)
