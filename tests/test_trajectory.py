@@ -156,3 +156,24 @@ def test_cli_bad_input_is_one_error_line(run, tmp_path, capsys):
         assert not (tmp_path / "o").exists()
     code, err = cli(["trajectory", str(base), *cks, "--steps", "10,20,30", "-o", cks[1], "--quiet"], capsys)
     assert code == 1 and err.startswith("error: ") and "input" in err, err
+
+
+def test_alpharl_through_mergekit_matches_the_pure_edit(run, tmp_path, capsys):
+    """The accuracies travel per checkpoint, like the steps (a list would be a layer gradient to mergekit)."""
+    from safetensors.torch import load_file
+
+    from rankedit.edits import EDITS
+    from rankedit.edits.registry import MatrixInputs
+
+    base, run_dir = run
+    cks = [run_dir / f"checkpoint-{t}" for t in (10, 20, 30)]
+    out = tmp_path / "alpharl"
+    code, err = cli(["edit", "extrapolate", str(base), *map(str, cks), "--steps", "10,20,30", "--mode", "alpharl",
+                     "--accuracies", "0.1,0.3,0.35", "--target-accuracy", "0.5", "-o", str(out), "--quiet"], capsys)
+    assert code == 0, err
+    name = "model.layers.1.self_attn.o_proj.weight"
+    w = [load_file(str(d / "model.safetensors"))[name] for d in (base, *cks)]
+    e = EDITS["extrapolate"]
+    p = e.params(mode="alpharl", steps=(10, 20, 30), accuracies=(0.1, 0.3, 0.35), target_accuracy=0.5)
+    want = w[0] + e.fn(MatrixInputs(w[0], tuple(w[1:]), steps=(10, 20, 30)), p).delta
+    torch.testing.assert_close(load_file(str(out / "model.safetensors"))[name], want, rtol=1e-5, atol=1e-6)

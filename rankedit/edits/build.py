@@ -107,14 +107,17 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
 def mergekit_config(plan: EditPlan) -> dict:
     """The plain mergekit YAML (as a dict) that executes this edit."""
     edit, p = plan.edit, plan.params
-    shared = p.model_dump(mode="json", exclude={"steps", "mask_from"}, exclude_none=True)
+    shared = p.model_dump(mode="json", exclude={"steps", "mask_from", "accuracies"}, exclude_none=True)
     shared["model_type"] = plan.base.model_type
     models = []
     steps = getattr(p, "steps", None)
+    accuracies = getattr(p, "accuracies", None)  # one per checkpoint: passed per input, as the steps are
     for i, ck in enumerate(plan.tuned):
         mp: dict[str, Any] = {"role": ROLE_TUNED}
         if edit.inputs == "run":
             mp["step"] = steps[i]
+            if accuracies is not None:
+                mp["accuracy"] = accuracies[i]
         models.append({"model": str(ck.path.resolve()), "parameters": mp})
     if plan.other is not None:
         models.append({"model": str(plan.other.path.resolve()), "parameters": {"role": ROLE_MASK_FROM}})

@@ -46,7 +46,7 @@ from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
 from rankedit.core.modules import as_linear, classify, from_linear
 
 PREFIX = "rankedit_"
-STRUCTURAL = {"steps", "mask_from"}  # pydantic fields that mergekit passes per input instead
+STRUCTURAL = {"steps", "mask_from", "accuracies"}  # pydantic fields that mergekit passes per input instead
 ROLE_TUNED, ROLE_MASK_FROM = "tuned", "mask_from"
 
 _facts: Optional[dict[str, dict]] = None
@@ -81,7 +81,7 @@ def _record(name: str, item: dict) -> None:
 
 
 def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_type: str,
-               step: Any = None, role: Any = None) -> torch.Tensor:
+               step: Any = None, role: Any = None, accuracy: Any = None) -> torch.Tensor:
     """Run one registered edit on one tensor group (base + tuned [+ other])."""
     name = group.metadata.name or ""
     base = group.base.tensor
@@ -109,6 +109,9 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         if steps is not None and any(s is None for s in steps):
             raise ValueError(f"{edit.name}: every checkpoint needs a 'step' parameter")
         params["steps"] = steps
+        accs = tuple(accuracy[e.id] for e in tuned) if accuracy is not None else ()
+        if any(a is not None for a in accs):
+            params["accuracies"] = accs
     p = edit.params(**params)
 
     dtype = torch.float64 if base.dtype == torch.float64 else torch.float32
@@ -144,6 +147,7 @@ def _spec_for(edit: Edit) -> MergeMethodSpec:
     params.append(ParameterSpec("role", str, ParameterScope.NON_BASE, default=ROLE_TUNED))
     if edit.inputs == "run":
         params.append(ParameterSpec("step", Optional[int], ParameterScope.NON_BASE, default=None))
+        params.append(ParameterSpec("accuracy", Optional[float], ParameterScope.NON_BASE, default=None))
     return MergeMethodSpec(
         name=method_name(edit.name),
         pretty_name=f"rankedit {edit.name}",
@@ -157,8 +161,9 @@ def make_method(edit: Edit) -> FunctionalGroupMergeMethod:
     """The mergekit method of one edit (what ``merge_method`` builds from a signature,
     built here from the edit's pydantic schema so the two can never disagree)."""
 
-    def kernel(group: TensorGroup, /, model_type: str = "", role=None, step=None, **shared) -> torch.Tensor:
-        return apply_edit(edit, group, shared, model_type, step=step, role=role)
+    def kernel(group: TensorGroup, /, model_type: str = "", role=None, step=None, accuracy=None,
+               **shared) -> torch.Tensor:
+        return apply_edit(edit, group, shared, model_type, step=step, role=role, accuracy=accuracy)
 
     return FunctionalGroupMergeMethod(_spec_for(edit), kernel)
 
