@@ -178,4 +178,5 @@ def test_scale_and_schema_validation():
     with pytest.raises(ValueError):
         PrincipalParams(k=3, bogus=1)
     assert ScaleParams(factor=2).factor == 2.0
-    assert set(EDITS) == {"rank-k", "random-rank-k", "off-principal", "principal-only", "mask", "extrapolate", "scale"}
+    assert set(EDITS) == {"rank-k", "random-rank-k", "off-principal", "principal-only", "mask", "extrapolate", "scale",
+                          "propensity-only", "lability-only"}

@@ -37,10 +37,11 @@ def test_the_views_keep_the_order_the_published_outputs_have():
     assert "k" not in metrics.SCALAR_METRICS and "angles_left_deg" not in metrics.SCALAR_METRICS
     assert view("compare") == ("rel_update_norm", "sparsity_bf16", "rank_fraction", "effective_rank", "rank1_energy",
                                "angle_left_deg", "angle_right_deg", "spectral_shift", "overlap_principal",
-                               "overlap_principal_topq", "jaccard")
+                               "overlap_principal_topq", "propensity_share", "jaccard")
     assert view("table") == ("sparsity_bf16", "sparsity_atol", "rank_fraction", "effective_rank", "rank1_energy",
                              "angle_left_deg", "angle_right_deg", "spectral_shift", "overlap_principal", "overlap_low",
-                             "overlap_principal_topq", "rel_update_norm", "jaccard", "jaccard_expected")
+                             "overlap_principal_topq", "rel_update_norm", "propensity_share", "jaccard",
+                             "jaccard_expected")
     assert view("card") == ("sparsity_bf16", "rank1_energy", "effective_rank", "stable_rank", "angle_left_deg",
                             "rel_update_norm")
     assert set(metrics.HEATMAPS) == {"sparsity_bf16", "angle_left_deg", "spectral_shift", "rank1_energy"}

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 
 from rankedit.core.linalg import SVD, gram_svd, numerical_rank
+from rankedit.core.propensity import propensity_share  # noqa: F401  (the metric; the edits share its math)
 from rankedit.core.masks import (  # noqa: F401  (Cut, kth_smallest and the mask functions: this module's API too)
     Cut, bf16_unchanged, bf16_update_mask, count, cut_mask, fraction, kth_smallest, low_cut, low_mask, principal_mask,
     principal_parts, principal_scores, top_fraction_cut, top_fraction_mask,
@@ -191,7 +192,9 @@ def matrix_metrics(
     the energy ratios need), each one float64 eigendecomposition of a Gram
     matrix (``rankedit.core.linalg.gram_svd``); the top-k triplets of W0 and W1 come
     from the same decompositions. ``base``: W0's parts (``base_parts(w0, k,
-    alpha)``) computed earlier, which saves one of the three. ``seed`` is kept
+    alpha)``) computed earlier, which saves one of the three. ``propensity_share``
+    needs W0's full singular basis, which the base parts (top-k only) do not keep:
+    one more Gram eigendecomposition of W0 plus three m·n·min(m, n) products. ``seed`` is kept
     for API stability (nothing here is random).
     """
     if w0.ndim != 2 or w0.shape != w1.shape:
@@ -238,6 +241,7 @@ def matrix_metrics(
         "overlap_principal_topq": overlap(topq, m_p),
         # rel_update_norm(f0, f1), with ‖W0‖ from the base parts
         "rel_update_norm": NAN if base.norm == 0.0 else float((f1.double() - f0.double()).norm() / base.norm),
+        "propensity_share": propensity_share(f0, dw),
     }
     if w_other is not None:
         if w_other.shape != w0.shape:

@@ -75,6 +75,8 @@ METRICS = (
     Metric("overlap_principal_topq", "share of the top-q entries by |dW| inside M_p", "scalar", unit=True,
            views=(T, C)),
     Metric("rel_update_norm", "||dW||_F / ||W0||_F", "scalar", views=(T, C, K), leads=(C,)),
+    Metric("propensity_share", "||diag(U0^T dW V0)||^2 / ||dW||_F^2: the update's share that only rescales W0's "
+           "singular values (the rest is lability)", "scalar", unit=True, views=(T, C)),
     Metric("jaccard", "Jaccard index of the bf16 update masks of two runs from one base", "scalar", unit=True,
            views=(T, C)),
     Metric("jaccard_expected", "the Jaccard index independent masks of those densities would have", "scalar",
