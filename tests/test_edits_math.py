@@ -178,4 +178,6 @@ def test_scale_and_schema_validation():
     with pytest.raises(ValueError):
         PrincipalParams(k=3, bogus=1)
     assert ScaleParams(factor=2).factor == 2.0
-    assert set(EDITS) == {"rank-k", "random-rank-k", "off-principal", "principal-only", "mask", "extrapolate", "scale"}
+    assert set(EDITS) == {"rank-k", "random-rank-k", "off-principal", "principal-only", "mask", "extrapolate", "scale",
+                          "rank-auto", "random-rank-auto", "sign", "random-sign", "dare", "sub-rank-1",
+                          "random-sub-rank-1"}
