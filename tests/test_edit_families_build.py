@@ -108,3 +108,20 @@ def test_new_families_are_listed_by_edit_help(capsys):
         assert method in out, method
     code, own, _ = run_cli(["edit", "sign", "--help"], capsys)
     assert code == 0 and "--per [matrix|row]" in own and "--multiplier FLOAT" in own
+
+
+def test_multiplier_reaches_the_lora_export(tiny_pair, tmp_path):
+    from rankedit.edits import build_edit
+
+    base, tuned = tiny_pair
+    plain = build_edit("rank-k", base, tuned, tmp_path / "plain", k=2, as_lora=True)
+    twice = build_edit("rank-k", base, tuned, tmp_path / "twice", k=2, as_lora=True, multiplier=2.0)
+    with safe_open(str(plain / "adapter_model.safetensors"), "pt") as a, \
+            safe_open(str(twice / "adapter_model.safetensors"), "pt") as b:
+        for key in (k for k in a.keys() if "lora_B" in k):
+            A = key.replace("lora_B", "lora_A")
+            torch.testing.assert_close(b.get_tensor(key) @ b.get_tensor(A), 2 * a.get_tensor(key) @ a.get_tensor(A))
+    p, t = (json.loads((d / "rankedit_edit.json").read_text()) for d in (plain, twice))
+    assert t["params"]["multiplier"] == 2.0 and t["summary"]["stored_bytes"] == p["summary"]["stored_bytes"]
+    assert [m["rescale"] for m in t["matrices"]] == [2 * m["rescale"] for m in p["matrices"]]
+    assert t["summary"]["energy_before_rescale"] == pytest.approx(p["summary"]["energy_before_rescale"])
