@@ -56,3 +56,19 @@ def test_nothing_in_the_repository_refers_to_files_outside_it():
     hits = [f"{f.relative_to(ROOT)}: {line.strip()}" for f in files
             for line in f.read_text(errors="replace").splitlines() if outside.search(line)]
     assert hits == []
+
+
+def test_every_key_of_the_edit_manifest_is_defined():
+    import torch
+
+    from rankedit.edits.manifest import matrix_facts, matrix_record, summarize
+    from rankedit.edits.registry import EditResult
+    from rankedit.edits.storage import Storage
+
+    dw = torch.ones(4, 6)
+    facts = matrix_facts("w", dw, EditResult(delta=2 * dw, rescale=2.0, svd_error=0.0, svd_identifiable=True),
+                         Storage(10, 20))
+    written = set(matrix_record(facts)) | set(summarize([facts], {"w": 24}))
+    assert written - {"name"} - DEFINED == set()
+    new = {"energy_before_rescale", "rescale", "stored_params", "stored_bytes", "bf16_delta_bytes", "bytes_ratio"}
+    assert new <= written and "multiplier" in DEFINED

@@ -10,6 +10,7 @@ from rankedit.cli.edit_options import ChoiceOrNumber, IntList, model_options
 from rankedit.core.errors import RankeditError
 from rankedit.edits import EDITS
 from rankedit.edits.registry import describe
+from rankedit.edits.storage import MatrixSize, Storage
 
 
 @pytest.mark.parametrize("method, params, words", [
@@ -66,28 +67,33 @@ def test_controls_have_no_control(method, params):
     assert edit.control_for(edit.params(**params)) is None
 
 
-@pytest.mark.parametrize("method, params, shape, density, values", [
-    ("rank-k", {"k": 1}, (4, 6), None, 1 * (4 + 6) + 1),
-    ("rank-k", {"k": 3}, (8, 5), None, 3 * 13 + 3),
-    ("random-rank-k", {"k": 2}, (8, 5), None, 2 * 13 + 2),
-    ("mask", {"source": "magnitude", "density": 0.25}, (4, 6), None, 2 * 6),
-    ("mask", {"source": "principal"}, (4, 6), None, 2 * 12),  # default α 0.5
-    ("mask", {"source": "bf16"}, (10, 10), 0.37, 2 * 37),  # the density the build kept
-    ("off-principal", {"k": 2}, (4, 6), None, 24),
-    ("principal-only", {"k": 2}, (4, 6), None, 24),
-    ("scale", {"factor": 2.0}, (7, 3), None, 21),
-    ("extrapolate", {"mode": "linear", "steps": (1, 2), "target_step": 3}, (7, 3), None, 21),
-    ("extrapolate", {"mode": "rank1", "steps": (1, 2), "target_step": 3}, (7, 3), None, 10),
+@pytest.mark.parametrize("method, params, size, params_, bytes_", [
+    # LoRA factors k(m + n), in the source dtype (bf16: 2 bytes; float32: 4)
+    ("rank-k", {"k": 1}, MatrixSize((4, 6)), 10, 20),
+    ("rank-k", {"k": 1}, MatrixSize((4, 6), itemsize=4), 10, 40),
+    ("rank-k", {"k": 3}, MatrixSize((8, 5)), 39, 78),
+    ("random-rank-k", {"k": 2}, MatrixSize((8, 5)), 26, 52),
+    # kept values plus a packed bitmask of ceil(mn / 8) bytes ...
+    ("mask", {"source": "magnitude", "density": 0.25}, MatrixSize((4, 6)), 6, 6 * 2 + 3),
+    ("mask", {"source": "principal"}, MatrixSize((4, 6)), 12, 12 * 2 + 3),  # default α 0.5
+    ("mask", {"source": "bf16"}, MatrixSize((10, 10), density=0.37), 37, 37 * 2 + 13),  # the density the build kept
+    # ... or int32 indices where they are smaller: 100 kept of 10⁴ entries, 400 bytes < 1250
+    ("mask", {"source": "random", "density": 0.01}, MatrixSize((100, 100)), 100, 100 * 2 + 400),
+    ("off-principal", {"k": 2}, MatrixSize((4, 6)), 24, 48),
+    ("principal-only", {"k": 2}, MatrixSize((4, 6)), 24, 48),
+    ("scale", {"factor": 2.0}, MatrixSize((7, 3)), 21, 42),
+    ("extrapolate", {"mode": "linear", "steps": (1, 2), "target_step": 3}, MatrixSize((7, 3)), 21, 42),
+    ("extrapolate", {"mode": "rank1", "steps": (1, 2), "target_step": 3}, MatrixSize((7, 3)), 10, 20),
 ])
-def test_storage_cost_in_stored_values(method, params, shape, density, values):
+def test_storage_cost_in_params_and_bytes(method, params, size, params_, bytes_):
     edit = EDITS[method]
-    assert edit.storage(edit.params(**params), shape, density) == values
+    assert edit.storage(edit.params(**params), size) == Storage(params_, bytes_)
 
 
 def test_bf16_mask_cost_needs_the_kept_density():
     edit = EDITS["mask"]
     with pytest.raises(ValueError, match="give the kept density"):
-        edit.storage(edit.params(source="bf16"), (4, 4), None)
+        edit.storage(edit.params(source="bf16"), MatrixSize((4, 4)))
 
 
 def test_svd_rank_comes_from_the_record():

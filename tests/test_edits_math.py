@@ -179,4 +179,6 @@ def test_scale_and_schema_validation():
         PrincipalParams(k=3, bogus=1)
     assert ScaleParams(factor=2).factor == 2.0
     assert set(EDITS) == {"rank-k", "random-rank-k", "off-principal", "principal-only", "mask", "extrapolate", "scale",
-                          "propensity-only", "lability-only"}
+                          "propensity-only", "lability-only",
+                          "rank-auto", "random-rank-auto", "sign", "random-sign", "dare", "sub-rank-1",
+                          "random-sub-rank-1"}

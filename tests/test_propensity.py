@@ -116,7 +116,10 @@ def test_edit_records_of_the_pair():
     prop, lab = EDITS["propensity-only"], EDITS["lability-only"]
     assert prop.control_for(prop.params()) == ("lability-only", lab.params())
     assert lab.control_for(lab.params()) is None
-    assert prop.storage(prop.params(), (4, 6), None) == 4 and lab.storage(lab.params(), (4, 6), None) == 24
+    from rankedit.edits.storage import MatrixSize, Storage
+
+    size = MatrixSize((4, 6))  # bf16 values: 2 bytes each
+    assert prop.storage(prop.params(), size) == Storage(4, 8) and lab.storage(lab.params(), size) == Storage(24, 48)
     assert prop.svd_rank(prop.params()) is None
 
 

@@ -14,7 +14,8 @@ import pkgutil
 
 # The modules that run, record and export edits rather than define them.
 MACHINERY = {"build", "config_file", "lora", "manifest", "merge_options", "mergekit_methods", "mergekit_yaml",
-             "registry"}
+             "registry",
+             "storage"}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in MACHINERY:

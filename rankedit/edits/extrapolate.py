@@ -39,6 +39,7 @@ import torch
 from pydantic import Field, StrictInt, field_validator, model_validator
 
 from rankedit.edits.registry import Cli, Control, EditParams, EditResult, MatrixInputs, register
+from rankedit.edits.storage import MatrixSize, Storage, dense, low_rank
 from rankedit.core.svd import edit_svd, svd_facts
 
 
@@ -105,11 +106,10 @@ def _describe(p: ExtrapolateParams) -> str:
     return f"{p.mode} extrapolation from steps ≤ {last} to step {p.target_step}"
 
 
-def _cost(p: ExtrapolateParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
-    """rank1-step predicts an outer product a vᵀ (m + n values); the other modes a dense delta
+def _cost(p: ExtrapolateParams, size: MatrixSize) -> Storage:
+    """rank1-step predicts an outer product a vᵀ (a rank-1 pair); the other modes a dense delta
     (alpharl's is added to the window's last checkpoint, which is dense)."""
-    m, n = shape
-    return m + n if p.mode == "rank1-step" else m * n
+    return low_rank(size, 1) if p.mode == "rank1-step" else dense(size)
 
 
 def line_coefficients(steps: tuple[int, ...], target: float) -> list[float]:

@@ -28,9 +28,10 @@ import torch
 from safetensors.torch import save_file
 
 from rankedit.files.atomic import atomic_dir
-from rankedit.edits.manifest import build_manifest, write_manifest
-from rankedit.edits.registry import matrix_seed
-from rankedit.core.svd import warn_unidentifiable
+from rankedit.edits.manifest import build_manifest, matrix_facts, write_manifest
+from rankedit.edits.registry import EditResult, matrix_seed
+from rankedit.edits.storage import MatrixSize
+from rankedit.core.svd import svd_facts, warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
 from rankedit.files.validate import check_output
@@ -72,13 +73,12 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: 
         w0 = as_linear(plan.base.get(name).to(device=device, dtype=torch.float32), info)
         w1 = as_linear(plan.tuned[0].get(name).to(device=device, dtype=torch.float32), info)
         dw = w1 - w0
-        B, A, kept, acc = rank_k_parts(dw, p.k, p.scale, matrix_seed(p.seed, name))
-        dw_norm = float(dw.norm())
-        edit_norm = float((B @ A).norm())
-        facts = {"name": name, "energy_kept": edit_norm / dw_norm if dw_norm > 0 else None, "density": None,
-                 "rank_kept": kept, "dw_norm": dw_norm, "edit_norm": edit_norm,
-                 "svd_error": acc.edit_error, "svd_identifiable": acc.identifiable}
+        B, A, kept, acc, c = rank_k_parts(dw, p.k, p.scale, matrix_seed(p.seed, name))
+        if p.multiplier != 1:  # α, as Edit.run applies it to the merged edit
+            B, c = B * p.multiplier, c * p.multiplier
         dt = _factor_dtype(plan.base.info(name).dtype, lora_dtype)
+        res = EditResult(delta=B @ A, rank_kept=kept, rescale=c, **svd_facts(acc))
+        facts = matrix_facts(name, dw, res, plan.edit.storage(p, MatrixSize(tuple(dw.shape), dt.itemsize)))
         yield name, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
 
 

@@ -6,6 +6,7 @@ No timestamps, so the same inputs and recipe give a byte-identical file.
 
 from __future__ import annotations
 from rankedit.core.names import EDIT_MANIFEST
+from rankedit.edits.storage import Storage, bf16_delta_bytes
 
 import json
 import math
@@ -23,19 +24,64 @@ def package_version(pkg: str) -> str:
         return "unknown"
 
 
-def summarize(matrices: list[dict], numels: dict[str, int]) -> dict:
-    """Overall energy kept (‖dW_edit‖_F / ‖dW‖_F over all edited matrices) and density."""
+STORAGE_KEYS = ("stored_params", "stored_bytes", "bf16_delta_bytes")
+
+
+def matrix_facts(name: str, dw, res, storage: Storage) -> dict:
+    """One matrix's facts from its update ``dw`` and the edit's ``EditResult`` (tensors in, numbers out):
+    what ``matrix_record`` keeps plus the norms ``summarize`` sums."""
+    dw_norm = float(dw.norm())
+    edit_norm = float(res.delta.norm())
+    # ‖dW_k‖: the kept part before the rescale c (None where c = 0 leaves no way back to it)
+    kept_norm = edit_norm / abs(res.rescale) if res.rescale != 0 else None
+    ratio = lambda x: x / dw_norm if dw_norm > 0 and x is not None else None  # noqa: E731
+    return {
+        "name": name, "energy_kept": ratio(edit_norm), "density": res.density, "rank_kept": res.rank_kept,
+        "svd_error": res.svd_error, "svd_identifiable": res.svd_identifiable, "sign_ambiguous": res.sign_ambiguous,
+        "energy_before_rescale": ratio(kept_norm), "rescale": res.rescale,
+        "stored_params": storage.params, "stored_bytes": storage.bytes,
+        "bf16_delta_bytes": bf16_delta_bytes(tuple(dw.shape)),
+        "dw_norm": dw_norm, "edit_norm": edit_norm, "kept_norm": kept_norm,
+    }
+
+
+def _overall_energy(matrices: list[dict]) -> dict:
+    """The whole edit's energies: sqrt of summed squares, and the rescale they imply."""
     dw2 = sum(m["dw_norm"] ** 2 for m in matrices)
     ed2 = sum(m["edit_norm"] ** 2 for m in matrices)
+    kept = [m.get("kept_norm") for m in matrices]
+    k2 = sum(k ** 2 for k in kept) if matrices and None not in kept else None
+    return {
+        "energy_kept": math.sqrt(ed2 / dw2) if dw2 > 0 else None,
+        "energy_before_rescale": math.sqrt(k2 / dw2) if dw2 > 0 and k2 is not None else None,
+        "rescale": math.sqrt(ed2 / k2) if k2 else None,
+    }
+
+
+def _overall_storage(matrices: list[dict]) -> dict:
+    if not matrices or any(m.get("stored_bytes") is None for m in matrices):
+        return {}
+    out = {k: sum(m[k] for m in matrices) for k in STORAGE_KEYS}
+    out["bytes_ratio"] = out["stored_bytes"] / out["bf16_delta_bytes"] if out["bf16_delta_bytes"] else None
+    return out
+
+
+def summarize(matrices: list[dict], numels: dict[str, int]) -> dict:
+    """Overall energy kept (‖dW_edit‖_F / ‖dW‖_F over all edited matrices), before the rescale too,
+    density and storage."""
     dens = [m for m in matrices if m.get("density") is not None]
     density = None
     if dens:
         total = sum(numels[m["name"]] for m in dens)
         density = sum(m["density"] * numels[m["name"]] for m in dens) / total if total else None
+    energy = _overall_energy(matrices)
     out = {
-        "energy_kept": math.sqrt(ed2 / dw2) if dw2 > 0 else None,
+        "energy_kept": energy["energy_kept"],
         "density": density,
         "n_matrices": len(matrices),
+        "energy_before_rescale": energy["energy_before_rescale"],
+        "rescale": energy["rescale"],
+        **_overall_storage(matrices),
     }
     errs = [m["svd_error"] for m in matrices if m.get("svd_error") is not None]
     if errs:  # edits built on top-k SVDs: the worst bound, and how many subspaces were ill-determined
@@ -50,6 +96,7 @@ def matrix_record(m: dict) -> dict:
     if m.get("svd_error") is not None:
         rec["svd_error"] = m["svd_error"]
         rec["svd_identifiable"] = m["svd_identifiable"]
+    rec.update({k: m.get(k) for k in ("energy_before_rescale", "rescale", *STORAGE_KEYS)})
     return rec
 
 

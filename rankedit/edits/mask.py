@@ -29,6 +29,7 @@ from pydantic import Field, StrictInt
 from rankedit.core.masks import bf16_update_mask, low_mask, principal_mask_of, top_fraction_mask
 from rankedit.core.svd import exact_accuracy, svd_facts
 from rankedit.edits.registry import Cli, Control, EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.edits.storage import MatrixSize, Storage, sparse
 
 SOURCES = ("bf16", "magnitude", "principal", "low", "from", "random")
 DEFAULT_DENSITY = {"magnitude": 0.1, "principal": 0.5, "low": 0.5}
@@ -59,14 +60,13 @@ def _describe(p: MaskParams) -> str:
     }[p.source]
 
 
-def sparse_cost(p: MaskParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
-    """The kept values and one position each: 2·round(density·m·n). ``density`` is what the
-    build kept (its manifest); without it, the parameters' or the source's default fraction."""
-    m, n = shape
-    d = density if density is not None else p.density if p.density is not None else DEFAULT_DENSITY.get(p.source)
+def sparse_cost(p: MaskParams, size: MatrixSize) -> Storage:
+    """The kept values and their positions (``storage.sparse``). The density is what the build kept
+    (its manifest); without it, the parameters' or the source's default fraction."""
+    d = size.density if size.density is not None else p.density if p.density is not None else DEFAULT_DENSITY.get(p.source)
     if d is None:
         raise ValueError(f"the density of mask source {p.source!r} is what the update did: give the kept density")
-    return 2 * int(round(d * m * n))
+    return sparse(size, d)
 
 
 def principal_mask(w0: torch.Tensor, alpha: float, k: int) -> tuple[torch.Tensor, dict]:

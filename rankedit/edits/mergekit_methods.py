@@ -19,7 +19,7 @@ The adapter below is the only impure part: it picks the matrices to edit with
 ``rankedit.core.modules.classify`` (2-D attention/MLP weights; everything else follows
 ``rest``), converts to float32 and (out, in) layout, calls the pure edit and
 converts back. Per-matrix facts (energy kept, mask density, rank kept) are
-recorded through a side channel, ``collect_facts()``: a lock-protected dict that
+recorded (with the edit's storage cost) through a side channel, ``collect_facts()``: a lock-protected dict that
 the adapter fills while a build is collecting, so no second pass over the
 weights is needed.
 """
@@ -42,7 +42,9 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 
+from rankedit.edits.manifest import matrix_facts
 from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
+from rankedit.edits.storage import MatrixSize
 from rankedit.core.modules import as_linear, classify, from_linear
 
 PREFIX = "rankedit_"
@@ -120,20 +122,9 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         w0=lin(base), tuned=tuple(lin(e.tensor) for e in tuned), steps=steps,
         other=lin(others[0].tensor) if others else None, seed=matrix_seed(p.seed, name),
     )
-    res = edit.fn(x, p)
-    dw_norm = float(x.dw.norm())
-    kept = float(res.delta.norm())
-    _record(name, {
-        "name": name,
-        "energy_kept": kept / dw_norm if dw_norm > 0 else None,
-        "density": res.density,
-        "rank_kept": res.rank_kept,
-        "svd_error": res.svd_error,
-        "svd_identifiable": res.svd_identifiable,
-        "sign_ambiguous": res.sign_ambiguous,
-        "dw_norm": dw_norm,
-        "edit_norm": kept,
-    })
+    res = edit.run(x, p)
+    size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
+    _record(name, matrix_facts(name, x.dw, res, edit.storage(p, size)))
     return from_linear(x.w0 + res.delta, info).to(base.dtype)
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from rankedit.core.propensity import propensity_delta
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
+from rankedit.edits.storage import MatrixSize, Storage
 
 
-def diagonal_cost(p: EditParams, shape: tuple[int, int], density: float | None = None) -> int:
+def diagonal_cost(p: EditParams, size: MatrixSize) -> Storage:
     """min(m, n) values per matrix: diag(C); U0 and V0 are rebuilt from the base."""
-    return min(shape)
+    k = min(size.shape)
+    return Storage(k, k * size.itemsize)
 
 
 @register("propensity-only", EditParams, help="""Keep only the update's change of W0's singular values.

@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.edits.storage import MatrixSize, Storage, low_rank
 from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import numerical_rank
@@ -48,10 +49,9 @@ class LoraOptions(BaseModel):
         return self
 
 
-def low_rank_cost(p: RankKParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
-    """k(m + n) + k: the factors U_k, V_k and the k (rescaled) singular values."""
-    m, n = shape
-    return p.k * (m + n) + p.k
+def low_rank_cost(p: RankKParams, size: MatrixSize) -> Storage:
+    """The LoRA factors: k(m + n) values, the singular values and the rescale folded into them."""
+    return low_rank(size, p.k)
 
 
 def _describe_rank_k(p: RankKParams) -> str:
@@ -76,8 +76,8 @@ def rank_k_factors(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 
 
 
 def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0
-                 ) -> tuple[torch.Tensor, torch.Tensor, int, Accuracy]:
-    """``rank_k_factors`` and the ``Accuracy`` of the SVD behind them.
+                 ) -> tuple[torch.Tensor, torch.Tensor, int, Accuracy, float]:
+    """``rank_k_factors``, the ``Accuracy`` of the SVD behind them and the rescale c.
 
     The singular values are split evenly (sqrt on each side) so that B and A are
     also a well-conditioned LoRA pair.
@@ -88,7 +88,7 @@ def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0
     sign = -1.0 if c < 0 else 1.0
     B = svd.U * (root * sign)
     A = (svd.V * root).T
-    return B, A, numerical_rank(svd.S, tuple(dw.shape), dw.dtype), acc
+    return B, A, numerical_rank(svd.S, tuple(dw.shape), dw.dtype), acc, c
 
 
 @register("rank-k", RankKParams, help="""Keep the top-k singular directions of each update dW (AlphaRL).
@@ -101,8 +101,8 @@ def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0
                     "(W_base + c · U_k S_k V_kᵀ)",
           describe=_describe_rank_k, control=Control("random-rank-k"), storage=low_rank_cost, options=LoraOptions)
 def rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
-    B, A, kept, acc = rank_k_parts(x.dw, p.k, p.scale, x.seed)
-    return EditResult(delta=B @ A, rank_kept=kept, **svd_facts(acc))
+    B, A, kept, acc, c = rank_k_parts(x.dw, p.k, p.scale, x.seed)
+    return EditResult(delta=B @ A, rank_kept=kept, rescale=c, **svd_facts(acc))
 
 
 def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -120,12 +120,17 @@ def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype)
           describe=lambda p: f"{p.k} random direction{'s' if p.k != 1 else ''} per matrix, same norm (control)",
           storage=low_rank_cost)
 def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
+    return random_directions(x, p.k, p.scale)
+
+
+def random_directions(x: MatrixInputs, k: int, scale: Scale) -> EditResult:
+    """k random orthonormal directions per side carrying dW's top-k singular values and rescale."""
     dw = x.dw
-    svd, acc = edit_svd(dw, p.k, x.seed)
-    c = rescale_factor(dw, svd.S, p.scale)
+    svd, acc = edit_svd(dw, k, x.seed)
+    c = rescale_factor(dw, svd.S, scale)
     gen = generator(x.seed)
     m, n = dw.shape
-    U = random_orthonormal(m, p.k, gen, dw.dtype).to(dw.device)
-    V = random_orthonormal(n, p.k, gen, dw.dtype).to(dw.device)
+    U = random_orthonormal(m, k, gen, dw.dtype).to(dw.device)
+    V = random_orthonormal(n, k, gen, dw.dtype).to(dw.device)
     return EditResult(delta=(U * (svd.S * c)) @ V.T, rank_kept=numerical_rank(svd.S, (m, n), dw.dtype),
-                      **svd_facts(acc))
+                      rescale=c, **svd_facts(acc))

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Union
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from rankedit.edits.storage import MatrixSize, Storage, dense_cost
 
 
 class EditParams(BaseModel):
@@ -35,6 +37,7 @@ class EditParams(BaseModel):
         "base", description="non-matrix tensors (embeddings, lm_head, norms, biases): base or tuned values"
     )
     seed: StrictInt = Field(0, ge=0, description="seed of every random choice (randomized SVD, random controls)")
+    multiplier: float = Field(1.0, description="α: multiply the edit's delta, on top of its own rescale (AlphaRL's α)")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class EditResult:
     svd_error: Optional[float] = None  # bound on the relative error of the top-k reconstruction (edits using SVDs)
     svd_identifiable: Optional[bool] = None  # False: s_k and s_k+1 nearly tied, the top-k subspace is ill-determined
     sign_ambiguous: Optional[int] = None  # checkpoints whose sign alignment rested on noise (extrapolate)
+    # the factor c in delta = c · (the part of dW the edit keeps), e.g. rank-k's norm rescale; 1: none
+    rescale: float = 1.0
+    stored_rank: Optional[int] = None  # rank of the factors the artifact stores, where the edit chooses it per matrix
 
 
 @dataclass(frozen=True)
@@ -86,11 +92,6 @@ class Control:
     params: dict = field(default_factory=dict)
 
 
-def dense_cost(p: EditParams, shape: tuple[int, int], density: Optional[float] = None) -> int:
-    """Stored values of a dense delta: every entry of the (m, n) matrix."""
-    return shape[0] * shape[1]
-
-
 def k_of(p: EditParams) -> Optional[int]:
     """The default answer to "how many singular directions of each matrix does this edit compute?"."""
     return getattr(p, "k", None)
@@ -109,7 +110,7 @@ class Edit:
     card_text: Optional[str] = None  # the card's sentence; default: the summary
     # the edit that controls this one, or a function of the parameters giving it (None: it is a control)
     control: Union[Control, Callable[[EditParams], Optional[Control]], None] = None
-    storage: Callable[[EditParams, tuple[int, int], Optional[float]], int] = dense_cost
+    storage: Callable[[EditParams, MatrixSize], Storage] = dense_cost  # its artifact's size, per matrix
     options: Optional[type[BaseModel]] = None  # options of the build, not of the math (rank-k: --as-lora)
     svd_rank: Callable[[EditParams], Optional[int]] = k_of  # checked against each matrix's short side
 
@@ -120,6 +121,14 @@ class Edit:
     @property
     def card(self) -> str:
         return self.card_text or self.summary[0].lower() + self.summary[1:].rstrip(".")
+
+    def run(self, x: MatrixInputs, p: EditParams) -> EditResult:
+        """The pure function, then the common multiplier α (only when it is not 1, so that every
+        edit without one stays byte-identical)."""
+        res = self.fn(x, p)
+        if p.multiplier != 1:
+            res = replace(res, delta=res.delta * p.multiplier, rescale=res.rescale * p.multiplier)
+        return res
 
     def control_for(self, params: EditParams) -> Optional[tuple[str, EditParams]]:
         """The control of this edit with these parameters, as (method, validated parameters)."""

@@ -17,4 +17,4 @@ class ScaleParams(EditParams):
 @register("scale", ScaleParams, help="""Scale the whole update: W0 + λ·dW (λ = --factor; 1 reproduces TUNED).""",
           card_text="scales the whole update (W_base + λ dW)", describe=lambda p: f"{p.factor} × ΔW")
 def scale(x: MatrixInputs, p: ScaleParams) -> EditResult:
-    return EditResult(delta=x.dw * p.factor)
+    return EditResult(delta=x.dw * p.factor, rescale=p.factor)

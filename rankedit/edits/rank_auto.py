@@ -1,0 +1,114 @@
+"""rank-auto: rank-k with the rank chosen per matrix, and its control random-rank-auto.
+
+The rank k_i of each matrix is either
+
+- by energy (``energy`` τ): the smallest k with ``‖dW_k‖_F² / ‖dW‖_F² ≥ τ``
+  (``‖dW_k‖_F² = Σ_{j≤k} s_j²``; AlphaRL's "how many directions hold the update"), or
+- by a parameter ratio (``param_ratio`` r, ReproAlphaRL's ``--param_ratio``): the largest
+  k with ``k (m + n) ≤ r · m n``, at least 1: each matrix gets a share of the budget in
+  proportion to its size, so the model's LoRA factors hold about r of its matrices'
+  entries (a little more where the floor of 1 direction binds).
+
+mergekit runs an edit one matrix at a time, so a rank can depend only on the matrix in
+hand: a model-wide budget spent greedily where ``s_j² / (m + n)`` is largest needs every
+spectrum first and is not offered. The edit is then exactly ``rank-k`` with k = k_i
+(same SVD, same rescale); random-rank-auto is ``random-rank-k`` with the same k_i.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import torch
+from pydantic import Field, model_validator
+
+from rankedit.core.svd import EXACT_MAX_DIM, edit_svd
+from rankedit.edits.rank_k import RankKParams, Scale, random_directions, rank_k
+from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
+from rankedit.edits.storage import MatrixSize, Storage, low_rank
+
+
+class RankAutoParams(EditParams):
+    energy: Optional[float] = Field(None, gt=0, le=1, description="τ: the smallest k keeping ‖dW_k‖²/‖dW‖² ≥ τ")
+    param_ratio: Optional[float] = Field(
+        None, gt=0, le=1, description="r: the largest k with k(m + n) ≤ r·m·n (at least 1), per matrix")
+    scale: Scale = Field("norm", description="norm (AlphaRL: rescale to ‖dW‖_F), none (c = 1) or a number c")
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if (self.energy is None) == (self.param_ratio is None):
+            raise ValueError("give exactly one of --energy and --param-ratio")
+        return self
+
+
+def ratio_rank(shape: tuple[int, int], ratio: float) -> int:
+    """The largest k with k(m + n) ≤ ratio·m·n, between 1 and the short side."""
+    m, n = shape
+    return max(1, min(min(m, n), int(ratio * m * n // (m + n))))
+
+
+def energy_rank(dw: torch.Tensor, tau: float, seed: int = 0) -> int:
+    """The smallest k with Σ_{j≤k} s_j² ≥ τ ‖dW‖_F² (float64 sums), computing only as many
+    singular values as needed: k doubles until the threshold is met."""
+    total = float(torch.linalg.vector_norm(dw, dtype=torch.float64)) ** 2
+    short = min(dw.shape)
+    if total == 0:
+        return 1
+    k = short if short <= EXACT_MAX_DIM else 1  # an exact SVD computes every value anyway
+    while True:
+        s = edit_svd(dw, k, seed)[0].S.double()
+        hit = (torch.cumsum(s * s, 0) >= tau * total).nonzero()
+        if hit.numel():
+            return int(hit[0]) + 1
+        if k >= short:  # rounding kept Σ s_j² a hair below ‖dW‖²: every direction
+            return short
+        k = min(2 * k, short)
+
+
+def chosen_rank(x: MatrixInputs, p: RankAutoParams) -> int:
+    if p.param_ratio is not None:
+        return ratio_rank(tuple(x.dw.shape), p.param_ratio)
+    return energy_rank(x.dw, p.energy, x.seed)
+
+
+def auto_cost(p: RankAutoParams, size: MatrixSize) -> Storage:
+    """LoRA factors of the rank the build chose (``size.rank``); a parameter ratio's rank is known in advance."""
+    k = size.rank if size.rank is not None else ratio_rank(size.shape, p.param_ratio) if p.param_ratio else None
+    if k is None:
+        raise ValueError("an energy threshold's rank is what each matrix needs: give the rank the build stored")
+    return low_rank(size, k)
+
+
+def _describe(p: RankAutoParams) -> str:
+    rule = f"{p.energy:g} of ‖ΔW‖²" if p.energy is not None else f"{p.param_ratio:g} of the entries in factors"
+    how = {"norm": ", rescaled to ‖ΔW‖", "none": ""}.get(str(p.scale), f", ×{p.scale}")
+    return f"top-k singular directions per matrix, k for {rule}{how}"
+
+
+def _as_rank_k(p: RankAutoParams, k: int) -> RankKParams:
+    return RankKParams(k=k, scale=p.scale, rest=p.rest, seed=p.seed)
+
+
+@register("rank-auto", RankAutoParams, help="""Rank-k with the rank chosen per matrix, by an energy threshold or a parameter ratio.
+
+    --energy τ: the smallest k with ‖dW_k‖²/‖dW‖² ≥ τ; --param-ratio r: the largest
+    k with k(m+n) ≤ r·m·n (each matrix's budget share in proportion to its size).
+    Then exactly rank-k with that k (same SVD, same --scale).""",
+          card_text="keeps the top singular directions of each matrix's update, as many per matrix as an "
+                    "energy threshold or a parameter ratio asks",
+          describe=_describe, control=Control("random-rank-auto"), storage=auto_cost, svd_rank=lambda p: None)
+def rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
+    k = chosen_rank(x, p)
+    return replace(rank_k(x, _as_rank_k(p, k)), stored_rank=k)
+
+
+@register("random-rank-auto", RankAutoParams, help="""Control for rank-auto: the same ranks, random directions.
+
+    random-rank-k with each matrix's k chosen as rank-auto chooses it.""",
+          card_text="control: as many random orthonormal directions per matrix as rank-auto keeps, same norm",
+          describe=lambda p: _describe(p).replace("top-k singular", "random") + " (control)",
+          storage=auto_cost, svd_rank=lambda p: None)
+def random_rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
+    k = chosen_rank(x, p)
+    return replace(random_directions(x, k, p.scale), stored_rank=k)

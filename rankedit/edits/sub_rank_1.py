@@ -1,0 +1,94 @@
+"""sub-rank-1: one scalar per matrix on one fixed direction pair, and its control random-sub-rank-1.
+
+``W0 + c · u vᵀ`` with (u, v) a unit direction pair per matrix and c one number:
+
+- ``direction: delta``: u1, v1, the top singular pair of dW; the least-squares c is then
+  ``u1ᵀ dW v1 = s1``. The pair comes from the update, so the artifact stores it: the
+  rank-1 LoRA factors, m + n values (it is rank-k with k = 1 and another scale).
+- ``direction: base``: u1, v1 of the base matrix W0, which whoever has the base already
+  holds; the least-squares c is ``u1ᵀ dW v1`` (of either sign) and the artifact is that one
+  number per matrix (TinyLoRA's question: how far does a handful of scalars go).
+
+``scale``: ``fit`` (the least-squares c, the default: s1 for the update's own direction),
+``norm`` (``c = ±‖dW‖_F``, the sign of the fit: AlphaRL's rescale) or a given number. The
+recorded rescale is c / fit: the kept part is the least-squares term ``fit · u vᵀ``.
+
+random-sub-rank-1 is the control: a seeded random unit pair per matrix with the very same c.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import torch
+from pydantic import Field
+
+from rankedit.core.svd import edit_svd, svd_facts
+from rankedit.edits.rank_k import random_orthonormal
+from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.edits.storage import MatrixSize, Storage, low_rank
+
+
+class SubRank1Params(EditParams):
+    direction: Literal["delta", "base"] = Field(
+        "delta", description="delta: dW's top singular pair (stored); base: W0's top pair (free given the base)")
+    scale: Union[Literal["fit", "norm"], float] = Field(
+        "fit", description="fit: least-squares c (s1 for dW's own pair), norm: ±‖dW‖_F, or a number c")
+
+
+def scalar_and_facts(x: MatrixInputs, p: SubRank1Params) -> tuple[torch.Tensor, torch.Tensor, float, float, dict]:
+    """(u, v, c, fit, SVD facts): the edit's unit pair, its scalar and the least-squares scalar."""
+    svd, acc = edit_svd(x.dw if p.direction == "delta" else x.w0, 1, x.seed)
+    u, v = svd.U[:, 0], svd.V[:, 0]
+    dw = x.dw
+    fit = float(u.double() @ (dw.double() @ v.double()))
+    if p.scale == "fit":
+        c = fit
+    elif p.scale == "norm":
+        c = float(torch.linalg.vector_norm(dw, dtype=torch.float64)) * (-1.0 if fit < 0 else 1.0)
+    else:
+        c = float(p.scale)
+    return u, v, c, fit, svd_facts(acc)
+
+
+def _rescale(c: float, fit: float) -> float:
+    return c / fit if fit != 0 else 1.0
+
+
+def sub_rank_1_cost(p: SubRank1Params, size: MatrixSize) -> Storage:
+    """dW's own pair is stored (rank-1 factors, c folded in); the base's pair is not: one number."""
+    return low_rank(size, 1) if p.direction == "delta" else Storage(1, size.itemsize)
+
+
+def _describe(p: SubRank1Params, on: str = "") -> str:
+    how = {"fit": "least-squares c", "norm": "c = ±‖ΔW‖"}.get(str(p.scale), f"c = {p.scale}")
+    on = on or f"{'ΔW' if p.direction == 'delta' else 'W0'}'s top singular pair"
+    return f"one scalar per matrix on {on}, {how}"
+
+
+@register("sub-rank-1", SubRank1Params, help="""One scalar per matrix on one direction pair: W0 + c·u vᵀ.
+
+    --direction delta: dW's top singular pair (c = s1 by default); base: W0's top
+    pair, c = u1ᵀ dW v1 (one number per matrix to store). --scale fit (least
+    squares), norm (±‖dW‖_F) or a number. Control: a random unit pair, same c.""",
+          card_text="keeps one number per matrix: the update's size along one fixed rank-1 direction",
+          describe=_describe, control=Control("random-sub-rank-1"), storage=sub_rank_1_cost)
+def sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
+    u, v, c, fit, facts = scalar_and_facts(x, p)
+    return EditResult(delta=torch.outer(u * c, v), rank_kept=1 if c != 0 else 0, rescale=_rescale(c, fit), **facts)
+
+
+@register("random-sub-rank-1", SubRank1Params, help="""Control for sub-rank-1: a random unit direction pair, same c.
+
+    New matrix: W0 + c·q_u q_vᵀ, q_u and q_v seeded random unit vectors, c exactly sub-rank-1's.""",
+          card_text="control: one random rank-1 direction per matrix, with the same scalar",
+          describe=lambda p: f"one scalar per matrix on a random unit pair, sub-rank-1's c on "
+                             f"{'ΔW' if p.direction == 'delta' else 'W0'}'s pair (control)",
+          storage=sub_rank_1_cost)
+def random_sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
+    _, _, c, fit, facts = scalar_and_facts(x, p)
+    gen = generator(x.seed)
+    m, n = x.dw.shape
+    u = random_orthonormal(m, 1, gen, x.dw.dtype)[:, 0].to(x.dw.device)
+    v = random_orthonormal(n, 1, gen, x.dw.dtype)[:, 0].to(x.dw.device)
+    return EditResult(delta=torch.outer(u * c, v), rank_kept=1 if c != 0 else 0, rescale=_rescale(c, fit), **facts)
