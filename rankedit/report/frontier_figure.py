@@ -49,7 +49,8 @@ def _point(ax, x, y, lo, hi, colour, hollow: bool, marker: str, label=None):
                 mfc="white" if hollow else colour, label=label, zorder=3)
 
 
-def _panel_retention(ax, rows: list[dict], xs: dict, colours: dict, r_name: str, x_right: float) -> None:
+def _panel_retention(ax, rows: list[dict], xs: dict, colours: dict, r_name: str, x_right: float) -> str:
+    """Draw R against size, or each edit's gain where R is undefined for every edit; return the panel's title."""
     defined = [r for r in rows if r["retention"] is not None and r["edit"] in xs]
     if defined:
         for r in defined:
@@ -65,7 +66,7 @@ def _panel_retention(ax, rows: list[dict], xs: dict, colours: dict, r_name: str,
         ax.axhline(1, color="black", lw=0.8, ls="--")
         ax.axhline(0, color="black", lw=0.8)
         ax.set_ylabel(f"gain retention {r_name}\n(95% interval)")
-        return
+        return "retention on {task}"
     # R undefined for every edit (the run's gain is not significant): show each edit's own gain, in points
     gains = [r for r in rows if r.get("gain") is not None and r["edit"] in xs]
     for r in gains:
@@ -73,8 +74,7 @@ def _panel_retention(ax, rows: list[dict], xs: dict, colours: dict, r_name: str,
                colours[r["edit"]], r["control"], "s" if r["of"] == "sft" else "o")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("s_edit − s_base, points\n(95% interval)")
-    ax.text(0.01, 0.97, f"{r_name} undefined: the run's own gain is not significant; showing each edit's gain "
-            "over base instead", transform=ax.transAxes, fontsize=8, va="top", color="0.3")
+    return f"gain on {{task}} ({r_name} undefined: the run's own gain is not significant)"
 
 
 def _panel_forgetting(ax, rows: list[dict], task: str, xs: dict, colours: dict) -> None:
@@ -100,16 +100,16 @@ def frontier_plot(report: dict, path: Path, r_name: str = "R") -> Path | None:
     panels = [(t, "retention") for t in trained] + [(t, "forgetting") for t in control]
     lo, hi = min(xs.values()) / 2.5, max(xs.values()) * 2.5
     named = list(dict.fromkeys(r["edit"] for r in rows if r["edit"] in xs))
-    legend_rows = -(-(len(named) + 1) // 3)
+    legend_rows = -(-(len(named) + any(r["pareto"] for r in rows)) // 3)
     height = 3.1 * len(panels) + 1.3 + 0.22 * legend_rows
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, height), sharex=True, squeeze=False)
     for i, (ax, (task, kind)) in enumerate(zip(axes[:, 0], panels)):
         if kind == "retention":
-            _panel_retention(ax, [r for r in rows if r["task"] == task], xs, colours, r_name, hi)
+            title = _panel_retention(ax, [r for r in rows if r["task"] == task], xs, colours, r_name, hi)
         else:
             _panel_forgetting(ax, [r for r in rows if r["task"] == trained[0]], task, xs, colours)
-        ax.set_title(f"{'retention on' if kind == 'retention' else 'forgetting on (control task)'} {task}",
-                     fontsize=9, loc="left", fontweight="bold", pad=28 if i == 0 else 6)
+            title = "forgetting on the control task {task}"
+        ax.set_title(title.format(task=task), fontsize=9, loc="left", fontweight="bold", pad=24 if i == 0 else 6)
         ax.grid(alpha=0.3, which="both")
     ax = axes[-1, 0]
     ax.set_xscale("log")
@@ -132,7 +132,8 @@ def frontier_plot(report: dict, path: Path, r_name: str = "R") -> Path | None:
                                             mfc="white" if r["control"] else colours[r["edit"]])
     ring = plt.Line2D([], [], marker="o", ms=11, mfc="none", mec="black", color="black", lw=1.2,
                       label="Pareto-optimal (ringed; dotted: of SFT)")
-    fig.legend(handles=list(handles.values()) + [ring], loc="lower center", ncol=3, fontsize=8, frameon=False,
+    ranked = [ring] if any(r["pareto"] for r in rows) else []
+    fig.legend(handles=list(handles.values()) + ranked, loc="lower center", ncol=3, fontsize=8, frameon=False,
                title="edit (hollow: the control of the edit of its colour; square: of SFT)", title_fontsize=8)
     fig.suptitle(f"{report['name']}:\nsize against gain (points at equal size spread slightly sideways)",
                  fontsize=10)
