@@ -77,7 +77,7 @@ def test_edit_size_computed_from_the_records():
 
 
 def test_edit_size_takes_the_manifests_own_facts_when_it_states_them():
-    summary = {"storage_bytes": 77, "delta_bytes": 154}
+    summary = {"stored_bytes": 77, "bf16_delta_bytes": 154, "energy_kept": 1.0}
     # a method unknown here, no shapes: the manifest's numbers are used as they are
     assert edit_size("someone-elses", {}, summary, [], {}) == {
         "storage_bytes": 77, "delta_bytes": 154, "storage_ratio": 0.5, "storage_source": "manifest",

@@ -228,7 +228,8 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
     assert r1["retention"] == pytest.approx((s["rank1"] - s["base"]) / (s["tuned"] - s["base"]))
     assert r1["ci_low"] <= r1["retention"] <= r1["ci_high"]
     assert (tmp_path / "o" / "retention.png").is_file() and (tmp_path / "o" / "frontier.png").is_file()
-    # the frontier: scale edits are dense (the bf16 delta's 2·Σ m·n bytes), rank-1 its factors, 2·Σ (m + n + 1)
+    # the frontier: scale edits are dense (the bf16 delta's 2·Σ m·n bytes), rank-1 its factors (exact counts per
+    # family: tests/test_frontier.py)
     from rankedit.files.checkpoint import Checkpoint
 
     base = Checkpoint(plan["base"])
@@ -236,7 +237,7 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
     shapes = [base.info(n).shape for n in names]
     fr = {f["edit"]: f for f in report["frontier"]}
     assert fr["whole"]["storage_bytes"] == fr["none"]["storage_bytes"] == 2 * sum(m * n for m, n in shapes)
-    assert fr["rank1"]["storage_bytes"] == 2 * sum(m + n + 1 for m, n in shapes)
+    assert 2 * sum(m + n for m, n in shapes) <= fr["rank1"]["storage_bytes"] <= 2 * sum(m + n + 1 for m, n in shapes)
     assert fr["whole"]["storage_ratio"] == 1.0
     # none (R = 0) is as large as whole (R = 1): dominated; rank1 is the smallest: on the frontier
     assert (fr["none"]["pareto"], fr["rank1"]["pareto"]) == (False, True)

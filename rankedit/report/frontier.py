@@ -3,9 +3,9 @@
 Size is the bytes of the edit's smallest faithful artifact (LoRA factors for
 rank-k, kept values and their positions for masks, the full delta for dense
 edits). The manifest states it when the build recorded it
-(``summary.storage_bytes`` and ``summary.delta_bytes``); otherwise it is
-computed here from the edit's record (``Edit.storage``: stored values per
-matrix) and the base checkpoint's matrix shapes and dtypes. The yardstick is
+(``summary.stored_bytes`` and ``summary.bf16_delta_bytes``); otherwise it is
+computed here from the edit's record (``Edit.storage``) and the base
+checkpoint's matrix shapes and dtypes. The yardstick is
 the bf16 delta of the same matrices, 2·Σ m·n bytes.
 
 An edit is Pareto-optimal on a task when no other edit measured against the
@@ -19,6 +19,7 @@ import math
 from typing import Any, Mapping, Optional, Sequence
 
 BF16_BYTES = 2
+MANIFEST_KEYS = ("stored_bytes", "bf16_delta_bytes")  # the build's own size facts in a manifest's summary
 
 
 def delta_bytes(shapes: Mapping[str, tuple[int, int]]) -> int:
@@ -45,17 +46,28 @@ def computed_storage(method: str, params: Mapping[str, Any], matrices: Sequence[
             return None, f"{mat['name']} is not a matrix of the base checkpoint"
         shape, nbytes = facts[mat["name"]]
         try:
-            total += edit.storage(p, shape, mat.get("density")) * nbytes
+            total += matrix_bytes(edit, p, shape, nbytes, mat.get("density"))
         except ValueError as e:
             return None, str(e)
     return total, None
 
 
+def matrix_bytes(edit, p, shape: tuple[int, int], nbytes: int, density: Optional[float]) -> int:
+    """One matrix's artifact by the edit's record: a ``Storage`` of bytes where the records give one
+    (``rankedit.edits.storage``), else its count of stored values times the bytes of one value."""
+    try:
+        from rankedit.edits.storage import MatrixSize
+    except ImportError:
+        return edit.storage(p, shape, density) * nbytes
+    return edit.storage(p, MatrixSize(shape, nbytes, density)).bytes
+
+
 def edit_size(method: str, params: Mapping[str, Any], summary: Mapping[str, Any],
               matrices: Sequence[Mapping[str, Any]], facts: Mapping[str, tuple[tuple[int, int], int]]) -> dict:
     """The edit's size facts for the report: the manifest's when it states them, else computed."""
-    if summary.get("storage_bytes") is not None and summary.get("delta_bytes"):
-        size, delta, source, why = summary["storage_bytes"], summary["delta_bytes"], "manifest", None
+    stored, bf16 = (summary.get(k) for k in MANIFEST_KEYS)
+    if stored is not None and bf16:
+        size, delta, source, why = stored, bf16, "manifest", None
     else:
         size, why = computed_storage(method, params, matrices, facts)
         names = [m["name"] for m in matrices]
