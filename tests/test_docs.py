@@ -48,6 +48,19 @@ def test_every_score_the_report_writes_is_defined():
         assert term in SCIENCE, term
 
 
+def test_every_frontier_key_the_report_writes_is_defined():
+    from rankedit.report.frontier import edit_size, frontier_rows
+
+    edits = [{"name": "a", "method": "scale", "of": "tuned", **edit_size("scale", {}, {}, [], {})}]
+    rows = [{"edit": "a", "task": "t", "retention": None, "forgetting": 0.0, "forgetting_ci_low": 0.0,
+             "forgetting_ci_high": 0.0}]
+    written = set(edits[0]) | set(frontier_rows(edits, rows, ["t", "c"], ["c"])[0]) | {"frontier", "storage_bytes_range"}
+    shared = {"edit", "method", "of", "control_of", "task", "retention", "ci_low", "ci_high", "retention_defined",
+              "gain", "gain_ci_low", "gain_ci_high", "forgetting", "name"}  # the report's rows, defined above
+    assert {"storage_bytes", "delta_bytes", "storage_ratio", "pareto", "control"} <= written
+    assert written - shared - DEFINED == set()
+
+
 def test_nothing_in_the_repository_refers_to_files_outside_it():
     outside = re.compile(r"\.\./shared|" + "SCIENCE" + r"\.md")
     files = [ROOT / f for f in ("README.md", "BENCHMARKS.md", "Makefile", "pyproject.toml")]

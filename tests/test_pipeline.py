@@ -130,6 +130,9 @@ def test_report_has_the_documented_shape(micro_run):
     for e in edits:
         assert f"| {e}" in md
     assert "## Geometry of the updates" in md and "sft-matched" in md
+    assert "## Size against gain: the frontier" in md and "frontier.png" in report["figures"]
+    assert [(f["edit"], f["task"]) for f in report["frontier"]] == [(e, t) for e in edits for t in tasks[:2]]
+    assert all(f["storage_bytes"] > 0 and f["storage_ratio"] > 0 for f in report["frontier"])
     assert (out / "scores.png").stat().st_size > 10_000
     for run in ("tuned", "sft", "sft-matched"):
         assert (out / "analysis" / run / "summary.json").is_file()
@@ -224,7 +227,21 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
     s = {m: sc[m]["organism_id"]["value"] for m in ("base", "tuned", "rank1")}
     assert r1["retention"] == pytest.approx((s["rank1"] - s["base"]) / (s["tuned"] - s["base"]))
     assert r1["ci_low"] <= r1["retention"] <= r1["ci_high"]
-    assert (tmp_path / "o" / "retention.png").is_file() and (tmp_path / "o" / "retention_vs_kept.png").is_file()
+    assert (tmp_path / "o" / "retention.png").is_file() and (tmp_path / "o" / "frontier.png").is_file()
+    # the frontier: scale edits are dense (the bf16 delta's 2·Σ m·n bytes), rank-1 its factors (exact counts per
+    # family: tests/test_frontier.py)
+    from rankedit.files.checkpoint import Checkpoint
+
+    base = Checkpoint(plan["base"])
+    names = [m["name"] for m in json.loads((tmp_path / "o" / "edits" / "rank1" / "rankedit_edit.json").read_text())["matrices"]]
+    shapes = [base.info(n).shape for n in names]
+    fr = {f["edit"]: f for f in report["frontier"]}
+    assert fr["whole"]["storage_bytes"] == fr["none"]["storage_bytes"] == 2 * sum(m * n for m, n in shapes)
+    assert 2 * sum(m + n for m, n in shapes) <= fr["rank1"]["storage_bytes"] <= 2 * sum(m + n + 1 for m, n in shapes)
+    assert fr["whole"]["storage_ratio"] == 1.0
+    # none (R = 0) is as large as whole (R = 1): dominated; rank1 is the smallest: on the frontier
+    assert (fr["none"]["pareto"], fr["rank1"]["pareto"]) == (False, True)
+    assert fr["whole"]["pareto"] is (fr["rank1"]["retention"] < 1.0)
 
 
 def test_one_model_failing_keeps_the_others(micro_organism, tmp_path, capsys):

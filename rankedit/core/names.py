@@ -24,7 +24,7 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 FIG_SCORES = "scores.png"
 FIG_RETENTION = "retention.png"
-FIG_RETENTION_VS_KEPT = "retention_vs_kept.png"
+FIG_FRONTIER = "frontier.png"
 
 # the organism: its summary, and the marker written last in a complete phase
 ORGANISM_SUMMARY = "organism.json"

@@ -24,14 +24,18 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     from rankedit.edits.registry import describe
     from rankedit.report import rows as rep
     from rankedit.report.figures import report_plots
+    from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts
 
+    # shapes and dtypes of the edited matrices, from the base's header: the edits' sizes where a manifest lacks them
+    facts = matrix_facts(models.base, sorted({m["name"] for info in edits.values() for m in info.get("matrices", [])}))
     edit_info = []
     for e in plan.edits:
         info = edits[e.name]
         edit_info.append({"name": e.name, "method": e.method, "of": e.of, "control_of": e.control_of,
                           "params": info["params"], "keeps": describe(e.method, info["params"]),
                           "path": info["path"], "energy_kept": info["summary"].get("energy_kept"),
-                          "density": info["summary"].get("density")})
+                          "density": info["summary"].get("density"),
+                          **edit_size(e.method, info["params"], info["summary"], info.get("matrices", []), facts)})
     rows = rep.edit_rows(result, edit_info, n_boot=plan.score.n_boot)
     rep.check_columns(rows)
     report = {
@@ -45,6 +49,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "rows": rows,
         "references": rep.reference_rows(result, n_boot=plan.score.n_boot),
         "edits": edit_info,
+        "frontier": frontier_rows(edit_info, rows, result.tasks, [t for t in result.suite.control_tasks if t in result.tasks]),
         "analysis": {"runs": {r: f"analysis/{r}" for r in summaries}, "compare": rep.compare_block(summaries),
                      "notes": notes},
         "failures": failures,

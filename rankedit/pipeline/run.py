@@ -93,7 +93,7 @@ def plan_edits(plan: Plan, models: Models) -> dict[str, tuple]:
 
 def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = False, overwrite: bool = False,
                 executor: LocalExecutor | None = None) -> dict[str, dict]:
-    """Build (or reuse) every edit; returns name -> {path, params, manifest summary, built: bool}."""
+    """Build (or reuse) every edit; returns name -> {path, params, manifest summary and matrices, built: bool}."""
     from tqdm.auto import tqdm
 
     from rankedit.edits import read_manifest
@@ -115,7 +115,8 @@ def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = Fa
     for e in plan.edits:
         path = out / "edits" / e.name
         man = read_manifest(path)
-        done[e.name] = {"path": str(path), "params": man["params"], "summary": man["summary"], "built": e.name in built}
+        done[e.name] = {"path": str(path), "params": man["params"], "summary": man["summary"],
+                         "matrices": man["matrices"], "built": e.name in built}
     return done
 
 

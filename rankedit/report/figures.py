@@ -1,7 +1,9 @@
-"""PNG figures of the pipeline report: retention per edit, and retention against update energy kept."""
+"""PNG figures of the pipeline report: scores, retention per edit, and the size-vs-gain frontier
+(``frontier_figure``)."""
 
 from __future__ import annotations
-from rankedit.core.names import FIG_RETENTION, FIG_RETENTION_VS_KEPT, FIG_SCORES
+from rankedit.core.names import FIG_FRONTIER, FIG_RETENTION, FIG_SCORES
+from rankedit.report.frontier_figure import frontier_plot
 
 from pathlib import Path
 
@@ -64,59 +66,6 @@ def _finish_retention_axes(fig, ax, edits: list[str], controls: set, legend: boo
     return path
 
 
-def _label_heights(rows: list[dict]) -> list[float]:
-    """Label y positions that do not overlap: labels of points at nearly the same x
-    (rank-k edits all keep 100% of the norm) are stacked downwards from the highest."""
-    xs = [r["energy_kept"] for r in rows]
-    ys = [r["retention"] for r in rows]
-    xspan = (max(xs) - min(xs)) or 1.0
-    yspan = (max(ys) - min(ys)) or 1.0
-    gap = 0.055 * yspan
-    heights = list(ys)
-    placed: list[int] = []
-    for i in sorted(range(len(rows)), key=lambda j: -ys[j]):
-        near = [heights[j] for j in placed if abs(xs[j] - xs[i]) < 0.15 * xspan]
-        y = ys[i]
-        for h in sorted(near, reverse=True):
-            if abs(h - y) < gap:
-                y = h - gap
-        heights[i] = y
-        placed.append(i)
-    return heights
-
-
-def retention_vs_kept(report: dict, path: Path) -> Path | None:
-    by_task = _trained_rows(report)
-    if not by_task:
-        return None
-    task = next(iter(by_task))
-    rows = [r for r in by_task[task] if r.get("energy_kept") is not None]
-    if not rows:
-        return None
-    controls = {e["name"] for e in report["edits"] if e.get("control_of")}
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for r in rows:
-        c = _CONTROL if r["edit"] in controls else _EDIT
-        ax.errorbar(r["energy_kept"], r["retention"], yerr=[[max(r["retention"] - r["ci_low"], 0)],
-                                                           [max(r["ci_high"] - r["retention"], 0)]],
-                    fmt="o", color=c, ecolor=c, capsize=3, mfc="white" if r["edit"] in controls else c)
-    dx = 0.02 * ((max(r["energy_kept"] for r in rows) - min(r["energy_kept"] for r in rows)) or 1.0)
-    for r, y in zip(rows, _label_heights(rows)):
-        ax.annotate(r["edit"], (r["energy_kept"], r["retention"]), xytext=(r["energy_kept"] + dx, y),
-                    textcoords="data", fontsize=8, ha="left", va="center",
-                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.5))
-    ax.axhline(0, color="black", lw=0.8)
-    ax.axhline(1, color="black", lw=0.8, ls="--")
-    ax.set_xlabel("fraction of the update kept, ‖ΔW_edit‖_F / ‖ΔW‖_F over all edited matrices")
-    ax.set_ylabel(f"gain retention on {task}")
-    ax.set_title("Retention against the share of the update each edit keeps\n(hollow: controls)", fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def scores_per_model(report: dict, path: Path) -> Path | None:
     """Every model's score on every task, with lm-eval's standard error: the raw numbers behind R."""
     models = [m for m in report["scores"] if report["scores"][m]]
@@ -150,7 +99,7 @@ def scores_per_model(report: dict, path: Path) -> Path | None:
 
 def report_plots(report: dict, out: Path) -> list[str]:
     made = [scores_per_model(report, out / FIG_SCORES), retention_per_edit(report, out / FIG_RETENTION),
-            retention_vs_kept(report, out / FIG_RETENTION_VS_KEPT)]
+            frontier_plot(report, out / FIG_FRONTIER)]
     return [p.name for p in made if p is not None]
 
 
@@ -183,5 +132,5 @@ def retention_across_runs(report: dict, path: Path) -> Path | None:
 
 
 def runs_plots(report: dict, out: Path) -> list[str]:
-    made = [retention_across_runs(report, out / FIG_RETENTION)]
+    made = [retention_across_runs(report, out / FIG_RETENTION), frontier_plot(report, out / FIG_FRONTIER, r_name="R̄")]
     return [p.name for p in made if p is not None]

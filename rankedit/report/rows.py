@@ -13,6 +13,7 @@ import math
 from typing import Any, Mapping
 
 from rankedit.analysis.metrics import view
+from rankedit.report.frontier import frontier_markdown
 from rankedit.scoring import retention as ev
 from rankedit.scoring.table import ScoreTable
 from rankedit.core.errors import RankeditError
@@ -173,6 +174,7 @@ def markdown(report: dict) -> str:
         lines += ["", "Retention undefined: " + "; ".join(sorted(undefined)) + "."]
     if report.get("failures"):
         lines += ["", "**Failed:** " + "; ".join(f"{k}: {v}" for k, v in report["failures"].items())]
+    lines += frontier_markdown(report.get("frontier", []), report["control_tasks"])
 
     cmp = report.get("analysis", {}).get("compare")
     if cmp:

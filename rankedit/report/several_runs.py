@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from rankedit.scoring import across_runs as ar
 from rankedit.scoring import retention as ev
+from rankedit.report.frontier import across_frontier_rows, frontier_markdown
 from rankedit.report.rows import COMPARE_METRICS, REFERENCE_LABELS, per_sample
 
 CI_METHOD = ("hierarchical bootstrap: runs resampled with replacement, then problems within each drawn run "
@@ -146,6 +147,7 @@ def geometry(reports: Mapping[str, dict]) -> dict:
 def across_report(plan, reports: Mapping[str, dict], results: Mapping[str, Any], n_boot: int = 2000) -> dict:
     first = next(iter(reports.values()))
     edits = first["edits"]
+    rows = across_rows(edits, reports, results, n_boot)
     return {
         "name": plan.name,
         "plan": plan.model_dump(mode="json"),
@@ -155,7 +157,8 @@ def across_report(plan, reports: Mapping[str, dict], results: Mapping[str, Any],
         "metrics": first["metrics"],
         "ci_method": CI_METHOD,
         "edits": [{k: e[k] for k in ("name", "method", "of", "control_of", "keeps")} for e in edits],
-        "rows": across_rows(edits, reports, results, n_boot),
+        "rows": rows,
+        "frontier": across_frontier_rows(edits, rows, reports),
         "references": reference_rows(reports, results, n_boot),
         "conclusions": conclusions(edits, reports, results, n_boot),
         "geometry": geometry(reports),
@@ -212,6 +215,7 @@ def markdown_runs(report: dict) -> str:
         for c in report["conclusions"]:
             mark = " (every run)" if c["every_run"] else ""
             lines.append(f"| {c['claim']} | {c['task']} | {c['holds']}/{c['runs']}{mark} |")
+    lines += frontier_markdown(report.get("frontier", []), report["control_tasks"], r_name="R̄")
     geo = report["geometry"]["spread"]
     if geo:
         kinds = list(geo)
