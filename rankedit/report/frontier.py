@@ -53,12 +53,9 @@ def computed_storage(method: str, params: Mapping[str, Any], matrices: Sequence[
 
 
 def matrix_bytes(edit, p, shape: tuple[int, int], nbytes: int, density: Optional[float]) -> int:
-    """One matrix's artifact by the edit's record: a ``Storage`` of bytes where the records give one
-    (``rankedit.edits.storage``), else its count of stored values times the bytes of one value."""
-    try:
-        from rankedit.edits.storage import MatrixSize
-    except ImportError:
-        return edit.storage(p, shape, density) * nbytes
+    """One matrix's artifact by the edit's record (``rankedit.edits.storage``), in bytes."""
+    from rankedit.edits.storage import MatrixSize
+
     return edit.storage(p, MatrixSize(shape, nbytes, density)).bytes
 
 
