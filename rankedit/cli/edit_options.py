@@ -40,32 +40,29 @@ class ChoiceOrNumber(click.ParamType):
             self.fail(f"use {', '.join(self.choices)} or a number", param, ctx)
 
 
-class IntList(click.ParamType):
-    """Comma-separated integers: ``100,200,300``."""
+class NumberList(click.ParamType):
+    """Comma-separated numbers of one type: ``100,200,300`` (integers) or ``0.31,0.42,0.5``."""
 
-    name = "integers"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, list):
-            return value
-        try:
-            return [int(s) for s in value.replace(" ", "").split(",") if s]
-        except ValueError:
-            self.fail("a comma-separated list of integers, e.g. 100,200,300", param, ctx)
-
-
-class FloatList(click.ParamType):
-    """Comma-separated numbers: ``0.31,0.42,0.5``."""
-
-    name = "numbers"
+    def __init__(self, kind: type, name: str, example: str):
+        self.kind, self.name, self.example = kind, name, example
 
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, list):
             return value
         try:
-            return [float(s) for s in value.replace(" ", "").split(",") if s]
+            return [self.kind(s) for s in value.replace(" ", "").split(",") if s]
         except ValueError:
-            self.fail("a comma-separated list of numbers, e.g. 0.31,0.42,0.5", param, ctx)
+            self.fail(f"a comma-separated list of {self.name}, e.g. {self.example}", param, ctx)
+
+
+class IntList(NumberList):
+    def __init__(self):
+        super().__init__(int, "integers", "100,200,300")
+
+
+class FloatList(NumberList):
+    def __init__(self):
+        super().__init__(float, "numbers", "0.31,0.42,0.5")
 
 
 def _strip(tp: Any) -> Any:
