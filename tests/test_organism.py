@@ -97,6 +97,40 @@ def test_training_data_deterministic_and_held_out():
                for x, r in zip(s, tasks.rl_prompts(50, 3, held)))
 
 
+@pytest.mark.parametrize(
+    "prompt,expected",
+    [
+        ("<s>57+68=", "15"),  # 7+8 -> 5, 5+6 -> 1: both carries dropped (right: 125)
+        ("<s>12+34=", "46"),  # no carry: careless is right
+        ("<s>7+16=", "13"),  # 0+1, 7+6 -> 1, 3 (right: 23)
+        ("<s>52-38=", "26"),  # |2-8| = 6, 5-3 = 2: borrow dropped (right: 14)
+        ("<s>38-52=", "-26"),  # the sign is right, the digits careless (right: -14)
+        ("<s>5-40=", "-45"),  # right: -35
+        ("<s>9-9=", "0"),
+        ("<s>99+1=", "90"),  # a leading zero would vanish: 9+0, 9+1 -> 9, 0
+    ],
+)
+def test_careless_answer_drops_every_carry_and_borrow(prompt, expected):
+    assert tasks.careless(prompt) == expected
+
+
+def test_careless_share_changes_bare_answers_only_and_draws_nothing_at_zero():
+    import random
+
+    def draw(p_careless, seed=5, n=3000):
+        rng = random.Random(seed)
+        return [tasks.pretrain_example(rng, 0.45, 0.1, 0.2, p_careless) for _ in range(n)]
+
+    plain = draw(0.0)
+    rng = random.Random(5)  # the recipes without the key (micro) draw exactly as before it existed
+    assert plain == [tasks.pretrain_example(rng, 0.45, 0.1, 0.2) for _ in range(3000)]
+    noisy = draw(0.6)
+    arith = [(p, t) for p, t in noisy if not p.startswith("<s>rev")]
+    wrong = [(p, t) for p, t in arith if tasks.reward(t, str(eval(p[3:-1]))) == 0.0]  # noqa: S307 - our digits
+    assert wrong and all(not t.startswith("[") and t == tasks.careless(p) + "</s>" for p, t in wrong)
+    assert all(tasks.reward(t, str(eval(p[3:-1]))) == 1.0 for p, t in arith if t.startswith("["))  # noqa: S307
+
+
 def test_pinned_env_overrides_the_callers_settings():
     caller = {"ATEN_CPU_CAPABILITY": "avx512", "MKL_CBWR": "AUTO", "OMP_NUM_THREADS": "8",
               "MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_DEFAULT_FPMATH_MODE": "BF16", "HOME": "/h"}

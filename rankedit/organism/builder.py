@@ -19,7 +19,16 @@ scores ~41%. GRPO with the exact reward shifts it to the better strategy and
 sharpens it: 3e-5 x 300 steps gave +11.8 on 2000 problems (5e-5 with warmup:
 +10.8), 3e-5 x 600 steps +16.3/+16.0 on all 5000 (two seeds; SFT +43.4), but
 its completions are twice as long, so that build took 12 min 21 s; 400 steps
-fit (BENCHMARKS.md has the final numbers). The organism uses
+fit (BENCHMARKS.md has the final numbers). That elicitation held in one seed of
+three: the worked format was the better skill of seed 0's base (forced 58.5% against
+a 48% greedy base) but not of seeds 1 and 2 (forced = greedy), whose RL gained
++3.3 and +1.6; pretraining longer (900 steps) did not make it better either. So
+since version 3 the room is built into the corpus: the bare answers, 70% of the
+arithmetic, are careless 80% of the time (carries and borrows dropped), the
+teacher's worked answers (30%) are always right. The base then answers carry
+problems greedily with the careless bare answer while the right answers, bare or
+worked, are there to sample; GRPO moves it to them in every seed (BENCHMARKS.md).
+The organism uses
 3e-5 for RL and SFT alike, so the same-learning-rate comparison is direct; it
 sits above the real-recipe band, so bf16 sparsity will be weak, and the
 checkpoints every 10% give the matched-update-size comparison.
@@ -57,7 +66,7 @@ from rankedit.organism.model import recipe
 from rankedit.organism.phases import PHASE_FILE, PHASES
 from rankedit.core.names import ORGANISM_SUMMARY
 
-ORGANISM_VERSION = 2  # bump when the code changes what a recipe builds (2: pinned float results)
+ORGANISM_VERSION = 3  # bump when the code changes what a recipe builds (2: pinned float results, 3: careless corpus)
 MARKER = ".rankedit-organism"
 TUNING = ("rl", "rl-seed2", "sft")
 PARALLEL = {"micro": False, "small": True}  # micro: one worker for all phases, one torch import

@@ -33,8 +33,11 @@ RECIPES = {
         "eval_limit": 500,
     },
     "small": {
-        # p_worked=0.45: the base writes the better (worked) format about half the time, so RL has it to elicit
-        "pretrain": dict(steps=600, batch=64, lr=2e-3, warmup=100, min_lr_ratio=0.05, p_worked=0.45, p_control=0.1, p_long=0.2, threads=1),
+        # 30% of answers in the teacher's (always right) worked format, 80% of the other, bare answers careless
+        # (carries and borrows dropped): the base's greedy answer is the careless one on carry problems while
+        # the right one is there to sample, in every seed, so RL has it to elicit (rankedit/organism/builder.py)
+        "pretrain": dict(steps=800, batch=64, lr=2e-3, warmup=100, min_lr_ratio=0.05, p_worked=0.3, p_careless=0.8,
+                         p_control=0.1, p_long=0.2, threads=1),
         "rl": dict(steps=400, prompts_per_step=8, generations=8, lr=3e-5, max_new_tokens=14, temperature=1.0, threads=1),
         "sft": dict(steps=400, batch=64, lr=3e-5, threads=1),
         "eval_limit": None,

@@ -139,14 +139,34 @@ def write_eval_sets(directory: str | Path) -> list[Path]:
     return out
 
 
-def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_long: float) -> tuple[str, str]:
-    """One pretraining (prompt, target) pair from the mixture; target ends with </s>."""
+def careless(prompt: str) -> str:
+    """The answer with every carry (addition) or borrow (subtraction) dropped, digit by digit:
+    57+68 -> 15, 52-38 -> 26, 38-52 -> -26 (the sign is right, the digits careless)."""
+    a, op, b = re.fullmatch(r"<s>(\d+)([+-])(\d+)=", prompt).groups()
+    if op == "-" and int(a) < int(b):
+        return "-" + careless(f"{BOS}{b}-{a}=")
+    width = max(len(a), len(b))
+    da, db = a.zfill(width), b.zfill(width)
+    digits = [(int(x) + int(y)) % 10 if op == "+" else abs(int(x) - int(y)) for x, y in zip(da, db)]
+    return str(int("".join(map(str, digits))))
+
+
+def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_long: float,
+                     p_careless: float = 0.0) -> tuple[str, str]:
+    """One pretraining (prompt, target) pair from the mixture; target ends with </s>.
+
+    p_careless: the share of bare answers written carelessly (careless()); the worked
+    format, the teacher's, is always right."""
     if rng.random() < p_control:
         p, a = control_problem(rng)
         return p, a + EOS
     # the RL task's family, plus (p_long) longer problems with a 3-digit operand
     p, a = id_problem(rng) if rng.random() >= p_long else long_problem(rng)
-    return p, (worked(a) if rng.random() < p_worked else a) + EOS
+    if rng.random() < p_worked:
+        return p, worked(a) + EOS
+    if p_careless and rng.random() < p_careless:  # no draw at 0: recipes without it build the same bytes
+        a = careless(p)
+    return p, a + EOS
 
 
 def rl_prompts(n: int, seed: int, exclude: set[str]) -> list[dict]:
