@@ -12,12 +12,17 @@ Three skills share one character alphabet:
   pretraining, trained by neither RL nor SFT, so it measures forgetting.
 
 Answers may come in two formats. Pretraining text is mostly the bare answer;
-a minority of it (``p_worked``, 45% in the small recipe), and all of the SFT
+a minority of it (``p_worked``, 30% in the small recipe), and all of the SFT
 teacher's data, is the teacher's worked format ``[236]632``: the answer's
 characters written right to left first (the order in which carries are
-computed, a scratchpad the model scores better with), then the answer. A base
-that picks either format about half the time has a better strategy that greedy
-decoding does not reliably choose: the room RL's exact reward elicits. The
+computed), then the answer. The teacher is always right; the bare answers are,
+in the small recipe, careless 80% of the time (``p_careless``: every carry and
+borrow dropped, ``careless()``), as a sloppy corpus would be. The base then
+answers the 44% of RL-task problems that need a carry or a borrow greedily with
+the careless bare answer, while the right answer, bare or worked, keeps enough
+probability to be sampled: the room RL's exact reward elicits, in every seed.
+(Format choice alone, without careless answers, gave that room in one seed of
+three: which format a base computes better depends on the seed.) The
 answer extracted from any completion is its last integer, the same rule as the lm-eval filter
 in ``eval_configs/organism``; the reward is 1 exactly when it equals the
 reference string.
