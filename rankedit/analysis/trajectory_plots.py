@@ -72,7 +72,7 @@ def cos_heatmaps(rows: list[dict], steps: list[int], path: Path, metric: str = "
         ax.set_title(f"step {s}", fontsize=8)
     axes.flat[0].set_ylabel("layer")
     fig.colorbar(im, ax=list(axes.flat), shrink=0.8).set_label(metric)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the rotated module names below the panels
     plt.close(fig)
     return path
 
