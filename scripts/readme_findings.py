@@ -4,9 +4,11 @@
     python scripts/readme_findings.py out/study/report.json --demo out/demo/report.json --write
         # replace it in README.md, with a column for `make demo` (seed 0) and whether each of its
         # R lies inside the across-seed interval; keeps both reports under docs/
+    python scripts/readme_findings.py --frontier out/frontier/report.json --write
+        # the size-against-gain section, from `rankedit run examples/organism-frontier.yaml`
 
-The section sits between the FINDINGS markers in README.md; nothing in it is
-typed by hand, so the README's numbers are always the study's (tests check it).
+Each section sits between its markers in README.md (FINDINGS, FRONTIER); nothing in
+them is typed by hand, so the README's numbers are always the runs' (tests check it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BEGIN = ("<!-- FINDINGS:BEGIN (scripts/readme_findings.py writes this section from docs/organism-study.json "
          "and docs/organism-demo.json) -->")
 END = "<!-- FINDINGS:END -->"
+FRONTIER_BEGIN = ("<!-- FRONTIER:BEGIN (scripts/readme_findings.py writes this section from "
+                  "docs/organism-frontier.json) -->")
+FRONTIER_END = "<!-- FRONTIER:END -->"
 GEOMETRY = ("rel_update_norm", "sparsity_bf16", "rank1_energy", "angle_left_deg", "spectral_shift",
             "overlap_principal", "jaccard")
 
@@ -98,19 +103,72 @@ def render(report: dict, demo: dict | None = None) -> str:
     return "\n".join(out)
 
 
-def replace_section(readme: str, section: str) -> str:
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit("README.md has no FINDINGS markers")
-    head, rest = readme.split(BEGIN, 1)
-    return head + section + rest.split(END, 1)[1]
+def _smallest(rows: list[dict], keep: float, key: str) -> str:
+    """The smallest non-control edit whose R (point, or its interval's lower bound) reaches ``keep``."""
+    ok = [r for r in rows if not r["control"] and r["retention"] is not None and r[key] >= keep]
+    if not ok:
+        return "none"
+    r = min(ok, key=lambda r: (r["storage_bytes"], -r["retention"]))
+    return (f"{r['edit']} ({r['storage_bytes']:,} bytes, {r['storage_ratio']:.3g} of the bf16 ΔW, "
+            f"R {_r(r['retention'], r['ci_low'], r['ci_high'])})")
+
+
+def render_frontier(report: dict) -> str:
+    """The size-against-gain section from a one-run report (examples/organism-frontier.yaml)."""
+    control = set(report["control_tasks"])
+    task = next(t for t in report["tasks"] if t not in control)
+    ctl = next((t for t in report["tasks"] if t in control), None)
+    m, keeps = report["machine"], {e["name"]: e["keeps"] for e in report["edits"]}
+    rows = sorted((r for r in report["frontier"] if r["task"] == task), key=lambda r: (r["storage_bytes"], r["edit"]))
+    out = [FRONTIER_BEGIN, "",
+           f"Measured by `rankedit run examples/organism-frontier.yaml -o out/frontier` on {report['date']}, "
+           f"{m['cpu']} ({m['cores']} cores, torch {m['torch']}), in {report['timings_s']['total'] / 60:.0f} min "
+           f"(scores cached by an earlier run are reused, and the time counts only what this run computed); the small organism, seed 0, "
+           f"{report['scores']['base'][task]['n']} problems per task. Size: the bytes of each edit's smallest "
+           "faithful artifact, and their ratio to the bf16 ΔW of the same matrices. R on "
+           f"`{task}` with its 95% paired-bootstrap interval; forgetting on `{ctl}` in points. Pareto: no other "
+           "edit is as small with R as high, one of them strictly (point estimates).", "",
+           f"| edit | keeps | bytes | × bf16 ΔW | R {task} | forgetting {ctl} | Pareto |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        f = r["forgetting"].get(ctl) if ctl else None
+        name = r["edit"] + (f" (control of {r['control_of']})" if r["control"] else "")
+        out.append(f"| {name} | {keeps[r['edit']].replace('|', chr(92) + '|')} | {r['storage_bytes']:,} | {r['storage_ratio']:.3g} | "
+                   + (_r(r["retention"], r["ci_low"], r["ci_high"]) if r["retention"] is not None else "undefined")
+                   + " | " + (_r(f["value"], f["ci_low"], f["ci_high"], pct=True) if f else "–")
+                   + " | " + ("**yes**" if r["pareto"] else "no") + " |")
+    out += ["", f"The smallest edit keeping at least 95% of the gain: {_smallest(rows, 0.95, 'retention')} on the "
+            f"point estimate; {_smallest(rows, 0.95, 'ci_low')} on the interval's lower bound.", "", FRONTIER_END]
+    return "\n".join(out)
+
+
+def replace_section(readme: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    if begin not in readme or end not in readme:
+        raise SystemExit(f"README.md has no markers {begin.split()[1]}")
+    head, rest = readme.split(begin, 1)
+    return head + section + rest.split(end, 1)[1]
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("report", type=Path)
+    ap.add_argument("report", type=Path, nargs="?", help="the study's report.json (`make study`)")
     ap.add_argument("--demo", type=Path, help="a `make demo` report.json to set beside the study (seed 0)")
-    ap.add_argument("--write", action="store_true", help="replace the section in README.md and keep the reports")
+    ap.add_argument("--frontier", type=Path, help="the report.json of examples/organism-frontier.yaml")
+    ap.add_argument("--write", action="store_true", help="replace the section(s) in README.md and keep the reports")
     a = ap.parse_args(argv)
+    if a.frontier:
+        report = json.loads(a.frontier.read_text())
+        section = render_frontier(report)
+        if not a.write:
+            print(section)
+        else:
+            readme = ROOT / "README.md"
+            readme.write_text(replace_section(readme.read_text(), section, FRONTIER_BEGIN, FRONTIER_END))
+            shutil.copyfile(a.frontier, ROOT / "docs" / "organism-frontier.json")
+            print(f"README.md frontier written from {a.frontier}", file=sys.stderr)
+    if not a.report:
+        if not a.frontier:
+            ap.error("give the study's report.json, --frontier, or both")
+        return
     report = json.loads(a.report.read_text())
     demo = json.loads(a.demo.read_text()) if a.demo else None
     section = render(report, demo)

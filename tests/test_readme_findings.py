@@ -21,3 +21,28 @@ def test_the_readme_findings_are_the_study_report_rendered():
     assert len(study["runs"]) >= 3 and study["plan"]["organism"]["seeds"] == [0, 1, 2]
     section = findings.render(study, demo)
     assert section in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_frontier_is_the_frontier_report_rendered():
+    findings = _findings()
+    report = json.loads((ROOT / "docs" / "organism-frontier.json").read_text())
+    assert report["plan"]["organism"] == {**report["plan"]["organism"], "size": "small", "seed": 0}
+    section = findings.render_frontier(report)
+    assert section in (ROOT / "README.md").read_text()
+    # every edit of the plan is in the table, and a pipe inside a description does not split its row
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "bytes |" not in line]
+    assert len(rows) == len(report["plan"]["edits"])
+    assert all(line.replace("\\|", "").count("|") == 8 for line in rows)
+
+
+def test_the_smallest_edit_meeting_a_target_is_found_on_point_or_lower_bound():
+    findings = _findings()
+    rows = [{"edit": "a", "control": False, "retention": 0.97, "ci_low": 0.8, "ci_high": 1.1,
+             "storage_bytes": 10, "storage_ratio": 0.01},
+            {"edit": "b", "control": False, "retention": 0.99, "ci_low": 0.96, "ci_high": 1.0,
+             "storage_bytes": 100, "storage_ratio": 0.1},
+            {"edit": "c", "control": True, "retention": 1.0, "ci_low": 0.99, "ci_high": 1.0,
+             "storage_bytes": 1, "storage_ratio": 0.001}]
+    assert findings._smallest(rows, 0.95, "retention").startswith("a (10 bytes")
+    assert findings._smallest(rows, 0.95, "ci_low").startswith("b (100 bytes")
+    assert findings._smallest(rows, 0.999, "retention") == "none"

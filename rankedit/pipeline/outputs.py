@@ -6,6 +6,7 @@ whichever executor built and scored the models.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     from rankedit.report import rows as rep
     from rankedit.report.figures import report_plots
     from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts
+    from rankedit.core import machine
 
     # shapes and dtypes of the edited matrices, from the base's header: the edits' sizes where a manifest lacks them
     facts = matrix_facts(models.base, sorted({m["name"] for info in edits.values() for m in info.get("matrices", [])}))
@@ -54,6 +56,9 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
                      "notes": notes},
         "failures": failures,
         "timings_s": timings,
+        # where and when it was measured: README findings quote them, and times only compare on one machine
+        "machine": machine.describe(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
     figures = report_plots(report, out)
     register(*(out / f for f in figures))

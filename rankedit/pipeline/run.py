@@ -274,7 +274,7 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
     """One run of a plan into ``out``: (report dict, ScoreResult, failures)."""
     from rankedit.files.outdir import check_inputs, claim_dir
 
-    timings = {}
+    timings, t0 = {}, time.time()
 
     def stage(name, fn, *a):
         if on_stage:
@@ -291,6 +291,7 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
     edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
     summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
     result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite, executor)
+    timings["total"] = round(time.time() - t0, 1)
     report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings)
     return report, result, failures
 
