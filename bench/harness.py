@@ -19,8 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 
-def build_inputs(work: Path, layers: int, checkpoints: int = 4) -> dict:
-    """base (random init, bf16), its tuned twin (1e-3 RMS update) and `checkpoints` run checkpoints."""
+def build_inputs(work: Path, layers: int, checkpoints: int = 4, structured: float = 0.0) -> dict:
+    """base (random init, bf16), its tuned twin (1e-3 RMS update) and `checkpoints` run checkpoints.
+
+    ``structured``: the share of each update's energy in a rank-8 part with halving singular
+    values (``synthetic.perturb``); 0 is pure noise, whose flat spectrum sends every SVD edit
+    to its exact fallback (no identifiable top direction), the worst case."""
     import torch
 
     from rankedit.testing import synthetic
@@ -36,7 +40,7 @@ def build_inputs(work: Path, layers: int, checkpoints: int = 4) -> dict:
         if not (p / "config.json").exists():
             # RL-sized updates (1e-3 of each matrix's RMS): about half the bf16 entries change
             scale = 1e-3 if name == "tuned" else 3e-4 * i
-            synthetic.perturb(base, p, scale=scale, seed=10 + i, dtype=torch.bfloat16)
+            synthetic.perturb(base, p, scale=scale, seed=10 + i, dtype=torch.bfloat16, structured=structured)
         paths[name] = p
     return paths
 
@@ -91,6 +95,8 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, default=24, help="decoder layers (24 = the real Qwen2.5-0.5B)")
     ap.add_argument("--work", type=Path, default=None, help=f"where the checkpoints live (default: $RANKEDIT_CACHE/{work_name}-L<layers>)")
+    ap.add_argument("--structured", type=float, default=0.0,
+                    help="share of each update's energy in a rank-8 part (0: pure noise, the worst case for SVD edits)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per case (the median is reported)")
     ap.add_argument("--cases", default=",".join(cases), help="comma-separated subset of: " + ", ".join(cases))
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -105,9 +111,10 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
 
     from rankedit.core.cache_dir import cache_root
 
-    work = args.work or cache_root() / f"{work_name}-L{args.layers}"
+    work = args.work or cache_root() / (f"{work_name}-L{args.layers}"
+                                        + (f"-s{args.structured:g}" if args.structured else ""))
     t0 = time.perf_counter()
-    build_inputs(work, args.layers, checkpoints)
+    build_inputs(work, args.layers, checkpoints, args.structured)
     print(f"inputs ready in {work} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     size = sum(f.stat().st_size for f in (work / "base").glob("*.safetensors")) / 1e9
     for d in work.iterdir():  # warm the page cache so the first case is not penalised

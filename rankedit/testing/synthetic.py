@@ -54,12 +54,17 @@ def build_random(out: str | os.PathLike, family: str = "llama", seed: int = 0, d
 
 
 def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3, rank: int | None = None,
-            density: float = 1.0, seed: int = 1, dtype: torch.dtype | None = None) -> Path:
+            density: float = 1.0, seed: int = 1, dtype: torch.dtype | None = None,
+            structured: float = 0.0) -> Path:
     """Write a 'tuned' twin of ``base``: every 2-D matrix gets a random update.
 
     ``scale`` is the update size relative to the RMS of each matrix; ``rank`` makes
     each update low-rank; ``density`` keeps a random fraction of its entries.
-    Non-matrix tensors are copied unchanged. Streams one tensor at a time.
+    ``structured`` puts that share of the update's energy in a rank-8 part whose
+    singular values halve one to the next (the rest stays noise): an RL-like update
+    with a dominant direction, where pure noise has a flat spectrum whose top
+    directions are not identifiable. Non-matrix tensors are copied unchanged.
+    Streams one tensor at a time.
     """
     from safetensors.torch import save_file
 
@@ -93,6 +98,9 @@ def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3
                     d = torch.randn(m, rank, generator=gen) @ torch.randn(rank, n, generator=gen)
                 if density < 1.0:
                     d = d * (torch.rand(m, n, generator=gen) < density)
+                if structured:
+                    low = (torch.randn(m, 8, generator=gen) * 0.5 ** torch.arange(8.0)) @ torch.randn(8, n, generator=gen)
+                    d = (structured ** 0.5 * low / low.norm() + (1 - structured) ** 0.5 * d / d.norm())
                 d = d * (scale * wf.pow(2).mean().sqrt() / d.pow(2).mean().sqrt().clamp_min(1e-30))
                 w = (wf + d).to(dtype or w.dtype)
             elif dtype is not None and w.is_floating_point():
