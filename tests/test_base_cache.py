@@ -1,4 +1,4 @@
-"""The cache of W0's decompositions (rankedit.analysis.base_cache): same numbers, less work, robust to bad entries."""
+"""The cache of W0's parts (rankedit.analysis.base_cache): same numbers, less work, robust to bad entries."""
 
 import pytest
 import torch
@@ -29,15 +29,19 @@ def two_runs(tmp_path_factory):
 
 @pytest.fixture()
 def decompositions(monkeypatch):
-    """Counts the Gram eigendecompositions that matrix metrics run (the real function, counted)."""
+    """Counts the computations of W0's parts (``geometry.base_parts``, the real function, counted).
+
+    W0's Gram eigendecomposition itself is made on every analysis: the propensity share
+    needs all of its vectors. What a cache entry saves is the rest of the parts: the
+    top-k triplets' other side, the norm and the two mask cut-offs."""
     calls = []
-    real = geometry.gram_svd
+    real = geometry.base_parts
 
-    def counted(A, k=0):
-        calls.append(tuple(A.shape))
-        return real(A, k)
+    def counted(w0, k=geometry.DEFAULT_K, alpha=geometry.DEFAULT_ALPHA, eig=None):
+        calls.append(tuple(w0.shape))
+        return real(w0, k, alpha, eig)
 
-    monkeypatch.setattr(geometry, "gram_svd", counted)
+    monkeypatch.setattr(geometry, "base_parts", counted)
     return calls
 
 
@@ -56,13 +60,13 @@ def test_metrics_are_identical_with_and_without_the_cache(two_runs, cache):
     assert warm == fresh
 
 
-def test_a_second_run_from_the_same_base_skips_the_base_decompositions(two_runs, cache, decompositions):
+def test_a_second_run_from_the_same_base_skips_the_base_parts(two_runs, cache, decompositions):
     base, rl, sft = two_runs
     rows = analyze(base, rl, progress=False)
-    assert len(decompositions) == 3 * len(rows)
+    assert len(decompositions) == len(rows)
     decompositions.clear()
-    rows_sft = analyze(base, sft, progress=False)
-    assert len(decompositions) == 2 * len(rows_sft)  # dW and W1 only
+    analyze(base, sft, progress=False)
+    assert len(decompositions) == 0  # every base part from the cache
     assert len(entries(cache)) == len(rows)
     decompositions.clear()
     assert analyze(base, sft, progress=False, k=2) == analyze(base, sft, progress=False, k=2, base_cache=False)
@@ -81,10 +85,10 @@ def test_a_corrupted_entry_is_ignored_and_rewritten(two_runs, cache, decompositi
     files[2].write_bytes(bytes(data))
     decompositions.clear()
     assert analyze(base, rl, progress=False) == fresh
-    assert len(decompositions) == 2 * len(fresh) + 3  # three base decompositions done again
+    assert len(decompositions) == 3  # three base parts computed again
     decompositions.clear()
     assert analyze(base, rl, progress=False) == fresh
-    assert len(decompositions) == 2 * len(fresh)  # ... and stored again, whole
+    assert len(decompositions) == 0  # ... and stored again, whole
 
 
 def test_the_key_follows_content_and_settings():
@@ -98,3 +102,22 @@ def test_the_key_follows_content_and_settings():
     assert base_cache.cache_key(w, 2, 0.25, "cpu") != key
     assert base_cache.cache_key(w.bfloat16(), 2, 0.5, "cpu") != key
     assert base_cache.cache_key(w.reshape(12, 8), 2, 0.5, "cpu") != key
+
+
+def test_each_matrix_is_decomposed_once_per_analysis_cache_or_not(two_runs, cache, monkeypatch):
+    """W0 and W1 one Gram eigendecomposition each, dW its values: no matrix twice (the
+    propensity share and the base parts share W0's), with a cold cache as with a warm one."""
+    base, rl, _ = two_runs
+    eighs, other = [], []
+    real_eigh = geometry.gram_eigh
+
+    def counted(gram):
+        eighs.append(tuple(gram.shape))
+        return real_eigh(gram)
+
+    monkeypatch.setattr(geometry, "gram_eigh", counted)
+    monkeypatch.setattr(geometry, "gram_svd", lambda *a, **k: other.append(a) or pytest.fail("gram_svd called"))
+    for cached in (False, True, True):  # uncached, cold cache, warm cache
+        eighs.clear()
+        rows = analyze(base, rl, progress=False, base_cache=cached)
+        assert len(eighs) == 2 * len(rows) and other == []

@@ -148,3 +148,27 @@ def test_propensity_and_lability_through_the_cli_on_disk(tiny_pair, tmp_path, ca
         torch.testing.assert_close(p[n].double() - a0, want, rtol=0, atol=1e-6)
     for n in set(w0) - set(mats):  # rest: base
         assert torch.equal(p[n], w0[n]) and torch.equal(q[n], w0[n])
+
+
+@pytest.mark.parametrize("shape", [(48, 32), (32, 48), (40, 40)])
+def test_the_analysis_shares_w0s_decomposition_and_measures_the_same_share(shape):
+    """matrix_metrics gets the share from W0's Gram eigenpairs and the cross term W0ᵀdW (no
+    decomposition of its own); it must equal the reference ``propensity_share`` (full basis)."""
+    from rankedit.analysis.geometry import matrix_metrics
+    from rankedit.core.linalg import gram_svd
+
+    g = torch.Generator().manual_seed(7)
+    w0 = torch.randn(*shape, generator=g)
+    for dw in (0.01 * torch.randn(*shape, generator=g),  # noise
+               0.05 * torch.outer(torch.randn(shape[0], generator=g), torch.randn(shape[1], generator=g))):
+        w1 = w0 + dw
+        m = matrix_metrics(w0, w1, k=4)
+        assert m["propensity_share"] == pytest.approx(propensity_share(w0, w1 - w0), rel=1e-7)
+        # W1's spectrum, from a Gram made of sums, is W1's own
+        s1, _ = gram_svd(w1)
+        s0, _ = gram_svd(w0)
+        assert m["spectral_shift"] == pytest.approx(float((s1 - s0).norm() / s0.norm()), rel=1e-6)
+    # a pure rescale of W0's singular values: share 1, through the analysis as through the reference
+    u, s, vh = torch.linalg.svd(w0.double(), full_matrices=False)
+    w1 = (u * (s * 1.01)) @ vh
+    assert matrix_metrics(w0.double(), w1, k=4)["propensity_share"] == pytest.approx(1.0, abs=1e-9)

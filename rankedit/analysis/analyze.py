@@ -17,7 +17,7 @@ from typing import Iterable
 import torch
 
 from rankedit.files.atomic import atomic_dir
-from rankedit.analysis.base_cache import cached_base_parts
+from rankedit.analysis.base_cache import cached_base_parts, store
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.core.errors import RankeditError
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, matrix_metrics, rel_update_norm
@@ -133,8 +133,9 @@ def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | N
         return unchanged, w0.numel(), None
     a0, a1 = (as_linear(w, info).to(device) for w in (w0, w1))
     a2 = as_linear(w2, info).to(device) if w2 is not None else None
-    base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else None
-    m = matrix_metrics(a0, a1, w_other=a2, base=base, **params)
+    key, base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else (None, None)
+    on_base = (lambda parts: store(key, parts)) if key is not None and base is None else None
+    m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, **params)
     row = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
            **_clean(m)}
     return unchanged, w0.numel(), row

@@ -1,8 +1,9 @@
 """W0's decompositions, remembered across analyses of runs tuned from one base.
 
 A study analyses several runs (RL, SFT, SFT at matched size) against the same
-base, and a third of each matrix's cost is W0's own spectrum and top-k
-triplets (``rankedit.analysis.geometry.base_parts``). They are stored under
+base, and part of each matrix's cost is W0's alone (``rankedit.analysis.geometry.base_parts``):
+its top-k triplets, norm and mask cut-offs. (W0's Gram eigendecomposition itself is
+made on every analysis, because the propensity share needs all of its vectors.) They are stored under
 ``$RANKEDIT_CACHE/base-decomp/`` as one safetensors file per matrix (never a
 pickle), keyed by the sha256 of the matrix's bytes together with everything
 else the result depends on: dtype, shape, k, alpha, the device type and the
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from rankedit.analysis.geometry import BaseParts, base_parts, default_k
+from rankedit.analysis.geometry import BaseParts, default_k
 from rankedit.core.masks import Cut
 from rankedit.core.linalg import SVD
 
@@ -123,15 +124,13 @@ def store(key: str, parts: BaseParts) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def cached_base_parts(w0: torch.Tensor, k: int, alpha: float, device: str = "cpu") -> BaseParts:
-    """``base_parts(w0, k, alpha)`` on ``device``, from the cache when this very matrix was seen before.
+def cached_base_parts(w0: torch.Tensor, k: int, alpha: float, device: str = "cpu") -> tuple[str, BaseParts | None]:
+    """(key, W0's parts from the cache, or None when this very matrix was not seen before).
 
-    ``w0`` is the matrix in (out, in) layout as the metrics see it (on any device).
+    ``w0`` is the matrix in (out, in) layout as the metrics see it (on any device). On a
+    miss the caller computes the parts (``matrix_metrics`` does, from the W0 decomposition
+    it makes anyway) and hands them to ``store(key, parts)``.
     """
     shape = (int(w0.shape[0]), int(w0.shape[1]))
     key = cache_key(w0, k, alpha, device)
-    parts = load(key, shape, default_k(shape, k), device)
-    if parts is None:
-        parts = base_parts(w0.to(device), k, alpha)
-        store(key, parts)
-    return parts
+    return key, load(key, shape, default_k(shape, k), device)

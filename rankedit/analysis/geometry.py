@@ -12,12 +12,12 @@ here reads files, picks a device or logs. Conventions:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
-from rankedit.core.linalg import SVD, gram_svd, numerical_rank
-from rankedit.core.propensity import propensity_share  # noqa: F401  (the metric; the edits share its math)
+from rankedit.core.linalg import SVD, gram_eigh, gram_svd, numerical_rank, triplets_from_eigh
+from rankedit.core.propensity import propensity_share  # noqa: F401  (the metric's reference; the edits share its math)
 from rankedit.core.masks import (  # noqa: F401  (Cut, kth_smallest and the mask functions: this module's API too)
     Cut, bf16_unchanged, bf16_update_mask, count, cut_mask, fraction, kth_smallest, low_cut, low_mask, principal_mask,
     principal_parts, principal_scores, top_fraction_cut, top_fraction_mask,
@@ -165,13 +165,53 @@ class BaseParts(NamedTuple):
     low: Cut  # M_low: bottom-alpha of |W0|
 
 
-def base_parts(w0: torch.Tensor, k: int = DEFAULT_K, alpha: float = DEFAULT_ALPHA) -> BaseParts:
+def base_parts(w0: torch.Tensor, k: int = DEFAULT_K, alpha: float = DEFAULT_ALPHA,
+               eig: tuple[torch.Tensor, torch.Tensor] | None = None) -> BaseParts:
     """W0's share of ``matrix_metrics``: one Gram eigendecomposition and two mask cuts
-    (the principal one as the ``principal`` mask edit cuts it: ``rankedit.core.masks``)."""
+    (the principal one as the ``principal`` mask edit cuts it: ``rankedit.core.masks``).
+    ``eig``: W0's ``gram_eigh`` when the caller has it (the same operations ``gram_svd`` makes,
+    so the triplets, and the principal mask, are bit-equal to the edit's)."""
     f0 = w0.float()
     kk = default_k((int(w0.shape[0]), int(w0.shape[1])), k)
-    s0, svd0, principal = principal_parts(gram_svd(f0, kk), alpha)
+    if eig is None:
+        decomposition = gram_svd(f0, kk)
+    else:
+        top = triplets_from_eigh(f0.double(), *eig, kk)
+        decomposition = (eig[0], SVD(top.U.float(), top.S.float(), top.V.float()))
+    s0, svd0, principal = principal_parts(decomposition, alpha)
     return BaseParts(s0, svd0, float(f0.double().norm()), principal, low_cut(f0, alpha))
+
+
+def _short_side_grams(f0: torch.Tensor, f1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Gram of W0, of dW, of W1, cross term G) of the short side, in float64, from three products.
+
+    W1's Gram is a sum: (W0 + dW)ᵀ(W0 + dW) = W0ᵀW0 + G + Gᵀ + dWᵀdW with G = W0ᵀdW
+    (for a wide matrix the same with transposes). G is what the propensity share
+    needs, so that metric costs no product of its own. dW = W1 - W0 in float64,
+    where the difference of two float32 numbers is exact.
+    """
+    a0, a1 = f0.double(), f1.double()
+    d = a1 - a0
+    if f0.shape[0] <= f0.shape[1]:  # wide: the short side is the rows, as in gram_svd
+        g0, gd, g = a0 @ a0.T, d @ d.T, a0 @ d.T
+    else:
+        g0, gd, g = a0.T @ a0, d.T @ d, a0.T @ d
+    return g0, gd, g0 + g + g.T + gd, g
+
+
+def _propensity_from_gram(s0: torch.Tensor, vecs0: torch.Tensor, g: torch.Tensor, dw_sq: float,
+                          shape: tuple[int, int]) -> float:
+    """``propensity_share`` from W0's Gram eigenpairs and the cross term G (see ``_short_side_grams``).
+
+    With q_i W0's short-side singular vectors, c_i = u_iᵀ dW v_i = q_iᵀ G q_i / s_i on either
+    side. Directions at or below the float32 rank tolerance are left out, as ``full_basis`` does.
+    """
+    if dw_sq == 0.0:
+        return NAN
+    keep = numerical_rank(s0, shape, torch.float32)
+    q = vecs0[:, :keep]
+    c = ((g @ q) * q).sum(dim=0) / s0[:keep]
+    return float(c.pow(2).sum()) / dw_sq
 
 
 def matrix_metrics(
@@ -185,17 +225,20 @@ def matrix_metrics(
     w_other: torch.Tensor | None = None,
     seed: int = 0,
     base: BaseParts | None = None,
+    on_base: Callable[[BaseParts], None] | None = None,
 ) -> dict:
     """All per-matrix measurements of docs/science.md for one (out, in) matrix pair.
 
-    Costs: three full spectra (of W0, W1 and dW, which rank, spectral shift and
-    the energy ratios need), each one float64 eigendecomposition of a Gram
-    matrix (``rankedit.core.linalg.gram_svd``); the top-k triplets of W0 and W1 come
-    from the same decompositions. ``base``: W0's parts (``base_parts(w0, k,
-    alpha)``) computed earlier, which saves one of the three. ``propensity_share``
-    needs W0's full singular basis, which the base parts (top-k only) do not keep:
-    one more Gram eigendecomposition of W0 plus three m·n·min(m, n) products. ``seed`` is kept
-    for API stability (nothing here is random).
+    Costs: three full spectra (of W0, W1 and dW, which rank, spectral shift,
+    the energy ratios and the propensity share need), each one float64
+    eigendecomposition of a short-side Gram matrix, from three m·n·min(m, n)
+    products (``_short_side_grams``: W1's Gram is a sum, and its cross term gives
+    the propensity share); the top-k triplets of W0 and W1 come from the same
+    decompositions. ``base``: W0's parts (``base_parts(w0, k, alpha)``) computed
+    earlier, which saves the mask cut-offs; W0's decomposition is made all the
+    same, because the propensity share needs all of its vectors. ``on_base``:
+    called with the parts when they were computed here (to cache them). ``seed``
+    is kept for API stability (nothing here is random).
     """
     if w0.ndim != 2 or w0.shape != w1.shape:
         raise ValueError(f"need two 2-D matrices of one shape, got {tuple(w0.shape)} and {tuple(w1.shape)}")
@@ -203,14 +246,20 @@ def matrix_metrics(
     f0, f1 = w0.float(), w1.float()
     dw = f1 - f0
     kk = default_k(shape, k)
+    gram0, gram_dw, gram1, cross = _short_side_grams(f0, f1)
+    eig0 = gram_eigh(gram0)
     if base is None:
-        base = base_parts(w0, k, alpha)
+        base = base_parts(w0, k, alpha, eig=eig0)
+        if on_base is not None:
+            on_base(base)
     elif tuple(base.svd.U.shape) != (shape[0], kk) or base.s.numel() != min(shape):
         raise ValueError(f"base parts of shape {tuple(base.svd.U.shape)} do not fit a {shape} matrix at k={kk}")
 
-    s_dw, _ = gram_svd(dw)
+    s_dw = torch.linalg.eigvalsh(gram_dw).flip(0).clamp_min(0).sqrt()
     s0, svd0 = base.s, base.svd
-    s1, svd1 = gram_svd(f1, kk)
+    eig1 = gram_eigh(gram1)
+    top1 = triplets_from_eigh(f1.double(), *eig1, kk)
+    s1, svd1 = eig1[0], SVD(top1.U.float(), top1.S.float(), top1.V.float())
     ang_l = principal_angles_deg(svd0.U, svd1.U)
     ang_r = principal_angles_deg(svd0.V, svd1.V)
 
@@ -241,7 +290,7 @@ def matrix_metrics(
         "overlap_principal_topq": overlap(topq, m_p),
         # rel_update_norm(f0, f1), with ‖W0‖ from the base parts
         "rel_update_norm": NAN if base.norm == 0.0 else float((f1.double() - f0.double()).norm() / base.norm),
-        "propensity_share": propensity_share(f0, dw),
+        "propensity_share": _propensity_from_gram(*eig0, cross, float(gram_dw.trace()), shape),
     }
     if w_other is not None:
         if w_other.shape != w0.shape:

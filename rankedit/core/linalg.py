@@ -100,14 +100,26 @@ def gram_triplets(A: torch.Tensor, k: int = 0) -> tuple[torch.Tensor, SVD | None
     if k == 0:
         lam = torch.linalg.eigvalsh(gram).flip(0)
         return lam.clamp_min(0).sqrt(), None
+    s, vecs = gram_eigh(gram)
+    return s, triplets_from_eigh(a, s, vecs, k)
+
+
+def gram_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(singular values, short-side singular vectors), both descending, from a float64 Gram matrix."""
     lam, vecs = torch.linalg.eigh(gram)
-    s = lam.flip(0).clamp_min(0).sqrt()
-    q = vecs.flip(1)[:, :k]
+    return lam.flip(0).clamp_min(0).sqrt(), vecs.flip(1)
+
+
+def triplets_from_eigh(a: torch.Tensor, s: torch.Tensor, vecs: torch.Tensor, k: int) -> SVD:
+    """The top-k triplets of float64 ``a`` from its Gram eigenpairs (``gram_eigh`` of the short side's
+    Gram, A Aᵀ for a wide A): the other side's vectors are A-products divided by s (zero where s = 0)."""
+    wide = a.shape[0] <= a.shape[1]
+    q = vecs[:, :k]
     sk = s[:k]
     other = (a.T @ q if wide else a @ q) / torch.where(sk > 0, sk, torch.ones_like(sk))
     other = torch.where(sk > 0, other, torch.zeros_like(other))
     U, V = (q, other) if wide else (other, q)
-    return s, SVD(U, sk, V)
+    return SVD(U, sk, V)
 
 
 def gram_svd(A: torch.Tensor, k: int = 0) -> tuple[torch.Tensor, SVD | None]:
