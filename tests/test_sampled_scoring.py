@@ -134,7 +134,9 @@ def test_crossing_and_intervals_on_constructed_curves():
     assert pk.correct_counts({"n": 4, "avg_at_n_per_problem": {"3": 0.75, "5": 0.0}}) == {3: 3, 5: 0}
 
 
-def test_report_sections_show_pass_at_k_and_flag_truncated_answers():
+def test_report_sections_show_pass_at_k_and_flag_truncated_answers(tmp_path):
+    from rankedit.report.pass_at_k_figure import pass_at_k_plot
+
     report = {"sampling": profiles.Sampling(4, 0.6, 0.95, 0).as_dict(),
               "pass_at_k": {"organism_id": {"n": 4, "problems": 2, "models": {
                   "base": {**pk.curve([0, 4], 4, 100), "maj_at_k": [0.5] * 4},
@@ -144,6 +146,9 @@ def test_report_sections_show_pass_at_k_and_flag_truncated_answers():
     md = "\n".join(pk.markdown(report))
     assert "| tuned | 0.500 [0.500, 0.500] | 1.000 [1.000, 1.000] | 1.000 | 2 |" in md
     assert "| base | 25.0% of 8 (answered 2, correct 1) |" in md and "answers read from cut-off text" in md
+    png = pass_at_k_plot(report, tmp_path / "pass_at_k.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pass_at_k_plot({"pass_at_k": {}}, tmp_path / "none.png") is None  # greedy reports draw none
 
 
 def test_behaviour_plan_parses_with_its_sampled_profile():
