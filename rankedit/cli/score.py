@@ -30,11 +30,19 @@ def _suite_help() -> str:
 @click.option("--chat-template/--no-chat-template", default=None,
               help="Wrap prompts in the tokenizer's chat template  [default: the suite's choice, off]")
 @click.option("--num-fewshot", type=int, default=None, help="Override the tasks' few-shot count.")
+@click.option("--profile", default=None,
+              help="A named scoring profile of the suite (reasoning: avg16 = 16 samples, temperature 0.6, "
+                   "top_p 0.95, seed 0)  [default: greedy]")
+@click.option("--samples", type=int, default=None,
+              help="Sample N generations per problem (lm-eval repeats) and report avg@N, pass@k, maj@k.")
+@click.option("--temperature", type=float, default=None, help="Sampling temperature  [default with --samples: 1]")
+@click.option("--top-p", "top_p", type=float, default=None, help="Nucleus sampling top_p  [default with --samples: 1]")
+@click.option("--seed", type=int, default=None, help="Seed of the sampler  [default with --samples: 0]")
 @click.option("--no-cache", is_flag=True, help="Rescore even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
 def score(models, suite, tasks, include_paths, backend, batch_size, limit, device, dtype, max_gen_toks,
-          chat_template, num_fewshot, no_cache, out, overwrite):
+          chat_template, num_fewshot, profile, samples, temperature, top_p, seed, no_cache, out, overwrite):
     """Score MODEL... (checkpoint dirs or Hub ids; LABEL=PATH names a row) with lm-eval.
 
     Writes OUT/scores.json (model, task, metric, value, stderr, n), OUT/scores.md,
@@ -48,6 +56,8 @@ def score(models, suite, tasks, include_paths, backend, batch_size, limit, devic
       rankedit score base tuned edit --suite organism -o out/scores
       rankedit score Qwen/Qwen2.5-0.5B --suite reasoning --backend vllm --chat-template -o out/q
       rankedit score base=ckpt/base --tasks gsm8k_cot_zeroshot --limit 50 -o out/g
+      rankedit score base tuned --suite organism --samples 16 --temperature 0.6 --top-p 0.95 -o out/s
+      rankedit score Qwen/Qwen2.5-0.5B --suite reasoning --profile avg16 --backend vllm -o out/q16
     """
     import logging
 
@@ -72,7 +82,8 @@ def score(models, suite, tasks, include_paths, backend, batch_size, limit, devic
         result = scoring.score(
             list(models), suite=suite, tasks=task_list, out=out, backend=backend, batch_size=bs, limit=limit,
             device=device, dtype=dtype, max_gen_toks=max_gen_toks, apply_chat_template=chat_template,
-            num_fewshot=num_fewshot, include_paths=include_paths, use_cache=not no_cache, on_model=progress,
+            num_fewshot=num_fewshot, profile=profile, samples=samples, temperature=temperature, top_p=top_p,
+            seed=seed, include_paths=include_paths, use_cache=not no_cache, on_model=progress,
             overwrite=overwrite,
         )
     except ScoringFailed as e:

@@ -24,6 +24,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
     from rankedit.edits.registry import describe
     from rankedit.report import rows as rep
+    from rankedit.report.pass_at_k import pass_at_k_block, truncation_block
     from rankedit.report.figures import report_plots
     from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts
     from rankedit.core import machine
@@ -50,6 +51,9 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "scores": rep.scores_block(result),
         "rows": rows,
         "references": rep.reference_rows(result, n_boot=plan.score.n_boot),
+        "sampling": result.settings.sampling.as_dict() if result.settings.sampling else None,
+        "pass_at_k": pass_at_k_block(result, n_boot=plan.score.n_boot),
+        "truncation": truncation_block(result),
         "edits": edit_info,
         "frontier": frontier_rows(edit_info, rows, result.tasks, [t for t in result.suite.control_tasks if t in result.tasks]),
         "analysis": {"runs": {r: f"analysis/{r}" for r in summaries}, "compare": rep.compare_block(summaries),

@@ -115,6 +115,12 @@ class ScoreSpec(_Strict):
     max_gen_toks: Optional[int] = Field(None, ge=1)
     apply_chat_template: Optional[bool] = None
     num_fewshot: Optional[int] = Field(None, ge=0)
+    # sampled scoring (greedy when none is set): a suite's named profile and/or explicit values over it
+    profile: Optional[str] = Field(None, description="a named sampled profile of the suite, e.g. reasoning's avg16")
+    samples: Optional[int] = Field(None, ge=1, description="generations per problem: avg@n, pass@k, maj@k")
+    temperature: Optional[float] = Field(None, gt=0)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    seed: Optional[int] = None
     n_boot: int = Field(2000, ge=100)
     score_other_tuned: bool = Field(False, description="also score the second tuned run (seed variation)")
 

@@ -200,7 +200,8 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
         result = score(labels, suite=s.suite, tasks=s.tasks, out=out / "scores", backend=s.backend,
                        batch_size=s.batch_size, limit=s.limit, device=device, dtype=s.dtype,
                        max_gen_toks=s.max_gen_toks, apply_chat_template=s.apply_chat_template,
-                       num_fewshot=s.num_fewshot, include_paths=s.include_paths, on_model=on_model,
+                       num_fewshot=s.num_fewshot, profile=s.profile, samples=s.samples, temperature=s.temperature,
+                       top_p=s.top_p, seed=s.seed, include_paths=s.include_paths, on_model=on_model,
                        overwrite=overwrite, executor=executor,
                        resources={"num_cpus": ex.num_cpus_per_task, "num_gpus": ex.num_gpus_per_score})
     except ScoringFailed as e:
@@ -218,8 +219,12 @@ def check_tasks(plan: Plan) -> None:
     from rankedit.scoring.tasks import task_manager
     from rankedit.scoring.suites import custom_suite, get_suite
 
+    from rankedit.scoring.profiles import resolve
+
     s = plan.score
-    task_manager(get_suite(s.suite) if s.suite is not None else custom_suite(s.tasks, s.include_paths))
+    st = get_suite(s.suite) if s.suite is not None else custom_suite(s.tasks, s.include_paths)
+    resolve(st.profiles, s.profile, samples=s.samples, temperature=s.temperature, top_p=s.top_p, seed=s.seed)
+    task_manager(st)
 
 
 # ---- the whole run ------------------------------------------------------------------------

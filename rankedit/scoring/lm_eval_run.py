@@ -27,7 +27,10 @@ def lm_eval_model(backend: str, path: Path, settings: Settings) -> tuple[str, di
         if importlib.util.find_spec("vllm") is None:
             raise RankeditError("backend 'vllm' needs vllm, which is not installed in this environment: see "
                                 "'Scoring with vllm' in the README (a separate environment, GPU only); or use --backend hf")
-        return "vllm", {"pretrained": str(path), "dtype": "auto" if settings.dtype == "float32" else settings.dtype}
+        args = {"pretrained": str(path), "dtype": "auto" if settings.dtype == "float32" else settings.dtype}
+        if settings.sampling is not None:
+            args["seed"] = settings.sampling.seed  # vllm seeds its own sampler from its model args
+        return "vllm", args
     raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
 
 
@@ -53,19 +56,37 @@ def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
     from lm_eval import simple_evaluate
 
     model, model_args = lm_eval_model(settings.backend, path, settings)
-    gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
+    gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else {}
+    tasks, seeds = list(suite.tasks), {}
+    if settings.sampling is not None:
+        gen_kwargs |= settings.sampling.gen_kwargs()
+        tasks, seeds = with_repeats(tm, tasks, settings.sampling.samples), settings.sampling.seeds()
     with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"), quiet_generate_warnings(), \
             quiet_lm_eval_notices():
         res = simple_evaluate(
-            model=model, model_args=model_args, tasks=list(suite.tasks), task_manager=tm,
+            model=model, model_args=model_args, tasks=tasks, task_manager=tm,
             batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,
             limit=settings.limit, num_fewshot=settings.num_fewshot, log_samples=True,
-            apply_chat_template=settings.apply_chat_template, gen_kwargs=gen_kwargs,
-            bootstrap_iters=1000,
+            apply_chat_template=settings.apply_chat_template, gen_kwargs=gen_kwargs or None,
+            bootstrap_iters=1000, **seeds,
         )
     if not res or not res.get("results"):
         raise RuntimeError("lm-eval returned no results")
     return res
+
+
+def with_repeats(tm, names: list[str], n: int) -> list:
+    """The suite's tasks and groups built by ``tm``, every leaf task set to ``repeats: n``.
+
+    simple_evaluate has no repeats argument and its task dicts build inline tasks,
+    so the built objects (which it accepts) carry the override; groups keep their children."""
+    built = []
+    for name in names:
+        loaded = tm.load([name])
+        for task in loaded["tasks"].values():
+            task.set_config(key="repeats", value=n)
+        built.append(loaded["groups"][name] if name in loaded["groups"] else loaded["tasks"][name])
+    return built
 
 
 def run_into_cache(path: str, suite: Suite, settings: Settings, entry: str, tm=None) -> str:

@@ -39,7 +39,8 @@ def write_outputs(result: ScoreResult, out: str | os.PathLike, *, inputs: Sequen
             folder = safe_dirname(label)
             save_raw({**m.raw, "samples": m.samples}, tmp / folder)
             models[label] = {"path": m.path, "sha256": m.sha256, "cache_key": m.key, "cached": m.cached,
-                             "results": f"{folder}/results.json"}
+                             "results": f"{folder}/results.json", "truncation": m.truncation,
+                             **({"sampled": sampled_block(m.sampled)} if m.sampled else {})}
         doc = {
             "scores": result.rows(),
             "suite": result.suite.name,
@@ -55,6 +56,11 @@ def write_outputs(result: ScoreResult, out: str | os.PathLike, *, inputs: Sequen
         (tmp / SCORES_JSON).write_text(json.dumps(doc, indent=2))
         (tmp / SCORES_MD).write_text(markdown_table(result))
     return out.absolute()
+
+
+def sampled_block(sampled: dict) -> dict:
+    """task -> avg@n, pass@k and maj@k (k = 1..n); the per-problem avg@n stays in the samples."""
+    return {t: {k: v for k, v in s.items() if k != "avg_at_n_per_problem"} for t, s in sampled.items()}
 
 
 def safe_dirname(label: str) -> str:

@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from rankedit.core.errors import RankeditError
+from rankedit.scoring.profiles import Sampling
 from rankedit.scoring.suites import Suite
+
+AVG_PREFIX = "avg@"
+
+
+def avg_key(metric_key: str, n: int) -> str:
+    """The "metric,filter" key of avg@n of lm-eval's ``metric_key``, e.g. "avg@16_exact_match,extract"."""
+    metric, _, flt = metric_key.partition(",")
+    return f"{AVG_PREFIX}{n}_{metric},{flt}"
+
 
 _SKIP_KEYS = {"alias", "name", "sample_len", "samples", " "}
 
@@ -40,6 +50,9 @@ class ModelScores:
     scores: dict[str, dict[str, TaskScore]]  # task -> metric -> TaskScore
     raw: dict = field(repr=False)  # lm-eval's results JSON (without samples)
     samples: dict[str, list] = field(repr=False, default_factory=dict)  # lm-eval's logged samples per task
+    # task -> rankedit.scoring.sampled.summarize's dict (sampled profiles), and the truncation counts (all profiles)
+    sampled: dict[str, dict] = field(repr=False, default_factory=dict)
+    truncation: dict[str, dict] = field(repr=False, default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,10 +67,13 @@ class Settings:
     max_gen_toks: int | None = None
     apply_chat_template: bool = False
     num_fewshot: int | None = None
+    sampling: Sampling | None = None  # None: greedy
 
     def cache_dict(self) -> dict:
         d = asdict(self)
         d["device"] = self.device.split(":")[0]  # which GPU does not matter, CPU vs GPU might
+        if self.sampling is None:
+            del d["sampling"]  # greedy keys stay what they were before sampled profiles existed
         return d
 
 
@@ -84,7 +100,9 @@ class ScoreResult:
             metrics = m.scores.get(task)
             if metrics:
                 want = self.suite.primary_metrics.get(task)
-                return want if want in metrics else next(iter(metrics))
+                key = want if want in metrics else next(k for k in metrics if not k.startswith(AVG_PREFIX))
+                avg = avg_key(key, self.settings.sampling.samples) if self.settings.sampling else None
+                return avg if avg in metrics else key  # sampled: avg@n of that metric
         raise RankeditError(f"no scores for task {task!r}; scored tasks: {', '.join(self.tasks) or 'none'}")
 
     def get(self, label: str, task: str, metric: str | None = None) -> TaskScore:

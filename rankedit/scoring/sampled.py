@@ -132,6 +132,18 @@ def summarize(problems: Sequence[Problem], max_gen_toks: int | None = None) -> d
     return out
 
 
+def truncation_counts(problems: Sequence[Problem], max_gen_toks: int) -> dict:
+    """Generations, how many hit the budget, and how many of those still had an answer extracted
+    (``truncated_answered``) and scored correct (``truncated_correct``): answers read from cut-off text."""
+    flags = [(is_truncated(t, max_gen_toks), a is not None, ok)
+             for p in problems for t, a, ok in zip(p.n_tokens or (), p.answers, p.correct)]
+    if not flags or any(p.n_tokens is None for p in problems):
+        raise ValueError("truncation counts need the token count of every generation")
+    cut = [(a, ok) for t, a, ok in flags if t]
+    return {"generations": len(flags), "truncated": len(cut), "rate": len(cut) / len(flags),
+            "truncated_answered": sum(a for a, _ in cut), "truncated_correct": sum(ok for _, ok in cut)}
+
+
 def generations(sample: Mapping) -> list[str]:
     """The n raw generations of one logged lm-eval sample (``resps = [[r_1, ..., r_n]]``)."""
     resps = sample.get("resps")

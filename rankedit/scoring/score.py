@@ -39,7 +39,9 @@ from rankedit.scoring.cache_keys import cache_key, model_fingerprint, task_confi
 from rankedit.scoring.failures import ScoringFailed, first_line
 from rankedit.scoring.lm_eval_run import BACKENDS, lm_eval_model, run_into_cache
 from rankedit.scoring.outputs import write_outputs
+from rankedit.scoring.profiles import resolve
 from rankedit.scoring.raw_files import load_raw
+from rankedit.scoring.sampled_logs import attach
 from rankedit.scoring.results import ModelScores, ScoreResult, Settings, parse_results
 from rankedit.scoring.suites import Suite, custom_suite, get_suite
 from rankedit.scoring.tasks import preflight, task_manager
@@ -97,6 +99,11 @@ def score(
     max_gen_toks: int | None = None,
     apply_chat_template: bool | None = None,
     num_fewshot: int | None = None,
+    profile: str | None = None,
+    samples: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
     include_paths: Sequence[str | os.PathLike] = (),
     use_cache: bool = True,
     on_model: Callable[[str, ModelScores | None, str | None], None] | None = None,
@@ -110,6 +117,11 @@ def score(
     mapping. ``device``: "cpu", "cuda", "cuda:1" (default: cuda when available).
     ``dtype``: the hf backend's torch dtype (default float32 on the CPU, auto on GPUs).
     ``max_gen_toks``/``apply_chat_template``/``num_fewshot`` override the suite.
+    Greedy by default; ``profile`` (a suite's named sampled profile, e.g. reasoning's
+    "avg16") or any of ``samples``/``temperature``/``top_p``/``seed`` score n sampled
+    generations per problem (``rankedit.scoring.profiles``): each model then gets
+    avg@n (the primary metric, per problem for retention), pass@k and maj@k per task.
+    Every model gets the truncation counts of its generations per task.
     ``on_model(label, scores, error)`` is called as each model finishes or fails.
     ``executor`` (``rankedit.core.executors``, default local) runs the models not in
     the cache, each task asking for ``resources`` (``num_cpus``, ``num_gpus``).
@@ -142,6 +154,7 @@ def score(
         max_gen_toks=max_gen_toks if max_gen_toks is not None else st.max_gen_toks,
         apply_chat_template=st.apply_chat_template if apply_chat_template is None else apply_chat_template,
         num_fewshot=num_fewshot,
+        sampling=resolve(st.profiles, profile, samples=samples, temperature=temperature, top_p=top_p, seed=seed),
     )
     if backend == "vllm":
         lm_eval_model(backend, Path("."), settings)  # fail now, not after hashing, if vllm is missing
@@ -160,8 +173,11 @@ def score(
     for label, ck in ckpts.items():
         sha = model_fingerprint(ck)
         keys[label] = (sha, cache_key(sha, config_hash, settings))
-    if not (use_cache and all((store / k / LM_EVAL_RESULTS).is_file() for _, k in keys.values())):
-        preflight(st, tm)  # task-level problems (missing package, offline dataset): one error, before any model
+    loaded = None
+    if settings.sampling or not (use_cache and all((store / k / LM_EVAL_RESULTS).is_file() for _, k in keys.values())):
+        # task-level problems (missing package, offline dataset): one error, before any model;
+        # a sampled run re-scores each generation with the built tasks
+        loaded = preflight(st, tm)
 
     from rankedit.core.executors import LocalExecutor
 
@@ -177,6 +193,9 @@ def score(
             parsed = parse_results(raw)
             if not parsed:
                 raise RuntimeError("lm-eval reported no numeric metric")
+            ms = ModelScores(label, str(ckpts[label].path), sha, key, cached, parsed, raw, raw.pop("samples", {}))
+            attach(ms, st.primary_metrics, settings.sampling and settings.sampling.samples,
+                   loaded and loaded["tasks"])
         except RankeditError as e:
             settled[label] = str(e)
         except ImportError as e:  # the environment, not this model: every model would fail the same way
@@ -190,8 +209,7 @@ def score(
             log.debug("scoring %s failed", label, exc_info=e)
             settled[label] = f"lm-eval failed on {ckpts[label].path}: {first_line(e)}"
         else:
-            samples = raw.pop("samples", {})
-            settled[label] = ModelScores(label, str(ckpts[label].path), sha, key, cached, parsed, raw, samples)
+            settled[label] = ms
         if on_model:
             m = settled[label]
             on_model(label, m if isinstance(m, ModelScores) else None, m if isinstance(m, str) else None)

@@ -13,6 +13,8 @@ look suites up here; ``--tasks T1,T2`` bypasses them.
   MATH-500 and Minerva math, lm-eval's own tasks overridden in
   ``eval_configs/reasoning`` with room for long RL reasoning. Needs the
   Hugging Face Hub for the datasets and ``lm-eval[math]`` for the math tasks.
+  Its sampled profile ``avg16`` scores as RL papers report (DeepScaleR's
+  avg@16: 16 samples per problem, temperature 0.6, top_p 0.95, seed 0).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.resources import shipped_dir
+from rankedit.scoring.profiles import Sampling
 
 # eval_configs/: in the package when installed from a wheel, beside it in a checkout
 EVAL_CONFIGS = shipped_dir("eval_configs")
@@ -47,6 +50,8 @@ class Suite:
     apply_chat_template: bool = False
     # generation overrides passed to lm-eval for every task (None: the YAML's)
     max_gen_toks: int | None = None
+    # named sampled scoring profiles (``--profile NAME``, ``score: {profile: NAME}``); greedy is the default
+    profiles: dict[str, Sampling] = field(default_factory=dict)
 
 
 SUITES: dict[str, Suite] = {
@@ -68,6 +73,8 @@ SUITES: dict[str, Suite] = {
             "minerva_math500": "math_verify,none",
             "minerva_math": "math_verify,none",
         },
+        # how RL papers report (DeepScaleR: avg@16 on AIME at temperature 0.6, top_p 0.95)
+        profiles={"avg16": Sampling(samples=16, temperature=0.6, top_p=0.95, seed=0)},
     ),
 }
 

@@ -66,11 +66,12 @@ def quiet_lm_eval_notices():
         logger.removeFilter(f)
 
 
-def preflight(suite: Suite, tm) -> None:
-    """Build the tasks once (datasets, !function imports) so environment problems are one clear error."""
+def preflight(suite: Suite, tm) -> dict:
+    """Build the tasks once (datasets, !function imports) so environment problems are one clear error;
+    returns lm-eval's loaded tasks (``{"tasks": {name: Task}, "groups": ...}``)."""
     try:
         with quiet_lm_eval_notices():
-            tm.load(list(suite.tasks))
+            return tm.load(list(suite.tasks))
     except ImportError as e:
         raise RankeditError(f"a task of suite {suite.name!r} needs a missing package ({first_line(e)}); "
                             'for the math tasks: pip install "lm-eval[math]==0.4.13"') from None
