@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, failures: dict,
-                 summaries: dict, notes: dict, out: Path, timings: dict) -> dict:
+                 summaries: dict, notes: dict, out: Path, timings: dict, kl: dict | None = None) -> dict:
     """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
     from rankedit.edits.registry import describe
     from rankedit.report import rows as rep
@@ -55,6 +55,8 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "failures": failures,
         "timings_s": timings,
     }
+    if kl:  # the plan's `kl:` stage (rankedit.pipeline.kl_stage); its section and figure read it
+        report["kl"] = kl
     figures = report_plots(report, out)
     register(*(out / f for f in figures))
     for run in summaries:
