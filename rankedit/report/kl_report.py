@@ -89,6 +89,7 @@ def kl_forgetting_plot(report: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     markers = "osD^v"
     tasks = list(dict.fromkeys(p["task"] for p in points))
+    names: dict[tuple, list[str]] = {}  # models at one spot (the base and an edit that keeps nothing) share a label
     for p in points:
         x, f = p["kl_rb"], p["forgetting"]
         ref = p["model"] in REFERENCES
@@ -97,9 +98,10 @@ def kl_forgetting_plot(report: dict, path: Path) -> Path | None:
                     xerr=[[max(x["value"] - x["ci_low"], 0)], [max(x["ci_high"] - x["value"], 0)]],
                     yerr=[[max(100 * (f["value"] - f["ci_low"]), 0)], [max(100 * (f["ci_high"] - f["value"]), 0)]],
                     fmt=markers[tasks.index(p["task"]) % 5], color=colour, ecolor=colour, capsize=3, ms=6,
-                    mfc=colour if ref else "white")
-        ax.annotate(p["model"], (x["value"], 100 * f["value"]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8, fontweight="bold" if ref else "normal")
+                    mfc=colour if ref else "white", zorder=3 if ref else 2)
+        names.setdefault((round(x["value"], 6), round(100 * f["value"], 6)), []).append(p["model"])
+    for (x, y), labels in names.items():
+        ax.annotate(", ".join(dict.fromkeys(labels)), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("KL travelled from the base, per token (Rao-Blackwellised, 95% bootstrap interval over prompts)",
                   fontsize=8)

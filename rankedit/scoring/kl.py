@@ -32,7 +32,7 @@ from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
 from rankedit.files.atomic import atomic_dir, atomic_write_text
 from rankedit.files.checkpoint import Checkpoint, check_compatible
-from rankedit.files.validate import check_inputs, check_scorable
+from rankedit.files.validate import check_inputs, check_scorable, quiet_transformers
 from rankedit.scoring import kl_math
 from rankedit.scoring.cache_keys import kl_cache_key, model_fingerprint
 from rankedit.scoring.kl_prompts import read_prompts, take, task_prompts
@@ -49,7 +49,8 @@ def load_model(path: Path, device: str, dtype: str):
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise RankeditError(f"unknown dtype {dtype!r} (e.g. float32, bfloat16, float16)")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
+    with quiet_transformers():  # no load report or bars: the command prints its own lines
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
     return model.to(device).eval()
 
 
