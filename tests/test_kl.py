@@ -85,7 +85,7 @@ def test_the_constructed_models_have_the_stated_distribution(pair):
 def test_rao_blackwell_equals_the_closed_form_and_monte_carlo_covers_it(pair):
     model, base, exact = pair
     T = 12
-    doc = kl(model, base, PROMPTS, samples=6, max_tokens=T, seed=3, batch_size=16, use_cache=False)
+    doc = kl(model, base, PROMPTS, samples=6, max_tokens=T, seed=3, batch_size=48, use_cache=False)
     assert exact > 0.1
     rb, mc = doc["per_token"]["rb"], doc["per_token"]["mc"]
     assert rb["value"] == pytest.approx(exact, abs=1e-5)
