@@ -12,6 +12,7 @@ _API = {
     "analyze": ("rankedit.analysis.analyze", "analyze"),
     "Checkpoint": ("rankedit.files.checkpoint", "Checkpoint"),
     "build_edit": ("rankedit.edits.build", "build_edit"),
+    "kl": ("rankedit.scoring.kl", "kl"),
     "load_plan": ("rankedit.pipeline.plan", "load_plan"),
     "push": ("rankedit.publish.hub", "push"),
     "run": ("rankedit.pipeline.run", "run"),

@@ -17,6 +17,7 @@ from rankedit.core.errors import RankeditError
 
 # name -> (module path, attribute, one-line help shown by `rankedit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "kl": ("rankedit.cli.kl", "kl", "KL travelled by a model from its base on a task's prompts, from its own samples (RL's Razor)."),
     "organism": ("rankedit.cli.organism", "organism", "Build the embedded model organism: a tiny base, its RLVR (GRPO) and SFT runs, with checkpoints."),
     "edit": ("rankedit.cli.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
     "analyze": ("rankedit.cli.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),

@@ -26,6 +26,7 @@ FIG_SCORES = "scores.png"
 FIG_RETENTION = "retention.png"
 FIG_FRONTIER = "frontier.png"
 FIG_PASS_AT_K = "pass_at_k.png"
+FIG_KL_FORGETTING = "kl_forgetting.png"
 
 # the organism: its summary, and the marker written last in a complete phase
 ORGANISM_SUMMARY = "organism.json"

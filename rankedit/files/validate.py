@@ -116,7 +116,7 @@ def check_tokenizer(path: str | os.PathLike) -> None:
     from transformers import AutoTokenizer
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
         n = len(tok)
     except Exception as e:  # noqa: BLE001 - any failure to load is the same problem to the user
@@ -139,7 +139,7 @@ def check_complete(ck: Checkpoint) -> None:
     from transformers import AutoModelForCausalLM
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             _, info = AutoModelForCausalLM.from_pretrained(
                 str(ck.path), device_map="meta", output_loading_info=True, ignore_mismatched_sizes=True,
                 trust_remote_code=False)
@@ -177,7 +177,7 @@ def check_scorable(ck: Checkpoint) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """No load report or progress bar: a problem here is reported as one line by the caller."""
     from transformers.utils import logging as hf_logging
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, failures: dict,
-                 summaries: dict, notes: dict, out: Path, timings: dict) -> dict:
+                 summaries: dict, notes: dict, out: Path, timings: dict, kl: dict | None = None) -> dict:
     """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
     from rankedit.edits.registry import describe
     from rankedit.report import rows as rep
@@ -64,6 +64,8 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "machine": machine.describe(),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
+    if kl:  # the plan's `kl:` stage (rankedit.pipeline.kl_stage); its section and figure read it
+        report["kl"] = kl
     figures = report_plots(report, out)
     register(*(out / f for f in figures))
     for run in summaries:

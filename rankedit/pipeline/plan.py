@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.resources import shipped_dir
+from rankedit.pipeline.kl_spec import KLSpec
 
 # roles a plan can name as the update an edit works on
 RUNS = ("tuned", "sft")
@@ -172,9 +173,15 @@ class Plan(_Strict):
     edits: list[EditSpec] = Field(default_factory=list)
     score: ScoreSpec = Field(default_factory=ScoreSpec)
     analyze: AnalyzeSpec = Field(default_factory=AnalyzeSpec)
+    kl: Optional[KLSpec] = Field(None, description="KL travelled from the base: true, or {samples: ..., ...}")
     device: str = Field("cpu", description="where edits run their SVDs")
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec,
                                    description="'local' (default), 'ray', or {kind: ray, address: ..., ...}")
+
+    @field_validator("kl", mode="before")
+    @classmethod
+    def _kl_shorthand(cls, v):
+        return ({} if v else None) if isinstance(v, bool) else v
 
     @field_validator("executor", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from rankedit.core.resources import shipped_dir
 from rankedit.pipeline.models import Models, resolve_models
 from rankedit.pipeline.progress import say
 from rankedit.pipeline.outputs import write_report
+from rankedit.pipeline.kl_stage import run_kl
 from rankedit.core.names import ANALYSIS_SUMMARY, REPORT_JSON, REPORT_MD
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
@@ -296,8 +297,9 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
     edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
     summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
     result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite, executor)
+    kl = stage("kl", run_kl, plan, models, edits, quiet) if plan.kl is not None else None
     timings["total"] = round(time.time() - t0, 1)
-    report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings)
+    report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings, kl)
     return report, result, failures
 
 

@@ -2,8 +2,9 @@
 (``frontier_figure``)."""
 
 from __future__ import annotations
-from rankedit.core.names import FIG_FRONTIER, FIG_PASS_AT_K, FIG_RETENTION, FIG_SCORES
+from rankedit.core.names import FIG_FRONTIER, FIG_KL_FORGETTING, FIG_PASS_AT_K, FIG_RETENTION, FIG_SCORES
 from rankedit.report.frontier_figure import frontier_plot
+from rankedit.report.kl_report import kl_forgetting_plot
 from rankedit.report.pass_at_k_figure import pass_at_k_plot
 
 from pathlib import Path
@@ -100,7 +101,8 @@ def scores_per_model(report: dict, path: Path) -> Path | None:
 
 def report_plots(report: dict, out: Path) -> list[str]:
     made = [scores_per_model(report, out / FIG_SCORES), retention_per_edit(report, out / FIG_RETENTION),
-            frontier_plot(report, out / FIG_FRONTIER), pass_at_k_plot(report, out / FIG_PASS_AT_K)]
+            frontier_plot(report, out / FIG_FRONTIER), pass_at_k_plot(report, out / FIG_PASS_AT_K),
+            kl_forgetting_plot(report, out / FIG_KL_FORGETTING)]
     return [p.name for p in made if p is not None]
 
 

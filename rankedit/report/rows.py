@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from rankedit.analysis.metrics import view
 from rankedit.report.frontier import frontier_markdown
 from rankedit.report.pass_at_k import markdown as pass_at_k_markdown
+from rankedit.report.kl_report import kl_markdown
 from rankedit.scoring import retention as ev
 from rankedit.scoring.table import ScoreTable
 from rankedit.core.errors import RankeditError
@@ -177,6 +178,7 @@ def markdown(report: dict) -> str:
         lines += ["", "**Failed:** " + "; ".join(f"{k}: {v}" for k, v in report["failures"].items())]
     lines += frontier_markdown(report.get("frontier", []), report["control_tasks"])
     lines += pass_at_k_markdown(report)
+    lines += kl_markdown(report)
 
     cmp = report.get("analysis", {}).get("compare")
     if cmp:

@@ -63,3 +63,11 @@ def task_config_hash(suite: Suite, builtin: bool) -> str:
 def cache_key(model_sha: Mapping[str, str], config_hash: str, settings: Settings) -> str:
     return _hash_json({"format": CACHE_FORMAT, "model": dict(model_sha), "tasks": config_hash,
                        "settings": settings.cache_dict()})
+
+
+def kl_cache_key(model_sha: Mapping[str, str], base_sha: Mapping[str, str], prompts: list[str],
+                 settings: Mapping[str, Any]) -> str:
+    """The KL cache's key (``rankedit.scoring.kl``): both models' files, the prompts and the sampling settings."""
+    return _hash_json({"format": CACHE_FORMAT, "kind": "kl", "model": dict(model_sha), "base": dict(base_sha),
+                       "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(),
+                       "settings": dict(settings)})
