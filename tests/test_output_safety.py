@@ -249,6 +249,19 @@ def test_run_input_error_leaves_no_out(tiny_pair, tmp_path, capsys):
     assert not out.exists() and not out.parent.exists()
 
 
+def test_run_never_writes_over_its_kl_prompts_file(tiny_pair, tmp_path, capsys):
+    """The plan's kl prompts file is an input like the checkpoints: OUT may not hold it."""
+    out = tmp_path / "prompts-here"
+    out.mkdir()
+    prompts = out / "prompts.txt"
+    prompts.write_text("1+1=\n")
+    plan = _plan(tmp_path, tiny_pair, kl={"prompts_file": str(prompts)})
+    code, _, err = _cli(["run", plan, "-o", out, "--quiet"], capsys)
+    line = _one_error_line(err)
+    assert code == 1 and "input" in line, line
+    assert sorted(p.name for p in out.iterdir()) == ["prompts.txt"] and prompts.read_text() == "1+1=\n"
+
+
 def test_run_out_of_rankedit_files_only_is_resumed_and_a_users_file_stops_it(tiny_pair, tmp_path, capsys):
     from rankedit.files.outdir import claim_dir
     from rankedit.core.errors import RankeditError

@@ -256,7 +256,7 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     plan = with_executor(plan, executor, address)
     out = Path(out).absolute()
     parts = split_runs(plan)
-    given = [plan_file, *plan.score.include_paths,
+    given = [plan_file, *plan.score.include_paths, *([plan.kl.prompts_file] if plan.kl and plan.kl.prompts_file else []),
              *(p for _, sub in parts for p in (sub.base, sub.tuned, sub.other_tuned, sub.sft))]
     check_out(out, "run", given, overwrite)
     check_requirements(plan, source)  # backend installed, devices present: before anything is written
