@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 _API = {
     "analyze": ("rankedit.analysis.analyze", "analyze"),
+    "apply": ("rankedit.edits.apply", "apply_artifact"),
     "Checkpoint": ("rankedit.files.checkpoint", "Checkpoint"),
     "build_edit": ("rankedit.edits.build", "build_edit"),
     "kl": ("rankedit.scoring.kl", "kl"),
@@ -18,6 +19,7 @@ _API = {
     "run": ("rankedit.pipeline.run", "run"),
     "score": ("rankedit.scoring.score", "score"),
     "trajectory": ("rankedit.analysis.trajectory", "trajectory"),
+    "write_artifact": ("rankedit.edits.artifact", "write_artifact"),
     "RankeditError": ("rankedit.core.errors", "RankeditError"),
 }
 

@@ -108,7 +108,7 @@ def test_random_sign_keeps_the_scales_and_draws_seeded_signs():
 
 def test_sign_cost_is_bits_plus_scales():
     edit = EDITS["sign"]
-    assert edit.storage(edit.params(), MatrixSize((10, 10))) == Storage(101, 13 + 2)
+    assert edit.storage(edit.params(), MatrixSize((10, 10))) == Storage(101, 13 + 4)  # the scale in float32
     assert edit.storage(edit.params(per="row"), MatrixSize((10, 10), itemsize=4)) == Storage(110, 13 + 40)
 
 

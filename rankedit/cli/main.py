@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "organism": ("rankedit.cli.organism", "organism", "Build the embedded model organism: a tiny base, its RLVR (GRPO) and SFT runs, with checkpoints."),
     "edit": ("rankedit.cli.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
     "analyze": ("rankedit.cli.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),
+    "apply": ("rankedit.cli.apply", "apply", "Rebuild an edited checkpoint from a compact artifact (LoRA adapter or rankedit delta) and its base."),
     "push": ("rankedit.cli.push", "push", "Publish an edited checkpoint to the Hugging Face Hub with a generated model card."),
     "run": ("rankedit.cli.run", "run", "Run a plan: build edits, analyse, score with lm-eval, report gain retention (default: the organism)."),
     "score": ("rankedit.cli.score", "score", "Score checkpoints with lm-eval (suites, cache, per-problem samples)."),

@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 
 # The modules that run, record and export edits rather than define them.
-MACHINERY = {"build", "config_file", "lora", "manifest", "merge_options", "mergekit_methods", "mergekit_yaml",
+MACHINERY = {"apply", "artifact", "build", "delta_format", "config_file", "lora", "manifest", "merge_options", "mergekit_methods", "mergekit_yaml",
              "registry",
              "storage"}
 

@@ -37,8 +37,9 @@ def dare_cost(p: DareParams, size: MatrixSize) -> Storage:
                     "(W_base + M ⊙ dW / (1 - p))",
           describe=lambda p: f"random {1 - p.drop:.0%} of ΔW, ×1/(1-p) (DARE)",
           # the same random entries (same seed, same density) without the rescale
-          control=lambda p: Control("mask", {"source": "random", "density": 1 - p.drop}), storage=dare_cost)
+          control=lambda p: Control("mask", {"source": "random", "density": 1 - p.drop}), storage=dare_cost,
+          artifact="sparse")
 def dare(x: MatrixInputs, p: DareParams) -> EditResult:
     m = random_mask(tuple(x.w0.shape), 1 - p.drop, x.seed, x.w0.device)
     c = 1.0 / (1.0 - p.drop)
-    return EditResult(delta=x.dw * m * c, density=int(m.sum()) / m.numel(), rescale=c)
+    return EditResult(delta=x.dw * m * c, density=int(m.sum()) / m.numel(), rescale=c, parts={"kept": m})

@@ -62,3 +62,31 @@ def record_params(plan: EditPlan, as_lora: bool) -> dict:
 def largest_short_side(plan: EditPlan) -> int:
     """The short side of the biggest matrix the edit decomposes (what sizes its thread count)."""
     return max(min(plan.base.info(n).shape) for n in plan.matrices)
+
+
+def compute_dtype(stored: str):
+    """The precision an edit runs in, as the mergekit adapter runs it: float64 for a float64 source, else float32."""
+    import torch
+
+    return torch.float64 if stored == "float64" else torch.float32
+
+
+def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, desc: str = "edit"):
+    """Yield ``(name, info, x, result)`` for every edited matrix: the edit run outside mergekit on the very
+    inputs the mergekit adapter gives it (``rankedit.edits.mergekit_methods.apply_edit``), one matrix in
+    memory at a time; ``info`` says the stored layout (``rankedit.core.modules``)."""
+    from tqdm.auto import tqdm
+
+    from rankedit.core.modules import as_linear, classify
+    from rankedit.edits.registry import MatrixInputs, matrix_seed
+
+    p = plan.params
+    for name in tqdm(plan.matrices, desc=desc, disable=not progress):
+        info = classify(name, plan.base.info(name).shape, plan.base.model_type)
+        dtype = compute_dtype(plan.base.info(name).dtype)
+        lin = lambda t: as_linear(t.to(device=device, dtype=dtype), info)  # noqa: E731
+        x = MatrixInputs(w0=lin(plan.base.get(name)), tuned=tuple(lin(ck.get(name)) for ck in plan.tuned),
+                         steps=getattr(p, "steps", None),
+                         other=lin(plan.other.get(name)) if plan.other is not None else None,
+                         seed=matrix_seed(p.seed, name))
+        yield name, info, x, plan.edit.run(x, p)

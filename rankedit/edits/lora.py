@@ -1,4 +1,6 @@
-"""``--as-lora``: a rank-k edit written as a PEFT LoRA adapter instead of a merged checkpoint.
+"""``--as-lora``: a low-rank edit written as a PEFT LoRA adapter instead of a merged checkpoint
+(rank-k here; ``rankedit.edits.artifact`` writes every low-rank edit so, rank-auto's ranks per matrix
+as ``rank_pattern``).
 
 For each edited matrix the rank-k factors ``B @ A = c · U_k S_k V_kᵀ`` (the very
 function the merged edit uses, same seed) become ``lora_B`` (m x k) and
@@ -29,11 +31,9 @@ from safetensors.torch import save_file
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.edits.manifest import build_manifest, matrix_facts, write_manifest
-from rankedit.edits.registry import EditResult, matrix_seed
 from rankedit.edits.storage import MatrixSize
-from rankedit.core.svd import svd_facts, warn_unidentifiable
+from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
-from rankedit.core.modules import as_linear, classify
 from rankedit.files.validate import check_output
 from rankedit.core.names import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
@@ -61,37 +61,65 @@ def adapter_config(cfg, base_id: str | None) -> str:
 
 
 def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: str = "source"):
-    """Yield ``(name, A, B, facts)`` for every edited matrix of a rank-k plan (A, B in the stored dtype)."""
-    from tqdm.auto import tqdm
-
-    from rankedit.edits.rank_k import rank_k_parts
+    """Yield ``(name, A, B, facts)`` for every edited matrix of a low-rank plan (the edit's own factors,
+    ``EditResult.parts``, α folded into B; A, B in the stored dtype)."""
+    from rankedit.edits.edit_plan import run_matrices
 
     p = plan.params
-    mt = plan.base.model_type
-    for name in tqdm(plan.matrices, desc="rank-k factors", disable=not progress):
-        info = classify(name, plan.base.info(name).shape, mt)
-        w0 = as_linear(plan.base.get(name).to(device=device, dtype=torch.float32), info)
-        w1 = as_linear(plan.tuned[0].get(name).to(device=device, dtype=torch.float32), info)
-        dw = w1 - w0
-        B, A, kept, acc, c = rank_k_parts(dw, p.k, p.scale, matrix_seed(p.seed, name))
+    for name, _, x, res in run_matrices(plan, device, progress, f"{plan.edit.name} factors"):
+        B, A = res.parts["B"], res.parts["A"]
         if p.multiplier != 1:  # α, as Edit.run applies it to the merged edit
-            B, c = B * p.multiplier, c * p.multiplier
+            B = B * p.multiplier
         dt = _factor_dtype(plan.base.info(name).dtype, lora_dtype)
-        res = EditResult(delta=B @ A, rank_kept=kept, rescale=c, **svd_facts(acc))
-        facts = matrix_facts(name, dw, res, plan.edit.storage(p, MatrixSize(tuple(dw.shape), dt.itemsize)))
+        size = MatrixSize(tuple(x.dw.shape), dt.itemsize, res.density, res.stored_rank)
+        facts = matrix_facts(name, x.dw, res, plan.edit.storage(p, size))
         yield name, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
+
+
+def lora_config(ranks: dict[str, int], fan_in_fan_out: bool):
+    """PEFT's ``LoraConfig`` for factors of these ranks (module name -> rank): r is the commonest rank (the
+    smallest of equally common ones), ``rank_pattern`` / ``alpha_pattern`` name every module of another,
+    and each alpha is its rank, so PEFT's scaling alpha/r is 1. A full module name is a pattern that
+    matches only itself (PEFT matches ``(.*\\.)?NAME$``)."""
+    from collections import Counter
+
+    from peft import LoraConfig
+
+    counts = Counter(ranks.values())
+    r = min(counts, key=lambda k: (-counts[k], k))
+    pattern = {m: k for m, k in sorted(ranks.items()) if k != r}
+    return LoraConfig(r=r, lora_alpha=r, rank_pattern=pattern, alpha_pattern=dict(pattern), lora_dropout=0.0,
+                      bias="none", task_type="CAUSAL_LM", target_modules=sorted(ranks),
+                      fan_in_fan_out=fan_in_fan_out, inference_mode=True)
+
+
+def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False, lora_dtype: str = "source") -> list[dict]:
+    """Write the adapter (weights, then adapter_config.json) of a low-rank plan into ``tmp``; return the facts."""
+    from rankedit.core.threads import hot_path_threads
+    from rankedit.edits.edit_plan import largest_short_side
+    from rankedit.files.provenance import hub_id_of
+
+    tensors, facts, ranks = {}, [], {}
+    with hot_path_threads("edit", largest_short_side(plan)):
+        for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
+            module = name.removesuffix(".weight")
+            tensors[f"base_model.model.{module}.lora_A.weight"] = A
+            tensors[f"base_model.model.{module}.lora_B.weight"] = B
+            ranks[module] = A.shape[0]
+            facts.append(f)
+    warn_unidentifiable(plan.edit.name, facts)
+    save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    cfg = lora_config(ranks, plan.base.model_type == "gpt2")
+    (tmp / ADAPTER_CONFIG).write_text(adapter_config(cfg, hub_id_of(str(plan.base.path))))
+    return facts
 
 
 def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
                 lora_dtype: str = "source") -> Path:
-    from peft import LoraConfig
+    from rankedit.edits.edit_plan import inputs_record, input_paths, record_params, start_hashing
 
-    from rankedit.edits.edit_plan import inputs_record, input_paths, largest_short_side, record_params, start_hashing
-    from rankedit.core.threads import hot_path_threads
-    from rankedit.files.provenance import hub_id_of
-
-    if plan.edit.name != "rank-k":
-        raise RankeditError(f"--as-lora exports rank-k edits only, not {plan.edit.name}")
+    if plan.edit.artifact_for(plan.params) != "lora":
+        raise RankeditError(f"--as-lora exports low-rank edits only (rank-k, rank-auto), not {plan.edit.name}")
     if plan.params.rest != "base":
         raise RankeditError("--as-lora keeps the base's non-matrix tensors; --rest tuned cannot be written as a LoRA adapter")
     _factor_dtype("float32", lora_dtype)  # an unknown --lora-dtype fails before any work
@@ -99,23 +127,8 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
         with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
-            tensors, facts = {}, []
-            with hot_path_threads("edit", largest_short_side(plan)):
-                for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
-                    module = name.removesuffix(".weight")
-                    tensors[f"base_model.model.{module}.lora_A.weight"] = A
-                    tensors[f"base_model.model.{module}.lora_B.weight"] = B
-                    facts.append(f)
-            warn_unidentifiable(plan.edit.name, facts)
-            save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+            facts = lora_folder(plan, tmp, device=device, progress=progress, lora_dtype=lora_dtype)
             check_output(tmp, out)  # whole and finite before it is renamed into place
-            k = plan.params.k
-            cfg = LoraConfig(
-                r=k, lora_alpha=k, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-                target_modules=sorted(n.removesuffix(".weight") for n in plan.matrices),
-                fan_in_fan_out=plan.base.model_type == "gpt2", inference_mode=True,
-            )
-            (tmp / ADAPTER_CONFIG).write_text(adapter_config(cfg, hub_id_of(str(plan.base.path))))
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}
             params = {**record_params(plan, True), "lora_dtype": lora_dtype}

@@ -121,8 +121,8 @@ def _plain_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
           # a random mask of the same density controls every other mask (by default the bf16 mask's density)
           control=lambda p: None if p.source == "random" else Control(
               "mask", {"source": "random", "density": p.density or DEFAULT_DENSITY.get(p.source)}),
-          storage=sparse_cost,
+          storage=sparse_cost, artifact="sparse",
           svd_rank=lambda p: p.k if p.source == "principal" else None)
 def mask(x: MatrixInputs, p: MaskParams) -> EditResult:
     m, facts = make_mask_with_facts(x, p)
-    return EditResult(delta=x.dw * m, density=int(m.sum()) / m.numel(), **facts)
+    return EditResult(delta=x.dw * m, density=int(m.sum()) / m.numel(), parts={"kept": m}, **facts)

@@ -97,7 +97,8 @@ def _as_rank_k(p: RankAutoParams, k: int) -> RankKParams:
     Then exactly rank-k with that k (same SVD, same --scale).""",
           card_text="keeps the top singular directions of each matrix's update, as many per matrix as an "
                     "energy threshold or a parameter ratio asks",
-          describe=_describe, control=Control("random-rank-auto"), storage=auto_cost, svd_rank=lambda p: None)
+          describe=_describe, control=Control("random-rank-auto"), storage=auto_cost, svd_rank=lambda p: None,
+          artifact="lora")
 def rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
     k = chosen_rank(x, p)
     return replace(rank_k(x, _as_rank_k(p, k)), stored_rank=k)
@@ -108,7 +109,7 @@ def rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
     random-rank-k with each matrix's k chosen as rank-auto chooses it.""",
           card_text="control: as many random orthonormal directions per matrix as rank-auto keeps, same norm",
           describe=lambda p: _describe(p).replace("top-k singular", "random") + " (control)",
-          storage=auto_cost, svd_rank=lambda p: None)
+          storage=auto_cost, svd_rank=lambda p: None, artifact="lora")
 def random_rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
     k = chosen_rank(x, p)
     return replace(random_directions(x, k, p.scale), stored_rank=k)

@@ -99,10 +99,11 @@ def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0
     --as-lora writes a PEFT LoRA adapter (rank k) instead of a merged checkpoint.""",
           card_text="keeps the top-k singular directions of each matrix's update dW = W_tuned - W_base "
                     "(W_base + c · U_k S_k V_kᵀ)",
-          describe=_describe_rank_k, control=Control("random-rank-k"), storage=low_rank_cost, options=LoraOptions)
+          describe=_describe_rank_k, control=Control("random-rank-k"), storage=low_rank_cost, options=LoraOptions,
+          artifact="lora")
 def rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
     B, A, kept, acc, c = rank_k_parts(x.dw, p.k, p.scale, x.seed)
-    return EditResult(delta=B @ A, rank_kept=kept, rescale=c, **svd_facts(acc))
+    return EditResult(delta=B @ A, rank_kept=kept, rescale=c, parts={"B": B, "A": A}, **svd_facts(acc))
 
 
 def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -118,7 +119,7 @@ def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype)
     edit has exactly the rank-k edit's norm and only the directions differ.""",
           card_text="control: k random orthonormal directions of the same norm in place of the update",
           describe=lambda p: f"{p.k} random direction{'s' if p.k != 1 else ''} per matrix, same norm (control)",
-          storage=low_rank_cost)
+          storage=low_rank_cost, artifact="lora")
 def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
     return random_directions(x, p.k, p.scale)
 
@@ -132,5 +133,6 @@ def random_directions(x: MatrixInputs, k: int, scale: Scale) -> EditResult:
     m, n = dw.shape
     U = random_orthonormal(m, k, gen, dw.dtype).to(dw.device)
     V = random_orthonormal(n, k, gen, dw.dtype).to(dw.device)
-    return EditResult(delta=(U * (svd.S * c)) @ V.T, rank_kept=numerical_rank(svd.S, (m, n), dw.dtype),
-                      rescale=c, **svd_facts(acc))
+    B, A = U * (svd.S * c), V.T
+    return EditResult(delta=B @ A, rank_kept=numerical_rank(svd.S, (m, n), dw.dtype),
+                      rescale=c, parts={"B": B, "A": A}, **svd_facts(acc))

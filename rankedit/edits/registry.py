@@ -71,6 +71,9 @@ class EditResult:
     # the factor c in delta = c · (the part of dW the edit keeps), e.g. rank-k's norm rescale; 1: none
     rescale: float = 1.0
     stored_rank: Optional[int] = None  # rank of the factors the artifact stores, where the edit chooses it per matrix
+    # what the artifact stores of this matrix, before α (``rankedit.edits.artifact``): "B", "A" for a
+    # low-rank edit (delta = B @ A), "kept" (bool) for a mask, "scales" (their shape) for signs
+    parts: Optional[Mapping[str, torch.Tensor]] = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,12 @@ class Edit:
     storage: Callable[[EditParams, MatrixSize], Storage] = dense_cost  # its artifact's size, per matrix
     options: Optional[type[BaseModel]] = None  # options of the build, not of the math (rank-k: --as-lora)
     svd_rank: Callable[[EditParams], Optional[int]] = k_of  # checked against each matrix's short side
+    # how its artifact stores a matrix (``rankedit.edits.artifact``): lora, sparse, sign or dense (the edited
+    # matrix itself, always faithful), or a function of the parameters giving one
+    artifact: Union[str, Callable[[EditParams], str]] = "dense"
+
+    def artifact_for(self, params: EditParams) -> str:
+        return self.artifact(params) if callable(self.artifact) else self.artifact
 
     @property
     def summary(self) -> str:

@@ -66,20 +66,22 @@ def _describe(p: SignParams) -> str:
     least-squares γ); norm: γ = ‖dW‖_F/√(mn), the update's norm. --per row: one γ
     per output row. BitDelta without the distillation of the scales.""",
           card_text="keeps only the sign of each entry of the update, times one scale per matrix (or per row)",
-          describe=_describe, control=Control("random-sign"), storage=sign_cost)
+          describe=_describe, control=Control("random-sign"), storage=sign_cost, artifact="sign")
 def sign(x: MatrixInputs, p: SignParams) -> EditResult:
     dw = x.dw
     gamma, c = sign_scales(dw, p)
-    return EditResult(delta=gamma * sign_matrix(dw), rescale=c)
+    return EditResult(delta=gamma * sign_matrix(dw), rescale=c, parts={"scales": gamma})
 
 
 @register("random-sign", SignParams, help="""Control for sign: random signs with the same scales.
 
     New matrix: W0 + γ·R, R seeded random ±1, γ exactly sign's.""",
           card_text="control: random signs in place of the update's, with the same scales",
-          describe=lambda p: _describe(p).replace("sign(ΔW)", "random signs") + " (control)", storage=sign_cost)
+          describe=lambda p: _describe(p).replace("sign(ΔW)", "random signs") + " (control)", storage=sign_cost,
+          artifact="sign")
 def random_sign(x: MatrixInputs, p: SignParams) -> EditResult:
     dw = x.dw
     gamma, c = sign_scales(dw, p)
     coin = torch.rand(dw.shape, generator=generator(x.seed)) < 0.5
-    return EditResult(delta=gamma * torch.where(coin, -1.0, 1.0).to(dw.dtype).to(dw.device), rescale=c)
+    return EditResult(delta=gamma * torch.where(coin, -1.0, 1.0).to(dw.dtype).to(dw.device), rescale=c,
+                      parts={"scales": gamma})

@@ -68,10 +68,16 @@ def sparse(size: MatrixSize, density: float) -> Storage:
     return Storage(kept, kept * size.itemsize + positions)
 
 
+def scalar_bytes(itemsize: int) -> int:
+    """A scale the edit computed: in its own precision (float32, float64 for a float64 source), since one
+    rounded to bf16 would not rebuild the edit's bytes; a few per matrix, so the cost is nil."""
+    return max(itemsize, 4)
+
+
 def signs(size: MatrixSize, scales: int) -> Storage:
-    """One sign bit per entry plus ``scales`` values."""
+    """One sign bit per entry plus ``scales`` scales (``scalar_bytes`` each)."""
     m, n = size.shape
-    return Storage(m * n + scales, bitmask_bytes(m * n) + scales * size.itemsize)
+    return Storage(m * n + scales, bitmask_bytes(m * n) + scales * scalar_bytes(size.itemsize))
 
 
 def bf16_delta_bytes(shape: tuple[int, int]) -> int:

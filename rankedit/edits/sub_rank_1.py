@@ -55,6 +55,17 @@ def _rescale(c: float, fit: float) -> float:
     return c / fit if fit != 0 else 1.0
 
 
+def _result(u: torch.Tensor, v: torch.Tensor, c: float, fit: float, facts: dict) -> EditResult:
+    B, A = (u * c)[:, None], v[None, :]  # B @ A is the outer product, entry for entry (one product each)
+    return EditResult(delta=torch.outer(u * c, v), rank_kept=1 if c != 0 else 0, rescale=_rescale(c, fit),
+                      parts={"B": B, "A": A}, **facts)
+
+
+def _artifact(p: SubRank1Params) -> str:
+    # the base's own pair is rebuilt from the base; its artifact would be one number (not written yet)
+    return "lora" if p.direction == "delta" else "scalar"
+
+
 def sub_rank_1_cost(p: SubRank1Params, size: MatrixSize) -> Storage:
     """dW's own pair is stored (rank-1 factors, c folded in); the base's pair is not: one number."""
     return low_rank(size, 1) if p.direction == "delta" else Storage(1, size.itemsize)
@@ -72,10 +83,10 @@ def _describe(p: SubRank1Params, on: str = "") -> str:
     pair, c = u1ᵀ dW v1 (one number per matrix to store). --scale fit (least
     squares), norm (±‖dW‖_F) or a number. Control: a random unit pair, same c.""",
           card_text="keeps one number per matrix: the update's size along one fixed rank-1 direction",
-          describe=_describe, control=Control("random-sub-rank-1"), storage=sub_rank_1_cost)
+          describe=_describe, control=Control("random-sub-rank-1"), storage=sub_rank_1_cost, artifact=_artifact)
 def sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
     u, v, c, fit, facts = scalar_and_facts(x, p)
-    return EditResult(delta=torch.outer(u * c, v), rank_kept=1 if c != 0 else 0, rescale=_rescale(c, fit), **facts)
+    return _result(u, v, c, fit, facts)
 
 
 @register("random-sub-rank-1", SubRank1Params, help="""Control for sub-rank-1: a random unit direction pair, same c.
@@ -84,11 +95,11 @@ def sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
           card_text="control: one random rank-1 direction per matrix, with the same scalar",
           describe=lambda p: f"one scalar per matrix on a random unit pair, sub-rank-1's c on "
                              f"{'ΔW' if p.direction == 'delta' else 'W0'}'s pair (control)",
-          storage=sub_rank_1_cost)
+          storage=sub_rank_1_cost, artifact=_artifact)
 def random_sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
     _, _, c, fit, facts = scalar_and_facts(x, p)
     gen = generator(x.seed)
     m, n = x.dw.shape
     u = random_orthonormal(m, 1, gen, x.dw.dtype)[:, 0].to(x.dw.device)
     v = random_orthonormal(n, 1, gen, x.dw.dtype)[:, 0].to(x.dw.device)
-    return EditResult(delta=torch.outer(u * c, v), rank_kept=1 if c != 0 else 0, rescale=_rescale(c, fit), **facts)
+    return _result(u, v, c, fit, facts)

@@ -1,0 +1,140 @@
+"""The smallest faithful artifact of an edit: what `rankedit compress` writes for its winner.
+
+- A low-rank edit (rank-k, rank-auto, their controls, sub-rank-1 on ΔW's pair) becomes a PEFT
+  LoRA adapter (``rankedit.edits.lora``): ``rank_pattern`` / ``alpha_pattern`` where the ranks
+  differ per matrix. It loads with ``peft.PeftModel.from_pretrained(base, FOLDER)``.
+- Every other edit becomes a rankedit delta (``rankedit.edits.delta_format``):
+  ``delta.safetensors``, its matrices in the layout of the edit, nothing else (the other
+  tensors are the base's).
+
+Both carry ``delta.json``: the format and its version, the edit and its parameters, the base
+(sha256 of its weight files, its Hub id where known, and each edited tensor's shape and
+dtype), each tensor's layout, the payload's sha256 and its bytes. ``rankedit apply``
+(``rankedit.edits.apply``) reads it back. Bytes on disk are what ``rankedit.edits.storage``
+counts, matrix by matrix (``stored_bytes``: the safetensors payload, header aside).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rankedit.core.errors import RankeditError
+from rankedit.core.modules import from_linear
+from rankedit.core.names import ADAPTER_WEIGHTS
+from rankedit.edits import delta_format as fmt
+from rankedit.edits.edit_plan import EditPlan, input_paths, run_matrices, start_hashing
+from rankedit.edits.storage import MatrixSize
+from rankedit.files.atomic import atomic_dir
+from rankedit.files.checkpoint import file_sha256
+from rankedit.files.validate import check_output
+
+RECORD = "delta.json"
+DELTA_WEIGHTS = "delta.safetensors"
+KIND = "artifact"  # the output folder's kind (``rankedit.files.outdir``)
+
+
+def write_artifact(base, tuned, method: str, params: dict, out, *, device: str = "cpu", progress: bool = True) -> dict:
+    """Write the smallest faithful artifact of edit ``method`` with ``params`` (the same dict a plan's
+    edit gets) to the new folder ``out``; return ``{"kind": "peft-lora" | "rankedit-delta", "path",
+    "stored_params", "stored_bytes"}`` (bytes of the safetensors payload on disk).
+
+    An existing ``out`` is replaced only when it is an earlier artifact holding nothing else."""
+    from rankedit.edits.build import plan_edit
+    from rankedit.edits.registry import get_edit
+
+    edit = get_edit(method)
+    build_only = set(edit.options.model_fields) if edit.options else set()  # e.g. rank-k's as_lora
+    plan = plan_edit(method, base, tuned, **{k: v for k, v in params.items() if k not in build_only})
+    if plan.params.rest != "base":
+        raise RankeditError(f"an artifact keeps the base's non-matrix tensors; {method} with rest=tuned "
+                            "cannot be written as one (build the checkpoint with `rankedit edit`)")
+    layout = edit.artifact_for(plan.params)
+    if layout == "scalar":
+        raise RankeditError(f"{method} with direction=base: its artifact (one number per matrix on the base's "
+                            "pair) is not written yet; use direction=delta")
+    out = Path(out)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = start_hashing(pool, plan)
+        with atomic_dir(out, kind=KIND, inputs=input_paths(plan)) as tmp:
+            if layout == "lora":
+                record = _write_lora(plan, tmp, device, progress)
+            else:
+                record = _write_delta(plan, tmp, device, progress)
+            check_output(tmp, out)  # whole and finite before it is renamed into place
+            record["base"] = base_record(plan, hashing[plan.base.path].result())
+            (tmp / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return {"kind": record["kind"], "path": str(out), "stored_params": record["stored_params"],
+            "stored_bytes": record["stored_bytes"]}
+
+
+def base_record(plan: EditPlan, sha256: dict[str, str]) -> dict:
+    """What names the base: its weight files' hashes and Hub id (never a local path)."""
+    from rankedit.files.provenance import hub_id_of
+
+    return {"sha256": sha256, "hub_id": hub_id_of(str(plan.base.path))}
+
+
+def _head(plan: EditPlan, kind: str, payload: Path, tensors: dict, stored_params: int, stored_bytes: int) -> dict:
+    return {"format": fmt.FORMAT, "version": fmt.VERSION, "kind": kind, "method": plan.edit.name,
+            "params": plan.params.model_dump(mode="json"),
+            "payload": {"file": payload.name, "sha256": file_sha256(payload)},
+            "tensors": tensors, "stored_params": stored_params, "stored_bytes": stored_bytes}
+
+
+def _tensor_record(plan: EditPlan, name: str, **layout: Any) -> dict:
+    info = plan.base.info(name)
+    return {"shape": list(info.shape), "dtype": info.dtype, **layout}
+
+
+def _write_lora(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
+    from rankedit.edits.lora import lora_folder
+
+    facts = lora_folder(plan, tmp, device=device, progress=progress)
+    tensors = {f["name"]: _tensor_record(plan, f["name"], layout="lora") for f in facts}
+    stored = sum(f["stored_bytes"] for f in facts)
+    head = _head(plan, "peft-lora", tmp / ADAPTER_WEIGHTS, tensors, sum(f["stored_params"] for f in facts), stored)
+    on_disk = _payload_on_disk(tmp / ADAPTER_WEIGHTS)
+    if on_disk != stored:
+        raise RankeditError(f"internal: the adapter holds {on_disk} bytes, its storage record says {stored}")
+    return head
+
+
+def _write_delta(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
+    import torch
+    from safetensors.torch import save_file
+
+    p, edit = plan.params, plan.edit
+    layout = edit.artifact_for(p)
+    if layout not in fmt.LAYOUTS:
+        raise RankeditError(f"{edit.name}: unknown artifact layout {layout!r} (one of lora, {', '.join(fmt.LAYOUTS)})")
+    tensors: dict[str, torch.Tensor] = {}
+    records, n_params = {}, 0
+    for name, info, x, res in run_matrices(plan, device, progress, f"{edit.name} artifact"):
+        stored = getattr(torch, plan.base.info(name).dtype)
+        edited = from_linear(x.w0 + res.delta, info).to(stored)  # the build's very bytes (mergekit_methods)
+        if layout == "sparse":
+            kept = from_linear(res.parts["kept"].to(torch.bool), info)
+            parts, rec = fmt.encode_sparse(edited, kept)
+        elif layout == "sign":
+            parts, rec = fmt.encode_sign(res.delta, tuple(res.parts["scales"].shape))
+        else:
+            parts, rec = fmt.encode_dense(edited)
+        size = MatrixSize(tuple(x.dw.shape), torch.empty((), dtype=stored).element_size(), res.density,
+                          res.stored_rank)
+        n_params += edit.storage(p, size).params
+        tensors.update({f"{name}.{k}": v for k, v in parts.items()})
+        records[name] = _tensor_record(plan, name, **rec)
+        del x, res, edited
+    save_file(tensors, str(tmp / DELTA_WEIGHTS), metadata={"format": "pt"})
+    return _head(plan, "rankedit-delta", tmp / DELTA_WEIGHTS, records, n_params, fmt.payload_bytes(tensors))
+
+
+def _payload_on_disk(path: Path) -> int:
+    """Bytes of a safetensors file past its header."""
+    with open(path, "rb") as f:
+        head = int.from_bytes(f.read(8), "little")
+    return os.path.getsize(path) - 8 - head
