@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _API = {
     "analyze": ("rankedit.analysis.analyze", "analyze"),
     "Checkpoint": ("rankedit.files.checkpoint", "Checkpoint"),
+    "compress": ("rankedit.pipeline.compress", "compress"),
     "build_edit": ("rankedit.edits.build", "build_edit"),
     "load_plan": ("rankedit.pipeline.plan", "load_plan"),
     "push": ("rankedit.publish.hub", "push"),

@@ -18,6 +18,7 @@ from rankedit.core.errors import RankeditError
 # name -> (module path, attribute, one-line help shown by `rankedit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "organism": ("rankedit.cli.organism", "organism", "Build the embedded model organism: a tiny base, its RLVR (GRPO) and SFT runs, with checkpoints."),
+    "compress": ("rankedit.cli.compress", "compress", "Find the smallest edit (rank-k, mask, sign, ...) that keeps a share of the RL gain, and write it."),
     "edit": ("rankedit.cli.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
     "analyze": ("rankedit.cli.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),
     "push": ("rankedit.cli.push", "push", "Publish an edited checkpoint to the Hugging Face Hub with a generated model card."),
