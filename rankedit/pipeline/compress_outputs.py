@@ -40,6 +40,11 @@ def markdown(doc: dict) -> str:
              "Each family's budget is bisected (galloping from the smallest), assuming R grows with the budget; "
              "sign and sub-rank-1 have one size, so one candidate each.", "",
              f"**{winner_line(doc)}**", ""]
+    skipped = {t: g for t, g in doc["tuned_gain"].items() if t not in doc["judged_tasks"]}
+    if skipped:
+        lines += ["Not judged (the tuned gain there is not significantly above 0, so R is undefined): " + "; ".join(
+            f"{t}, gain {100 * g['value']:+.1f} points [{100 * g['ci_low']:+.1f}, {100 * g['ci_high']:+.1f}]"
+            for t, g in skipped.items()) + ".", ""]
     if doc["winner"] and doc["winner"].get("artifact"):
         a = doc["winner"]["artifact"]
         lines += [f"Artifact ({a.get('kind')}): `{a.get('path')}`.", ""]
