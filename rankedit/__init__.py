@@ -12,6 +12,7 @@ _API = {
     "analyze": ("rankedit.analysis.analyze", "analyze"),
     "apply": ("rankedit.edits.apply", "apply_artifact"),
     "Checkpoint": ("rankedit.files.checkpoint", "Checkpoint"),
+    "compress": ("rankedit.pipeline.compress", "compress"),
     "build_edit": ("rankedit.edits.build", "build_edit"),
     "kl": ("rankedit.scoring.kl", "kl"),
     "load_plan": ("rankedit.pipeline.plan", "load_plan"),

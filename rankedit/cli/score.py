@@ -69,7 +69,7 @@ def score(models, suite, tasks, include_paths, backend, batch_size, limit, devic
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     console = Console(stderr=True)
-    bs = batch_size if batch_size == "auto" else _int(batch_size, "--batch-size")
+    bs = batch_size if batch_size == "auto" else int_option(batch_size, "--batch-size")
     task_list = [t for t in tasks.split(",") if t.strip()] if tasks is not None else None
 
     def progress(label, ms, err):
@@ -95,7 +95,7 @@ def score(models, suite, tasks, include_paths, backend, batch_size, limit, devic
     Console().print(f"wrote {result.out}/scores.json")
 
 
-def _int(s: str, name: str) -> int:
+def int_option(s: str, name: str) -> int:
     from rankedit.core.errors import RankeditError
 
     try:

@@ -1,0 +1,74 @@
+"""`rankedit compress BASE TUNED --keep 0.95 -o OUT`: the smallest edit that keeps the gain, and its artifact."""
+
+from __future__ import annotations
+
+import click
+
+from rankedit.pipeline.compress_families import DEFAULT_FAMILIES, FAMILIES
+
+
+@click.command("compress", context_settings={"show_default": True})
+@click.argument("base", required=False)
+@click.argument("tuned", required=False)
+@click.option("--keep", type=float, default=0.95, help="Share of the tuned gain to keep: retention R must reach it.")
+@click.option("--family", "families", multiple=True, type=click.Choice(list(FAMILIES)),
+              help=f"Edit family to search (repeatable)  [default: {', '.join(DEFAULT_FAMILIES)}]")
+@click.option("--target", type=click.Choice(["point", "lower"]), default="point",
+              help="Judge R's point estimate, or the lower bound of its 95% interval (the gain kept with confidence).")
+@click.option("--organism", type=click.Choice(["micro", "small"]), default=None,
+              help="Use the embedded model organism's base and RL run instead of BASE and TUNED.")
+@click.option("--seed", type=int, default=0, help="The organism's seed (with --organism).")
+@click.option("--suite", default=None, help="Named suite of tasks  [default with --organism: organism]")
+@click.option("--tasks", default=None, metavar="T1,T2", help="Comma-separated lm-eval tasks instead of a suite.")
+@click.option("--include-path", "include_paths", multiple=True, type=click.Path(file_okay=False),
+              help="Extra folder of lm-eval task YAMLs (repeatable).")
+@click.option("--limit", type=int, default=None, help="Score only the first N problems of each task.")
+@click.option("--batch-size", default="64", help="lm-eval batch size (an integer, or 'auto').")
+@click.option("--device", default=None, help="Scoring device: cpu, cuda or cuda:N  [default: cuda when available]")
+@click.option("--build-device", default="cpu", help="Where the edits compute their SVDs.")
+@click.option("--max-candidates", type=int, default=8, help="At most this many candidates scored per family.")
+@click.option("-o", "--out", default="out/compress", type=click.Path(file_okay=False),
+              help="Output directory; rerunning into it rescores nothing.")
+@click.option("--quiet", is_flag=True, help="No progress bars or stage messages.")
+@click.option("--overwrite", is_flag=True, help="Use OUT even if it holds files rankedit did not write.")
+def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, include_paths, limit, batch_size,
+             device, build_device, max_candidates, out, quiet, overwrite):
+    """Find, per edit family, the smallest budget whose gain retention R reaches --keep; write the winner.
+
+    R = (s_edit − s_base) / (s_tuned − s_base) on every trained task where the
+    tuned gain is significant (the worst task decides), with a 95% paired-bootstrap
+    interval. Each family's budget is bisected, galloping up from the smallest:
+    rank-k over k, rank-auto over its energy threshold, mask (largest |ΔW|) and
+    dare over the kept fraction of ΔW's entries; sign and sub-rank-1 have one size
+    (one candidate each). The search assumes R grows with the budget. Candidates
+    take their edit's defaults (rank-k keeps its norm rescale). Every candidate
+    is built and scored once, ever: a rerun, or a run resumed after Ctrl-C,
+    rescores nothing. The winner is the smallest meeting candidate in bytes.
+
+    \b
+    OUT/compress.json   every candidate: family, budget, bytes, ratio to the bf16 delta,
+                        R with its interval, meets; the winner
+    OUT/compress.md     the same, short
+    OUT/frontier.png    R of the candidates against their bytes
+    OUT/artifact/       the winner's artifact
+
+    \b
+    Examples:
+      rankedit compress --organism small --keep 0.9 -o out/compress
+      rankedit compress base/ tuned/ --suite reasoning --keep 0.95 --target lower -o out/c
+      rankedit compress base/ tuned/ --tasks gsm8k --limit 200 --family rank-k --family sign -o out/c
+    """
+    from rankedit.cli.score import int_option
+    from rankedit.pipeline.compress import compress as run_compress
+    from rankedit.pipeline.compress_outputs import winner_line
+
+    bs = batch_size if batch_size == "auto" else int_option(batch_size, "--batch-size")
+    task_list = [t for t in tasks.split(",") if t.strip()] if tasks is not None else None
+    doc = run_compress(base, tuned, out, keep=keep, families=families or None, target=target, organism=organism,
+                       seed=seed, suite=suite, tasks=task_list, include_paths=include_paths, limit=limit,
+                       batch_size=bs, device=device, build_device=build_device, max_candidates=max_candidates,
+                       quiet=quiet, overwrite=overwrite)
+    n = len(doc["candidates"])
+    fresh = sum(not c["cached"] for c in doc["candidates"])
+    click.echo(f"{n} candidates ({fresh} scored now, {n - fresh} from the cache); report in {out}/compress.md")
+    click.echo(winner_line(doc))
