@@ -165,3 +165,15 @@ def test_behaviour_plan_parses_with_its_sampled_profile():
     bad = plan.model_copy(update={"score": s.model_copy(update={"profile": "avg16"})})
     with pytest.raises(RankeditError, match="unknown scoring profile 'avg16'"):
         check_tasks(bad)  # the organism suite has no avg16: refused before anything is built
+
+
+def test_loglikelihood_tasks_have_no_truncation_and_refuse_sampling():
+    """Multiple-choice tasks log scores, not generations: greedy skips them, sampled scoring names them."""
+    from rankedit.scoring.sampled_logs import task_summaries
+
+    raw = {"configs": {"mc": {"output_type": "multiple_choice"}}}
+    logged = {"mc": [{"doc_id": 0, "filter": "none", "resps": [[["-1.5", "False"]], [["-0.2", "True"]]],
+                      "acc": 1.0}]}
+    assert task_summaries(raw, logged, {"mc": "acc,none"}, len) == ({}, {})
+    with pytest.raises(RankeditError, match="'mc' is a multiple_choice task"):
+        task_summaries(raw, logged, {"mc": "acc,none"}, len, tasks={}, n=4)

@@ -92,6 +92,11 @@ def task_summaries(raw: Mapping, samples: Mapping[str, list], primary: Mapping[s
     for task, logged in samples.items():
         if task not in primary or not logged:
             continue
+        kind = ((raw.get("configs") or {}).get(task) or {}).get("output_type", "generate_until")
+        if kind != "generate_until":  # loglikelihood tasks generate nothing: no samples, nothing to truncate
+            if n is not None:
+                raise RankeditError(f"{task!r} is a {kind} task: sampled scoring needs generate_until tasks")
+            continue
         metric, _, flt = primary[task].partition(",")
         recs = [s for s in logged if s.get("filter", "none") == flt]
         budget = max_gen_toks(raw, task)
