@@ -29,11 +29,12 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 MICRO_EDITS = len(yaml.safe_load((ROOT / "examples" / "organism-micro.yaml").read_text())["edits"])
-NEEDS = re.compile(r"#\s*needs (a GPU|network|a Hub token)[^#]*$")
+NEEDS = re.compile(r"#\s*needs (a GPU|network|a Hub token|the small organism)[^#]*$")
 EXPECTED_SKIPS = [
     "make demo", "make test", "make study",
     "rankedit analyze Qwen/Qwen2.5-Math-1.5B",
     "rankedit edit --config examples/edit-rank1.yaml",
+    "rankedit compress --organism small", "rankedit compress base/",
     "rankedit score agentica-org/DeepScaleR-1.5B-Preview",
     "rankedit score my-model",
     "rankedit run examples/deepscaler.yaml",

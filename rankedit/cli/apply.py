@@ -25,7 +25,7 @@ def apply(artifact, base, out, device, quiet):
 
     \b
     Example:
-      rankedit apply out/compress/winner $ORG/base -o out/applied
+      rankedit apply out/compress/artifact $ORG/base -o out/applied
     """
     from rankedit.edits.apply import apply_artifact
 

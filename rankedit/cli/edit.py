@@ -20,6 +20,8 @@ def _common_options() -> list:
         o("--device", default="cpu", show_default=True, help="Where the tensor math runs: cpu, cuda, cuda:1, ..."),
         o("--quiet", is_flag=True, help="No progress bars."),
         o("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost)."),
+        o("--artifact", is_flag=True, help="Write the edit's smallest faithful artifact instead of a checkpoint: "
+          "a PEFT LoRA adapter or delta.safetensors + delta.json (`rankedit apply` rebuilds the checkpoint)."),
     ]
 
 
@@ -36,7 +38,7 @@ def _make_command(edit) -> click.Command:
     """``rankedit edit NAME``: its options are the fields of the edit's parameters and build options."""
     build_fields = set(edit.options.model_fields) if edit.options else set()
 
-    def callback(base, tuned, out, device, quiet, overwrite, **kw):
+    def callback(base, tuned, out, device, quiet, overwrite, artifact, **kw):
         from pydantic import ValidationError
 
         from rankedit.edits import build_edit
@@ -48,6 +50,16 @@ def _make_command(edit) -> click.Command:
             except ValidationError as e:
                 raise RankeditError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
         params = {k: v for k, v in kw.items() if v is not None}
+        if artifact:
+            from rankedit.edits.artifact import write_artifact
+
+            if overwrite:
+                raise RankeditError("--artifact replaces only an earlier artifact folder; --overwrite does not apply")
+            a = write_artifact(base, list(tuned) if len(tuned) > 1 else tuned[0], edit.name, {**build, **params}, out,
+                               device=device, progress=not quiet)
+            click.echo(f"{a['kind']} artifact, {a['stored_params']:,} parameters, {a['stored_bytes']:,} bytes; "
+                       f"written to {a['path']} (rebuild it with `rankedit apply {a['path']} BASE -o OUT`)")
+            return
         path = build_edit(edit.name, base, list(tuned), out, device=device, progress=not quiet, overwrite=overwrite,
                           **build, **params)
         _report(path)
