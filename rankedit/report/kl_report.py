@@ -106,7 +106,8 @@ def kl_forgetting_plot(report: dict, path: Path) -> Path | None:
     ax.set_xlabel("KL travelled from the base, per token (Rao-Blackwellised, 95% bootstrap interval over prompts)",
                   fontsize=8)
     ax.set_ylabel("forgetting on " + ", ".join(tasks) + ": s − s_base (points)", fontsize=8)
-    ax.set_title(f"{report['name']}: forgetting against KL travelled (RL's Razor)", fontsize=10)
+    ax.set_title(f"{report['name']}\nforgetting against KL travelled (RL's Razor; filled: base, tuned, SFT; "
+                 "hollow: edits)", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
