@@ -6,6 +6,8 @@
         # R lies inside the across-seed interval; keeps both reports under docs/
     python scripts/readme_findings.py --frontier out/frontier/report.json --write
         # the size-against-gain section, from `rankedit run examples/organism-frontier.yaml`
+    python scripts/readme_findings.py --behaviour out/behaviour/report.json --write
+        # the behaviour section (pass@k, KL travelled, propensity), from examples/organism-behaviour.yaml
 
 Each section sits between its markers in README.md (FINDINGS, FRONTIER); nothing in
 them is typed by hand, so the README's numbers are always the runs' (tests check it).
@@ -26,6 +28,9 @@ END = "<!-- FINDINGS:END -->"
 FRONTIER_BEGIN = ("<!-- FRONTIER:BEGIN (scripts/readme_findings.py writes this section from "
                   "docs/organism-frontier.json) -->")
 FRONTIER_END = "<!-- FRONTIER:END -->"
+BEHAVIOUR_BEGIN = ("<!-- BEHAVIOUR:BEGIN (scripts/readme_findings.py writes this section from "
+                   "docs/organism-behaviour.json) -->")
+BEHAVIOUR_END = "<!-- BEHAVIOUR:END -->"
 GEOMETRY = ("rel_update_norm", "sparsity_bf16", "rank1_energy", "angle_left_deg", "spectral_shift",
             "overlap_principal", "jaccard")
 
@@ -141,6 +146,61 @@ def render_frontier(report: dict) -> str:
     return "\n".join(out)
 
 
+def _measured(report: dict, plan: str) -> str:
+    m = report["machine"]
+    return (f"Measured by `rankedit run examples/{plan}.yaml -o out/{plan.removeprefix('organism-')}` on "
+            f"{report['date']}, {m['cpu']} ({m['cores']} cores, torch {m['torch']}), in "
+            f"{report['timings_s']['total'] / 60:.0f} min (what an earlier run had cached is reused, and the time "
+            "counts only what this run computed)")
+
+
+def render_behaviour(report: dict) -> str:
+    """The behaviour section from a sampled one-run report with KL (examples/organism-behaviour.yaml)."""
+    control = set(report["control_tasks"])
+    task = next(t for t in report["tasks"] if t not in control)
+    ctl = next((t for t in report["tasks"] if t in control), None)
+    smp, pk = report["sampling"], report["pass_at_k"][task]
+    n = pk["n"]
+    ks = [k for k in (1, 4, 16, n) if k <= n]
+    out = [BEHAVIOUR_BEGIN, "", _measured(report, "organism-behaviour") + f"; the small organism, seed 0, "
+           f"{pk['problems']} problems per task, n = {n} samples each (temperature {smp['temperature']:g}, top_p "
+           f"{smp['top_p']:g}, seed {smp['seed']}). pass@k: the unbiased estimator, 95% bootstrap interval over "
+           "problems; \"crosses base\": the first k where the model's lead over base (or its deficit) reverses.", "",
+           f"pass@k on `{task}`:", "", "| model | " + " | ".join(f"pass@{k}" for k in ks) + f" | maj@{n} | crosses base at k |",
+           "|---|" + "---|" * (len(ks) + 2)]
+    for label, c in pk["models"].items():
+        cells = [_r(c["value"][k - 1], c["ci_low"][k - 1], c["ci_high"][k - 1]) for k in ks]
+        cross = c.get("crosses_base_at")
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {c['maj_at_k'][n - 1]:.2f} | "
+                   + ("–" if label == "base" else str(cross) if cross else "no") + " |")
+    rows = [r for r in report["rows"] if r["task"] == task]
+    out += ["", f"Retention on avg@{n} (R with its 95% paired-bootstrap interval): "
+            + "; ".join(f"{r['edit']} {_r(r['retention'], r['ci_low'], r['ci_high'])}" for r in rows
+                        if r["retention"] is not None) + "."]
+    kl = report["kl"]
+    st = kl["settings"]
+    forget = {r["edit"]: r for r in report["rows"] if r["task"] == ctl}
+    refs = {r["model"]: r for r in report["references"] if r["task"] == ctl}
+    out += ["", f"KL travelled from the base on the RL task's prompts ({st['prompts']} prompts × {st['samples']} "
+            f"samples at temperature 1, at most {st['max_tokens']} tokens), per sequence in nats, Monte Carlo and "
+            f"Rao-Blackwellised, against forgetting on `{ctl}` (points):", "",
+            "| model | KL MC | KL RB | forgetting |", "|---|---|---|---|"]
+    for label, k in kl["models"].items():
+        f = forget.get(label) or refs.get(label)
+        fc = ("+0.0" if label == "base" else "–") if f is None else _r(
+            f.get("forgetting", f.get("gain")), f.get("forgetting_ci_low", f.get("ci_low")),
+            f.get("forgetting_ci_high", f.get("ci_high")), pct=True)
+        ps = k["per_sequence"]
+        out.append(f"| {label} | {_r(ps['mc']['value'], ps['mc']['ci_low'], ps['mc']['ci_high'])} | "
+                   f"{_r(ps['rb']['value'], ps['rb']['ci_low'], ps['rb']['ci_high'])} | {fc} |")
+    cmp = report["analysis"]["compare"]
+    names = {"tuned": "RL", "sft": "SFT", "sft-matched": "SFT at RL's update size"}
+    out += ["", "Propensity share (the part of ‖ΔW‖² that only rescales W0's singular values; mean over matrices): "
+            + ", ".join(f"{names.get(k, k)} {v['propensity_share']:.3f}" for k, v in cmp.items()
+                        if v.get("propensity_share") is not None) + ".", "", BEHAVIOUR_END]
+    return "\n".join(out)
+
+
 def replace_section(readme: str, section: str, begin: str = BEGIN, end: str = END) -> str:
     if begin not in readme or end not in readme:
         raise SystemExit(f"README.md has no markers {begin.split()[1]}")
@@ -153,8 +213,20 @@ def main(argv=None) -> None:
     ap.add_argument("report", type=Path, nargs="?", help="the study's report.json (`make study`)")
     ap.add_argument("--demo", type=Path, help="a `make demo` report.json to set beside the study (seed 0)")
     ap.add_argument("--frontier", type=Path, help="the report.json of examples/organism-frontier.yaml")
+    ap.add_argument("--behaviour", type=Path, help="the report.json of examples/organism-behaviour.yaml")
     ap.add_argument("--write", action="store_true", help="replace the section(s) in README.md and keep the reports")
     a = ap.parse_args(argv)
+    for given, render_it, begin, end, doc in (
+            (a.behaviour, render_behaviour, BEHAVIOUR_BEGIN, BEHAVIOUR_END, "organism-behaviour.json"),):
+        if given:
+            section = render_it(json.loads(given.read_text()))
+            if not a.write:
+                print(section)
+            else:
+                readme = ROOT / "README.md"
+                readme.write_text(replace_section(readme.read_text(), section, begin, end))
+                shutil.copyfile(given, ROOT / "docs" / doc)
+                print(f"README.md {doc.removesuffix('.json')} written from {given}", file=sys.stderr)
     if a.frontier:
         report = json.loads(a.frontier.read_text())
         section = render_frontier(report)
@@ -166,8 +238,8 @@ def main(argv=None) -> None:
             shutil.copyfile(a.frontier, ROOT / "docs" / "organism-frontier.json")
             print(f"README.md frontier written from {a.frontier}", file=sys.stderr)
     if not a.report:
-        if not a.frontier:
-            ap.error("give the study's report.json, --frontier, or both")
+        if not (a.frontier or a.behaviour):
+            ap.error("give the study's report.json, --frontier, --behaviour, or several")
         return
     report = json.loads(a.report.read_text())
     demo = json.loads(a.demo.read_text()) if a.demo else None

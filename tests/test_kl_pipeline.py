@@ -80,4 +80,4 @@ def test_forgetting_against_kl_section_and_figure(kl_run):
     assert points["rank1"]["forgetting"]["value"] == row["forgetting"]
     ref = next(r for r in report["references"] if r["model"] == "sft" and r["task"] == "organism_control")
     assert points["sft"]["forgetting"]["value"] == ref["gain"]
-    assert points["tuned"]["kl_rb"] == report["kl"]["models"]["tuned"]["per_token"]["rb"]
+    assert points["tuned"]["kl_rb"] == report["kl"]["models"]["tuned"]["per_sequence"]["rb"]

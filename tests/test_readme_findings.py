@@ -46,3 +46,10 @@ def test_the_smallest_edit_meeting_a_target_is_found_on_point_or_lower_bound():
     assert findings._smallest(rows, 0.95, "retention").startswith("a (10 bytes")
     assert findings._smallest(rows, 0.95, "ci_low").startswith("b (100 bytes")
     assert findings._smallest(rows, 0.999, "retention") == "none"
+
+
+def test_the_readme_behaviour_section_is_the_behaviour_report_rendered():
+    findings = _findings()
+    report = json.loads((ROOT / "docs" / "organism-behaviour.json").read_text())
+    assert report["sampling"]["samples"] >= 16 and report["kl"]["models"]["base"]["per_sequence"]["rb"]["value"] == 0
+    assert findings.render_behaviour(report) in (ROOT / "README.md").read_text()

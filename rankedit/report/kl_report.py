@@ -35,14 +35,17 @@ def forgetting_of(report: dict, label: str, task: str) -> dict | None:
 
 
 def kl_points(report: dict) -> list[dict]:
-    """One point per (model, control task): per-token KL (both estimators) and forgetting, with intervals."""
+    """One point per (model, control task): per-sequence KL (both estimators) and forgetting, with intervals.
+
+    Per sequence, because there the two estimators estimate one quantity (E Σ_t log-ratio = E Σ_t KL_t):
+    per token, the 1/|y| weight depends on where the sample ends, and MC and RB part ways."""
     models = report.get("kl", {}).get("models", {})
     points = []
     for label, k in models.items():
         if "error" in k:
             continue
         for task in report.get("control_tasks", []):
-            points.append({"model": label, "task": task, "kl_rb": k["per_token"]["rb"], "kl_mc": k["per_token"]["mc"],
+            points.append({"model": label, "task": task, "kl_rb": k["per_sequence"]["rb"], "kl_mc": k["per_sequence"]["mc"],
                            "forgetting": forgetting_of(report, label, task)})
     return points
 
@@ -66,15 +69,18 @@ def kl_markdown(report: dict) -> list[str]:
              f"{st['samples']} samples at temperature 1, at most {st['max_tokens']} tokens, seed {st['seed']}). "
              "Per token: the mean over samples of (1/|y|) Σ_t log π(y_t) − log π_base(y_t); MC is that log-ratio at "
              "the sampled tokens, RB (Rao-Blackwellised) the exact KL over the vocabulary at each sampled prefix. "
+             "Per sequence the two estimate one quantity (and the figure uses it); per token they part when "
+             "lengths vary, because the 1/|y| weight depends on where a sample ends. "
              "95% bootstrap intervals over prompts. Forgetting: s − s_base on the control task, in points.", ""]
-    head = ["model", "KL/token MC", "KL/token RB", "KL/sequence RB", "tokens", "truncated"] + \
+    head = ["model", "KL/token MC", "KL/token RB", "KL/sequence MC", "KL/sequence RB", "tokens", "truncated"] + \
         [f"forgetting {t}" for t in controls]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, k in block["models"].items():
         if "error" in k:
             lines.append(f"| {label} | failed: {k['error']} |" + " |" * (len(head) - 2))
             continue
-        cells = [label, _f(k["per_token"]["mc"]), _f(k["per_token"]["rb"]), _f(k["per_sequence"]["rb"], 3),
+        cells = [label, _f(k["per_token"]["mc"]), _f(k["per_token"]["rb"]), _f(k["per_sequence"]["mc"], 3),
+                 _f(k["per_sequence"]["rb"], 3),
                  f"{k['mean_tokens']:.1f}", f"{k['truncation_rate']:.0%}"]
         cells += [_f(forgetting_of(report, label, t), 1, 100, True) for t in controls]
         lines.append("| " + " | ".join(cells) + " |")
@@ -82,7 +88,7 @@ def kl_markdown(report: dict) -> list[str]:
 
 
 def kl_forgetting_plot(report: dict, path: Path) -> Path | None:
-    """Forgetting on each control task (points) against per-token KL travelled (RB), every model labelled."""
+    """Forgetting on each control task (points) against per-sequence KL travelled (RB), every model labelled."""
     points = [p for p in kl_points(report) if p["forgetting"] is not None]
     if not points:
         return None
@@ -103,7 +109,7 @@ def kl_forgetting_plot(report: dict, path: Path) -> Path | None:
     for (x, y), labels in names.items():
         ax.annotate(", ".join(dict.fromkeys(labels)), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xlabel("KL travelled from the base, per token (Rao-Blackwellised, 95% bootstrap interval over prompts)",
+    ax.set_xlabel("KL travelled from the base, per sequence (nats; Rao-Blackwellised, 95% bootstrap interval over prompts)",
                   fontsize=8)
     ax.set_ylabel("forgetting on " + ", ".join(tasks) + ": s − s_base (points)", fontsize=8)
     ax.set_title(f"{report['name']}\nforgetting against KL travelled (RL's Razor; filled: base, tuned, SFT; "
