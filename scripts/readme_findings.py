@@ -6,6 +6,8 @@
         # R lies inside the across-seed interval; keeps both reports under docs/
     python scripts/readme_findings.py --frontier out/frontier/report.json --write
         # the size-against-gain section, from `rankedit run examples/organism-frontier.yaml`
+    python scripts/readme_findings.py --compress out/compress/compress.json --write
+        # the compress run (`rankedit compress --organism small --keep 0.95 -o out/compress`)
     python scripts/readme_findings.py --behaviour out/behaviour/report.json --write
         # the behaviour section (pass@k, KL travelled, propensity), from examples/organism-behaviour.yaml
 
@@ -28,6 +30,9 @@ END = "<!-- FINDINGS:END -->"
 FRONTIER_BEGIN = ("<!-- FRONTIER:BEGIN (scripts/readme_findings.py writes this section from "
                   "docs/organism-frontier.json) -->")
 FRONTIER_END = "<!-- FRONTIER:END -->"
+COMPRESS_BEGIN = ("<!-- COMPRESS:BEGIN (scripts/readme_findings.py writes this section from "
+                  "docs/organism-compress.json) -->")
+COMPRESS_END = "<!-- COMPRESS:END -->"
 BEHAVIOUR_BEGIN = ("<!-- BEHAVIOUR:BEGIN (scripts/readme_findings.py writes this section from "
                    "docs/organism-behaviour.json) -->")
 BEHAVIOUR_END = "<!-- BEHAVIOUR:END -->"
@@ -154,6 +159,34 @@ def _measured(report: dict, plan: str) -> str:
             "counts only what this run computed)")
 
 
+def render_compress(doc: dict) -> str:
+    """The compress run's section from its compress.json (the small organism, default families)."""
+    m, w = doc["machine"], doc["winner"]
+    task = doc["judged_tasks"][0]
+    fams = ", ".join(doc["families"])
+    out = [COMPRESS_BEGIN, "",
+           f"`rankedit compress --organism small --keep {doc['keep']:g} -o out/compress` on {doc['date']}, "
+           f"{m['cpu']} ({m['cores']} cores, torch {m['torch']}), in {doc['timings_s']['total'] / 60:.1f} min (scores "
+           f"cached by an earlier search are reused); families {fams}; target: R ≥ {doc['keep']:g} on the "
+           f"{'point estimate' if doc['target'] == 'point' else 'lower bound of the 95% interval'}, judged on "
+           + ", ".join(f"{t} ({doc['tuned_gain'][t]['n']} problems)" for t in doc["judged_tasks"]) + ".", "",
+           f"| family | candidates: budget, × bf16 ΔW, R on {task} | smallest meeting the target |", "|---|---|---|"]
+    for name, f in doc["families"].items():
+        tried = sorted((c for c in doc["candidates"] if c["family"] == name), key=lambda c: c["stored_bytes"])
+        cells = "; ".join(f"{c['label'].removeprefix(name).strip() or name} ({c['bytes_ratio']:.3g}) "
+                          f"{_r(c['retention'][task]['value'])}" for c in tried)
+        out.append(f"| {name} | {cells} | {f['winner_label'] or 'none'} |")
+    if w is None:
+        out += ["", "No candidate met the target."]
+    else:
+        r = w["retention"][task]
+        out += ["", f"Winner: **{w['label']}**, written as a {w['artifact']['kind']} artifact of "
+                f"{w['stored_bytes']:,} bytes = {w['bytes_ratio']:.3g} × the bf16 ΔW; R on `{task}` "
+                f"{_r(r['value'], r['ci_low'], r['ci_high'])}."]
+    out += ["", COMPRESS_END]
+    return "\n".join(out)
+
+
 def render_behaviour(report: dict) -> str:
     """The behaviour section from a sampled one-run report with KL (examples/organism-behaviour.yaml)."""
     control = set(report["control_tasks"])
@@ -214,10 +247,12 @@ def main(argv=None) -> None:
     ap.add_argument("--demo", type=Path, help="a `make demo` report.json to set beside the study (seed 0)")
     ap.add_argument("--frontier", type=Path, help="the report.json of examples/organism-frontier.yaml")
     ap.add_argument("--behaviour", type=Path, help="the report.json of examples/organism-behaviour.yaml")
+    ap.add_argument("--compress", type=Path, help="the compress.json of `rankedit compress --organism small`")
     ap.add_argument("--write", action="store_true", help="replace the section(s) in README.md and keep the reports")
     a = ap.parse_args(argv)
     for given, render_it, begin, end, doc in (
-            (a.behaviour, render_behaviour, BEHAVIOUR_BEGIN, BEHAVIOUR_END, "organism-behaviour.json"),):
+            (a.behaviour, render_behaviour, BEHAVIOUR_BEGIN, BEHAVIOUR_END, "organism-behaviour.json"),
+            (a.compress, render_compress, COMPRESS_BEGIN, COMPRESS_END, "organism-compress.json")):
         if given:
             section = render_it(json.loads(given.read_text()))
             if not a.write:
@@ -238,7 +273,7 @@ def main(argv=None) -> None:
             shutil.copyfile(a.frontier, ROOT / "docs" / "organism-frontier.json")
             print(f"README.md frontier written from {a.frontier}", file=sys.stderr)
     if not a.report:
-        if not (a.frontier or a.behaviour):
+        if not (a.frontier or a.behaviour or a.compress):
             ap.error("give the study's report.json, --frontier, --behaviour, or several")
         return
     report = json.loads(a.report.read_text())

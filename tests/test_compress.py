@@ -82,6 +82,15 @@ def planted(tmp_path_factory):
         yield root, base, tuned, task
 
 
+def _logits(path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with torch.no_grad():
+        return model(torch.arange(1, 9).unsqueeze(0)).logits
+
+
 def _scores_cached(root):
     return sorted(p.name for p in (root / "cache" / "scores").iterdir())
 
@@ -111,6 +120,10 @@ def test_compress_finds_the_planted_rank(planted):
     assert on_disk["winner"]["label"] == "rank-k k=3" and on_disk["target"] == "point"
     assert (root / "keep70" / "frontier.png").is_file()
     assert "rank-k k=3" in (root / "keep70" / "compress.md").read_text()
+    # the winner's artifact rebuilds the very edit that was scored: apply it, build the edit, compare logits
+    applied = rankedit.apply(root / "keep70" / "artifact", planted[1], root / "keep70-applied", progress=False)
+    built = rankedit.build_edit("rank-k", planted[1], planted[2], root / "keep70-built", k=3, progress=False)
+    assert _logits(applied).sub(_logits(built)).abs().max() <= 1e-5
 
     # a second call, and other targets whose probes were all scored before: nothing is built or scored
     before = _scores_cached(root)

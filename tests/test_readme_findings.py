@@ -53,3 +53,10 @@ def test_the_readme_behaviour_section_is_the_behaviour_report_rendered():
     report = json.loads((ROOT / "docs" / "organism-behaviour.json").read_text())
     assert report["sampling"]["samples"] >= 16 and report["kl"]["models"]["base"]["per_sequence"]["rb"]["value"] == 0
     assert findings.render_behaviour(report) in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_compress_section_is_the_compress_run_rendered():
+    findings = _findings()
+    doc = json.loads((ROOT / "docs" / "organism-compress.json").read_text())
+    assert doc["winner"]["meets"] and all(f["evaluated"] <= 8 for f in doc["families"].values())
+    assert findings.render_compress(doc) in (ROOT / "README.md").read_text()

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from rankedit.core import machine
 from rankedit.core.errors import RankeditError
 from rankedit.pipeline.bisect import MAX_EVALS, TARGETS, smallest_meeting
 from rankedit.pipeline.compress_candidates import Scorer, candidate, per_problem
@@ -193,6 +195,7 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     fams = pick_families(families)
     plan = _plan(base, tuned, organism, seed, suite, tasks, include_paths, limit, batch_size, device, dtype, n_boot)
     out = Path(out).absolute()
+    t0 = time.time()
     given = [base, tuned, *plan.score.include_paths]
     check_out(out, "compress", given, overwrite)
     check_requirements(plan, "compress")
@@ -218,7 +221,10 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     doc = {"keep": keep, "target": target, "models": {"base": models.base, "tuned": models.tuned},
            "suite": ref.suite.name, "tasks": ref.tasks, "judged_tasks": judged, "metrics": scorer.metrics,
            "limit": limit, "n_boot": n_boot, "tuned_gain": gains, "families": summaries, "candidates": rows,
-           "winner": None if winner is None else {**winner, "artifact": artifact}}
+           "winner": None if winner is None else {**winner, "artifact": artifact},
+           # where, when and how long: README findings quote them (a time counts only what was not cached)
+           "machine": machine.describe(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
+           "timings_s": {"total": round(time.time() - t0, 1)}}
     write_outputs(doc, out)
     return doc
 

@@ -50,7 +50,7 @@ def markdown(doc: dict) -> str:
         lines += [f"Artifact ({a.get('kind')}): `{a.get('path')}`.", ""]
     lines += ["| family | axis | candidates | smallest meeting | resolved |", "|---|---|---|---|---|"]
     for name, f in doc["families"].items():
-        lines.append(f"| {name} | {f['axis']} | {f['evaluated']} | {f['winner_label'] or 'none'} | "
+        lines.append(f"| {name} | {f['axis'].replace('|', chr(92) + '|')} | {f['evaluated']} | {f['winner_label'] or 'none'} | "
                      f"{'–' if f['fixed'] or f['winner_label'] is None else ('yes' if f['resolved'] else 'no (cap)')} |")
     head = ["candidate", "bytes", "× bf16 ΔW"] + [f"R {t} [95%]" for t in doc["judged_tasks"]] + ["meets"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
