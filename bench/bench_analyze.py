@@ -13,8 +13,10 @@ same pair in the same run (a peer that reads both checkpoints and writes one):
 - ``decomposition floor``: only the three ``gram_svd`` calls per matrix (dW's
   spectrum, W0's and W1's with their top-k triplets), on the same matrices under
   the same thread policy; the time reported is those calls alone;
-- ``analyze cached base``: analyze again with W0's decompositions in the base
-  cache (``rankedit.analysis.base_cache``), as for the second and third run of a study;
+- ``analyze cached base``: analyze again with W0's parts in the base cache
+  (``rankedit.analysis.base_cache``), as for the second and third run of a study;
+  W0's eigendecomposition is made all the same (the propensity share needs all of
+  its vectors), so the cache saves only the top-k triplets, norm and mask cut-offs;
 - ``task_arithmetic``: the reference.
 
 The table adds each case's ratio to the decomposition floor. The analyze cases
@@ -39,7 +41,7 @@ CASES = {
     "analyze": "rankedit analyze BASE TUNED -o OUT (all metrics, k=16, figures)",
     "stream + cheap metrics": "the same tensor stream with only sparsity_bf16 and rel_update_norm",
     "decomposition floor": "the gram_svd calls alone (3 per matrix), same matrices and threads",
-    "analyze cached base": "analyze with W0's decompositions in the base cache",
+    "analyze cached base": "analyze with W0's parts (triplets, norm, mask cut-offs) in the base cache",
 }
 FLOOR = "decomposition floor"
 
