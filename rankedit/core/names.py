@@ -25,6 +25,7 @@ REPORT_MD = "report.md"
 FIG_SCORES = "scores.png"
 FIG_RETENTION = "retention.png"
 FIG_FRONTIER = "frontier.png"
+FIG_EARLY_STOP = "early_stop.png"  # weight error and retention against the window fraction f
 
 # the organism: its summary, and the marker written last in a complete phase
 ORGANISM_SUMMARY = "organism.json"

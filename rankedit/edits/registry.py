@@ -71,6 +71,8 @@ class EditResult:
     # the factor c in delta = c · (the part of dW the edit keeps), e.g. rank-k's norm rescale; 1: none
     rescale: float = 1.0
     stored_rank: Optional[int] = None  # rank of the factors the artifact stores, where the edit chooses it per matrix
+    # the edited matrix itself, where w0 + delta would round it (a checkpoint kept as it is, bit for bit)
+    weight: Optional[torch.Tensor] = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ class Edit:
         edit without one stays byte-identical)."""
         res = self.fn(x, p)
         if p.multiplier != 1:
-            res = replace(res, delta=res.delta * p.multiplier, rescale=res.rescale * p.multiplier)
+            res = replace(res, delta=res.delta * p.multiplier, rescale=res.rescale * p.multiplier, weight=None)
         return res
 
     def control_for(self, params: EditParams) -> Optional[tuple[str, EditParams]]:
