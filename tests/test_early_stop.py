@@ -147,3 +147,11 @@ def test_the_last_mode_returns_the_checkpoint_itself_not_a_rounded_sum():
     assert res.weight is w
     halved = e.run(MatrixInputs(w0, (w0 * 2, w), steps=(1, 2)), e.params(mode="last", steps=(1, 2), multiplier=0.5))
     assert halved.weight is None  # a multiplier scales the delta: the checkpoint is no longer the answer
+
+
+def test_a_second_run_reuses_the_trajectory_and_the_scores(sweep):
+    out, report = sweep
+    before = (out / "trajectory" / "summary.json").stat().st_mtime_ns
+    again = rankedit.run(out.parent / "plan.yaml", out, quiet=True)
+    assert (out / "trajectory" / "summary.json").stat().st_mtime_ns == before
+    assert again["early_stop"] == report["early_stop"] and again["trajectory"] == report["trajectory"]

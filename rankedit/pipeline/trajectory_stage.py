@@ -46,7 +46,7 @@ def run_trajectory(plan: Plan, models: Models, out: Path, quiet: bool = False, o
         say(f"trajectory: {len(ckpts)} checkpoints of the {spec.of} run", quiet)
         trajectory(models.base, [p for _, p in ckpts], folder, steps=[s for s, _ in ckpts],
                    gap_threshold=spec.gap_threshold, n_null=spec.null_draws, seed=spec.seed, device=spec.device,
-                   modules=spec.modules, progress=not quiet, plots=spec.plots, overwrite=overwrite or folder.exists())
+                   modules=spec.modules, progress=not quiet, plots=spec.plots, overwrite=overwrite)
         atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")
     summary = json.loads((folder / TRAJECTORY_SUMMARY).read_text())
     return {"dir": TRAJECTORY_DIR, **{k: summary[k] for k in REPORT_KEYS},
