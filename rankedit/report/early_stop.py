@@ -69,9 +69,9 @@ def early_stop_markdown(block: Optional[dict]) -> list[str]:
              "‖W − W_T‖_F / ‖W_T − W_0‖_F over the attention and MLP matrices (T: the final checkpoint); "
              "retention: the mean over trained tasks where it is defined. `last` is the control: the "
              "window's last checkpoint used as it is."
-             + (f" alpharl inverts its PLS at accuracy {block['target_accuracy']:.4f} (unless the plan sets it, the final model's, mean "
-                "over trained tasks), from the window checkpoints' own scores." if block.get("target_accuracy")
-                is not None else ""), "",
+             + (f" alpharl inverts its PLS at accuracy {block['target_accuracy']:.4f} (unless the plan sets "
+                "it, the final model's, mean over trained tasks), from the window checkpoints' own scores."
+                if block.get("target_accuracy") is not None else ""), "",
              "| f | mode | edit | window end | weight error | retention |", "|---|---|---|---|---|---|"]
     for e in sorted(block["rows"], key=lambda e: (e["f"], e["mode"] != CONTROL, e["mode"])):
         lines.append(f"| {e['f']:g} | {e['mode']} | {e['edit']} | step {e['window_end']} | "
