@@ -116,3 +116,7 @@ def test_every_runnable_readme_command_succeeds_on_the_micro_organism(micro_orga
         report = json.loads((out / run / "report.json").read_text())
         assert report["plan"]["organism"]["size"] == "micro" and len(report["edits"]) == MICRO_EDITS
     assert "rankedit" in (out / "demo" / "edits" / "rank1" / "README.md").read_text()
+    # the trl and verl layouts of the same checkpoints give the same trajectory
+    traj = {k: (out / f"traj-{k}" / "trajectory.jsonl").read_text() for k in ("trl", "verl")}
+    assert traj["trl"] == traj["verl"] and len(traj["trl"].splitlines()) > 10
+    assert (out / "traj-trl" / "a_final.png").is_file() and not (out / "traj-verl" / "a_final.png").exists()

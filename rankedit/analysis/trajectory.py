@@ -27,22 +27,47 @@ from rankedit.files.validate import check_inputs
 
 TRAJECTORY_ROWS = "trajectory.jsonl"
 TRAJECTORY_SUMMARY = "summary.json"
-# trl writes checkpoint-N, others step-N (verl: global_step_N); the step is N
+# trl writes checkpoint-N, others step-N, verl global_step_N; the step is N
 _STEP_DIR = re.compile(r"^(?:checkpoint|step|global_step)[-_](\d+)$")
+# verl's HF-format weights inside global_step_N (its FSDP shards sit in global_step_N/actor)
+VERL_HF = ("actor", "huggingface")
+
+
+def _has_weights(d: Path) -> bool:
+    return (d / "config.json").is_file() and any(d.glob("*.safetensors"))
+
+
+def step_checkpoint(step_dir: Path) -> Path:
+    """The HF checkpoint inside one step folder: the folder itself (trl's checkpoint-N, step-N) or
+    verl's ``global_step_N/actor/huggingface``. verl's FSDP shards alone are refused, naming the fix."""
+    if _has_weights(step_dir):
+        return step_dir
+    verl = step_dir.joinpath(*VERL_HF)
+    if _has_weights(verl):
+        return verl
+    if (step_dir / "actor").is_dir():
+        raise RankeditError(
+            f"{step_dir}: verl FSDP shards, no HF weights; merge them first with verl's model merger: "
+            f"python -m verl.model_merger merge --backend fsdp --local_dir {step_dir / 'actor'} "
+            f"--target_dir {verl}")
+    raise RankeditError(f"{step_dir}: no HF checkpoint (config.json and *.safetensors) in it "
+                        f"or in {'/'.join(VERL_HF)}")
 
 
 def run_dir_checkpoints(run_dir: str | Path) -> tuple[list[Path], list[int]]:
-    """The checkpoint folders of a run directory and their steps, in step order."""
+    """The checkpoint folders of a run directory and their steps, in step order.
+
+    trl: ``checkpoint-N/`` holding the weights; verl: ``global_step_N/actor/huggingface/``."""
     root = Path(run_dir)
     if not root.is_dir():
         raise RankeditError(f"--run-dir {run_dir}: no such directory")
     found = sorted((int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name)))
     if not found:
-        raise RankeditError(f"--run-dir {run_dir}: no checkpoint-N or step-N folders in it")
+        raise RankeditError(f"--run-dir {run_dir}: no checkpoint-N, step-N or global_step_N folders in it")
     steps = [s for s, _ in found]
     if len(set(steps)) != len(steps):
         raise RankeditError(f"--run-dir {run_dir}: two folders name the same step")
-    return [p for _, p in found], steps
+    return [step_checkpoint(p) for _, p in found], steps
 
 
 def check_steps(steps: list[int], n_checkpoints: int) -> None:

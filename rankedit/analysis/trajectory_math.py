@@ -93,18 +93,23 @@ def line_fit(steps, values) -> tuple[float, float]:
     return float(y.mean() - slope * t.mean()), slope
 
 
-def gaussian_gram(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
-    """The Gram matrix of n independent N(0, I_dim) vectors.
+def gaussian_factor(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """F with F Fᵀ distributed as the Gram matrix of n independent N(0, I_dim) vectors.
 
-    Drawn directly up to ``DIRECT_MAX_DIM``; above, from Bartlett's decomposition
-    of the Wishart(dim, I_n) law it follows (the same distribution, without
-    drawing n·dim numbers)."""
+    The vectors themselves up to ``DIRECT_MAX_DIM``; above, Bartlett's lower-triangular
+    factor of the Wishart(dim, I_n) law the Gram matrix follows (the same distribution,
+    without drawing n·dim numbers)."""
     if dim <= DIRECT_MAX_DIM or dim < n:
-        z = rng.standard_normal((n, dim))
-        return z @ z.T
+        return rng.standard_normal((n, dim))
     low = np.tril(rng.standard_normal((n, n)), -1)
     low[np.diag_indices(n)] = np.sqrt(rng.chisquare(dim - np.arange(n)))
-    return low @ low.T
+    return low
+
+
+def gaussian_gram(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """The Gram matrix of n independent N(0, I_dim) vectors (``gaussian_factor``)."""
+    f = gaussian_factor(n, dim, rng)
+    return f @ f.T
 
 
 def walk_matrix(steps) -> np.ndarray:
@@ -141,11 +146,16 @@ def linearity(steps, gram: np.ndarray, dim: int, seed: int, n_null: int = N_NULL
 
 
 def gaussian_top_value(shape: tuple[int, int], rng: np.random.Generator) -> float:
-    """s1 of an m x n matrix of independent N(0, 1) entries: drawn up to 2^20 entries, above it
-    its limit sqrt(m) + sqrt(n) (the fluctuations shrink as min(m, n)^(-1/6))."""
+    """s1 of an m x n matrix of independent N(0, 1) entries, drawn exactly in law up to 2^20 entries:
+    with p = min(m, n), the p x p Gram matrix follows Wishart(max(m, n), I_p) and s1² is its top
+    eigenvalue. The product and the eigenvalues run in torch, under the hot path's thread count:
+    numpy's multi-threaded SVD here took 200 s instead of 2 on a loaded 2-core machine (its
+    threads spin while another process holds a core; BENCHMARKS.md). Above 2^20 entries, the
+    limit sqrt(m) + sqrt(n) (the fluctuations shrink as min(m, n)^(-1/6))."""
     m, n = shape
     if m * n <= 1 << 20:
-        return float(np.linalg.svd(rng.standard_normal((m, n)), compute_uv=False)[0])
+        f = torch.from_numpy(gaussian_factor(min(m, n), max(m, n), rng))
+        return math.sqrt(max(float(torch.linalg.eigvalsh(f @ f.T)[-1]), 0.0))
     return math.sqrt(m) + math.sqrt(n)
 
 

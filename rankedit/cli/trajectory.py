@@ -22,7 +22,7 @@ def _steps(ctx, param, value):
 @click.option("--steps", default=None, callback=_steps, metavar="S1,S2,...",
               help="Training step of each checkpoint, strictly increasing, in the order given.")
 @click.option("--run-dir", default=None, type=click.Path(file_okay=False),
-              help="A run's folder of checkpoint-N / step-N / global_step_N checkpoints (the step from the name).")
+              help="A run's folder: trl's checkpoint-N/, step-N/, or verl's global_step_N/actor/huggingface/ (the step from the name).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
 @click.option("--gap-threshold", default=1.05, show_default=True,
               help="Flag a (matrix, step) whose s1/s2 is below this: its top direction is not identifiable.")

@@ -27,6 +27,7 @@ FIG_RETENTION = "retention.png"
 FIG_FRONTIER = "frontier.png"
 FIG_PASS_AT_K = "pass_at_k.png"
 FIG_KL_FORGETTING = "kl_forgetting.png"
+FIG_EARLY_STOP = "early_stop.png"  # weight error and retention against the window fraction f
 
 # the organism: its summary, and the marker written last in a complete phase
 ORGANISM_SUMMARY = "organism.json"

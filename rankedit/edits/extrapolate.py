@@ -144,7 +144,8 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
         raise ValueError("extrapolate needs one step per checkpoint")
     w0 = x.w0
     if p.mode == "last":
-        return EditResult(delta=x.tuned[-1] - w0)
+        # the checkpoint itself, not w0 + (W - w0), which float rounding could move by an ulp
+        return EditResult(delta=x.tuned[-1] - w0, weight=x.tuned[-1])
     if p.mode == "expo":
         w1, ref = x.tuned[-1], x.tuned[0]
         return EditResult(delta=(w1 - w0) + expo_alpha(p) * (w1 - ref))

@@ -125,7 +125,7 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
     res = edit.run(x, p)
     size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
     _record(name, matrix_facts(name, x.dw, res, edit.storage(p, size)))
-    return from_linear(x.w0 + res.delta, info).to(base.dtype)
+    return from_linear(res.weight if res.weight is not None else x.w0 + res.delta, info).to(base.dtype)
 
 
 def _spec_for(edit: Edit) -> MergeMethodSpec:

@@ -74,6 +74,8 @@ class EditResult:
     # what the artifact stores of this matrix, before α (``rankedit.edits.artifact``): "B", "A" for a
     # low-rank edit (delta = B @ A), "kept" (bool) for a mask, "scales" (their shape) for signs
     parts: Optional[Mapping[str, torch.Tensor]] = None
+    # the edited matrix itself, where w0 + delta would round it (a checkpoint kept as it is, bit for bit)
+    weight: Optional[torch.Tensor] = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class Edit:
         edit without one stays byte-identical)."""
         res = self.fn(x, p)
         if p.multiplier != 1:
-            res = replace(res, delta=res.delta * p.multiplier, rescale=res.rescale * p.multiplier)
+            res = replace(res, delta=res.delta * p.multiplier, rescale=res.rescale * p.multiplier, weight=None)
         return res
 
     def control_for(self, params: EditParams) -> Optional[tuple[str, EditParams]]:

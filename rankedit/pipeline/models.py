@@ -27,6 +27,10 @@ class Models:
     checkpoints: list[tuple[int, str]] = field(default_factory=list)  # the tuned run's, by step
     sft_checkpoints: list[tuple[int, str]] = field(default_factory=list)
     organism: str | None = None  # the organism's folder, when the plan uses it
+    # mean accuracy on the suite's trained tasks of the tuned run's checkpoints (by step) and of the
+    # tuned model itself: alpharl's inputs, filled from the pipeline's scores (``pipeline.early_stop``)
+    accuracies: dict[int, float] = field(default_factory=dict)
+    final_accuracy: float | None = None
 
     def paths(self) -> list[str]:
         """Everything the run reads: OUT may not be, hold or lie inside any of it."""

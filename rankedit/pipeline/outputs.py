@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
-from rankedit.core.names import ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, REPORT_JSON, REPORT_MD
+from rankedit.core.names import ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, FIG_EARLY_STOP, REPORT_JSON, REPORT_MD
 
 if TYPE_CHECKING:
     from rankedit.pipeline.models import Models
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, failures: dict,
-                 summaries: dict, notes: dict, out: Path, timings: dict, kl: dict | None = None) -> dict:
+                 summaries: dict, notes: dict, out: Path, timings: dict, kl: dict | None = None,
+                 trajectory: dict | None = None) -> dict:
     """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
     from rankedit.edits.registry import describe
     from rankedit.report import rows as rep
@@ -28,6 +29,10 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     from rankedit.report.figures import report_plots
     from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts
     from rankedit.core import machine
+    from rankedit.report.early_stop import early_stop_markdown
+    from rankedit.report.early_stop_figure import early_stop_plot
+    from rankedit.pipeline.early_stop import early_stop_block
+    from rankedit.pipeline.trajectory_stage import trajectory_markdown
 
     # shapes and dtypes of the edited matrices, from the base's header: the edits' sizes where a manifest lacks them
     facts = matrix_facts(models.base, sorted({m["name"] for info in edits.values() for m in info.get("matrices", [])}))
@@ -66,14 +71,23 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     }
     if kl:  # the plan's `kl:` stage (rankedit.pipeline.kl_stage); its section and figure read it
         report["kl"] = kl
+    if trajectory is not None:
+        report["trajectory"] = trajectory
+    stop = early_stop_block(plan, models, edits, rows)
+    if stop is not None:
+        report["early_stop"] = stop
     figures = report_plots(report, out)
+    if stop is not None and early_stop_plot(stop, out / FIG_EARLY_STOP):
+        figures.append(FIG_EARLY_STOP)
     register(*(out / f for f in figures))
+    figures += trajectory["figures"] if trajectory else []
     for run in summaries:
         for png in sorted((out / "analysis" / run).glob("*.png")):
             figures.append(f"analysis/{run}/{png.name}")
     report["figures"] = figures
     atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / REPORT_MD, rep.markdown(report))
+    atomic_write_text(out / REPORT_MD, rep.markdown(report) + "\n".join(
+        trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""]))
     _attach_to_edits(report, summaries, out)
     return report
 

@@ -141,6 +141,20 @@ class AnalyzeSpec(_Strict):
     matched_sft: bool = Field(True, description="also analyse the SFT checkpoint whose update size is closest to RL's")
 
 
+class TrajectorySpec(_Strict):
+    """`rankedit trajectory` on the run's checkpoints, inside `rankedit run` (its summary and figures in the report)."""
+
+    enabled: bool = True
+    of: Literal["tuned", "sft"] = Field("tuned", description="whose checkpoints to follow")
+    device: str = "cpu"
+    gap_threshold: float = Field(1.05, ge=1, allow_inf_nan=False,
+                                 description="flag a (matrix, step) whose s1/s2 is below this")
+    null_draws: int = Field(32, ge=1, description="draws of each null (shuffles, random vectors, walks)")
+    seed: int = Field(0, ge=0, description="seed of the nulls")
+    modules: Optional[str] = Field(None, description="only tensors whose name matches this regular expression")
+    plots: bool = True
+
+
 class ExecutorSpec(_Strict):
     """Where edits and scorings run: here, one after another (local), or as tasks on a Ray cluster."""
 
@@ -174,6 +188,7 @@ class Plan(_Strict):
     score: ScoreSpec = Field(default_factory=ScoreSpec)
     analyze: AnalyzeSpec = Field(default_factory=AnalyzeSpec)
     kl: Optional[KLSpec] = Field(None, description="KL travelled from the base: true, or {samples: ..., ...}")
+    trajectory: Optional[TrajectorySpec] = Field(None, description="the run's trajectory over its checkpoints")
     device: str = Field("cpu", description="where edits run their SVDs")
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec,
                                    description="'local' (default), 'ray', or {kind: ray, address: ..., ...}")
@@ -205,6 +220,11 @@ class Plan(_Strict):
             if missing:
                 raise ValueError(f"the plan needs {' and '.join(missing)} (checkpoint paths or Hub ids), "
                                  "or 'organism:' to use the embedded model organism")
+        if self.trajectory is not None and self.trajectory.enabled and self.organism is None:
+            runs = self.runs or [self]
+            key = "checkpoints" if self.trajectory.of == "tuned" else "sft_checkpoints"
+            if not all(getattr(r, key) for r in runs):
+                raise ValueError(f"'trajectory' follows the {self.trajectory.of} run's checkpoints; add '{key}:'")
         names = [e.name for e in self.edits]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -252,6 +272,11 @@ def _check_edits(plan: Plan, source: str) -> None:
             # filled in from the run's checkpoints later
             params.setdefault("steps", (1, 2))
             params.setdefault("target_step", 3)
+            if params.get("mode") == "alpharl":  # the pipeline fills both from its scores of the run's checkpoints
+                if "accuracies" in params:
+                    raise RankeditError(f"{where}: alpharl's accuracies come from the pipeline's scores of the "
+                                        "window's checkpoints; do not give params.accuracies")
+                params.update(accuracies=(0.0, 1.0), target_accuracy=params.get("target_accuracy", 1.0))
             if plan.organism is None and e.of == "tuned" and not (
                     plan.checkpoints or (plan.runs and all(r.checkpoints for r in plan.runs))):
                 raise RankeditError(f"{where}: {e.method} needs the run's checkpoints; add 'checkpoints:' to the plan")

@@ -24,10 +24,13 @@ from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
 from rankedit.core.errors import RankeditError
 from rankedit.core.executors import LocalExecutor, make_executor
+from rankedit.pipeline.scoring_options import score_options
 from rankedit.pipeline.plan import EditSpec, Plan, load_plan, split_runs, with_executor
 from rankedit.pipeline.requirements import check_requirements
 from rankedit.core.resources import shipped_dir
 from rankedit.pipeline.models import Models, resolve_models
+from rankedit.pipeline.early_stop import DEFAULT_EXTRAPOLATE_FRACTION, fill_accuracies, score_window_checkpoints, window
+from rankedit.pipeline.trajectory_stage import run_trajectory
 from rankedit.pipeline.progress import say
 from rankedit.pipeline.outputs import write_report
 from rankedit.pipeline.kl_stage import run_kl
@@ -45,7 +48,6 @@ def default_plan() -> Path:
     if size not in DEFAULT_PLANS:
         raise RankeditError(f"{SIZE_ENV}={size!r}: choose one of {', '.join(DEFAULT_PLANS)}")
     return DEFAULT_PLANS[size]
-DEFAULT_EXTRAPOLATE_FRACTION = 0.4
 
 
 # ---- 1. models: rankedit.pipeline.models ---------------------------------------------------
@@ -61,14 +63,15 @@ def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
             raise RankeditError(f"edit {e.name}: give 'checkpoints: FRACTION' in the plan, not params.steps")
         if len(ckpts) < 2:
             raise RankeditError(f"edit {e.name}: extrapolation needs at least two checkpoints of the {e.of} run")
-        last = ckpts[-1][0]
-        frac = e.checkpoints or DEFAULT_EXTRAPOLATE_FRACTION
-        used = [(s, p) for s, p in ckpts if s <= frac * last]
+        used = window(e, ckpts)
         if len(used) < 2:
+            frac = e.checkpoints or DEFAULT_EXTRAPOLATE_FRACTION
             raise RankeditError(f"edit {e.name}: only {len(used)} checkpoint(s) up to {frac:.0%} of training "
                                 f"(steps {[s for s, _ in ckpts]}); raise 'checkpoints'")
         params["steps"] = [s for s, _ in used]
-        params.setdefault("target_step", last)
+        params.setdefault("target_step", ckpts[-1][0])
+        if params.get("mode") == "alpharl":
+            fill_accuracies(e, params, models)
         return [p for _, p in used], params
     if params.get("source") == "from" and "mask_from" not in params:
         if models.other_tuned is None:
@@ -188,9 +191,6 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
     if plan.score.score_other_tuned and models.other_tuned:
         labels["other_tuned"] = models.other_tuned
     labels.update({name: e["path"] for name, e in edits.items()})
-    s, ex = plan.score, plan.executor
-    # on Ray the scorings run where the GPUs are asked for, not on this machine
-    device = s.device or (("cuda" if ex.num_gpus_per_score else "cpu") if ex.kind == "ray" else None)
     bar = tqdm(total=len(labels), desc="score", unit="model", disable=quiet)
 
     def on_model(label, scores, error):
@@ -198,13 +198,8 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
         bar.update(1)
 
     try:
-        result = score(labels, suite=s.suite, tasks=s.tasks, out=out / "scores", backend=s.backend,
-                       batch_size=s.batch_size, limit=s.limit, device=device, dtype=s.dtype,
-                       max_gen_toks=s.max_gen_toks, apply_chat_template=s.apply_chat_template,
-                       num_fewshot=s.num_fewshot, profile=s.profile, samples=s.samples, temperature=s.temperature,
-                       top_p=s.top_p, seed=s.seed, include_paths=s.include_paths, on_model=on_model,
-                       overwrite=overwrite, executor=executor,
-                       resources={"num_cpus": ex.num_cpus_per_task, "num_gpus": ex.num_gpus_per_score})
+        result = score(labels, out=out / "scores", on_model=on_model, overwrite=overwrite, executor=executor,
+                       **score_options(plan))
     except ScoringFailed as e:
         result = e.result
     finally:
@@ -294,12 +289,16 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
     check_inputs(out, models.paths())
     plans = plan_edits(plan, models)
     claim_dir(out, "run", given, overwrite)  # only now: bad input leaves no OUT behind
+    if any(models.run(e.of)[0] not in models.accuracies for e in plan.edits if e.params.get("mode") == "alpharl"):
+        stage("checkpoint scores", score_window_checkpoints, plan, models, quiet, executor)
+        plans = plan_edits(plan, models)  # alpharl's accuracies are now the scores
     edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
     summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
+    trajectory = stage("trajectory", run_trajectory, plan, models, out, quiet, overwrite)
     result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite, executor)
     kl = stage("kl", run_kl, plan, models, edits, quiet) if plan.kl is not None else None
     timings["total"] = round(time.time() - t0, 1)
-    report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings, kl)
+    report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings, kl, trajectory)
     return report, result, failures
 
 

@@ -1,0 +1,44 @@
+"""The early-stopping figure: weight error and retention against the window fraction f, one line per
+extrapolation mode and a dashed one for the control (the window's last checkpoint as it is)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rankedit.report.early_stop import CONTROL  # noqa: E402
+
+
+def early_stop_plot(block: dict, path: Path) -> Path | None:
+    """Two panels over f; None when the sweep has no rows."""
+    rows = block.get("rows") or []
+    if not rows:
+        return None
+    modes = list(dict.fromkeys(e["mode"] for e in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "weight_error", "weight error to the final checkpoint"),
+                           (axes[1], "retention", "retention of the final gain")):
+        for mode in modes:
+            pts = sorted((e["f"], e[key]) for e in rows if e["mode"] == mode and e[key] is not None)
+            if not pts:
+                continue
+            control = mode == CONTROL
+            ax.plot(*zip(*pts), "--" if control else "-", marker="s" if control else "o",
+                    color="#777777" if control else None,
+                    label="window's last checkpoint (control)" if control else mode)
+        ax.set_xlabel("window: fraction f of training")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    keep = block.get("speedup", {}).get("keep")
+    if keep is not None:
+        axes[1].axhline(keep, color="#b22222", lw=0.8, ls=":", label=f"{keep:.0%} of the gain")
+    axes[1].legend(fontsize=8, loc="best")
+    fig.suptitle("Early stopping by extrapolation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
