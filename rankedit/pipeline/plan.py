@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rankedit.core.errors import RankeditError
 from rankedit.core.resources import shipped_dir
 from rankedit.pipeline.kl_spec import KLSpec
+from rankedit.pipeline.trajectory_spec import TrajectorySpec
 
 # roles a plan can name as the update an edit works on
 RUNS = ("tuned", "sft")
@@ -139,20 +140,6 @@ class AnalyzeSpec(_Strict):
     k: int = Field(16, ge=1)
     device: str = "cpu"
     matched_sft: bool = Field(True, description="also analyse the SFT checkpoint whose update size is closest to RL's")
-
-
-class TrajectorySpec(_Strict):
-    """`rankedit trajectory` on the run's checkpoints, inside `rankedit run` (its summary and figures in the report)."""
-
-    enabled: bool = True
-    of: Literal["tuned", "sft"] = Field("tuned", description="whose checkpoints to follow")
-    device: str = "cpu"
-    gap_threshold: float = Field(1.05, ge=1, allow_inf_nan=False,
-                                 description="flag a (matrix, step) whose s1/s2 is below this")
-    null_draws: int = Field(32, ge=1, description="draws of each null (shuffles, random vectors, walks)")
-    seed: int = Field(0, ge=0, description="seed of the nulls")
-    modules: Optional[str] = Field(None, description="only tensors whose name matches this regular expression")
-    plots: bool = True
 
 
 class ExecutorSpec(_Strict):
