@@ -8,6 +8,8 @@
         # the size-against-gain section, from `rankedit run examples/organism-frontier.yaml`
     python scripts/readme_findings.py --compress out/compress/compress.json --write
         # the compress run (`rankedit compress --organism small --keep 0.95 -o out/compress`)
+    python scripts/readme_findings.py --trajectory out/trajectory/report.json --write
+        # early stopping by extrapolation and linearity, from examples/organism-trajectory.yaml
     python scripts/readme_findings.py --behaviour out/behaviour/report.json --write
         # the behaviour section (pass@k, KL travelled, propensity), from examples/organism-behaviour.yaml
 
@@ -33,6 +35,9 @@ FRONTIER_END = "<!-- FRONTIER:END -->"
 COMPRESS_BEGIN = ("<!-- COMPRESS:BEGIN (scripts/readme_findings.py writes this section from "
                   "docs/organism-compress.json) -->")
 COMPRESS_END = "<!-- COMPRESS:END -->"
+TRAJECTORY_BEGIN = ("<!-- TRAJECTORY:BEGIN (scripts/readme_findings.py writes this section from "
+                    "docs/organism-trajectory.json) -->")
+TRAJECTORY_END = "<!-- TRAJECTORY:END -->"
 BEHAVIOUR_BEGIN = ("<!-- BEHAVIOUR:BEGIN (scripts/readme_findings.py writes this section from "
                    "docs/organism-behaviour.json) -->")
 BEHAVIOUR_END = "<!-- BEHAVIOUR:END -->"
@@ -187,6 +192,45 @@ def render_compress(doc: dict) -> str:
     return "\n".join(out)
 
 
+def render_trajectory(report: dict) -> str:
+    """Early stopping by extrapolation and the trajectory's linearity (examples/organism-trajectory.yaml)."""
+    control = set(report["control_tasks"])
+    task = next(t for t in report["tasks"] if t not in control)
+    es, traj = report["early_stop"], report["trajectory"]
+    rows = {r["edit"]: r for r in report["rows"] if r["task"] == task}
+    modes = list(dict.fromkeys(r["mode"] for r in es["rows"]))
+    fs = sorted({r["f"] for r in es["rows"]})
+    cell = {(r["mode"], r["f"]): r for r in es["rows"]}
+    out = [TRAJECTORY_BEGIN, "", _measured(report, "organism-trajectory") + f"; the small organism, seed 0, "
+           f"{report['scores']['base'][task]['n']} problems per task. Per window fraction f (the checkpoints up to "
+           f"f of training; `last` is the window's last checkpoint used as it is): weight error to the final "
+           f"checkpoint (‖W − W_T‖_F / ‖W_T − W_0‖_F), then R on `{task}` with its 95% paired-bootstrap interval.",
+           "", "| mode | " + " | ".join(f"f = {f:g}" for f in fs) + " |", "|---|" + "---|" * len(fs)]
+    for mode in modes:
+        cells = []
+        for f in fs:
+            c = cell.get((mode, f))
+            r = rows.get(c["edit"]) if c else None
+            cells.append("–" if c is None else f"{c['weight_error']:.2f}; R " + (
+                _r(r["retention"], r["ci_low"], r["ci_high"]) if r and r["retention"] is not None else "undefined"))
+        out.append(f"| {mode} | " + " | ".join(cells) + " |")
+    sp = es["speedup"]
+    best = sp.get("extrapolated_mode")
+    out += ["", f"Smallest f keeping ≥ {sp['keep']:.0%} of the gain (point estimate): the plain checkpoint "
+            f"{sp['plain'] if sp['plain'] is not None else 'none'}; "
+            + "; ".join(f"{m} {v if v is not None else 'none'}" for m, v in sp["modes"].items())
+            + (f" (best extrapolation: {best})." if best else ".")]
+    a, w = traj["a_final_linearity_mean"], traj["dw_linearity_whole"]
+    nid = traj["not_identifiable"]
+    out += ["", f"Linearity over the run's {traj['n_steps']} checkpoints ({traj['n_matrices']} matrices), R² of a "
+            f"line in t beside its nulls: a(t) on the final direction {a['r2']:.3f} (shuffled steps "
+            f"{a['r2_shuffled']:.3f}, Gaussian vectors {a['r2_random']:.3f}, random walk {a['r2_walk']:.3f}); the "
+            f"whole update {w['r2']:.3f} (shuffled {w['r2_shuffled']:.3f}, Gaussian {w['r2_random']:.3f}, random "
+            f"walk {w['r2_walk']:.3f}). {nid['pairs']} of {nid['of']} (matrix, step) pairs have a top direction "
+            "too close to tied to be identified.", "", TRAJECTORY_END]
+    return "\n".join(out)
+
+
 def render_behaviour(report: dict) -> str:
     """The behaviour section from a sampled one-run report with KL (examples/organism-behaviour.yaml)."""
     control = set(report["control_tasks"])
@@ -248,11 +292,13 @@ def main(argv=None) -> None:
     ap.add_argument("--frontier", type=Path, help="the report.json of examples/organism-frontier.yaml")
     ap.add_argument("--behaviour", type=Path, help="the report.json of examples/organism-behaviour.yaml")
     ap.add_argument("--compress", type=Path, help="the compress.json of `rankedit compress --organism small`")
+    ap.add_argument("--trajectory", type=Path, help="the report.json of examples/organism-trajectory.yaml")
     ap.add_argument("--write", action="store_true", help="replace the section(s) in README.md and keep the reports")
     a = ap.parse_args(argv)
     for given, render_it, begin, end, doc in (
             (a.behaviour, render_behaviour, BEHAVIOUR_BEGIN, BEHAVIOUR_END, "organism-behaviour.json"),
-            (a.compress, render_compress, COMPRESS_BEGIN, COMPRESS_END, "organism-compress.json")):
+            (a.compress, render_compress, COMPRESS_BEGIN, COMPRESS_END, "organism-compress.json"),
+            (a.trajectory, render_trajectory, TRAJECTORY_BEGIN, TRAJECTORY_END, "organism-trajectory.json")):
         if given:
             section = render_it(json.loads(given.read_text()))
             if not a.write:
@@ -273,7 +319,7 @@ def main(argv=None) -> None:
             shutil.copyfile(a.frontier, ROOT / "docs" / "organism-frontier.json")
             print(f"README.md frontier written from {a.frontier}", file=sys.stderr)
     if not a.report:
-        if not (a.frontier or a.behaviour or a.compress):
+        if not (a.frontier or a.behaviour or a.compress or a.trajectory):
             ap.error("give the study's report.json, --frontier, --behaviour, or several")
         return
     report = json.loads(a.report.read_text())
