@@ -10,7 +10,7 @@ suite that is not a control task. Each model's estimate is cached
 from __future__ import annotations
 
 from rankedit.core.errors import RankeditError
-from rankedit.pipeline.models import Models
+from rankedit.pipeline.models import Models, model_labels
 from rankedit.pipeline.plan import Plan
 from rankedit.pipeline.progress import say
 
@@ -58,12 +58,7 @@ def run_kl(plan: Plan, models: Models, edits: dict[str, dict], quiet: bool = Fal
     from rankedit.scoring.kl import kl
 
     spec = plan.kl
-    labels = {"base": models.base, "tuned": models.tuned}
-    if models.sft:
-        labels["sft"] = models.sft
-    if plan.score.score_other_tuned and models.other_tuned:
-        labels["other_tuned"] = models.other_tuned
-    labels.update({name: e["path"] for name, e in edits.items()})
+    labels = model_labels(plan, models, edits)
     prompts = kl_prompts(plan)
     device = spec.device or plan.score.device or "cpu"
     out = {}

@@ -91,3 +91,15 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
         if role in cks:
             check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
     return m
+
+
+def model_labels(plan: Plan, models: Models, edits: dict[str, dict]) -> dict[str, str]:
+    """label -> path of every model a run measures: base, tuned, SFT, the second tuned run when the
+    plan scores it, then each built edit (what scoring and the KL stage both go over)."""
+    labels = {"base": models.base, "tuned": models.tuned}
+    if models.sft:
+        labels["sft"] = models.sft
+    if plan.score.score_other_tuned and models.other_tuned:
+        labels["other_tuned"] = models.other_tuned
+    labels.update({name: e["path"] for name, e in edits.items()})
+    return labels

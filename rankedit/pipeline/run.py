@@ -28,7 +28,7 @@ from rankedit.pipeline.scoring_options import score_options
 from rankedit.pipeline.plan import EditSpec, Plan, load_plan, split_runs, with_executor
 from rankedit.pipeline.requirements import check_requirements
 from rankedit.core.resources import shipped_dir
-from rankedit.pipeline.models import Models, resolve_models
+from rankedit.pipeline.models import Models, model_labels, resolve_models
 from rankedit.pipeline.early_stop import DEFAULT_EXTRAPOLATE_FRACTION, fill_accuracies, score_window_checkpoints, window
 from rankedit.pipeline.trajectory_stage import run_trajectory
 from rankedit.pipeline.progress import say
@@ -185,12 +185,7 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
     from rankedit.scoring.failures import ScoringFailed
     from rankedit.scoring.score import score
 
-    labels = {"base": models.base, "tuned": models.tuned}
-    if models.sft:
-        labels["sft"] = models.sft
-    if plan.score.score_other_tuned and models.other_tuned:
-        labels["other_tuned"] = models.other_tuned
-    labels.update({name: e["path"] for name, e in edits.items()})
+    labels = model_labels(plan, models, edits)
     bar = tqdm(total=len(labels), desc="score", unit="model", disable=quiet)
 
     def on_model(label, scores, error):
