@@ -21,6 +21,7 @@ from rankedit.scoring import cache_keys, failures, lm_eval_run, raw_files, resul
 from rankedit.scoring import score as scoring
 from rankedit.core.errors import RankeditError
 from rankedit.scoring.suites import EVAL_CONFIGS, SUITES, get_suite
+from rankedit.testing.char_tokenizer import char_tokenizer
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny_arith"
@@ -31,17 +32,7 @@ CHARS = list("0123456789+-=\n ")
 
 
 def _tokenizer():
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
-    for c in CHARS:
-        vocab[c] = len(vocab)
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>"), vocab
+    return char_tokenizer(CHARS)
 
 
 def constant_model(out: Path, digit: int | None, seed: int = 0) -> Path:

@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 import torch
+from rankedit.testing.char_tokenizer import char_tokenizer
 
 TASK = "rankedit_planted"
 # one token per problem; no digits (lm-eval reads a digit-only context as a choice index), no "a" or "b"
@@ -84,17 +85,7 @@ def write_task(folder: str | Path, r: int = 4, block: int = 8) -> Path:
 
 
 def _tokenizer():
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "a": 4, "b": 5}
-    for c in SYMBOLS:
-        vocab[c] = len(vocab)
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>"), vocab
+    return char_tokenizer(SYMBOLS, words=("a", "b"))
 
 
 def _model(vocab: dict, weights: list[float], r: int, block: int, g: float, seed: int):
