@@ -60,3 +60,10 @@ def test_the_readme_compress_section_is_the_compress_run_rendered():
     doc = json.loads((ROOT / "docs" / "organism-compress.json").read_text())
     assert doc["winner"]["meets"] and all(f["evaluated"] <= 8 for f in doc["families"].values())
     assert findings.render_compress(doc) in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_trajectory_section_is_the_early_stopping_report_rendered():
+    findings = _findings()
+    report = json.loads((ROOT / "docs" / "organism-trajectory.json").read_text())
+    assert {r["f"] for r in report["early_stop"]["rows"]} == {0.2, 0.4, 0.6, 0.8}
+    assert findings.render_trajectory(report) in (ROOT / "README.md").read_text()
