@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import statistics
+import shutil
 import subprocess
 import sys
 import time
@@ -82,6 +83,7 @@ def _measure(script: str, chosen: list[str], runs: dict, work: Path, repeat: int
     for r in range(repeat):
         for c in chosen:  # interleaved, so drift in machine load hits every case alike
             out = work / "out"
+            shutil.rmtree(out, ignore_errors=True)  # the bench's own folder: every case writes into a new one
             proc = subprocess.run([sys.executable, script, "--_one", c, "--work", str(work), "--_out", str(out)],
                                   capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
             if proc.returncode != 0:

@@ -84,6 +84,27 @@ def test_clean_gap_passes_after_the_cheap_pass():
     assert acc.identifiable and acc.rel_gap == pytest.approx((S[0] - S[1]) / S[0], rel=1e-4)
 
 
+def test_the_cheap_pass_stops_early_on_a_clear_gap_and_not_on_a_slow_one(monkeypatch):
+    """The bound is checked once, after two power iterations: a clear gap (s1/s2 = 3) stops there
+    within the tolerance; a slow one (s1/s2 = 1.05) runs all four (and the guard goes on)."""
+    from rankedit.core import guarded_svd
+
+    clear, slow = planted(1536, 1024, ratio=3.0, alpha=0.5), planted(1536, 1024, ratio=1.05, alpha=0.05)
+    qrs = []
+    real_qr = torch.linalg.qr
+    monkeypatch.setattr(guarded_svd.torch.linalg, "qr", lambda a, *x, **k: qrs.append(a.shape) or real_qr(a, *x, **k))
+    svd, acc = guarded_top_k(clear, 1, n_iter=POWER_ITERS)
+    assert len(qrs) == 1 + 2 * guarded_svd.EARLY_CHECK and acc.method == "randomized" and acc.edit_error <= 1e-3
+    U, S, Vh = np.linalg.svd(clear.double().numpy(), full_matrices=False)
+    got = ((svd.U * svd.S) @ svd.V.T).double().numpy()
+    assert rel(got, S[0] * np.outer(U[:, 0], Vh[0])) <= acc.edit_error
+    qrs.clear()
+    guarded_svd._cheap_pass(slow, 1, 11, POWER_ITERS, 0,
+                            good=lambda r, AV: guarded_svd._estimate(r, AV, 1, (1536, 1024), torch.float32)[0]
+                            <= guarded_svd.TOL)
+    assert len(qrs) == 1 + 2 * POWER_ITERS
+
+
 @pytest.mark.parametrize("k", [2, 5])
 def test_rank_deficient_update(k):
     """Rank 3: for k <= 3 the usual check; for k > 3 the extra directions carry zero weight."""

@@ -6,7 +6,9 @@ direction when the top values are nearly tied and the spectrum decays slowly
 third of its norm). ``guarded_top_k`` therefore checks every answer:
 
 1. the cheap pass (seeded randomized range finder, QR-stabilised power
-   iterations, Rayleigh-Ritz on the block, in the matrix's dtype);
+   iterations, Rayleigh-Ritz on the block, in the matrix's dtype); the bound
+   of step 2 is checked once after two of its four iterations, and a clear gap
+   stops there;
 2. an a posteriori bound on the angle between the computed and the exact top-k
    subspaces, from Wedin's sin-theta theorem in residual form:
    ``||sin Θ||_F <= ||A V_k - U_k S_k||_F / (s_k - s_{k+1})`` (the other residual,
@@ -35,6 +37,7 @@ no weight in any reconstruction and are left out of the bound.
 from __future__ import annotations
 
 import math
+from typing import Callable
 from dataclasses import dataclass
 
 import torch
@@ -93,14 +96,29 @@ def _result(r: SVD, k: int, err: float, gap: float, method: str, dtype: torch.dt
     return svd, Accuracy(err, gap, gap >= GAP_TOL, method)
 
 
-def _cheap_pass(A: torch.Tensor, k: int, p: int, n_iter: int, seed: int) -> tuple[torch.Tensor, SVD, torch.Tensor]:
-    """Randomized range finder with power iterations: (Q, Ritz triplets, A @ V[:, :k+1])."""
+EARLY_CHECK = 2  # power iterations after which the bound is checked once: a clear gap has converged by then
+
+
+def _cheap_pass(A: torch.Tensor, k: int, p: int, n_iter: int, seed: int,
+                good: Callable[[SVD, torch.Tensor], bool] | None = None) -> tuple[torch.Tensor, SVD, torch.Tensor]:
+    """Randomized range finder with power iterations: (Q, Ritz triplets, A @ V[:, :k+1]).
+
+    ``good(ritz, AV)``: asked once, after ``EARLY_CHECK`` iterations; when it says the
+    answer already meets the tolerance, the remaining iterations are skipped (a check
+    costs about half an iteration; on an RL-like update it saves two of the four)."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     omega = torch.randn(A.shape[1], p, generator=gen, dtype=A.dtype).to(A.device)
     Q, _ = torch.linalg.qr(A @ omega)
-    for _ in range(n_iter):
-        Z, _ = torch.linalg.qr(A.T @ Q)
+    for i in range(n_iter):
+        # Aᵀ Q as (Qᵀ A)ᵀ: QR's Q is column-major, and Aᵀ times it takes BLAS's slow path
+        # (95 ms against 2.7 ms for a 4864 x 896 A and 11 columns, one thread)
+        Z, _ = torch.linalg.qr((Q.T @ A).T)
         Q, _ = torch.linalg.qr(A @ Z)
+        if good is not None and i + 1 == EARLY_CHECK < n_iter:
+            r = _ritz(A, Q, Q.T @ A)
+            AV = A @ r.V[:, : k + 1]
+            if good(r, AV):
+                return Q, r, AV
     r = _ritz(A, Q, Q.T @ A)
     return Q, r, A @ r.V[:, : k + 1]
 
@@ -110,7 +128,7 @@ def _krylov(A: torch.Tensor, Q0: torch.Tensor, k: int, tol: float, max_blocks: i
     blocks, Ms = [Q0], []
     shape = tuple(A.shape)
     for _ in range(max_blocks):
-        Ms.append(A.T @ blocks[-1])  # Kᵀ A, one block row at a time: no pass over the whole basis
+        Ms.append((blocks[-1].T @ A).T)  # Kᵀ A, one block row at a time (as (Qᵀ A)ᵀ: see _cheap_pass)
         K = torch.cat(blocks, 1)
         r = _ritz(A, K, torch.cat(Ms, 1).T)
         j = min(k + 1, r.S.numel())
@@ -152,7 +170,8 @@ def guarded_top_k(A: torch.Tensor, k: int, *, seed: int = 0, oversample: int = 1
         raise ValueError(f"k={k} is outside 1..{min(m, n)} for a matrix of shape {(m, n)}")
     in_dtype = A.dtype
     p = min(k + oversample, min(m, n))
-    Q, r, AV = _cheap_pass(A, k, p, n_iter, seed)
+    Q, r, AV = _cheap_pass(A, k, p, n_iter, seed,
+                           good=lambda r, AV: _estimate(r, AV, k, (m, n), in_dtype)[0] <= tol)
     err, gap = _estimate(r, AV, k, (m, n), in_dtype)
     if err <= tol:
         return _result(r, k, err, gap, "randomized", in_dtype)

@@ -41,7 +41,7 @@ def randomized_svd(A: torch.Tensor, k: int, oversample: int | None = None, n_ite
     omega = torch.randn(n, p, generator=gen, dtype=A.dtype).to(A.device)
     Q, _ = torch.linalg.qr(A @ omega)
     for _ in range(n_iter):
-        Z, _ = torch.linalg.qr(A.T @ Q)
+        Z, _ = torch.linalg.qr((Q.T @ A).T)  # Aᵀ Q, fast: see guarded_svd._cheap_pass
         Q, _ = torch.linalg.qr(A @ Z)
     B = Q.T @ A  # (p, n)
     Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
