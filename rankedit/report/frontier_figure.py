@@ -21,9 +21,10 @@ _SPREAD = 1.07  # sideways factor between edits of (nearly) equal size on the lo
 
 def _colours(rows: Sequence[dict]) -> dict[str, tuple]:
     """Edit -> colour: one per edit that is not a control; a control shares its edit's."""
-    cmap = plt.get_cmap("tab10")
-    names = [r["edit"] for r in rows if not r["control"]]
-    own = {n: cmap(i % 10) for i, n in enumerate(dict.fromkeys(names))}
+    names = list(dict.fromkeys(r["edit"] for r in rows if not r["control"]))
+    # tab10 while it suffices; beyond ten edits tab20, so that no two edits share a colour up to twenty
+    cmap, n = (plt.get_cmap("tab10"), 10) if len(names) <= 10 else (plt.get_cmap("tab20"), 20)
+    own = {name: cmap(i % n) for i, name in enumerate(names)}
     return {r["edit"]: own.get(r["control_of"], (0.5, 0.5, 0.5, 1.0)) if r["control"] else own[r["edit"]]
             for r in rows}
 
