@@ -160,7 +160,7 @@ def test_behaviour_plan_parses_with_its_sampled_profile():
     plan = load_plan(Path(__file__).parents[1] / "examples" / "organism-behaviour.yaml")
     s = plan.score
     assert (s.samples, s.temperature, s.top_p, s.seed) == (32, 1.0, 1.0, 0) and plan.organism is not None
-    assert [e.name for e in plan.edits] == ["rank1", "rank1-random"]
+    assert [e.name for e in plan.edits] == ["rank1", "rank1-random", "sft-rank1"] and plan.kl is not None
     check_tasks(plan)
     bad = plan.model_copy(update={"score": s.model_copy(update={"profile": "avg16"})})
     with pytest.raises(RankeditError, match="unknown scoring profile 'avg16'"):
