@@ -32,7 +32,7 @@ def test_apply_writes_the_edited_checkpoint(tiny_pair, artifact, tmp_path, capsy
 
 def test_help_has_an_example(capsys):
     code, out, _ = run_cli(["apply", "--help"], capsys)
-    assert code == 0 and "Example:" in out and "rankedit apply" in out
+    assert code == 0 and "Examples:" in out and "rankedit apply" in out
 
 
 def _damaged_copy(artifact, tmp_path, how):
@@ -94,3 +94,15 @@ def test_edit_artifact_then_apply_gives_the_edit_s_checkpoint_byte_for_byte(tiny
     applied, built = Checkpoint(tmp_path / "applied"), Checkpoint(tmp_path / "built")
     assert applied.names == built.names
     assert all(applied.get(n).equal(built.get(n)) for n in built.names)
+
+
+def test_apply_overwrite_replaces_a_users_folder_only_when_asked(tiny_pair, artifact, tmp_path, capsys):
+    """The refusal names --overwrite, and --overwrite exists (it did not)."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = run_cli(["apply", artifact, tiny_pair[0], "-o", out, "--quiet"], capsys)
+    assert code == 1 and "--overwrite" in err and (out / "notes.txt").read_text() == "mine"
+    code, _, err = run_cli(["apply", artifact, tiny_pair[0], "-o", out, "--quiet", "--overwrite"], capsys)
+    assert code == 0, err
+    assert (out / "config.json").is_file() and not (out / "notes.txt").exists()

@@ -127,3 +127,18 @@ def test_a_negative_zero_delta_keeps_its_sign_bit():
     parts, _ = fmt.encode_sign(delta, (1, 1))
     back = fmt.decode_sign(torch.tensor([[-0.0, -0.0], [1.0, -0.0]]), parts)
     assert torch.equal(torch.signbit(back), torch.tensor([[True, False], [False, True]]))
+
+
+@pytest.mark.parametrize("method,params", [("rank-auto", {"energy": 0.5}), ("rank-k", {"k": 2, "multiplier": 1.5}),
+                                           ("sub-rank-1", {})])
+def test_low_rank_artifacts_of_a_bf16_base_rebuild_the_build_bit_for_bit(bf16_pair, tmp_path, method, params):
+    """The factors are stored in float32, the precision the edit computed them in: W0 + B A then lands on
+    the build's very bf16 weights (factors rounded to bf16 missed them by a bf16 step), and the bytes
+    on disk are the record's float32 count."""
+    ref, art, got = _round_trip(bf16_pair, method, params, tmp_path)
+    assert art["kind"] == "peft-lora"
+    r, g = Checkpoint(ref), Checkpoint(got)
+    assert r.names == g.names and all(torch.equal(r.get(n), g.get(n)) for n in r.names)
+    summary = read_manifest(ref)["summary"]
+    assert (art["stored_bytes"], art["stored_params"]) == (summary["stored_bytes"], summary["stored_params"])
+    assert art["stored_bytes"] == 4 * art["stored_params"]

@@ -179,7 +179,7 @@ def test_compress_resumes_after_an_interrupt(planted, monkeypatch):
 
 def test_compress_bad_input_is_one_line_and_writes_nothing(planted, capsys, tmp_path):
     root, base, tuned, task = planted
-    for args, msg in [(["--keep", "0"], "--keep must be"), ([], "give the tasks that hold the gain"),
+    for args, msg in [(["--keep", "0"], "--keep must be"), (["--keep", "1.5"], "--keep must be"), ([], "give the tasks that hold the gain"),
                       (["--family", "rank-k", "--tasks", TASK, "--include-path", task, "--max-candidates", "0"],
                        "--max-candidates must be at least 1")]:
         code, out, err = run_cli(["compress", base, tuned, *args, "-o", tmp_path / "x"], capsys)

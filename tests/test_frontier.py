@@ -55,11 +55,12 @@ def _mats(*densities):
 
 def test_bytes_of_each_family_on_constructed_shapes():
     assert delta_bytes({n: s for n, (s, _) in FACTS.items()}) == 128
-    # rank-k: LoRA factors, k(m+n) values per matrix (the rescale folded into them), 2 bytes each
+    # rank-k: LoRA factors, k(m+n) values per matrix (the rescale folded into them), in float32 (4 bytes
+    # each, for a bf16 base too: bf16 factors would not rebuild the build's weights)
     assert computed_storage("rank-k", {"k": 1, "scale": "norm"}, _mats(None, None), FACTS) == \
-        (1 * 10 * 2 + 1 * 13 * 2, None)
+        (1 * 10 * 4 + 1 * 13 * 4, None)
     assert computed_storage("rank-k", {"k": 2, "as_lora": True}, _mats(None, None), FACTS) == \
-        (2 * 10 * 2 + 2 * 13 * 2, None)
+        (2 * 10 * 4 + 2 * 13 * 4, None)
     # a mask: the density each matrix kept (its manifest entry): the kept values at the dtype's bytes, and
     # their positions as a packed bitmask (1 bit an entry) where that is smaller than int32 indices
     assert computed_storage("mask", {"source": "bf16"}, _mats(0.5, 0.25), FACTS) == ((12 * 2 + 3) + (10 * 2 + 5), None)
@@ -71,7 +72,7 @@ def test_bytes_of_each_family_on_constructed_shapes():
 def test_edit_size_computed_from_the_records():
     size = edit_size("rank-k", {"k": 1, "rest": "base", "seed": 0, "scale": "norm", "as_lora": False},
                      {"energy_kept": 1.0}, _mats(None, None), FACTS)
-    assert size == {"storage_bytes": 46, "delta_bytes": 128, "storage_ratio": 46 / 128,
+    assert size == {"storage_bytes": 92, "delta_bytes": 128, "storage_ratio": 92 / 128,
                     "storage_source": "computed", "storage_reason": None}
     dense = edit_size("scale", {"factor": 1.0}, {}, _mats(None, None), FACTS)
     assert dense["storage_bytes"] == dense["delta_bytes"] == 128 and dense["storage_ratio"] == 1.0

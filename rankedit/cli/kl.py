@@ -41,7 +41,8 @@ def kl(model, base, prompts_file, task, include_paths, organism_task, limit, sam
 
     \b
     Examples:
-      rankedit kl organism/rl organism/base --organism-task --samples 8 --max-tokens 16 -o out/kl
+      ORG=$(rankedit organism build --quiet)
+      rankedit kl $ORG/rl $ORG/base --organism-task --samples 8 --max-tokens 16 -o out/kl
       rankedit kl tuned base --prompts prompts.jsonl --samples 4 --max-tokens 1024 --device cuda -o out/kl
       rankedit kl tuned base --task gsm8k_cot_zeroshot --num-prompts 100 -o out/kl
     """

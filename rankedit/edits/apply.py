@@ -124,9 +124,14 @@ def _keys_of(payload, name: str) -> list[str]:
     return keys
 
 
-def apply_artifact(artifact, base, out, *, device: str = "cpu", progress: bool = True) -> Path:
-    """Apply an artifact folder written by ``write_artifact`` to ``base``; write a full HF safetensors
-    checkpoint to ``out`` (validated finite and complete, as `rankedit edit` checks its output)."""
+def apply_artifact(artifact, base, out, *, device: str = "cpu", progress: bool = True, overwrite: bool = False) -> Path:
+    """Apply an artifact folder to ``base``; write a full HF safetensors checkpoint to ``out``.
+
+    ``artifact``: a folder ``write_artifact`` wrote (what ``rankedit compress`` writes for its winner,
+    or ``rankedit edit METHOD ... --artifact``). The base must be the one it was made from (shapes,
+    dtypes and sha256 are checked first). The output is validated finite and complete, as `rankedit
+    edit` checks its own, before it is renamed into place. ``overwrite``: replace an ``out`` holding
+    files rankedit did not write (they are lost); an earlier rankedit output is replaced anyway."""
     from tqdm.auto import tqdm
 
     from rankedit.edits.build import EXTRA_FILES
@@ -137,7 +142,7 @@ def apply_artifact(artifact, base, out, *, device: str = "cpu", progress: bool =
     rec = read_record(artifact)
     base_ck = Checkpoint(base)
     inputs = [artifact, base_ck.path]
-    check_out(out, OUT_KIND, inputs)  # before the work, not after it
+    check_out(out, OUT_KIND, inputs, overwrite)  # before the work, not after it
     check_base(rec, base_ck, artifact)
     payload = open_payload(rec, artifact)
     check_inputs([base_ck])
@@ -156,7 +161,7 @@ def apply_artifact(artifact, base, out, *, device: str = "cpu", progress: bool =
         return w
 
     sizes = [(n, base_ck.info(n).numel * getattr(torch, base_ck.info(n).dtype).itemsize) for n in base_ck.names]
-    with atomic_dir(out, kind=OUT_KIND, inputs=inputs) as tmp:
+    with atomic_dir(out, kind=OUT_KIND, inputs=inputs, overwrite=overwrite) as tmp:
         write_shards(tmp, sizes, tensor, shard_bytes(checkpoint_bytes(base_ck.path)))
         bar.close()
         for f in (HF_CONFIG, *EXTRA_FILES):

@@ -93,7 +93,11 @@ def _tensor_record(plan: EditPlan, name: str, **layout: Any) -> dict:
 def _write_lora(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
     from rankedit.edits.lora import lora_folder
 
-    facts = lora_folder(plan, tmp, device=device, progress=progress)
+    # factors at the precision the edit computed them in (float32; float64 for a float64 base): rounded
+    # to a bf16 base's dtype, W0 + B A would land a bf16 step away from the build's weights
+    exact = {n: "source" if plan.base.info(n).dtype == "float64" else "float32" for n in plan.matrices}
+    facts = lora_folder(plan, tmp, device=device, progress=progress,
+                        lora_dtype="source" if set(exact.values()) == {"source"} else "float32")
     tensors = {f["name"]: _tensor_record(plan, f["name"], layout="lora") for f in facts}
     stored = sum(f["stored_bytes"] for f in facts)
     head = _head(plan, "peft-lora", tmp / ADAPTER_WEIGHTS, tensors, sum(f["stored_params"] for f in facts), stored)

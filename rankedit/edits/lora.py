@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.edits.manifest import build_manifest, matrix_facts, write_manifest
-from rankedit.edits.storage import MatrixSize
+from rankedit.edits.storage import MatrixSize, Storage
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.files.validate import check_output
@@ -72,7 +72,9 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: 
             B = B * p.multiplier
         dt = _factor_dtype(plan.base.info(name).dtype, lora_dtype)
         size = MatrixSize(tuple(x.dw.shape), dt.itemsize, res.density, res.stored_rank)
-        facts = matrix_facts(name, x.dw, res, plan.edit.storage(p, size))
+        cost = plan.edit.storage(p, size)
+        # what this adapter stores: its factors in ``dt`` (the record counts the faithful, float32 ones)
+        facts = matrix_facts(name, x.dw, res, Storage(cost.params, cost.params * dt.itemsize))
         yield name, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
 
 

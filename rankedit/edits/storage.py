@@ -55,9 +55,11 @@ def dense_cost(p, size: MatrixSize) -> Storage:
 
 
 def low_rank(size: MatrixSize, k: int) -> Storage:
-    """LoRA factors B (m x k) and A (k x n), the rescale folded into them (as ``--as-lora`` writes them)."""
+    """LoRA factors B (m x k) and A (k x n), the rescale folded into them, in float32 (float64 for a
+    float64 source): factors rounded to bf16 would rebuild weights a bf16 step away from the build's,
+    so the faithful artifact keeps them at the precision the edit computed them in."""
     m, n = size.shape
-    return Storage(k * (m + n), k * (m + n) * size.itemsize)
+    return Storage(k * (m + n), k * (m + n) * scalar_bytes(size.itemsize))
 
 
 def sparse(size: MatrixSize, density: float) -> Storage:

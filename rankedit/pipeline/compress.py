@@ -186,8 +186,8 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     from rankedit.pipeline.requirements import check_requirements
     from rankedit.pipeline.run import check_tasks
 
-    if not (isinstance(keep, (int, float)) and math.isfinite(keep) and keep > 0):
-        raise RankeditError(f"--keep must be a share of the gain above 0 (0.95 keeps 95%), got {keep}")
+    if not (isinstance(keep, (int, float)) and math.isfinite(keep) and 0 < keep <= 1):
+        raise RankeditError(f"--keep must be a share of the gain in (0, 1] (0.95 keeps 95%), got {keep}")
     if target not in TARGETS:
         raise RankeditError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
     if max_candidates < 1:
