@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from rankedit.core.cache_dir import cache_root
 from rankedit.files.tempfiles import clean_stale, replace_text, temp_prefix
 
-FORMAT = 1  # bump when a record's layout or meaning changes
+FORMAT = 2  # bump when a record's layout or meaning changes (2: LoRA factors counted in float32)
 SIZE_KEYS = ("stored_params", "stored_bytes", "bf16_delta_bytes", "bytes_ratio", "energy_kept",
              "energy_before_rescale", "rescale", "density")
 
