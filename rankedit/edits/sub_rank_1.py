@@ -26,7 +26,7 @@ from pydantic import Field
 from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.edits.rank_k import random_orthonormal
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, generator, register
-from rankedit.edits.storage import MatrixSize, Storage, low_rank
+from rankedit.edits.storage import MatrixSize, Storage, low_rank, scalar_bytes
 
 
 class SubRank1Params(EditParams):
@@ -68,7 +68,7 @@ def _artifact(p: SubRank1Params) -> str:
 
 def sub_rank_1_cost(p: SubRank1Params, size: MatrixSize) -> Storage:
     """dW's own pair is stored (rank-1 factors, c folded in); the base's pair is not: one number."""
-    return low_rank(size, 1) if p.direction == "delta" else Storage(1, size.itemsize)
+    return low_rank(size, 1) if p.direction == "delta" else Storage(1, scalar_bytes(size.itemsize))
 
 
 def _describe(p: SubRank1Params, on: str = "") -> str:
