@@ -149,6 +149,8 @@ def test_cli_bad_input_is_one_error_line(run, tmp_path, capsys):
         ([*cks[:2], str(tmp_path / "nope"), "--steps", "10,20,30"], "nope"),
         (["--run-dir", str(tmp_path / "missing")], "no such directory"),
         ([*cks, "--steps", "10,x,30"], "integers"),
+        ([], "neither was given"),
+        ([*cks, "--steps", "10,20,30", "--run-dir", str(run_dir)], "not both"),
     ]
     for args, needle in cases:
         code, err = cli(["trajectory", str(base), *args, "-o", str(tmp_path / "o"), "--quiet"], capsys)

@@ -106,7 +106,8 @@ def trajectory(
     PNG figures atomically, under the policy of ``rankedit.files.outdir``.
     """
     if (run_dir is None) == (not checkpoints):
-        raise RankeditError("give either CHECKPOINTS... with --steps, or --run-dir (not both)")
+        raise RankeditError("give either CHECKPOINTS... with --steps, or --run-dir " + (
+            "(not both)" if run_dir is not None else "(neither was given)"))
     if run_dir is not None:
         if steps is not None:
             raise RankeditError("--run-dir takes the steps from the folder names; do not give --steps")
