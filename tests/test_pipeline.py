@@ -237,7 +237,8 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
     shapes = [base.info(n).shape for n in names]
     fr = {f["edit"]: f for f in report["frontier"]}
     assert fr["whole"]["storage_bytes"] == fr["none"]["storage_bytes"] == 2 * sum(m * n for m, n in shapes)
-    assert 2 * sum(m + n for m, n in shapes) <= fr["rank1"]["storage_bytes"] <= 2 * sum(m + n + 1 for m, n in shapes)
+    # rank-1 LoRA factors in float32 (4 bytes a value, a bf16 base too)
+    assert 4 * sum(m + n for m, n in shapes) <= fr["rank1"]["storage_bytes"] <= 4 * sum(m + n + 1 for m, n in shapes)
     assert fr["whole"]["storage_ratio"] == 1.0
     # none (R = 0) is as large as whole (R = 1): dominated; rank1 is the smallest: on the frontier
     assert (fr["none"]["pareto"], fr["rank1"]["pareto"]) == (False, True)
