@@ -81,21 +81,28 @@ def fill_accuracies(e: EditSpec, params: dict, models: Models) -> None:
                             "so alpharl has no line to fit; widen 'checkpoints' or score more problems")
 
 
-def relative_weight_error(base: str, final: str, edited: str) -> float:
-    """‖W_edit − W_T‖_F / ‖W_T − W_0‖_F over the 2-D attention and MLP matrices, one matrix at a time."""
+def relative_weight_errors(base: str, final: str, edited: list[str]) -> list[float]:
+    """‖W_edit − W_T‖_F / ‖W_T − W_0‖_F for each edited checkpoint, over the 2-D attention and MLP
+    matrices: one pass, W_0 and W_T read once per matrix whatever the number of edits."""
     from rankedit.core.modules import classify
     from rankedit.files.checkpoint import Checkpoint
 
-    ck0, ckt, cke = Checkpoint(base), Checkpoint(final), Checkpoint(edited)
-    num = den = 0.0
+    ck0, ckt, cks = Checkpoint(base), Checkpoint(final), [Checkpoint(p) for p in edited]
+    num, den = [0.0] * len(cks), 0.0
     for name in ck0.names:
         shape = ck0.info(name).shape
         if len(shape) != 2 or not classify(name, tuple(shape), ck0.model_type).is_matrix:
             continue
         wt = ckt.get(name).double()
-        num += float((cke.get(name).double() - wt).pow(2).sum())
         den += float((wt - ck0.get(name).double()).pow(2).sum())
-    return math.sqrt(num / den) if den > 0 else math.nan
+        for i, ck in enumerate(cks):
+            num[i] += float((ck.get(name).double() - wt).pow(2).sum())
+    return [math.sqrt(n / den) if den > 0 else math.nan for n in num]
+
+
+def relative_weight_error(base: str, final: str, edited: str) -> float:
+    """``relative_weight_errors`` of one edited checkpoint."""
+    return relative_weight_errors(base, final, [edited])[0]
 
 
 def early_stop_block(plan: Plan, models: Models, edits: dict[str, dict], rows: list[dict]) -> dict | None:
@@ -105,11 +112,15 @@ def early_stop_block(plan: Plan, models: Models, edits: dict[str, dict], rows: l
     sweep = [e for e in plan.edits if e.method == EXTRAPOLATE]
     if not sweep:
         return None
+    errors = {}
+    for of in dict.fromkeys(e.of for e in sweep):  # one pass per run the edits extrapolate
+        mine = [e for e in sweep if e.of == of]
+        errors.update(zip((e.name for e in mine), relative_weight_errors(
+            models.base, models.run(of)[0], [edits[e.name]["path"] for e in mine])))
     out = []
     for e in sweep:
         params = edits[e.name]["params"]
-        final, _ = models.run(e.of)
-        err = relative_weight_error(models.base, final, edits[e.name]["path"])
+        err = errors[e.name]
         out.append({"edit": e.name, "mode": "rank1-step" if params["mode"] == "rank1" else params["mode"],
                     "of": e.of, "f": e.checkpoints or DEFAULT_EXTRAPOLATE_FRACTION,
                     "window_end": params["steps"][-1], "target_step": params.get("target_step"),
