@@ -295,10 +295,12 @@ def main(argv=None) -> None:
     ap.add_argument("--trajectory", type=Path, help="the report.json of examples/organism-trajectory.yaml")
     ap.add_argument("--write", action="store_true", help="replace the section(s) in README.md and keep the reports")
     a = ap.parse_args(argv)
-    for given, render_it, begin, end, doc in (
+    sections = (
+            (a.frontier, render_frontier, FRONTIER_BEGIN, FRONTIER_END, "organism-frontier.json"),
             (a.behaviour, render_behaviour, BEHAVIOUR_BEGIN, BEHAVIOUR_END, "organism-behaviour.json"),
             (a.compress, render_compress, COMPRESS_BEGIN, COMPRESS_END, "organism-compress.json"),
-            (a.trajectory, render_trajectory, TRAJECTORY_BEGIN, TRAJECTORY_END, "organism-trajectory.json")):
+            (a.trajectory, render_trajectory, TRAJECTORY_BEGIN, TRAJECTORY_END, "organism-trajectory.json"))
+    for given, render_it, begin, end, doc in sections:
         if given:
             section = render_it(json.loads(given.read_text()))
             if not a.write:
@@ -308,19 +310,9 @@ def main(argv=None) -> None:
                 readme.write_text(replace_section(readme.read_text(), section, begin, end))
                 shutil.copyfile(given, ROOT / "docs" / doc)
                 print(f"README.md {doc.removesuffix('.json')} written from {given}", file=sys.stderr)
-    if a.frontier:
-        report = json.loads(a.frontier.read_text())
-        section = render_frontier(report)
-        if not a.write:
-            print(section)
-        else:
-            readme = ROOT / "README.md"
-            readme.write_text(replace_section(readme.read_text(), section, FRONTIER_BEGIN, FRONTIER_END))
-            shutil.copyfile(a.frontier, ROOT / "docs" / "organism-frontier.json")
-            print(f"README.md frontier written from {a.frontier}", file=sys.stderr)
     if not a.report:
-        if not (a.frontier or a.behaviour or a.compress or a.trajectory):
-            ap.error("give the study's report.json, --frontier, --behaviour, or several")
+        if not any(given for given, *_ in sections):
+            ap.error("give the study's report.json, --frontier, --compress, --trajectory, --behaviour, or several")
         return
     report = json.loads(a.report.read_text())
     demo = json.loads(a.demo.read_text()) if a.demo else None
