@@ -55,7 +55,7 @@ def max_tokens(plan: Plan) -> int:
 
 def run_kl(plan: Plan, models: Models, edits: dict[str, dict], quiet: bool = False) -> dict:
     """{"settings": ..., "models": label -> the KL estimates of that model from the base (or {"error": why})}."""
-    from rankedit.scoring.kl import kl
+    from rankedit.scoring.kl import base_model, kl
 
     spec = plan.kl
     labels = model_labels(plan, models, edits)
@@ -71,6 +71,7 @@ def run_kl(plan: Plan, models: Models, edits: dict[str, dict], quiet: bool = Fal
             out[label] = {"error": str(e).splitlines()[0] if str(e) else type(e).__name__}
             continue
         out[label] = {k: doc[k] for k in KEPT}
+    base_model.cache_clear()  # loaded once for every model above; not kept past the stage
     settings = {"samples": spec.samples, "prompts": len(prompts), "max_tokens": max_tokens(plan), "seed": spec.seed,
                 "dtype": spec.dtype, "temperature": 1.0}
     return {"settings": settings, "models": out}

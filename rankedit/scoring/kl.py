@@ -21,6 +21,7 @@ batch size, dtype, device type) or the intervals (n_boot).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -52,6 +53,13 @@ def load_model(path: Path, device: str, dtype: str):
     with quiet_transformers():  # no load report or bars: the command prints its own lines
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
     return model.to(device).eval()
+
+
+@functools.lru_cache(maxsize=1)
+def base_model(path: str, device: str, dtype: str):
+    """The base, loaded once for several models measured against it in one process (a plan's KL stage);
+    ``base_model.cache_clear()`` lets it go."""
+    return load_model(Path(path), device, dtype)
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -118,7 +126,7 @@ def estimate(model_path: Path, base_path: Path, prompts: list[str], samples: int
     ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
     if not all(ids):
         raise RankeditError("a prompt tokenises to no tokens")
-    model, base = load_model(model_path, device, dtype), load_model(base_path, device, dtype)
+    model, base = load_model(model_path, device, dtype), base_model(str(base_path), device, dtype)
     limit = getattr(model.config, "max_position_embeddings", None)
     longest = max(map(len, ids))
     if limit and longest + max_tokens > limit:
