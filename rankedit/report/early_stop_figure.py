@@ -36,7 +36,12 @@ def early_stop_plot(block: dict, path: Path) -> Path | None:
     keep = block.get("speedup", {}).get("keep")
     if keep is not None:
         axes[1].axhline(keep, color="#b22222", lw=0.8, ls=":", label=f"{keep:.0%} of the gain")
-    axes[1].legend(fontsize=8, loc="best")
+    if not any(e["retention"] is not None for e in rows):  # say why the panel is empty
+        axes[1].text(0.5, 0.5, "retention undefined:\nthe run's own gain is not significant",
+                     transform=axes[1].transAxes, ha="center", va="center", fontsize=9, color="#555555")
+    for ax in axes:  # the modes in the left panel's legend (it always has points), the threshold in the right's
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="best")
     fig.suptitle("Early stopping by extrapolation")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
