@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rankedit.scoring import across_runs as ar
-from rankedit.scoring.retention import Interval
+from rankedit.scoring.retention import Interval, retention
 
 
 def _run(r: float, n: int = 40):
@@ -46,6 +46,41 @@ def test_evaluation_noise_widens_the_interval_beyond_the_per_run_spread():
     assert res.defined and min(res.per_run) > 0.2 and max(res.per_run) < 0.8
     assert res.ci_low < min(res.per_run) and res.ci_high > max(res.per_run)
     assert ar.hierarchical_retention(runs, n_boot=2000) == res  # seeded
+
+
+def test_one_run_interval_is_the_mixture_of_the_runs():
+    # Without evaluation noise each replicate's value is its drawn run's R: a mixture with mass 1/3 at
+    # each of 0.2, 0.5, 0.8, so the 2.5th and 97.5th percentiles are exactly 0.2 and 0.8.
+    res = ar.hierarchical_retention([_run(0.2), _run(0.5), _run(0.8)], n_boot=4000, seed=3)
+    assert (res.one_low, res.one_high) == pytest.approx((0.2, 0.8))
+    same = ar.hierarchical_retention([_run(0.5)] * 3, n_boot=500)
+    assert (same.one_low, same.one_high) == pytest.approx((0.5, 0.5))
+
+
+def test_one_run_interval_holds_a_single_outlying_run_the_mean_interval_does_not():
+    # Nine runs at 0.5 and one at 0.9: one run in ten lands at 0.9 (10% > 2.5%), so the one-run
+    # interval is exactly [0.5, 0.9]; the mean of ten draws reaches 0.9 only if all ten are the outlier.
+    runs = [_run(0.5)] * 9 + [_run(0.9)]
+    res = ar.hierarchical_retention(runs, n_boot=4000, seed=1)
+    assert (res.one_low, res.one_high) == pytest.approx((0.5, 0.9))
+    assert res.ci_high < 0.7 and not res.ci_low <= 0.9 <= res.ci_high
+
+
+def test_one_run_interval_of_a_single_run_is_its_own_bootstrap():
+    rng = np.random.default_rng(5)
+    b = rng.integers(0, 2, 400).astype(float)
+    t = np.maximum(b, rng.integers(0, 2, 400))
+    e = np.where(rng.random(400) < 0.5, t, b)
+    one = ar.hierarchical_retention([(b, t, e)], n_boot=4000)
+    own = retention(b, t, e, n_boot=4000)  # that run's own paired bootstrap (another generator)
+    assert one.one_low == pytest.approx(own.ci_low, abs=0.03) and one.one_high == pytest.approx(own.ci_high, abs=0.03)
+    assert one.one_low < one.per_run[0] < one.one_high
+
+
+def test_one_run_interval_of_a_difference():
+    runs = [(np.zeros(30), np.full(30, g)) for g in (0.1, 0.1, 0.1, 0.3)]  # gains of 10, 10, 10 and 30 points
+    res = ar.hierarchical_difference(runs, n_boot=4000)
+    assert (res.one_low, res.one_high) == pytest.approx((0.1, 0.3))
 
 
 def test_undefined_in_one_run_makes_the_mean_undefined():

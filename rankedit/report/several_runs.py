@@ -18,6 +18,8 @@ from rankedit.report.rows import COMPARE_METRICS, REFERENCE_LABELS, per_sample
 
 CI_METHOD = ("hierarchical bootstrap: runs resampled with replacement, then problems within each drawn run "
              "(paired across base, tuned and edit); 95% percentile interval")
+ONE_RUN_METHOD = ("one-run interval: each replicate draws one run, then its problems with replacement, and takes "
+                  "that run's value; 95% percentile interval of this mixture, where a single run of the recipe lands")
 
 
 def _num(x):
@@ -39,7 +41,8 @@ def _triples(results: Mapping[str, Any], task: str, labels: tuple[str, ...]) -> 
 
 def _summary(x: ar.AcrossRuns, per_run: dict) -> dict:
     return {"mean": _num(x.mean), "ci_low": _num(x.ci_low), "ci_high": _num(x.ci_high), "t_low": _num(x.t_low),
-            "t_high": _num(x.t_high), "defined": x.defined, "reason": x.reason, "n_runs": x.n_runs,
+            "t_high": _num(x.t_high), "one_run_low": _num(x.one_low), "one_run_high": _num(x.one_high),
+            "defined": x.defined, "reason": x.reason, "n_runs": x.n_runs,
             "per_run": per_run}
 
 
@@ -156,6 +159,7 @@ def across_report(plan, reports: Mapping[str, dict], results: Mapping[str, Any],
         "control_tasks": first["control_tasks"],
         "metrics": first["metrics"],
         "ci_method": CI_METHOD,
+        "one_run_method": ONE_RUN_METHOD,
         "edits": [{k: e[k] for k in ("name", "method", "of", "control_of", "keeps")} for e in edits],
         "rows": rows,
         "frontier": across_frontier_rows(edits, rows, reports),
@@ -175,6 +179,12 @@ def _iv(v, lo, hi, pct: bool = False) -> str:
                                                     f" [{lo:.{d}f}, {hi:.{d}f}]")
 
 
+def _span(lo, hi, pct: bool = False) -> str:
+    if lo is None or hi is None:
+        return "–"
+    return f"[{lo * 100:+.1f}, {hi * 100:+.1f}]" if pct else f"[{lo:.2f}, {hi:.2f}]"
+
+
 def markdown_runs(report: dict) -> str:
     runs = list(report["runs"])
     control = set(report["control_tasks"])
@@ -182,7 +192,8 @@ def markdown_runs(report: dict) -> str:
                                                                     for r in runs) + ".", "",
              "Per run: R = (s_edit − s_base) / (s_run − s_base) with its 95% paired-bootstrap interval over the "
              "problems. Mean over runs: R̄ with a 95% interval from a " + report["ci_method"] + "; the t-interval "
-             "over the per-run R is given beside it. Forgetting (control tasks) is s − s_base in points.", ""]
+             "over the per-run R is given beside it, and the one-run interval (where a single run lands: "
+             "one run drawn, then its problems). Forgetting (control tasks) is s − s_base in points.", ""]
     refs = [r for r in report["references"]]
     if refs:
         lines += ["## Gains of the tuned runs over base", "", "| model | task | " + " | ".join(runs) + " | mean [95%] |",
@@ -195,8 +206,8 @@ def markdown_runs(report: dict) -> str:
     for task in report["tasks"]:
         is_control = task in control
         lines += ["", f"## {'Forgetting on' if is_control else 'Retention on'} {task}", "",
-                  "| edit | keeps | " + " | ".join(runs) + " | mean [hierarchical 95%] | t-interval |",
-                  "|---|---|" + "---|" * (len(runs) + 2)]
+                  "| edit | keeps | " + " | ".join(runs) + " | mean [hierarchical 95%] | t-interval | one run lands in |",
+                  "|---|---|" + "---|" * (len(runs) + 3)]
         for r in report["rows"]:
             if r["task"] != task:
                 continue
@@ -206,8 +217,9 @@ def markdown_runs(report: dict) -> str:
                          r["per_run"].get(n, {}).get("ci_high"), pct=is_control) for n in runs]
             mean = _iv(r["mean"], r["ci_low"], r["ci_high"], pct=is_control) if r["defined"] else "undefined"
             t = _iv(r["mean"], r["t_low"], r["t_high"], pct=is_control) if r["t_low"] is not None else "–"
+            one = _span(r.get("one_run_low"), r.get("one_run_high"), pct=is_control) if r["defined"] else "–"
             name = r["edit"] + (f" (control of {r['control_of']})" if r["control_of"] else "")
-            lines.append(f"| {name} | {r['keeps']} | " + " | ".join(cells) + f" | {mean} | {t} |")
+            lines.append(f"| {name} | {r['keeps']} | " + " | ".join(cells) + f" | {mean} | {t} | {one} |")
     if report["conclusions"]:
         lines += ["", "## What holds in every run", "",
                   "A claim holds in a run when that run's 95% paired-bootstrap interval excludes the compared value.",

@@ -13,6 +13,12 @@ training seeds"):
 - the **t-interval** over the per-run point estimates R_r (R ≥ 3), which
   ignores evaluation noise and assumes normal run-to-run variation.
 
+Both are about the *mean*. Where *one* run of the recipe lands (a new seed,
+scored the same way) is a wider interval: the **one-run interval**, the
+percentiles of a mixture in which each replicate draws one run, then that
+run's problems with replacement, and takes that run's R. A single seed's R
+(``make demo`` is seed 0) belongs inside it, not inside the mean's interval.
+
 "Holds in every run" means: the per-run paired-bootstrap interval of the
 compared quantity excludes the compared value, on the same side, in all R runs.
 """
@@ -45,6 +51,8 @@ class AcrossRuns:
     n_runs: int
     defined: bool
     reason: str | None
+    one_low: float = math.nan  # one-run interval: where a single run's value lands
+    one_high: float = math.nan
 
 
 def _arrays(runs: Sequence[Triple]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -86,7 +94,8 @@ def hierarchical_retention(runs: Sequence[Triple], per_run_defined: Sequence[boo
         return AcrossRuns(math.nan, math.nan, math.nan, math.nan, math.nan, per_run, len(diffs), False, reason)
     lo, hi = _two_level(diffs, n_boot, seed, alpha)
     t_lo, t_hi = t_interval(per_run, alpha)
-    return AcrossRuns(float(np.mean(per_run)), lo, hi, t_lo, t_hi, per_run, len(diffs), True, None)
+    return AcrossRuns(float(np.mean(per_run)), lo, hi, t_lo, t_hi, per_run, len(diffs), True, None,
+                      *_one_run(diffs, n_boot, seed, alpha))
 
 
 def hierarchical_difference(runs: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
@@ -103,7 +112,35 @@ def hierarchical_difference(runs: Sequence[tuple[Sequence[float], Sequence[float
     per_run = tuple(float(d.mean()) for _, d in diffs)
     lo, hi = _two_level(diffs, n_boot, seed, alpha)
     t_lo, t_hi = t_interval(per_run, alpha)
-    return AcrossRuns(float(np.mean(per_run)), lo, hi, t_lo, t_hi, per_run, len(diffs), True, None)
+    return AcrossRuns(float(np.mean(per_run)), lo, hi, t_lo, t_hi, per_run, len(diffs), True, None,
+                      *_one_run(diffs, n_boot, seed, alpha))
+
+
+def _ratio_of_means(num: np.ndarray, den: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
+    """Per row of ``idx``: mean(num[idx]) / mean(den[idx]) (NaN where the denominator is 0), or mean(num[idx])."""
+    mn = num[idx].mean(axis=1)
+    if den is None:
+        return mn
+    md = den[idx].mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(md != 0, mn / np.where(md != 0, md, 1.0), np.nan)
+
+
+def _one_run(diffs: list[tuple[np.ndarray | None, np.ndarray]], n_boot: int, seed: int,
+             alpha: float) -> tuple[float, float]:
+    """Percentile interval of one run's value: each replicate draws one run, then its problems with replacement.
+
+    An equal mixture of the runs' own bootstrap distributions; a separate
+    generator (seed + 1) so the mean's interval is unchanged by it.
+    """
+    rng = np.random.default_rng(seed + 1)
+    picks = rng.integers(0, len(diffs), size=n_boot)
+    reps = np.empty(n_boot)
+    for r, (den, num) in enumerate(diffs):
+        rows = np.flatnonzero(picks == r)
+        if rows.size:
+            reps[rows] = _ratio_of_means(num, den, rng.integers(0, num.size, size=(rows.size, num.size)))
+    return ev.percentiles(reps, alpha)
 
 
 def _two_level(diffs: list[tuple[np.ndarray | None, np.ndarray]], n_boot: int, seed: int,
@@ -123,14 +160,7 @@ def _two_level(diffs: list[tuple[np.ndarray | None, np.ndarray]], n_boot: int, s
             if rows.size == 0:
                 continue
             den, num = diffs[r]
-            idx = rng.integers(0, num.size, size=(rows.size, num.size))
-            mn = num[idx].mean(axis=1)
-            if den is None:
-                reps[rows, j] = mn
-                continue
-            md = den[idx].mean(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                reps[rows, j] = np.where(md != 0, mn / np.where(md != 0, md, 1.0), np.nan)
+            reps[rows, j] = _ratio_of_means(num, den, rng.integers(0, num.size, size=(rows.size, num.size)))
     return ev.percentiles(reps.mean(axis=1), alpha)
 
 
