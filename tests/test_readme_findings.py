@@ -67,3 +67,18 @@ def test_the_readme_trajectory_section_is_the_early_stopping_report_rendered():
     report = json.loads((ROOT / "docs" / "organism-trajectory.json").read_text())
     assert {r["f"] for r in report["early_stop"]["rows"]} == {0.2, 0.4, 0.6, 0.8}
     assert findings.render_trajectory(report) in (ROOT / "README.md").read_text()
+
+
+def test_the_demo_is_seed_0_of_the_study_and_lands_inside_the_one_seed_interval():
+    study = json.loads((ROOT / "docs" / "organism-study.json").read_text())
+    demo = json.loads((ROOT / "docs" / "organism-demo.json").read_text())
+    assert demo["plan"]["organism"]["seed"] == 0 and demo["plan"]["score"] == study["plan"]["score"]
+    task = next(t for t in study["tasks"] if t not in study["control_tasks"])
+    demo_r = {r["edit"]: r["retention"] for r in demo["rows"] if r["task"] == task}
+    rows = [r for r in study["rows"] if r["task"] == task]
+    assert len(rows) == len(demo_r) == len(study["edits"])
+    for r in rows:
+        assert demo_r[r["edit"]] == r["per_run"]["seed0"]["retention"], r["edit"]
+        assert r["one_run_low"] <= demo_r[r["edit"]] <= r["one_run_high"], r["edit"]
+        # the one-seed interval is at least as wide as the mean's: one seed keeps its own training noise
+        assert r["one_run_low"] <= r["ci_low"] + 0.02 and r["one_run_high"] >= r["ci_high"] - 0.02, r["edit"]
