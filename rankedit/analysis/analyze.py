@@ -25,7 +25,7 @@ from rankedit.analysis.metrics import SCALAR_METRICS
 from rankedit.core.masks import bf16_unchanged, count
 from rankedit.core.modules import as_linear, classify
 from rankedit.files.outdir import check_out
-from rankedit.core.threads import hot_path_threads
+from rankedit.core.threads import hot_path_threads, matrices_at_once, ordered_map
 from rankedit.files.validate import check_inputs
 from rankedit.core.names import ANALYSIS_METRICS, ANALYSIS_SUMMARY
 
@@ -101,10 +101,15 @@ def analyze(
                   k=k, alpha=alpha, atol=atol, q=q, device=device, modules=modules, model_type=model_type)
     rows: list[dict] = []
     unchanged = total = 0
-    with hot_path_threads("analyze", max(min(ck0.info(n).shape) for n in selected)):
-        for name in _progress(names, progress, "analyze"):
-            u, t, row = _one_tensor(name, ck0, ck1, ck2, infos[name] if name in selected_set else None,
-                                    dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache)
+    short = max(min(ck0.info(n).shape) for n in selected)
+
+    def one(name: str) -> tuple[int, int, dict | None]:
+        return _one_tensor(name, ck0, ck1, ck2, infos[name] if name in selected_set else None,
+                           dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache)
+
+    with hot_path_threads("analyze", short):
+        done = ordered_map(one, names, matrices_at_once("analyze", short, device))
+        for u, t, row in _progress(done, progress, "analyze", total=len(names)):
             unchanged += u
             total += t
             if row is not None:
@@ -147,12 +152,12 @@ def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -
     return [n for n in names if infos[n].is_matrix and len(ck.info(n).shape) == 2]
 
 
-def _progress(items: list, enabled: bool, desc: str) -> Iterable:
+def _progress(items: Iterable, enabled: bool, desc: str, total: int | None = None) -> Iterable:
     if not enabled:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit="tensor", leave=False)
+    return tqdm(items, desc=desc, unit="tensor", leave=False, total=total)
 
 
 # ---- summaries -------------------------------------------------------------------------------

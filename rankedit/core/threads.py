@@ -30,9 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Short-side rows of work per thread: below this a thread's share of the hot path's
 # products is too small to pay for its synchronisation.
@@ -77,3 +82,46 @@ def hot_path_threads(path: str, short_side: int) -> contextlib.AbstractContextMa
     if os.environ.get("OMP_NUM_THREADS"):
         return torch_threads(None)
     return torch_threads(threads_for(path, available_cores(), short_side))
+
+
+def matrices_at_once(path: str, short_side: int, device: str = "cpu") -> int:
+    """How many matrices a hot path works on side by side: 2 where the policy leaves a core idle.
+
+    Why: on 2 cores the policy gives each call one thread, and the other core
+    would sit idle. Two matrices in two Python threads, one OpenMP thread each,
+    use both cores without the barrier spinning that two threads inside one
+    call suffer when the box is shared (no thread waits on the other's
+    progress). Numbers are the same as one at a time: each matrix is computed
+    by the same code on one thread. Two, not more: peak memory holds two
+    matrices' decompositions. One on a GPU (the device is the shared resource)
+    and where the user set ``OMP_NUM_THREADS``.
+    """
+    if device != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+        return 1
+    cores = available_cores()
+    return 2 if cores >= 2 * threads_for(path, cores, short_side) else 1
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``map(fn, items)`` with ``workers`` calls running at once, results in order.
+
+    At most ``workers + 1`` calls are submitted ahead of the consumer, so memory
+    holds a bounded number of results whatever the length of ``items``. An
+    exception from a call is raised at its place in the order; later calls are
+    cancelled.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="rankedit-matrix") as ex:
+        pending: deque = deque()
+        try:
+            for x in items:
+                pending.append(ex.submit(fn, x))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
