@@ -34,6 +34,7 @@ CASES = {
     "task_arithmetic x4": "mergekit task_arithmetic over the same 4 checkpoints (same bytes read as extrapolate)",
     "cli: mergekit-yaml": "whole process: mergekit-yaml with a task_arithmetic config, weight 1",
     "cli: rankedit edit rank-k --k 1": "whole process: rankedit edit rank-k BASE TUNED -o OUT --k 1",
+    # any other "cli: rankedit edit METHOD [OPTIONS]" case runs that command the same way
     "cli: rank-k torch default threads": "the same with OMP_NUM_THREADS = cores (rankedit's policy then stands aside)",
 }
 
@@ -74,8 +75,9 @@ def run_case(case: str, work: Path, out: Path) -> dict:
                        f"models:\n  - model: {t}\n    parameters:\n      weight: 1.0\n")
         return run_cli([str(bindir / "mergekit-yaml"), str(yml), str(out)], case)
     rank_k_cli = [str(bindir / "rankedit"), "edit", "rank-k", str(b), str(t), "-o", str(out), "--k", "1"]
-    if case == "cli: rankedit edit rank-k --k 1":
-        return run_cli(rank_k_cli, case)
+    if case.startswith("cli: rankedit edit "):  # any edit: "cli: rankedit edit METHOD [OPTIONS]"
+        method, *opts = case.removeprefix("cli: rankedit edit ").split()
+        return run_cli([str(bindir / "rankedit"), "edit", method, str(b), str(t), "-o", str(out), *opts], case)
     if case == "cli: rank-k torch default threads":
         import os
 
@@ -96,4 +98,5 @@ def run_case(case: str, work: Path, out: Path) -> dict:
 
 
 if __name__ == "__main__":
-    harness.main(__file__, __doc__, CASES, run_case, reference="task_arithmetic", work_name="bench-edits")
+    harness.main(__file__, __doc__, CASES, run_case, reference="task_arithmetic", work_name="bench-edits",
+                 also_vs="cli: mergekit-yaml")

@@ -143,7 +143,7 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
         return statistics.median(x[key] for x in runs[c])
 
     ref_t, ref_m = med(reference, "wall_s"), med(reference, "peak_rss_mb")
-    rows = [{"case": c, "what": cases[c], "wall_s": med(c, "wall_s"), "peak_rss_mb": med(c, "peak_rss_mb"),
+    rows = [{"case": c, "what": cases.get(c, c), "wall_s": med(c, "wall_s"), "peak_rss_mb": med(c, "peak_rss_mb"),
              "rss_after_imports_mb": med(c, "rss_after_imports_mb"),
              "time_ratio": med(c, "wall_s") / ref_t, "rss_ratio": med(c, "peak_rss_mb") / ref_m} for c in chosen]
     if also_vs:
