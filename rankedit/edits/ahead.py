@@ -9,8 +9,9 @@ the checkpoints itself and runs the same code the mergekit adapter runs on it
 (``rankedit.edits.mergekit_methods.edit_matrix``, one OpenMP thread, so the same
 numbers), up to ``window`` matrices ahead of the graph, in the graph's order
 (mergekit schedules tensors by name). When a matrix comes up, the adapter takes
-its result, or claims the matrix and computes it inline if the worker has not
-started it: the output is the same either way, only the timing differs. A
+its result (waiting if the worker is on it), or computes it inline if the worker
+has not started it, and the worker skips it: both cores compute when the worker
+falls behind. The output is the same either way, only the timing differs. A
 failure in the worker is not reported from there: the adapter recomputes the
 matrix inline, where the error surfaces with mergekit's context.
 """
@@ -34,7 +35,7 @@ class Ahead:
         self._cv = threading.Condition()
         self._claimed: set[str] = set()
         self._ready: dict[str, Any] = {}
-        self._wanted: Optional[str] = None
+        self._started: set[str] = set()  # begun by the worker, or taken over by the caller
         self._stop = False
         self._thread = threading.Thread(target=self._work, name="rankedit-ahead", daemon=True)
 
@@ -49,14 +50,14 @@ class Ahead:
                     return
                 if name in self._claimed:
                     continue
-                # claimed before waiting for room, so the caller never races the worker for the next
-                # matrix; computed at once if the caller is waiting for it (no deadlock when the
-                # caller's order differs and the held results are not the ones it wants yet)
                 self._claimed.add(name)
-                while not self._stop and len(self._ready) >= self._window and self._wanted != name:
+                while not self._stop and len(self._ready) >= self._window and name not in self._started:
                     self._cv.wait()
                 if self._stop:
                     return
+                if name in self._started:  # the caller came to it first and computes it itself
+                    continue
+                self._started.add(name)
             try:
                 out = self._compute(name)
             except BaseException as e:  # noqa: BLE001  (recomputed inline by the caller, which reports it)
@@ -66,18 +67,16 @@ class Ahead:
                 self._cv.notify_all()
 
     def take(self, name: str) -> Optional[Any]:
-        """The worker's result for ``name`` (waiting for it if it is being computed), or None: compute it inline.
-
-        None also claims ``name``, so the worker skips it."""
+        """The worker's result for ``name`` (waiting for it if the worker has begun it), or None: the
+        caller computes it, and the worker skips it."""
         with self._cv:
-            if name not in self._claimed:
-                self._claimed.add(name)
+            self._claimed.add(name)
+            if name not in self._started:  # not begun: computing it here beats waiting for it
+                self._started.add(name)
+                self._cv.notify_all()
                 return None
-            self._wanted = name
-            self._cv.notify_all()
-            while name not in self._ready:
+            while name not in self._ready:  # the worker is on it (it never waits while it computes)
                 self._cv.wait()
-            self._wanted = None
             out = self._ready.pop(name)
             self._cv.notify_all()
         return None if isinstance(out, _Failed) else out
