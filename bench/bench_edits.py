@@ -36,6 +36,7 @@ CASES = {
     "cli: rankedit edit rank-k --k 1": "whole process: rankedit edit rank-k BASE TUNED -o OUT --k 1",
     # any other "cli: rankedit edit METHOD [OPTIONS]" case runs that command the same way
     "cli: rank-k torch default threads": "the same with OMP_NUM_THREADS = cores (rankedit's policy then stands aside)",
+    "cli: rank-k one core": "the same with OMP_NUM_THREADS=1 (what the policy chooses on 2 cores, set by hand)",
 }
 
 
@@ -78,6 +79,8 @@ def run_case(case: str, work: Path, out: Path) -> dict:
     if case.startswith("cli: rankedit edit "):  # any edit: "cli: rankedit edit METHOD [OPTIONS]"
         method, *opts = case.removeprefix("cli: rankedit edit ").split()
         return run_cli([str(bindir / "rankedit"), "edit", method, str(b), str(t), "-o", str(out), *opts], case)
+    if case == "cli: rank-k one core":
+        return run_cli(rank_k_cli, case, omp=1)
     if case == "cli: rank-k torch default threads":
         import os
 

@@ -10,7 +10,6 @@ the merge runs, and remembered across runs (``rankedit.files.hashes``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -24,15 +23,12 @@ from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
 from rankedit.edits.edit_plan import (EditPlan, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
                                       start_hashing)
 from rankedit.edits.merge_run import merge_config, merge_into
-from rankedit.edits.ahead import Ahead
-from rankedit.edits.mergekit_methods import (ROLE_MASK_FROM, ROLE_TUNED, collect_facts, computing_ahead, edit_matrix,
-                                             method_name, probe)
+from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
 from rankedit.edits.registry import get_edit, parse_params
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
-from rankedit.core.threads import hot_path_threads, matrices_at_once
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_inputs, check_output
 from rankedit.core.names import TOKENIZER_CONFIG
@@ -173,37 +169,6 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress, max_shard_bytes=max_shard_bytes)
 
 
-def adapter_params(plan: EditPlan):
-    """The parameters the mergekit adapter rebuilds from this plan's config, per matrix (what it computes with)."""
-    shared = {k: v for k, v in mergekit_config(plan)["parameters"].items() if k != "model_type"}
-    if plan.edit.inputs == "run":
-        shared["steps"] = tuple(plan.params.steps)
-        accuracies = getattr(plan.params, "accuracies", None)
-        if accuracies:
-            shared["accuracies"] = tuple(accuracies)
-    return plan.edit.params(**shared)
-
-
-def _ahead(plan: EditPlan, device: str) -> Optional[Ahead]:
-    """A worker computing the matrices' edits a step ahead of mergekit (``rankedit.edits.ahead``), where the
-    thread policy leaves a core for it; None on a GPU or a one-core box."""
-    if matrices_at_once("edit", largest_short_side(plan), device) < 2:
-        return None
-    p = adapter_params(plan)
-    steps = getattr(p, "steps", None) if plan.edit.inputs == "run" else None
-
-    def compute(name: str):
-        base = plan.base.get(name)
-        tuned = [ck.get(name) for ck in plan.tuned]
-        other = plan.other.get(name) if plan.other is not None else None
-        info = classify(name, tuple(base.shape), plan.base.model_type)
-        weight, item = edit_matrix(plan.edit, name, info, p, base, tuned, other, steps)
-        return weight, item, tuple(probe(t) for t in (base, *tuned))
-
-    # mergekit schedules its tensors in name order (a lexicographic topological sort)
-    return Ahead(sorted(plan.matrices), compute, key=(plan.edit.name, p))
-
-
 def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
              max_shard_bytes: Optional[int] = None) -> Path:
     """Run the merge into ``out``; output shards hold at most ``max_shard_bytes`` (``merge_options``)."""
@@ -213,13 +178,9 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
                             max_shard_bytes)
     config_yaml = config.to_yaml() + "\n"
     out = Path(out)
-    ahead = _ahead(plan, device)
-    # the policy's threads before the worker starts: it computes with the count it finds, which must be
-    # the one the merge runs with (reductions split by thread count differ in their last bits)
-    with hot_path_threads("edit", largest_short_side(plan)), ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
-        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts, \
-                (computing_ahead(ahead) if ahead is not None else contextlib.nullcontext()):
+        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
             merge_into(tmp, config, options, config_yaml, short_side=largest_short_side(plan))
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():

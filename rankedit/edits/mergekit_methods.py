@@ -116,63 +116,16 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
             params["accuracies"] = accs
     p = edit.params(**params)
 
-    ahead = _ahead
-    got = ahead.take(name) if ahead is not None and ahead.key == (edit.name, p) else None
-    if got is not None and _same_inputs(got[2], (base, *(e.tensor for e in tuned))):
-        weight, item, _ = got
-    else:
-        weight, item = edit_matrix(edit, name, info, p, base, [e.tensor for e in tuned],
-                                   others[0].tensor if others else None, steps)
-    _record(name, item)
-    return weight
-
-
-def edit_matrix(edit: Edit, name: str, info, p, base: torch.Tensor, tuned: list[torch.Tensor],
-                other: Optional[torch.Tensor], steps) -> tuple[torch.Tensor, dict]:
-    """The edited weight of one matrix (in the base's layout and dtype) and its facts: the pure edit
-    between the casts. The one computation of a matrix, inline or ahead (``rankedit.edits.ahead``)."""
     dtype = torch.float64 if base.dtype == torch.float64 else torch.float32
     lin = lambda t: as_linear(t.to(dtype), info)  # noqa: E731
-    x = MatrixInputs(w0=lin(base), tuned=tuple(lin(t) for t in tuned), steps=steps,
-                     other=lin(other) if other is not None else None, seed=matrix_seed(p.seed, name))
+    x = MatrixInputs(
+        w0=lin(base), tuned=tuple(lin(e.tensor) for e in tuned), steps=steps,
+        other=lin(others[0].tensor) if others else None, seed=matrix_seed(p.seed, name),
+    )
     res = edit.run(x, p)
     size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
-    item = matrix_facts(name, x.dw, res, edit.storage(p, size))
-    return from_linear(res.weight if res.weight is not None else x.w0 + res.delta, info).to(base.dtype), item
-
-
-def _same_inputs(sample: tuple, tensors: tuple) -> bool:
-    """Whether the tensors mergekit loaded are the ones the worker read: shape, dtype and every 4099th entry."""
-    if len(sample) != len(tensors):
-        return False
-    for (shape, dtype, probe), t in zip(sample, tensors):
-        if tuple(t.shape) != shape or t.dtype != dtype or not torch.equal(t.reshape(-1)[::4099], probe):
-            return False
-    return True
-
-
-def probe(t: torch.Tensor) -> tuple:
-    """What ``_same_inputs`` compares: shape, dtype and a strided sample of the entries."""
-    return tuple(t.shape), t.dtype, t.reshape(-1)[::4099].clone()
-
-
-_ahead = None  # the build's rankedit.edits.ahead.Ahead while ``computing_ahead`` is active
-
-
-@contextlib.contextmanager
-def computing_ahead(ahead) -> Iterator[None]:
-    """Let the adapter take results from ``ahead`` inside the block; stop the worker after it."""
-    global _ahead
-    with _lock:
-        if _ahead is not None:
-            raise RuntimeError("computing_ahead() is not re-entrant")
-        _ahead = ahead.start()
-    try:
-        yield
-    finally:
-        with _lock:
-            _ahead = None
-        ahead.close()
+    _record(name, matrix_facts(name, x.dw, res, edit.storage(p, size)))
+    return from_linear(res.weight if res.weight is not None else x.w0 + res.delta, info).to(base.dtype)
 
 
 def _spec_for(edit: Edit) -> MergeMethodSpec:
