@@ -107,7 +107,8 @@ def report_plots(report: dict, out: Path) -> list[str]:
 
 
 def retention_across_runs(report: dict, path: Path) -> Path | None:
-    """Per edit: every run's R (small hollow marks) and the mean over runs with its hierarchical interval."""
+    """Per edit: every run's R (small hollow marks), the mean over runs with its hierarchical interval, and
+    the one-run interval shaded behind it."""
     rows = [r for r in report["rows"] if not r["control_task"]]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     if not rows or not any(r["mean"] is not None for r in rows):
@@ -126,12 +127,15 @@ def retention_across_runs(report: dict, path: Path) -> Path | None:
             ax.plot(per, [y + 0.14] * len(per), "v", color=c, ms=5, mfc="white", alpha=0.9)  # each run, just below
             if r["mean"] is None:
                 continue
+            if r.get("one_run_low") is not None and r.get("one_run_high") is not None:  # where one run lands
+                ax.plot([r["one_run_low"], r["one_run_high"]], [y, y], color=c, lw=7, alpha=0.18,
+                        solid_capstyle="butt")
             ax.errorbar(r["mean"], y, xerr=[[max(r["mean"] - r["ci_low"], 0)], [max(r["ci_high"] - r["mean"], 0)]],
                         fmt=markers[ti % 5], color=c, ecolor=c, capsize=3, mfc="white" if r["edit"] in controls else c,
                         label=task if ti == tasks.index(task) and r is next(x for x in rows if x["task"] == task) else None)
     return _finish_retention_axes(fig, ax, edits, controls, len(tasks) > 1, path,
                                   "gain retention R: mean over runs with its hierarchical-bootstrap 95% interval; "
-                                  "▽ each run's R", f"{report['name']}: retention over {len(runs)} runs")
+                                  "▽ each run's R;\nshaded: where one run lands (one-run 95% interval)", f"{report['name']}: retention over {len(runs)} runs")
 
 
 def runs_plots(report: dict, out: Path) -> list[str]:
