@@ -135,7 +135,8 @@ def retention_across_runs(report: dict, path: Path) -> Path | None:
                         label=task if ti == tasks.index(task) and r is next(x for x in rows if x["task"] == task) else None)
     return _finish_retention_axes(fig, ax, edits, controls, len(tasks) > 1, path,
                                   "gain retention R: mean over runs with its hierarchical-bootstrap 95% interval; "
-                                  "▽ each run's R;\nshaded: where one run lands (one-run 95% interval)", f"{report['name']}: retention over {len(runs)} runs")
+                                  "▽ each run's R;\nshaded: where one run lands (one-run 95% interval)",
+                                  f"{report['name']}: retention over {len(runs)} runs")
 
 
 def runs_plots(report: dict, out: Path) -> list[str]:
