@@ -98,20 +98,27 @@ def test_planted_flip_of_the_svd_sign_is_undone(monkeypatch):
     assert facts[0]["cos_v_final"] == pytest.approx(1.0) and facts[0]["cos_u_final"] == pytest.approx(1.0)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, tiny_pair):
-    """A run folder of checkpoint-N dirs, W0 + t·D + noise, as trl writes them."""
-    base, _ = tiny_pair
-    root = tmp_path_factory.mktemp("run")
-    g = torch.Generator().manual_seed(7)
+def drift(seed: int, bend: float = 0.0):
+    """``at(t)``: the weight function of step t for ``write_variant``, W + t·D (+ bend·t²·D rolled one row,
+    a curved path), one random direction D per tensor drawn on first use from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
     D = {}
 
     def at(t):
         def fn(n, w):
             if n not in D:
                 D[n] = 1e-3 * torch.randn(w.shape, generator=g)
-            return w + t * D[n]
+            return w + t * D[n] + (bend * t * t) * D[n].roll(1, 0) if bend else w + t * D[n]
         return fn
+    return at
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_pair):
+    """A run folder of checkpoint-N dirs, W0 + t·D + noise, as trl writes them."""
+    base, _ = tiny_pair
+    root = tmp_path_factory.mktemp("run")
+    at = drift(seed=7)
     for t in (10, 20, 30, 40):
         write_variant(base, root / "grpo" / f"checkpoint-{t}", at(t))
     return base, root / "grpo"

@@ -4,9 +4,9 @@ import json
 import shutil
 
 import pytest
-import torch
 
 from test_edits_build import cli, write_variant
+from test_trajectory import drift
 
 from rankedit.analysis.trajectory import run_dir_checkpoints
 from rankedit.core.errors import RankeditError
@@ -19,15 +19,7 @@ def layouts(tmp_path_factory, tiny_pair):
     """The same three checkpoints as trl (checkpoint-N/) and as verl (global_step_N/actor/huggingface/)."""
     base, _ = tiny_pair
     root = tmp_path_factory.mktemp("layouts")
-    g = torch.Generator().manual_seed(3)
-    D = {}
-
-    def at(t):
-        def fn(n, w):
-            if n not in D:
-                D[n] = 1e-3 * torch.randn(w.shape, generator=g)
-            return w + t * D[n] + (1e-4 * t * t) * D[n].roll(1, 0)
-        return fn
+    at = drift(seed=3, bend=1e-4)
     for t in STEPS:
         ck = write_variant(base, root / "trl" / f"checkpoint-{t}", at(t))
         (ck / "optimizer.pt").write_bytes(b"not read")  # what trl saves beside the weights: never unpickled
