@@ -87,3 +87,30 @@ def test_the_principal_edit_states_exact_decomposition_facts():
     assert (r1.svd_error, r1.svd_identifiable) == (0.0, True)
     r2 = mask(x, MaskParams(source="principal", k=2))
     assert (r2.svd_error, r2.svd_identifiable) == (0.0, False)
+
+
+def test_kth_smallest_above_the_window_size_is_the_sorted_value(monkeypatch):
+    """Large tensors go through the sampled window; every way out of it (the answer inside, a
+    window of one tied value, a crowded window, a misleading sample) gives the sorted value."""
+    gen = torch.Generator().manual_seed(3)
+    n = masks.WINDOW_MIN + 12345
+    x = torch.randn(n, generator=gen)
+    cases = {
+        "normal": x, "bf16 |x|": x.bfloat16().float().abs(), "four values": torch.randint(0, 4, (n,), generator=gen).float(),
+        "mostly zeros": torch.cat([torch.zeros(n - 700), torch.rand(700, generator=gen)]),
+        "bf16 tensor": x.bfloat16(), "uniform": torch.rand(n, generator=gen),
+    }
+    ways = []
+    real = masks._kth_in_window
+    monkeypatch.setattr(masks, "_kth_in_window", lambda f, p: ways.append(real(f, p) is not None) or real(f, p))
+    for name, v in cases.items():
+        s = v.float().sort().values
+        for pos in {0, 1, n // 10, n // 2, n - 700, n - 2, n - 1, *torch.randint(0, n, (6,), generator=gen).tolist()}:
+            assert masks.kth_smallest(v, pos) == float(s[pos]), (name, pos)
+    assert any(ways) and not all(ways)  # both the window and the fallback were taken
+
+    # a sample that lands far from the answer (all of it drawn from the bottom) falls back, still exact
+    v = torch.rand(n, generator=gen)
+    monkeypatch.setattr(masks.torch, "randint", lambda lo, hi, size, generator=None: torch.arange(size[0]) % 50)
+    s = v.sort().values
+    assert masks.kth_smallest(v, n - 3) == float(s[n - 3])

@@ -85,24 +85,65 @@ def test_clean_gap_passes_after_the_cheap_pass():
 
 
 def test_the_cheap_pass_stops_early_on_a_clear_gap_and_not_on_a_slow_one(monkeypatch):
-    """The bound is checked once, after two power iterations: a clear gap (s1/s2 = 3) stops there
-    within the tolerance; a slow one (s1/s2 = 1.05) runs all four (and the guard goes on)."""
+    """The bound is checked after every product with A or Aᵀ: a clear gap (s1/s2 = 3) stops well
+    before the last of them within the tolerance; a slow one (s1/s2 = 1.05) runs all of them
+    (1 + 2 n_iter + 1, the guard then goes on)."""
     from rankedit.core import guarded_svd
 
     clear, slow = planted(1536, 1024, ratio=3.0, alpha=0.5), planted(1536, 1024, ratio=1.05, alpha=0.05)
-    qrs = []
-    real_qr = torch.linalg.qr
-    monkeypatch.setattr(guarded_svd.torch.linalg, "qr", lambda a, *x, **k: qrs.append(a.shape) or real_qr(a, *x, **k))
+    products = []
+    for fn in ("times", "times_t"):
+        real = getattr(guarded_svd, fn)
+        monkeypatch.setattr(guarded_svd, fn, lambda A, X, real=real: products.append(X.shape) or real(A, X))
     svd, acc = guarded_top_k(clear, 1, n_iter=POWER_ITERS)
-    assert len(qrs) == 1 + 2 * guarded_svd.EARLY_CHECK and acc.method == "randomized" and acc.edit_error <= 1e-3
+    assert 3 <= len(products) <= 6 and acc.method == "randomized" and acc.edit_error <= 1e-3
     U, S, Vh = np.linalg.svd(clear.double().numpy(), full_matrices=False)
     got = ((svd.U * svd.S) @ svd.V.T).double().numpy()
     assert rel(got, S[0] * np.outer(U[:, 0], Vh[0])) <= acc.edit_error
-    qrs.clear()
-    guarded_svd._cheap_pass(slow, 1, 11, POWER_ITERS, 0,
-                            good=lambda r, AV: guarded_svd._estimate(r, AV, 1, (1536, 1024), torch.float32)[0]
-                            <= guarded_svd.TOL)
-    assert len(qrs) == 1 + 2 * POWER_ITERS
+    products.clear()
+    _, _, res = guarded_svd._cheap_pass(
+        slow, 1, 11, POWER_ITERS, 0,
+        good=lambda r, res: guarded_svd._estimate(r, res, 1, (1536, 1024), torch.float32)[0] <= guarded_svd.TOL)
+    assert len(products) == 1 + 2 * POWER_ITERS + 1 and res.shape == (2,)
+
+
+def sin_angle(x: torch.Tensor, ref: np.ndarray) -> float:
+    """sin of the angle between a computed vector and a unit reference, as the norm of x's part
+    orthogonal to it (sqrt(1 - cos²) would lose everything below 1e-4 to float32 rounding)."""
+    x = x.double().numpy()
+    x = x / np.linalg.norm(x)
+    return float(np.linalg.norm(x - ref * np.dot(ref, x)))
+
+
+@pytest.mark.parametrize("shape", [(700, 300), (300, 700)])
+def test_every_check_of_the_cheap_pass_bounds_the_true_error(shape):
+    """At each product the triplets the check sees have a bound at or above their true
+    subspace error (against numpy's float64 SVD), on both orientations of the matrix."""
+    from rankedit.core import guarded_svd
+
+    a = planted(*shape, ratio=1.3, alpha=0.2)
+    U, S, Vh = np.linalg.svd(a.double().numpy(), full_matrices=False)
+    seen = []
+
+    def good(r, res):
+        bound = guarded_svd._estimate(r, res, 1, shape, torch.float32)[0]
+        true = max(sin_angle(r.U[:, 0], U[:, 0]), sin_angle(r.V[:, 0], Vh[0]))
+        seen.append((bound, true))
+        return False
+
+    guarded_svd._cheap_pass(a, 1, 11, POWER_ITERS, 0, good=good)
+    assert len(seen) == 2 * POWER_ITERS - 1  # after every product but the first and the last (that one returns)
+    assert all(true <= bound for bound, true in seen)
+    assert seen[-1][0] < seen[0][0]  # the iterations converge
+
+
+def test_times_is_the_product():
+    from rankedit.core.guarded_svd import times, times_t
+
+    g = torch.Generator().manual_seed(0)
+    A, X, Q = torch.randn(50, 30, generator=g), torch.randn(30, 4, generator=g), torch.randn(50, 4, generator=g)
+    torch.testing.assert_close(times(A, X), A @ X)
+    torch.testing.assert_close(times_t(A, Q), A.T @ Q)
 
 
 @pytest.mark.parametrize("k", [2, 5])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from rankedit.core.masks import fraction
 from rankedit.edits.mask import random_mask
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
 from rankedit.edits.storage import MatrixSize, Storage, sparse
@@ -42,4 +43,4 @@ def dare_cost(p: DareParams, size: MatrixSize) -> Storage:
 def dare(x: MatrixInputs, p: DareParams) -> EditResult:
     m = random_mask(tuple(x.w0.shape), 1 - p.drop, x.seed, x.w0.device)
     c = 1.0 / (1.0 - p.drop)
-    return EditResult(delta=x.dw * m * c, density=int(m.sum()) / m.numel(), rescale=c, parts={"kept": m})
+    return EditResult(delta=x.dw * m * c, density=fraction(m), rescale=c, parts={"kept": m})

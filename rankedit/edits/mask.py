@@ -26,7 +26,7 @@ from typing import Annotated, Literal, Optional
 import torch
 from pydantic import Field, StrictInt
 
-from rankedit.core.masks import bf16_update_mask, low_mask, principal_mask_of, top_fraction_mask
+from rankedit.core.masks import bf16_update_mask, fraction, low_mask, principal_mask_of, top_fraction_mask
 from rankedit.core.svd import exact_accuracy, svd_facts
 from rankedit.edits.registry import Cli, Control, EditParams, EditResult, MatrixInputs, generator, register
 from rankedit.edits.storage import MatrixSize, Storage, sparse
@@ -125,4 +125,4 @@ def _plain_mask(x: MatrixInputs, p: MaskParams) -> torch.Tensor:
           svd_rank=lambda p: p.k if p.source == "principal" else None)
 def mask(x: MatrixInputs, p: MaskParams) -> EditResult:
     m, facts = make_mask_with_facts(x, p)
-    return EditResult(delta=x.dw * m, density=int(m.sum()) / m.numel(), parts={"kept": m}, **facts)
+    return EditResult(delta=x.dw * m, density=fraction(m), parts={"kept": m}, **facts)

@@ -23,6 +23,7 @@ from typing import Optional
 import torch
 from pydantic import Field, model_validator
 
+from rankedit.core.linalg import norm64
 from rankedit.core.svd import EXACT_MAX_DIM, edit_svd
 from rankedit.edits.rank_k import RankKParams, Scale, random_directions, rank_k
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
@@ -51,7 +52,7 @@ def ratio_rank(shape: tuple[int, int], ratio: float) -> int:
 def energy_rank(dw: torch.Tensor, tau: float, seed: int = 0) -> int:
     """The smallest k with Σ_{j≤k} s_j² ≥ τ ‖dW‖_F² (float64 sums), computing only as many
     singular values as needed: k doubles until the threshold is met."""
-    total = float(torch.linalg.vector_norm(dw, dtype=torch.float64)) ** 2
+    total = norm64(dw) ** 2
     short = min(dw.shape)
     if total == 0:
         return 1

@@ -23,6 +23,7 @@ from typing import Literal, Union
 import torch
 from pydantic import Field
 
+from rankedit.core.linalg import bilinear64, norm64
 from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.edits.rank_k import random_orthonormal
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, generator, register
@@ -41,11 +42,11 @@ def scalar_and_facts(x: MatrixInputs, p: SubRank1Params) -> tuple[torch.Tensor, 
     svd, acc = edit_svd(x.dw if p.direction == "delta" else x.w0, 1, x.seed)
     u, v = svd.U[:, 0], svd.V[:, 0]
     dw = x.dw
-    fit = float(u.double() @ (dw.double() @ v.double()))
+    fit = bilinear64(u, dw, v)
     if p.scale == "fit":
         c = fit
     elif p.scale == "norm":
-        c = float(torch.linalg.vector_norm(dw, dtype=torch.float64)) * (-1.0 if fit < 0 else 1.0)
+        c = norm64(dw) * (-1.0 if fit < 0 else 1.0)
     else:
         c = float(p.scale)
     return u, v, c, fit, svd_facts(acc)
