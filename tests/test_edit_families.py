@@ -42,9 +42,18 @@ def test_energy_rank_is_the_smallest_k_reaching_tau(tau, k):
     assert energy_rank(dw, tau) == k
 
 
-def test_energy_rank_of_a_big_matrix_doubles_k_until_it_is_reached():
+def test_energy_rank_of_a_big_matrix_from_its_values_alone(monkeypatch):
+    """Above the exact-SVD size: one values-only decomposition, no top-k SVD, the same k."""
+    import rankedit.edits.rank_auto as ra
+
     dw, _, _ = planted(300, 280, [5.0, 4.0, 3.0, 2.0, 1.0])  # cumulative 25, 41, 50, 54, 55 of 55
+    monkeypatch.setattr(ra, "edit_svd", lambda *a, **k: pytest.fail("a top-k SVD to choose k"))
     assert energy_rank(dw.float(), 0.98) == 4 and energy_rank(dw.float(), 0.99) == 5
+    assert energy_rank(dw.float(), 0.45) == 1 and energy_rank(dw.float(), 0.46) == 2  # 25/55 = 0.4545
+    noise = torch.randn(400, 300, generator=torch.Generator().manual_seed(1))  # a flat spectrum: k deep in the bulk
+    s = torch.linalg.svdvals(noise.double())
+    want = int((torch.cumsum(s * s, 0) >= 0.5 * float((noise.double() ** 2).sum())).nonzero()[0]) + 1
+    assert energy_rank(noise, 0.5) == want and 50 < want < 250
 
 
 @pytest.mark.parametrize("shape, ratio, k", [((64, 32), 0.1, 2), ((4, 6), 0.01, 1), ((8, 8), 1.0, 4)])

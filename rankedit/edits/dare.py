@@ -43,4 +43,5 @@ def dare_cost(p: DareParams, size: MatrixSize) -> Storage:
 def dare(x: MatrixInputs, p: DareParams) -> EditResult:
     m = random_mask(tuple(x.w0.shape), 1 - p.drop, x.seed, x.w0.device)
     c = 1.0 / (1.0 - p.drop)
-    return EditResult(delta=x.dw * m * c, density=fraction(m), rescale=c, parts={"kept": m})
+    # (dW c) ⊙ M, in place: the same bits as dW ⊙ M · c (c > 0 keeps each dropped entry's signed zero)
+    return EditResult(delta=(x.dw * c).mul_(m), density=fraction(m), rescale=c, parts={"kept": m})

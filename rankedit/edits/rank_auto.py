@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from pydantic import Field, model_validator
 
-from rankedit.core.linalg import norm64
+from rankedit.core.linalg import gram_triplets, norm64
 from rankedit.core.svd import EXACT_MAX_DIM, edit_svd
 from rankedit.edits.rank_k import RankKParams, Scale, random_directions, rank_k
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
@@ -50,21 +50,23 @@ def ratio_rank(shape: tuple[int, int], ratio: float) -> int:
 
 
 def energy_rank(dw: torch.Tensor, tau: float, seed: int = 0) -> int:
-    """The smallest k with Σ_{j≤k} s_j² ≥ τ ‖dW‖_F² (float64 sums), computing only as many
-    singular values as needed: k doubles until the threshold is met."""
+    """The smallest k with Σ_{j≤k} s_j² ≥ τ ‖dW‖_F² (float64 sums).
+
+    Choosing k needs singular values only, every one up to k: a small matrix gets its
+    exact SVD; a large one the values of one float64 Gram eigendecomposition (no
+    vectors). The former rule, doubling k with a top-k SVD each time, sent every k
+    whose boundary fell into a noise-like bulk to the guard's exact fallback, once per
+    doubling: over 5 minutes on a 0.5B pair (BENCHMARKS.md)."""
     total = norm64(dw) ** 2
     short = min(dw.shape)
     if total == 0:
         return 1
-    k = short if short <= EXACT_MAX_DIM else 1  # an exact SVD computes every value anyway
-    while True:
-        s = edit_svd(dw, k, seed)[0].S.double()
-        hit = (torch.cumsum(s * s, 0) >= tau * total).nonzero()
-        if hit.numel():
-            return int(hit[0]) + 1
-        if k >= short:  # rounding kept Σ s_j² a hair below ‖dW‖²: every direction
-            return short
-        k = min(2 * k, short)
+    if short <= EXACT_MAX_DIM:
+        s = edit_svd(dw, short, seed)[0].S.double()  # an exact SVD: every value, as rank-k's own
+    else:
+        s = gram_triplets(dw, 0)[0]
+    hit = (torch.cumsum(s * s, 0) >= tau * total).nonzero()
+    return int(hit[0]) + 1 if hit.numel() else short  # none: rounding kept Σ s_j² a hair below ‖dW‖²
 
 
 def chosen_rank(x: MatrixInputs, p: RankAutoParams) -> int:
