@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Callable
 
 
-def build_inputs(work: Path, layers: int, checkpoints: int = 4, structured: float = 0.0) -> dict:
+def build_inputs(work: Path, layers: int, checkpoints: int = 4, structured: float = 0.0,
+                 base_decay: float = 0.0) -> dict:
     """base (random init, bf16), its tuned twin (1e-3 RMS update) and `checkpoints` run checkpoints.
 
     ``structured``: the share of each update's energy in a rank-8 part with halving singular
     values (``synthetic.perturb``); 0 is pure noise, whose flat spectrum sends every SVD edit
-    to its exact fallback (no identifiable top direction), the worst case."""
+    to its exact fallback (no identifiable top direction), the worst case. ``base_decay``:
+    the base's matrices get singular values s_i ∝ i^-base_decay (``synthetic.decay_spectrum``),
+    as trained weights decay; 0 keeps the random init's flat spectrum."""
     import torch
 
     from rankedit.testing import synthetic
@@ -35,6 +38,8 @@ def build_inputs(work: Path, layers: int, checkpoints: int = 4, structured: floa
     if not (base / "config.json").exists():
         cfg = dict(synthetic.QWEN25_05B, num_hidden_layers=layers)
         synthetic.build_random(base, "qwen2", seed=0, dtype=torch.bfloat16, **cfg)
+        if base_decay:
+            synthetic.decay_spectrum(base, base_decay)
     paths = {"base": base}
     for i, name in enumerate(["tuned"] + [f"ck{j}" for j in range(1, checkpoints + 1)]):
         p = work / name
@@ -99,6 +104,8 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
     ap.add_argument("--work", type=Path, default=None, help=f"where the checkpoints live (default: $RANKEDIT_CACHE/{work_name}-L<layers>)")
     ap.add_argument("--structured", type=float, default=0.0,
                     help="share of each update's energy in a rank-8 part (0: pure noise, the worst case for SVD edits)")
+    ap.add_argument("--base-decay", type=float, default=0.0,
+                    help="base spectrum s_i ∝ i^-ALPHA, as trained weights decay (0: the random init's flat one)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per case (the median is reported)")
     ap.add_argument("--cases", default=",".join(cases), help="comma-separated subset of: " + ", ".join(cases))
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -114,9 +121,10 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
     from rankedit.core.cache_dir import cache_root
 
     work = args.work or cache_root() / (f"{work_name}-L{args.layers}"
-                                        + (f"-s{args.structured:g}" if args.structured else ""))
+                                        + (f"-s{args.structured:g}" if args.structured else "")
+                                        + (f"-d{args.base_decay:g}" if args.base_decay else ""))
     t0 = time.perf_counter()
-    build_inputs(work, args.layers, checkpoints, args.structured)
+    build_inputs(work, args.layers, checkpoints, args.structured, args.base_decay)
     print(f"inputs ready in {work} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     size = sum(f.stat().st_size for f in (work / "base").glob("*.safetensors")) / 1e9
     for d in work.iterdir():  # warm the page cache so the first case is not penalised

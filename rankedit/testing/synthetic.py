@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -53,6 +54,50 @@ def build_random(out: str | os.PathLike, family: str = "llama", seed: int = 0, d
     return out
 
 
+def decay_spectrum(path: str | os.PathLike, alpha: float, seed: int = 0) -> Path:
+    """Rewrite every attention/MLP matrix of the checkpoint at ``path`` in place (same RMS, dtype
+    and names) as U diag(s) Vᵀ with s_i ∝ i^-alpha and random orthonormal U, V.
+
+    Why: a random init has a flat spectrum, so no top-k subspace of W0 is identifiable
+    and an edit built on one (off-principal) goes to the exact decomposition of every
+    matrix; trained weights decay, as a power law to a first approximation. One tensor
+    at a time."""
+    from rankedit.files.checkpoint import Checkpoint
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def reshaped(w: torch.Tensor) -> torch.Tensor:
+        m, n = w.shape
+        r = min(m, n)
+        U, _ = torch.linalg.qr(torch.randn(m, r, generator=gen))
+        V, _ = torch.linalg.qr(torch.randn(n, r, generator=gen))
+        new = (U * torch.arange(1, r + 1, dtype=torch.float32) ** -alpha) @ V.T
+        return (new * (w.float().pow(2).mean().sqrt() / new.pow(2).mean().sqrt())).to(w.dtype)
+
+    return _rewrite(Checkpoint(path), Path(path), reshaped)
+
+
+def _is_matrix(name: str, w: torch.Tensor) -> bool:
+    """An attention/MLP matrix (what edits and updates touch), not an embedding or the head."""
+    return w.ndim == 2 and not any(t in name for t in ("embed", "lm_head", "wte", "wpe"))
+
+
+def _rewrite(ck, out: Path, matrix: Callable[[torch.Tensor], torch.Tensor],
+             other: Callable[[torch.Tensor], torch.Tensor] = lambda w: w) -> Path:
+    """Write each weight file of ``ck`` into ``out`` with ``matrix`` applied to its attention/MLP
+    matrices and ``other`` to the rest, one file at a time, in the checkpoint's own name order
+    (the order random draws are made in)."""
+    from safetensors.torch import save_file
+
+    for fname in dict.fromkeys(ck.info(n).file for n in ck.names):
+        tensors = {name: (matrix(w) if _is_matrix(name, w) else other(w)).contiguous()
+                   for name in ck.names if ck.info(name).file == fname for w in [ck.get(name)]}
+        tmp = out / (fname + ".tmp")
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        tmp.replace(out / fname)
+    return out
+
+
 def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3, rank: int | None = None,
             density: float = 1.0, seed: int = 1, dtype: torch.dtype | None = None,
             structured: float = 0.0) -> Path:
@@ -66,11 +111,9 @@ def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3
     directions are not identifiable. Non-matrix tensors are copied unchanged.
     Streams one tensor at a time.
     """
-    from safetensors.torch import save_file
+    import shutil
 
     from rankedit.files.checkpoint import Checkpoint
-
-    import shutil
 
     ck = Checkpoint(base)
     out = Path(out)
@@ -79,32 +122,20 @@ def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3
         if f.suffix != ".safetensors" and f.is_file():
             shutil.copy2(f, out / f.name)
     gen = torch.Generator().manual_seed(seed)
-    by_file: dict[str, dict[str, torch.Tensor]] = {}
-    for name in ck.names:
-        info = ck.info(name)
-        by_file.setdefault(info.file, {})
-    for fname in by_file:
-        tensors = {}
-        for name in ck.names:
-            if ck.info(name).file != fname:
-                continue
-            w = ck.get(name)
-            if w.ndim == 2 and "embed" not in name and "lm_head" not in name and "wte" not in name and "wpe" not in name:
-                wf = w.float()
-                m, n = wf.shape
-                if rank is None:
-                    d = torch.randn(m, n, generator=gen)
-                else:
-                    d = torch.randn(m, rank, generator=gen) @ torch.randn(rank, n, generator=gen)
-                if density < 1.0:
-                    d = d * (torch.rand(m, n, generator=gen) < density)
-                if structured:
-                    low = (torch.randn(m, 8, generator=gen) * 0.5 ** torch.arange(8.0)) @ torch.randn(8, n, generator=gen)
-                    d = (structured ** 0.5 * low / low.norm() + (1 - structured) ** 0.5 * d / d.norm())
-                d = d * (scale * wf.pow(2).mean().sqrt() / d.pow(2).mean().sqrt().clamp_min(1e-30))
-                w = (wf + d).to(dtype or w.dtype)
-            elif dtype is not None and w.is_floating_point():
-                w = w.to(dtype)
-            tensors[name] = w.contiguous()
-        save_file(tensors, str(out / fname), metadata={"format": "pt"})
-    return out
+
+    def updated(w: torch.Tensor) -> torch.Tensor:
+        wf = w.float()
+        m, n = wf.shape
+        if rank is None:
+            d = torch.randn(m, n, generator=gen)
+        else:
+            d = torch.randn(m, rank, generator=gen) @ torch.randn(rank, n, generator=gen)
+        if density < 1.0:
+            d = d * (torch.rand(m, n, generator=gen) < density)
+        if structured:
+            low = (torch.randn(m, 8, generator=gen) * 0.5 ** torch.arange(8.0)) @ torch.randn(8, n, generator=gen)
+            d = (structured ** 0.5 * low / low.norm() + (1 - structured) ** 0.5 * d / d.norm())
+        d = d * (scale * wf.pow(2).mean().sqrt() / d.pow(2).mean().sqrt().clamp_min(1e-30))
+        return (wf + d).to(dtype or w.dtype)
+
+    return _rewrite(ck, out, updated, lambda w: w.to(dtype) if dtype is not None and w.is_floating_point() else w)
