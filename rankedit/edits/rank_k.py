@@ -3,8 +3,9 @@
 rank-k keeps the top-k singular directions of dW: ``W0 + c · U_k S_k V_kᵀ``, with
 ``c = ‖dW‖_F / ‖U_k S_k V_kᵀ‖_F`` by default (AlphaRL's norm rescale, so the edit
 moves the weights as far as the full update did), or ``c = 1`` (``scale="none"``),
-or a given number. The top-k triplets come from a seeded randomized SVD for big
-matrices (``rankedit.core.linalg.top_k_svd``), never a full decomposition of them.
+or a given number. The top-k triplets come from ``rankedit.core.svd.edit_svd``: the
+exact SVD of small matrices, a seeded randomized SVD checked against a stated
+tolerance (``rankedit.core.guarded_svd``) for big ones.
 
 random-rank-k is the control: k random orthonormal directions on each side,
 carrying the same singular values and the same rescale, hence exactly the same
