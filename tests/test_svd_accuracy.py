@@ -187,3 +187,20 @@ def test_manifest_records_svd_accuracy(tiny_pair, tmp_path):
     assert man["summary"]["svd_not_identifiable"] == bad
     plain = read_manifest(build_edit("mask", base, tuned, tmp_path / "mask"))
     assert "svd_error" not in plain["matrices"][0] and "svd_error_max" not in plain["summary"]
+
+
+def test_a_large_k_on_a_large_matrix_is_the_exact_float64_decomposition(monkeypatch):
+    """k above an eighth of a short side over 256: the float64 Gram eigendecomposition, not
+    LAPACK's float32 SVD (3x slower there) nor the randomized one; exact against numpy."""
+    from rankedit.core import svd as svd_mod
+
+    a = planted(700, 300, ratio=1.2, alpha=0.4)
+    monkeypatch.setattr(svd_mod, "exact_svd", lambda *x, **k: pytest.fail("LAPACK's SVD of a large matrix"))
+    monkeypatch.setattr(svd_mod, "guarded_top_k", lambda *x, **k: pytest.fail("the randomized SVD for a large k"))
+    got, acc = edit_svd(a, 60)
+    U, S, Vh = np.linalg.svd(a.double().numpy(), full_matrices=False)
+    np.testing.assert_allclose(got.S.double().numpy(), S[:60], rtol=1e-5)
+    ref = (U[:, :60] * S[:60]) @ Vh[:60]
+    assert rel(((got.U * got.S) @ got.V.T).double().numpy(), ref) <= 1e-6
+    assert acc.method == "exact" and acc.subspace_error == 0.0 and got.U.dtype == torch.float32
+    assert acc.rel_gap == pytest.approx((S[59] - S[60]) / S[0], rel=1e-6)
