@@ -338,3 +338,15 @@ def test_push_of_the_sound_edit_still_uploads(server, edit_dir, tmp_path, capsys
     code, out, err = run_cli(["push", d, "--repo-id", "alice/sound"], capsys)
     assert code == 0, err
     assert "model.safetensors" in server.files("alice/sound")
+
+
+@pytest.mark.parametrize("device, needle", [("cuda", "no CUDA device is available"), ("cuda:7", "CUDA"),
+                                            ("bogus", "must be cpu or cuda")])
+def test_edit_refuses_a_device_it_cannot_use_before_any_work(tiny_pair, tmp_path, capsys, device, needle):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")  # the refusal is for machines without one
+    base, tuned = tiny_pair
+    out = tmp_path / "out"
+    _fails(["edit", "rank-k", base, tuned, "--k", "1", "--device", device, "-o", out], capsys, needle, out=out)

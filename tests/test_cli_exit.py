@@ -66,3 +66,12 @@ def test_the_teardown_is_skipped():
         main()
     """)
     assert p.returncode == 0 and "teardown ran" not in p.stdout
+
+
+def test_closed_standard_streams_are_not_an_error():
+    """`rankedit --version >&-`: a closed stdout (or stderr) is None in Python; the exit still succeeds."""
+    for redirect in (">&-", "2>&-"):
+        p = subprocess.run(f"'{sys.executable}' -m rankedit --version {redirect}", shell=True, timeout=120,
+                           stdout=subprocess.DEVNULL if redirect == "2>&-" else None,
+                           stderr=subprocess.PIPE if redirect == ">&-" else None)
+        assert p.returncode == 0, (redirect, p.stderr)

@@ -42,6 +42,19 @@ def test_energy_rank_is_the_smallest_k_reaching_tau(tau, k):
     assert energy_rank(dw, tau) == k
 
 
+def test_energy_one_keeps_the_update_s_whole_rank():
+    """τ = 1: every direction the update has, although float sums of s_j² can reach ‖dW‖² a few values early."""
+    gen = torch.Generator().manual_seed(0)
+    U, S, Vh = torch.linalg.svd(torch.randn(160, 448, generator=gen).double(), full_matrices=False)
+    S[-10:] = S[0] * 3e-4  # a faint tail, still above the rank tolerance (448 · eps32 · s1 = 5.3e-5 s1)
+    full = ((U * S) @ Vh).float()
+    s = torch.linalg.svdvals(full).double()  # the float32 values rank-k's exact SVD gives
+    assert int((torch.cumsum(s * s, 0) >= float((full.double() ** 2).sum())).nonzero()[0]) + 1 < 160  # sums meet early
+    assert energy_rank(full, 1.0) == 160
+    low = torch.randn(160, 5, generator=gen) @ torch.randn(5, 448, generator=gen)
+    assert energy_rank(low, 1.0) == 5
+
+
 def test_energy_rank_of_a_big_matrix_from_its_values_alone(monkeypatch):
     """Above the exact-SVD size: one values-only decomposition, no top-k SVD, the same k."""
     import rankedit.edits.rank_auto as ra

@@ -158,6 +158,8 @@ def test_cli_bad_input_is_one_error_line(run, tmp_path, capsys):
         ([*cks, "--steps", "10,x,30"], "integers"),
         ([], "neither was given"),
         ([*cks, "--steps", "10,20,30", "--run-dir", str(run_dir)], "not both"),
+        # the folder above the step folders: the error names the one that holds them
+        (["--run-dir", str(run_dir.parent)], f"they are in {run_dir}"),
     ]
     for args, needle in cases:
         code, err = cli(["trajectory", str(base), *args, "-o", str(tmp_path / "o"), "--quiet"], capsys)

@@ -14,8 +14,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-import torch
-
 from rankedit.files.atomic import atomic_dir
 from rankedit.analysis.base_cache import cached_base_parts, store
 from rankedit.files.checkpoint import Checkpoint, check_compatible
@@ -27,6 +25,7 @@ from rankedit.core.modules import as_linear, classify
 from rankedit.files.outdir import check_out
 from rankedit.core.threads import hot_path_threads, matrices_at_once, ordered_map
 from rankedit.files.validate import check_inputs
+from rankedit.core.device import check_device
 from rankedit.core.names import ANALYSIS_METRICS, ANALYSIS_SUMMARY
 
 
@@ -39,10 +38,7 @@ def validate_params(k: int, alpha: float, atol: float, q: float, device: str) ->
         raise RankeditError(f"--q must be in (0, 1], got {q}")
     if not atol >= 0 or math.isinf(atol):  # NaN fails every comparison
         raise RankeditError(f"--atol must be a finite number >= 0, got {atol}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RankeditError("--device cuda was given but no CUDA device is available")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise RankeditError(f"--device must be cpu or cuda[:N], got {device!r}")
+    check_device(device)
 
 
 def analyze(

@@ -61,13 +61,20 @@ def run_dir_checkpoints(run_dir: str | Path) -> tuple[list[Path], list[int]]:
     root = Path(run_dir)
     if not root.is_dir():
         raise RankeditError(f"--run-dir {run_dir}: no such directory")
-    found = sorted((int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name)))
+    found = _step_dirs(root)
     if not found:
-        raise RankeditError(f"--run-dir {run_dir}: no checkpoint-N, step-N or global_step_N folders in it")
+        inner = [d for d in sorted(root.iterdir()) if d.is_dir() and _step_dirs(d)]
+        hint = f" (they are in {inner[0]}: give that folder)" if inner else ""
+        raise RankeditError(f"--run-dir {run_dir}: no checkpoint-N, step-N or global_step_N folders in it{hint}")
     steps = [s for s, _ in found]
     if len(set(steps)) != len(steps):
         raise RankeditError(f"--run-dir {run_dir}: two folders name the same step")
     return [step_checkpoint(p) for _, p in found], steps
+
+
+def _step_dirs(root: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the step folders directly inside ``root``, in step order."""
+    return sorted((int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name)))
 
 
 def check_steps(steps: list[int], n_checkpoints: int) -> None:

@@ -64,13 +64,36 @@ def _make_command(edit) -> click.Command:
                           **build, **params)
         _report(path)
 
-    cmd = click.Command(edit.name, callback=callback, help=edit.help, short_help=edit.summary,
+    cmd = click.Command(edit.name, callback=callback, help=_help_with_example(edit), short_help=edit.summary,
                         params=[click.Argument(["base"]), click.Argument(["tuned"], nargs=-1, required=True)])
     # the edit's own parameters first, then those every edit takes (--rest, --seed)
     cmd.params += model_options(edit.params, last=EditParams.model_fields) + (model_options(edit.options) if edit.options else [])
     for opt in _common_options():
         opt(cmd)
     return cmd
+
+
+# Per-method examples where the bare command needs more than BASE TUNED -o OUT to show what it does
+EXAMPLES = {
+    "rank-k": "--k 1", "random-rank-k": "--k 1", "rank-auto": "--energy 0.9", "random-rank-auto": "--param-ratio 0.01",
+    "mask": "--source magnitude --density 0.1", "dare": "--drop 0.9", "sub-rank-1": "--direction base",
+    "off-principal": "--k 16", "principal-only": "--k 16", "scale": "--factor 1.5",
+}
+
+
+def _help_with_example(edit) -> str:
+    """The method's help with an ``Example:`` block (a run of checkpoints for edits that take one),
+    unless its help has one already."""
+    import inspect
+
+    text = inspect.cleandoc(edit.help)  # before appending: the block's own indentation would stop click's dedent
+    if "Example" in text:
+        return text
+    if edit.inputs == "run":
+        line = f"rankedit edit {edit.name} BASE ck1 ck2 ck3 --steps 100,200,300 --target-step 600 -o OUT"
+    else:
+        line = " ".join(filter(None, [f"rankedit edit {edit.name} BASE TUNED", EXAMPLES.get(edit.name), "-o OUT"]))
+    return f"{text}\n\n\b\nExample:\n  {line}"
 
 
 def _edits() -> dict:
@@ -110,7 +133,11 @@ def edit(ctx, config, out, device, quiet, overwrite):
     Examples:
       rankedit edit rank-k BASE TUNED --k 1 -o rank1
       rankedit edit random-rank-k BASE TUNED --k 1 -o rank1-random
+      rankedit edit rank-auto BASE TUNED --energy 0.9 -o rank-e90
       rankedit edit mask BASE TUNED --source random -o masked-random
+      rankedit edit dare BASE TUNED --drop 0.9 -o dare90
+      rankedit edit sub-rank-1 BASE TUNED --direction base -o c1
+      rankedit edit off-principal BASE TUNED --k 16 -o off16
       rankedit edit extrapolate BASE ck1 ck2 ck3 --steps 100,200,300 --target-step 600 -o extra
       rankedit edit --config examples/edit-rank1.yaml
     """

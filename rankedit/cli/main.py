@@ -92,6 +92,8 @@ def run_command(argv: list[str] | None) -> int:
     except OSError as e:  # read-only folder, disk full, file-size limit, quota: the system said no
         click.echo(f"error: {describe_os_error(e)}", err=True)
         return 1
+    except SystemExit as e:  # click's own exit on a closed output pipe (`rankedit ... | head -1`)
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 1
     return 0
 
 
@@ -116,7 +118,8 @@ def exit_now(code: int) -> None:
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: the shell closed it (`rankedit ... >&-`)
+                stream.flush()
         except (OSError, ValueError):  # a closed pipe (`rankedit ... | head`) or stream
             pass
     os._exit(code)

@@ -61,13 +61,14 @@ def svd_facts(*accs: Accuracy) -> dict:
 
 
 def unidentifiable_warning(method: str, matrices: list[dict]) -> str | None:
-    """One line for the whole edit when some matrices' top-k subspace is not determined by dW."""
+    """One line for the whole edit when the top-k subspace of some matrices it decomposes (dW, or W0
+    for the edits on W0's subspaces) is not determined by the matrix."""
     bad = [m["name"] for m in matrices if m.get("svd_identifiable") is False]
     if not bad:
         return None
     return (f"{method}: the top-k singular subspace of {len(bad)} of {len(matrices)} matrices is not identifiable "
             f"(s_k - s_k+1 < {GAP_TOL:g} s_1, e.g. {bad[0]}): the exact decomposition was used, but a tiny change "
-            f"of the update could turn those directions")
+            f"of the decomposed matrix could turn those directions")
 
 
 def sign_ambiguity_warning(method: str, matrices: list[dict]) -> str | None:

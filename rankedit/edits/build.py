@@ -27,6 +27,7 @@ from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
 from rankedit.edits.registry import get_edit, parse_params
 from rankedit.core.svd import warn_unidentifiable
+from rankedit.core.device import check_device
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
 from rankedit.files.outdir import check_out
@@ -160,6 +161,7 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     nothing else (``rankedit.files.outdir``), or with ``overwrite``. ``max_shard_bytes`` caps the
     output shards (default 1 GB, ``rankedit.edits.merge_options``): mergekit holds one in memory.
     """
+    check_device(device)
     plan = plan_edit(method, base, tuned, **params)
     check_out(out, "edit", input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:

@@ -72,6 +72,7 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
 def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu", progress: bool = False,
                         overwrite: bool = False) -> Path:
     """Run a plain mergekit YAML (rankedit methods registered) atomically into OUT."""
+    from rankedit.core.device import check_device
     from rankedit.core.svd import warn_unidentifiable
     from rankedit.edits.manifest import mergekit_yaml_manifest, write_manifest
     from rankedit.edits.merge_options import SHARD_CAP, checkpoint_bytes, merge_options
@@ -83,6 +84,7 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
 
     if not out:
         raise RankeditError("a mergekit YAML needs -o OUT")
+    check_device(device)
     try:
         config = merge_config(data)
     except Exception as e:

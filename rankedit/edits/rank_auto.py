@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from pydantic import Field, model_validator
 
-from rankedit.core.linalg import gram_triplets, norm64
+from rankedit.core.linalg import gram_triplets, norm64, numerical_rank
 from rankedit.core.svd import EXACT_MAX_DIM, edit_svd
 from rankedit.edits.rank_k import RankKParams, Scale, random_directions, rank_k
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
@@ -65,6 +65,8 @@ def energy_rank(dw: torch.Tensor, tau: float, seed: int = 0) -> int:
         s = edit_svd(dw, short, seed)[0].S.double()  # an exact SVD: every value, as rank-k's own
     else:
         s = gram_triplets(dw, 0)[0]
+    if tau >= 1.0:  # all of it: the update's rank (summed in float, Σ s_j² may meet ‖dW‖² a few values early)
+        return max(1, numerical_rank(s, tuple(dw.shape), dw.dtype))
     hit = (torch.cumsum(s * s, 0) >= tau * total).nonzero()
     return int(hit[0]) + 1 if hit.numel() else short  # none: rounding kept Σ s_j² a hair below ‖dW‖²
 
