@@ -75,3 +75,10 @@ def test_closed_standard_streams_are_not_an_error():
                            stdout=subprocess.DEVNULL if redirect == "2>&-" else None,
                            stderr=subprocess.PIPE if redirect == ">&-" else None)
         assert p.returncode == 0, (redirect, p.stderr)
+
+
+def test_edit_alone_is_a_usage_error_with_its_help():
+    """`rankedit edit` with neither METHOD nor --config: the help, exit 2, as `rankedit` alone."""
+    for args in (["edit"], []):
+        p = subprocess.run([sys.executable, "-m", "rankedit", *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and "Usage: rankedit" in p.stdout + p.stderr, (args, p.returncode)

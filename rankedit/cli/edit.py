@@ -145,9 +145,10 @@ def edit(ctx, config, out, device, quiet, overwrite):
         if config:
             raise RankeditError("give either --config FILE or a METHOD, not both")
         return
-    if not config:
-        click.echo(ctx.get_help())
-        return
+    if not config:  # as `rankedit` alone: the help, and the exit code of a usage error (2)
+        from click.exceptions import NoArgsIsHelpError
+
+        raise NoArgsIsHelpError(ctx)
     from rankedit.edits.config_file import run_config
 
     path = run_config(config, out=out, device=device, progress=not quiet, overwrite=overwrite)
