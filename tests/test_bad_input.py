@@ -194,13 +194,13 @@ def _yaml(tmp_path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("body,needles", [
     ("method: rank-k\nbase: {base}\ntuned: {tuned}\nparams: [1]\n", ["'params' must be a mapping"]),
-    ("method: rank-k\nbase: {base}\ntuned: {tuned}\nparams: {{k: true}}\n", ["k: Input should be a valid integer"]),
-    ("method: rank-k\nbase: {base}\ntuned: {tuned}\nparams: {{k: 0}}\n", ["k: Input should be greater than or equal to 1"]),
+    ("method: rank-k\nbase: {base}\ntuned: {tuned}\nparams: {{k: true}}\n", ["k (--k): Input should be a valid integer"]),
+    ("method: rank-k\nbase: {base}\ntuned: {tuned}\nparams: {{k: 0}}\n", ["k (--k): Input should be greater than or equal to 1"]),
     ("method: scale\nbase: {base}\ntuned: {tuned}\nparams: {{factor: .nan}}\n", ["factor", "finite number"]),
     ("merge_method: rankedit_rank_k\nbase_model: {base}\nmodels:\n  - model: {tuned}\nparameters: {{k: 0}}\n",
-     ["parameters", "k: Input should be greater than or equal to 1"]),
+     ["parameters", "k (--k): Input should be greater than or equal to 1"]),
     ("merge_method: rankedit_rank_k\nbase_model: {base}\nmodels:\n  - model: {tuned}\nparameters: {{k: true}}\n",
-     ["k: Input should be a valid integer"]),
+     ["k (--k): Input should be a valid integer"]),
     ("merge_method: rankedit_scale\nbase_model: {base}\nmodels:\n  - model: {tuned}\nparameters: {{factor: .inf}}\n",
      ["factor", "finite number"]),
     ("merge_method: no_such_method\nbase_model: {base}\nmodels:\n  - model: {tuned}\n",

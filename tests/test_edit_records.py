@@ -44,6 +44,17 @@ def test_describe_of_an_unknown_method_names_it_and_bad_params_are_one_error():
         describe("rank-k", {"k": 0})
 
 
+@pytest.mark.parametrize("method, params, named", [
+    ("rank-k", {"k": 0}, r"k \(--k\): "),
+    ("rank-auto", {"param_ratio": 2.0}, r"param_ratio \(--param-ratio\): "),
+])
+def test_a_bad_parameter_is_named_as_the_api_and_the_command_line_name_it(method, params, named):
+    from rankedit.edits.registry import get_edit, parse_params
+
+    with pytest.raises(RankeditError, match=named):
+        parse_params(get_edit(method), params)
+
+
 @pytest.mark.parametrize("method, params, control, changed", [
     ("rank-k", {"k": 3, "scale": "none", "seed": 2}, "random-rank-k", {"k": 3, "scale": "none", "seed": 2}),
     ("off-principal", {"k": 8}, "principal-only", {"k": 8}),

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origi
 import click
 from pydantic import BaseModel
 
-from rankedit.edits.registry import Cli
+from rankedit.edits.registry import Cli, cli_flag
 
 
 class ChoiceOrNumber(click.ParamType):
@@ -103,7 +103,7 @@ def model_options(model: type[BaseModel], last: Iterable[str] = ()) -> list[clic
     for name in sorted(fields, key=lambda n: n in set(last)):
         f = fields[name]
         cli = next((m for m in f.metadata if isinstance(m, Cli)), Cli())
-        flag = cli.flag or "--" + name.replace("_", "-")
+        flag = cli_flag(name, f)
         text = (f.description or "").strip()
         help = text + ("." if text and not text.endswith(".") else "")
         kind = click_type(f.annotation)

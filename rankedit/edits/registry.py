@@ -92,6 +92,12 @@ class Cli:
     required: bool = False
 
 
+def cli_flag(name: str, field: Any) -> str:
+    """The ``rankedit edit`` option of a parameter: its ``Cli(flag=...)``, else ``--field-name``."""
+    cli = next((m for m in field.metadata if isinstance(m, Cli)), None)
+    return (cli.flag if cli is not None and cli.flag else None) or "--" + name.replace("_", "-")
+
+
 @dataclass(frozen=True)
 class Control:
     """The edit that controls another: ``method`` run with the edit's parameters updated by ``params``."""
@@ -187,9 +193,12 @@ def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
         return edit.params(**params)
     except ValidationError as e:
         parts = []
+        fields = edit.params.model_fields
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
+            if loc in fields:  # the Python/YAML name and the command-line option
+                loc = f"{loc} ({cli_flag(loc, fields[loc])})"
             parts.append(f"{loc}: {msg}" if loc else msg)
         raise RankeditError(f"invalid parameters for {edit.name}: " + "; ".join(parts)) from None
 
