@@ -341,9 +341,9 @@ def test_push_of_the_sound_edit_still_uploads(server, edit_dir, tmp_path, capsys
 
 
 @pytest.mark.parametrize("device, needle, cuda", [
-    ("cuda", "no CUDA device is available", False),  # any machine, told it has no CUDA (as CI's has none)
+    ("cuda", "asks for a CUDA GPU, but none is available", False),  # any machine, told it has no CUDA (as CI's has none)
     ("cuda:99", "CUDA", None),  # this machine as it is: no CUDA at all, or fewer than 100 devices
-    ("bogus", "must be cpu or cuda", None),
+    ("bogus", "must be cpu, cuda or cuda:N", None),
 ])
 def test_edit_refuses_a_device_it_cannot_use_before_any_work(tiny_pair, tmp_path, capsys, monkeypatch, device,
                                                               needle, cuda):

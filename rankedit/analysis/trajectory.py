@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rankedit.analysis.analyze import dumps, validate_params, write_jsonl
+from rankedit.analysis.analyze import dumps, write_jsonl
+from rankedit.core.device import check_device
 from rankedit.analysis.trajectory_math import GAP_THRESHOLD, N_NULL, a_final_linearity, linearity, matrix_trajectory
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
@@ -127,7 +128,7 @@ def trajectory(
         raise RankeditError(f"--gap-threshold must be a finite number >= 1, got {gap_threshold}")
     if n_null < 1:
         raise RankeditError(f"--null-draws must be at least 1, got {n_null}")
-    validate_params(1, 0.5, 0.0, 1.0, device)  # analyze's device check
+    check_device(device)
     try:
         pattern = re.compile(modules) if modules else None
     except re.error as e:
