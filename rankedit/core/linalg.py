@@ -27,6 +27,19 @@ class SVD(NamedTuple):
     V: torch.Tensor  # (n, k)  (columns are right singular vectors)
 
 
+def times(A: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """A @ X for a thin X (a block of columns), computed as (Xᵀ Aᵀ)ᵀ. For a row-major A BLAS's
+    kernel for a thin right factor is 2-3x slower (7.6 ms against 2.8 ms for a 4864 x 896 A
+    and 11 columns, one thread), and the result comes back column-major, as QR and SVD want it."""
+    return (X.T @ A.T).T
+
+
+def times_t(A: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """Aᵀ @ Q as (Qᵀ A)ᵀ: ``A.T @ Q`` with a column-major Q (straight from QR) takes BLAS's
+    slow path (67 ms against 2.6 ms for a 4864 x 896 A and 11 columns, one thread)."""
+    return (Q.T @ A).T
+
+
 # Entries per float64 block of ``norm64`` and ``bilinear64``: 512 KB of float64, kept in cache.
 BLOCK = 1 << 16
 
@@ -68,10 +81,10 @@ def randomized_svd(A: torch.Tensor, k: int, oversample: int | None = None, n_ite
     p = min(k + oversample, min(m, n))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     omega = torch.randn(n, p, generator=gen, dtype=A.dtype).to(A.device)
-    Q, _ = torch.linalg.qr(A @ omega)
+    Q, _ = torch.linalg.qr(times(A, omega))
     for _ in range(n_iter):
-        Z, _ = torch.linalg.qr((Q.T @ A).T)  # Aᵀ Q, fast: see guarded_svd._cheap_pass
-        Q, _ = torch.linalg.qr(A @ Z)
+        Z, _ = torch.linalg.qr(times_t(A, Q))
+        Q, _ = torch.linalg.qr(times(A, Z))
     B = Q.T @ A  # (p, n)
     Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
     U = Q @ Ub

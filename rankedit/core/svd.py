@@ -43,7 +43,7 @@ def edit_svd(A: torch.Tensor, k: int, seed: int = 0) -> tuple[SVD, Accuracy]:
     if k > r // 8:
         # the float64 Gram eigendecomposition (every value, k triplets): what the guard falls
         # back to, and 3x faster than LAPACK's full float32 SVD of a 896 x 4864 matrix
-        s, top = gram_triplets(A.double(), k)
+        s, top = gram_triplets(A, k)
         return SVD(top.U.to(A.dtype), top.S.to(A.dtype), top.V.to(A.dtype)), exact_accuracy(s, k)
     return guarded_top_k(A, k, seed=seed, oversample=OVERSAMPLE, n_iter=POWER_ITERS)
 
