@@ -34,14 +34,16 @@ CASES = {
     "task_arithmetic x4": "mergekit task_arithmetic over the same 4 checkpoints (same bytes read as extrapolate)",
     "cli: mergekit-yaml": "whole process: mergekit-yaml with a task_arithmetic config, weight 1",
     "cli: rankedit edit rank-k --k 1": "whole process: rankedit edit rank-k BASE TUNED -o OUT --k 1",
-    # any other "cli: rankedit edit METHOD [OPTIONS]" case runs that command the same way
+    # any other "cli: rankedit edit METHOD [OPTIONS]" case runs that command the same way; with
+    # " | after METHOD [OPTIONS]" that other edit runs first, untimed, into the same (then warm) cache
     "cli: rank-k torch default threads": "the same with OMP_NUM_THREADS = cores (rankedit's policy then stands aside)",
     "cli: rank-k one core": "the same with OMP_NUM_THREADS=1 (what the policy chooses on 2 cores, set by hand)",
 }
 
 
-def run_cli(argv: list[str], case: str, omp: int | None = None) -> dict:
-    """Wall time and peak RSS of one whole command, with no thread variables and an empty rankedit cache."""
+def run_cli(argv: list[str], case: str, omp: int | None = None, before: list[str] | None = None) -> dict:
+    """Wall time and peak RSS of one whole command, with no thread variables and an empty rankedit cache
+    (or the cache that the untimed command ``before`` left, run first in the same environment)."""
     import os
     import resource
     import subprocess
@@ -53,6 +55,10 @@ def run_cli(argv: list[str], case: str, omp: int | None = None) -> dict:
         env["OMP_NUM_THREADS"] = str(omp)
     with tempfile.TemporaryDirectory() as cache:
         env["RANKEDIT_CACHE"] = cache
+        if before is not None:
+            prior = subprocess.run(before, env=env, capture_output=True, text=True)
+            if prior.returncode != 0:
+                raise SystemExit(f"{' '.join(before)} failed:\n{prior.stderr[-3000:]}")
         t0 = time.perf_counter()
         proc = subprocess.run(argv, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -64,6 +70,8 @@ def run_cli(argv: list[str], case: str, omp: int | None = None) -> dict:
 
 def run_case(case: str, work: Path, out: Path) -> dict:
     """Executed in a fresh subprocess: one case, its wall time and this process's peak RSS."""
+    import shutil
+
     import rankedit.edits  # noqa: F401  (import cost kept out of the timing)
     from rankedit.edits import build_edit
 
@@ -76,9 +84,13 @@ def run_case(case: str, work: Path, out: Path) -> dict:
                        f"models:\n  - model: {t}\n    parameters:\n      weight: 1.0\n")
         return run_cli([str(bindir / "mergekit-yaml"), str(yml), str(out)], case)
     rank_k_cli = [str(bindir / "rankedit"), "edit", "rank-k", str(b), str(t), "-o", str(out), "--k", "1"]
-    if case.startswith("cli: rankedit edit "):  # any edit: "cli: rankedit edit METHOD [OPTIONS]"
-        method, *opts = case.removeprefix("cli: rankedit edit ").split()
-        return run_cli([str(bindir / "rankedit"), "edit", method, str(b), str(t), "-o", str(out), *opts], case)
+    if case.startswith("cli: rankedit edit "):  # any edit: "cli: rankedit edit METHOD [OPTIONS] [| after METHOD [OPTIONS]]"
+        timed, _, after = case.removeprefix("cli: rankedit edit ").partition(" | after ")
+        edit = lambda spec, o: [str(bindir / "rankedit"), "edit", *spec.split()[:1], str(b), str(t), "-o", str(o),  # noqa: E731
+                                *spec.split()[1:]]
+        prior = out.parent / (out.name + "-before")
+        shutil.rmtree(prior, ignore_errors=True)  # the bench's own folder, as ``out``
+        return run_cli(edit(timed, out), case, before=edit(after, prior) if after else None)
     if case == "cli: rank-k one core":
         return run_cli(rank_k_cli, case, omp=1)
     if case == "cli: rank-k torch default threads":

@@ -8,34 +8,26 @@ made on every analysis, because the propensity share needs all of its vectors.) 
 pickle), keyed by the sha256 of the matrix's bytes together with everything
 else the result depends on: dtype, shape, k, alpha, the device type and the
 torch version (another LAPACK may round differently, and a cached result must
-equal a fresh one bit for bit). A file is written to a temporary name and
-renamed, and carries the sha256 of its own payload: an entry that is
-truncated, altered or does not fit is ignored and computed again.
+equal a fresh one bit for bit). Entries are written and checked by
+``rankedit.core.tensor_cache``: one that is truncated, altered or does not fit
+is ignored and computed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import torch
 
 from rankedit.analysis.geometry import BaseParts, default_k
 from rankedit.core.masks import Cut
 from rankedit.core.linalg import SVD
+from rankedit.core.tensor_cache import load_entry, store_entry, tensor_sha256
 
-FORMAT = "1"
+FORMAT = "2"  # 2: the payload sha256 covers the tensors in name order (rankedit.core.tensor_cache)
 FOLDER = "base-decomp"
 NAMES = ("s", "U", "S", "V", "norm", "thresholds", "ties")
-
-
-def tensor_sha256(t: torch.Tensor) -> str:
-    """sha256 of a tensor's bytes in row-major order (any dtype; 20 ms for a 4864 x 896 bf16 matrix)."""
-    flat = t.detach().to("cpu").contiguous().reshape(-1)
-    return hashlib.sha256(flat.view(torch.uint8).numpy().data).hexdigest()
 
 
 def cache_key(w0: torch.Tensor, k: int, alpha: float, device: str) -> str:
@@ -44,21 +36,6 @@ def cache_key(w0: torch.Tensor, k: int, alpha: float, device: str) -> str:
              "k": default_k(shape, k), "alpha": alpha, "device": torch.device(device).type,
              "torch": torch.__version__}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
-
-
-def _path(key: str) -> Path:
-    from rankedit.core.cache_dir import cache_root
-
-    return cache_root() / FOLDER / key[:2] / f"{key}.safetensors"
-
-
-def _payload_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in NAMES:
-        t = tensors[name].contiguous()
-        h.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
 
 
 def _to_tensors(p: BaseParts) -> dict[str, torch.Tensor]:
@@ -87,41 +64,13 @@ def _from_tensors(t: dict[str, torch.Tensor], shape: tuple[int, int], kk: int, d
 
 
 def load(key: str, shape: tuple[int, int], kk: int, device: str) -> BaseParts | None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = _path(key)
-    if not path.is_file():
-        return None
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError):
-        return None  # truncated or not a safetensors file: computed again and rewritten
-    if meta.get("key") != key or set(tensors) != set(NAMES) or meta.get("payload_sha256") != _payload_sha256(tensors):
-        return None
-    return _from_tensors(tensors, shape, kk, device)
+    tensors = load_entry(FOLDER, key, NAMES)
+    return None if tensors is None else _from_tensors(tensors, shape, kk, device)
 
 
 def store(key: str, parts: BaseParts) -> None:
     """Write the entry atomically; a cache that cannot be written only costs time."""
-    from safetensors.torch import save_file
-
-    tensors = _to_tensors(parts)
-    path = _path(key)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-        os.close(fd)
-        save_file(tensors, tmp, metadata={"format": FORMAT, "key": key, "payload_sha256": _payload_sha256(tensors)})
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    store_entry(FOLDER, key, _to_tensors(parts), FORMAT)
 
 
 def cached_base_parts(w0: torch.Tensor, k: int, alpha: float, device: str = "cpu") -> tuple[str, BaseParts | None]:

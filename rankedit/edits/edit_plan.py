@@ -78,9 +78,11 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
     from tqdm.auto import tqdm
 
     from rankedit.core.modules import as_linear, classify
+    from rankedit.edits.base_svd import prefetch
     from rankedit.edits.registry import MatrixInputs, matrix_seed
 
     p = plan.params
+    prefetch(plan, device, progress)  # W0's decompositions two at a time, as before a merge
     for name in tqdm(plan.matrices, desc=desc, disable=not progress):
         info = classify(name, plan.base.info(name).shape, plan.base.model_type)
         dtype = compute_dtype(plan.base.info(name).dtype)

@@ -17,7 +17,8 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
-from rankedit.core.svd import edit_svd, svd_facts
+from rankedit.core.svd import svd_facts
+from rankedit.edits.base_svd import base_top_k
 
 
 class PrincipalParams(EditParams):
@@ -31,7 +32,7 @@ def off_principal_delta(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 
 
 def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
     """``off_principal_delta`` and the accuracy facts of W0's top-k SVD."""
-    svd, acc = edit_svd(w0, k, seed)
+    svd, acc = base_top_k(w0, k, seed)  # cached: the control needs the very same decomposition
     U, V = svd.U, svd.V
     left = dw - U @ (U.T @ dw)  # (I - P_U) dW
     return left - (left @ V) @ V.T, svd_facts(acc)  # ... (I - P_V)
@@ -43,7 +44,8 @@ def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 
     the base matrix's top-k singular vectors (Path Not Taken).""",
           card_text="keeps only the part of the update outside the top-k singular subspaces of the base "
                     "weights (W_base + (I - P_U) dW (I - P_V))",
-          describe=lambda p: f"ΔW outside W0's top-{p.k} singular subspaces", control=Control("principal-only"))
+          describe=lambda p: f"ΔW outside W0's top-{p.k} singular subspaces", control=Control("principal-only"),
+          base_svd=lambda p: p.k)
 def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     delta, facts = off_principal_parts(x.w0, x.dw, p.k, x.seed)
     return EditResult(delta=delta, **facts)
@@ -54,7 +56,7 @@ def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     New matrix: W0 + dW - (I - P_U) dW (I - P_V); its delta and off-principal's sum to dW.""",
           card_text="control: keeps only the part of the update inside the top-k singular subspaces of "
                     "the base weights",
-          describe=lambda p: f"ΔW inside W0's top-{p.k} singular subspaces")
+          describe=lambda p: f"ΔW inside W0's top-{p.k} singular subspaces", base_svd=lambda p: p.k)
 def principal_only(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     dw = x.dw
     off, facts = off_principal_parts(x.w0, dw, p.k, x.seed)

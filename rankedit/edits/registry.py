@@ -127,6 +127,8 @@ class Edit:
     storage: Callable[[EditParams, MatrixSize], Storage] = dense_cost  # its artifact's size, per matrix
     options: Optional[type[BaseModel]] = None  # options of the build, not of the math (rank-k: --as-lora)
     svd_rank: Callable[[EditParams], Optional[int]] = k_of  # checked against each matrix's short side
+    # k of the top-k of W0 it decomposes (None: none), made ahead of the merge and cached (rankedit.edits.base_svd)
+    base_svd: Callable[[EditParams], Optional[int]] = lambda p: None
     # how its artifact stores a matrix (``rankedit.edits.artifact``): lora, sparse, sign or dense (the edited
     # matrix itself, always faithful), or a function of the parameters giving one
     artifact: Union[str, Callable[[EditParams], str]] = "dense"

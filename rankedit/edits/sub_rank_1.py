@@ -25,6 +25,7 @@ from pydantic import Field
 
 from rankedit.core.linalg import bilinear64, norm64
 from rankedit.core.svd import edit_svd, svd_facts
+from rankedit.edits.base_svd import base_top_k
 from rankedit.edits.rank_k import random_orthonormal
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, generator, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank, scalar_bytes
@@ -39,7 +40,7 @@ class SubRank1Params(EditParams):
 
 def scalar_and_facts(x: MatrixInputs, p: SubRank1Params) -> tuple[torch.Tensor, torch.Tensor, float, float, dict]:
     """(u, v, c, fit, SVD facts): the edit's unit pair, its scalar and the least-squares scalar."""
-    svd, acc = edit_svd(x.dw if p.direction == "delta" else x.w0, 1, x.seed)
+    svd, acc = edit_svd(x.dw, 1, x.seed) if p.direction == "delta" else base_top_k(x.w0, 1, x.seed)
     u, v = svd.U[:, 0], svd.V[:, 0]
     dw = x.dw
     fit = bilinear64(u, dw, v)
@@ -50,6 +51,10 @@ def scalar_and_facts(x: MatrixInputs, p: SubRank1Params) -> tuple[torch.Tensor, 
     else:
         c = float(p.scale)
     return u, v, c, fit, svd_facts(acc)
+
+
+def _base_svd(p: SubRank1Params) -> int | None:
+    return 1 if p.direction == "base" else None  # W0's top pair: made ahead of the merge and cached
 
 
 def _rescale(c: float, fit: float) -> float:
@@ -84,7 +89,8 @@ def _describe(p: SubRank1Params, on: str = "") -> str:
     pair, c = u1ᵀ dW v1 (one number per matrix to store). --scale fit (least
     squares), norm (±‖dW‖_F) or a number. Control: a random unit pair, same c.""",
           card_text="keeps one number per matrix: the update's size along one fixed rank-1 direction",
-          describe=_describe, control=Control("random-sub-rank-1"), storage=sub_rank_1_cost, artifact=_artifact)
+          describe=_describe, control=Control("random-sub-rank-1"), storage=sub_rank_1_cost, artifact=_artifact,
+          base_svd=_base_svd)
 def sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
     u, v, c, fit, facts = scalar_and_facts(x, p)
     return _result(u, v, c, fit, facts)
@@ -96,7 +102,7 @@ def sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
           card_text="control: one random rank-1 direction per matrix, with the same scalar",
           describe=lambda p: f"one scalar per matrix on a random unit pair, sub-rank-1's c on "
                              f"{'ΔW' if p.direction == 'delta' else 'W0'}'s pair (control)",
-          storage=sub_rank_1_cost, artifact=_artifact)
+          storage=sub_rank_1_cost, artifact=_artifact, base_svd=_base_svd)
 def random_sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
     _, _, c, fit, facts = scalar_and_facts(x, p)
     gen = generator(x.seed)
