@@ -17,15 +17,18 @@ their cost, it does not depend on the tuned run, and an edit and its control
   plan, two matrices side by side on one thread each where the thread policy
   leaves a core idle (``rankedit.core.threads.matrices_at_once``): mergekit runs
   its graph one tensor at a time, so inside the merge the second core would
-  wait. The merge then finds every decomposition on disk. Nothing is computed
-  ahead when the cache cannot be written.
+  wait. The merge then finds every decomposition on disk, and (``computed_ahead``)
+  its key without hashing W0 again. Nothing is computed ahead when the cache
+  cannot be written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
@@ -78,11 +81,29 @@ def _from_tensors(t: dict[str, torch.Tensor], w0: torch.Tensor, k: int) -> tuple
     return SVD(*(_fresh(t[name], w0.device) for name in ("U", "S", "V"))), acc
 
 
+# The matrices read ahead for the build under way in this thread: seed -> (key, k, shape, dtype, sample).
+# The merge then finds a key without hashing W0 a second time; the sample of W0's entries makes sure
+# it is the very matrix (anything else is hashed as usual).
+_local = threading.local()
+
+
+def _sample(w0: torch.Tensor) -> torch.Tensor:
+    m, n = w0.shape
+    return w0[:: max(1, m // 32), :: max(1, n // 32)].to("cpu", copy=True)
+
+
+def _key(w0: torch.Tensor, k: int, seed: int) -> str:
+    known = getattr(_local, "ahead", {}).get(seed)
+    if known is not None and known[1:4] == (k, tuple(w0.shape), w0.dtype) and torch.equal(known[4], _sample(w0)):
+        return known[0]
+    return cache_key(w0, k, seed)
+
+
 def base_top_k(w0: torch.Tensor, k: int, seed: int = 0) -> tuple[SVD, Accuracy]:
     """``edit_svd(w0, k, seed)``, from the cache when this very matrix was decomposed before."""
     if not cached(w0, k):
         return svd.edit_svd(w0, k, seed)
-    key = cache_key(w0, k, seed)
+    key = _key(w0, k, seed)
     hit = load_entry(FOLDER, key, NAMES)
     out = _from_tensors(hit, w0, k) if hit is not None else None
     return out if out is not None else _compute(key, w0, k, seed)
@@ -96,9 +117,21 @@ def _compute(key: str, w0: torch.Tensor, k: int, seed: int) -> tuple[SVD, Accura
     return r, acc
 
 
-def prefetch(plan: "EditPlan", device: str = "cpu", progress: bool = False) -> int:
-    """Decompose W0 for every matrix of the plan into the cache ahead of the merge; the number computed
-    (0 when the edit needs no W0 decomposition, none is large enough or the cache cannot be written)."""
+@contextlib.contextmanager
+def computed_ahead(plan: "EditPlan", device: str = "cpu", progress: bool = False) -> Iterator[int]:
+    """Run the block (the merge) after ``prefetch``, its matrices' keys known to ``base_top_k``."""
+    known = prefetch(plan, device, progress)
+    _local.ahead = known
+    try:
+        yield len(known)
+    finally:
+        _local.ahead = {}
+
+
+def prefetch(plan: "EditPlan", device: str = "cpu", progress: bool = False) -> dict[int, tuple]:
+    """Decompose W0 for every matrix of the plan into the cache ahead of the merge. Returns what
+    ``computed_ahead`` tells ``base_top_k`` (empty when the edit needs no W0 decomposition, none is large
+    enough or the cache cannot be written)."""
     from tqdm.auto import tqdm
 
     from rankedit.core.modules import as_linear, classify
@@ -109,9 +142,9 @@ def prefetch(plan: "EditPlan", device: str = "cpu", progress: bool = False) -> i
     k = plan.edit.base_svd(plan.params)
     names = [n for n in plan.matrices if k is not None and min(plan.base.info(n).shape) > svd.EXACT_MAX_DIM]
     if not names or not writable(FOLDER):
-        return 0
+        return {}
 
-    def one(name: str) -> None:
+    def one(name: str) -> tuple[int, tuple]:
         # W0 exactly as the mergekit adapter hands it to the edit (rankedit.edits.mergekit_methods.apply_edit)
         info = classify(name, plan.base.info(name).shape, plan.base.model_type)
         w0 = as_linear(plan.base.get(name).to(device=device, dtype=compute_dtype(plan.base.info(name).dtype)), info)
@@ -119,10 +152,9 @@ def prefetch(plan: "EditPlan", device: str = "cpu", progress: bool = False) -> i
         key = cache_key(w0, k, seed)
         if not entry_path(FOLDER, key).is_file():  # (an unsound entry is computed again in the merge)
             _compute(key, w0, k, seed)
+        return seed, (key, k, tuple(w0.shape), w0.dtype, _sample(w0))
 
     short = largest_short_side(plan)
     with hot_path_threads("edit", short):
         done = ordered_map(one, names, matrices_at_once("edit", short, device))
-        for _ in tqdm(done, desc=f"W0 top-{k}", total=len(names), disable=not progress):
-            pass
-    return len(names)
+        return dict(tqdm(done, desc=f"W0 top-{k}", total=len(names), disable=not progress))

@@ -75,14 +75,19 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
     """Yield ``(name, info, x, result)`` for every edited matrix: the edit run outside mergekit on the very
     inputs the mergekit adapter gives it (``rankedit.edits.mergekit_methods.apply_edit``), one matrix in
     memory at a time; ``info`` says the stored layout (``rankedit.core.modules``)."""
+    from rankedit.edits.base_svd import computed_ahead
+
+    with computed_ahead(plan, device, progress):  # W0's decompositions two at a time, as before a merge
+        yield from _run_each(plan, device, progress, desc)
+
+
+def _run_each(plan: EditPlan, device: str, progress: bool, desc: str):
     from tqdm.auto import tqdm
 
     from rankedit.core.modules import as_linear, classify
-    from rankedit.edits.base_svd import prefetch
     from rankedit.edits.registry import MatrixInputs, matrix_seed
 
     p = plan.params
-    prefetch(plan, device, progress)  # W0's decompositions two at a time, as before a merge
     for name in tqdm(plan.matrices, desc=desc, disable=not progress):
         info = classify(name, plan.base.info(name).shape, plan.base.model_type)
         dtype = compute_dtype(plan.base.info(name).dtype)
