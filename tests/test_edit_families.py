@@ -86,6 +86,36 @@ def test_rank_auto_is_rank_k_at_the_chosen_rank_and_its_control_random_rank_k(ru
     assert EDITS["rank-auto"].control_for(EDITS["rank-auto"].params(**rule))[0] == "random-rank-auto"
 
 
+@pytest.mark.parametrize("shape", [(300, 420), (420, 300)])
+def test_rank_auto_on_a_big_matrix_is_the_exact_rank_k_from_the_one_decomposition_that_chose_k(shape, monkeypatch):
+    """Above the exact-SVD size the Gram eigendecomposition that chose k also gives the triplets: no second
+    SVD, and the edit is c·U_k S_k V_kᵀ of numpy's float64 SVD, c = ‖dW‖ / ‖S_k‖; its control carries the
+    same values and rescale on random directions."""
+    import numpy as np
+
+    import rankedit.edits.rank_auto as ra
+    import rankedit.edits.rank_k as rk
+
+    m, n = shape
+    gen = torch.Generator().manual_seed(3)
+    dw = (orthonormal(m, 12, 4) * torch.linspace(3.0, 1.0, 12, dtype=torch.float64)) @ orthonormal(n, 12, 5).T
+    dw = (dw + 0.05 * torch.randn(m, n, generator=gen, dtype=torch.float64)).float()
+    monkeypatch.setattr(rk, "edit_svd", lambda *a, **k: pytest.fail("a second SVD"))
+    monkeypatch.setattr(ra, "edit_svd", lambda *a, **k: pytest.fail("a second SVD"))
+    U, S, Vt = np.linalg.svd(dw.double().numpy(), full_matrices=False)
+    for tau in (0.3, 0.8):
+        k = int(np.searchsorted(np.cumsum(S * S) / float((dw.double() ** 2).sum()), tau)) + 1
+        got = run("rank-auto", inputs(dw), energy=tau)
+        c = float(np.linalg.norm(dw.double().numpy()) / np.linalg.norm(S[:k]))
+        want = c * (U[:, :k] * S[:k]) @ Vt[:k]
+        assert got.stored_rank == k and got.rescale == pytest.approx(c, rel=1e-6)
+        assert np.linalg.norm(got.delta.double().numpy() - want) <= 1e-5 * np.linalg.norm(want)
+        assert got.svd_error == 0.0 and got.svd_identifiable
+        ctl = run("random-rank-auto", inputs(dw), energy=tau)
+        assert ctl.stored_rank == k and ctl.rescale == pytest.approx(c, rel=1e-6)
+        assert float(ctl.delta.double().norm()) == pytest.approx(float(np.linalg.norm(want)), rel=1e-5)
+
+
 def test_rank_auto_cost_and_rules():
     edit = EDITS["rank-auto"]
     assert edit.storage(edit.params(energy=0.5), MatrixSize((64, 32), rank=3)) == Storage(288, 1152)

@@ -136,14 +136,18 @@ def gram_triplets(A: torch.Tensor, k: int = 0) -> tuple[torch.Tensor, SVD | None
     m, n = A.shape
     if not 0 <= k <= min(m, n):
         raise ValueError(f"k={k} is outside 0..{min(m, n)} for a matrix of shape {tuple(A.shape)}")
-    a = A.double()
-    wide = m <= n
-    gram = a @ a.T if wide else a.T @ a
+    a, gram = gram64(A)
     if k == 0:
         lam = torch.linalg.eigvalsh(gram).flip(0)
         return lam.clamp_min(0).sqrt(), None
     s, vecs = gram_eigh(gram)
     return s, triplets_from_eigh(a, s, vecs, k)
+
+
+def gram64(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A in float64, its short side's Gram matrix: A Aᵀ for a wide A, Aᵀ A for a tall one)."""
+    a = A.double()
+    return a, (a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a)
 
 
 def gram_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

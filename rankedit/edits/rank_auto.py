@@ -12,7 +12,11 @@ The rank k_i of each matrix is either
 mergekit runs an edit one matrix at a time, so a rank can depend only on the matrix in
 hand: a model-wide budget spent greedily where ``s_j² / (m + n)`` is largest needs every
 spectrum first and is not offered. The edit is then exactly ``rank-k`` with k = k_i
-(same SVD, same rescale); random-rank-auto is ``random-rank-k`` with the same k_i.
+(same rescale); random-rank-auto is ``random-rank-k`` with the same k_i. On matrices
+up to 256 on the short side that is rank-k's own SVD. Above, the energy rule's one
+float64 Gram eigendecomposition, which gives every singular value to choose k, also
+gives the exact top-k triplets (``energy_top``), where rank-k would decompose again
+with its guarded SVD (the same edit within that SVD's 1e-3).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from typing import Optional
 import torch
 from pydantic import Field, model_validator
 
-from rankedit.core.linalg import gram_triplets, norm64, numerical_rank
-from rankedit.core.svd import EXACT_MAX_DIM, edit_svd
-from rankedit.edits.rank_k import RankKParams, Scale, random_directions, rank_k
+from rankedit.core.guarded_svd import Accuracy
+from rankedit.core.linalg import SVD, gram64, gram_eigh, gram_triplets, norm64, numerical_rank, triplets_from_eigh
+from rankedit.core.svd import EXACT_MAX_DIM, edit_svd, exact_accuracy
+from rankedit.edits.rank_k import RankKParams, Scale, random_directions, rank_k, rank_k_edit
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank
 
@@ -57,18 +62,44 @@ def energy_rank(dw: torch.Tensor, tau: float, seed: int = 0) -> int:
     vectors). The former rule, doubling k with a top-k SVD each time, sent every k
     whose boundary fell into a noise-like bulk to the guard's exact fallback, once per
     doubling: over 5 minutes on a 0.5B pair (BENCHMARKS.md)."""
-    total = norm64(dw) ** 2
     short = min(dw.shape)
-    if total == 0:
-        return 1
     if short <= EXACT_MAX_DIM:
         s = edit_svd(dw, short, seed)[0].S.double()  # an exact SVD: every value, as rank-k's own
     else:
         s = gram_triplets(dw, 0)[0]
+    return _rank_for(s, tau, dw)
+
+
+def _rank_for(s: torch.Tensor, tau: float, dw: torch.Tensor) -> int:
+    """``energy_rank``'s k from all of dW's singular values ``s`` (descending)."""
+    total = norm64(dw) ** 2
+    if total == 0:
+        return 1
     if tau >= 1.0:  # all of it: the update's rank (summed in float, Σ s_j² may meet ‖dW‖² a few values early)
         return max(1, numerical_rank(s, tuple(dw.shape), dw.dtype))
     hit = (torch.cumsum(s * s, 0) >= tau * total).nonzero()
-    return int(hit[0]) + 1 if hit.numel() else short  # none: rounding kept Σ s_j² a hair below ‖dW‖²
+    return int(hit[0]) + 1 if hit.numel() else min(dw.shape)  # none: rounding kept Σ s_j² a hair below ‖dW‖²
+
+
+def energy_top(dw: torch.Tensor, tau: float, vectors: bool) -> tuple[int, SVD | torch.Tensor, Accuracy]:
+    """For a large matrix: ``energy_rank``'s k and, from the same float64 Gram eigendecomposition,
+    the exact top-k triplets (``vectors``) or values, with their accuracy. One decomposition
+    where choosing k, then decomposing again at that k, took two (and a k in a noise-like
+    bulk sent the second to the guard's exact fallback anyway)."""
+    a, gram = gram64(dw)
+    if not vectors:
+        s = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0).sqrt()  # as gram_triplets(dw, 0): the same k
+        k = _rank_for(s, tau, dw)
+        return k, s[:k].to(dw.dtype), exact_accuracy(s, k)
+    s, vecs = gram_eigh(gram)
+    k = _rank_for(s, tau, dw)
+    top = triplets_from_eigh(a, s, vecs, k)
+    return k, SVD(top.U.to(dw.dtype), top.S.to(dw.dtype), top.V.to(dw.dtype)), exact_accuracy(s, k)
+
+
+def _large(x: MatrixInputs, p: "RankAutoParams") -> bool:
+    """Whether the energy rule takes ``energy_top`` (small matrices keep rank-k's own exact SVD)."""
+    return p.energy is not None and min(x.w0.shape) > EXACT_MAX_DIM
 
 
 def chosen_rank(x: MatrixInputs, p: RankAutoParams) -> int:
@@ -105,6 +136,9 @@ def _as_rank_k(p: RankAutoParams, k: int) -> RankKParams:
           describe=_describe, control=Control("random-rank-auto"), storage=auto_cost, svd_rank=lambda p: None,
           artifact="lora")
 def rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
+    if _large(x, p):
+        k, top, acc = energy_top(x.dw, p.energy, vectors=True)
+        return replace(rank_k_edit(x.dw, k, p.scale, x.seed, top=(top, acc)), stored_rank=k)
     k = chosen_rank(x, p)
     return replace(rank_k(x, _as_rank_k(p, k)), stored_rank=k)
 
@@ -116,5 +150,8 @@ def rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
           describe=lambda p: _describe(p).replace("top-k singular", "random") + " (control)",
           storage=auto_cost, svd_rank=lambda p: None, artifact="lora")
 def random_rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
+    if _large(x, p):
+        k, values, acc = energy_top(x.dw, p.energy, vectors=False)
+        return replace(random_directions(x, k, p.scale, top=(values, acc)), stored_rank=k)
     k = chosen_rank(x, p)
     return replace(random_directions(x, k, p.scale), stored_rank=k)

@@ -23,7 +23,7 @@ from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInput
 from rankedit.edits.storage import MatrixSize, Storage, low_rank
 from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.core.guarded_svd import Accuracy
-from rankedit.core.linalg import norm64, numerical_rank
+from rankedit.core.linalg import SVD, norm64, numerical_rank
 
 Scale = Union[Literal["norm", "none"], float]
 
@@ -75,14 +75,15 @@ def rank_k_factors(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 
     return rank_k_parts(dw, k, scale, seed)[:3]
 
 
-def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0
-                 ) -> tuple[torch.Tensor, torch.Tensor, int, Accuracy, float]:
+def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0,
+                 top: Optional[tuple[SVD, Accuracy]] = None) -> tuple[torch.Tensor, torch.Tensor, int, Accuracy, float]:
     """``rank_k_factors``, the ``Accuracy`` of the SVD behind them and the rescale c.
 
     The singular values are split evenly (sqrt on each side) so that B and A are
-    also a well-conditioned LoRA pair.
+    also a well-conditioned LoRA pair. ``top``: dW's top-k triplets, where the caller
+    has them already (rank-auto), else ``edit_svd``'s.
     """
-    svd, acc = edit_svd(dw, k, seed)
+    svd, acc = top if top is not None else edit_svd(dw, k, seed)
     c = rescale_factor(dw, svd.S, scale)
     root = (svd.S * abs(c)).sqrt()
     sign = -1.0 if c < 0 else 1.0
@@ -102,7 +103,13 @@ def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0
           describe=_describe_rank_k, control=Control("random-rank-k"), storage=low_rank_cost, options=LoraOptions,
           artifact="lora")
 def rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
-    B, A, kept, acc, c = rank_k_parts(x.dw, p.k, p.scale, x.seed)
+    return rank_k_edit(x.dw, p.k, p.scale, x.seed)
+
+
+def rank_k_edit(dw: torch.Tensor, k: int, scale: Scale, seed: int,
+                top: Optional[tuple[SVD, Accuracy]] = None) -> EditResult:
+    """rank-k's result for dW (``top``: as ``rank_k_parts``)."""
+    B, A, kept, acc, c = rank_k_parts(dw, k, scale, seed, top)
     return EditResult(delta=B @ A, rank_kept=kept, rescale=c, parts={"B": B, "A": A}, **svd_facts(acc))
 
 
@@ -124,15 +131,20 @@ def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
     return random_directions(x, p.k, p.scale)
 
 
-def random_directions(x: MatrixInputs, k: int, scale: Scale) -> EditResult:
-    """k random orthonormal directions per side carrying dW's top-k singular values and rescale."""
+def random_directions(x: MatrixInputs, k: int, scale: Scale,
+                      top: Optional[tuple[torch.Tensor, Accuracy]] = None) -> EditResult:
+    """k random orthonormal directions per side carrying dW's top-k singular values and rescale
+    (``top``: those values and their accuracy, where the caller has them already)."""
     dw = x.dw
-    svd, acc = edit_svd(dw, k, x.seed)
-    c = rescale_factor(dw, svd.S, scale)
+    if top is None:
+        svd, acc = edit_svd(dw, k, x.seed)
+        top = (svd.S, acc)
+    S, acc = top
+    c = rescale_factor(dw, S, scale)
     gen = generator(x.seed)
     m, n = dw.shape
     U = random_orthonormal(m, k, gen, dw.dtype).to(dw.device)
     V = random_orthonormal(n, k, gen, dw.dtype).to(dw.device)
-    B, A = U * (svd.S * c), V.T
-    return EditResult(delta=B @ A, rank_kept=numerical_rank(svd.S, (m, n), dw.dtype),
+    B, A = U * (S * c), V.T
+    return EditResult(delta=B @ A, rank_kept=numerical_rank(S, (m, n), dw.dtype),
                       rescale=c, parts={"B": B, "A": A}, **svd_facts(acc))
