@@ -116,9 +116,9 @@ def test_an_edit_and_its_control_share_one_decomposition(wide_pair, tmp_path, ca
 def test_ahead_of_the_merge_or_inline_the_edit_is_the_same(wide_pair, tmp_path, monkeypatch):
     base, tuned = wide_pair
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c1"))
-    ahead = build_edit("off-principal", base, tuned, tmp_path / "ahead", k=16)  # two matrices at a time, then hits
+    ahead = build_edit("off-principal", base, tuned, tmp_path / "ahead", k=16)  # two at a time beside the merge
     calls = []
-    monkeypatch.setattr(base_svd, "prefetch", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr(base_svd, "writable", lambda folder: calls.append(folder) and False)  # nothing ahead
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))
     inline = build_edit("off-principal", base, tuned, tmp_path / "inline", k=16)  # computed inside the merge
     assert calls and _weights_sha(inline) == _weights_sha(ahead)
@@ -132,7 +132,8 @@ def test_an_unwritable_cache_computes_nothing_ahead_and_still_builds(wide_pair, 
     monkeypatch.setenv("RANKEDIT_CACHE", str(root))
     from rankedit.edits.build import plan_edit
 
-    assert base_svd.prefetch(plan_edit("off-principal", base, tuned, k=16)) == {}
+    with base_svd.computed_ahead(plan_edit("off-principal", base, tuned, k=16)) as scheduled:
+        assert scheduled == 0
     out = build_edit("off-principal", base, tuned, tmp_path / "out", k=16)
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))
     assert _weights_sha(out) == _weights_sha(build_edit("off-principal", base, tuned, tmp_path / "ok", k=16))
@@ -153,7 +154,7 @@ def test_the_merge_finds_the_keys_read_ahead_without_hashing_again(wide_pair, tm
     real = base_svd.cache_key
     monkeypatch.setattr(base_svd, "cache_key", lambda w0, k, seed: hashed.append(seed) or real(w0, k, seed))
     out = build_edit("off-principal", base, tuned, tmp_path / "off", k=16)
-    assert len(hashed) == 5 == len(set(hashed))  # once each, ahead of the merge
+    assert len(hashed) == 5 == len(set(hashed))  # once each, ahead of the merge or by it, never twice
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "other"))
     monkeypatch.setattr(base_svd, "cache_key", real)
     assert _weights_sha(out) == _weights_sha(build_edit("off-principal", base, tuned, tmp_path / "o2", k=16))
@@ -162,7 +163,11 @@ def test_the_merge_finds_the_keys_read_ahead_without_hashing_again(wide_pair, tm
 def test_a_key_read_ahead_is_only_used_for_that_very_matrix(cache):
     w0, other = _decaying(300, 400, seed=4), _decaying(300, 400, seed=5)
     key = base_svd.cache_key(w0, 8, 7)
-    base_svd._local.ahead = {7: (key, 8, (300, 400), torch.float32, base_svd._sample(w0))}
+    from concurrent.futures import Future
+
+    done = Future()
+    done.set_result((key, 8, (300, 400), torch.float32, base_svd._sample(w0)))
+    base_svd._local.ahead = {7: done}
     try:
         assert base_svd._key(w0, 8, 7) == key
         assert base_svd._key(other, 8, 7) == base_svd.cache_key(other, 8, 7)  # same seed, another matrix

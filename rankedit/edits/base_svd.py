@@ -13,13 +13,14 @@ their cost, it does not depend on the tuned run, and an edit and its control
   (BLAS results can depend on alignment), so a cached answer, one computed
   ahead and one computed inside the merge give the edit the same bits. Matrices of at most 256 on the short
   side (the organism's) take LAPACK's exact SVD inline: cheaper than their hash.
-- ``prefetch`` runs before the merge and fills the cache for every matrix of the
-  plan, two matrices side by side on one thread each where the thread policy
-  leaves a core idle (``rankedit.core.threads.matrices_at_once``): mergekit runs
-  its graph one tensor at a time, so inside the merge the second core would
-  wait. The merge then finds every decomposition on disk, and (``computed_ahead``)
-  its key without hashing W0 again. Nothing is computed ahead when the cache
-  cannot be written.
+- ``computed_ahead`` fills the cache for every matrix of the plan in the
+  background while the merge runs, two matrices side by side on one thread each
+  where the thread policy leaves a core idle (``rankedit.core.threads.matrices_at_once``):
+  mergekit runs its graph one tensor at a time, so inside the merge the second
+  core would wait, and its reading and writing now overlap the decompositions.
+  The merge waits for its matrix's entry (or, when it has not started, computes
+  it itself) and finds it without hashing W0 again.
+  Nothing is computed ahead when the cache cannot be written.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ def _from_tensors(t: dict[str, torch.Tensor], w0: torch.Tensor, k: int) -> tuple
     return SVD(*(_fresh(t[name], w0.device) for name in ("U", "S", "V"))), acc
 
 
-# The matrices read ahead for the build under way in this thread: seed -> (key, k, shape, dtype, sample).
-# The merge then finds a key without hashing W0 a second time; the sample of W0's entries makes sure
-# it is the very matrix (anything else is hashed as usual).
+# The W0 matrices being decomposed ahead of the build under way in this thread: seed -> future of
+# (key, k, shape, dtype, sample). The merge waits for its matrix's, then finds the entry without hashing
+# W0 a second time; the sample of W0's entries makes sure it is the very matrix (anything else is
+# hashed as usual).
 _local = threading.local()
 
 
@@ -93,7 +95,13 @@ def _sample(w0: torch.Tensor) -> torch.Tensor:
 
 
 def _key(w0: torch.Tensor, k: int, seed: int) -> str:
-    known = getattr(_local, "ahead", {}).get(seed)
+    pending = getattr(_local, "ahead", {}).get(seed)
+    known = None
+    if pending is not None and not pending.cancel():  # not started yet: this thread computes it now
+        try:
+            known = pending.result()
+        except Exception:  # noqa: BLE001 - met again, and reported, when the merge computes it itself
+            known = None
     if known is not None and known[1:4] == (k, tuple(w0.shape), w0.dtype) and torch.equal(known[4], _sample(w0)):
         return known[0]
     return cache_key(w0, k, seed)
@@ -118,43 +126,46 @@ def _compute(key: str, w0: torch.Tensor, k: int, seed: int) -> tuple[SVD, Accura
 
 
 @contextlib.contextmanager
-def computed_ahead(plan: "EditPlan", device: str = "cpu", progress: bool = False) -> Iterator[int]:
-    """Run the block (the merge) after ``prefetch``, its matrices' keys known to ``base_top_k``."""
-    known = prefetch(plan, device, progress)
-    _local.ahead = known
-    try:
-        yield len(known)
-    finally:
-        _local.ahead = {}
+def computed_ahead(plan: "EditPlan", device: str = "cpu") -> Iterator[int]:
+    """Run the block (the merge) while W0's decompositions for every matrix of the plan are made in the
+    background and stored in the cache, ``matrices_at_once`` side by side; ``base_top_k`` in this thread
+    waits for its matrix's. Yields how many were scheduled (0 when the edit needs no W0 decomposition,
+    none is large enough or the cache cannot be written)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-
-def prefetch(plan: "EditPlan", device: str = "cpu", progress: bool = False) -> dict[int, tuple]:
-    """Decompose W0 for every matrix of the plan into the cache ahead of the merge. Returns what
-    ``computed_ahead`` tells ``base_top_k`` (empty when the edit needs no W0 decomposition, none is large
-    enough or the cache cannot be written)."""
-    from tqdm.auto import tqdm
-
-    from rankedit.core.modules import as_linear, classify
-    from rankedit.core.threads import hot_path_threads, matrices_at_once, ordered_map
-    from rankedit.edits.edit_plan import compute_dtype, largest_short_side
+    from rankedit.core.threads import hot_path_threads, matrices_at_once
+    from rankedit.edits.edit_plan import largest_short_side
     from rankedit.edits.registry import matrix_seed
 
     k = plan.edit.base_svd(plan.params)
     names = [n for n in plan.matrices if k is not None and min(plan.base.info(n).shape) > svd.EXACT_MAX_DIM]
     if not names or not writable(FOLDER):
-        return {}
-
-    def one(name: str) -> tuple[int, tuple]:
-        # W0 exactly as the mergekit adapter hands it to the edit (rankedit.edits.mergekit_methods.apply_edit)
-        info = classify(name, plan.base.info(name).shape, plan.base.model_type)
-        w0 = as_linear(plan.base.get(name).to(device=device, dtype=compute_dtype(plan.base.info(name).dtype)), info)
-        seed = matrix_seed(plan.params.seed, name)
-        key = cache_key(w0, k, seed)
-        if not entry_path(FOLDER, key).is_file():  # (an unsound entry is computed again in the merge)
-            _compute(key, w0, k, seed)
-        return seed, (key, k, tuple(w0.shape), w0.dtype, _sample(w0))
-
+        yield 0
+        return
     short = largest_short_side(plan)
-    with hot_path_threads("edit", short):
-        done = ordered_map(one, names, matrices_at_once("edit", short, device))
-        return dict(tqdm(done, desc=f"W0 top-{k}", total=len(names), disable=not progress))
+    # the policy's threads for the whole block: the merge sets the same, and restores it, inside
+    with hot_path_threads("edit", short), \
+            ThreadPoolExecutor(matrices_at_once("edit", short, device), thread_name_prefix="rankedit-w0") as pool:
+        _local.ahead = {matrix_seed(plan.params.seed, n): pool.submit(_ahead_one, plan, n, k, device) for n in names}
+        try:
+            yield len(names)
+        finally:
+            for pending in _local.ahead.values():
+                pending.cancel()
+            _local.ahead = {}
+
+
+def _ahead_one(plan: "EditPlan", name: str, k: int, device: str) -> tuple:
+    """Decompose one W0 into the cache (unless it is there); what ``_key`` needs to know it again."""
+    from rankedit.core.modules import as_linear, classify
+    from rankedit.edits.edit_plan import compute_dtype
+    from rankedit.edits.registry import matrix_seed
+
+    # W0 exactly as the mergekit adapter hands it to the edit (rankedit.edits.mergekit_methods.apply_edit)
+    info = classify(name, plan.base.info(name).shape, plan.base.model_type)
+    w0 = as_linear(plan.base.get(name).to(device=device, dtype=compute_dtype(plan.base.info(name).dtype)), info)
+    seed = matrix_seed(plan.params.seed, name)
+    key = cache_key(w0, k, seed)
+    if not entry_path(FOLDER, key).is_file():  # (an unsound entry is computed again in the merge)
+        _compute(key, w0, k, seed)
+    return key, k, tuple(w0.shape), w0.dtype, _sample(w0)

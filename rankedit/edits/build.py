@@ -181,8 +181,8 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
                             max_shard_bytes)
     config_yaml = config.to_yaml() + "\n"
     out = Path(out)
-    # W0's decompositions two at a time before the merge, which runs one tensor at a time
-    with computed_ahead(plan, device, progress), ThreadPoolExecutor(max_workers=1) as pool:
+    # W0's decompositions two at a time beside the merge, which runs one tensor at a time
+    with computed_ahead(plan, device), ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
         with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
             merge_into(tmp, config, options, config_yaml, short_side=largest_short_side(plan))

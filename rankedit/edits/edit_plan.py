@@ -77,7 +77,7 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
     memory at a time; ``info`` says the stored layout (``rankedit.core.modules``)."""
     from rankedit.edits.base_svd import computed_ahead
 
-    with computed_ahead(plan, device, progress):  # W0's decompositions two at a time, as before a merge
+    with computed_ahead(plan, device):  # W0's decompositions two at a time, as beside a merge
         yield from _run_each(plan, device, progress, desc)
 
 
