@@ -1,5 +1,5 @@
-"""W0's decompositions for off-principal and its kin (rankedit.edits.base_svd): computed ahead, cached,
-and the same bits as computed inline."""
+"""W0's decompositions for off-principal and its kin (rankedit.edits.base_svd): cached on disk, the same bits
+as computed afresh, and shared by an edit and its control."""
 
 from __future__ import annotations
 
@@ -113,28 +113,14 @@ def test_an_edit_and_its_control_share_one_decomposition(wide_pair, tmp_path, ca
     assert _weights_sha(again) == _weights_sha(off)
 
 
-def test_ahead_of_the_merge_or_inline_the_edit_is_the_same(wide_pair, tmp_path, monkeypatch):
-    base, tuned = wide_pair
-    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c1"))
-    ahead = build_edit("off-principal", base, tuned, tmp_path / "ahead", k=16)  # two at a time beside the merge
-    calls = []
-    monkeypatch.setattr(base_svd, "writable", lambda folder: calls.append(folder) and False)  # nothing ahead
-    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))
-    inline = build_edit("off-principal", base, tuned, tmp_path / "inline", k=16)  # computed inside the merge
-    assert calls and _weights_sha(inline) == _weights_sha(ahead)
-
-
-def test_an_unwritable_cache_computes_nothing_ahead_and_still_builds(wide_pair, tmp_path, monkeypatch):
+def test_an_unwritable_cache_still_builds_the_same_edit(wide_pair, tmp_path, monkeypatch):
     base, tuned = wide_pair
     root = tmp_path / "c"
     root.mkdir()
     (root / base_svd.FOLDER).write_text("a file where the cache's folder would go")  # unwritable, even for root
     monkeypatch.setenv("RANKEDIT_CACHE", str(root))
-    from rankedit.edits.build import plan_edit
-
-    with base_svd.computed_ahead(plan_edit("off-principal", base, tuned, k=16)) as scheduled:
-        assert scheduled == 0
     out = build_edit("off-principal", base, tuned, tmp_path / "out", k=16)
+    assert (root / base_svd.FOLDER).is_file()
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))
     assert _weights_sha(out) == _weights_sha(build_edit("off-principal", base, tuned, tmp_path / "ok", k=16))
 
@@ -146,33 +132,3 @@ def test_sub_rank_1_on_the_base_direction_uses_it_too(wide_pair, tmp_path, cache
     build_edit("sub-rank-1", base, tuned, tmp_path / "d", direction="delta")  # dW's pair: not W0's, not cached
     assert len(_entries(cache)) == 5
     assert all(entry_path(base_svd.FOLDER, p.stem) == p for p in _entries(cache))
-
-
-def test_the_merge_finds_the_keys_read_ahead_without_hashing_again(wide_pair, tmp_path, cache, monkeypatch):
-    base, tuned = wide_pair
-    hashed = []
-    real = base_svd.cache_key
-    monkeypatch.setattr(base_svd, "cache_key", lambda w0, k, seed: hashed.append(seed) or real(w0, k, seed))
-    out = build_edit("off-principal", base, tuned, tmp_path / "off", k=16)
-    assert len(hashed) == 5 == len(set(hashed))  # once each, ahead of the merge or by it, never twice
-    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "other"))
-    monkeypatch.setattr(base_svd, "cache_key", real)
-    assert _weights_sha(out) == _weights_sha(build_edit("off-principal", base, tuned, tmp_path / "o2", k=16))
-
-
-def test_a_key_read_ahead_is_only_used_for_that_very_matrix(cache):
-    w0, other = _decaying(300, 400, seed=4), _decaying(300, 400, seed=5)
-    key = base_svd.cache_key(w0, 8, 7)
-    from concurrent.futures import Future
-
-    done = Future()
-    done.set_result((key, 8, (300, 400), torch.float32, base_svd._sample(w0)))
-    base_svd._local.ahead = {7: done}
-    try:
-        assert base_svd._key(w0, 8, 7) == key
-        assert base_svd._key(other, 8, 7) == base_svd.cache_key(other, 8, 7)  # same seed, another matrix
-        assert base_svd._key(w0, 9, 7) == base_svd.cache_key(w0, 9, 7)
-        r, _ = base_svd.base_top_k(other, 8, 7)
-        assert torch.equal(r.S, core_svd.edit_svd(other, 8, 7)[0].S)
-    finally:
-        base_svd._local.ahead = {}

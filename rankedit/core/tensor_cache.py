@@ -76,17 +76,3 @@ def store_entry(folder: str, key: str, tensors: dict[str, torch.Tensor], fmt: st
             Path(tmp).unlink(missing_ok=True)
         return False
 
-
-def writable(folder: str) -> bool:
-    """Whether entries can be written under ``folder`` now (a probe file, created and removed)."""
-    from rankedit.core.cache_dir import cache_root
-
-    try:
-        root = cache_root() / folder
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".probe-", dir=root)
-        os.close(fd)
-        os.unlink(tmp)
-        return True
-    except OSError:
-        return False

@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
-from rankedit.edits.base_svd import computed_ahead
+from rankedit.edits.ahead import computed_ahead
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
 from rankedit.edits.edit_plan import (EditPlan, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
                                       start_hashing)
@@ -181,7 +181,7 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
                             max_shard_bytes)
     config_yaml = config.to_yaml() + "\n"
     out = Path(out)
-    # W0's decompositions two at a time beside the merge, which runs one tensor at a time
+    # the edit's decompositions two at a time beside the merge, which runs one tensor at a time
     with computed_ahead(plan, device), ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
         with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:

@@ -74,26 +74,34 @@ def compute_dtype(stored: str):
 def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, desc: str = "edit"):
     """Yield ``(name, info, x, result)`` for every edited matrix: the edit run outside mergekit on the very
     inputs the mergekit adapter gives it (``rankedit.edits.mergekit_methods.apply_edit``), one matrix in
-    memory at a time; ``info`` says the stored layout (``rankedit.core.modules``)."""
-    from rankedit.edits.base_svd import computed_ahead
+    memory at a time, its ``ahead`` work beside it as beside a merge; ``info`` says the stored layout
+    (``rankedit.core.modules``)."""
+    from dataclasses import replace
 
-    with computed_ahead(plan, device):  # W0's decompositions two at a time, as beside a merge
-        yield from _run_each(plan, device, progress, desc)
-
-
-def _run_each(plan: EditPlan, device: str, progress: bool, desc: str):
     from tqdm.auto import tqdm
 
+    from rankedit.core.modules import classify
+    from rankedit.edits.ahead import computed_ahead, take
+
+    with computed_ahead(plan, device):
+        for name in tqdm(plan.matrices, desc=desc, disable=not progress):
+            info = classify(name, plan.base.info(name).shape, plan.base.model_type)
+            x = matrix_inputs(plan, name, device)
+            if plan.edit.ahead is not None:
+                x = replace(x, ahead=take(name, x))
+            yield name, info, x, plan.edit.run(x, plan.params)
+
+
+def matrix_inputs(plan: EditPlan, name: str, device: str = "cpu"):
+    """One matrix's ``MatrixInputs`` read from the plan's checkpoints, as the mergekit adapter makes them."""
     from rankedit.core.modules import as_linear, classify
     from rankedit.edits.registry import MatrixInputs, matrix_seed
 
     p = plan.params
-    for name in tqdm(plan.matrices, desc=desc, disable=not progress):
-        info = classify(name, plan.base.info(name).shape, plan.base.model_type)
-        dtype = compute_dtype(plan.base.info(name).dtype)
-        lin = lambda t: as_linear(t.to(device=device, dtype=dtype), info)  # noqa: E731
-        x = MatrixInputs(w0=lin(plan.base.get(name)), tuned=tuple(lin(ck.get(name)) for ck in plan.tuned),
-                         steps=getattr(p, "steps", None),
-                         other=lin(plan.other.get(name)) if plan.other is not None else None,
-                         seed=matrix_seed(p.seed, name))
-        yield name, info, x, plan.edit.run(x, p)
+    info = classify(name, plan.base.info(name).shape, plan.base.model_type)
+    dtype = compute_dtype(plan.base.info(name).dtype)
+    lin = lambda t: as_linear(t.to(device=device, dtype=dtype), info)  # noqa: E731
+    return MatrixInputs(w0=lin(plan.base.get(name)), tuned=tuple(lin(ck.get(name)) for ck in plan.tuned),
+                        steps=getattr(p, "steps", None),
+                        other=lin(plan.other.get(name)) if plan.other is not None else None,
+                        seed=matrix_seed(p.seed, name))

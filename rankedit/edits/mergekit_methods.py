@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import replace
 from typing import Any, Iterator, Optional
 
 import torch
@@ -42,6 +43,7 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 
+from rankedit.edits.ahead import take
 from rankedit.edits.manifest import matrix_facts
 from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
 from rankedit.edits.storage import MatrixSize
@@ -122,6 +124,8 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         w0=lin(base), tuned=tuple(lin(e.tensor) for e in tuned), steps=steps,
         other=lin(others[0].tensor) if others else None, seed=matrix_seed(p.seed, name),
     )
+    if edit.ahead is not None:  # its decomposition, when it was done beside the merge (rankedit.edits.ahead)
+        x = replace(x, ahead=take(name, x))
     res = edit.run(x, p)
     size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
     _record(name, matrix_facts(name, x.dw, res, edit.storage(p, size)))

@@ -17,6 +17,8 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
+from rankedit.core.guarded_svd import Accuracy
+from rankedit.core.linalg import SVD
 from rankedit.core.svd import svd_facts
 from rankedit.edits.base_svd import base_top_k
 
@@ -30,12 +32,19 @@ def off_principal_delta(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 
     return off_principal_parts(w0, dw, k, seed)[0]
 
 
-def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, dict]:
-    """``off_principal_delta`` and the accuracy facts of W0's top-k SVD."""
-    svd, acc = base_top_k(w0, k, seed)  # cached: the control needs the very same decomposition
+def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0,
+                        top: tuple[SVD, Accuracy] | None = None) -> tuple[torch.Tensor, dict]:
+    """``off_principal_delta`` and the accuracy facts of W0's top-k SVD (``top``: done beside the merge)."""
+    # cached on disk: the control needs the very same decomposition
+    svd, acc = top if top is not None else base_top_k(w0, k, seed)
     U, V = svd.U, svd.V
     left = dw - U @ (U.T @ dw)  # (I - P_U) dW
     return left - (left @ V) @ V.T, svd_facts(acc)  # ... (I - P_V)
+
+
+def _w0_top_k(p: PrincipalParams):
+    """The work done beside the merge (rankedit.edits.ahead): W0's top-k, computed on a fresh copy."""
+    return lambda x: base_top_k(x.w0, p.k, x.seed)
 
 
 @register("off-principal", PrincipalParams, help="""Remove the part of dW inside W0's top-k singular subspaces.
@@ -45,9 +54,9 @@ def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 
           card_text="keeps only the part of the update outside the top-k singular subspaces of the base "
                     "weights (W_base + (I - P_U) dW (I - P_V))",
           describe=lambda p: f"ΔW outside W0's top-{p.k} singular subspaces", control=Control("principal-only"),
-          base_svd=lambda p: p.k)
+          ahead=_w0_top_k)
 def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
-    delta, facts = off_principal_parts(x.w0, x.dw, p.k, x.seed)
+    delta, facts = off_principal_parts(x.w0, x.dw, p.k, x.seed, x.ahead)
     return EditResult(delta=delta, **facts)
 
 
@@ -56,8 +65,8 @@ def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     New matrix: W0 + dW - (I - P_U) dW (I - P_V); its delta and off-principal's sum to dW.""",
           card_text="control: keeps only the part of the update inside the top-k singular subspaces of "
                     "the base weights",
-          describe=lambda p: f"ΔW inside W0's top-{p.k} singular subspaces", base_svd=lambda p: p.k)
+          describe=lambda p: f"ΔW inside W0's top-{p.k} singular subspaces", ahead=_w0_top_k)
 def principal_only(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     dw = x.dw
-    off, facts = off_principal_parts(x.w0, dw, p.k, x.seed)
+    off, facts = off_principal_parts(x.w0, dw, p.k, x.seed, x.ahead)
     return EditResult(delta=dw - off, **facts)

@@ -102,6 +102,15 @@ def _large(x: MatrixInputs, p: "RankAutoParams") -> bool:
     return p.energy is not None and min(x.w0.shape) > EXACT_MAX_DIM
 
 
+def _energy_ahead(vectors: bool):
+    """``Edit.ahead``: the energy rule's decomposition of a large matrix, beside the merge (dW is a fresh
+    difference, so it has the same bits there)."""
+    def work(p: "RankAutoParams"):
+        return (lambda x: energy_top(x.dw, p.energy, vectors)) if p.energy is not None else None
+
+    return work
+
+
 def chosen_rank(x: MatrixInputs, p: RankAutoParams) -> int:
     if p.param_ratio is not None:
         return ratio_rank(tuple(x.dw.shape), p.param_ratio)
@@ -134,10 +143,10 @@ def _as_rank_k(p: RankAutoParams, k: int) -> RankKParams:
           card_text="keeps the top singular directions of each matrix's update, as many per matrix as an "
                     "energy threshold or a parameter ratio asks",
           describe=_describe, control=Control("random-rank-auto"), storage=auto_cost, svd_rank=lambda p: None,
-          artifact="lora")
+          artifact="lora", ahead=_energy_ahead(vectors=True))
 def rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
     if _large(x, p):
-        k, top, acc = energy_top(x.dw, p.energy, vectors=True)
+        k, top, acc = x.ahead if x.ahead is not None else energy_top(x.dw, p.energy, vectors=True)
         return replace(rank_k_edit(x.dw, k, p.scale, x.seed, top=(top, acc)), stored_rank=k)
     k = chosen_rank(x, p)
     return replace(rank_k(x, _as_rank_k(p, k)), stored_rank=k)
@@ -148,10 +157,10 @@ def rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
     random-rank-k with each matrix's k chosen as rank-auto chooses it.""",
           card_text="control: as many random orthonormal directions per matrix as rank-auto keeps, same norm",
           describe=lambda p: _describe(p).replace("top-k singular", "random") + " (control)",
-          storage=auto_cost, svd_rank=lambda p: None, artifact="lora")
+          storage=auto_cost, svd_rank=lambda p: None, artifact="lora", ahead=_energy_ahead(vectors=False))
 def random_rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
     if _large(x, p):
-        k, values, acc = energy_top(x.dw, p.energy, vectors=False)
+        k, values, acc = x.ahead if x.ahead is not None else energy_top(x.dw, p.energy, vectors=False)
         return replace(random_directions(x, k, p.scale, top=(values, acc)), stored_rank=k)
     k = chosen_rank(x, p)
     return replace(random_directions(x, k, p.scale), stored_rank=k)

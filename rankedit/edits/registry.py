@@ -50,6 +50,7 @@ class MatrixInputs:
     steps: tuple[int, ...] | None = None  # training steps of ``tuned`` (extrapolate)
     other: torch.Tensor | None = None  # another run's tuned matrix (mask source "from")
     seed: int = 0  # per-matrix seed derived from the recipe seed and the tensor name
+    ahead: Any = None  # the result of the edit's ``ahead`` work for this matrix, when it was done beside the merge
 
     @property
     def w1(self) -> torch.Tensor:
@@ -127,8 +128,9 @@ class Edit:
     storage: Callable[[EditParams, MatrixSize], Storage] = dense_cost  # its artifact's size, per matrix
     options: Optional[type[BaseModel]] = None  # options of the build, not of the math (rank-k: --as-lora)
     svd_rank: Callable[[EditParams], Optional[int]] = k_of  # checked against each matrix's short side
-    # k of the top-k of W0 it decomposes (None: none), made ahead of the merge and cached (rankedit.edits.base_svd)
-    base_svd: Callable[[EditParams], Optional[int]] = lambda p: None
+    # per-matrix work (a decomposition) that may run beside the merge, handed to the edit as ``x.ahead``; a pure
+    # function of the matrix's inputs computing on values, not addresses, or None (rankedit.edits.ahead)
+    ahead: Optional[Callable[[EditParams], Optional[Callable[[MatrixInputs], Any]]]] = None
     # how its artifact stores a matrix (``rankedit.edits.artifact``): lora, sparse, sign or dense (the edited
     # matrix itself, always faithful), or a function of the parameters giving one
     artifact: Union[str, Callable[[EditParams], str]] = "dense"

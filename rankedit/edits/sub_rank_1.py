@@ -40,7 +40,7 @@ class SubRank1Params(EditParams):
 
 def scalar_and_facts(x: MatrixInputs, p: SubRank1Params) -> tuple[torch.Tensor, torch.Tensor, float, float, dict]:
     """(u, v, c, fit, SVD facts): the edit's unit pair, its scalar and the least-squares scalar."""
-    svd, acc = edit_svd(x.dw, 1, x.seed) if p.direction == "delta" else base_top_k(x.w0, 1, x.seed)
+    svd, acc = x.ahead if x.ahead is not None else _top_pair(p)(x)
     u, v = svd.U[:, 0], svd.V[:, 0]
     dw = x.dw
     fit = bilinear64(u, dw, v)
@@ -53,8 +53,12 @@ def scalar_and_facts(x: MatrixInputs, p: SubRank1Params) -> tuple[torch.Tensor, 
     return u, v, c, fit, svd_facts(acc)
 
 
-def _base_svd(p: SubRank1Params) -> int | None:
-    return 1 if p.direction == "base" else None  # W0's top pair: made ahead of the merge and cached
+def _top_pair(p: SubRank1Params):
+    """The pair's SVD, a function of one matrix's inputs (done beside the merge where it can be: dW is a fresh
+    difference, and base_top_k decomposes a fresh copy of W0, so it has the same bits there)."""
+    if p.direction == "delta":
+        return lambda x: edit_svd(x.dw, 1, x.seed)
+    return lambda x: base_top_k(x.w0, 1, x.seed)  # W0's top pair, cached on disk across builds
 
 
 def _rescale(c: float, fit: float) -> float:
@@ -90,7 +94,7 @@ def _describe(p: SubRank1Params, on: str = "") -> str:
     squares), norm (±‖dW‖_F) or a number. Control: a random unit pair, same c.""",
           card_text="keeps one number per matrix: the update's size along one fixed rank-1 direction",
           describe=_describe, control=Control("random-sub-rank-1"), storage=sub_rank_1_cost, artifact=_artifact,
-          base_svd=_base_svd)
+          ahead=_top_pair)
 def sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
     u, v, c, fit, facts = scalar_and_facts(x, p)
     return _result(u, v, c, fit, facts)
@@ -102,7 +106,7 @@ def sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
           card_text="control: one random rank-1 direction per matrix, with the same scalar",
           describe=lambda p: f"one scalar per matrix on a random unit pair, sub-rank-1's c on "
                              f"{'ΔW' if p.direction == 'delta' else 'W0'}'s pair (control)",
-          storage=sub_rank_1_cost, artifact=_artifact, base_svd=_base_svd)
+          storage=sub_rank_1_cost, artifact=_artifact, ahead=_top_pair)
 def random_sub_rank_1(x: MatrixInputs, p: SubRank1Params) -> EditResult:
     _, _, c, fit, facts = scalar_and_facts(x, p)
     gen = generator(x.seed)

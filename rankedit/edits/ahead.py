@@ -1,0 +1,144 @@
+"""The per-matrix work an edit declares (``Edit.ahead``), done in background threads beside the merge.
+
+mergekit runs its graph one tensor at a time in one thread, and where the
+thread policy gives each call one thread (``rankedit.core.threads``: 2 cores or
+fewer) the other core waits. An edit whose cost is a decomposition (W0's top-k
+for off-principal, dW's Gram eigendecomposition for rank-auto's energy rule)
+declares it as ``ahead(params)``: a pure function of one matrix's inputs, or
+None when these parameters need none. ``computed_ahead(plan)`` then runs it for
+the plan's matrices in the plan's order (mergekit's own) on ``matrices_at_once``
+threads while the merge runs, and the adapter hands each matrix's result to the
+edit as ``x.ahead`` (``take``):
+
+- being computed: the merge waits for it;
+- not started yet: the merge leaves it to the edit (``None``), which computes it
+  itself, so the merge never waits behind a queue;
+- at most ``LIMIT`` results wait to be taken, so memory stays bounded whatever the
+  size of the model (a feeder thread submits the next matrix only when a slot is free).
+
+Only matrices above 256 on the short side are done ahead: a smaller one costs
+less than reading it a second time, and the organism's edits are computed as
+they always were. An ``ahead`` function must compute on values, not addresses
+(on products or fresh copies of its inputs: BLAS results can depend on
+alignment), so that an edit has the same bits wherever its work ran; each edit
+that declares one is tested for that. A result is only used for the very matrix
+it was computed from (a sample of W0's and W1's entries is compared), and a
+failure ahead is left to the edit, which meets it again and reports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+
+import torch
+
+from rankedit.core.svd import EXACT_MAX_DIM
+from rankedit.edits.registry import MatrixInputs
+
+if TYPE_CHECKING:
+    from rankedit.edits.edit_plan import EditPlan
+
+LIMIT_PER_WORKER = 2  # results waiting to be taken, per background thread
+
+_local = threading.local()
+
+
+def _sample(x: MatrixInputs) -> tuple[torch.Tensor, ...]:
+    def grid(t: torch.Tensor) -> torch.Tensor:
+        m, n = t.shape
+        return t[:: max(1, m // 32), :: max(1, n // 32)].to("cpu", copy=True)
+
+    return grid(x.w0), grid(x.w1)
+
+
+class _Ahead:
+    def __init__(self, work: Callable[[MatrixInputs], Any], read: Callable[[str], MatrixInputs],
+                 names: list[str], workers: int, limit: int):
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rankedit-ahead")
+        self._slots = threading.Semaphore(limit)
+        self._lock = threading.Lock()
+        self._futures: dict[str, Future] = {}
+        self._claimed: set[str] = set()
+        self._stop = False
+        self._feeder = threading.Thread(target=self._feed, args=(work, read, names), name="rankedit-ahead-feed",
+                                        daemon=True)
+        self._feeder.start()
+
+    def _feed(self, work, read, names) -> None:
+        for name in names:
+            self._slots.acquire()
+            with self._lock:
+                if self._stop:
+                    self._slots.release()
+                    return
+                if name in self._claimed:  # the merge got there first and computed it itself
+                    self._slots.release()
+                    continue
+                self._futures[name] = self._pool.submit(self._one, work, read, name)
+
+    @staticmethod
+    def _one(work, read, name: str) -> tuple[tuple[torch.Tensor, ...], Any]:
+        x = read(name)
+        return _sample(x), work(x)
+
+    def take(self, name: str, x: MatrixInputs) -> Any:
+        with self._lock:
+            self._claimed.add(name)
+            pending = self._futures.pop(name, None)
+        if pending is None:
+            return None
+        try:
+            if pending.cancel():  # queued, not started: the edit computes it now
+                return None
+            sample, value = pending.result()
+        except Exception:  # noqa: BLE001 - the edit meets it again and reports it
+            return None
+        finally:
+            self._slots.release()
+        same = all(torch.equal(a, b) for a, b in zip(sample, _sample(x)))
+        return value if same else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop = True
+            pending, self._futures = list(self._futures.values()), {}
+        for f in pending:
+            f.cancel()
+        self._slots.release()  # a feeder waiting for a slot wakes, sees the stop and returns
+        self._feeder.join()
+        self._pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def computed_ahead(plan: "EditPlan", device: str = "cpu") -> Iterator[int]:
+    """Run the block (the merge) with the edit's ``ahead`` work under way beside it; yields the number
+    of matrices scheduled (0 when the edit declares none for these parameters, or no matrix is large)."""
+    from rankedit.core.threads import hot_path_threads, matrices_at_once
+    from rankedit.edits.edit_plan import largest_short_side, matrix_inputs
+
+    work = plan.edit.ahead(plan.params) if plan.edit.ahead is not None else None
+    names = [n for n in plan.matrices if min(plan.base.info(n).shape) > EXACT_MAX_DIM] if work else []
+    if not names:
+        yield 0
+        return
+    short = largest_short_side(plan)
+    workers = matrices_at_once("edit", short, device)
+    # the policy's threads for the whole block: the merge sets the same, and restores it, inside
+    with hot_path_threads("edit", short):
+        ahead = _Ahead(work, lambda name: matrix_inputs(plan, name, device), names, workers,
+                       LIMIT_PER_WORKER * workers)
+        _local.current = ahead
+        try:
+            yield len(names)
+        finally:
+            _local.current = None
+            ahead.close()
+
+
+def take(name: str, x: MatrixInputs) -> Optional[Any]:
+    """The result of the ``ahead`` work for matrix ``name`` of the build under way in this thread, or None."""
+    ahead = getattr(_local, "current", None)
+    return None if ahead is None else ahead.take(name, x)
