@@ -128,7 +128,7 @@ def computed_ahead(plan: "EditPlan", device: str = "cpu") -> Iterator[int]:
     workers = matrices_at_once("edit", short, device)
     # the policy's threads for the whole block: the merge sets the same, and restores it, inside
     with hot_path_threads("edit", short):
-        ahead = _Ahead(work, lambda name: matrix_inputs(plan, name, device), names, workers,
+        ahead = _Ahead(work, lambda name: matrix_inputs(plan, name, device, plain=True), names, workers,
                        LIMIT_PER_WORKER * workers)
         _local.current = ahead
         try:

@@ -92,16 +92,19 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
             yield name, info, x, plan.edit.run(x, plan.params)
 
 
-def matrix_inputs(plan: EditPlan, name: str, device: str = "cpu"):
-    """One matrix's ``MatrixInputs`` read from the plan's checkpoints, as the mergekit adapter makes them."""
+def matrix_inputs(plan: EditPlan, name: str, device: str = "cpu", plain: bool = False):
+    """One matrix's ``MatrixInputs`` read from the plan's checkpoints, as the mergekit adapter makes them
+    (``plain``: with plain file reads, ``rankedit.files.plain_read``, for a second reader beside mergekit)."""
     from rankedit.core.modules import as_linear, classify
     from rankedit.edits.registry import MatrixInputs, matrix_seed
+    from rankedit.files.plain_read import read_tensor
 
     p = plan.params
     info = classify(name, plan.base.info(name).shape, plan.base.model_type)
     dtype = compute_dtype(plan.base.info(name).dtype)
+    get = (lambda ck: read_tensor(ck, name)) if plain else (lambda ck: ck.get(name))  # noqa: E731
     lin = lambda t: as_linear(t.to(device=device, dtype=dtype), info)  # noqa: E731
-    return MatrixInputs(w0=lin(plan.base.get(name)), tuned=tuple(lin(ck.get(name)) for ck in plan.tuned),
+    return MatrixInputs(w0=lin(get(plan.base)), tuned=tuple(lin(get(ck)) for ck in plan.tuned),
                         steps=getattr(p, "steps", None),
-                        other=lin(plan.other.get(name)) if plan.other is not None else None,
+                        other=lin(get(plan.other)) if plan.other is not None else None,
                         seed=matrix_seed(p.seed, name))
