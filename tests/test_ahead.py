@@ -61,12 +61,13 @@ def test_beside_the_merge_or_inside_it_the_edit_has_the_same_bits(method, params
 
 def test_an_edit_with_nothing_to_do_ahead_schedules_nothing(wide_pair):
     from rankedit.edits.build import plan_edit
+    from rankedit.edits.edit_plan import computed_ahead
 
     base, tuned = wide_pair
     for method, params in (("rank-k", {"k": 2}), ("rank-auto", {"param_ratio": 0.1})):
-        with ahead_mod.computed_ahead(plan_edit(method, base, tuned, **params)) as scheduled:
+        with computed_ahead(plan_edit(method, base, tuned, **params)) as scheduled:
             assert scheduled == 0
-    with ahead_mod.computed_ahead(plan_edit("off-principal", base, tuned, k=4)) as scheduled:
+    with computed_ahead(plan_edit("off-principal", base, tuned, k=4)) as scheduled:
         assert scheduled == 10
 
 

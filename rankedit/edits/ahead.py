@@ -5,9 +5,9 @@ thread policy gives each call one thread (``rankedit.core.threads``: 2 cores or
 fewer) the other core waits. An edit whose cost is a decomposition (W0's top-k
 for off-principal, dW's Gram eigendecomposition for rank-auto's energy rule)
 declares it as ``ahead(params)``: a pure function of one matrix's inputs, or
-None when these parameters need none. ``computed_ahead(plan)`` then runs it for
-the plan's matrices in the plan's order (mergekit's own) on ``matrices_at_once``
-threads while the merge runs, and the adapter hands each matrix's result to the
+None when these parameters need none. ``beside`` (``rankedit.edits.edit_plan.computed_ahead``
+for a plan) then runs it for the matrices in the plan's order (mergekit's own) on
+``matrices_at_once`` threads while the merge runs, and the adapter hands each matrix's result to the
 edit as ``x.ahead`` (``take``):
 
 - being computed: the merge waits for it;
@@ -31,15 +31,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
 from rankedit.core.svd import EXACT_MAX_DIM
 from rankedit.edits.registry import MatrixInputs
-
-if TYPE_CHECKING:
-    from rankedit.edits.edit_plan import EditPlan
 
 LIMIT_PER_WORKER = 2  # results waiting to be taken, per background thread
 
@@ -113,23 +110,22 @@ class _Ahead:
 
 
 @contextlib.contextmanager
-def computed_ahead(plan: "EditPlan", device: str = "cpu") -> Iterator[int]:
-    """Run the block (the merge) with the edit's ``ahead`` work under way beside it; yields the number
-    of matrices scheduled (0 when the edit declares none for these parameters, or no matrix is large)."""
+def beside(work: Optional[Callable[[MatrixInputs], Any]], names: list[str], read: Callable[[str], MatrixInputs],
+           short_side: Callable[[str], int], device: str = "cpu") -> Iterator[int]:
+    """Run the block (the merge) with ``work`` under way beside it for the matrices ``names`` (in the
+    merge's order) of which ``read`` gives the inputs; yields the number scheduled (0 when there is no
+    work, or no matrix is above 256 on the short side: ``short_side(name)``)."""
     from rankedit.core.threads import hot_path_threads, matrices_at_once
-    from rankedit.edits.edit_plan import largest_short_side, matrix_inputs
 
-    work = plan.edit.ahead(plan.params) if plan.edit.ahead is not None else None
-    names = [n for n in plan.matrices if min(plan.base.info(n).shape) > EXACT_MAX_DIM] if work else []
+    names = [n for n in names if short_side(n) > EXACT_MAX_DIM] if work is not None else []
     if not names:
         yield 0
         return
-    short = largest_short_side(plan)
+    short = max(short_side(n) for n in names)
     workers = matrices_at_once("edit", short, device)
     # the policy's threads for the whole block: the merge sets the same, and restores it, inside
     with hot_path_threads("edit", short):
-        ahead = _Ahead(work, lambda name: matrix_inputs(plan, name, device, plain=True), names, workers,
-                       LIMIT_PER_WORKER * workers)
+        ahead = _Ahead(work, read, names, workers, LIMIT_PER_WORKER * workers)
         _local.current = ahead
         try:
             yield len(names)

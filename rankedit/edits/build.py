@@ -19,9 +19,8 @@ from typing import Any, Optional, Sequence
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
-from rankedit.edits.ahead import computed_ahead
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
-from rankedit.edits.edit_plan import (EditPlan, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
+from rankedit.edits.edit_plan import (EditPlan, computed_ahead, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
                                       start_hashing)
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name

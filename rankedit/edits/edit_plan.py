@@ -81,7 +81,7 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
     from tqdm.auto import tqdm
 
     from rankedit.core.modules import classify
-    from rankedit.edits.ahead import computed_ahead, take
+    from rankedit.edits.ahead import take
 
     with computed_ahead(plan, device):
         for name in tqdm(plan.matrices, desc=desc, disable=not progress):
@@ -90,6 +90,16 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
             if plan.edit.ahead is not None:
                 x = replace(x, ahead=take(name, x))
             yield name, info, x, plan.edit.run(x, plan.params)
+
+
+def computed_ahead(plan: EditPlan, device: str = "cpu"):
+    """The edit's ``ahead`` work beside the block (the merge) for the plan's matrices, read with plain
+    file reads (``rankedit.edits.ahead.beside``); the context yields how many matrices were scheduled."""
+    from rankedit.edits.ahead import beside
+
+    work = plan.edit.ahead(plan.params) if plan.edit.ahead is not None else None
+    return beside(work, plan.matrices, lambda name: matrix_inputs(plan, name, device, plain=True),
+                  lambda name: min(plan.base.info(name).shape), device)
 
 
 def matrix_inputs(plan: EditPlan, name: str, device: str = "cpu", plain: bool = False):
