@@ -131,3 +131,33 @@ def test_closing_with_work_pending_returns_and_stops_the_feeder():
     t0 = time.perf_counter()
     a.close()
     assert time.perf_counter() - t0 < 2 and not a._feeder.is_alive()
+
+
+def test_a_lora_export_takes_the_work_beside_it_too(wide_pair, tmp_path, monkeypatch):
+    """``--as-lora`` runs the edit outside mergekit (``run_matrices``): same factors with the work beside it."""
+    from safetensors.torch import load_file
+
+    import rankedit.edits.edit_plan as ep
+
+    base, tuned = wide_pair
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c1"))
+    scheduled, real = [], ep.computed_ahead
+
+    @contextlib.contextmanager
+    def counted(plan, device="cpu"):
+        with real(plan, device) as n:
+            scheduled.append(n)
+            yield n
+
+    monkeypatch.setattr(ep, "computed_ahead", counted)
+    beside = build_edit("rank-auto", base, tuned, tmp_path / "beside", energy=0.5, as_lora=True)
+    assert scheduled == [10]
+
+    @contextlib.contextmanager
+    def nothing_ahead(plan, device="cpu"):
+        yield 0
+
+    monkeypatch.setattr("rankedit.edits.edit_plan.computed_ahead", nothing_ahead)
+    inside = build_edit("rank-auto", base, tuned, tmp_path / "inside", energy=0.5, as_lora=True)
+    a, b = (load_file(str(p / "adapter_model.safetensors")) for p in (beside, inside))
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
