@@ -71,6 +71,26 @@ def test_the_key_names_everything_the_answer_depends_on():
         assert other != key
 
 
+def test_the_key_names_the_thread_count():
+    """A product split across another number of threads may round differently: such an entry is another one."""
+    w0 = _decaying(300, 400, seed=2)
+    key = base_svd.cache_key(w0, 8, 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(before + 1)
+    try:
+        assert base_svd.cache_key(w0, 8, 0) != key
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_cache_that_cannot_even_be_created_only_costs_time(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("a file where the cache's parent folder would be")
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "afile" / "cache"))
+    w0 = _decaying(300, 400, seed=6)
+    r, acc = base_svd.base_top_k(w0, 5)
+    assert torch.equal(r.S, core_svd.edit_svd(w0, 5)[0].S) and acc.identifiable
+
+
 def test_a_damaged_entry_is_computed_again(cache):
     w0 = _decaying(300, 400, seed=3)
     first, acc = base_svd.base_top_k(w0, 6)
@@ -121,6 +141,8 @@ def test_an_unwritable_cache_still_builds_the_same_edit(wide_pair, tmp_path, mon
     monkeypatch.setenv("RANKEDIT_CACHE", str(root))
     out = build_edit("off-principal", base, tuned, tmp_path / "out", k=16)
     assert (root / base_svd.FOLDER).is_file()
+    monkeypatch.setenv("RANKEDIT_CACHE", str(root / base_svd.FOLDER / "below-a-file"))  # not even a root
+    assert _weights_sha(build_edit("off-principal", base, tuned, tmp_path / "out2", k=16)) == _weights_sha(out)
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))
     assert _weights_sha(out) == _weights_sha(build_edit("off-principal", base, tuned, tmp_path / "ok", k=16))
 

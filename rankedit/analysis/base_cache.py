@@ -6,8 +6,9 @@ its top-k triplets, norm and mask cut-offs. (W0's Gram eigendecomposition itself
 made on every analysis, because the propensity share needs all of its vectors.) They are stored under
 ``$RANKEDIT_CACHE/base-decomp/`` as one safetensors file per matrix (never a
 pickle), keyed by the sha256 of the matrix's bytes together with everything
-else the result depends on: dtype, shape, k, alpha, the device type and the
-torch version (another LAPACK may round differently, and a cached result must
+else the result depends on: dtype, shape, k, alpha, the device type, the
+torch version and its thread count (another LAPACK, or another split of a
+product across threads, may round differently, and a cached result must
 equal a fresh one bit for bit). Entries are written and checked by
 ``rankedit.core.tensor_cache``: one that is truncated, altered or does not fit
 is ignored and computed again.
@@ -34,7 +35,7 @@ def cache_key(w0: torch.Tensor, k: int, alpha: float, device: str) -> str:
     shape = (int(w0.shape[0]), int(w0.shape[1]))
     facts = {"format": FORMAT, "sha256": tensor_sha256(w0), "dtype": str(w0.dtype), "shape": list(shape),
              "k": default_k(shape, k), "alpha": alpha, "device": torch.device(device).type,
-             "torch": torch.__version__}
+             "torch": torch.__version__, "threads": torch.get_num_threads()}
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 

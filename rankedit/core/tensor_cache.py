@@ -4,7 +4,7 @@ An entry is one safetensors file (never a pickle) named by its key, written to a
 temporary name and renamed, that carries the key and the sha256 of its own
 payload in its metadata: an entry that is truncated, altered or written for
 another key reads as missing, and the caller computes it again. A cache that
-cannot be written only costs time.
+cannot be read or written (even its root folder impossible) only costs time.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ def load_entry(folder: str, key: str, names: tuple[str, ...]) -> dict[str, torch
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    path = entry_path(folder, key)
-    if not path.is_file():
-        return None
     try:
+        path = entry_path(folder, key)
+        if not path.is_file():
+            return None
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
         tensors = load_file(str(path))
@@ -62,9 +62,9 @@ def store_entry(folder: str, key: str, tensors: dict[str, torch.Tensor], fmt: st
     from safetensors.torch import save_file
 
     tensors = {n: t.detach().to("cpu").contiguous() for n, t in tensors.items()}
-    path = entry_path(folder, key)
     tmp = None
     try:
+        path = entry_path(folder, key)  # (the cache's root may be impossible to create: a cache miss)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
         os.close(fd)

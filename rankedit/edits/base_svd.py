@@ -6,7 +6,7 @@ their cost, it does not depend on the tuned run, and an edit and its control
 (off-principal beside principal-only) need the very same one. ``base_top_k``
 looks it up on disk first, under ``$RANKEDIT_CACHE/edit-base-svd/``, keyed by
 the sha256 of W0's bytes together with everything the result depends on (k,
-seed, dtype, shape, device type, torch version and the guard's settings); a
+seed, dtype, shape, device type, torch version, thread count and the guard's settings); a
 miss computes it with ``edit_svd`` and stores it. It is computed on a fresh
 row-major copy of W0 and returned in fresh memory either way (BLAS results can
 depend on alignment), so a cached answer, one computed beside the merge
@@ -42,6 +42,7 @@ def cached(w0: torch.Tensor, k: int) -> bool:
 def cache_key(w0: torch.Tensor, k: int, seed: int) -> str:
     facts = {"format": FORMAT, "sha256": tensor_sha256(w0), "dtype": str(w0.dtype), "shape": list(w0.shape),
              "k": k, "seed": seed, "device": w0.device.type, "torch": torch.__version__,
+             "threads": torch.get_num_threads(),  # another count may round a product differently
              # the guard's settings: another tolerance or budget is another answer
              "guard": [guarded_svd.TOL, guarded_svd.GAP_TOL, guarded_svd.MAX_BLOCKS, svd.OVERSAMPLE,
                        svd.POWER_ITERS, svd.EXACT_MAX_DIM]}

@@ -139,7 +139,8 @@ def _as_rank_k(p: RankAutoParams, k: int) -> RankKParams:
 
     --energy τ: the smallest k with ‖dW_k‖²/‖dW‖² ≥ τ; --param-ratio r: the largest
     k with k(m+n) ≤ r·m·n (each matrix's budget share in proportion to its size).
-    Then exactly rank-k with that k (same SVD, same --scale).""",
+    Then rank-k with that k (same --scale; above 256 on the short side the exact
+    decomposition that chose k, where rank-k takes its guarded SVD: within 1e-3).""",
           card_text="keeps the top singular directions of each matrix's update, as many per matrix as an "
                     "energy threshold or a parameter ratio asks",
           describe=_describe, control=Control("random-rank-auto"), storage=auto_cost, svd_rank=lambda p: None,
