@@ -82,3 +82,38 @@ def test_edit_alone_is_a_usage_error_with_its_help():
     for args in (["edit"], []):
         p = subprocess.run([sys.executable, "-m", "rankedit", *args], capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and "Usage: rankedit" in p.stdout + p.stderr, (args, p.returncode)
+
+
+def test_sigterm_removes_the_output_under_way(tmp_path):
+    """``kill`` (or a scheduler's time limit) mid-build: exit 143, one line, and neither the output
+    folder nor a hidden temporary one beside it is left."""
+    import os
+    import signal
+    import time
+
+    from rankedit.testing import synthetic
+
+    base = synthetic.build_random(tmp_path / "base", "llama", seed=0)
+    tuned = synthetic.perturb(base, tmp_path / "tuned", scale=1e-2, seed=1)
+    out = tmp_path / "outs" / "edit"
+    out.parent.mkdir()
+    code = textwrap.dedent(f"""
+        import sys, time
+        import rankedit.edits.build as b
+        from rankedit.cli.main import main
+        def slow(tmp, *a, **k):
+            (tmp / "model.safetensors").write_bytes(b"partial")
+            print("merging", flush=True)
+            time.sleep(60)
+        b.merge_into = slow
+        sys.argv = ["rankedit", "edit", "rank-k", "{base}", "{tuned}", "-o", "{out}", "--k", "1"]
+        main()
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "merging"
+    p.send_signal(signal.SIGTERM)
+    t0 = time.perf_counter()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and time.perf_counter() - t0 < 30
+    assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
+    assert os.listdir(out.parent) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
@@ -63,8 +64,11 @@ def main(argv: list[str] | None = None) -> None:
 
     As the process's own entry point (``argv`` None: the ``rankedit`` script, ``python -m
     rankedit``) it ends the process itself once the command is done (``exit_now``)."""
+    if argv is None:
+        signal.signal(signal.SIGTERM, _terminated)
     code = run_command(argv)
     if argv is None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the command is done: nothing left to remove
         exit_now(code)
     if code:
         sys.exit(code)
@@ -87,6 +91,9 @@ def run_command(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except Terminated:
+        click.echo("terminated", err=True)
+        return 143
     except click.exceptions.Exit as e:
         return e.exit_code
     except OSError as e:  # read-only folder, disk full, file-size limit, quota: the system said no
@@ -95,6 +102,15 @@ def run_command(argv: list[str] | None) -> int:
     except SystemExit as e:  # click's own exit on a closed output pipe (`rankedit ... | head -1`)
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 1
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM (``kill``, a job scheduler's time limit), raised where the process is, so that the
+    outputs under way are removed as after Ctrl-C: no half-written folder, no temporary one beside it."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def exit_now(code: int) -> None:
