@@ -384,6 +384,15 @@ def test_unwritable_out_in_every_command(tiny_pair, scorer, tmp_path, capsys):
         assert ".tmp-" not in line
 
 
+def test_a_file_where_an_out_folder_would_go_is_named(tiny_pair, tmp_path, capsys):
+    """The system says "File exists" (or "Not a directory") when a folder of OUT's path is a file: say which."""
+    (tmp_path / "afile").write_text("mine")
+    for out in (tmp_path / "afile" / "x", tmp_path / "afile" / "x" / "y"):
+        code, _, err = _cli(_edit(tiny_pair, out), capsys)
+        assert code == 1 and _one_error_line(err) == f"error: cannot write below {tmp_path / 'afile'}: it is a file, not a folder"
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_full_device_is_one_line(tiny_pair, tmp_path):
     """ENOSPC from a real device: the summary goes to /dev/full."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -143,6 +143,7 @@ def exit_now(code: int) -> None:
 
 def describe_os_error(e: OSError) -> str:
     """One line: what failed, on which path, and the system's reason (no traceback)."""
+    import errno
     from pathlib import Path
 
     from rankedit.files.tempfiles import TMP_NAME, WRITE_ERRNOS
@@ -156,4 +157,8 @@ def describe_os_error(e: OSError) -> str:
         if m:
             path, writing = Path(*path.parts[:path.parts.index(part)]) / m.group("name"), True
             break
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):  # the system's "File exists" when a folder's name is a file's
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"cannot write below {blocker}: it is a file, not a folder"
     return f"{'cannot write' if writing else 'cannot access'} {path}: {reason}"
