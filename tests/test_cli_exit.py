@@ -117,3 +117,18 @@ def test_sigterm_removes_the_output_under_way(tmp_path):
     assert p.returncode == 143 and time.perf_counter() - t0 < 30
     assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
     assert os.listdir(out.parent) == []
+
+
+def test_a_usage_error_is_one_line_naming_the_help(tmp_path):
+    """A missing option, a bad choice or an unknown command: one line, exit 2, the command's help named."""
+    cases = {
+        ("edit", "rank-k", "a", "b", "--k", "1"): "error: Missing option '-o' / '--out' (see 'rankedit edit rank-k --help')",
+        ("edit", "sub-rank-1", "a", "b", "-o", str(tmp_path / "o"), "--direction", "up"):
+            "error: Invalid value for '--direction': 'up' is not one of 'delta', 'base' "
+            "(see 'rankedit edit sub-rank-1 --help')",
+        ("bogus",): "error: No such command 'bogus' (see 'rankedit --help')",
+    }
+    for args, line in cases.items():
+        p = subprocess.run([sys.executable, "-m", "rankedit", *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.strip().splitlines() == [line], (args, p.stderr)
+    assert not (tmp_path / "o").exists()

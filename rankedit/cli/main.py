@@ -85,6 +85,13 @@ def run_command(argv: list[str] | None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.exceptions.NoArgsIsHelpError as e:  # `rankedit edit` alone: its help
+        e.show()
+        return e.exit_code
+    except click.UsageError as e:  # one line, as every other bad input; the command's help is named
+        where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        click.echo(f"error: {e.format_message().rstrip('.')}{where}", err=True)
+        return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code
