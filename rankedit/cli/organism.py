@@ -37,6 +37,12 @@ def build_cmd(size, seed, out, device, quiet):
     tuned run with checkpoints/step-N every 10%) and DIR/organism.json (recipe,
     versions, timings, GRPO rewards per step, greedy accuracies). An interrupted
     build is completed by running the same command again.
+
+    \b
+    Examples:
+      ORG=$(rankedit organism build)                 # the small organism, cached
+      rankedit organism build --size micro --quiet   # the seconds-scale twin
+      rankedit analyze $ORG/base $ORG/rl -o out/rl
     """
     import json
 
