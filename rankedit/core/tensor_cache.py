@@ -41,15 +41,14 @@ def payload_sha256(tensors: dict[str, torch.Tensor]) -> str:
 def load_entry(folder: str, key: str, names: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
     """The tensors stored under ``key`` (on the CPU), or None when there is no sound entry holding ``names``."""
     from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
 
     try:
         path = entry_path(folder, key)
         if not path.is_file():
             return None
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(str(path), framework="pt") as fh:  # metadata and tensors from one opening
             meta = fh.metadata() or {}
-        tensors = load_file(str(path))
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError):
         return None  # truncated or not a safetensors file: computed again and rewritten
     if meta.get("key") != key or set(tensors) != set(names) or meta.get("payload_sha256") != payload_sha256(tensors):
@@ -57,8 +56,8 @@ def load_entry(folder: str, key: str, names: tuple[str, ...]) -> dict[str, torch
     return tensors
 
 
-def store_entry(folder: str, key: str, tensors: dict[str, torch.Tensor], fmt: str) -> bool:
-    """Write the entry atomically; False (and nothing left behind) when the cache cannot be written."""
+def store_entry(folder: str, key: str, tensors: dict[str, torch.Tensor], fmt: str) -> None:
+    """Write the entry atomically; nothing (and nothing left behind) when the cache cannot be written."""
     from safetensors.torch import save_file
 
     tensors = {n: t.detach().to("cpu").contiguous() for n, t in tensors.items()}
@@ -70,9 +69,6 @@ def store_entry(folder: str, key: str, tensors: dict[str, torch.Tensor], fmt: st
         os.close(fd)
         save_file(tensors, tmp, metadata={"format": fmt, "key": key, "payload_sha256": payload_sha256(tensors)})
         os.replace(tmp, path)
-        return True
     except OSError:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        return False
-

@@ -63,10 +63,9 @@ def energy_rank(dw: torch.Tensor, tau: float, seed: int = 0) -> int:
     whose boundary fell into a noise-like bulk to the guard's exact fallback, once per
     doubling: over 5 minutes on a 0.5B pair (BENCHMARKS.md)."""
     short = min(dw.shape)
-    if short <= EXACT_MAX_DIM:
-        s = edit_svd(dw, short, seed)[0].S.double()  # an exact SVD: every value, as rank-k's own
-    else:
-        s = gram_triplets(dw, 0)[0]
+    if short > EXACT_MAX_DIM:
+        return energy_top(dw, tau, vectors=False)[0]
+    s = edit_svd(dw, short, seed)[0].S.double()  # an exact SVD: every value, as rank-k's own
     return _rank_for(s, tau, dw)
 
 
@@ -86,11 +85,11 @@ def energy_top(dw: torch.Tensor, tau: float, vectors: bool) -> tuple[int, SVD | 
     the exact top-k triplets (``vectors``) or values, with their accuracy. One decomposition
     where choosing k, then decomposing again at that k, took two (and a k in a noise-like
     bulk sent the second to the guard's exact fallback anyway)."""
-    a, gram = gram64(dw)
     if not vectors:
-        s = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0).sqrt()  # as gram_triplets(dw, 0): the same k
+        s = gram_triplets(dw, 0)[0]  # values only
         k = _rank_for(s, tau, dw)
         return k, s[:k].to(dw.dtype), exact_accuracy(s, k)
+    a, gram = gram64(dw)
     s, vecs = gram_eigh(gram)
     k = _rank_for(s, tau, dw)
     top = triplets_from_eigh(a, s, vecs, k)

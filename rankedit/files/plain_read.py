@@ -11,6 +11,8 @@ freed with the tensor.
 
 from __future__ import annotations
 
+import functools
+import os
 import struct
 
 import torch
@@ -18,27 +20,34 @@ import torch
 from rankedit.core.errors import RankeditError
 from rankedit.files.checkpoint import Checkpoint, first_line, read_header
 
-_TORCH = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-          "BOOL": torch.bool}
+
+@functools.lru_cache(maxsize=64)
+def _layout(path: str, size: int, mtime_ns: int) -> tuple[int, dict]:
+    """(where the data starts, the checked header) of one file, read once per version of it, not per tensor."""
+    header = read_header(path)  # checks the file holds every range it declares
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+    return 8 + n, header
 
 
 def read_tensor(ck: Checkpoint, name: str) -> torch.Tensor:
     """Tensor ``name`` of ``ck`` (in its stored dtype), equal to ``ck.get(name)``."""
-    path = ck.path / ck.info(name).file
-    entry = read_header(path)[name]  # checks the file holds every range it declares
-    begin, end = (int(x) for x in entry["data_offsets"])
-    if entry["dtype"] not in _TORCH:
-        return ck.get(name)  # a dtype torch cannot take from a buffer: the memory map's reader
+    info = ck.info(name)
+    path = ck.path / info.file
     try:
+        st = os.stat(path)
+        start, header = _layout(str(path), st.st_size, st.st_mtime_ns)
+        begin, end = (int(x) for x in header[name]["data_offsets"])
+        dtype = getattr(torch, info.dtype)
         with open(path, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            fh.seek(8 + n + begin)
+            fh.seek(start + begin)
             buf = bytearray(end - begin)
             if fh.readinto(buf) != end - begin:
                 raise OSError(f"short read of {end - begin} bytes")
+    except AttributeError:  # a dtype torch does not name: the memory map's reader
+        return ck.get(name)
     except OSError as e:
         raise RankeditError(f"{path}: cannot read tensor {name} ({first_line(e)})") from None
     if not buf:
-        return torch.empty([int(d) for d in entry["shape"]], dtype=_TORCH[entry["dtype"]])
-    return torch.frombuffer(buf, dtype=_TORCH[entry["dtype"]]).reshape([int(d) for d in entry["shape"]])
+        return torch.empty(list(info.shape), dtype=dtype)
+    return torch.frombuffer(buf, dtype=dtype).reshape(list(info.shape))
