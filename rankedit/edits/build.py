@@ -148,6 +148,12 @@ def is_built(plan: EditPlan, out: PathLike) -> bool:
             and man.get("inputs") == inputs_record(plan, hashes))
 
 
+def edit_kind(plan: EditPlan, as_lora: bool = False) -> str:
+    """The output kind of an edit (``rankedit.files.outdir``): replacing one method's output by
+    another's, or a checkpoint by an adapter, takes ``--overwrite``."""
+    return f"edit:{plan.edit.name}" + (":lora" if as_lora else "")
+
+
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
                device: str = "cpu", as_lora: bool = False, overwrite: bool = False, progress: bool = False,
                lora_dtype: str = "source", max_shard_bytes: Optional[int] = None, **params: Any) -> Path:
@@ -163,7 +169,7 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     """
     check_device(device)
     plan = plan_edit(method, base, tuned, **params)
-    check_out(out, "edit", input_paths(plan), overwrite)  # before the work, not after it
+    check_out(out, edit_kind(plan, as_lora), input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:
         from rankedit.edits.lora import export_lora
 
@@ -183,7 +189,7 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
     # the edit's decompositions two at a time beside the merge, which runs one tensor at a time
     with computed_ahead(plan, device), ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
-        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
+        with atomic_dir(out, kind=edit_kind(plan), inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
             merge_into(tmp, config, options, config_yaml, short_side=largest_short_side(plan))
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():

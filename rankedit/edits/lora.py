@@ -128,7 +128,7 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
     out = Path(out)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
-        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
+        with atomic_dir(out, kind=f"edit:{plan.edit.name}:lora", inputs=input_paths(plan), overwrite=overwrite) as tmp:
             facts = lora_folder(plan, tmp, device=device, progress=progress, lora_dtype=lora_dtype)
             check_output(tmp, out)  # whole and finite before it is renamed into place
             hashes = {p: f.result() for p, f in hashing.items()}
