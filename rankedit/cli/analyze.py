@@ -49,4 +49,7 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
     print_summary(summary)
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
+    if rows and all(r.get("rel_update_norm") == 0 for r in rows):
+        click.echo(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "
+                   "matrices analysed (a copy of the base given as TUNED?)", err=True)
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")

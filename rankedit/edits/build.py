@@ -148,6 +148,15 @@ def is_built(plan: EditPlan, out: PathLike) -> bool:
             and man.get("inputs") == inputs_record(plan, hashes))
 
 
+def check_update(plan: EditPlan, facts: list[dict]) -> None:
+    """An edit of a zero update would write the base back under the edit's name: refused, naming the inputs."""
+    if facts and all(f["dw_norm"] == 0 for f in facts):
+        tuned = ", ".join(str(t.path) for t in plan.tuned)
+        raise RankeditError(f"the update is zero: {tuned} is identical to the base {plan.base.path} in all "
+                            f"{len(facts)} matrices the edit touches, so there is nothing to edit "
+                            "(a copy of the base given as TUNED?); nothing was written")
+
+
 def edit_kind(plan: EditPlan, as_lora: bool = False) -> str:
     """The output kind of an edit (``rankedit.files.outdir``): replacing one method's output by
     another's, or a checkpoint by an adapter, takes ``--overwrite``."""
@@ -198,6 +207,7 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
             missing = [n for n in plan.matrices if n not in facts]
             if missing:
                 raise RankeditError(f"internal: mergekit did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")
+            check_update(plan, [facts[n] for n in plan.matrices])
             check_output(tmp, out, like=plan.base)  # never rename a non-finite or incomplete model into place
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}

@@ -8,10 +8,12 @@ with a hint on how to convert it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +65,8 @@ def _looks_like_hub_id(ref: str) -> bool:
 def resolve(ref: str | os.PathLike) -> Path:
     """Turn a local path or a Hub id into a local directory (safetensors only)."""
     p = Path(ref).expanduser()
+    if p.is_symlink() and not p.exists():  # a loop or a dangling link: a local path, not a Hub id
+        raise RankeditError(f"{p}: {link_problem(p)}")
     if p.exists():
         if not p.is_dir():
             raise RankeditError(f"not a checkpoint directory: {p}")
@@ -80,12 +84,58 @@ def resolve(ref: str | os.PathLike) -> Path:
     return Path(local)
 
 
+def link_problem(p: Path) -> str:
+    """Why a symbolic link cannot be followed, in words."""
+    try:
+        os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop (the link leads back to itself)"
+        return f"a symbolic link to {os.readlink(p)}, which does not exist"
+    return "a symbolic link"
+
+
+def check_entries(folder: Path) -> None:
+    """Every entry of a checkpoint folder is a regular file or a folder, before any is read:
+    a FIFO would block the first read forever, a device never end, a link loop never resolve."""
+    for entry in sorted(folder.iterdir()):
+        try:
+            mode = os.stat(entry).st_mode
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise RankeditError(f"{entry}: {link_problem(entry)}") from None
+            continue  # a dangling link: refused later only if it is a file rankedit reads
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise RankeditError(f"{entry}: {not_regular(mode)}; a checkpoint folder holds regular files only")
+
+
+def not_regular(mode: int) -> str:
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"{kind}, not a regular file"
+
+
+def inside(folder: Path, entry: str) -> bool:
+    """Whether index entry ``entry`` names a file inside ``folder`` once every link is resolved.
+
+    A Hugging Face cache snapshot links each file to the repository's blobs/ folder: inside too."""
+    if not entry or os.path.isabs(entry) or ".." in Path(entry).parts:
+        return False
+    root = folder.resolve()
+    target = (folder / entry).resolve()
+    if target.is_relative_to(root):
+        return True
+    snapshot = root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--")
+    return snapshot and target.is_relative_to(root.parent.parent / "blobs")
+
+
 class Checkpoint:
     """A checkpoint directory opened lazily: headers now, tensors on demand."""
 
     def __init__(self, ref: str | os.PathLike):
         self.ref = str(ref)
         self.path = resolve(ref)
+        check_entries(self.path)
         self._handles: dict[str, object] = {}
         self._index = self._read_index()
         self._infos: dict[str, TensorInfo] = {}
@@ -109,8 +159,14 @@ class Checkpoint:
         if idx.is_file():
             try:
                 weight_map = json.loads(idx.read_text())["weight_map"]
+                if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                    raise TypeError("weight_map must map tensor names to file names")
             except (ValueError, KeyError, TypeError) as e:
                 raise RankeditError(f"{idx}: not a valid safetensors index ({e})") from None
+            for name, f in weight_map.items():
+                if not inside(self.path, f):  # '..', an absolute path or a link out: another folder's file
+                    raise RankeditError(f"{idx}: entry {name!r} -> {f!r} points outside the checkpoint folder; "
+                                        "a checkpoint reads only its own files")
             for f in set(weight_map.values()):
                 if not (self.path / f).is_file():
                     raise RankeditError(f"{self.path}: shard listed in {INDEX_FILE} is missing: {f}")
@@ -146,9 +202,14 @@ class Checkpoint:
         if not cfg.is_file():
             return {}
         try:
-            return json.loads(cfg.read_text())
-        except ValueError as e:
-            raise RankeditError(f"{cfg}: invalid JSON ({e})") from None
+            data = json.loads(cfg.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise RankeditError(f"{cfg}: cannot read ({e.strerror or e})") from None
+        except ValueError as e:  # UnicodeDecodeError included
+            raise RankeditError(f"{cfg}: invalid JSON ({first_line(e)})") from None
+        if not isinstance(data, dict):
+            raise RankeditError(f"{cfg}: invalid config (a JSON object is expected)")
+        return data
 
     # ---- queries -------------------------------------------------------------------
     @property
@@ -206,7 +267,10 @@ def read_header(path: str | os.PathLike) -> dict[str, dict]:
     path = Path(path)
     bad = f"{path}: corrupt or truncated safetensors file"
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # opening a FIFO blocks forever
+            raise RankeditError(f"{path}: {not_regular(st.st_mode)}")
+        size = st.st_size
         with open(path, "rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
