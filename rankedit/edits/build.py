@@ -31,7 +31,7 @@ from rankedit.core.device import check_device
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
 from rankedit.files.outdir import check_out
-from rankedit.files.validate import check_inputs, check_output
+from rankedit.files.validate import check_config, check_inputs, check_output
 from rankedit.core.names import TOKENIZER_CONFIG
 
 PathLike = str | os.PathLike
@@ -80,6 +80,8 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
     other_ck = Checkpoint(mask_from) if mask_from else None
 
     all_cks = [base_ck, *tuned_cks] + ([other_ck] if other_ck else [])
+    for ck in all_cks:
+        check_config(ck)  # mergekit reads every input's config.json: one line, not 'Unrecognized model'
     labels = ["base"] + ([f"tuned[{i}]" for i in range(len(tuned_cks))] if len(tuned_cks) > 1 else ["tuned"])
     labels += ["mask source"] if other_ck else []
     seen: dict[Path, str] = {}

@@ -366,6 +366,7 @@ def check_compatible(ckpts: Sequence[Checkpoint], labels: Sequence[str] | None =
     RankeditError that names every mismatch (up to a few of each kind).
     """
     labels = list(labels) if labels else [c.ref for c in ckpts]
+    check_float_matrices(ckpts, labels)
     ref, ref_label = ckpts[0], labels[0]
     for c, lab in zip(ckpts[1:], labels[1:]):
         if ref.model_type != "unknown" and c.model_type != "unknown" and ref.model_type != c.model_type:
@@ -385,6 +386,32 @@ def check_compatible(ckpts: Sequence[Checkpoint], labels: Sequence[str] | None =
         if problems:
             raise RankeditError(f"checkpoints do not match ({ref_label} vs {lab}): " + "; ".join(problems))
     return ref.names
+
+
+def is_float(dtype: str) -> bool:
+    return dtype.startswith(("float", "bfloat"))
+
+
+def check_float_matrices(ckpts: Sequence[Checkpoint], labels: Sequence[str]) -> None:
+    """rankedit measures and edits float matrices: a 2-D integer tensor (a quantized weight, e.g. int8)
+    would be analysed as if its codes were weights, and mergekit fails on one that differs between
+    inputs. Refused in one line naming it, as is a tensor that is a float in one input and not in another."""
+    for c, lab in zip(ckpts, labels):
+        ints = [n for n in c.names if len(c.info(n).shape) == 2 and not is_float(c.info(n).dtype)]
+        if ints:
+            n = ints[0]
+            raise RankeditError(f"{lab} ({c.path}): {len(ints)} matrix(es) of a non-float dtype, e.g. {n} "
+                                f"({c.info(n).dtype}); rankedit reads float weights only (a quantized checkpoint? "
+                                "use its float original)")
+    ref, ref_label = ckpts[0], labels[0]
+    for c, lab in zip(ckpts[1:], labels[1:]):
+        names = set(c.names)
+        mixed = [n for n in ref.names if n in names and is_float(ref.info(n).dtype) != is_float(c.info(n).dtype)]
+        if mixed:
+            n = mixed[0]
+            raise RankeditError(f"{ref_label} and {lab} store {len(mixed)} tensor(s) as float in one and not in the "
+                                f"other, e.g. {n}: {ref.info(n).dtype} vs {c.info(n).dtype}; rankedit reads float "
+                                "weights only")
 
 
 def few(names: Iterable[str], n: int = 3) -> str:
