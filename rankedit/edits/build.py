@@ -97,12 +97,7 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
                 if len(base_ck.info(n).shape) == 2 and classify(n, base_ck.info(n).shape, model_type).is_matrix]
     if not matrices:
         raise RankeditError(f"{base_ck.path}: no 2-D attention or MLP matrices recognised (model_type {model_type!r})")
-    k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
-    if k is not None:
-        limit = min(min(base_ck.info(n).shape) for n in matrices)
-        if k > limit:
-            small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
-            raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
+    check_rank(edit, p, base_ck, matrices)
     check_inputs(all_cks)
     return EditPlan(edit, p, base_ck, tuned_cks, other_ck, matrices)
 
@@ -148,6 +143,25 @@ def is_built(plan: EditPlan, out: PathLike) -> bool:
     hashes = {ck.path: checkpoint_sha256(ck) for ck in plan_inputs(plan)}
     return (man.get("method") == plan.edit.name and man.get("params") == record_params(plan, False)
             and man.get("inputs") == inputs_record(plan, hashes))
+
+
+def edited_matrices(base_ck: Checkpoint) -> list[str]:
+    """The 2-D attention/MLP weights of ``base_ck`` an edit works on (names only, from the headers)."""
+    model_type = base_ck.model_type
+    return [n for n in base_ck.names
+            if len(base_ck.info(n).shape) == 2 and classify(n, base_ck.info(n).shape, model_type).is_matrix]
+
+
+def check_rank(edit, p, base_ck: Checkpoint, matrices: Optional[list[str]] = None) -> None:
+    """The edit's k is at most the rank of every matrix it decomposes (headers only: before any work)."""
+    k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
+    matrices = edited_matrices(base_ck) if matrices is None else matrices
+    if k is None or not matrices:
+        return
+    limit = min(min(base_ck.info(n).shape) for n in matrices)
+    if k > limit:
+        small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
+        raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
 
 
 def check_update(plan: EditPlan, facts: list[dict]) -> None:

@@ -22,19 +22,16 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 
 from rankedit.core.errors import RankeditError
+from rankedit.files import yaml_text
 from rankedit.core.names import TOKENIZER_CONFIG
 
 RECIPE_KEYS = {"method", "base", "tuned", "out", "params", "device", "as_lora"}
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise RankeditError(f"{path}: cannot read YAML ({str(e).splitlines()[0]})") from None
+    data = yaml_text.load_yaml(path)  # UTF-8, no repeated key, YAML 1.2 booleans
     if not isinstance(data, dict):
         raise RankeditError(f"{path}: expected a mapping at the top level")
     return data

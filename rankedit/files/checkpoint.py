@@ -8,7 +8,6 @@ with a hint on how to convert it.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ from safetensors import safe_open
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.names import HF_CONFIG
+from rankedit.files.input_kinds import check_entries, check_float_matrices, inside, link_problem, not_regular
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -82,51 +82,6 @@ def resolve(ref: str | os.PathLike) -> Path:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RankeditError(f"checkpoint not found locally and could not be fetched from the Hub: {ref} ({first})") from None
     return Path(local)
-
-
-def link_problem(p: Path) -> str:
-    """Why a symbolic link cannot be followed, in words."""
-    try:
-        os.stat(p)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return "a symbolic link loop (the link leads back to itself)"
-        return f"a symbolic link to {os.readlink(p)}, which does not exist"
-    return "a symbolic link"
-
-
-def check_entries(folder: Path) -> None:
-    """Every entry of a checkpoint folder is a regular file or a folder, before any is read:
-    a FIFO would block the first read forever, a device never end, a link loop never resolve."""
-    for entry in sorted(folder.iterdir()):
-        try:
-            mode = os.stat(entry).st_mode
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise RankeditError(f"{entry}: {link_problem(entry)}") from None
-            continue  # a dangling link: refused later only if it is a file rankedit reads
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise RankeditError(f"{entry}: {not_regular(mode)}; a checkpoint folder holds regular files only")
-
-
-def not_regular(mode: int) -> str:
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-    return f"{kind}, not a regular file"
-
-
-def inside(folder: Path, entry: str) -> bool:
-    """Whether index entry ``entry`` names a file inside ``folder`` once every link is resolved.
-
-    A Hugging Face cache snapshot links each file to the repository's blobs/ folder: inside too."""
-    if not entry or os.path.isabs(entry) or ".." in Path(entry).parts:
-        return False
-    root = folder.resolve()
-    target = (folder / entry).resolve()
-    if target.is_relative_to(root):
-        return True
-    snapshot = root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--")
-    return snapshot and target.is_relative_to(root.parent.parent / "blobs")
 
 
 class Checkpoint:
@@ -386,32 +341,6 @@ def check_compatible(ckpts: Sequence[Checkpoint], labels: Sequence[str] | None =
         if problems:
             raise RankeditError(f"checkpoints do not match ({ref_label} vs {lab}): " + "; ".join(problems))
     return ref.names
-
-
-def is_float(dtype: str) -> bool:
-    return dtype.startswith(("float", "bfloat"))
-
-
-def check_float_matrices(ckpts: Sequence[Checkpoint], labels: Sequence[str]) -> None:
-    """rankedit measures and edits float matrices: a 2-D integer tensor (a quantized weight, e.g. int8)
-    would be analysed as if its codes were weights, and mergekit fails on one that differs between
-    inputs. Refused in one line naming it, as is a tensor that is a float in one input and not in another."""
-    for c, lab in zip(ckpts, labels):
-        ints = [n for n in c.names if len(c.info(n).shape) == 2 and not is_float(c.info(n).dtype)]
-        if ints:
-            n = ints[0]
-            raise RankeditError(f"{lab} ({c.path}): {len(ints)} matrix(es) of a non-float dtype, e.g. {n} "
-                                f"({c.info(n).dtype}); rankedit reads float weights only (a quantized checkpoint? "
-                                "use its float original)")
-    ref, ref_label = ckpts[0], labels[0]
-    for c, lab in zip(ckpts[1:], labels[1:]):
-        names = set(c.names)
-        mixed = [n for n in ref.names if n in names and is_float(ref.info(n).dtype) != is_float(c.info(n).dtype)]
-        if mixed:
-            n = mixed[0]
-            raise RankeditError(f"{ref_label} and {lab} store {len(mixed)} tensor(s) as float in one and not in the "
-                                f"other, e.g. {n}: {ref.info(n).dtype} vs {c.info(n).dtype}; rankedit reads float "
-                                "weights only")
 
 
 def few(names: Iterable[str], n: int = 3) -> str:
