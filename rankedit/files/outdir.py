@@ -67,10 +67,6 @@ def check_location(out: PathLike) -> None:
     """Refuse the places no command may write over: the cwd, home, /, the cache, and folders holding them."""
     check_path_text(out)
     real = _real(out)
-    cwd = _real(Path.cwd())
-    if real == cwd or real in cwd.parents:
-        where = "the current directory" if real == cwd else "a parent of the current directory"
-        raise RankeditError(f"refusing to write output to {out}: it is {where}; choose a new directory for -o")
     if real == Path(real.anchor):
         raise RankeditError(f"refusing to write output to {out}: it is the filesystem root; choose a new directory for -o")
     home = _real(Path.home())
@@ -80,6 +76,10 @@ def check_location(out: PathLike) -> None:
     cache = _real(cache_path())
     if real == cache or real in cache.parents:
         where = "rankedit's cache" if real == cache else f"a folder holding rankedit's cache ({cache})"
+        raise RankeditError(f"refusing to write output to {out}: it is {where}; choose a new directory for -o")
+    cwd = _real(Path.cwd())
+    if real == cwd or real in cwd.parents:
+        where = "the current directory" if real == cwd else "a parent of the current directory"
         raise RankeditError(f"refusing to write output to {out}: it is {where}; choose a new directory for -o")
 
 
@@ -106,7 +106,10 @@ def check_replace(out: PathLike, kind: str, overwrite: bool = False, resume: boo
     out = Path(out)
     if not out.exists() and not out.is_symlink():
         return
-    if not out.is_dir() or out.is_symlink():
+    if out.is_symlink():  # replacing it would replace the link, and writing through it another folder
+        raise RankeditError(f"output path {out} is a symbolic link (to {os.readlink(out)}); rankedit never writes "
+                            "through a link: choose a new folder for -o")
+    if not out.is_dir():
         raise RankeditError(f"output path exists and is not a directory: {out}")
     data = inventory.read(out)
     same = data is not None and data.get("kind") == kind

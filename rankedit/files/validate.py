@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from rankedit.files.input_kinds import check_float_matrices
 from rankedit.files.checkpoint import Checkpoint, few, first_line, check_compatible, check_tensor_finite, read_header
 from rankedit.core.errors import RankeditError
 from rankedit.core.names import ADAPTER_CONFIG, HF_CONFIG, TOKENIZER_CONFIG
@@ -87,6 +88,7 @@ def check_inputs(cks: Iterable[Checkpoint]) -> None:
     for ck in cks:
         if ck.path.resolve() not in seen:
             seen.add(ck.path.resolve())
+            check_float_matrices([ck], [str(ck.path)])  # int8 codes are never read as weights
             check_finite(ck)
 
 
@@ -177,6 +179,7 @@ def check_scorable(ck: Checkpoint) -> None:
     """Finite, complete and with a tokenizer: what lm-eval needs to score ``ck`` honestly."""
     from rankedit.files.hashes import file_key
 
+    check_float_matrices([ck], [str(ck.path)])  # transformers would cast int8 codes to floats in silence
     check_finite(ck)
     files = [*ck.weight_files, ck.path / HF_CONFIG,
              *(ck.path / f for f in sorted(os.listdir(ck.path)) if f in TOKENIZER_FILES or f == TOKENIZER_CONFIG)]
