@@ -290,3 +290,28 @@ def test_a_non_utf8_out_path_is_named(inputs, tmp_path, capsys):
     code, _, err = run_cli(["edit", "sign", inputs["base"], inputs["tuned"], "-o", out, "--quiet"], capsys)
     line = _one_error_line(code, err)
     assert "the path is not valid UTF-8 (byte 0xff" in line and os.listdir(tmp_path) == []
+
+
+def test_a_resumable_out_replaces_another_output_only_with_overwrite(tmp_path):
+    """run's and compress's folders are kept and added to; another command's output there is cleared
+    only with --overwrite, and only when every file in it is rankedit's."""
+    from rankedit.core.errors import RankeditError
+    from rankedit.files.atomic import atomic_dir
+    from rankedit.files.outdir import claim_dir
+
+    out = tmp_path / "out"
+    with atomic_dir(out, kind="edit:sign") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(RankeditError, match="holds a rankedit sign edit output .*pass --overwrite"):
+        claim_dir(out, "run")
+    claim_dir(out, "run", overwrite=True)
+    assert sorted(os.listdir(out)) == [".rankedit-output.json"]
+    (out / "edits").mkdir()  # a run's own folder, empty after an interrupted edit: resumed
+    claim_dir(out, "run")
+    with atomic_dir(tmp_path / "other", kind="analyze") as tmp:
+        (tmp / "summary.json").write_text("{}")
+    (tmp_path / "other" / "mine").mkdir()
+    for flag in (False, True):
+        with pytest.raises(RankeditError, match="mine/"):
+            claim_dir(tmp_path / "other", "run", overwrite=flag)
+    assert (tmp_path / "other" / "mine").is_dir() and (tmp_path / "other" / "summary.json").is_file()
