@@ -76,7 +76,8 @@ def check_float_matrices(ckpts: Sequence, labels: Sequence[str]) -> None:
         ints = [n for n in c.names if len(c.info(n).shape) == 2 and not is_float(c.info(n).dtype)]
         if ints:
             n = ints[0]
-            raise RankeditError(f"{lab} ({c.path}): {len(ints)} matrix(es) of a non-float dtype, e.g. {n} "
+            who = str(c.path) if lab == str(c.path) else f"{lab} ({c.path})"
+            raise RankeditError(f"{who}: {len(ints)} matrix(es) of a non-float dtype, e.g. {n} "
                                 f"({c.info(n).dtype}); rankedit reads float weights only (a quantized checkpoint? "
                                 "use its float original)")
     ref, ref_label = ckpts[0], labels[0]
