@@ -23,7 +23,7 @@ from safetensors import safe_open
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.names import HF_CONFIG
-from rankedit.files.input_kinds import check_entries, check_float_matrices, inside, link_problem, not_regular
+from rankedit.files.input_kinds import check_entries, check_float_matrices, check_index, link_problem, not_regular
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -114,14 +114,9 @@ class Checkpoint:
         if idx.is_file():
             try:
                 weight_map = json.loads(idx.read_text())["weight_map"]
-                if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-                    raise TypeError("weight_map must map tensor names to file names")
             except (ValueError, KeyError, TypeError) as e:
                 raise RankeditError(f"{idx}: not a valid safetensors index ({e})") from None
-            for name, f in weight_map.items():
-                if not inside(self.path, f):  # '..', an absolute path or a link out: another folder's file
-                    raise RankeditError(f"{idx}: entry {name!r} -> {f!r} points outside the checkpoint folder; "
-                                        "a checkpoint reads only its own files")
+            check_index(idx, self.path, weight_map)  # only names of files inside the folder
             for f in set(weight_map.values()):
                 if not (self.path / f).is_file():
                     raise RankeditError(f"{self.path}: shard listed in {INDEX_FILE} is missing: {f}")

@@ -64,6 +64,16 @@ def inside(folder: Path, entry: str) -> bool:
     return snapshot and target.is_relative_to(root.parent.parent / "blobs")
 
 
+def check_index(idx: Path, folder: Path, weight_map: object) -> None:
+    """A shard index maps tensor names to files inside ``folder``: anything else is one line naming the entry."""
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise RankeditError(f"{idx}: not a valid safetensors index (weight_map must map tensor names to file names)")
+    for name, f in weight_map.items():
+        if not inside(folder, f):  # '..', an absolute path or a link out: another folder's file
+            raise RankeditError(f"{idx}: entry {name!r} -> {f!r} points outside the checkpoint folder; "
+                                "a checkpoint reads only its own files")
+
+
 def is_float(dtype: str) -> bool:
     return dtype.startswith(("float", "bfloat"))
 
