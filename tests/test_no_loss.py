@@ -280,6 +280,9 @@ def test_a_zero_update_is_named(inputs, tmp_path, capsys):
                            capsys)
     line = _one_error_line(code, err)
     assert "the update is zero" in line and str(copy) in line and not (tmp_path / "e").exists()
+    code, _, err = run_cli(["edit", "rank-k", inputs["base"], copy, "--k", "1", "--as-lora", "-o", tmp_path / "e",
+                            "--quiet"], capsys)
+    assert "the update is zero" in _one_error_line(code, err) and not (tmp_path / "e").exists()
     code, _, err = run_cli(["analyze", inputs["base"], copy, "-o", tmp_path / "a", "--no-plots"], capsys)
     assert code == 0 and f"warning: the update is zero: {copy} is identical to the base" in err
 
