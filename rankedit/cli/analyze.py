@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q
 from rankedit.core.names import ANALYSIS_SUMMARY
 
@@ -20,7 +22,7 @@ from rankedit.core.names import ANALYSIS_SUMMARY
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: where the SVDs run.")
 @click.option("--modules", default=None, metavar="REGEX", help="Only analyse tensors whose name matches REGEX (e.g. 'mlp|o_proj').")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, no_plots, overwrite):
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
 
@@ -47,4 +49,7 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
     print_summary(summary)
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
+    if rows and all(r.get("rel_update_norm") == 0 for r in rows):
+        click.echo(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "
+                   "matrices analysed (a copy of the base given as TUNED?)", err=True)
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 from rankedit.scoring.suites import SUITES
 
 
@@ -40,7 +42,7 @@ def _suite_help() -> str:
 @click.option("--seed", type=int, default=None, help="Seed of the sampler  [default with --samples: 0]")
 @click.option("--no-cache", is_flag=True, help="Rescore even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def score(models, suite, tasks, include_paths, backend, batch_size, limit, device, dtype, max_gen_toks,
           chat_template, num_fewshot, profile, samples, temperature, top_p, seed, no_cache, out, overwrite):
     """Score MODEL... (checkpoint dirs or Hub ids; LABEL=PATH names a row) with lm-eval.

@@ -31,7 +31,7 @@ from rankedit.core.device import check_device
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
 from rankedit.files.outdir import check_out
-from rankedit.files.validate import check_inputs, check_output
+from rankedit.files.validate import check_config, check_inputs, check_output
 from rankedit.core.names import TOKENIZER_CONFIG
 
 PathLike = str | os.PathLike
@@ -80,6 +80,8 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
     other_ck = Checkpoint(mask_from) if mask_from else None
 
     all_cks = [base_ck, *tuned_cks] + ([other_ck] if other_ck else [])
+    for ck in all_cks:
+        check_config(ck)  # mergekit reads every input's config.json: one line, not 'Unrecognized model'
     labels = ["base"] + ([f"tuned[{i}]" for i in range(len(tuned_cks))] if len(tuned_cks) > 1 else ["tuned"])
     labels += ["mask source"] if other_ck else []
     seen: dict[Path, str] = {}
@@ -95,12 +97,7 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
                 if len(base_ck.info(n).shape) == 2 and classify(n, base_ck.info(n).shape, model_type).is_matrix]
     if not matrices:
         raise RankeditError(f"{base_ck.path}: no 2-D attention or MLP matrices recognised (model_type {model_type!r})")
-    k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
-    if k is not None:
-        limit = min(min(base_ck.info(n).shape) for n in matrices)
-        if k > limit:
-            small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
-            raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
+    check_rank(edit, p, base_ck, matrices)
     check_inputs(all_cks)
     return EditPlan(edit, p, base_ck, tuned_cks, other_ck, matrices)
 
@@ -148,6 +145,40 @@ def is_built(plan: EditPlan, out: PathLike) -> bool:
             and man.get("inputs") == inputs_record(plan, hashes))
 
 
+def edited_matrices(base_ck: Checkpoint) -> list[str]:
+    """The 2-D attention/MLP weights of ``base_ck`` an edit works on (names only, from the headers)."""
+    model_type = base_ck.model_type
+    return [n for n in base_ck.names
+            if len(base_ck.info(n).shape) == 2 and classify(n, base_ck.info(n).shape, model_type).is_matrix]
+
+
+def check_rank(edit, p, base_ck: Checkpoint, matrices: Optional[list[str]] = None) -> None:
+    """The edit's k is at most the rank of every matrix it decomposes (headers only: before any work)."""
+    k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
+    matrices = edited_matrices(base_ck) if matrices is None else matrices
+    if k is None or not matrices:
+        return
+    limit = min(min(base_ck.info(n).shape) for n in matrices)
+    if k > limit:
+        small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
+        raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
+
+
+def check_update(plan: EditPlan, facts: list[dict]) -> None:
+    """An edit of a zero update would write the base back under the edit's name: refused, naming the inputs."""
+    if facts and all(f["dw_norm"] == 0 for f in facts):
+        tuned = ", ".join(str(t.path) for t in plan.tuned)
+        raise RankeditError(f"the update is zero: {tuned} is identical to the base {plan.base.path} in all "
+                            f"{len(facts)} matrices the edit touches, so there is nothing to edit "
+                            "(a copy of the base given as TUNED?); nothing was written")
+
+
+def edit_kind(plan: EditPlan, as_lora: bool = False) -> str:
+    """The output kind of an edit (``rankedit.files.outdir``): replacing one method's output by
+    another's, or a checkpoint by an adapter, takes ``--overwrite``."""
+    return f"edit:{plan.edit.name}" + (":lora" if as_lora else "")
+
+
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
                device: str = "cpu", as_lora: bool = False, overwrite: bool = False, progress: bool = False,
                lora_dtype: str = "source", max_shard_bytes: Optional[int] = None, **params: Any) -> Path:
@@ -163,7 +194,7 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     """
     check_device(device)
     plan = plan_edit(method, base, tuned, **params)
-    check_out(out, "edit", input_paths(plan), overwrite)  # before the work, not after it
+    check_out(out, edit_kind(plan, as_lora), input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:
         from rankedit.edits.lora import export_lora
 
@@ -183,7 +214,7 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
     # the edit's decompositions two at a time beside the merge, which runs one tensor at a time
     with computed_ahead(plan, device), ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
-        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
+        with atomic_dir(out, kind=edit_kind(plan), inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
             merge_into(tmp, config, options, config_yaml, short_side=largest_short_side(plan))
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():
@@ -192,6 +223,7 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
             missing = [n for n in plan.matrices if n not in facts]
             if missing:
                 raise RankeditError(f"internal: mergekit did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")
+            check_update(plan, [facts[n] for n in plan.matrices])
             check_output(tmp, out, like=plan.base)  # never rename a non-finite or incomplete model into place
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}

@@ -118,6 +118,7 @@ def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False,
 
 def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
                 lora_dtype: str = "source") -> Path:
+    from rankedit.edits.build import check_update
     from rankedit.edits.edit_plan import inputs_record, input_paths, record_params, start_hashing
 
     if plan.edit.artifact_for(plan.params) != "lora":
@@ -128,8 +129,9 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
     out = Path(out)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
-        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
+        with atomic_dir(out, kind=f"edit:{plan.edit.name}:lora", inputs=input_paths(plan), overwrite=overwrite) as tmp:
             facts = lora_folder(plan, tmp, device=device, progress=progress, lora_dtype=lora_dtype)
+            check_update(plan, facts)  # an adapter of a zero update would be all zeros
             check_output(tmp, out)  # whole and finite before it is renamed into place
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}

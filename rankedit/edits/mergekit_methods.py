@@ -27,6 +27,7 @@ weights is needed.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from dataclasses import replace
 from typing import Any, Iterator, Optional
@@ -47,7 +48,9 @@ from rankedit.edits.ahead import take
 from rankedit.edits.manifest import matrix_facts
 from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
 from rankedit.edits.storage import MatrixSize
+from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify, from_linear
+from rankedit.files.checkpoint import all_finite
 
 PREFIX = "rankedit_"
 STRUCTURAL = {"steps", "mask_from", "accuracies"}  # pydantic fields that mergekit passes per input instead
@@ -128,8 +131,20 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         x = replace(x, ahead=take(name, x))
     res = edit.run(x, p)
     size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
-    _record(name, matrix_facts(name, x.dw, res, edit.storage(p, size)))
-    return from_linear(res.weight if res.weight is not None else x.w0 + res.delta, info).to(base.dtype)
+    facts = matrix_facts(name, x.dw, res, edit.storage(p, size))
+    out = from_linear(res.weight if res.weight is not None else x.w0 + res.delta, info).to(base.dtype)
+    if not (math.isfinite(facts["edit_norm"]) and all_finite(out)):  # the inputs were checked finite
+        raise RankeditError(overflow_message(edit.name, p, name, base.dtype))
+    _record(name, facts)
+    return out
+
+
+def overflow_message(method: str, p, name: str, dtype) -> str:
+    """Finite inputs, a finite result out of range: a parameter too large for the dtype, said so."""
+    what = f"--factor {p.factor:g}" if hasattr(p, "factor") else f"the {method} edit"
+    dt = str(dtype).removeprefix("torch.")
+    return (f"{what} overflows {dt}: the edited {name} (or its update's norm) goes beyond {dt}'s largest "
+            f"finite value {torch.finfo(dtype).max:.3g}; choose a smaller value (nothing was written)")
 
 
 def _spec_for(edit: Edit) -> MergeMethodSpec:

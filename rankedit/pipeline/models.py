@@ -81,6 +81,7 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
                               ("sft", m.sft)) if v}
     cks = dict(zip(refs, (Checkpoint(v) for v in refs.values())))
     check_compatible(list(cks.values()), list(refs))
+    check_ranks(plan, cks["base"])  # from the headers: before the weights are read
     from rankedit.files.validate import check_inputs, check_scorable
 
     check_inputs(cks.values())  # whole and finite, before anything is built from them
@@ -91,6 +92,25 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
         if role in cks:
             check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
     return m
+
+
+def check_ranks(plan: Plan, base) -> None:
+    """Every edit's k against the base's matrices, before any weight is read or any edit built."""
+    from pydantic import ValidationError
+
+    from rankedit.edits import get_edit
+    from rankedit.edits.build import check_rank
+
+    for e in plan.edits:
+        edit = get_edit(e.method)
+        try:
+            p = edit.params.model_validate(e.params)
+        except ValidationError:
+            continue  # parameters filled in later (a run's steps): planned with the rest
+        try:
+            check_rank(edit, p, base)
+        except RankeditError as err:
+            raise RankeditError(f"edit {e.name}: {err}") from None
 
 
 def model_labels(plan: Plan, models: Models, edits: dict[str, dict]) -> dict[str, str]:

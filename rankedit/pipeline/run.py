@@ -230,11 +230,11 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     at the end when some model could not be scored (the report of the others
     is written first). OUT is created only once every input checked out. An
     existing OUT is resumed when it is an earlier run's and holds nothing else
-    (``rankedit.files.outdir``); with ``overwrite`` a user's files in it are kept and
-    rankedit's outputs replaced. ``executor`` ("local" or "ray") and ``address``
+    (``rankedit.files.outdir``); a folder holding a user's files is never used, and
+    ``overwrite`` only lets a run replace another rankedit output. ``executor`` ("local" or "ray") and ``address``
     (a Ray cluster) override the plan's ``executor``.
     """
-    from rankedit.files.outdir import check_out
+    from rankedit.files.outdir import check_inputs, check_replace
 
     plan_file = None
     if plan is None:
@@ -248,7 +248,8 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     parts = split_runs(plan)
     given = [plan_file, *plan.score.include_paths, *([plan.kl.prompts_file] if plan.kl and plan.kl.prompts_file else []),
              *(p for _, sub in parts for p in (sub.base, sub.tuned, sub.other_tuned, sub.sft))]
-    check_out(out, "run", given, overwrite)
+    check_inputs(out, given)
+    check_replace(out, "run", overwrite, resume=True)
     check_requirements(plan, source)  # backend installed, devices present: before anything is written
     check_tasks(plan)
     with make_executor(plan.executor) as ex:
