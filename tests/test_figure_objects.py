@@ -76,3 +76,16 @@ def test_metric_words():
     assert figures.metric_words("exact_match,extract") == "exact-match accuracy (lm-eval exact_match, filter extract)"
     assert figures.metric_words("acc,none") == "accuracy (lm-eval acc)"
     assert figures.metric_words("brand_new") == "brand new (lm-eval brand_new)"
+
+
+def test_early_stop_figure_with_one_window_spans_the_run(tmp_path, kept):
+    from rankedit.report.early_stop_figure import early_stop_plot
+
+    rows = [{"mode": "linear", "f": 0.4, "weight_error": 0.95, "retention": None},
+            {"mode": "window-end", "f": 0.4, "weight_error": 0.62, "retention": None}]
+    assert early_stop_plot({"rows": rows, "speedup": {"keep": 0.95}}, tmp_path / "e.png").stat().st_size > 1000
+    (fig,) = kept
+    for ax in fig.axes:
+        assert ax.get_xlim() == (0.0, 1.0) and list(ax.get_xticks()) == [0.0, 0.4, 1.0]
+        assert ax.get_xlabel() and ax.get_ylabel()
+    assert "retention undefined" in " ".join(t.get_text() for t in fig.axes[1].texts)  # the empty panel says why
