@@ -333,10 +333,15 @@ def test_organism_suite_on_the_micro_organism(micro_organism, tmp_path, monkeypa
     assert len({extract_answer(c) for c in own}) > n / 2  # varied answers: agreement is not trivial
 
 
-def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog):
+def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog, tmp_path, monkeypatch):
     """lm-eval warns "Custom kwargs can be passed to `--metadata`" each time it builds an organism task
-    (preflight, then every model): six lines for one model before; none now."""
+    (preflight, then every model): six lines for one model before; none now. Run outside a git
+    repository, its `git describe` printed "fatal: not a git repository" for every model: none now."""
     import logging
+    import lm_eval.evaluator
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path either
 
     from rankedit.scoring.suites import get_suite
 
@@ -349,4 +354,6 @@ def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog):
     assert set(raw["results"]) >= set(st.tasks)  # the tasks were built and run
     seen = capfd.readouterr()
     assert "Custom kwargs" not in seen.out + seen.err + caplog.text
+    assert "fatal:" not in seen.out + seen.err and raw["git_hash"] is None
+    assert lm_eval.evaluator.get_git_commit_hash is not lm_eval_run._git_hash_quietly  # restored after the call
     assert not logging.getLogger("lm_eval.api.task").filters  # the filter does not outlive the call

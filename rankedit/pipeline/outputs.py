@@ -86,7 +86,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
             figures.append(f"analysis/{run}/{png.name}")
     report["figures"] = figures
     atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / REPORT_MD, rep.markdown(report) + "\n".join(
+    atomic_write_text(out / REPORT_MD, rep.markdown(report, out) + "\n".join(
         trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""]))
     _attach_to_edits(report, summaries, out)
     return report

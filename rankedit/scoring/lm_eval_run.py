@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import subprocess
 from pathlib import Path
 
 from rankedit.core.errors import RankeditError
@@ -51,6 +52,31 @@ def quiet_generate_warnings():
         hf_logging.set_verbosity(before)
 
 
+def _git_hash_quietly() -> str | None:
+    """lm-eval's ``get_git_commit_hash`` with git's stderr kept off the user's terminal.
+
+    lm-eval records the git commit of the current directory in every result and
+    runs ``git describe`` for it with stderr inherited: outside a repository each
+    scored model printed "fatal: not a git repository" to the user. Same command,
+    same value; only the message is dropped."""
+    try:
+        return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
+    except (subprocess.CalledProcessError, FileNotFoundError, OSError):
+        return None
+
+
+@contextlib.contextmanager
+def quiet_git_probe():
+    import lm_eval.evaluator as evaluator
+
+    before = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = _git_hash_quietly
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = before
+
+
 def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
     """One call of lm_eval.simple_evaluate for one model on the suite's tasks (with samples)."""
     from lm_eval import simple_evaluate
@@ -62,7 +88,7 @@ def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
         gen_kwargs |= settings.sampling.gen_kwargs()
         tasks, seeds = with_repeats(tm, tasks, settings.sampling.samples), settings.sampling.seeds()
     with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"), quiet_generate_warnings(), \
-            quiet_lm_eval_notices():
+            quiet_lm_eval_notices(), quiet_git_probe():
         res = simple_evaluate(
             model=model, model_args=model_args, tasks=tasks, task_manager=tm,
             batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,
