@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
-from rankedit.edits.edit_plan import (EditPlan, computed_ahead, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
+from rankedit.edits.edit_plan import (EditPlan, check_update, computed_ahead, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
                                       start_hashing)
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
@@ -162,15 +162,6 @@ def check_rank(edit, p, base_ck: Checkpoint, matrices: Optional[list[str]] = Non
     if k > limit:
         small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
         raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
-
-
-def check_update(plan: EditPlan, facts: list[dict]) -> None:
-    """An edit of a zero update would write the base back under the edit's name: refused, naming the inputs."""
-    if facts and all(f["dw_norm"] == 0 for f in facts):
-        tuned = ", ".join(str(t.path) for t in plan.tuned)
-        raise RankeditError(f"the update is zero: {tuned} is identical to the base {plan.base.path} in all "
-                            f"{len(facts)} matrices the edit touches, so there is nothing to edit "
-                            "(a copy of the base given as TUNED?); nothing was written")
 
 
 def edit_kind(plan: EditPlan, as_lora: bool = False) -> str:

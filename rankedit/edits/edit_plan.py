@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from rankedit.core.errors import RankeditError
 from rankedit.edits.registry import Edit, EditParams
 from rankedit.files.checkpoint import Checkpoint
 
@@ -118,3 +119,12 @@ def matrix_inputs(plan: EditPlan, name: str, device: str = "cpu", plain: bool = 
                         steps=getattr(p, "steps", None),
                         other=lin(get(plan.other)) if plan.other is not None else None,
                         seed=matrix_seed(p.seed, name))
+
+
+def check_update(plan: EditPlan, facts: list[dict]) -> None:
+    """An edit of a zero update would write the base back under the edit's name: refused, naming the inputs."""
+    if facts and all(f["dw_norm"] == 0 for f in facts):
+        tuned = ", ".join(str(t.path) for t in plan.tuned)
+        raise RankeditError(f"the update is zero: {tuned} is identical to the base {plan.base.path} in all "
+                            f"{len(facts)} matrices the edit touches, so there is nothing to edit "
+                            "(a copy of the base given as TUNED?); nothing was written")

@@ -118,8 +118,7 @@ def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False,
 
 def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
                 lora_dtype: str = "source") -> Path:
-    from rankedit.edits.build import check_update
-    from rankedit.edits.edit_plan import inputs_record, input_paths, record_params, start_hashing
+    from rankedit.edits.edit_plan import check_update, inputs_record, input_paths, record_params, start_hashing
 
     if plan.edit.artifact_for(plan.params) != "lora":
         raise RankeditError(f"--as-lora exports low-rank edits only (rank-k, rank-auto), not {plan.edit.name}")
