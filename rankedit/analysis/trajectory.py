@@ -22,6 +22,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
 from rankedit.core.threads import hot_path_threads
 from rankedit.files.atomic import atomic_dir
+from rankedit.files.adapter import open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_inputs
@@ -135,7 +136,7 @@ def trajectory(
         raise RankeditError(f"--modules is not a valid regular expression: {e}") from None
 
     ck0 = Checkpoint(base)
-    cks = [Checkpoint(c) for c in checkpoints]
+    cks = [open_tuned(c, ck0) for c in checkpoints]  # a checkpoint-N adapter is read on the base
     names = check_compatible([ck0, *cks], ["base", *[f"step {s}" for s in steps]])
     inputs = [ck0.path, *[ck.path for ck in cks]]
     if run_dir is not None:
