@@ -218,6 +218,10 @@ def check_tasks(plan: Plan) -> None:
     st = get_suite(s.suite) if s.suite is not None else custom_suite(s.tasks, s.include_paths)
     resolve(st.profiles, s.profile, samples=s.samples, temperature=s.temperature, top_p=s.top_p, seed=s.seed)
     task_manager(st)
+    if s.data_dir:  # a missing local copy fails now, not after the edits
+        from rankedit.scoring.data_dir import with_data_dir
+
+        with_data_dir(st, s.data_dir)
 
 
 # ---- the whole run ------------------------------------------------------------------------
@@ -248,7 +252,8 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     plan = with_executor(plan, executor, address)
     out = Path(out).absolute()
     parts = split_runs(plan)
-    given = [plan_file, *plan.score.include_paths, *([plan.kl.prompts_file] if plan.kl and plan.kl.prompts_file else []),
+    given = [plan_file, *plan.score.include_paths, *([plan.score.data_dir] if plan.score.data_dir else []),
+             *([plan.kl.prompts_file] if plan.kl and plan.kl.prompts_file else []),
              *(p for _, sub in parts for p in (sub.base, sub.tuned, sub.other_tuned, sub.sft))]
     check_out(out, "run", given, overwrite)
     check_requirements(plan, source)  # backend installed, devices present: before anything is written
