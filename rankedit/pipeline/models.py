@@ -118,7 +118,7 @@ def merge_adapters(m: Models, quiet: bool) -> None:
             return ref
         base = base or Checkpoint(m.base)
         path = str(materialize(AdapterCheckpoint(ref, base), say=lambda msg: say(msg, quiet)))
-        m.adapters[path] = ref
+        m.adapters.setdefault(path, ref)  # the same adapter saved twice (final and last step): the first name
         return path
 
     m.tuned, m.other_tuned, m.sft = merged(m.tuned), merged(m.other_tuned), merged(m.sft)
