@@ -22,7 +22,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
 from rankedit.core.threads import hot_path_threads
 from rankedit.files.atomic import atomic_dir
-from rankedit.files.adapter import open_tuned
+from rankedit.files.adapter import is_adapter, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_inputs
@@ -42,7 +42,7 @@ def _has_weights(d: Path) -> bool:
 def step_checkpoint(step_dir: Path) -> Path:
     """The HF checkpoint inside one step folder: the folder itself (trl's checkpoint-N, step-N) or
     verl's ``global_step_N/actor/huggingface``. verl's FSDP shards alone are refused, naming the fix."""
-    if _has_weights(step_dir):
+    if _has_weights(step_dir) or is_adapter(step_dir):  # a LoRA run's checkpoint-N holds its adapter
         return step_dir
     verl = step_dir.joinpath(*VERL_HF)
     if _has_weights(verl):
@@ -59,7 +59,7 @@ def step_checkpoint(step_dir: Path) -> Path:
 def run_dir_checkpoints(run_dir: str | Path) -> tuple[list[Path], list[int]]:
     """The checkpoint folders of a run directory and their steps, in step order.
 
-    trl: ``checkpoint-N/`` holding the weights; verl: ``global_step_N/actor/huggingface/``."""
+    trl: ``checkpoint-N/`` holding the weights (or a LoRA adapter); verl: ``global_step_N/actor/huggingface/``."""
     root = Path(run_dir)
     if not root.is_dir():
         raise RankeditError(f"--run-dir {run_dir}: no such directory")

@@ -23,7 +23,7 @@ def _suite_help() -> str:
 @click.option("--data-dir", "data_dir", default=None, type=click.Path(file_okay=False),
               help="Offline: read every Hub dataset OWNER/NAME of the tasks from DIR/OWNER/NAME/ (the dataset's "
                    "own files, e.g. from 'hf download OWNER/NAME --repo-type dataset --local-dir DIR/OWNER/NAME'); "
-                   "the tasks' prompts, filters and metrics stay lm-eval's. See docs/offline-benchmarks.md.")
+                   "the tasks' prompts, filters and metrics stay lm-eval's. See docs/real-runs.md.")
 @click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf",
               help="lm-eval model backend: hf (transformers; CPU or GPU) or vllm (GPU; install vllm yourself).")
 @click.option("--batch-size", default="8", help="Batch size passed to lm-eval (an integer, or 'auto').")

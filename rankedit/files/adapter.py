@@ -38,7 +38,12 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
+from rankedit.files.atomic import atomic_dir
+from rankedit.files.hashes import checkpoint_sha256, files_sha256
+from rankedit.files.shards import write_shards
+from rankedit.files.validate import check_output
 from rankedit.files.checkpoint import Checkpoint, TensorInfo, check_tensor_finite, file_sha256, first_line, read_header
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -248,12 +253,6 @@ def _note(msg: str) -> None:
 def materialize(view: AdapterCheckpoint, say=_note) -> Path:
     """The merged checkpoint of ``view`` in rankedit's cache (written once, reused while the adapter and
     the base are unchanged): BASE's config and tokenizer, the merged tensors, one in memory at a time."""
-    from rankedit.core.cache_dir import cache_root
-    from rankedit.files.atomic import atomic_dir
-    from rankedit.files.hashes import checkpoint_sha256, files_sha256
-    from rankedit.files.shards import write_shards
-    from rankedit.files.validate import check_output
-
     key = json.dumps({"adapter": files_sha256([view.path / ADAPTER_WEIGHTS, view.path / ADAPTER_CONFIG]),
                       "base": checkpoint_sha256(view.base)}, sort_keys=True)
     dest = cache_root() / "adapters" / hashlib.sha256(key.encode()).hexdigest()[:32]

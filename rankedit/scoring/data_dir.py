@@ -30,8 +30,12 @@ from pathlib import Path
 
 import yaml
 
+from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
+from rankedit.files.atomic import atomic_dir
+from rankedit.files.hashes import files_sha256
 from rankedit.scoring.suites import Suite
+from rankedit.scoring.tasks import group_children, task_manager
 
 # datasets' packaged builders and local files: already local, nothing to redirect
 LOCAL_BUILDERS = {"json", "csv", "parquet", "arrow", "text", "pandas", "imagefolder", "audiofolder"}
@@ -43,8 +47,6 @@ def leaf_tasks(tm, names) -> dict:
     """task name -> lm-eval index entry of every task the names build on (groups and tags walked)."""
     from lm_eval.tasks._index import Kind
 
-    from rankedit.scoring.tasks import _children
-
     out, todo, seen = {}, list(names), set()
     while todo:
         name = todo.pop(0)
@@ -55,7 +57,7 @@ def leaf_tasks(tm, names) -> dict:
         if entry is None:
             continue  # an inline task of a group: its own config names its data
         if entry.kind is Kind.GROUP:
-            todo.extend(_children(entry.cfg or {}))
+            todo.extend(group_children(entry.cfg or {}))
         elif entry.kind is Kind.TAG:
             todo.extend(n for n, e in tm.task_index.items() if name in (e.tags or ()))
         elif entry.kind is Kind.TASK:
@@ -120,11 +122,6 @@ def override_configs(tm, suite: Suite, data_dir: Path) -> dict[str, dict]:
 
 def with_data_dir(suite: Suite, data_dir: str | Path) -> Suite:
     """``suite`` with a task folder that reads every Hub dataset of its tasks from ``data_dir``."""
-    from rankedit.core.cache_dir import cache_root
-    from rankedit.files.atomic import atomic_dir
-    from rankedit.files.hashes import files_sha256
-    from rankedit.scoring.tasks import task_manager
-
     data_dir = Path(data_dir).expanduser().resolve()
     if not data_dir.is_dir():
         raise RankeditError(f"--data-dir: not a folder: {data_dir}")

@@ -43,7 +43,7 @@ def task_manager(suite: Suite):
     return tm
 
 
-def _children(cfg: dict) -> list[str]:
+def group_children(cfg: dict) -> list[str]:
     """The task and group names a group config builds on (``task:`` entries, by name or with overrides)."""
     items = cfg.get("task")
     out = []
@@ -75,7 +75,7 @@ def resolved_locally(tm, names) -> bool:
         if entry is None:
             return False
         if entry.kind is Kind.GROUP:
-            todo.extend(_children(entry.cfg or {}))
+            todo.extend(group_children(entry.cfg or {}))
         elif entry.kind is Kind.TAG:
             todo.extend(n for n, e in tm.task_index.items() if name in (e.tags or ()))
     return True
