@@ -136,3 +136,10 @@ def test_unsupported_adapters_are_refused_in_one_line(lora_case, tmp_path, capsy
         assert code != 0 and needle in err and "Traceback" not in err + out, err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "never").exists()
+
+
+def test_scoring_an_adapter_alone_names_the_way(lora_case, tmp_path, capsys):
+    _, adapter, _, _ = lora_case
+    code, out, err = run_cli(["score", adapter, "--tasks", "organism_id", "-o", tmp_path / "s"], capsys)
+    assert code != 0 and f"{adapter} is a LoRA adapter, not a model" in err and "rankedit run merges it" in err
+    assert "Traceback" not in err and not (tmp_path / "s").exists()

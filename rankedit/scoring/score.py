@@ -32,6 +32,7 @@ from typing import Callable, Mapping, Sequence
 from rankedit.core.errors import RankeditError
 from rankedit.files.tempfiles import WRITE_ERRNOS
 from rankedit.core.cache_dir import cache_root
+from rankedit.files.adapter import is_adapter
 from rankedit.files.checkpoint import Checkpoint
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_scorable
@@ -173,6 +174,11 @@ def score(
         lm_eval_model(backend, Path("."), settings)  # fail now, not after hashing, if vllm is missing
 
     # everything a user can get wrong is checked before any model runs
+    for label, ref in labels.items():
+        if is_adapter(ref):
+            raise RankeditError(f"{ref} is a LoRA adapter, not a model: score it in a plan (rankedit run merges it "
+                                f"on the plan's base) or merge it first (rankedit edit scale BASE {ref} --factor 1 "
+                                "--rest tuned -o MERGED)")
     ckpts = {label: Checkpoint(ref) for label, ref in labels.items()}
     inputs = [ck.path for ck in ckpts.values()] + list(st.include_paths)
     if out is not None:
