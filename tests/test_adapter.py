@@ -78,14 +78,17 @@ def test_delta_and_merged_weights_are_peft_s_to_the_bit(lora_case):
 
 
 def test_analyze_states_the_rank_bound(lora_case, tmp_path, capsys):
-    base, adapter, _, _ = lora_case
-    code, out, err = run_cli(["analyze", base, adapter, "-o", tmp_path / "a", "--no-plots", "--k", "2"], capsys)
+    base, adapter, merged, _ = lora_case
+    code, out, err = run_cli(["analyze", base, adapter, "-o", tmp_path / "a", "--no-plots", "--k", "2",
+                              "--other-tuned", merged], capsys)
     assert code == 0, err
     assert "rank(ΔW) <= r (at most 4) by construction on 8 targeted matrices; every measured rank is within it" in out
     rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     for r in rows:
         want = 0 if not any(t in r["name"] for t in TARGETS) else (2 if "gate_proj" in r["name"] else 4)
         assert r["lora_r"] == want and r["rank"] == want, r["name"]
+        if want:  # the other run is the same update, merged by PEFT: the same entries move
+            assert r["jaccard"] == 1.0
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["adapter"]["bound_holds"] and summary["adapter"]["r_max"] == 4
 
