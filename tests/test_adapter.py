@@ -146,3 +146,29 @@ def test_scoring_an_adapter_alone_names_the_way(lora_case, tmp_path, capsys):
     code, out, err = run_cli(["score", adapter, "--tasks", "organism_id", "-o", tmp_path / "s"], capsys)
     assert code != 0 and f"{adapter} is a LoRA adapter, not a model" in err and "rankedit run merges it" in err
     assert "Traceback" not in err and not (tmp_path / "s").exists()
+
+
+def test_trajectory_reads_checkpoint_adapters_exactly(lora_case, tmp_path, capsys):
+    """checkpoint-N adapters whose B is t·B_1 (t = 1, 2, 4: exact in float32): dW_t = t·dW_1, a line in t (R² = 1)."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    base, adapter, _, _ = lora_case
+    tensors = _tensors(adapter)
+    for t in (1, 2, 4):
+        step = tmp_path / "run" / f"checkpoint-{t}"
+        step.mkdir(parents=True)
+        shutil.copy(adapter / "adapter_config.json", step)
+        save_file({k: v * t if "lora_B" in k else v for k, v in tensors.items()}, str(step / "adapter_model.safetensors"))
+    code, out, err = run_cli(["trajectory", base, "--run-dir", tmp_path / "run", "-o", tmp_path / "t", "--no-plots",
+                              "--modules", "q_proj|down_proj"], capsys)
+    assert code == 0, err
+    rows = [json.loads(x) for x in (tmp_path / "t" / "trajectory.jsonl").read_text().splitlines()]
+    assert {r["step"] for r in rows} == {1, 2, 4} and len(rows) == 3 * 4
+    for r in rows:
+        first = next(x for x in rows if x["name"] == r["name"] and x["step"] == 1)
+        assert r["dw_norm"] == pytest.approx(r["step"] * first["dw_norm"], rel=1e-12)
+        assert r["cos_dw_final"] == pytest.approx(1.0, abs=1e-12)
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["dw_linearity_whole"]["r2"] == pytest.approx(1.0, abs=1e-12)

@@ -22,7 +22,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
 from rankedit.core.threads import hot_path_threads
 from rankedit.files.atomic import atomic_dir
-from rankedit.files.adapter import is_adapter, open_tuned
+from rankedit.files.adapter import AdapterCheckpoint, is_adapter, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_inputs
@@ -54,6 +54,14 @@ def step_checkpoint(step_dir: Path) -> Path:
             f"--target_dir {verl}")
     raise RankeditError(f"{step_dir}: no HF checkpoint (config.json and *.safetensors) in it "
                         f"or in {'/'.join(VERL_HF)}")
+
+
+def _tuned(ck, name: str, stored0):
+    """A checkpoint's tensor; for a LoRA adapter's targeted matrix W0 + scale·B·A in float64, so that
+    dW_t is the adapter's own update, not the rounding of merged weights."""
+    if isinstance(ck, AdapterCheckpoint) and name in ck.lora:
+        return stored0.double() + ck.delta(name)
+    return ck.get(name, check_finite=True)
 
 
 def run_dir_checkpoints(run_dir: str | Path) -> tuple[list[Path], list[int]]:
@@ -156,8 +164,9 @@ def trajectory(
     with hot_path_threads("analyze", max(min(ck0.info(n).shape) for n in selected)):
         for name in _progress(selected, progress):
             info = infos[name]
-            w0 = as_linear(ck0.get(name, check_finite=True), info).to(device)
-            ws = [as_linear(ck.get(name, check_finite=True), info).to(device) for ck in cks]
+            stored0 = ck0.get(name, check_finite=True)
+            w0 = as_linear(stored0, info).to(device)
+            ws = [as_linear(_tuned(ck, name, stored0), info).to(device) for ck in cks]
             facts, gram = matrix_trajectory(w0, ws, gap_threshold)
             where = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind}
             rows += [{**where, "step": s, **f} for s, f in zip(steps, facts)]
