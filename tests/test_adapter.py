@@ -172,3 +172,23 @@ def test_trajectory_reads_checkpoint_adapters_exactly(lora_case, tmp_path, capsy
         assert r["cos_dw_final"] == pytest.approx(1.0, abs=1e-12)
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert summary["dw_linearity_whole"]["r2"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_fan_in_fan_out_and_rslora_match_peft(tmp_path):
+    """GPT-2's Conv1D matrices (stored (in, out): fan_in_fan_out) with rsLoRA's alpha/sqrt(r) scale."""
+    import copy
+
+    from rankedit.files.adapter import AdapterCheckpoint
+    from rankedit.files.checkpoint import Checkpoint
+
+    base = synthetic.build_random(tmp_path / "base", "gpt2", seed=0)
+    model = _peft_adapter(base, tmp_path / "adapter", r=4, lora_alpha=6, target_modules=["c_attn", "c_fc"],
+                          fan_in_fan_out=True, use_rslora=True)
+    view = AdapterCheckpoint(tmp_path / "adapter", Checkpoint(base))
+    assert view.lora and all(m.transpose and m.scale == 6 / 2 for m in view.lora.values())
+    for name in view.lora:
+        layer = model.get_submodule("base_model.model." + name.removesuffix(".weight"))
+        assert torch.equal(view.delta(name, torch.float32), layer.get_delta_weight("default"))
+    merged = copy.deepcopy(model).merge_and_unload().state_dict()
+    for name in view.lora:
+        assert torch.equal(view.get(name), merged[name]), name
