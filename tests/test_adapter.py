@@ -156,8 +156,8 @@ def test_trajectory_reads_checkpoint_adapters_exactly(lora_case, tmp_path, capsy
 
     base, adapter, _, _ = lora_case
     tensors = _tensors(adapter)
-    for t in (1, 2, 4):
-        step = tmp_path / "run" / f"checkpoint-{t}"
+    for t in (1, 2, 4):  # trl's checkpoint-N, and verl's LoRA actor layout for one of them
+        step = tmp_path / "run" / (f"checkpoint-{t}" if t != 2 else "global_step_2/actor/lora_adapter")
         step.mkdir(parents=True)
         shutil.copy(adapter / "adapter_config.json", step)
         save_file({k: v * t if "lora_B" in k else v for k, v in tensors.items()}, str(step / "adapter_model.safetensors"))

@@ -49,7 +49,8 @@ from rankedit.files.checkpoint import Checkpoint, TensorInfo, check_tensor_finit
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PICKLED_ADAPTER = "adapter_model.bin"
-VERL_SUBFOLDER = "lora_adapter"  # verl's actor export: <checkpoint>/lora_adapter/adapter_config.json
+# verl saves a LoRA actor's adapter as global_step_N/actor/lora_adapter/ (PEFT's files)
+VERL_SUBFOLDERS = (("lora_adapter",), ("actor", "lora_adapter"))
 PREFIX = "base_model.model."  # PEFT's prefix of every saved key
 # config switches that change what the adapter computes beyond scale·B·A: refused, not approximated
 UNSUPPORTED = {"use_dora": "DoRA", "lora_bias": "LoRA biases", "use_qalora": "QALoRA", "use_bdlora": "BD-LoRA",
@@ -64,7 +65,7 @@ def adapter_folder(ref: str | os.PathLike) -> Path | None:
     p = Path(ref).expanduser()
     if not p.is_dir():
         return None
-    for cand in (p, p / VERL_SUBFOLDER):
+    for cand in (p, *(p.joinpath(*sub) for sub in VERL_SUBFOLDERS)):
         if (cand / ADAPTER_CONFIG).is_file():
             if cand == p and (any(p.glob("model*.safetensors")) or (p / "model.safetensors.index.json").is_file()):
                 return None  # a full model that also carries an adapter config: read as the model
