@@ -275,7 +275,11 @@ def test_suites_registry_and_reasoning_config():
     tm = TaskManager(include_path=str(EVAL_CONFIGS / "reasoning"))
     cfg = load_yaml(EVAL_CONFIGS / "reasoning" / "rankedit_reasoning.yaml", resolve_func=False)
     members = [m.get("task") or m.get("group") for m in cfg["task"]]
-    assert members == ["gsm8k_cot_zeroshot", "minerva_math500", "minerva_math"]
+    assert members == ["gsm8k_cot_zeroshot", "minerva_math500", "minerva_math", "aime24", "aime25"]
+    # AIME is scored as RL papers report it (avg@16) unless the run names a profile; the rest greedy
+    reasoning = get_suite("reasoning")
+    assert reasoning.task_profiles == {"aime24": "avg16", "aime25": "avg16"}
+    assert all(p in reasoning.profiles for p in reasoning.task_profiles.values())
     assert "rankedit_reasoning" in tm.all_groups and "minerva_math" in tm.all_groups
     for m in cfg["task"]:
         name = m.get("task") or m.get("group")

@@ -27,7 +27,9 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
 
     BASE and TUNED are Hugging Face checkpoint directories (safetensors) or Hub
-    ids. For every 2-D attention and MLP matrix it measures bf16 and atol update
+    ids; TUNED (and --other-tuned) may be a PEFT LoRA adapter folder
+    (adapter_config.json + adapter_model.safetensors), read on BASE with ΔW =
+    scale·B·A exactly (nothing merged to disk). For every 2-D attention and MLP matrix it measures bf16 and atol update
     sparsity, rank, effective and stable rank, rank-1 energy, principal angles of
     the top-k subspaces, spectral shift, overlap with principal and
     low-magnitude weights, and the relative update norm. Every metric is
@@ -48,6 +50,11 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
                        modules=modules, plots=not no_plots, overwrite=overwrite)
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
     print_summary(summary)
+    if "adapter" in summary:
+        a = summary["adapter"]
+        held = "within it" if a["bound_holds"] else f"above it on {len(a['over_bound'])} matrices"
+        click.echo(f"LoRA adapter: rank(ΔW) <= r (at most {a['r_max']}) by construction on "
+                   f"{a['targeted_matrices']} targeted matrices; every measured rank is {held}")
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
     if rows and all(r.get("rel_update_norm") == 0 for r in rows):
         click.echo(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "

@@ -130,6 +130,8 @@ def edit(ctx, config, out, device, quiet, overwrite):
     ‖dW_edit‖/‖dW‖, mask density and rank kept. Only 2-D attention/MLP matrices
     are edited; other tensors follow --rest. Edits run through mergekit
     (registered merge methods rankedit_rank_k, ...), one matrix at a time.
+    TUNED may be a PEFT LoRA adapter folder trained from BASE: it is merged
+    once into rankedit's cache (docs/real-runs.md).
 
     \b
     Examples:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from rankedit.files.adapter import tuned_on_disk
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
@@ -68,7 +69,8 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
     p = parse_params(edit, params)
 
     base_ck = Checkpoint(base)
-    tuned_cks = [Checkpoint(t) for t in tuned_refs]
+    # mergekit reads TUNED from disk: a LoRA adapter is merged into the cache once (one line says where)
+    tuned_cks = [tuned_on_disk(t, base_ck) for t in tuned_refs]
     mask_from = getattr(p, "mask_from", None)
     source = getattr(p, "source", None)
     if source == "from" and not mask_from:
@@ -77,7 +79,7 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
         raise RankeditError(f"--from is only used with --source from (source is {source})")
     if source in ("bf16", "from") and getattr(p, "density", None) is not None:
         raise RankeditError(f"--density does not apply to mask source {source} (its density is what the update did)")
-    other_ck = Checkpoint(mask_from) if mask_from else None
+    other_ck = tuned_on_disk(mask_from, base_ck) if mask_from else None
 
     all_cks = [base_ck, *tuned_cks] + ([other_ck] if other_ck else [])
     for ck in all_cks:

@@ -111,6 +111,8 @@ class ScoreSpec(_Strict):
     suite: Optional[str] = "organism"
     tasks: Optional[list[str]] = None
     include_paths: list[str] = Field(default_factory=list)
+    data_dir: Optional[str] = Field(None, description="read every Hub dataset of the tasks from local copies "
+                                                      "(DIR/OWNER/NAME/, as rankedit score --data-dir)")
     limit: Optional[int] = Field(None, ge=1)
     batch_size: Union[int, str] = 64
     backend: Literal["hf", "vllm"] = "hf"

@@ -205,6 +205,11 @@ def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
         metrics = [m for m in (*COMPARE_METRICS, "sparsity_bf16_model") if any(cmp[r].get(m) is not None for r in runs)]
         for m in metrics:
             lines.append(f"| {m} | " + " | ".join(_f(cmp[r].get(m), 4) for r in runs) + " |")
+    for run, a in report.get("analysis", {}).get("adapters", {}).items():
+        held = "every measured rank is within it" if a["bound_holds"] else \
+            f"measured ranks above it on {len(a['over_bound'])} matrices"
+        lines += ["", f"{run} is a LoRA adapter ({a['path']}): rank(ΔW) <= r (at most {a['r_max']}) by "
+                      f"construction on its {a['targeted_matrices']} targeted matrices; {held}."]
     figs = report.get("figures", [])
     if figs:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
