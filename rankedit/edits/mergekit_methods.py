@@ -45,6 +45,7 @@ from mergekit.merge_methods.base import (
 
 from rankedit.edits.ahead import take
 from rankedit.edits.manifest import matrix_facts
+from rankedit.edits.realized import stored_matrix
 from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
 from rankedit.edits.storage import MatrixSize
 from rankedit.core.modules import as_linear, classify, from_linear
@@ -127,9 +128,11 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
     if edit.ahead is not None:  # its decomposition, when it was done beside the merge (rankedit.edits.ahead)
         x = replace(x, ahead=take(name, x))
     res = edit.run(x, p)
+    # written in the loaded tensor's dtype (the stored one, or mergekit's ``dtype`` where a build asks for float32)
+    stored, written = stored_matrix(x.w0, res.delta, base.dtype, res.weight)
     size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
-    _record(name, matrix_facts(name, x.dw, res, edit.storage(p, size)))
-    return from_linear(res.weight if res.weight is not None else x.w0 + res.delta, info).to(base.dtype)
+    _record(name, matrix_facts(name, x.dw, res, edit.storage(p, size), written))
+    return from_linear(stored, info)
 
 
 def _spec_for(edit: Edit) -> MergeMethodSpec:

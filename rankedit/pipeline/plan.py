@@ -98,6 +98,9 @@ class EditSpec(_Strict):
         None, gt=0, le=1,
         description="extrapolate: use the run's checkpoints up to this fraction of training; target = last step",
     )
+    dtype: Literal["source", "float32"] = Field(
+        "source", description="dtype of the written checkpoint: source (each tensor's own; bf16 rounds the edit) or "
+                              "float32 (the edit exact, twice a bf16 model's bytes)")
 
     @field_validator("name")
     @classmethod
