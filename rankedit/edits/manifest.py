@@ -108,6 +108,7 @@ def matrix_record(m: dict) -> dict:
 def build_manifest(method: str, mergekit_method: Optional[str], params: dict, inputs: dict,
                    matrices: list[dict], numels: dict[str, int]) -> dict[str, Any]:
     from rankedit import __version__
+    from rankedit.edits.registry import describe
 
     return {
         "rankedit_version": __version__,
@@ -115,6 +116,7 @@ def build_manifest(method: str, mergekit_method: Optional[str], params: dict, in
         "method": method,
         "mergekit_method": mergekit_method,
         "params": params,
+        "description": describe(method, params),  # what the edit does, in words (alpharl: what it adds to what)
         "inputs": inputs,
         "matrices": [matrix_record(m) for m in matrices],
         "summary": summarize(matrices, numels),

@@ -105,7 +105,8 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
 
     info = classify(name, tuple(base.shape), model_type)
     if not (info.is_matrix and base.ndim == 2):
-        return base if shared.get("rest", "base") == "base" else tuned[-1].tensor
+        rest = shared.get("rest") or edit.params.rest_default(shared)  # unset in a plain YAML: the edit's default
+        return base if rest == "base" else tuned[-1].tensor
 
     params = dict(shared)
     steps = None

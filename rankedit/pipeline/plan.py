@@ -88,6 +88,11 @@ class RunSpec(_Strict):
         return _check_name(v, "run")
 
 
+# extrapolate's modes that read per-checkpoint accuracies (``rankedit.edits.extrapolate.ALPHARL_MODES``; named
+# here without importing the edits, which load torch)
+ALPHARL_MODES = ("alpharl", "alpharl-increment")
+
+
 class EditSpec(_Strict):
     name: str = Field(description="label of the edit in the report and its folder name under OUT/edits")
     method: str
@@ -262,7 +267,7 @@ def _check_edits(plan: Plan, source: str) -> None:
             # filled in from the run's checkpoints later
             params.setdefault("steps", (1, 2))
             params.setdefault("target_step", 3)
-            if params.get("mode") == "alpharl":  # the pipeline fills both from its scores of the run's checkpoints
+            if params.get("mode") in ALPHARL_MODES:  # the pipeline fills both from its scores of the run's checkpoints
                 if "accuracies" in params:
                     raise RankeditError(f"{where}: alpharl's accuracies come from the pipeline's scores of the "
                                         "window's checkpoints; do not give params.accuracies")
