@@ -211,8 +211,8 @@ def test_lora_export_matches_merged_logits(tiny_family_pairs, tmp_path, family):
     from transformers import AutoModelForCausalLM
 
     base, tuned = tiny_family_pairs[family]
-    merged = build_edit("rank-k", base, tuned, tmp_path / "merged", k=3)
-    lora = build_edit("rank-k", base, tuned, tmp_path / "lora", k=3, as_lora=True)
+    merged = build_edit("rank-k", base, tuned, tmp_path / "merged", k=3, scale="none")
+    lora = build_edit("rank-k", base, tuned, tmp_path / "lora", k=3, as_lora=True)  # the truncated SVD by default
     assert {"adapter_config.json", "adapter_model.safetensors", "rankedit_edit.json"} <= {p.name for p in lora.iterdir()}
     assert read_manifest(lora)["params"]["as_lora"] is True
     x = torch.randint(0, 100, (2, 10), generator=torch.Generator().manual_seed(0))

@@ -51,6 +51,14 @@ def written_line(s: dict) -> str | None:
             f"stored_delta_error {s['stored_delta_error']:.3g}{size}")
 
 
+def _defaulted(name: str) -> bool:
+    """True when option ``name`` of the running command was not given (click filled in its default)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return name in ctx.params and ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None)
+
+
 def _make_command(edit) -> click.Command:
     """``rankedit edit NAME``: its options are the fields of the edit's parameters and build options."""
     build_fields = set(edit.options.model_fields) if edit.options else set()
@@ -67,6 +75,8 @@ def _make_command(edit) -> click.Command:
             except ValidationError as e:
                 raise RankeditError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
         params = {k: v for k, v in kw.items() if v is not None}
+        if (artifact or build.get("as_lora")) and _defaulted("scale"):
+            params.pop("scale", None)  # an extraction's own default (the truncated SVD), not the edit's rescale
         if artifact:
             from rankedit.edits.artifact import write_artifact
 

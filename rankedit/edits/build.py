@@ -25,6 +25,7 @@ from rankedit.edits.edit_plan import (EditPlan, computed_ahead, input_paths, inp
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
+from rankedit.edits.rank_k import extraction_params
 from rankedit.edits.registry import get_edit, parse_params
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.edits.realized import OUT_DTYPES, warn_written
@@ -171,6 +172,8 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     """
     check_device(device)
     check_dtype(dtype)
+    if as_lora:  # an extraction: the truncated SVD unless a scale is asked for
+        params = extraction_params(get_edit(method), params)
     plan = plan_edit(method, base, tuned, **params)
     check_out(out, "edit", input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:
