@@ -109,3 +109,10 @@ def test_dtype_refused_where_it_does_not_apply(step_pair, tmp_path):
     with pytest.raises(RankeditError, match="--dtype must be one of"):
         build_edit("scale", base, tuned, tmp_path / "x", factor=0.5, dtype="float16")
     assert not (tmp_path / "x").exists()
+
+
+def test_every_figure_of_the_edit_as_written_is_defined_in_the_docs():
+    science = (Path(__file__).resolve().parent.parent / "docs" / "science.md").read_text()
+    for key in ("stored_delta_error", "energy_kept_stored", "stored_dtype", "stored_delta_error_max",
+                "n_rounding_over", "checkpoint_bytes", "description"):
+        assert f"`{key}`" in science, key

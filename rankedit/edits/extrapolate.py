@@ -78,8 +78,8 @@ class ExtrapolateParams(EditParams):
     target_step: Optional[StrictInt] = Field(None, description="step T to extrapolate to (linear, rank1; expo if no --alpha)")
     alpha: Optional[float] = Field(None, description="expo: W1 + α(W1 - W_ref); default from the target step")
     accuracies: Annotated[Optional[tuple[float, ...]], Cli(metavar="A1,A2,...")] = Field(
-        None, description="alpharl: the accuracy of each TUNED checkpoint, in step order")
-    target_accuracy: Optional[float] = Field(None, description="alpharl: the accuracy to extrapolate to")
+        None, description="alpharl, alpharl-increment: the accuracy of each TUNED checkpoint, in step order")
+    target_accuracy: Optional[float] = Field(None, description="alpharl, alpharl-increment: the accuracy to extrapolate to")
 
     @classmethod
     def rest_default(cls, values) -> str:
