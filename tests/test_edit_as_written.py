@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from rankedit.edits import build_edit
 from rankedit.edits.realized import ROUNDING_WARN, overall_stored, stored_figures, stored_matrix
 from rankedit.testing import synthetic
+from clirun import run_cli  # tests/ is on sys.path (no package)
 
 
 def _one_step_up(w: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,7 @@ def test_stored_matrix_pure():
     assert whole["n_rounding_over"] == (1 if fig["stored_delta_error"] > ROUNDING_WARN else 0)
 
 
-def test_sub_step_edit_is_lost_in_bf16_and_exact_in_float32(step_pair, tmp_path, caplog):
+def test_sub_step_edit_is_lost_in_bf16_and_exact_in_float32(step_pair, tmp_path, caplog, capsys):
     base, tuned = step_pair
     with caplog.at_level(logging.WARNING, logger="rankedit"):
         out = build_edit("scale", base, tuned, tmp_path / "bf16", factor=0.25)
@@ -86,8 +87,13 @@ def test_sub_step_edit_is_lost_in_bf16_and_exact_in_float32(step_pair, tmp_path,
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="rankedit"):
-        out32 = build_edit("scale", base, tuned, tmp_path / "f32", factor=0.25, dtype="float32")
+        code, said, err = run_cli(["edit", "scale", base, tuned, "--factor", "0.25", "--dtype", "float32", "--quiet",
+                                   "-o", tmp_path / "f32"], capsys)
+    assert code == 0, err
+    out32 = tmp_path / "f32"
     man32 = json.loads((out32 / "rankedit_edit.json").read_text())
+    assert f"as written (float32): energy kept 0.2500, stored_delta_error 0; {man32['summary']['checkpoint_bytes']:,} " \
+           "bytes of weights" in said
     s32 = man32["summary"]
     assert s32["stored_delta_error"] == 0.0 and s32["energy_kept_stored"] == pytest.approx(0.25, rel=1e-6)
     assert s32["stored_dtype"] == "float32" and man32["params"]["dtype"] == "float32"

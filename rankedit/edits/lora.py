@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.edits.manifest import build_manifest, matrix_facts, write_manifest
-from rankedit.edits.realized import dtype_name, realized_norms
+from rankedit.edits.realized import dtype_name, realized_norms, warn_written
 from rankedit.edits.storage import MatrixSize, Storage
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
@@ -144,5 +144,6 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
             params = {**record_params(plan, True), "lora_dtype": lora_dtype}
             manifest = build_manifest(plan.edit.name, None, params, inputs_record(plan, hashes),
                                       facts, numels)
+            warn_written(plan.edit.name, manifest["summary"])  # factors rounded to --lora-dtype
             write_manifest(tmp, manifest)
     return out
