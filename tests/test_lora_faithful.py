@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from rankedit.core.modules import as_linear, classify
+from rankedit.edits import EDITS
 from rankedit.edits.build import build_edit
 from rankedit.files.checkpoint import Checkpoint
 from clirun import run_cli  # tests/ is on sys.path (no package)
@@ -53,8 +54,7 @@ def test_as_lora_is_the_truncated_svd_and_the_rescale_is_asked_for(tiny_pair, tm
     assert code == 0, err_text
     assert json.loads((tmp_path / "cli" / "rankedit_edit.json").read_text())["params"]["scale"] == "none"
     # the merged edit keeps AlphaRL's rescale as its default: an edit, not an extraction
-    merged = build_edit("rank-k", base, tuned, tmp_path / "merged", k=2)
-    assert json.loads((merged / "rankedit_edit.json").read_text())["params"]["scale"] == "norm"
+    assert EDITS["rank-k"].params().scale == "norm"
 
 
 def test_an_artifact_of_rank_k_is_the_truncated_svd(tiny_pair, tmp_path, capsys):
