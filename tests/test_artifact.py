@@ -78,8 +78,8 @@ def _logits(model_dir, x, peft_of=None):
         return model.eval()(x).logits
 
 
-@pytest.mark.parametrize("method,params", [("rank-auto", {"energy": 0.5}), ("rank-k", {"k": 2, "multiplier": 1.5}),
-                                           ("sub-rank-1", {})])
+@pytest.mark.parametrize("method,params", [("rank-auto", {"energy": 0.5, "scale": "none"}),
+                                           ("rank-k", {"k": 2, "multiplier": 1.5, "scale": "norm"}), ("sub-rank-1", {})])
 def test_low_rank_edits_become_peft_adapters_with_the_builds_logits(tiny_pair, tmp_path, method, params):
     ref, art, got = _round_trip(tiny_pair, method, params, tmp_path)
     assert art["kind"] == "peft-lora"
@@ -129,8 +129,8 @@ def test_a_negative_zero_delta_keeps_its_sign_bit():
     assert torch.equal(torch.signbit(back), torch.tensor([[True, False], [False, True]]))
 
 
-@pytest.mark.parametrize("method,params", [("rank-auto", {"energy": 0.5}), ("rank-k", {"k": 2, "multiplier": 1.5}),
-                                           ("sub-rank-1", {})])
+@pytest.mark.parametrize("method,params", [("rank-auto", {"energy": 0.5, "scale": "none"}),
+                                           ("rank-k", {"k": 2, "multiplier": 1.5, "scale": "norm"}), ("sub-rank-1", {})])
 def test_low_rank_artifacts_of_a_bf16_base_rebuild_the_build_bit_for_bit(bf16_pair, tmp_path, method, params):
     """The factors are stored in float32, the precision the edit computed them in: W0 + B A then lands on
     the build's very bf16 weights (factors rounded to bf16 missed them by a bf16 step), and the bytes

@@ -122,7 +122,8 @@ def test_compress_finds_the_planted_rank(planted):
     assert "rank-k k=3" in (root / "keep70" / "compress.md").read_text()
     # the winner's artifact rebuilds the very edit that was scored: apply it, build the edit, compare logits
     applied = rankedit.apply(root / "keep70" / "artifact", planted[1], root / "keep70-applied", progress=False)
-    built = rankedit.build_edit("rank-k", planted[1], planted[2], root / "keep70-built", k=3, progress=False)
+    # compress's rank family is the truncated SVD (scale none), an extraction
+    built = rankedit.build_edit("rank-k", planted[1], planted[2], root / "keep70-built", k=3, scale="none", progress=False)
     assert _logits(applied).sub(_logits(built)).abs().max() <= 1e-5
 
     # a second call, and other targets whose probes were all scored before: nothing is built or scored

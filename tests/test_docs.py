@@ -28,7 +28,8 @@ def test_every_edit_mask_source_and_extrapolation_mode_is_defined():
     assert set(EDITS) - DEFINED == set()
     assert set(SOURCES) - DEFINED == set()
     modes = set(ExtrapolateParams.model_fields["mode"].annotation.__args__)
-    assert modes == {"linear", "rank1-step", "alpharl", "expo", "last", "rank1"} and modes - DEFINED == set()
+    assert modes == {"linear", "rank1-step", "alpharl", "alpharl-increment", "expo", "last", "rank1"}
+    assert modes - DEFINED == set()
 
 
 def test_every_quantity_trajectory_writes_is_defined():

@@ -184,7 +184,8 @@ def test_manifest_and_byte_identical_outputs(tiny_pair, tmp_path):
     assert man["inputs"]["tuned"][0]["sha256"]["model.safetensors"] == file_sha256(Path(tuned) / "model.safetensors")
     assert len(man["matrices"]) == man["summary"]["n_matrices"] == len(matrix_names(base))
     assert all(set(m) == {"name", "energy_kept", "density", "rank_kept", "svd_error", "svd_identifiable",
-                          "energy_before_rescale", "rescale", "stored_params", "stored_bytes", "bf16_delta_bytes"}
+                          "energy_before_rescale", "rescale", "stored_params", "stored_bytes", "bf16_delta_bytes",
+                          "stored_delta_error", "energy_kept_stored", "stored_dtype"}
                for m in man["matrices"])
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp leftovers
 
@@ -210,8 +211,8 @@ def test_lora_export_matches_merged_logits(tiny_family_pairs, tmp_path, family):
     from transformers import AutoModelForCausalLM
 
     base, tuned = tiny_family_pairs[family]
-    merged = build_edit("rank-k", base, tuned, tmp_path / "merged", k=3)
-    lora = build_edit("rank-k", base, tuned, tmp_path / "lora", k=3, as_lora=True)
+    merged = build_edit("rank-k", base, tuned, tmp_path / "merged", k=3, scale="none")
+    lora = build_edit("rank-k", base, tuned, tmp_path / "lora", k=3, as_lora=True)  # the truncated SVD by default
     assert {"adapter_config.json", "adapter_model.safetensors", "rankedit_edit.json"} <= {p.name for p in lora.iterdir()}
     assert read_manifest(lora)["params"]["as_lora"] is True
     x = torch.randint(0, 100, (2, 10), generator=torch.Generator().manual_seed(0))

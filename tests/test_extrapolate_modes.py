@@ -137,3 +137,92 @@ def test_rank1_is_the_deprecated_name_of_rank1_step(caplog, monkeypatch):
 def test_alpharl_parameter_checks(params, needle):
     with pytest.raises(ValueError, match=needle):
         EDITS["extrapolate"].params(mode="alpharl", steps=(1, 2, 3), **params)
+
+
+# ---- a planted linear trajectory with a known answer ---------------------------------------------------------
+def _planted_line(m=12, n=9, steps=(10, 20, 30, 40)):
+    """dW(t) = a(t) vᵀ exactly, a(t) = a0 + t·a1 (never through zero), v a unit vector; the accuracy of each
+    checkpoint is a line in t, acc(t) = 0.1 + 0.005 t, so the accuracy A is reached at t = (A - 0.1) / 0.005."""
+    g = torch.Generator().manual_seed(7)
+    w0 = torch.randn(m, n, generator=g, dtype=torch.float64)
+    a0 = torch.randn(m, generator=g, dtype=torch.float64)
+    a1 = 0.05 * torch.randn(m, generator=g, dtype=torch.float64)
+    v = torch.randn(n, generator=g, dtype=torch.float64)
+    v = v / v.norm()
+    a = lambda t: a0 + t * a1  # noqa: E731
+    run = ex.MatrixInputs(w0, tuple(w0 + torch.outer(a(t), v) for t in steps), steps=steps)
+    return run, a, v, [0.1 + 0.005 * t for t in steps]
+
+
+@pytest.mark.parametrize("mode", ["alpharl", "alpharl-increment"])
+def test_alpharl_modes_on_a_planted_linear_trajectory(mode):
+    run, a, v, acc = _planted_line()
+    target = 0.1 + 0.005 * 60  # the accuracy the line reaches at t = 60
+    res = _run(run, mode=mode, steps=run.steps, accuracies=acc, target_accuracy=target)
+    last = torch.outer(a(40), v)  # ΔW(t_n)
+    if mode == "alpharl":  # AlphaRL's code: the whole predicted component added to the last checkpoint
+        want = last + torch.outer(a(60), v)
+    else:  # only the increment a* - a(t_n): the trajectory's own ΔW at t = 60
+        want = torch.outer(a(60), v)
+    torch.testing.assert_close(res.delta, want, rtol=1e-9, atol=1e-9)
+    energy = float(res.delta.norm() / last.norm())
+    assert (energy > 1.5) == (mode == "alpharl")  # counted twice: the build warns past 1.5
+
+
+def test_alpharl_modes_start_from_the_last_checkpoint_and_say_so():
+    e = EDITS["extrapolate"]
+    common = dict(steps=(1, 2), accuracies=(0.1, 0.2), target_accuracy=0.3)
+    for mode in ("alpharl", "alpharl-increment"):
+        p = e.params(mode=mode, **common)
+        assert p.rest == "tuned" and e.params(mode=mode, rest="base", **common).rest == "base"
+        assert "added to the checkpoint at step 2" in e.describe(p)
+        assert e.control_for(p) == ("extrapolate", e.params(mode="last", rest="tuned", **common))
+    assert "whole predicted rank-1 component" in e.describe(e.params(mode="alpharl", **common))
+    assert e.params(mode="linear", steps=(1, 2), target_step=3).rest == "base"
+    assert "WHOLE predicted rank-1 component" in e.help and "alpharl-increment" in e.help
+
+
+def test_energy_warning_line():
+    from rankedit.edits.realized import energy_warning
+
+    assert energy_warning("extrapolate", {"energy_kept": 1.4}) is None
+    msg = energy_warning("extrapolate", {"energy_kept": 2.37}, " of the last checkpoint")
+    assert "energy kept 2.37 > 1.5" in msg and "2.37× as far as ΔW of the last checkpoint" in msg
+
+
+def test_alpharl_build_starts_from_the_last_checkpoint_warns_and_writes_float32(tmp_path, caplog):
+    """Through mergekit: the other tensors are the last checkpoint's, the manifest says what was added, the
+    energy line is printed, and --dtype float32 writes the sum unrounded (AlphaRL's code saves float32)."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from rankedit.edits import build_edit
+    from rankedit.testing import synthetic
+
+    base = synthetic.build_random(tmp_path / "base", "llama", seed=0, dtype=torch.bfloat16, num_hidden_layers=1,
+                                  intermediate_size=96)
+    g = torch.Generator().manual_seed(3)
+    w0 = load_file(base / "model.safetensors")
+    dirs = {k: (torch.randn(w.shape[0], generator=g), torch.randn(w.shape[1], generator=g))
+            for k, w in w0.items() if w.ndim == 2 and "embed" not in k and "lm_head" not in k}
+    cks = []
+    for t in (1, 2, 3):
+        ck = tmp_path / f"ck{t}"
+        shutil.copytree(base, ck)
+        tensors = {k: (w.float() + 0.05 * t * torch.outer(*dirs[k])).to(w.dtype) if k in dirs
+                   else (w + 0.25 * t if "norm" in k else w) for k, w in w0.items()}
+        save_file(tensors, str(ck / "model.safetensors"), metadata={"format": "pt"})
+        cks.append(ck)
+    with caplog.at_level(logging.WARNING, logger="rankedit"):
+        out = build_edit("extrapolate", base, cks, tmp_path / "out", mode="alpharl", steps=[1, 2, 3],
+                         accuracies=[0.2, 0.3, 0.4], target_accuracy=0.5, dtype="float32")
+    man = json.loads((out / "rankedit_edit.json").read_text())
+    assert man["params"]["rest"] == "tuned" and man["params"]["dtype"] == "float32"
+    assert "whole predicted rank-1 component" in man["description"]
+    assert man["summary"]["energy_kept"] > 1.5 and man["summary"]["stored_dtype"] == "float32"
+    assert any("energy kept" in r.getMessage() and "alpharl adds the whole" in r.getMessage() for r in caplog.records)
+    got, last = load_file(out / "model.safetensors"), load_file(cks[-1] / "model.safetensors")
+    norm = next(k for k in got if "norm" in k)
+    assert got[norm].dtype == torch.float32 and torch.equal(got[norm], last[norm].float())

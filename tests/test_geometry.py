@@ -9,6 +9,7 @@ import torch
 
 from rankedit.analysis import geometry as g
 from rankedit.core.linalg import gram_svd, numerical_rank, top_k_svd
+from rankedit.core.masks import bf16_unchanged
 
 
 def orthonormal(m, r, seed):
@@ -42,6 +43,21 @@ def test_bf16_sparsity_matches_papers_relative_test_on_bf16_rounded_updates():
     w1 = (w0 + 1e-3 * torch.randn(200, 100, generator=gen)).to(torch.bfloat16).float()
     rel = (w1 - w0).abs() <= 1e-3 * torch.maximum(w0.abs(), w1.abs())
     assert g.sparsity_bf16(w0, w1) == int(rel.sum()) / rel.numel()
+
+
+def test_bf16_sparsity_is_not_the_relative_test_for_float32_checkpoints():
+    """Not stored in bf16, the cast rounds both sides: a change below half a bf16 step (up to ~0.4% relative,
+    above the paper's 1e-3) can round back to the same bf16 value and count as unchanged, and a change far
+    below 1e-3 that straddles a rounding boundary counts as changed. docs/science.md says so."""
+    gen = torch.Generator().manual_seed(2)
+    w0 = torch.randn(200, 100, generator=gen)  # float32 values, not bf16-representable
+    w1 = w0 * (1 + 2e-3 * torch.randn(200, 100, generator=gen))
+    rel = (w1 - w0).abs() <= 1e-3 * torch.maximum(w0.abs(), w1.abs())
+    bf16 = g.sparsity_bf16(w0, w1)
+    paper = int(rel.sum()) / rel.numel()
+    assert abs(bf16 - paper) > 0.1
+    unchanged = bf16_unchanged(w0, w1)
+    assert bool((unchanged & ~rel).any()) and bool((~unchanged & rel).any())  # wrong both ways
 
 
 def test_rank_and_energies_of_a_constructed_rank_r_delta():

@@ -22,6 +22,10 @@ def _common_options() -> list:
         o("--device", default="cpu", show_default=True, help="Where the tensor math runs: cpu, cuda, cuda:1, ..."),
         o("--quiet", is_flag=True, help="No progress bars."),
         o("--overwrite", is_flag=True, help=OVERWRITE_HELP),
+        o("--dtype", "out_dtype", type=click.Choice(["source", "float32"]), default="source", show_default=True,
+          help="dtype of the written checkpoint: source (each tensor's own; a bf16 model rounds the edit to bf16, "
+               "the manifest's stored_delta_error says by how much) or float32 (the edit exact; twice a bf16 "
+               "model's bytes)."),
         o("--artifact", is_flag=True, help="Write the edit's smallest faithful artifact instead of a checkpoint: "
           "a PEFT LoRA adapter or delta.safetensors + delta.json (`rankedit apply` rebuilds the checkpoint)."),
     ]
@@ -34,13 +38,34 @@ def _report(out) -> None:
     energy = "n/a" if s["energy_kept"] is None else f"{s['energy_kept']:.4f}"
     dens = "" if s.get("density") is None else f", density {s['density']:.4f}"
     click.echo(f"{s['n_matrices']} matrices edited, energy kept {energy}{dens}; written to {out}")
+    line = written_line(s)
+    if line:
+        click.echo(line)
+
+
+def written_line(s: dict) -> str | None:
+    """The edit as written: the dtype, the energy it keeps on disk, how far rounding moved it, the bytes."""
+    if s.get("stored_delta_error") is None:
+        return None
+    ek = s.get("energy_kept_stored")
+    size = f"; {s['checkpoint_bytes']:,} bytes of weights" if s.get("checkpoint_bytes") else ""
+    return (f"as written ({s.get('stored_dtype')}): energy kept {'n/a' if ek is None else f'{ek:.4f}'}, "
+            f"stored_delta_error {s['stored_delta_error']:.3g}{size}")
+
+
+def _defaulted(name: str) -> bool:
+    """True when option ``name`` of the running command was not given (click filled in its default)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return name in ctx.params and ctx.get_parameter_source(name) in (ParameterSource.DEFAULT, None)
 
 
 def _make_command(edit) -> click.Command:
     """``rankedit edit NAME``: its options are the fields of the edit's parameters and build options."""
     build_fields = set(edit.options.model_fields) if edit.options else set()
 
-    def callback(base, tuned, out, device, quiet, overwrite, artifact, **kw):
+    def callback(base, tuned, out, device, quiet, overwrite, artifact, out_dtype, **kw):
         from pydantic import ValidationError
 
         from rankedit.edits import build_edit
@@ -52,18 +77,22 @@ def _make_command(edit) -> click.Command:
             except ValidationError as e:
                 raise RankeditError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
         params = {k: v for k, v in kw.items() if v is not None}
+        if (artifact or build.get("as_lora")) and _defaulted("scale"):
+            params.pop("scale", None)  # an extraction's own default (the truncated SVD), not the edit's rescale
         if artifact:
             from rankedit.edits.artifact import write_artifact
 
             if overwrite:
                 raise RankeditError("--artifact replaces only an earlier artifact folder; --overwrite does not apply")
+            if out_dtype != "source":
+                raise RankeditError("--dtype applies to a checkpoint; an artifact keeps the edit at the precision it was computed in")
             a = write_artifact(base, list(tuned) if len(tuned) > 1 else tuned[0], edit.name, {**build, **params}, out,
                                device=device, progress=not quiet)
             click.echo(f"{a['kind']} artifact, {a['stored_params']:,} parameters, {a['stored_bytes']:,} bytes; "
                        f"written to {a['path']} (rebuild it with `rankedit apply {a['path']} BASE -o OUT`)")
             return
         path = build_edit(edit.name, base, list(tuned), out, device=device, progress=not quiet, overwrite=overwrite,
-                          **build, **params)
+                          dtype=out_dtype, **build, **params)
         _report(path)
 
     cmd = click.Command(edit.name, callback=callback, help=_help_with_example(edit), short_help=edit.summary,

@@ -27,6 +27,7 @@ from rankedit.core.modules import from_linear
 from rankedit.core.names import ADAPTER_WEIGHTS
 from rankedit.edits import delta_format as fmt
 from rankedit.edits.edit_plan import EditPlan, input_paths, run_matrices, start_hashing
+from rankedit.edits.rank_k import extraction_params
 from rankedit.edits.storage import MatrixSize
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import file_sha256
@@ -48,7 +49,9 @@ def write_artifact(base, tuned, method: str, params: dict, out, *, device: str =
 
     edit = get_edit(method)
     build_only = set(edit.options.model_fields) if edit.options else set()  # e.g. rank-k's as_lora
-    plan = plan_edit(method, base, tuned, **{k: v for k, v in params.items() if k not in build_only})
+    # a rank-family edit's artifact is an extraction: the truncated SVD unless a scale is given
+    params = extraction_params(edit, {k: v for k, v in params.items() if k not in build_only})
+    plan = plan_edit(method, base, tuned, **params)
     if plan.params.rest != "base":
         raise RankeditError(f"an artifact keeps the base's non-matrix tensors; {method} with rest=tuned "
                             "cannot be written as one (build the checkpoint with `rankedit edit`)")

@@ -26,8 +26,10 @@ from rankedit.edits.edit_plan import (EditPlan, check_update, computed_ahead, in
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
+from rankedit.edits.rank_k import extraction_params
 from rankedit.edits.registry import get_edit, parse_params
 from rankedit.core.svd import warn_unidentifiable
+from rankedit.edits.realized import OUT_DTYPES, warn_written
 from rankedit.core.device import check_device
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import classify
@@ -104,8 +106,9 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
     return EditPlan(edit, p, base_ck, tuned_cks, other_ck, matrices)
 
 
-def mergekit_config(plan: EditPlan) -> dict:
-    """The plain mergekit YAML (as a dict) that executes this edit."""
+def mergekit_config(plan: EditPlan, dtype: str = "source") -> dict:
+    """The plain mergekit YAML (as a dict) that executes this edit (``dtype`` float32: read and write every
+    tensor in float32, so the edit is added to W0 and written without a bf16 rounding)."""
     edit, p = plan.edit, plan.params
     shared = p.model_dump(mode="json", exclude={"steps", "mask_from", "accuracies"}, exclude_none=True)
     shared["model_type"] = plan.base.model_type
@@ -121,15 +124,18 @@ def mergekit_config(plan: EditPlan) -> dict:
         models.append({"model": str(ck.path.resolve()), "parameters": mp})
     if plan.other is not None:
         models.append({"model": str(plan.other.path.resolve()), "parameters": {"role": ROLE_MASK_FROM}})
-    return {"merge_method": method_name(edit.name), "base_model": str(plan.base.path.resolve()), "models": models,
-            "parameters": shared}
+    out = {"merge_method": method_name(edit.name), "base_model": str(plan.base.path.resolve()), "models": models,
+           "parameters": shared}
+    if dtype != "source":
+        out.update(dtype=dtype, out_dtype=dtype)
+    return out
 
 
 def _has_tokenizer(path: Path) -> bool:
     return (path / TOKENIZER_CONFIG).is_file() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model"))
 
 
-def is_built(plan: EditPlan, out: PathLike) -> bool:
+def is_built(plan: EditPlan, out: PathLike, dtype: str = "source") -> bool:
     """True when OUT holds a finished merged edit of this very recipe and these very inputs.
 
     The manifest written last by ``run_plan`` records both, so a rerun can skip the merge."""
@@ -143,7 +149,7 @@ def is_built(plan: EditPlan, out: PathLike) -> bool:
     except ValueError:
         return False
     hashes = {ck.path: checkpoint_sha256(ck) for ck in plan_inputs(plan)}
-    return (man.get("method") == plan.edit.name and man.get("params") == record_params(plan, False)
+    return (man.get("method") == plan.edit.name and man.get("params") == with_dtype(record_params(plan, False), dtype)
             and man.get("inputs") == inputs_record(plan, hashes))
 
 
@@ -174,7 +180,8 @@ def edit_kind(plan: EditPlan, as_lora: bool = False) -> str:
 
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
                device: str = "cpu", as_lora: bool = False, overwrite: bool = False, progress: bool = False,
-               lora_dtype: str = "source", max_shard_bytes: Optional[int] = None, **params: Any) -> Path:
+               lora_dtype: str = "source", max_shard_bytes: Optional[int] = None, dtype: str = "source",
+               **params: Any) -> Path:
     """Write the edited checkpoint ``out`` (or, with ``as_lora``, a PEFT adapter) and return its path.
 
     ``params`` are the edit's parameters (see ``rankedit.edits.EDITS[method].params``),
@@ -184,21 +191,41 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     An existing ``out`` is replaced only when it is an earlier edit holding
     nothing else (``rankedit.files.outdir``), or with ``overwrite``. ``max_shard_bytes`` caps the
     output shards (default 1 GB, ``rankedit.edits.merge_options``): mergekit holds one in memory.
+    ``dtype``: "source" writes every tensor in its own dtype (a bf16 model: the edit rounded to bf16, as the
+    manifest's ``stored_delta_error`` says), "float32" writes the checkpoint in float32 (twice a bf16 model's bytes).
     """
     check_device(device)
+    check_dtype(dtype)
+    if as_lora:  # an extraction: the truncated SVD unless a scale is asked for
+        params = extraction_params(get_edit(method), params)
     plan = plan_edit(method, base, tuned, **params)
     check_out(out, edit_kind(plan, as_lora), input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:
         from rankedit.edits.lora import export_lora
 
+        if dtype != "source":
+            raise RankeditError("--dtype applies to a merged checkpoint; an adapter's factors take --lora-dtype")
         return export_lora(plan, out, device=device, overwrite=overwrite, progress=progress, lora_dtype=lora_dtype)
-    return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress, max_shard_bytes=max_shard_bytes)
+    return run_plan(plan, out, device=device, overwrite=overwrite, progress=progress, max_shard_bytes=max_shard_bytes,
+                    dtype=dtype)
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in OUT_DTYPES:
+        raise RankeditError(f"--dtype must be one of {', '.join(OUT_DTYPES)}, got {dtype!r}")
+
+
+def with_dtype(params: dict, dtype: str) -> dict:
+    """The manifest's params, with the written dtype where it is not the source's (so a manifest of the
+    default stays as it was)."""
+    return params if dtype == "source" else {**params, "dtype": dtype}
 
 
 def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
-             max_shard_bytes: Optional[int] = None) -> Path:
+             max_shard_bytes: Optional[int] = None, dtype: str = "source") -> Path:
     """Run the merge into ``out``; output shards hold at most ``max_shard_bytes`` (``merge_options``)."""
-    config = merge_config(mergekit_config(plan))
+    check_dtype(dtype)
+    config = merge_config(mergekit_config(plan, dtype))
     # the recipe is kept as mergekit_config.yml, taken before run_merge (which normalises the config in place)
     options = merge_options(device, progress, _has_tokenizer(plan.base.path), checkpoint_bytes(plan.base.path),
                             max_shard_bytes)
@@ -220,7 +247,23 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
             check_output(tmp, out, like=plan.base)  # never rename a non-finite or incomplete model into place
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.base.info(n).numel for n in plan.matrices}
-            manifest = build_manifest(plan.edit.name, method_name(plan.edit.name), record_params(plan, False),
+            manifest = build_manifest(plan.edit.name, method_name(plan.edit.name),
+                                      with_dtype(record_params(plan, False), dtype),
                                       inputs_record(plan, hashes), [facts[n] for n in plan.matrices], numels)
+            manifest["summary"]["checkpoint_bytes"] = weight_bytes(tmp)  # what the written dtype costs on disk
+            warn_written(plan.edit.name, manifest["summary"], energy_note(plan))
             write_manifest(tmp, manifest)
     return out
+
+
+def weight_bytes(folder: Path) -> int:
+    """Bytes of the weight files (``*.safetensors``) in ``folder``."""
+    return sum(f.stat().st_size for f in Path(folder).glob("*.safetensors"))
+
+
+def energy_note(plan: EditPlan) -> Optional[str]:
+    """Where an energy kept above ``ENERGY_WARN`` is worth a line, what the edit did to get it (None: no line)."""
+    if plan.edit.name == "extrapolate" and str(getattr(plan.params, "mode", "")).startswith("alpharl"):
+        return (" of the last checkpoint (alpharl adds the whole predicted rank-1 component a*·v1ᵀ to the last "
+                "checkpoint, which already holds the update so far; alpharl-increment adds only a* - a(t_n))")
+    return None

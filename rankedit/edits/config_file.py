@@ -9,7 +9,7 @@ Two forms are accepted:
        tuned: path            # or a list (extrapolate: the run's checkpoints)
        out: edited/rank1      # optional when -o is given
        params: {k: 1, scale: norm}
-       # device: cuda  as_lora: false
+       # device: cuda  as_lora: false  dtype: float32 (the checkpoint in float32: the edit exact)
 
 2. a plain mergekit YAML (has ``merge_method``), which may name rankedit's
    methods (``rankedit_rank_k`` ...); it is run through ``run_merge`` into an
@@ -27,7 +27,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.files import yaml_text
 from rankedit.core.names import TOKENIZER_CONFIG
 
-RECIPE_KEYS = {"method", "base", "tuned", "out", "params", "device", "as_lora"}
+RECIPE_KEYS = {"method", "base", "tuned", "out", "params", "device", "as_lora", "dtype"}
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
@@ -63,7 +63,8 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
 
     check_inputs(out, [path])  # the recipe file itself is an input too
     return build_edit(str(data["method"]), str(data["base"]), tuned, out, device=device or data.get("device", "cpu"),
-                      as_lora=bool(data.get("as_lora", False)), progress=progress, overwrite=overwrite, **params)
+                      as_lora=bool(data.get("as_lora", False)), progress=progress, overwrite=overwrite,
+                      dtype=str(data.get("dtype", "source")), **params)
 
 
 def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu", progress: bool = False,

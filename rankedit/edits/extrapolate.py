@@ -12,14 +12,25 @@ steps, and dW(t) = W(t) - W0.
   with signs aligned to the last checkpoint's v_1 (the right vector); a(t) is
   fitted linearly in training step t (the same c_i) and evaluated at T, then
   times ``v_1ᵀ`` of the window's last checkpoint, built on the base.
-- ``alpharl`` (AlphaRL's method, after its public code): ``a(t) = s_1(t) u_1(t)``
+- ``alpharl`` (AlphaRL's method, faithful to its public code,
+  ``AlphaRLBuildPerdictModel.py``): ``a(t) = s_1(t) u_1(t)``
   sign-aligned on the left vector walking back from the last checkpoint (each
   flipped when its cosine with the next, already aligned, one is negative); a
   one-component PLS of the per-checkpoint accuracies on the a(t) (columns
   standardised, as scikit-learn's default), its score regressed on accuracy
-  and inverted at ``target_accuracy``; the predicted ``a* v_1ᵀ`` is added to
-  the window's last checkpoint, ``W(t_n) + a* v_1(t_n)ᵀ``. The accuracies are
-  given (one per checkpoint); a plan will fill them from its scores.
+  and inverted at ``target_accuracy``; the WHOLE predicted rank-1 component
+  ``a* v_1ᵀ`` is added to the window's last checkpoint, ``W(t_n) + a* v_1(t_n)ᵀ``,
+  which already holds the update up to t_n: the rank-1 part is counted about
+  twice, and energy_kept (against ΔW(t_n)) is often 2 or more. As the code
+  does, the other tensors (embeddings, norms) are the last checkpoint's
+  (``rest`` defaults to ``tuned`` here). The accuracies are given (one per
+  checkpoint); a plan fills them from its scores.
+- ``alpharl-increment``: the same prediction a*, but only its increment over
+  the last checkpoint along the same direction is added:
+  ``W(t_n) + (a* - a(t_n)) v_1(t_n)ᵀ`` (``a(t_n) = s_1(t_n) u_1(t_n)``), i.e.
+  the last checkpoint's rank-1 component replaced by the predicted one. On a
+  trajectory that is exactly rank-1 and linear in accuracy it gives ``ΔW`` at
+  the target accuracy. Other tensors as ``alpharl``.
 - ``expo`` (ExPO): ``W1 + α (W1 - W_ref)`` with W1 the last checkpoint and
   W_ref the first; α given, or ``(T - t_n) / (t_n - t_1)`` from the target
   step (the straight line through the two ends). ExPO from the base itself is
@@ -50,17 +61,37 @@ SIGN_COS = 0.1
 _warned_alias = []
 
 
+# the modes built on AlphaRL's prediction, which start from the last checkpoint's other tensors by default
+ALPHARL_MODES = ("alpharl", "alpharl-increment")
+
+
 class ExtrapolateParams(EditParams):
-    mode: Literal["linear", "rank1-step", "alpharl", "expo", "last", "rank1"] = Field(
+    mode: Literal["linear", "rank1-step", "alpharl", "alpharl-increment", "expo", "last", "rank1"] = Field(
         "linear", description="how to extrapolate; 'last' is the control: the window's last checkpoint as it is; "
                               "'rank1' is the deprecated name of 'rank1-step'")
+    rest: Optional[Literal["base", "tuned"]] = Field(
+        None, description="non-matrix tensors (embeddings, lm_head, norms, biases): base or tuned (the last "
+                          "checkpoint's); default base, and tuned for alpharl and alpharl-increment (AlphaRL's code "
+                          "starts from the last checkpoint)")
     steps: Annotated[Optional[tuple[StrictInt, ...]], Cli(metavar="S1,S2,...", required=True)] = Field(
         None, description="training step of each TUNED checkpoint, strictly increasing")
     target_step: Optional[StrictInt] = Field(None, description="step T to extrapolate to (linear, rank1; expo if no --alpha)")
     alpha: Optional[float] = Field(None, description="expo: W1 + α(W1 - W_ref); default from the target step")
     accuracies: Annotated[Optional[tuple[float, ...]], Cli(metavar="A1,A2,...")] = Field(
-        None, description="alpharl: the accuracy of each TUNED checkpoint, in step order")
-    target_accuracy: Optional[float] = Field(None, description="alpharl: the accuracy to extrapolate to")
+        None, description="alpharl, alpharl-increment: the accuracy of each TUNED checkpoint, in step order")
+    target_accuracy: Optional[float] = Field(None, description="alpharl, alpharl-increment: the accuracy to extrapolate to")
+
+    @classmethod
+    def rest_default(cls, values) -> str:
+        """alpharl's modes start from the last checkpoint, as AlphaRL's code does; the others from the base."""
+        return "tuned" if values.get("mode") in ALPHARL_MODES else "base"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_rest(cls, data):
+        if isinstance(data, dict) and data.get("rest") is None:
+            data = {**data, "rest": cls.rest_default(data)}
+        return data
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -85,13 +116,13 @@ class ExtrapolateParams(EditParams):
             raise ValueError(f"steps must be given in increasing order, got {list(self.steps)}")
         if self.mode in ("linear", "rank1-step") and self.target_step is None:
             raise ValueError(f"extrapolate {self.mode} needs --target-step")
-        if self.mode == "alpharl":
+        if self.mode in ALPHARL_MODES:
             if self.accuracies is None or self.target_accuracy is None:
-                raise ValueError("extrapolate alpharl needs --accuracies (one per checkpoint) and --target-accuracy")
+                raise ValueError(f"extrapolate {self.mode} needs --accuracies (one per checkpoint) and --target-accuracy")
             if len(self.accuracies) != len(self.steps):
-                raise ValueError(f"extrapolate alpharl: {len(self.accuracies)} accuracies for {len(self.steps)} checkpoints")
+                raise ValueError(f"extrapolate {self.mode}: {len(self.accuracies)} accuracies for {len(self.steps)} checkpoints")
             if len(set(self.accuracies)) < 2:
-                raise ValueError("extrapolate alpharl: the accuracies do not vary, so no line relates them to a(t)")
+                raise ValueError(f"extrapolate {self.mode}: the accuracies do not vary, so no line relates them to a(t)")
         if self.mode == "expo" and self.alpha is None and self.target_step is None:
             raise ValueError("extrapolate expo needs --alpha or --target-step")
         return self
@@ -102,7 +133,11 @@ def _describe(p: ExtrapolateParams) -> str:
     if p.mode == "last":
         return f"the checkpoint at step {last} as it is, not extrapolated (control)"
     if p.mode == "alpharl":
-        return f"AlphaRL extrapolation from steps ≤ {last} to accuracy {p.target_accuracy:g}"
+        return (f"AlphaRL extrapolation from steps ≤ {last} to accuracy {p.target_accuracy:g}: the whole predicted "
+                f"rank-1 component a*·v1ᵀ added to the checkpoint at step {last}")
+    if p.mode == "alpharl-increment":
+        return (f"AlphaRL's prediction from steps ≤ {last} to accuracy {p.target_accuracy:g}, only its increment "
+                f"(a* − a(t_n))·v1ᵀ added to the checkpoint at step {last}")
     return f"{p.mode} extrapolation from steps ≤ {last} to step {p.target_step}"
 
 
@@ -132,9 +167,15 @@ def expo_alpha(p: ExtrapolateParams) -> float:
     --mode linear: per-entry least-squares line through dW(t), evaluated at T;
     rank1-step: sign-aligned a(t) = s1(t)u1(t) fitted linearly in t, times
     v1ᵀ of the last checkpoint, on the base ('rank1' is its deprecated name);
-    alpharl (AlphaRL): one-component PLS of --accuracies on a(t), inverted at
-    --target-accuracy, a* v1ᵀ added to the last checkpoint; expo: W1 + α(W1 - W_ref), W1 the last and W_ref
-    the first checkpoint, α = --alpha or (T - t_n)/(t_n - t_1).
+    alpharl (AlphaRL's code): one-component PLS of --accuracies on a(t),
+    inverted at --target-accuracy; the WHOLE predicted rank-1 component a*·v1ᵀ
+    is added to the last checkpoint, which already holds the update so far
+    (energy kept is often 2 or more); other tensors from the last checkpoint
+    (--rest tuned by default here, as AlphaRL's code); alpharl-increment: the
+    same a*, but only (a* - a(t_n))·v1ᵀ is added to the last checkpoint;
+    expo: W1 + α(W1 - W_ref), W1 the last and W_ref the first checkpoint,
+    α = --alpha or (T - t_n)/(t_n - t_1). --dtype float32 writes the result
+    unrounded (AlphaRL's code saves float32).
     Example: rankedit edit extrapolate BASE ck100 ck200 ck300 --steps 100,200,300 --target-step 750 -o OUT""",
           card_text="extrapolates the update from a window of checkpoints of one run to a target step",
           describe=_describe, inputs="run", control=lambda p: None if p.mode == "last" else Control("extrapolate", {"mode": "last"}), storage=_cost)
@@ -149,7 +190,7 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
     if p.mode == "expo":
         w1, ref = x.tuned[-1], x.tuned[0]
         return EditResult(delta=(w1 - w0) + expo_alpha(p) * (w1 - ref))
-    if p.mode == "alpharl":
+    if p.mode in ALPHARL_MODES:
         return _alpharl(x, p, *zip(*(edit_svd(w - w0, 1, x.seed) for w in x.tuned)))
     coef = line_coefficients(tuple(steps), p.target_step)
     if p.mode == "linear":
@@ -222,5 +263,7 @@ def _alpharl(x: MatrixInputs, p: ExtrapolateParams, triplets, accs) -> EditResul
     aligned, ambiguous = align_left_backwards(au, accs)
     pred = pls1_inverse(torch.stack(aligned), torch.tensor(p.accuracies, dtype=torch.float64), p.target_accuracy)
     v_last = triplets[-1].V[:, 0]  # the last checkpoint is never flipped: its own pair carries the sign
-    delta = (x.tuned[-1] - x.w0) + torch.outer(pred.to(x.w0.dtype), v_last)
+    # alpharl adds the whole a*, as AlphaRL's code; alpharl-increment only what a* adds to a(t_n) = aligned[-1]
+    added = pred.to(x.w0.dtype) - (aligned[-1] if p.mode == "alpharl-increment" else 0)
+    delta = (x.tuned[-1] - x.w0) + torch.outer(added, v_last)
     return EditResult(delta=delta, sign_ambiguous=int(ambiguous), **svd_facts(*accs))

@@ -4,9 +4,12 @@ as ``rank_pattern``).
 
 For each edited matrix the rank-k factors ``B @ A = c · U_k S_k V_kᵀ`` (the very
 function the merged edit uses, same seed) become ``lora_B`` (m x k) and
-``lora_A`` (k x n), with ``lora_alpha = r`` so PEFT's scaling is 1. Loaded with
+``lora_A`` (k x n), with ``lora_alpha = r`` so PEFT's scaling is 1. An adapter is an
+extraction: c = 1 (``scale: none``, the truncated SVD, the best rank-k approximation of
+ΔW) unless a scale is given (``rankedit.edits.rank_k.extraction_params``). Loaded with
 ``peft.PeftModel.from_pretrained(base_model, OUT)`` it reproduces the merged
-rank-k edit. GPT-2's Conv1D layers are marked ``fan_in_fan_out``. Streams one
+rank-k edit of the same scale. The manifest's ``stored_delta_error`` is the error of
+the product of the factors as stored (in their dtype) against the edit. GPT-2's Conv1D layers are marked ``fan_in_fan_out``. Streams one
 matrix pair at a time. Factors are computed in float32 and stored in the base
 matrix's own dtype (a bf16 model gives a bf16 adapter, as mergekit's LoRA
 extraction does) unless ``lora_dtype`` asks for another.
@@ -31,6 +34,7 @@ from safetensors.torch import save_file
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.edits.manifest import build_manifest, matrix_facts, write_manifest
+from rankedit.edits.realized import dtype_name, realized_norms, warn_written
 from rankedit.edits.storage import MatrixSize, Storage
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
@@ -73,9 +77,13 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: 
         dt = _factor_dtype(plan.base.info(name).dtype, lora_dtype)
         size = MatrixSize(tuple(x.dw.shape), dt.itemsize, res.density, res.stored_rank)
         cost = plan.edit.storage(p, size)
+        Aq, Bq = A.to(dt), B.to(dt)
+        # the edit as written: the product of the factors as stored (rounded to ``dt``), against the edit
+        written = {**realized_norms(res.delta, Bq.to(res.delta.dtype) @ Aq.to(res.delta.dtype)),
+                   "stored_dtype": dtype_name(dt)}
         # what this adapter stores: its factors in ``dt`` (the record counts the faithful, float32 ones)
-        facts = matrix_facts(name, x.dw, res, Storage(cost.params, cost.params * dt.itemsize))
-        yield name, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
+        facts = matrix_facts(name, x.dw, res, Storage(cost.params, cost.params * dt.itemsize), written)
+        yield name, Aq.cpu().contiguous(), Bq.cpu().contiguous(), facts
 
 
 def lora_config(ranks: dict[str, int], fan_in_fan_out: bool):
@@ -137,5 +145,6 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
             params = {**record_params(plan, True), "lora_dtype": lora_dtype}
             manifest = build_manifest(plan.edit.name, None, params, inputs_record(plan, hashes),
                                       facts, numels)
+            warn_written(plan.edit.name, manifest["summary"])  # factors rounded to --lora-dtype
             write_manifest(tmp, manifest)
     return out

@@ -6,6 +6,7 @@ No timestamps, so the same inputs and recipe give a byte-identical file.
 
 from __future__ import annotations
 from rankedit.core.names import EDIT_MANIFEST
+from rankedit.edits.realized import overall_stored, stored_figures
 from rankedit.edits.storage import Storage, bf16_delta_bytes
 
 import json
@@ -27,9 +28,10 @@ def package_version(pkg: str) -> str:
 STORAGE_KEYS = ("stored_params", "stored_bytes", "bf16_delta_bytes")
 
 
-def matrix_facts(name: str, dw, res, storage: Storage) -> dict:
+def matrix_facts(name: str, dw, res, storage: Storage, written: Optional[dict] = None) -> dict:
     """One matrix's facts from its update ``dw`` and the edit's ``EditResult`` (tensors in, numbers out):
-    what ``matrix_record`` keeps plus the norms ``summarize`` sums."""
+    what ``matrix_record`` keeps plus the norms ``summarize`` sums. ``written``: the norms of the edit as
+    written to disk (``rankedit.edits.realized.stored_matrix``), where the writer knows them."""
     dw_norm = float(dw.norm())
     edit_norm = float(res.delta.norm())
     # ‖dW_k‖: the kept part before the rescale c (None where c = 0 leaves no way back to it)
@@ -42,6 +44,7 @@ def matrix_facts(name: str, dw, res, storage: Storage) -> dict:
         "stored_params": storage.params, "stored_bytes": storage.bytes,
         "bf16_delta_bytes": bf16_delta_bytes(tuple(dw.shape)),
         "dw_norm": dw_norm, "edit_norm": edit_norm, "kept_norm": kept_norm,
+        **(written or {}),
     }
 
 
@@ -82,6 +85,7 @@ def summarize(matrices: list[dict], numels: dict[str, int]) -> dict:
         "energy_before_rescale": energy["energy_before_rescale"],
         "rescale": energy["rescale"],
         **_overall_storage(matrices),
+        **overall_stored(matrices),  # the same figures for the edit as written to disk (rounded to its dtype)
     }
     errs = [m["svd_error"] for m in matrices if m.get("svd_error") is not None]
     if errs:  # edits built on top-k SVDs: the worst bound, and how many subspaces were ill-determined
@@ -97,12 +101,14 @@ def matrix_record(m: dict) -> dict:
         rec["svd_error"] = m["svd_error"]
         rec["svd_identifiable"] = m["svd_identifiable"]
     rec.update({k: m.get(k) for k in ("energy_before_rescale", "rescale", *STORAGE_KEYS)})
+    rec.update(stored_figures(m))  # E' = round(W0 + E) - W0: its error against E and its energy (when written)
     return rec
 
 
 def build_manifest(method: str, mergekit_method: Optional[str], params: dict, inputs: dict,
                    matrices: list[dict], numels: dict[str, int]) -> dict[str, Any]:
     from rankedit import __version__
+    from rankedit.edits.registry import describe
 
     return {
         "rankedit_version": __version__,
@@ -110,6 +116,7 @@ def build_manifest(method: str, mergekit_method: Optional[str], params: dict, in
         "method": method,
         "mergekit_method": mergekit_method,
         "params": params,
+        "description": describe(method, params),  # what the edit does, in words (alpharl: what it adds to what)
         "inputs": inputs,
         "matrices": [matrix_record(m) for m in matrices],
         "summary": summarize(matrices, numels),

@@ -46,6 +46,7 @@ from mergekit.merge_methods.base import (
 
 from rankedit.edits.ahead import take
 from rankedit.edits.manifest import matrix_facts
+from rankedit.edits.realized import stored_matrix
 from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
 from rankedit.edits.storage import MatrixSize
 from rankedit.core.errors import RankeditError
@@ -107,7 +108,8 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
 
     info = classify(name, tuple(base.shape), model_type)
     if not (info.is_matrix and base.ndim == 2):
-        return base if shared.get("rest", "base") == "base" else tuned[-1].tensor
+        rest = shared.get("rest") or edit.params.rest_default(shared)  # unset in a plain YAML: the edit's default
+        return base if rest == "base" else tuned[-1].tensor
 
     params = dict(shared)
     steps = None
@@ -130,9 +132,11 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
     if edit.ahead is not None:  # its decomposition, when it was done beside the merge (rankedit.edits.ahead)
         x = replace(x, ahead=take(name, x))
     res = edit.run(x, p)
+    # written in the loaded tensor's dtype (the stored one, or mergekit's ``dtype`` where a build asks for float32)
+    stored, written = stored_matrix(x.w0, res.delta, base.dtype, res.weight)
     size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
-    facts = matrix_facts(name, x.dw, res, edit.storage(p, size))
-    out = from_linear(res.weight if res.weight is not None else x.w0 + res.delta, info).to(base.dtype)
+    facts = matrix_facts(name, x.dw, res, edit.storage(p, size), written)
+    out = from_linear(stored, info)
     if not (math.isfinite(facts["edit_norm"]) and all_finite(out)):  # the inputs were checked finite
         raise RankeditError(overflow_message(edit.name, p, name, base.dtype))
     _record(name, facts)

@@ -30,7 +30,8 @@ Scale = Union[Literal["norm", "none"], float]
 
 class RankKParams(EditParams):
     k: StrictInt = Field(1, ge=1, description="number of singular directions of dW kept")
-    scale: Scale = Field("norm", description="norm (AlphaRL: rescale to ‖dW‖_F), none (c = 1) or a number c")
+    scale: Scale = Field("norm", description="norm (AlphaRL: rescale to ‖dW‖_F), none (c = 1) or a number c; "
+                                             "--as-lora and --artifact default to none (the truncated SVD)")
 
 
 class LoraOptions(BaseModel):
@@ -39,7 +40,8 @@ class LoraOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    as_lora: bool = Field(False, description="write a PEFT LoRA adapter (rank k) instead of a merged checkpoint")
+    as_lora: bool = Field(False, description="write a PEFT LoRA adapter (rank k) instead of a merged checkpoint: "
+                                             "the truncated SVD, --scale none unless --scale is given")
     lora_dtype: Optional[Literal["source", "float32", "bfloat16", "float16"]] = Field(
         None, description="dtype of the adapter's factors (with --as-lora). Default: source, the base matrices' own")
 
@@ -48,6 +50,16 @@ class LoraOptions(BaseModel):
         if self.lora_dtype is not None and not self.as_lora:
             raise ValueError("--lora-dtype applies to --as-lora only")
         return self
+
+
+def extraction_params(edit, params: dict) -> dict:
+    """The parameters of an extraction (a LoRA adapter, ``--as-lora``; an artifact, ``--artifact``) of a rank-family
+    edit: the plain truncated SVD, ``scale: none`` (Eckart-Young: the best rank-k approximation of ΔW), unless a
+    scale is asked for. AlphaRL's ‖ΔW‖ rescale is an edit, the merged edit's default, not an extraction's."""
+    f = edit.params.model_fields.get("scale")
+    if f is not None and f.default == "norm" and params.get("scale") is None:
+        return {**params, "scale": "none"}
+    return params
 
 
 def low_rank_cost(p: RankKParams, size: MatrixSize) -> Storage:

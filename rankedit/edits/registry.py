@@ -40,6 +40,11 @@ class EditParams(BaseModel):
     seed: StrictInt = Field(0, ge=0, description="seed of every random choice (randomized SVD, random controls)")
     multiplier: float = Field(1.0, description="α: multiply the edit's delta, on top of its own rescale (AlphaRL's α)")
 
+    @classmethod
+    def rest_default(cls, values: Mapping[str, Any]) -> str:
+        """``rest`` where the parameters ``values`` leave it unset (an edit may start from another checkpoint)."""
+        return "base"
+
 
 @dataclass(frozen=True)
 class MatrixInputs:

@@ -25,9 +25,13 @@ from typing import Callable, Optional
 from rankedit.core.cache_dir import cache_root
 from rankedit.files.tempfiles import clean_stale, replace_text, temp_prefix
 
-FORMAT = 2  # bump when a record's layout or meaning changes (2: LoRA factors counted in float32)
+# bump when a record's layout or meaning changes (2: LoRA factors counted in float32; 3: the edit as written)
+FORMAT = 3
+# the size of the scored checkpoint's edit and the figures of the edit as written (what was scored): the bytes
+# and R of a candidate belong to one object, the checkpoint built in its dtype
 SIZE_KEYS = ("stored_params", "stored_bytes", "bf16_delta_bytes", "bytes_ratio", "energy_kept",
-             "energy_before_rescale", "rescale", "density")
+             "energy_before_rescale", "rescale", "density", "energy_kept_stored", "stored_delta_error",
+             "stored_dtype")
 
 
 @dataclass(frozen=True)

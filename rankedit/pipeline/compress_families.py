@@ -5,9 +5,9 @@
 - mask (magnitude top-p) and dare: the kept fraction of ΔW's entries, on a fixed ladder of fractions;
 - sign and sub-rank-1: a fixed size, so one candidate each (there is no budget to search).
 
-Every candidate otherwise takes its edit's defaults, as ``rankedit edit`` would: rank-k and rank-auto
-keep their norm rescale (the kept directions are scaled to ‖ΔW‖_F, AlphaRL's choice; the LoRA factors
-fold it in, so it costs nothing to store).
+Every candidate otherwise takes its edit's defaults, as ``rankedit edit`` would, except that rank-k and
+rank-auto are extractions: the truncated SVD (``scale: none``, the best rank-k approximation of ΔW), as
+``--as-lora`` and ``--artifact`` write them; AlphaRL's ‖ΔW‖ rescale is an edit, not an extraction.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def _fixed(name: str) -> Family:
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("rank-k", "k, singular directions per matrix", lambda short: range(1, short + 1),
-           lambda k: {"k": int(k)}, lambda k: f"k={k}"),
+           lambda k: {"k": int(k), "scale": "none"}, lambda k: f"k={k}"),
     Family("rank-auto", "energy τ each matrix's kept directions hold", lambda short: ENERGIES,
-           lambda t: {"energy": t}, lambda t: f"energy={t:g}"),
+           lambda t: {"energy": t, "scale": "none"}, lambda t: f"energy={t:g}"),
     Family("mask", "kept fraction of ΔW's entries (largest |ΔW|)", lambda short: FRACTIONS,
            lambda d: {"source": "magnitude", "density": d}, lambda d: f"kept={d:g}"),
     Family("dare", "kept fraction of ΔW's entries (random, rescaled)", lambda short: FRACTIONS,

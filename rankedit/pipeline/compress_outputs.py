@@ -61,6 +61,9 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+STORED_KEYS = ("energy_kept_stored", "stored_delta_error", "stored_dtype")  # the scored object's own figures
+
+
 def frontier_doc(doc: dict) -> dict:
     """The candidates as the rows ``rankedit.report.frontier_figure.frontier_plot`` draws."""
     from rankedit.report.frontier import mark_pareto
@@ -74,7 +77,8 @@ def frontier_doc(doc: dict) -> dict:
                          "storage_ratio": r["bytes_ratio"], "retention": ret.get("value"), "ci_low": ret.get("ci_low"),
                          "ci_high": ret.get("ci_high"), "retention_defined": ret.get("value") is not None,
                          "gain": ret.get("gain"), "gain_ci_low": None, "gain_ci_high": None,
-                         "forgetting": r["forgetting"], "pareto": None})
+                         "forgetting": r["forgetting"], "pareto": None,
+                         **{k: r.get(k) for k in STORED_KEYS}})
     control = [t for t in doc["tasks"] if any(t in r["forgetting"] for r in doc["candidates"])]
     return {"name": "rankedit compress: the candidates", "frontier": mark_pareto(rows), "control_tasks": control}
 

@@ -15,6 +15,7 @@ import math
 from rankedit.core.errors import RankeditError
 from rankedit.pipeline.models import Models
 from rankedit.pipeline.plan import EditSpec, Plan
+from rankedit.pipeline.plan_checks import ALPHARL_MODES
 from rankedit.pipeline.progress import say
 from rankedit.pipeline.scoring_options import score_options
 
@@ -29,7 +30,7 @@ def window(e: EditSpec, ckpts: list[tuple[int, str]]) -> list[tuple[int, str]]:
 
 
 def _alpharl_edits(plan: Plan) -> list[EditSpec]:
-    return [e for e in plan.edits if e.method == EXTRAPOLATE and e.params.get("mode") == "alpharl"]
+    return [e for e in plan.edits if e.method == EXTRAPOLATE and e.params.get("mode") in ALPHARL_MODES]
 
 
 def trained_accuracy(result, label: str) -> float:

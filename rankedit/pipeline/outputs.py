@@ -43,6 +43,8 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
                           "params": info["params"], "keeps": describe(e.method, info["params"]),
                           "path": info["path"], "energy_kept": info["summary"].get("energy_kept"),
                           "density": info["summary"].get("density"),
+                          "energy_kept_stored": info["summary"].get("energy_kept_stored"),
+                          "stored_delta_error": info["summary"].get("stored_delta_error"),
                           **edit_size(e.method, info["params"], info["summary"], info.get("matrices", []), facts)})
     rows = rep.edit_rows(result, edit_info, n_boot=plan.score.n_boot)
     rep.check_columns(rows)

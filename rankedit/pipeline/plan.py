@@ -90,6 +90,8 @@ class RunSpec(_Strict):
         return _check_name(v, "run")
 
 
+
+
 class EditSpec(_Strict):
     name: str = Field(description="label of the edit in the report and its folder name under OUT/edits")
     method: str
@@ -100,6 +102,9 @@ class EditSpec(_Strict):
         None, gt=0, le=1,
         description="extrapolate: use the run's checkpoints up to this fraction of training; target = last step",
     )
+    dtype: Literal["source", "float32"] = Field(
+        "source", description="dtype of the written checkpoint: source (each tensor's own; bf16 rounds the edit) or "
+                              "float32 (the edit exact, twice a bf16 model's bytes)")
 
     @field_validator("name")
     @classmethod

@@ -16,6 +16,10 @@ from pydantic import ValidationError
 from rankedit.core.errors import RankeditError
 from rankedit.files.yaml_text import position_of, positions
 
+# extrapolate's modes that read per-checkpoint accuracies (``rankedit.edits.extrapolate.ALPHARL_MODES``; named
+# here without importing the edits, which load torch)
+ALPHARL_MODES = ("alpharl", "alpharl-increment")
+
 INT_MAX = 2 ** 63 - 1  # torch's and safetensors' largest count; any bound of a plan lies below it
 
 
@@ -62,7 +66,7 @@ def edit_errors(data: dict) -> list[tuple[tuple, str]]:
             # filled in from the run's checkpoints later
             params.setdefault("steps", (1, 2))
             params.setdefault("target_step", 3)
-            if params.get("mode") == "alpharl":  # the pipeline fills both from its scores of the run's checkpoints
+            if params.get("mode") in ALPHARL_MODES:  # the pipeline fills both from its scores of the run's checkpoints
                 if "accuracies" in params:
                     found.append((("edits", i, "params", "accuracies"),
                                   f"{head}: alpharl's accuracies come from the pipeline's scores of the "

@@ -103,10 +103,10 @@ def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = Fa
     from rankedit.edits import read_manifest
     from rankedit.edits.build import is_built
 
-    todo = [e for e in plan.edits if not is_built(plans[e.name][0], out / "edits" / e.name)]
+    todo = [e for e in plan.edits if not is_built(plans[e.name][0], out / "edits" / e.name, e.dtype)]
     bar = tqdm(total=len(todo), desc="edits", unit="edit", disable=quiet or not todo)
     items = [(e.method, str(plans[e.name][0].base.path), plans[e.name][1], plans[e.name][2],
-              str(out / "edits" / e.name), plan.device, overwrite) for e in todo]
+              str(out / "edits" / e.name), plan.device, overwrite, e.dtype) for e in todo]
     ex = plan.executor
     try:  # an edit that cannot be built stops the run, as it always has (the finished ones stay for a resume)
         (executor or LocalExecutor()).map(_build_one, items, num_cpus=ex.num_cpus_per_task,
@@ -124,11 +124,12 @@ def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = Fa
     return done
 
 
-def _build_one(method: str, base: str, tuned, params: dict, path: str, device: str, overwrite: bool) -> str:
+def _build_one(method: str, base: str, tuned, params: dict, path: str, device: str, overwrite: bool,
+               dtype: str = "source") -> str:
     """One edit build (an executor task): plans again from the paths, so that it runs on any worker."""
     from rankedit.edits.build import build_edit
 
-    return str(build_edit(method, base, tuned, path, device=device, overwrite=overwrite, **params))
+    return str(build_edit(method, base, tuned, path, device=device, overwrite=overwrite, dtype=dtype, **params))
 
 
 # ---- 3. analysis --------------------------------------------------------------------------

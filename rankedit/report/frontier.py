@@ -11,6 +11,11 @@ the bf16 delta of the same matrices, 2·Σ m·n bytes.
 An edit is Pareto-optimal on a task when no other edit measured against the
 same run has smaller-or-equal size and higher-or-equal retention, one of them
 strictly. Definitions in docs/science.md, "The size-vs-gain frontier".
+
+Bytes and R belong to one object: the checkpoint that was scored is the edit as written
+(``round(W0 + E)`` in the checkpoint's dtype), the artifact counted rebuilds exactly that
+checkpoint given the base (its values in the written dtype, LoRA factors in float32), and each
+row carries that object's ``energy_kept_stored`` and ``stored_delta_error`` beside them.
 """
 
 from __future__ import annotations
@@ -140,7 +145,9 @@ def frontier_rows(edits: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
                         "retention": r.get("retention"), "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"),
                         "retention_defined": r.get("retention_defined"), "gain": r.get("gain"),
                         "gain_ci_low": r.get("gain_ci_low"), "gain_ci_high": r.get("gain_ci_high"),
-                        "forgetting": forgetting, "pareto": None})
+                        "forgetting": forgetting, "pareto": None,
+                        # the edit as written, the object that R was measured on and whose bytes are counted
+                        **{k: e.get(k) for k in ("energy_kept_stored", "stored_delta_error")}})
     return mark_pareto(out)
 
 

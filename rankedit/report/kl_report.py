@@ -3,8 +3,9 @@
 Pure functions of the report dict (``report["kl"]``, written by the pipeline's KL
 stage, and the forgetting the retention rows already hold: ``rankedit.report.rows``),
 plus the figure ``kl_forgetting.png``: forgetting on each control task against the
-per-token KL (Rao-Blackwellised, the lower-variance estimate), across base (0, 0),
-tuned, SFT and every edit. RL's Razor predicts forgetting grows with that KL.
+per-sequence KL ``E_y Σ_t log π(y_t|·) − log π_base(y_t|·)`` (its Rao-Blackwellised estimate,
+docs/science.md "KL travelled"), across base (0, 0), tuned, SFT and every edit. RL's Razor
+predicts forgetting grows with that KL.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def forgetting_of(report: dict, label: str, task: str) -> dict | None:
 def kl_points(report: dict) -> list[dict]:
     """One point per (model, control task): per-sequence KL (both estimators) and forgetting, with intervals.
 
-    Per sequence, because there the two estimators estimate one quantity (E Σ_t log-ratio = E Σ_t KL_t):
-    per token, the 1/|y| weight depends on where the sample ends, and MC and RB part ways."""
+    Per sequence: the KL of the whole completion distributions, KL(π(y|x) ‖ π_base(y|x)), which needs no
+    1/|y| convention."""
     models = report.get("kl", {}).get("models", {})
     points = []
     for label, k in models.items():
@@ -67,10 +68,10 @@ def kl_markdown(report: dict) -> list[str]:
     lines = ["", "## KL travelled from the base", "",
              f"KL(π ‖ π_base) on the RL task's prompts, from each model's own samples ({st['prompts']} prompts × "
              f"{st['samples']} samples at temperature 1, at most {st['max_tokens']} tokens, seed {st['seed']}). "
-             "Per token: the mean over samples of (1/|y|) Σ_t log π(y_t) − log π_base(y_t); MC is that log-ratio at "
-             "the sampled tokens, RB (Rao-Blackwellised) the exact KL over the vocabulary at each sampled prefix. "
-             "Per sequence the two estimate one quantity (and the figure uses it); per token they part when "
-             "lengths vary, because the 1/|y| weight depends on where a sample ends. "
+             "Per sequence: E Σ_t log π(y_t) − log π_base(y_t); per token: E (1/|y|) Σ_t of the same. MC is the "
+             "log-ratio at the sampled tokens; RB uses the exact KL over the vocabulary at each sampled prefix (per "
+             "token, as a control variate of MC: docs/science.md). Each is unbiased for the quantity it is named "
+             "after; the figure plots KL per sequence, RB. "
              "95% bootstrap intervals over prompts. Forgetting: s − s_base on the control task, in points.", ""]
     head = ["model", "KL/token MC", "KL/token RB", "KL/sequence MC", "KL/sequence RB", "tokens", "truncated"] + \
         [f"forgetting {t}" for t in controls]

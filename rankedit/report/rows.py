@@ -53,6 +53,8 @@ def edit_rows(result, edits: list[dict], n_boot: int = 2000) -> list[dict]:
                 "reason": None, "gain": None, "gain_ci_low": None, "gain_ci_high": None,
                 "forgetting": None, "forgetting_ci_low": None, "forgetting_ci_high": None, "n": None,
                 "energy_kept": e.get("energy_kept"), "density": e.get("density"),
+                # the edit as written (what was scored): its energy and how far rounding moved it
+                "energy_kept_stored": e.get("energy_kept_stored"), "stored_delta_error": e.get("stored_delta_error"),
             }
             rows.append(row)
             samples = {lab: per_sample(result, lab, task, metric) for lab in ("base", e["of"], e["name"])}
@@ -151,9 +153,10 @@ def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
     lines += ["Scores are lm-eval's " + ", ".join(f"`{report['metrics'][t]}` on {t}" for t in tasks) + ". "
               "R = (s_edit − s_base) / (s_run − s_base) with a 95% paired-bootstrap interval over the same "
               "problems (undefined when the run's own gain is not significant). Forgetting = s − s_base on "
-              "control tasks, in points.", ""]
+              "control tasks, in points. Energy kept = ‖E‖/‖ΔW‖ of the edit E as computed; on disk = ‖E'‖/‖ΔW‖ of the "
+              "edit as written, E' = round(W0 + E) − W0, which is what was scored.", ""]
 
-    head = ["model", "keeps", "energy kept"] + [f"{t}" for t in tasks] + [f"R {t}" for t in trained] + \
+    head = ["model", "keeps", "energy kept", "on disk"] + [f"{t}" for t in tasks] + [f"R {t}" for t in trained] + \
         [f"forgetting {t}" for t in control if t in tasks]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     sc = report["scores"]
@@ -161,7 +164,8 @@ def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
     for label in ("base", *REFERENCE_LABELS):
         if label not in report["scores"]:
             continue
-        cells = [f"**{label}**", "the whole update" if label != "base" else "–", "1.000" if label != "base" else "–"]
+        cells = [f"**{label}**", "the whole update" if label != "base" else "–"] + \
+            (["1.000", "1.000"] if label != "base" else ["–", "–"])
         cells += [_f(sc.get(label, {}).get(t, {}).get("value")) for t in tasks]
         cells += ["1 (reference)" if label == "tuned" else "–" for t in trained]
         for t in tasks:
@@ -176,7 +180,7 @@ def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
         rows = {r["task"]: r for r in by_edit.get(e["name"], [])}
         name = e["name"] + (f" (control of {e['control_of']})" if e.get("control_of") else "")
         name += " [of SFT]" if e["of"] == "sft" else ""
-        cells = [name, e["keeps"], _f(e.get("energy_kept"))]
+        cells = [name, e["keeps"], _f(e.get("energy_kept")), _f(e.get("energy_kept_stored"))]
         cells += [_f(rows[t]["score"]) if t in rows else "–" for t in tasks]
         for t in trained:
             r = rows.get(t)

@@ -6,17 +6,21 @@ task's prompts x by the KL divergence on π's own samples y ~ π(·|x):
 - per token:    KL = E_{x, y~π} [ (1/|y|) Σ_t (log π(y_t|x,y_<t) − log π_b(y_t|x,y_<t)) ];
 - per sequence: the same sum without the 1/|y|.
 
-Two estimators from the same samples:
+Two estimators of each, from the same samples; each is unbiased for the quantity it is named after:
 
-- Monte Carlo (``mc``): the log-ratio at each sampled token;
-- Rao-Blackwellised (``rb``): at each sampled prefix, the exact KL of the two
-  next-token distributions over the whole vocabulary, Σ_v π(v)(log π(v) − log π_b(v)).
-  Conditioning on the prefix removes the variance of the token drawn there. For the
-  sequence-level sum it has exactly the Monte Carlo estimator's expectation (whether
-  position t is reached depends on the prefix alone). For the per-token mean it
-  does too when |y| is fixed (every sample hits the token limit); when |y| varies
-  with the tokens drawn, 1/|y| and the last token (the EOS) are correlated, and the
-  two per-token figures may differ by that correlation: both are reported.
+- Monte Carlo (``mc``): the log-ratio at each sampled token, r_t = log π(y_t|·) − log π_b(y_t|·);
+  per sequence ``Σ_t r_t``, per token ``(1/|y|) Σ_t r_t``: the quantities' integrands themselves.
+- Rao-Blackwellised (``rb``), per sequence: ``Σ_t KL_t``, KL_t the exact KL of the two next-token
+  distributions over the whole vocabulary at the sampled prefix, Σ_v π(v)(log π(v) − log π_b(v)).
+  E[r_t | prefix] = KL_t, and whether position t is reached depends on the prefix alone, so
+  E[Σ_t KL_t] = E[Σ_t r_t] exactly, with the variance of the token drawn at each position removed.
+- ``rb`` per token: the Monte Carlo per-token term with the sequence-level difference as a control
+  variate, ``(1/|y|) Σ_t r_t − c (Σ_t r_t − Σ_t KL_t)``, c = 1 / (mean length of the *other*
+  completions). E[Σ_t r_t − Σ_t KL_t | x] = 0 and c does not depend on this completion, so its
+  expectation is the per-token KL exactly; where every completion has the same length L it is
+  ``(1/L) Σ_t KL_t``. (``(1/|y|) Σ_t KL_t`` is not unbiased for the per-token KL: 1/|y| depends
+  on the tokens drawn, the EOS among them. It estimates the mean over a completion's positions of
+  the exact next-token KL, which is another quantity, and is not reported.)
 
 |y| counts the completion's tokens up to and including its first end-of-sequence
 token (the EOS is a token π chose), or all of them when the token limit cut it
@@ -107,6 +111,29 @@ def mean_interval(per_prompt, n_boot: int = 2000, seed: int = 0, alpha: float = 
     return Interval(float(x.mean()), *percentiles(reps, alpha))
 
 
+def per_token_rb_with(mc_sum: np.ndarray, rb_sum: np.ndarray, length: np.ndarray, c) -> np.ndarray:
+    """Each completion's per-token ``rb`` term for the control-variate weight(s) ``c``:
+    ``mc_sum / |y| − c (mc_sum − rb_sum)``. Unbiased for the per-token KL for any ``c`` that does not depend on
+    the completion itself (its expectation is E[mc_sum / |y|], since E[mc_sum − rb_sum] = 0)."""
+    return mc_sum / length - c * (mc_sum - rb_sum)
+
+
+def leave_one_out_weights(length: np.ndarray) -> np.ndarray:
+    """c_i = 1 / (mean length of the completions other than i): close to the 1/|y| that multiplies the
+    sequence sums, yet independent of completion i. With one completion there are no others: c = 0 (Monte Carlo)."""
+    length = np.asarray(length, dtype=np.float64)
+    n = length.size
+    if n < 2:
+        return np.zeros(n)
+    return (n - 1) / (length.sum() - length)
+
+
+def per_token_rb(mc_sum: np.ndarray, rb_sum: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The per-token ``rb`` term of every completion (``per_token_rb_with`` at ``leave_one_out_weights``)."""
+    length = np.asarray(length, dtype=np.float64)
+    return per_token_rb_with(mc_sum, rb_sum, length, leave_one_out_weights(length))
+
+
 def summarize(terms: SampleTerms, prompt: np.ndarray, n_prompts: int, n_boot: int = 2000, seed: int = 0,
               alpha: float = 0.05) -> dict:
     """The KL travelled, both estimators, per token and per sequence, each with its interval over prompts."""
@@ -118,7 +145,7 @@ def summarize(terms: SampleTerms, prompt: np.ndarray, n_prompts: int, n_boot: in
         return asdict(mean_interval(prompt_means(values, prompt, n_prompts), n_boot, seed, alpha))
 
     return {
-        "per_token": {"mc": est(terms.mc_sum / length), "rb": est(terms.rb_sum / length)},
+        "per_token": {"mc": est(terms.mc_sum / length), "rb": est(per_token_rb(terms.mc_sum, terms.rb_sum, length))},
         "per_sequence": {"mc": est(terms.mc_sum), "rb": est(terms.rb_sum)},
         "mean_tokens": float(length.mean()),
         "truncation_rate": float(terms.truncated.mean()),
