@@ -13,7 +13,8 @@
 # torch is installed first, pinned to the CPU build the dev environment uses (as the Makefile
 # does), so that no dependency pulls a CUDA build; everything else is pip's choice.
 # Time on a 2-core machine: newest or lowest about 4 minutes of downloads and installs plus
-# 6 to 14 minutes for the micro plan (it builds the micro organism); vllm about 1 to 5 minutes.
+# 6 to 15 minutes for the micro plan (it builds the micro organism); vllm 5 to 12 minutes (pip reads
+# the metadata of some 150 packages).
 set -euo pipefail
 mode=${1:?usage: .ci/fresh_install.sh newest|lowest|vllm}
 root=$(cd "$(dirname "$0")/.." && pwd)
