@@ -8,7 +8,8 @@
 Each comparison prints one JSON line (what the shell script stores) and exits 1 when the two runs are
 not close: analysis metrics within 1e-3 relative (SVD on another device and library: last digits
 differ, see docs/science.md on identifiability), edited weights within 2 ulps of their dtype at the
-worst entry (the SVD's float rounding moves a few entries across a bf16 rounding boundary).
+worst entry (the SVD's float rounding moves a few entries across a bf16 rounding boundary; an entry
+below 2^-10 of its tensor's largest is measured in ulps of that scale).
 """
 
 from __future__ import annotations
@@ -80,7 +81,11 @@ def compare_weights(a: Path, b: Path) -> bool:
             return False
         if not x.is_floating_point():
             continue
-        ulp = torch.finfo(x.dtype).eps * x.float().abs().clamp_min(torch.finfo(x.dtype).tiny)
+        # an ulp at each entry's own scale, floored at 2^-10 of the tensor's largest entry: an entry the
+        # update moved across zero has no meaningful ulp of its own
+        xf, yf = x.float().abs(), y.float().abs()
+        floor = max(float(xf.max()), float(yf.max())) * 2.0 ** -10 + torch.finfo(x.dtype).tiny
+        ulp = torch.finfo(x.dtype).eps * torch.maximum(xf, yf).clamp_min(floor)
         diff = ((x.float() - y.float()).abs() / ulp).max().item()
         equal += int((x == y).sum())
         total += x.numel()
