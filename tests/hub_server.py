@@ -12,7 +12,8 @@ It speaks the part of the Hub API that `huggingface_hub`'s `create_repo`,
 - ``POST /api/models/OWNER/NAME/preupload/REV``    upload mode per file: "lfs" for weights and big files, else "regular"
 - ``POST /OWNER/NAME.git/info/lfs/objects/batch``  git-lfs batch API, basic transfer
 - ``PUT  /_lfs/OID`` and ``POST /_lfs_verify``     the LFS object upload (sha256 checked) and its verify step
-- ``POST /api/models/OWNER/NAME/commit/REV``       NDJSON commit: header, base64 `file`, `lfsFile`, `deletedFile`
+- ``POST /api/models/OWNER/NAME/commit/REV``       NDJSON commit: header, base64 `file`, `lfsFile`, `deletedFile`;
+                                                   ``?create_pr=1`` commits to a new ``refs/pr/N`` instead
 
 State lives in memory: ``server.repos[repo_id]["branches"][name]`` maps each
 path to the bytes received, so a test can compare them with the files on
@@ -32,7 +33,7 @@ import re
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
@@ -310,6 +311,11 @@ class _Handler(BaseHTTPRequestHandler):
         lines = [json.loads(x) for x in body.splitlines() if x.strip()]
         if not lines or lines[0].get("key") != "header":
             return self._error(400, "first NDJSON line must be the header")
+        pr = None
+        if parse_qs(urlsplit(self.path).query).get("create_pr") == ["1"]:  # a pull request: its own ref
+            pr = sum(b.startswith("refs/pr/") for b in r["branches"]) + 1
+            branch = r["branches"][f"refs/pr/{pr}"] = dict(branch)
+            rev = f"refs/pr/{pr}"
         new = dict(branch)
         for item in lines[1:]:
             v = item["value"]
@@ -329,9 +335,10 @@ class _Handler(BaseHTTPRequestHandler):
         branch.update(new)
         oid = hashlib.sha1(body).hexdigest()
         r["commits"].append({"oid": oid, "branch": unquote(rev), "summary": lines[0]["value"].get("summary"),
+                             "description": lines[0]["value"].get("description"),
                              "files": sorted(new)})
         self._send(200, {"commitUrl": f"{self.hub.url}/{repo}/commit/{oid}", "commitOid": oid,
-                         "pullRequestUrl": None, "success": True})
+                         "pullRequestUrl": f"{self.hub.url}/{repo}/discussions/{pr}" if pr else None, "success": True})
 
 
 ROUTES = [

@@ -98,6 +98,12 @@ def test_low_rank_edits_become_peft_adapters_with_the_builds_logits(tiny_pair, t
     assert float((want - _logits(tiny_pair[0], x)).abs().max()) > 1e-3  # the edit does something
     torch.testing.assert_close(_logits(got, x), want, rtol=0, atol=1e-5)  # merged without PEFT
     torch.testing.assert_close(_logits(tiny_pair[0], x, peft_of=tmp_path / "art"), want, rtol=0, atol=1e-5)
+    if method == "rank-auto":  # the folder alone: adapter_config.json names the local base's path
+        from peft import AutoPeftModelForCausalLM
+
+        with torch.no_grad():
+            auto = AutoPeftModelForCausalLM.from_pretrained(str(tmp_path / "art"), dtype=torch.float32).eval()(x).logits
+        torch.testing.assert_close(auto, want, rtol=0, atol=1e-5)
 
 
 def test_bytes_of_constructed_deltas_are_the_storage_accounting():

@@ -51,6 +51,10 @@ def _rename(t):
     t["model.layers.1.mlp.up_projection.weight"] = t.pop("model.layers.1.mlp.up_proj.weight")
 
 
+def _reshaped(t):
+    t["model.layers.1.mlp.up_proj.weight"] = t["model.layers.1.mlp.up_proj.weight"][:, :-1].contiguous()
+
+
 def _truncated(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     f = dst / "model.safetensors"
@@ -75,6 +79,7 @@ def bad(tiny_pair, tmp_path_factory):
         "nan": _edited_copy(tuned, root / "nan", _set(math.nan)),
         "dropped": _edited_copy(tuned, root / "dropped", _drop),
         "renamed": _edited_copy(tuned, root / "renamed", _rename),
+        "reshaped": _edited_copy(tuned, root / "reshaped", _reshaped),
         "truncated": _truncated(tuned, root / "truncated"),
         "sound": Path(shutil.copytree(tuned, root / "sound")),
     }
@@ -126,12 +131,29 @@ def test_truncation_is_measured_from_the_header(bad):
 @pytest.mark.parametrize("case,needles", [
     ("dropped", ["incomplete checkpoint", "missing 1 tensor", "model.layers.1.mlp.up_proj.weight"]),
     ("renamed", ["missing 1 tensor", "model.layers.1.mlp.up_proj.weight", "up_projection", "renamed?"]),
+    ("reshaped", ["1 tensor(s) of the wrong shape", "model.layers.1.mlp.up_proj.weight: [128, 63] where",
+                  "needs [128, 64]"]),
 ])
 def test_completeness_against_the_architecture(bad, case, needles):
     with pytest.raises(RankeditError) as ei:
         validate.check_complete(Checkpoint(bad[case]))
     for n in needles:
         assert n in str(ei.value)
+
+
+def test_completeness_follows_tied_weights(tmp_path):
+    """A tied checkpoint has no lm_head.weight on disk and is complete; the same file under
+    an untied config.json lacks it (the rotary buffers, not persistent, are never asked for)."""
+    from rankedit.testing import synthetic
+
+    tied = synthetic.build_random(tmp_path / "tied", "llama", tie_word_embeddings=True)
+    names = set(load_file(tied / "model.safetensors"))
+    assert "lm_head.weight" not in names and not any("rotary" in n for n in names)
+    validate.check_complete(Checkpoint(tied))
+    config = json.loads((tied / "config.json").read_text())
+    (tied / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
+    with pytest.raises(RankeditError, match=r"missing 1 tensor\(s\) the architecture needs: lm_head.weight"):
+        validate.check_complete(Checkpoint(tied))
 
 
 def test_manifest_json_is_strict():

@@ -405,3 +405,92 @@ def test_scores_json_gets_retention_from_its_samples(edit, tmp_path):
     card = ModelCard(hub.prepare(edit, "alice/x", scores=out / "scores.json", regenerate_card=True).card_text)
     assert {r.metric_type for r in card.data.eval_results} == {"acc,none"}
     assert "is not shown: its paired-bootstrap interval needs the per-problem samples" in card.text
+
+
+# --------------------------------------------------------------------------- `hf upload`'s options, artifacts, apply outputs
+
+def test_commit_message_description_include_exclude_and_pull_request(server, edit):
+    options = hub.UploadOptions(commit_message="Rank-1 edit", commit_description="the k=1 cut", create_pr=True,
+                                include=("*.json", "*.md", "*.safetensors"), exclude=("mergekit_config.yml",))
+    url = hub.push(edit, "alice/opts", options=options)
+    repo = server.repos["alice/opts"]
+    assert url == f"{server.url}/alice/opts/discussions/1"
+    assert set(repo["branches"]["main"]) == {".gitattributes"}  # the upload waits in the pull request
+    sent = set(repo["branches"]["refs/pr/1"]) - {".gitattributes"}
+    local = set(_local_files(edit))
+    assert sent == {n for n in local if n.endswith((".json", ".md", ".safetensors"))} and "mergekit_config.yml" in local
+    (commit,) = repo["commits"]
+    assert (commit["summary"], commit["description"], commit["branch"]) == ("Rank-1 edit", "the k=1 cut", "refs/pr/1")
+
+
+def test_large_folder_upload_sends_what_one_commit_sends_and_leaves_nothing(server, edit, tmp_path):
+    one = Path(shutil.copytree(edit, tmp_path / "one"))
+    hub.push(one, "alice/one")
+    hub.push(edit, "alice/large", options=hub.UploadOptions(large_folder=True))
+    large, one = server.files("alice/large"), server.files("alice/one")
+    assert b"alice/large" in large.pop("README.md") and b"alice/one" in one.pop("README.md")  # each card names its repo
+    assert large == one and len(large) > 4
+    assert not (edit / hub.STAGE).exists() and not any(".cache" in n for n in server.files("alice/large"))
+
+
+def test_bad_upload_options(server, edit, capsys):
+    assert "cannot be combined with --revision" in _fails(
+        ["push", str(edit), "--repo-id", "alice/x", "--create-pr", "--revision", "dev"], capsys)
+    assert "no file of" in _fails(["push", str(edit), "--repo-id", "alice/x", "--include", "*.bin"], capsys)
+    assert "alice/x" not in server.repos
+
+
+@pytest.fixture(scope="module")
+def artifacts(sources, tmp_path_factory):
+    """A LoRA artifact and a rankedit delta of the Hub-snapshot base, and the delta applied to that base."""
+    from rankedit.edits.apply import apply_artifact
+    from rankedit.edits.artifact import write_artifact
+
+    root = tmp_path_factory.mktemp("hub_artifacts")
+    base, tuned = sources
+    write_artifact(base, tuned, "rank-k", {"k": 1}, root / "lora", progress=False)
+    write_artifact(base, tuned, "sign", {}, root / "delta", progress=False)
+    apply_artifact(root / "delta", base, root / "applied", progress=False)
+    return root
+
+
+def test_artifacts_are_published_with_their_record(server, artifacts, tmp_path, sources):
+    lora = Path(shutil.copytree(artifacts / "lora", tmp_path / "lora"))
+    hub.push(lora, "alice/lora-art")
+    got = server.files("alice/lora-art")
+    assert got["adapter_model.safetensors"] == (lora / "adapter_model.safetensors").read_bytes()
+    assert json.loads(got["adapter_config.json"])["base_model_name_or_path"] == BASE_ID
+    assert got["delta.json"] == (lora / "delta.json").read_bytes() and "rankedit_edit.json" not in got
+    card = ModelCard(got["README.md"].decode())
+    assert card.data.library_name == "peft" and card.data.base_model == BASE_ID and "[`delta.json`]" in card.text
+
+    delta = Path(shutil.copytree(artifacts / "delta", tmp_path / "delta"))
+    hub.push(delta, "alice/delta-art")
+    got = server.files("alice/delta-art")
+    assert {n: got[n] for n in ("delta.json", "delta.safetensors")} == {
+        n: (delta / n).read_bytes() for n in ("delta.json", "delta.safetensors")}
+    card = ModelCard(got["README.md"].decode())
+    assert card.data.library_name == "rankedit" and card.data.base_model == BASE_ID
+    assert "A rankedit delta holding a **`sign`** edit" in card.text and "rankedit apply artifact base" in card.text
+    assert str(sources[0]) not in got["README.md"].decode()
+
+
+def test_a_damaged_artifact_is_not_published(server, artifacts, tmp_path, capsys):
+    delta = Path(shutil.copytree(artifacts / "delta", tmp_path / "delta"))
+    raw = bytearray((delta / "delta.safetensors").read_bytes())
+    raw[-1] ^= 1
+    (delta / "delta.safetensors").write_bytes(bytes(raw))
+    assert "its sha256 is not the one delta.json records" in _fails(
+        ["push", str(delta), "--repo-id", "alice/bad", "--dry-run"], capsys)
+
+
+def test_apply_output_is_published_naming_its_inputs_by_hub_id(server, artifacts, tmp_path, sources):
+    applied = Path(shutil.copytree(artifacts / "applied", tmp_path / "applied"))
+    hub.push(applied, "alice/applied")
+    got = server.files("alice/applied")
+    assert got["model.safetensors"] == (applied / "model.safetensors").read_bytes()
+    manifest = json.loads(got["rankedit_edit.json"])
+    assert manifest["method"] == "sign" and manifest["inputs"]["base"]["path"] == BASE_ID
+    assert manifest["inputs"]["artifact"]["path"] == "delta" and manifest["summary"]["n_matrices"] > 0
+    card = ModelCard(got["README.md"].decode())
+    assert card.data.library_name == "transformers" and card.data.base_model == BASE_ID

@@ -44,11 +44,23 @@ def test_two_processes_with_different_hash_seeds_write_identical_adapters(tiny_p
     assert cfg["target_modules"] == sorted(cfg["target_modules"]) and len(cfg["target_modules"]) > 2
 
 
-def test_adapter_names_no_local_path(tiny_pair, tmp_path):
+def test_adapter_loads_with_auto_peft_from_its_folder_alone(tiny_pair, tmp_path):
+    """adapter_config.json names the local base by its absolute path (it has no Hub id), so PEFT's
+    AutoPeftModelForCausalLM finds it without being told, and gives the merged edit's logits."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
     lora = build_edit("rank-k", *tiny_pair, tmp_path / "lora", k=1, as_lora=True)
+    merged = build_edit("rank-k", *tiny_pair, tmp_path / "merged", k=1)
     cfg = json.loads((lora / "adapter_config.json").read_text())
-    assert cfg["base_model_name_or_path"] is None  # a local base has no Hub id: nothing, not its path
-    assert str(tiny_pair[0]) not in (lora / "adapter_config.json").read_text()
+    assert cfg["base_model_name_or_path"] == str(Path(tiny_pair[0]).resolve())
+    x = torch.randint(0, 100, (2, 10), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = AutoPeftModelForCausalLM.from_pretrained(str(lora), dtype=torch.float32).eval()(x).logits
+        want = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32).eval()(x).logits
+        base = AutoModelForCausalLM.from_pretrained(str(tiny_pair[0]), dtype=torch.float32).eval()(x).logits
+    assert float((want - base).abs().max()) > 1e-3  # the edit does something
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
 def _header(path: Path) -> tuple[int, dict]:

@@ -34,11 +34,22 @@ def _size(n: int) -> str:
 @click.option("--license", "license_", default=None, metavar="ID",
               help="Licence of the card (a Hub licence id: apache-2.0, mit, llama3.1, other, ...). Default: the one "
                    "in the inputs' model cards; when none is found the card says the licence is unknown.")
-def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, analysis, label, base_model, license_):
+@click.option("--commit-message", default=None, help="Summary of the commit (as `hf upload`). Default: \"Upload METHOD edit (rankedit VERSION)\".")
+@click.option("--commit-description", default=None, help="Description of the commit (as `hf upload`).")
+@click.option("--create-pr", is_flag=True, help="Open a pull request with the upload instead of committing to main (as `hf upload`).")
+@click.option("--include", multiple=True, metavar="GLOB", help="Upload only the files matching GLOB (repeatable; as `hf upload`).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Do not upload the files matching GLOB (repeatable; as `hf upload`).")
+@click.option("--large-folder", is_flag=True,
+              help="Resumable upload in several commits (huggingface_hub's large-folder upload): if it is cut off, "
+                   "run the same command again and it resumes. For checkpoints of many gigabytes.")
+def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, analysis, label, base_model, license_,
+         commit_message, commit_description, create_pr, include, exclude, large_folder):
     """Publish the edited checkpoint DIR to the Hugging Face Hub.
 
     DIR is what `rankedit edit` wrote: a checkpoint (or, with --as-lora, a PEFT
-    adapter) plus rankedit_edit.json. First the model card is written to
+    adapter) plus rankedit_edit.json; or what `rankedit apply` rebuilt; or an
+    artifact (delta.json: `rankedit compress`'s winner, a PEFT adapter or a
+    rankedit delta). First the model card is written to
     DIR/README.md: the recipe in readable form, `base_model` (the base and the
     tuned model, where they have Hub ids, or --base-model), the licence of the
     source (or --license), the analysis summary and the lm-eval scores and gain
@@ -46,27 +57,34 @@ def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, anal
     their directory name, never by their path. A README.md you edited yourself is kept unless
     --regenerate-card, so run --dry-run, edit the card, then push.
 
-    Then the repo is created if needed and DIR is uploaded in one commit; the
-    URL is printed. The token comes from HF_TOKEN or `hf auth login` and is
+    Then the repo is created if needed and DIR is uploaded in one commit (or,
+    with --large-folder, in a resumable upload); the URL is printed (the pull
+    request's with --create-pr). The token comes from HF_TOKEN or `hf auth login` and is
     never printed or written anywhere. HF_ENDPOINT selects another Hub.
     """
     from rankedit.publish import hub
 
+    options = hub.UploadOptions(commit_message=commit_message, commit_description=commit_description,
+                                create_pr=create_pr, include=tuple(include), exclude=tuple(exclude),
+                                large_folder=large_folder)
     hub.check_repo_id(repo_id)
     hub.check_dir(dir)
+    hub.check_options(options, revision)
     token = None if dry_run else hub.resolve_token()
     prepared = hub.prepare(dir, repo_id, regenerate_card=regenerate_card, scores=scores, analysis=analysis, label=label,
                            base_model=base_model, license=license_)
     if dry_run:
         click.echo(prepared.card_text)
         click.echo(f"--- {prepared.dir}/README.md: {prepared.card_action}")
-        total = sum(s for _, s in prepared.files)
-        click.echo(f"--- {len(prepared.files)} files, {_size(total)}, would go to {hub.repo_url(hub.endpoint(), repo_id, revision)}:")
-        for path, size in prepared.files:
+        files = hub.selected(prepared.files, options)
+        total = sum(s for _, s in files)
+        click.echo(f"--- {len(files)} files, {_size(total)}, would go to {hub.repo_url(hub.endpoint(), repo_id, revision)}:")
+        for path, size in files:
             click.echo(f"{_size(size):>10}  {path}")
         click.echo("dry run: nothing uploaded")
         return
     click.echo(f"{prepared.dir}/README.md: {prepared.card_action}", err=True)
-    click.echo(f"uploading {len(prepared.files)} files ({_size(sum(s for _, s in prepared.files))}) to {repo_id}", err=True)
-    url = hub.upload(prepared, token=token, private=private, revision=revision)
+    files = hub.selected(prepared.files, options)
+    click.echo(f"uploading {len(files)} files ({_size(sum(s for _, s in files))}) to {repo_id}", err=True)
+    url = hub.upload(prepared, token=token, private=private, revision=revision, options=options)
     click.echo(url)

@@ -9,6 +9,8 @@ EDIT_MANIFEST = "rankedit_edit.json"
 EDIT_SCORES = "rankedit_scores.json"
 EDIT_ANALYSIS = "rankedit_analysis.json"
 MERGEKIT_RECIPE = "mergekit_config.yml"
+# an artifact (rankedit compress's winner, rankedit apply's input): its record
+ARTIFACT_RECORD = "delta.json"
 
 # rankedit analyze
 ANALYSIS_SUMMARY = "summary.json"

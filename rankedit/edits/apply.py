@@ -7,7 +7,9 @@ the base must be the one the artifact was made from (each edited tensor's shape 
 the sha256 of its weight files). Then every tensor of the base is written, one at a time, the
 edited ones rebuilt as the build computed them (``W0 + B @ A`` for LoRA factors, merged without
 PEFT), into an atomic folder that is checked whole, finite and with the base's tensors
-(``rankedit.files.validate.check_output``) before it is renamed into place.
+(``rankedit.files.validate.check_output``) before it is renamed into place. Beside the weights,
+``rankedit_edit.json`` names the edit, its parameters and the two inputs, so `rankedit push`
+publishes the rebuilt checkpoint as it does an edit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rankedit.core.names import ADAPTER_WEIGHTS, HF_CONFIG
 from rankedit.edits import delta_format as fmt
 from rankedit.edits.artifact import DELTA_WEIGHTS, RECORD
 from rankedit.edits.edit_plan import compute_dtype
+from rankedit.edits.manifest import write_manifest
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, file_sha256, first_line
 from rankedit.files.outdir import check_out
@@ -168,4 +171,18 @@ def apply_artifact(artifact, base, out, *, device: str = "cpu", progress: bool =
             if (base_ck.path / f).is_file():
                 shutil.copyfile(base_ck.path / f, tmp / f)
         check_output(tmp, out, like=base_ck)  # never rename a non-finite or incomplete model into place
+        write_manifest(tmp, applied_manifest(rec, artifact, base_ck))
     return out
+
+
+def applied_manifest(rec: dict, artifact: Path, base: Checkpoint) -> dict:
+    """The rankedit_edit.json of a rebuilt checkpoint: the artifact's edit and parameters, the base and the
+    artifact as its inputs (what `rankedit push` publishes and its card names). No per-matrix facts: the
+    artifact does not carry them (the build's own manifest does)."""
+    from rankedit import __version__
+
+    return {"rankedit_version": __version__, "method": rec["method"], "params": rec.get("params") or {},
+            "inputs": {"base": {"path": str(base.path.resolve()), "sha256": (rec.get("base") or {}).get("sha256")},
+                       "tuned": [], "other": None,
+                       "artifact": {"path": str(artifact.resolve()), "kind": rec["kind"], "payload": rec.get("payload")}},
+            "matrices": [], "summary": {"n_matrices": len(rec["tensors"])}}

@@ -24,7 +24,7 @@ from typing import Any
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import from_linear
-from rankedit.core.names import ADAPTER_WEIGHTS
+from rankedit.core.names import ADAPTER_WEIGHTS, ARTIFACT_RECORD
 from rankedit.edits import delta_format as fmt
 from rankedit.edits.edit_plan import EditPlan, input_paths, run_matrices, start_hashing
 from rankedit.edits.rank_k import extraction_params
@@ -33,7 +33,7 @@ from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import file_sha256
 from rankedit.files.validate import check_output
 
-RECORD = "delta.json"
+RECORD = ARTIFACT_RECORD
 DELTA_WEIGHTS = "delta.safetensors"
 KIND = "artifact"  # the output folder's kind (``rankedit.files.outdir``)
 

@@ -19,7 +19,9 @@ extraction does) unless ``lora_dtype`` asks for another.
 hash order, which would make two identical exports differ. Its
 ``base_model_name_or_path`` is the base's Hub id when one is known (a Hub id
 given to `rankedit edit`, a snapshot of the HF cache, a config naming its
-origin), else null: a local path means nothing to whoever downloads the adapter.
+origin), else the base's absolute path, so that
+``peft.AutoPeftModelForCausalLM.from_pretrained(OUT)`` loads it on this machine;
+`rankedit push` uploads a copy naming the Hub id instead (``rankedit.publish.hub``).
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False,
     warn_unidentifiable(plan.edit.name, facts)
     save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     cfg = lora_config(ranks, plan.base.model_type == "gpt2")
-    (tmp / ADAPTER_CONFIG).write_text(adapter_config(cfg, hub_id_of(str(plan.base.path))))
+    base_ref = hub_id_of(str(plan.base.path)) or str(Path(plan.base.path).resolve())
+    (tmp / ADAPTER_CONFIG).write_text(adapter_config(cfg, base_ref))
     return facts
 
 

@@ -148,6 +148,12 @@ def check_complete(ck: Checkpoint) -> None:
     data is read), so the checkpoint's names are matched exactly as a real load
     matches them: prefixes, tied weights, non-persistent buffers and the key
     renamings transformers applies to some architectures.
+
+    ``use_kernels=False``: from transformers 5.25 on, ``from_pretrained`` swaps layers
+    for the ``kernels`` package's by default once the weights are loaded, and that
+    package refuses the meta device ("Unsupported device type 'meta'"); the swap
+    comes after the loading report, so turning it off changes nothing checked here.
+    The keyword exists since transformers 5.0 (default off there).
     """
     if not (ck.path / HF_CONFIG).is_file():
         raise RankeditError(f"{ck.path}: no config.json (the architecture of the weights is unknown)")
@@ -157,7 +163,7 @@ def check_complete(ck: Checkpoint) -> None:
         with quiet_transformers():
             _, info = AutoModelForCausalLM.from_pretrained(
                 str(ck.path), device_map="meta", output_loading_info=True, ignore_mismatched_sizes=True,
-                trust_remote_code=False)
+                use_kernels=False, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - unknown model type, bad config: one line
         raise RankeditError(f"{ck.path}: transformers cannot build this model from config.json ({first_line(e)})") from None
     missing = sorted(info.get("missing_keys") or [])

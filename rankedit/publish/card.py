@@ -131,8 +131,13 @@ def _recipe(manifest: dict, ids: dict) -> str:
     versions = [f"rankedit {manifest.get('rankedit_version', '?')}"]
     if manifest.get("mergekit_version"):
         versions.append(f"mergekit {manifest['mergekit_version']}")
-    lines += ["", f"Built with {', '.join(versions)}. The full recipe, with the sha256 of every input file and the "
-              "energy kept per matrix, is in [`rankedit_edit.json`](rankedit_edit.json)."]
+    record = manifest.get("record_file")
+    if record:  # an artifact: its record has the recipe and the base's hashes, not the per-matrix facts
+        lines += ["", f"The recipe, with the sha256 of the base's files and each edited tensor's layout, is in "
+                  f"[`{record}`]({record})."]
+    else:
+        lines += ["", f"Built with {', '.join(versions)}. The full recipe, with the sha256 of every input file and the "
+                  "energy kept per matrix, is in [`rankedit_edit.json`](rankedit_edit.json)."]
     return "\n".join(lines)
 
 
@@ -177,7 +182,15 @@ def _analysis_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _usage(repo_id: str, base_id: str | None, lora: bool) -> str:
+def _usage(repo_id: str, base_id: str | None, lora: bool, delta: bool = False) -> str:
+    if delta:
+        base = base_id or "BASE_MODEL"
+        code = (f"hf download {repo_id} --local-dir artifact\nhf download {base} --local-dir base\n"
+                "rankedit apply artifact base -o edited")
+        note = "" if base_id else "\n\nReplace BASE_MODEL with the base checkpoint the artifact was made from."
+        return (f"## Use\n\nA rankedit delta: the edited matrices only, applied to the base it was made from "
+                f"(its sha256 is checked) by `rankedit apply`, which writes an ordinary transformers checkpoint:"
+                f"\n\n```sh\n{code}\n```{note}")
     if lora:
         base = base_id or "BASE_MODEL"
         code = (f"from transformers import AutoModelForCausalLM\nfrom peft import PeftModel\n\n"
@@ -206,6 +219,7 @@ def build_card(manifest: dict, *, repo_id: str, base_id: str | None = None, tune
     method = str(manifest["method"])
     tuned_ids = list(tuned_ids or [])
     name = repo_id.split("/")[-1]
+    delta = manifest.get("artifact_kind") == "rankedit-delta"  # an artifact that only `rankedit apply` reads
 
     if lora:
         base_model: str | list[str] | None = base_id
@@ -225,7 +239,8 @@ def build_card(manifest: dict, *, repo_id: str, base_id: str | None = None, tune
                                     metric_value=t["retention"], **common))
 
     tags = ["rankedit", "model-editing", method] + (["lora", "peft"] if lora else [])
-    data = ModelCardData(base_model=base_model, library_name="peft" if lora else "transformers", license=license,
+    data = ModelCardData(base_model=base_model, library_name="peft" if lora else "rankedit" if delta else "transformers",
+                         license=license,
                          tags=tags, pipeline_tag="text-generation", model_name=name if evals else None,
                          eval_results=evals or None)
 
@@ -234,7 +249,7 @@ def build_card(manifest: dict, *, repo_id: str, base_id: str | None = None, tune
     src = tuned_ids[0] if tuned_ids and tuned_ids[0] else (local_name(tuned_paths[0]) if tuned_paths else "the tuned model")
     base_path = (inputs.get("base") or {}).get("path")
     base_src = base_id or (local_name(base_path) if base_path else "the base model")
-    kind = "A PEFT LoRA adapter holding" if lora else "A checkpoint holding"
+    kind = "A PEFT LoRA adapter holding" if lora else "A rankedit delta holding" if delta else "A checkpoint holding"
     intro = (f"# {name}\n\n{kind} a **`{method}`** edit of `{src}` relative to its base `{base_src}`, built with "
              "rankedit. Only 2-D attention and MLP matrices are edited; the recipe below says how.")
     parts = [intro, _recipe(manifest, {"base": base_id, "tuned": tuned_ids})]
@@ -242,7 +257,7 @@ def build_card(manifest: dict, *, repo_id: str, base_id: str | None = None, tune
         parts.append(_scores_text(scores))
     if analysis:
         parts.append(_analysis_text(analysis))
-    parts.append(_usage(repo_id, base_id, lora))
+    parts.append(_usage(repo_id, base_id, lora, delta))
     if not license:
         parts.append("## License\n\nUnknown: no licence was found in the model cards of the inputs above, and none was "
                      "given (`rankedit push --license ID` sets one). This checkpoint derives from those inputs, and "

@@ -1,4 +1,5 @@
-"""DIR as `rankedit edit` wrote it, read for `rankedit push`: its manifest, the files it holds, its weights.
+"""DIR as `rankedit edit` or `rankedit apply` wrote it, or an artifact, read for `rankedit push`: its
+manifest, the files it holds, its weights.
 
 Reads, never writes: a folder that is not a whole, finite rankedit edit is one
 RankeditError before anything is built or sent.
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from rankedit.core.errors import RankeditError
 from rankedit.files.inventory import INVENTORY
-from rankedit.core.names import ADAPTER_CONFIG, ADAPTER_WEIGHTS, EDIT_ANALYSIS, EDIT_MANIFEST, EDIT_SCORES
+from rankedit.core.names import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ARTIFACT_RECORD, EDIT_ANALYSIS, EDIT_MANIFEST,
+                                 EDIT_SCORES)
 
 MANIFEST = EDIT_MANIFEST
 SCORES = EDIT_SCORES      # written into DIR by the pipeline, picked up automatically
@@ -42,12 +44,17 @@ def list_files(folder: Path) -> list[tuple[str, int]]:
 
 
 def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
-    """DIR as `rankedit edit` writes it: (folder, manifest, is a LoRA adapter). Reads, never writes."""
+    """DIR as `rankedit edit` or `rankedit apply` writes it (with ``rankedit_edit.json``), or an artifact
+    (``delta.json``, what `rankedit compress` keeps of its winner): (folder, manifest, is a LoRA adapter).
+    An artifact's manifest is made from its record (``artifact_manifest``). Reads, never writes."""
     folder = Path(dir)
     if not folder.is_dir():
         raise RankeditError(f"not a directory: {folder}")
     if not (folder / MANIFEST).is_file():
-        raise RankeditError(f"{folder} has no {MANIFEST}: push publishes checkpoints written by `rankedit edit`")
+        if (folder / ARTIFACT_RECORD).is_file():
+            return check_artifact(folder)
+        raise RankeditError(f"{folder} has no {MANIFEST} (nor an artifact's {ARTIFACT_RECORD}): push publishes "
+                            "checkpoints written by `rankedit edit` or `rankedit apply`, and artifacts")
     manifest = read_json(folder / MANIFEST, MANIFEST)
     if not manifest.get("method") or not isinstance(manifest.get("inputs"), dict):
         raise RankeditError(f"{folder / MANIFEST} lacks 'method' or 'inputs': not a rankedit edit manifest")
@@ -57,6 +64,27 @@ def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
         raise RankeditError(f"{folder} holds no {weights}: nothing to publish")
     check_weights(folder, lora)
     return folder, manifest, lora
+
+
+def check_artifact(folder: Path) -> tuple[Path, dict, bool]:
+    """An artifact folder: its record read as `rankedit apply` reads it, its payload's sha256 the one recorded."""
+    from rankedit.edits.apply import KINDS, read_record
+    from rankedit.files.checkpoint import file_sha256
+
+    rec = read_record(folder)
+    payload = folder / KINDS[rec["kind"]]
+    if not payload.is_file() or file_sha256(payload) != (rec.get("payload") or {}).get("sha256"):
+        raise RankeditError(f"{payload}: missing or damaged, its sha256 is not the one {ARTIFACT_RECORD} records")
+    check_weights(folder, lora=True)  # whole and finite; no full checkpoint to complete
+    return folder, artifact_manifest(rec), rec["kind"] == "peft-lora"
+
+
+def artifact_manifest(rec: dict) -> dict:
+    """What the card needs of an artifact's ``delta.json``: its edit, parameters, base (Hub id) and kind."""
+    base = rec.get("base") or {}
+    return {"method": rec["method"], "params": rec.get("params") or {}, "record_file": ARTIFACT_RECORD,
+            "artifact_kind": rec["kind"], "inputs": {"base": {"path": "", "hub_id": base.get("hub_id")}, "tuned": []},
+            "matrices": [], "summary": {"n_matrices": len(rec["tensors"]), "stored_bytes": rec.get("stored_bytes")}}
 
 
 def check_weights(folder: Path, lora: bool) -> None:
