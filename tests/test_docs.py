@@ -138,3 +138,28 @@ def test_the_readme_is_an_overview_of_every_command_and_every_edit():
     assert [name for name in EDITS if f"`{name}" not in table] == []
     assert "make demo" in README and "make test" in README
     assert "## When input is bad" in commands and "**When input is bad**" in README
+
+
+def test_every_call_of_the_readmes_python_api_block_names_a_function_and_its_parameters():
+    """The README's Python block is not run (it builds the small organism); each call is checked against the API."""
+    import ast
+    import importlib
+    import inspect
+
+    (block,) = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    calls = [n for n in ast.walk(ast.parse(block)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    checked = []
+    for call in calls:
+        chain = ast.unparse(call.func).split(".")
+        if chain[0] != "rankedit":
+            continue
+        obj = importlib.import_module("rankedit")
+        for i, part in enumerate(chain[1:], 1):
+            obj = getattr(obj, part) if hasattr(obj, part) else importlib.import_module(".".join(chain[:i + 1]))
+        params = inspect.signature(obj).parameters
+        kinds = {p.kind for p in params.values()}
+        assert len(call.args) <= len(params) or inspect.Parameter.VAR_POSITIONAL in kinds, chain
+        if inspect.Parameter.VAR_KEYWORD not in kinds:  # build_edit takes the edit's own parameters as **params
+            assert {k.arg for k in call.keywords} <= set(params), (chain, set(params))
+        checked.append(".".join(chain))
+    assert {"rankedit.organism.build", "rankedit.analyze", "rankedit.build_edit", "rankedit.run"} <= set(checked)
