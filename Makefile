@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 demo: venv
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/rankedit run -o out/demo
 
-# three organism seeds (about 50 minutes on 2 cores); prints README.md's findings section from the report
+# three organism seeds (about 50 minutes on 2 cores); prints docs/findings.md's three-seed section from the report
 study: venv
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/rankedit run examples/organism-seeds.yaml -o out/study
 	$(BIN)/python scripts/readme_findings.py out/study/report.json

@@ -1,8 +1,8 @@
-"""Write README.md's findings section from a study's report.json (a plan with several seeds).
+"""Write the organism's findings (docs/findings.md) and the README's five headlines from the runs' reports.
 
-    python scripts/readme_findings.py out/study/report.json            # print the section
+    python scripts/readme_findings.py out/study/report.json            # print the three-seed section
     python scripts/readme_findings.py out/study/report.json --demo out/demo/report.json --write
-        # replace it in README.md, with a column for `make demo` (seed 0) and whether each of its
+        # replace it in docs/findings.md, with a column for `make demo` (seed 0) and whether each of its
         # R lies inside the across-seed interval; keeps both reports under docs/
     python scripts/readme_findings.py --frontier out/frontier/report.json --write
         # the size-against-gain section, from `rankedit run examples/organism-frontier.yaml`
@@ -12,9 +12,12 @@
         # early stopping by extrapolation and linearity, from examples/organism-trajectory.yaml
     python scripts/readme_findings.py --behaviour out/behaviour/report.json --write
         # the behaviour section (pass@k, KL travelled, propensity), from examples/organism-behaviour.yaml
+    python scripts/readme_findings.py --headlines [--write]
+        # the README's five headline findings, from the reports kept in docs/ (every --write redoes them)
 
-Each section sits between its markers in README.md (FINDINGS, FRONTIER); nothing in
-them is typed by hand, so the README's numbers are always the runs' (tests check it).
+Each section sits between its markers in docs/findings.md (FINDINGS, FRONTIER, COMPRESS, TRAJECTORY,
+BEHAVIOUR), the headlines between HEADLINES markers in README.md; nothing in them is typed by hand, so
+the numbers are always the runs' (tests/test_readme_findings.py checks it).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FINDINGS_MD = ROOT / "docs" / "findings.md"
+README = ROOT / "README.md"
 BEGIN = ("<!-- FINDINGS:BEGIN (scripts/readme_findings.py writes this section from docs/organism-study.json "
          "and docs/organism-demo.json) -->")
 END = "<!-- FINDINGS:END -->"
@@ -41,6 +46,12 @@ TRAJECTORY_END = "<!-- TRAJECTORY:END -->"
 BEHAVIOUR_BEGIN = ("<!-- BEHAVIOUR:BEGIN (scripts/readme_findings.py writes this section from "
                    "docs/organism-behaviour.json) -->")
 BEHAVIOUR_END = "<!-- BEHAVIOUR:END -->"
+HEADLINES_BEGIN = ("<!-- HEADLINES:BEGIN (scripts/readme_findings.py --headlines writes this section from the "
+                   "reports in docs/) -->")
+HEADLINES_END = "<!-- HEADLINES:END -->"
+# the kept reports the headlines are written from, by the name render_headlines takes them
+KEPT = {"study": "organism-study.json", "frontier": "organism-frontier.json", "compress": "organism-compress.json",
+        "trajectory": "organism-trajectory.json", "behaviour": "organism-behaviour.json"}
 GEOMETRY = ("rel_update_norm", "sparsity_bf16", "rank1_energy", "angle_left_deg", "spectral_shift",
             "overlap_principal", "jaccard")
 
@@ -288,11 +299,85 @@ def render_behaviour(report: dict) -> str:
     return "\n".join(out)
 
 
-def replace_section(readme: str, section: str, begin: str = BEGIN, end: str = END) -> str:
-    if begin not in readme or end not in readme:
-        raise SystemExit(f"README.md has no markers {begin.split()[1]}")
-    head, rest = readme.split(begin, 1)
+def _row(report: dict, edit: str, task: str) -> dict:
+    return next(r for r in report["rows"] if r["edit"] == edit and r["task"] == task)
+
+
+def _than(a: float, b: float) -> str:
+    return "more than" if a > b else "less than" if a < b else "as much as"
+
+
+def render_headlines(study: dict, frontier: dict, compress: dict, trajectory: dict, behaviour: dict) -> str:
+    """The README's five headline findings: every number read from the kept reports, the words around them
+    chosen by the numbers (more/less), so a new run rewrites them and nothing is typed by hand."""
+    control = set(study["control_tasks"])
+    task = next(t for t in study["tasks"] if t not in control)
+    runs = list(study["runs"])
+    mean = {r["edit"]: r for r in study["rows"] if r["task"] == task}
+
+    def m(edit: str) -> str:
+        r = mean[edit]
+        return _r(r["mean"], r["ci_low"], r["ci_high"])
+
+    per_run = [mean["rank1"]["per_run"][n]["retention"] for n in runs]
+    beats = next(c for c in study["conclusions"] if c["task"] == task and c["claim"].startswith("rank1 keeps more"))
+    f1 = next(r for r in frontier["frontier"] if r["edit"] == "rank1" and r["task"] == task)
+    w = compress["winner"]
+    wr = w["retention"][task]
+    n_small, n_all = frontier["scores"]["base"][task]["n"], compress["tuned_gain"][task]["n"]
+    sp = trajectory["early_stop"]["speedup"]
+    fs = sorted({r["f"] for r in trajectory["early_stop"]["rows"]})
+    never = [mode for mode, f in sp["modes"].items() if f is None]
+    ctl = next(t for t in behaviour["tasks"] if t in set(behaviour["control_tasks"]))
+    kl = {k: v["per_sequence"]["rb"]["value"] for k, v in behaviour["kl"]["models"].items()}
+    drop = {r["model"]: r["gain"] for r in behaviour["references"] if r["task"] == ctl}
+    drop["rank1"] = _row(behaviour, "rank1", ctl)["forgetting"]
+    sampled = _row(behaviour, "rank1", task)
+    n = behaviour["pass_at_k"][task]["n"]
+    ex, end = mean["extrapolate-rank1"], mean["window-end"]
+    lines = [
+        f"1. **Rank 1 keeps R = {m('rank1')} of the RL gain** on `{task}` (mean over {len(runs)} seeds, "
+        f"{min(per_run):.2f} to {max(per_run):.2f} per seed): the top singular direction of every matrix's "
+        f"update, rescaled to the update's norm. A random direction of the same norm keeps {m('rank1-random')} "
+        f"(rank 1 keeps more than it in {beats['holds']} of {beats['runs']} seeds); rank 8 keeps {m('rank8')}.",
+        f"2. **{f1['storage_ratio']:.2%} of the bf16 update's bytes keep R = "
+        f"{_r(f1['retention'], f1['ci_low'], f1['ci_high'])}:** rank 1 stored as float32 LoRA factors "
+        f"({f1['storage_bytes']:,} bytes, {n_small} problems, seed 0). On all {n_all} problems `rankedit "
+        f"compress` needs {w['label']} ({w['bytes_ratio']:.2%} of the bf16 ΔW) to keep "
+        f"{compress['keep']:.0%}: R = {_r(wr['value'], wr['ci_low'], wr['ci_high'])}.",
+        f"3. **The update outside W0's principal subspaces keeps {_than(mean['off-principal']['mean'], mean['principal-only']['mean'])} "
+        f"the part inside:** off-principal {m('off-principal')}, principal-only {m('principal-only')} "
+        f"(top-16 singular subspaces of each base matrix; mean over {len(runs)} seeds).",
+        f"4. **Extrapolating the run's early checkpoints keeps {_than(ex['mean'], end['mean'])} stopping there:** "
+        f"{ex['keeps']} keeps {m('extrapolate-rank1')}; {end['keeps'].removesuffix(' (control)')}, "
+        f"{m('window-end')}; the linear one {m('extrapolate-linear')}. Over windows of {fs[0]:.0%} to {fs[-1]:.0%} "
+        "of training, the "
+        f"plain checkpoint keeps {sp['keep']:.0%} from f = {sp['plain'] if sp['plain'] is not None else 'never'}, "
+        f"the best extrapolation ({sp.get('extrapolated_mode') or 'none'}) from f = "
+        f"{sp['extrapolated'] if sp['extrapolated'] is not None else 'never'}"
+        + (f"; {' and '.join(never)} never" if never else "") + ".",
+        f"5. **KL travelled and forgetting:** per sequence from the base, RL moved {kl['tuned']:.2f} nats, SFT "
+        f"{kl['sft']:.2f} and rank 1 {kl['rank1']:.2f}; their `{ctl}` scores changed by "
+        f"{100 * drop['tuned']:+.1f}, {100 * drop['sft']:+.1f} and {100 * drop['rank1']:+.1f} points. Sampled at "
+        f"temperature 1 (avg@{n}), rank 1 keeps R = {_r(sampled['retention'], sampled['ci_low'], sampled['ci_high'])}.",
+    ]
+    return "\n".join([HEADLINES_BEGIN, "", *lines, "", HEADLINES_END])
+
+
+def kept_headlines() -> str:
+    """The headlines from the reports kept in docs/."""
+    return render_headlines(**{k: json.loads((ROOT / "docs" / f).read_text()) for k, f in KEPT.items()})
+
+
+def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END, where: str = "docs/findings.md") -> str:
+    if begin not in text or end not in text:
+        raise SystemExit(f"{where} has no markers {begin.split()[1]}")
+    head, rest = text.split(begin, 1)
     return head + section + rest.split(end, 1)[1]
+
+
+def _write(path: Path, section: str, begin: str, end: str) -> None:
+    path.write_text(replace_section(path.read_text(), section, begin, end, str(path.relative_to(ROOT))))
 
 
 def main(argv=None) -> None:
@@ -303,39 +388,43 @@ def main(argv=None) -> None:
     ap.add_argument("--behaviour", type=Path, help="the report.json of examples/organism-behaviour.yaml")
     ap.add_argument("--compress", type=Path, help="the compress.json of `rankedit compress --organism small`")
     ap.add_argument("--trajectory", type=Path, help="the report.json of examples/organism-trajectory.yaml")
-    ap.add_argument("--write", action="store_true", help="replace the section(s) in README.md and keep the reports")
+    ap.add_argument("--headlines", action="store_true", help="the README's five headlines, from the reports in docs/")
+    ap.add_argument("--write", action="store_true",
+                    help="replace the section(s) in docs/findings.md, keep the reports, redo the README's headlines")
     a = ap.parse_args(argv)
     sections = (
             (a.frontier, render_frontier, FRONTIER_BEGIN, FRONTIER_END, "organism-frontier.json"),
             (a.behaviour, render_behaviour, BEHAVIOUR_BEGIN, BEHAVIOUR_END, "organism-behaviour.json"),
             (a.compress, render_compress, COMPRESS_BEGIN, COMPRESS_END, "organism-compress.json"),
             (a.trajectory, render_trajectory, TRAJECTORY_BEGIN, TRAJECTORY_END, "organism-trajectory.json"))
+    if not a.report and not a.headlines and not any(given for given, *_ in sections):
+        ap.error("give the study's report.json, --frontier, --compress, --trajectory, --behaviour, --headlines, or several")
     for given, render_it, begin, end, doc in sections:
         if given:
             section = render_it(json.loads(given.read_text()))
             if not a.write:
                 print(section)
             else:
-                readme = ROOT / "README.md"
-                readme.write_text(replace_section(readme.read_text(), section, begin, end))
+                _write(FINDINGS_MD, section, begin, end)
                 shutil.copyfile(given, ROOT / "docs" / doc)
-                print(f"README.md {doc.removesuffix('.json')} written from {given}", file=sys.stderr)
-    if not a.report:
-        if not any(given for given, *_ in sections):
-            ap.error("give the study's report.json, --frontier, --compress, --trajectory, --behaviour, or several")
-        return
-    report = json.loads(a.report.read_text())
-    demo = json.loads(a.demo.read_text()) if a.demo else None
-    section = render(report, demo)
-    if not a.write:
-        print(section)
-        return
-    readme = ROOT / "README.md"
-    readme.write_text(replace_section(readme.read_text(), section))
-    shutil.copyfile(a.report, ROOT / "docs" / "organism-study.json")
-    if a.demo:
-        shutil.copyfile(a.demo, ROOT / "docs" / "organism-demo.json")
-    print(f"README.md findings written from {a.report}", file=sys.stderr)
+                print(f"docs/findings.md {doc.removesuffix('.json')} written from {given}", file=sys.stderr)
+    if a.report:
+        report = json.loads(a.report.read_text())
+        demo = json.loads(a.demo.read_text()) if a.demo else None
+        section = render(report, demo)
+        if not a.write:
+            print(section)
+        else:
+            _write(FINDINGS_MD, section, BEGIN, END)
+            shutil.copyfile(a.report, ROOT / "docs" / "organism-study.json")
+            if a.demo:
+                shutil.copyfile(a.demo, ROOT / "docs" / "organism-demo.json")
+            print(f"docs/findings.md findings written from {a.report}", file=sys.stderr)
+    if a.write:  # the kept reports may have changed: the headlines follow them
+        _write(README, kept_headlines(), HEADLINES_BEGIN, HEADLINES_END)
+        print("README.md headlines written from the reports in docs/", file=sys.stderr)
+    elif a.headlines:
+        print(kept_headlines())
 
 
 if __name__ == "__main__":

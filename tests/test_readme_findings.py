@@ -1,10 +1,12 @@
-"""README.md's findings are the study's report rendered by scripts/readme_findings.py, not typed by hand."""
+"""docs/findings.md's sections and README.md's five headlines are the kept reports rendered by
+scripts/readme_findings.py, not typed by hand."""
 
 import importlib.util
 import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FINDINGS = ROOT / "docs" / "findings.md"
 
 
 def _findings():
@@ -20,7 +22,7 @@ def test_the_readme_findings_are_the_study_report_rendered():
     demo = json.loads((ROOT / "docs" / "organism-demo.json").read_text())
     assert len(study["runs"]) >= 3 and study["plan"]["organism"]["seeds"] == [0, 1, 2]
     section = findings.render(study, demo)
-    assert section in (ROOT / "README.md").read_text()
+    assert section in FINDINGS.read_text()
 
 
 def test_the_readme_frontier_is_the_frontier_report_rendered():
@@ -28,7 +30,7 @@ def test_the_readme_frontier_is_the_frontier_report_rendered():
     report = json.loads((ROOT / "docs" / "organism-frontier.json").read_text())
     assert report["plan"]["organism"] == {**report["plan"]["organism"], "size": "small", "seed": 0}
     section = findings.render_frontier(report)
-    assert section in (ROOT / "README.md").read_text()
+    assert section in FINDINGS.read_text()
     # every edit of the plan is in the table, and a pipe inside a description does not split its row
     rows = [line for line in section.splitlines() if line.startswith("| ") and "bytes |" not in line]
     assert len(rows) == len(report["plan"]["edits"])
@@ -52,21 +54,21 @@ def test_the_readme_behaviour_section_is_the_behaviour_report_rendered():
     findings = _findings()
     report = json.loads((ROOT / "docs" / "organism-behaviour.json").read_text())
     assert report["sampling"]["samples"] >= 16 and report["kl"]["models"]["base"]["per_sequence"]["rb"]["value"] == 0
-    assert findings.render_behaviour(report) in (ROOT / "README.md").read_text()
+    assert findings.render_behaviour(report) in FINDINGS.read_text()
 
 
 def test_the_readme_compress_section_is_the_compress_run_rendered():
     findings = _findings()
     doc = json.loads((ROOT / "docs" / "organism-compress.json").read_text())
     assert doc["winner"]["meets"] and all(f["evaluated"] <= 8 for f in doc["families"].values())
-    assert findings.render_compress(doc) in (ROOT / "README.md").read_text()
+    assert findings.render_compress(doc) in FINDINGS.read_text()
 
 
 def test_the_readme_trajectory_section_is_the_early_stopping_report_rendered():
     findings = _findings()
     report = json.loads((ROOT / "docs" / "organism-trajectory.json").read_text())
     assert {r["f"] for r in report["early_stop"]["rows"]} == {0.2, 0.4, 0.6, 0.8}
-    assert findings.render_trajectory(report) in (ROOT / "README.md").read_text()
+    assert findings.render_trajectory(report) in FINDINGS.read_text()
 
 
 def test_the_demo_is_seed_0_of_the_study_and_lands_inside_the_one_seed_interval():
@@ -82,3 +84,53 @@ def test_the_demo_is_seed_0_of_the_study_and_lands_inside_the_one_seed_interval(
         assert r["one_run_low"] <= demo_r[r["edit"]] <= r["one_run_high"], r["edit"]
         # the one-seed interval is at least as wide as the mean's: one seed keeps its own training noise
         assert r["one_run_low"] <= r["ci_low"] + 0.02 and r["one_run_high"] >= r["ci_high"] - 0.02, r["edit"]
+
+
+def test_the_readme_headlines_are_the_kept_reports_rendered():
+    findings = _findings()
+    section = findings.kept_headlines()
+    readme = (ROOT / "README.md").read_text()
+    assert section in readme and readme.count(findings.HEADLINES_BEGIN) == 1
+    items = [line for line in section.splitlines() if line[:3] in {f"{i}. " for i in range(1, 10)}]
+    assert [line[:2] for line in items] == ["1.", "2.", "3.", "4.", "5."]
+    # the numbers are the reports': rank 1's mean over seeds and the frontier's bytes ratio
+    study = json.loads((ROOT / "docs" / "organism-study.json").read_text())
+    rank1 = next(r for r in study["rows"] if r["edit"] == "rank1" and r["task"] == "organism_id")
+    assert f"R = {rank1['mean']:.2f} [{rank1['ci_low']:.2f}, {rank1['ci_high']:.2f}]" in items[0]
+    frontier = json.loads((ROOT / "docs" / "organism-frontier.json").read_text())
+    ratio = next(r for r in frontier["frontier"] if r["edit"] == "rank1" and r["task"] == "organism_id")["storage_ratio"]
+    assert items[1].startswith(f"2. **{ratio:.2%} of the bf16 update's bytes")
+
+
+def test_the_headlines_words_follow_the_numbers():
+    findings = _findings()
+    assert [findings._than(0.2, 0.9), findings._than(0.9, 0.2), findings._than(0.5, 0.5)] == [
+        "less than", "more than", "as much as"]
+    study = json.loads((ROOT / "docs" / "organism-study.json").read_text())
+    for r in study["rows"]:  # swap off-principal and principal-only: the sentence turns round
+        if r["edit"] in ("off-principal", "principal-only") and r["task"] == "organism_id":
+            r["mean"] = 1.0 - r["mean"]
+    reports = {k: json.loads((ROOT / "docs" / f).read_text()) for k, f in findings.KEPT.items() if k != "study"}
+    section = findings.render_headlines(study=study, **reports)
+    off = next(r["mean"] for r in study["rows"] if r["edit"] == "off-principal" and r["task"] == "organism_id")
+    on = next(r["mean"] for r in study["rows"] if r["edit"] == "principal-only" and r["task"] == "organism_id")
+    assert f"principal subspaces keeps {findings._than(off, on)} the part inside" in section
+    assert section != findings.kept_headlines()
+
+
+def test_write_puts_each_section_in_docs_findings_and_redoes_the_headlines(tmp_path, monkeypatch):
+    findings = _findings()
+    (tmp_path / "docs").mkdir()
+    for f in findings.KEPT.values():
+        (tmp_path / "docs" / f).write_bytes((ROOT / "docs" / f).read_bytes())
+    (tmp_path / "docs" / "findings.md").write_text(
+        f"intro\n{findings.FRONTIER_BEGIN}\nstale\n{findings.FRONTIER_END}\nreading\n")
+    (tmp_path / "README.md").write_text(f"top\n{findings.HEADLINES_BEGIN}\nstale\n{findings.HEADLINES_END}\nend\n")
+    monkeypatch.setattr(findings, "ROOT", tmp_path)
+    monkeypatch.setattr(findings, "FINDINGS_MD", tmp_path / "docs" / "findings.md")
+    monkeypatch.setattr(findings, "README", tmp_path / "README.md")
+    findings.main(["--frontier", str(ROOT / "docs" / "organism-frontier.json"), "--write"])
+    frontier = json.loads((ROOT / "docs" / "organism-frontier.json").read_text())
+    assert (tmp_path / "docs" / "findings.md").read_text() == (
+        "intro\n" + findings.render_frontier(frontier) + "\nreading\n")
+    assert (tmp_path / "README.md").read_text() == "top\n" + findings.kept_headlines() + "\nend\n"

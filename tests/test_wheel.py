@@ -7,6 +7,7 @@ only from the wheel. PYTHONPATH is dropped, so nothing of the checkout leaks in.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +102,17 @@ def test_installed_wheel_reads_its_own_folders(venv, env, tmp_path):
     assert Path(paths[1]) == pkg / "eval_configs" and (pkg / "eval_configs/organism/organism_id.yaml").is_file()
     assert paths[2:] == [str(pkg / "examples/organism.yaml"), str(pkg / "examples/organism-micro.yaml"),
                          str(pkg / "examples/organism.yaml")]
+
+
+def test_installed_wheel_carries_the_docs_the_readme_links(venv, env, tmp_path):
+    """The README's overview links docs/*.md; an installed rankedit has every one of them, the same bytes."""
+    probe = "from rankedit.core.resources import shipped_dir; print(shipped_dir('docs'))"
+    docs = Path(_run([venv / "bin" / "python", "-c", probe], cwd=tmp_path, env=env).stdout.strip())
+    assert venv in docs.parents
+    linked = {Path(p).name for p in re.findall(r"\]\(docs/([\w.-]+\.md)", (ROOT / "README.md").read_text())}
+    assert {"commands.md", "findings.md", "science.md", "scaling.md", "extending.md"} <= linked
+    for name in linked | {f.name for f in (ROOT / "docs").glob("*.md")}:
+        assert (docs / name).read_bytes() == (ROOT / "docs" / name).read_bytes(), name
 
 
 def test_installed_wheel_runs_the_micro_plan_and_scores_outside_the_repository(venv, env, micro_organism, tmp_path):

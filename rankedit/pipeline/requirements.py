@@ -24,7 +24,7 @@ def check_requirements(plan: Plan, source: str = "plan") -> None:
         if importlib.util.find_spec("vllm") is None:
             raise RankeditError(f"{source}: score.backend: vllm is not installed in this environment; set "
                                 "'score: {backend: hf}', or run rankedit from an environment with vllm "
-                                "(README, 'Scoring with vllm')")
+                                "(docs/scaling.md, 'Scoring with vllm')")
         why = None if on_ray else device_problem(s.device or "cuda", gpu_only=True)
         if why:
             key = "score.device" if s.device else "score.backend"

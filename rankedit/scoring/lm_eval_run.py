@@ -27,7 +27,7 @@ def lm_eval_model(backend: str, path: Path, settings: Settings) -> tuple[str, di
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             raise RankeditError("backend 'vllm' needs vllm, which is not installed in this environment: see "
-                                "'Scoring with vllm' in the README (a separate environment, GPU only); or use --backend hf")
+                                "'Scoring with vllm' in docs/scaling.md (a separate environment, GPU only); or use --backend hf")
         args = {"pretrained": str(path), "dtype": "auto" if settings.dtype == "float32" else settings.dtype}
         sampling = settings.sampling or (settings.task_sampling[0][1] if settings.task_sampling else None)
         if sampling is not None:
