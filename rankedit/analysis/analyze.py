@@ -8,11 +8,14 @@ matrices and their decompositions whatever the model size.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
+
+import torch
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.analysis.base_cache import cached_base_parts, store
@@ -21,7 +24,9 @@ from rankedit.core.errors import RankeditError
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, matrix_metrics, rel_update_norm
 from rankedit.analysis.metrics import SCALAR_METRICS
 from rankedit.core.masks import bf16_unchanged, count
-from rankedit.core.modules import as_linear, classify
+from rankedit.core.coverage import coverage, line as coverage_line, matrices_of
+from rankedit.core.modules import as_linear, classify, expert_of, split_key
+from rankedit.analysis.moe import moe_summary
 from rankedit.files.outdir import check_out
 from rankedit.core.threads import hot_path_threads, matrices_at_once, ordered_map
 from rankedit.files.validate import check_inputs
@@ -86,33 +91,42 @@ def analyze(
     check_inputs(ckpts)  # whole and finite before any decomposition (remembered per file)
     model_type = ck0.model_type
 
-    infos = {n: classify(n, ck0.info(n).shape, model_type) for n in names}
-    selected = [n for n in _matrix_names(ck0, names, infos) if pattern is None or pattern.search(n)]
+    infos = {n: classify(n, ck0.info(n).shape, model_type, ck0.config) for n in names}
+    shapes = {n: tuple(ck0.info(n).shape) for n in names}
+    selected = [key for key in matrices_of(shapes, infos) if pattern is None or pattern.search(key)]
     if not selected:
         what = f" matching --modules {modules!r}" if modules else ""
-        raise RankeditError(f"no 2-D attention or MLP matrices{what} in {ck0.path}")
-    selected_set = set(selected)
+        raise RankeditError(f"no 2-D attention, MLP, expert or mixer matrices{what} in {ck0.path}")
+    by_tensor: dict[str, list[str]] = defaultdict(list)
+    for key in selected:
+        by_tensor[split_key(key)[0]].append(key)
 
     params = dict(base=str(base), tuned=str(tuned), other_tuned=None if other_tuned is None else str(other_tuned),
                   k=k, alpha=alpha, atol=atol, q=q, device=device, modules=modules, model_type=model_type)
     rows: list[dict] = []
     unchanged = total = 0
-    short = max(min(ck0.info(n).shape) for n in selected)
+    short = max(min(shapes[split_key(key)[0]][-2:]) for key in selected)
 
-    def one(name: str) -> tuple[int, int, dict | None]:
-        return _one_tensor(name, ck0, ck1, ck2, infos[name] if name in selected_set else None,
+    def one(name: str) -> tuple[int, int, list[dict]]:
+        return _one_tensor(name, ck0, ck1, ck2, infos[name], by_tensor.get(name, []),
                            dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache)
 
     with hot_path_threads("analyze", short):
         done = ordered_map(one, names, matrices_at_once("analyze", short, device))
-        for u, t, row in _progress(done, progress, "analyze", total=len(names)):
+        for u, t, found in _progress(done, progress, "analyze", total=len(names)):
             unchanged += u
             total += t
-            if row is not None:
-                rows.append(row)
+            rows.extend(found)
 
+    cov = coverage(shapes, infos, selected, copied_from=None,
+                   left={key: "not matching --modules" for key in matrices_of(shapes, infos) if key not in set(selected)})
+    logging.getLogger("rankedit").info(coverage_line(cov, "analysed"))
     if out is not None:
         summary = summarize(rows, model_sparsity=unchanged / total if total else math.nan, params=params)
+        summary["coverage"] = cov
+        moe = moe_summary(rows, ck0.config)
+        if moe:
+            summary["moe"] = moe
         with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
             write_jsonl(tmp / ANALYSIS_METRICS, rows)
             (tmp / ANALYSIS_SUMMARY).write_text(dumps(summary) + "\n")
@@ -123,28 +137,37 @@ def analyze(
     return rows
 
 
-def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | None, info, params: dict,
-                device: str, base_cache: bool) -> tuple[int, int, dict | None]:
-    """(entries unchanged in bf16, entries, metrics row or None) of one tensor; ``info`` None: not measured."""
+def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | None, info, keys: list[str],
+                params: dict, device: str, base_cache: bool) -> tuple[int, int, list[dict]]:
+    """(entries unchanged in bf16, entries, metrics rows) of one tensor: a row per matrix of ``keys`` (the
+    tensor itself, or experts of a fused stack; none: not measured)."""
     w0 = ck0.get(name, check_finite=True)
     w1 = ck1.get(name, check_finite=True)
     w2 = ck2.get(name, check_finite=True) if ck2 is not None else None
     unchanged = count(bf16_unchanged(w0, w1)) if w0.is_floating_point() else count(w0 == w1)
-    if info is None:
-        return unchanged, w0.numel(), None
-    a0, a1 = (as_linear(w, info).to(device) for w in (w0, w1))
-    a2 = as_linear(w2, info).to(device) if w2 is not None else None
-    key, base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else (None, None)
-    on_base = (lambda parts: store(key, parts)) if key is not None and base is None else None
-    m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, **params)
-    row = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
-           **_clean(m)}
-    return unchanged, w0.numel(), row
+    rows = []
+    for key in keys:
+        e = split_key(key)[1]
+        pick = (lambda t: t) if e is None else (lambda t: t[e])  # noqa: E731
+        a0, a1 = (as_linear(pick(w), info).to(device) for w in (w0, w1))
+        a2 = as_linear(pick(w2), info).to(device) if w2 is not None else None
+        key_, base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else (None, None)
+        on_base = (lambda parts, c=key_: store(c, parts)) if key_ is not None and base is None else None
+        m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, **params)
+        row = {"name": key, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
+               **_clean(m)}
+        expert = expert_of(key, info)
+        if expert is not None:
+            row["expert"] = expert
+        # ‖ΔW‖², what the MoE shares sum (rankedit.analysis.moe)
+        row["update_norm_sq"] = float(torch.linalg.vector_norm((a1.double() - a0.double())) ** 2)
+        rows.append(row)
+    return unchanged, w0.numel(), rows
 
 
 def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -> list[str]:
-    """The 2-D attention and MLP matrices among ``names`` (what every metric is measured on)."""
-    infos = infos or {n: classify(n, ck.info(n).shape, ck.model_type) for n in names}
+    """The 2-D matrices among ``names`` (attention, MLP, expert, router, shared expert, mixer)."""
+    infos = infos or {n: classify(n, ck.info(n).shape, ck.model_type, ck.config) for n in names}
     return [n for n in names if infos[n].is_matrix and len(ck.info(n).shape) == 2]
 
 

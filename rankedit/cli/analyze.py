@@ -46,5 +46,8 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
                        modules=modules, plots=not no_plots, overwrite=overwrite)
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
     print_summary(summary)
+    from rankedit.core.coverage import line
+
+    click.echo(line(summary["coverage"], "analysed"))
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")

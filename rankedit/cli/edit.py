@@ -26,9 +26,13 @@ def _common_options() -> list:
 
 
 def _report(out) -> None:
+    from rankedit.core.coverage import line
     from rankedit.edits.manifest import read_manifest
 
-    s = read_manifest(out)["summary"]
+    man = read_manifest(out)
+    if man.get("coverage"):
+        click.echo(line(man["coverage"]))
+    s = man["summary"]
     energy = "n/a" if s["energy_kept"] is None else f"{s['energy_kept']:.4f}"
     dens = "" if s.get("density") is None else f", density {s['density']:.4f}"
     click.echo(f"{s['n_matrices']} matrices edited, energy kept {energy}{dens}; written to {out}")
@@ -57,6 +61,9 @@ def _make_command(edit) -> click.Command:
                 raise RankeditError("--artifact replaces only an earlier artifact folder; --overwrite does not apply")
             a = write_artifact(base, list(tuned) if len(tuned) > 1 else tuned[0], edit.name, {**build, **params}, out,
                                device=device, progress=not quiet)
+            from rankedit.core.coverage import line
+
+            click.echo(line(a["coverage"]))
             click.echo(f"{a['kind']} artifact, {a['stored_params']:,} parameters, {a['stored_bytes']:,} bytes; "
                        f"written to {a['path']} (rebuild it with `rankedit apply {a['path']} BASE -o OUT`)")
             return

@@ -30,8 +30,7 @@ import torch
 from safetensors.torch import save_file
 
 from rankedit.files.atomic import atomic_dir
-from rankedit.edits.manifest import build_manifest, matrix_facts, write_manifest
-from rankedit.edits.storage import MatrixSize, Storage
+from rankedit.edits.manifest import build_manifest, write_manifest
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.files.validate import check_output
@@ -66,16 +65,16 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: 
     from rankedit.edits.edit_plan import run_matrices
 
     p = plan.params
-    for name, _, x, res in run_matrices(plan, device, progress, f"{plan.edit.name} factors"):
+    for m in run_matrices(plan, device, progress, f"{plan.edit.name} factors"):
+        res = m.result
         B, A = res.parts["B"], res.parts["A"]
         if p.multiplier != 1:  # α, as Edit.run applies it to the merged edit
             B = B * p.multiplier
-        dt = _factor_dtype(plan.base.info(name).dtype, lora_dtype)
-        size = MatrixSize(tuple(x.dw.shape), dt.itemsize, res.density, res.stored_rank)
-        cost = plan.edit.storage(p, size)
+        dt = _factor_dtype(plan.stored_dtype(m.key), lora_dtype)
         # what this adapter stores: its factors in ``dt`` (the record counts the faithful, float32 ones)
-        facts = matrix_facts(name, x.dw, res, Storage(cost.params, cost.params * dt.itemsize))
-        yield name, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
+        facts = m.facts(plan.edit, p, dt.itemsize)
+        facts["stored_bytes"] = facts["stored_params"] * dt.itemsize
+        yield m.key, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
 
 
 def lora_config(ranks: dict[str, int], fan_in_fan_out: bool):
@@ -95,20 +94,23 @@ def lora_config(ranks: dict[str, int], fan_in_fan_out: bool):
                       fan_in_fan_out=fan_in_fan_out, inference_mode=True)
 
 
-def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False, lora_dtype: str = "source") -> list[dict]:
+def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False, lora_dtype: str = "source",
+                targets: dict | None = None) -> list[dict]:
     """Write the adapter (weights, then adapter_config.json) of a low-rank plan into ``tmp``; return the facts."""
     from rankedit.core.threads import hot_path_threads
     from rankedit.edits.edit_plan import largest_short_side
+    from rankedit.edits.lora_targets import peft_targets
     from rankedit.files.provenance import hub_id_of
 
+    targets = targets or peft_targets(plan)  # every edited matrix is a module PEFT targets, or one line refuses the export
     tensors, facts, ranks = {}, [], {}
     with hot_path_threads("edit", largest_short_side(plan)):
         for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
-            module = name.removesuffix(".weight")
+            module = targets[name]
             tensors[f"base_model.model.{module}.lora_A.weight"] = A
             tensors[f"base_model.model.{module}.lora_B.weight"] = B
             ranks[module] = A.shape[0]
-            facts.append(f)
+            facts.append({**f, "module": module})
     warn_unidentifiable(plan.edit.name, facts)
     save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     cfg = lora_config(ranks, plan.base.model_type == "gpt2")
@@ -118,23 +120,28 @@ def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False,
 
 def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
                 lora_dtype: str = "source") -> Path:
-    from rankedit.edits.edit_plan import inputs_record, input_paths, record_params, start_hashing
+    from rankedit.edits.edit_plan import inputs_record, input_paths, plan_coverage, record_params, start_hashing, state_coverage
 
     if plan.edit.artifact_for(plan.params) != "lora":
         raise RankeditError(f"--as-lora exports low-rank edits only (rank-k, rank-auto), not {plan.edit.name}")
     if plan.params.rest != "base":
         raise RankeditError("--as-lora keeps the base's non-matrix tensors; --rest tuned cannot be written as a LoRA adapter")
     _factor_dtype("float32", lora_dtype)  # an unknown --lora-dtype fails before any work
+    from rankedit.edits.lora_targets import peft_targets
+
+    targets = peft_targets(plan)  # a family PEFT cannot load the adapter of is refused before any work
     out = Path(out)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
         with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
-            facts = lora_folder(plan, tmp, device=device, progress=progress, lora_dtype=lora_dtype)
+            facts = lora_folder(plan, tmp, device=device, progress=progress, lora_dtype=lora_dtype, targets=targets)
             check_output(tmp, out)  # whole and finite before it is renamed into place
             hashes = {p: f.result() for p, f in hashing.items()}
-            numels = {n: plan.base.info(n).numel for n in plan.matrices}
+            numels = {n: plan.numel(n) for n in plan.matrices}
             params = {**record_params(plan, True), "lora_dtype": lora_dtype}
             manifest = build_manifest(plan.edit.name, None, params, inputs_record(plan, hashes),
                                       facts, numels)
+            manifest["coverage"] = plan_coverage(plan, "base")  # the adapter leaves every other tensor to the base
+            state_coverage(manifest["coverage"])
             write_manifest(tmp, manifest)
     return out

@@ -16,9 +16,10 @@ parameters on the non-base models:
 and ``model_type`` (shared), used to recognise GPT-2's transposed Conv1D weights.
 
 The adapter below is the only impure part: it picks the matrices to edit with
-``rankedit.core.modules.classify`` (2-D attention/MLP weights; everything else follows
-``rest``), converts to float32 and (out, in) layout, calls the pure edit and
-converts back. Per-matrix facts (energy kept, mask density, rank kept) are
+``rankedit.core.modules.classify`` (attention, MLP, expert, router, shared-expert and mixer
+matrices, those of the plan's ``Road`` where a build set one; everything else follows
+``rest``) and hands each to ``rankedit.edits.matrix_edit.edit_tensor``, the one road of a
+matrix's edit (inputs, dtype, layout, seed, work ahead). Per-matrix facts (energy kept, mask density, rank kept) are
 recorded (with the edit's storage cost) through a side channel, ``collect_facts()``: a lock-protected dict that
 the adapter fills while a build is collecting, so no second pass over the
 weights is needed.
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import replace
 from typing import Any, Iterator, Optional
 
 import torch
@@ -43,11 +43,9 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 
-from rankedit.edits.ahead import take
-from rankedit.edits.manifest import matrix_facts
-from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
-from rankedit.edits.storage import MatrixSize
-from rankedit.core.modules import as_linear, classify, from_linear
+from rankedit.edits.matrix_edit import current_road, edit_tensor
+from rankedit.edits.registry import EDITS, Edit
+from rankedit.core.modules import classify, matrix_keys
 
 PREFIX = "rankedit_"
 STRUCTURAL = {"steps", "mask_from", "accuracies"}  # pydantic fields that mergekit passes per input instead
@@ -78,7 +76,7 @@ def collect_facts() -> Iterator[dict[str, dict]]:
             _facts = None
 
 
-def _record(name: str, item: dict) -> None:
+def record_fact(name: str, item: dict) -> None:
     with _lock:
         if _facts is not None:
             _facts[name] = item
@@ -102,8 +100,12 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
     if len(others) > 1:
         raise ValueError(f"at most one model may have role {ROLE_MASK_FROM}")
 
-    info = classify(name, tuple(base.shape), model_type)
-    if not (info.is_matrix and base.ndim == 2):
+    road = current_road()
+    info = classify(name, tuple(base.shape), model_type, road.config)
+    keys = matrix_keys(name, tuple(base.shape), info) if info.is_matrix else []
+    if road.matrices is not None:  # a plan's: the matrices it edits (a router below k is left to rest)
+        keys = [k for k in keys if k in road.matrices]
+    if not keys:
         return base if shared.get("rest", "base") == "base" else tuned[-1].tensor
 
     params = dict(shared)
@@ -117,19 +119,11 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         if any(a is not None for a in accs):
             params["accuracies"] = accs
     p = edit.params(**params)
-
-    dtype = torch.float64 if base.dtype == torch.float64 else torch.float32
-    lin = lambda t: as_linear(t.to(dtype), info)  # noqa: E731
-    x = MatrixInputs(
-        w0=lin(base), tuned=tuple(lin(e.tensor) for e in tuned), steps=steps,
-        other=lin(others[0].tensor) if others else None, seed=matrix_seed(p.seed, name),
-    )
-    if edit.ahead is not None:  # its decomposition, when it was done beside the merge (rankedit.edits.ahead)
-        x = replace(x, ahead=take(name, x))
-    res = edit.run(x, p)
-    size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
-    _record(name, matrix_facts(name, x.dw, res, edit.storage(p, size)))
-    return from_linear(res.weight if res.weight is not None else x.w0 + res.delta, info).to(base.dtype)
+    out, done = edit_tensor(edit, p, road, name, info, base, [e.tensor for e in tuned],
+                            others[0].tensor if others else None)
+    for m in done:
+        record_fact(m.key, m.facts(edit, p, base.element_size()))
+    return out
 
 
 def _spec_for(edit: Edit) -> MergeMethodSpec:
