@@ -100,6 +100,9 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
     if not every:
         raise RankeditError(f"{base_ck.path}: no 2-D attention, MLP, expert or mixer matrices recognised "
                             f"(model_type {model_type!r}; {_unplaced(infos)})")
+    if edit.needs is not None and not any(infos[split_key(key)[0]].kind == edit.needs for key in every):
+        raise RankeditError(f"{method} needs a mixture-of-experts checkpoint: no {edit.needs} matrix recognised in "
+                            f"{base_ck.path} (model_type {model_type!r})")
     short = lambda key: min(shapes[split_key(key)[0]][-2:])  # noqa: E731
     k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
     # a router or a shared expert's gate has a row per expert (or one): below k it is left to --rest, and said

@@ -151,6 +151,7 @@ class Edit:
     # parameters and {matrix: (MatrixPlace, ‖ΔW‖²)} of every edited matrix, {matrix: value} handed to the
     # edit as ``x.across``; None: each matrix on its own
     across: Optional[Callable[[EditParams, Mapping[str, tuple[MatrixPlace, float]]], Mapping[str, Any]]] = None
+    needs: Optional[str] = None  # a kind of matrix (rankedit.core.modules) the checkpoint must hold: "expert", "router"
 
     def artifact_for(self, params: EditParams) -> str:
         return self.artifact(params) if callable(self.artifact) else self.artifact
