@@ -25,7 +25,7 @@ from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, D
 from rankedit.analysis.metrics import SCALAR_METRICS
 from rankedit.core.masks import bf16_unchanged, count
 from rankedit.core.coverage import coverage, line as coverage_line, matrices_of
-from rankedit.core.modules import as_linear, classify, expert_of, split_key
+from rankedit.core.modules import EXPERT, as_linear, classify, expert_of, split_key
 from rankedit.analysis.moe import moe_summary
 from rankedit.files.outdir import check_out
 from rankedit.core.threads import hot_path_threads, matrices_at_once, ordered_map
@@ -62,6 +62,7 @@ def analyze(
     plots: bool = True,
     overwrite: bool = False,
     base_cache: bool = True,
+    routing_prompts: str | Path | None = None,
 ) -> list[dict]:
     """Measure every 2-D attention/MLP matrix of the update; optionally write OUT.
 
@@ -69,6 +70,8 @@ def analyze(
     writes ``metrics.jsonl``, ``summary.json`` and PNG plots, atomically. An
     existing ``out`` is replaced only when it is an earlier analysis holding
     nothing else (``rankedit.files.outdir``), or with ``overwrite``.
+    ``routing_prompts``: a text file, one prompt a line: for an MoE, the routing flip rate of base vs
+    tuned on them goes into the summary (``rankedit.analysis.routing``; both models are loaded).
     ``base_cache``: take W0's decompositions from ``rankedit.analysis.base_cache`` (and keep
     them there), so that further runs tuned from the same base skip them.
     """
@@ -88,6 +91,7 @@ def analyze(
     inputs = [ck.path for ck in ckpts]
     if out is not None:  # before the work, not after it
         check_out(out, "analyze", inputs, overwrite)
+    prompts = _read_prompts(routing_prompts) if routing_prompts is not None else None
     check_inputs(ckpts)  # whole and finite before any decomposition (remembered per file)
     model_type = ck0.model_type
 
@@ -97,6 +101,8 @@ def analyze(
     if not selected:
         what = f" matching --modules {modules!r}" if modules else ""
         raise RankeditError(f"no 2-D attention, MLP, expert or mixer matrices{what} in {ck0.path}")
+    if prompts is not None and not any(i.kind == EXPERT for i in infos.values()):
+        raise RankeditError(f"--routing-prompts: {ck0.path} is not a mixture-of-experts model (no expert matrices)")
     by_tensor: dict[str, list[str]] = defaultdict(list)
     for key in selected:
         by_tensor[split_key(key)[0]].append(key)
@@ -126,6 +132,8 @@ def analyze(
         summary["coverage"] = cov
         moe = moe_summary(rows, ck0.config)
         if moe:
+            if prompts is not None:
+                moe["routing"] = _routing(ck0, ck1, prompts, moe["experts_per_token"] or 1)
             summary["moe"] = moe
         with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
             write_jsonl(tmp / ANALYSIS_METRICS, rows)
@@ -133,7 +141,7 @@ def analyze(
             if plots:
                 from rankedit.analysis.plots import analysis_plots
 
-                analysis_plots(rows, tmp)
+                analysis_plots(rows, tmp, moe=summary.get("moe"))
     return rows
 
 
@@ -163,6 +171,27 @@ def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | N
         row["update_norm_sq"] = float(torch.linalg.vector_norm((a1.double() - a0.double())) ** 2)
         rows.append(row)
     return unchanged, w0.numel(), rows
+
+
+def _read_prompts(path) -> list[str]:
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise RankeditError(f"--routing-prompts: cannot read {path} ({e.__class__.__name__})") from None
+    if not lines:
+        raise RankeditError(f"--routing-prompts: {path} holds no prompt (one a line)")
+    return lines
+
+
+def _routing(ck0: Checkpoint, ck1: Checkpoint, prompts: list[str], k: int) -> dict:
+    """Base vs tuned routing on the prompts, tokenized with the base's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from rankedit.analysis.routing import routing_flips
+
+    tok = AutoTokenizer.from_pretrained(str(ck0.path), trust_remote_code=False)
+    ids = [tok(p)["input_ids"] for p in prompts]
+    return routing_flips(ck0.path, ck1.path, [i for i in ids if i], k)
 
 
 def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -> list[str]:

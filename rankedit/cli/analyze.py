@@ -19,9 +19,11 @@ from rankedit.core.names import ANALYSIS_SUMMARY
 @click.option("--q", default=DEFAULT_Q, show_default=True, help="Top-q fraction of |dW| for the precision-free overlap control.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: where the SVDs run.")
 @click.option("--modules", default=None, metavar="REGEX", help="Only analyse tensors whose name matches REGEX (e.g. 'mlp|o_proj').")
+@click.option("--routing-prompts", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="MoE: a text file, one prompt a line; adds the routing flip rate of base vs tuned (loads both models).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
-def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, no_plots, overwrite):
+def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, overwrite):
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
 
     BASE and TUNED are Hugging Face checkpoint directories (safetensors) or Hub
@@ -43,7 +45,8 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
     from pathlib import Path
 
     rows = run_analyze(base, tuned, out, other_tuned=other_tuned, k=k, alpha=alpha, atol=atol, q=q, device=device,
-                       modules=modules, plots=not no_plots, overwrite=overwrite)
+                       modules=modules, plots=not no_plots, overwrite=overwrite,
+                       routing_prompts=routing_prompts)
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
     print_summary(summary)
     from rankedit.core.coverage import line

@@ -163,6 +163,18 @@ def classify(name: str, shape: tuple[int, ...] = (), model_type: str = "",
     return ModuleInfo(OTHER, parent or leaf, layer)
 
 
+def loaded_names(module: str) -> list[str]:
+    """The names a module saved as ``module`` may have in the model transformers loads: itself, without
+    a multimodal checkpoint's language-model prefix, Nemotron-H's ``backbone.`` as ``model.``."""
+    out = [module]
+    for p in LANGUAGE_PREFIXES:
+        if module.startswith(p):
+            out.append(("model." if p != "language_model." else "") + module[len(p):])
+    if module.startswith("backbone."):
+        out.append("model." + module[len("backbone."):])
+    return out
+
+
 # ---- matrices: a 2-D tensor is one, a fused expert stack is E ------------------------------------
 
 def matrix_key(name: str, expert: int | None = None) -> str:

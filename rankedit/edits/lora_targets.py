@@ -15,7 +15,7 @@ when it is an ``nn.Linear`` (or GPT-2's ``Conv1D``) there. Refused:
 from __future__ import annotations
 
 from rankedit.core.errors import RankeditError
-from rankedit.core.modules import split_key
+from rankedit.core.modules import loaded_names, split_key
 
 
 def _meta_model(path):
@@ -55,7 +55,7 @@ def peft_targets(plan) -> dict[str, str]:
     out, missing = {}, []
     for key in plan.matrices:
         name = key.removesuffix(".weight")
-        found = next((c for c in _candidates(name) if isinstance(modules.get(c), linear)), None)
+        found = next((c for c in loaded_names(name) if isinstance(modules.get(c), linear)), None)
         if found is None:
             missing.append(name)
         else:
@@ -66,18 +66,6 @@ def peft_targets(plan) -> dict[str, str]:
         raise RankeditError(f"--as-lora: {family}: {len(missing)} edited matrices have no module PEFT can target "
                             f"(e.g. {missing[0]}: {why}); write a merged checkpoint or an --artifact")
     _peft_refusals(plan, model, out)
-    return out
-
-
-def _candidates(name: str) -> list[str]:
-    from rankedit.core.modules import LANGUAGE_PREFIXES
-
-    out = [name]
-    for p in LANGUAGE_PREFIXES:
-        if name.startswith(p):
-            out.append(("model." if p != "language_model." else "") + name[len(p):])
-    if name.startswith("backbone."):  # Nemotron-H saves backbone.*, loads model.*
-        out.append("model." + name[len("backbone."):])
     return out
 
 
