@@ -21,6 +21,7 @@ from rankedit.edits.artifact import write_artifact
 from rankedit.edits.registry import MatrixInputs, matrix_seed
 from rankedit.files.checkpoint import Checkpoint
 from rankedit.testing import families
+from clirun import run_cli  # tests/ is on sys.path (no package)
 
 # family -> (matrices: attention + mlp + experts (a fused stack counts E) + routers + shared + mixers, by kind)
 EXPECTED = {
@@ -133,3 +134,31 @@ def test_family_analyze_edits_lora_artifact(family, family_pairs, tmp_path):
     apply_artifact(tmp_path / "art", base, tmp_path / "applied", progress=False)
     rebuilt, signed = _tensors(tmp_path / "applied"), _tensors(tmp_path / "sign")
     assert set(rebuilt) == set(signed) and all(torch.equal(rebuilt[n], signed[n]) for n in signed)
+
+
+@pytest.mark.parametrize("family", ["deepseek_v3", "nemotron_h"])
+def test_a_plain_mergekit_yaml_that_would_corrupt_the_model_is_refused(family, family_pairs, tmp_path, capsys):
+    import yaml
+
+    base, tuned = family_pairs[family]
+    cfg = tmp_path / "merge.yaml"
+    cfg.write_text(yaml.safe_dump({"merge_method": "task_arithmetic", "base_model": str(base), "dtype": "bfloat16",
+                                   "models": [{"model": str(tuned), "parameters": {"weight": 1.0}}]}))
+    code, out, err = run_cli(["edit", "--config", cfg, "-o", tmp_path / "out"], capsys)
+    assert code != 0 and err.startswith("error: ") and "mergekit cannot merge" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_states_coverage_and_warns_of_trained_weights_left_at_base(family_pairs, tmp_path, capsys, caplog):
+    import logging
+
+    base, tuned = family_pairs["gpt_oss"]
+    with caplog.at_level(logging.WARNING, logger="rankedit"):  # the rankedit logger's warnings go to stderr
+        code, out, _ = run_cli(["edit", "rank-k", base, tuned, "--k", "1", "-o", tmp_path / "e", "--quiet"], capsys)
+    err = " ".join(r.getMessage() for r in caplog.records)
+    assert code == 0
+    assert "coverage: 26 matrices edited (8 attention, 16 expert, 2 router) in 14 tensors" in out
+    assert "copied as they are from base" in out and "0 not placed" in out
+    assert "weights that this output holds at BASE" in err and "down_proj_bias" in err  # GPT-OSS's expert biases
+    code, out, _ = run_cli(["analyze", base, tuned, "-o", tmp_path / "a", "--no-plots"], capsys)
+    assert code == 0 and "coverage: 26 matrices analysed" in out
