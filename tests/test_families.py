@@ -162,3 +162,28 @@ def test_the_cli_states_coverage_and_warns_of_trained_weights_left_at_base(famil
     assert "weights that this output holds at BASE" in err and "down_proj_bias" in err  # GPT-OSS's expert biases
     code, out, _ = run_cli(["analyze", base, tuned, "-o", tmp_path / "a", "--no-plots"], capsys)
     assert code == 0 and "coverage: 26 matrices analysed" in out
+
+
+def test_an_unknown_family_works_where_names_allow_and_names_what_it_cannot_place(tiny_pair, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    pair = []
+    for side, src in zip(("base", "tuned"), tiny_pair):
+        dst = tmp_path / side
+        shutil.copytree(src, dst)
+        cfg = json.loads((dst / "config.json").read_text())
+        (dst / "config.json").write_text(json.dumps(dict(cfg, model_type="mystery", architectures=["MysteryForCausalLM"])))
+        t = load_file(str(dst / "model.safetensors"))
+        t["model.layers.0.mlp.strange.weight"] = torch.full((8, 8), 1.0 if side == "base" else 2.0)
+        save_file(t, str(dst / "model.safetensors"), metadata={"format": "pt"})
+        pair.append(dst)
+    code, out, _ = run_cli(["analyze", *pair, "-o", tmp_path / "an", "--no-plots"], capsys)
+    assert code == 0 and "1 not placed (model.layers.0.mlp.strange.weight)" in out
+    code, out, _ = run_cli(["edit", "rank-k", *pair, "--k", "1", "-o", tmp_path / "e", "--quiet"], capsys)
+    assert code == 0 and "1 not placed (model.layers.0.mlp.strange.weight)" in out
+    man = read_manifest(tmp_path / "e")
+    assert man["writer"]["route"] == "streamed" and "transformers cannot read its config" in man["writer"]["reason"]
+    assert man["coverage"]["trained_left_at_base"] == ["model.layers.0.mlp.strange.weight"]
+    assert man["coverage"]["by_kind"] == {"attention": 8, "mlp": 6}
