@@ -34,11 +34,12 @@ EXPECTED = {
     "falcon_h1": {"attention": 8, "mixer": 4, "mlp": 6},
     "nemotron_h": {"attention": 4, "mixer": 2, "mlp": 2},
 }
-# --as-lora: the adapter PEFT loads, or the one-line refusal naming the family and the reason
+# --as-lora: the adapter PEFT loads (GPT-OSS's fused experts through PEFT's target_parameters), or the one-line
+# refusal naming the family and the reason
 LORA_REFUSED = {
     "qwen3_moe": "transformers loads its experts fused", "deepseek_v3": "transformers loads its experts fused",
-    "qwen3_next": "transformers loads its experts fused", "gpt_oss": "stores its experts fused",
-    "granitemoehybrid": "stores its experts fused", "falcon_h1": "PEFT refuses LoRA on a Mamba block's out_proj",
+    "qwen3_next": "transformers loads its experts fused",
+    "granitemoehybrid": "loads its fused experts under other names", "falcon_h1": "PEFT refuses LoRA on a Mamba block's out_proj",
     "nemotron_h": "PEFT refuses LoRA on a Mamba block's out_proj",
 }
 EDIT_PARAMS = {"rank-k": {"k": 1}, "off-principal": {"k": 4}, "sign": {}, "mask": {"source": "magnitude", "density": 0.1}}
@@ -128,6 +129,11 @@ def test_family_analyze_edits_lora_artifact(family, family_pairs, tmp_path):
     else:
         build_edit("rank-k", base, tuned, tmp_path / "lora", k=1, as_lora=True, lora_dtype="float32")
         torch.testing.assert_close(_logits(base, tmp_path / "lora"), merged, rtol=0, atol=2e-2)
+        # its artifact is the same adapter (fused experts in PEFT's target_parameters layout), applied bit for bit
+        write_artifact(base, tuned, "rank-k", {"k": 1}, tmp_path / "lora-art", progress=False)
+        apply_artifact(tmp_path / "lora-art", base, tmp_path / "lora-applied", progress=False)
+        rebuilt, want = _tensors(tmp_path / "lora-applied"), _tensors(tmp_path / "rank-k")
+        assert all(torch.equal(rebuilt[n], want[n]) for n in want)
 
     a = write_artifact(base, tuned, "sign", {}, tmp_path / "art", progress=False)
     assert a["coverage"]["matrices"] == sum(EXPECTED[family].values())

@@ -104,6 +104,9 @@ def rebuild(name: str, t: dict, base: Checkpoint, payload, device: str, w0: torc
         module = t.get("module") or name.removesuffix(".weight")
         A = payload.get_tensor(f"base_model.model.{module}.lora_A.weight")
         B = payload.get_tensor(f"base_model.model.{module}.lora_B.weight")
+        if t.get("expert") is not None:  # one expert of a target parameter, as PEFT's ParamWrapper reads it
+            r, n = t["rank"], t["experts"]
+            A, B = A.reshape(n, r, -1)[t["expert"]], B.reshape(B.shape[0], r, n)[:, :, t["expert"]]
         info = classify(tensor_name, tuple(base.info(tensor_name).shape), base.model_type, base.config)
         cdt = compute_dtype(t["dtype"])
         w = as_linear(w0.to(device=device, dtype=cdt), info) + B.to(device=device, dtype=cdt) @ A.to(device=device, dtype=cdt)

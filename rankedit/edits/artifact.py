@@ -101,15 +101,22 @@ def _write_lora(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
     facts = lora_folder(plan, tmp, device=device, progress=progress,
                         lora_dtype="source" if set(exact.values()) == {"source"} else "float32")
     # the module PEFT targets is recorded where it is not the tensor's name (a multimodal checkpoint's prefix)
-    tensors = {f["name"]: _tensor_record(plan, f["name"], layout="lora",
-                                         **({"module": f["module"]} if f["module"] != f["name"].removesuffix(".weight")
-                                            else {})) for f in facts}
+    tensors = {f["name"]: _tensor_record(plan, f["name"], layout="lora", **_where(f)) for f in facts}
     stored = sum(f["stored_bytes"] for f in facts)
     head = _head(plan, "peft-lora", tmp / ADAPTER_WEIGHTS, tensors, sum(f["stored_params"] for f in facts), stored)
     on_disk = _payload_on_disk(tmp / ADAPTER_WEIGHTS)
     if on_disk != stored:
         raise RankeditError(f"internal: the adapter holds {on_disk} bytes, its storage record says {stored}")
     return head
+
+
+def _where(f: dict) -> dict:
+    """Where the adapter holds a matrix's factors, where its tensor's name does not say it: the module PEFT
+    targets (a multimodal checkpoint's prefix), and for a target parameter its rank, expert and expert count."""
+    out = {k: f[k] for k in ("expert", "experts", "rank") if f.get(k) is not None}
+    if f["module"] != f["name"].removesuffix(".weight") or out:
+        out["module"] = f["module"]
+    return out
 
 
 def _write_delta(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:

@@ -77,21 +77,24 @@ def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: 
         yield m.key, A.to(dt).cpu().contiguous(), B.to(dt).cpu().contiguous(), facts
 
 
-def lora_config(ranks: dict[str, int], fan_in_fan_out: bool):
+def lora_config(ranks: dict[str, int], fan_in_fan_out: bool, params: dict[str, int] | None = None):
     """PEFT's ``LoraConfig`` for factors of these ranks (module name -> rank): r is the commonest rank (the
     smallest of equally common ones), ``rank_pattern`` / ``alpha_pattern`` name every module of another,
     and each alpha is its rank, so PEFT's scaling alpha/r is 1. A full module name is a pattern that
-    matches only itself (PEFT matches ``(.*\\.)?NAME$``)."""
+    matches only itself (PEFT matches ``(.*\\.)?NAME$``). ``params`` (parameter name -> rank): PEFT's
+    ``target_parameters``, all at r, the largest of their ranks (factors of a smaller one are padded with
+    zeros, which add nothing): a pattern would name their module, not the parameter."""
     from collections import Counter
 
     from peft import LoraConfig
 
     counts = Counter(ranks.values())
-    r = min(counts, key=lambda k: (-counts[k], k))
+    r = max(params.values()) if params else min(counts, key=lambda k: (-counts[k], k))
     pattern = {m: k for m, k in sorted(ranks.items()) if k != r}
+    extra = {"target_parameters": sorted(params)} if params else {}
     return LoraConfig(r=r, lora_alpha=r, rank_pattern=pattern, alpha_pattern=dict(pattern), lora_dropout=0.0,
                       bias="none", task_type="CAUSAL_LM", target_modules=sorted(ranks),
-                      fan_in_fan_out=fan_in_fan_out, inference_mode=True)
+                      fan_in_fan_out=fan_in_fan_out, inference_mode=True, **extra)
 
 
 def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False, lora_dtype: str = "source",
@@ -102,20 +105,53 @@ def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False,
     from rankedit.edits.lora_targets import peft_targets
     from rankedit.files.provenance import hub_id_of
 
-    targets = targets or peft_targets(plan)  # every edited matrix is a module PEFT targets, or one line refuses the export
+    targets = targets or peft_targets(plan)  # every edited matrix has a place in PEFT, or one line refuses the export
     tensors, facts, ranks = {}, [], {}
+    on_params: dict[str, dict] = {}  # parameter -> {expert or None: (A, B)}: PEFT's target_parameters
     with hot_path_threads("edit", largest_short_side(plan)):
         for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
-            module = targets[name]
-            tensors[f"base_model.model.{module}.lora_A.weight"] = A
-            tensors[f"base_model.model.{module}.lora_B.weight"] = B
-            ranks[module] = A.shape[0]
-            facts.append({**f, "module": module})
+            t = targets[name]
+            if t.param:
+                on_params.setdefault(t.name, {})[t.expert] = (A, B)
+                facts.append({**f, "module": t.name, "expert": t.expert})
+                continue
+            tensors[f"base_model.model.{t.name}.lora_A.weight"] = A
+            tensors[f"base_model.model.{t.name}.lora_B.weight"] = B
+            ranks[t.name] = A.shape[0]
+            facts.append({**f, "module": t.name})
     warn_unidentifiable(plan.edit.name, facts)
+    params = {p: max(a.shape[0] for a, _ in by_e.values()) for p, by_e in on_params.items()}
+    cfg = lora_config(ranks, plan.base.model_type == "gpt2", params)
+    if on_params:
+        from rankedit.edits.lora_targets import wrapper_names
+
+        wrapped = wrapper_names(cfg, plan.base.path)
+        for p, by_e in on_params.items():
+            A, B = param_factors(by_e, cfg.r)
+            tensors[f"base_model.model.{wrapped[p]}.lora_A.weight"] = A
+            tensors[f"base_model.model.{wrapped[p]}.lora_B.weight"] = B
+        for f in facts:
+            if f.get("expert", None) is not None or f["module"] in on_params:
+                f.update(module=wrapped[f["module"]], rank=cfg.r, experts=len(on_params[f["module"]]))
     save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    cfg = lora_config(ranks, plan.base.model_type == "gpt2")
     (tmp / ADAPTER_CONFIG).write_text(adapter_config(cfg, hub_id_of(str(plan.base.path))))
     return facts
+
+
+def param_factors(by_expert: dict, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One target parameter's ``lora_A`` (E·r × in) and ``lora_B`` (out × r·E) from each expert's factors A_e
+    (k × in), B_e (out × k), k ≤ r padded with zeros, laid out as PEFT's ``ParamWrapper`` reads them:
+    A reshaped (E, r, in), B reshaped (out, r, E); a 2-D parameter (``None``: no expert) is A (r × in), B (out × r)."""
+    def pad(A, B):
+        k = A.shape[0]
+        return (torch.cat([A, A.new_zeros(r - k, A.shape[1])]), torch.cat([B, B.new_zeros(B.shape[0], r - k)], dim=1))
+
+    if list(by_expert) == [None]:
+        return pad(*by_expert[None])
+    padded = [pad(*by_expert[e]) for e in sorted(by_expert)]
+    A = torch.cat([a for a, _ in padded])  # (E r, in): expert-major
+    B = torch.stack([b for _, b in padded], dim=2).reshape(padded[0][1].shape[0], -1)  # (out, r, E) -> (out, r E)
+    return A.contiguous(), B.contiguous()
 
 
 def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,

@@ -6,13 +6,19 @@ off, no weight read), so a target is named as PEFT will find it: a multimodal ch
 ``model.language_model.layers...`` is ``model.layers...`` in the causal LM. A matrix is a target
 when it is an ``nn.Linear`` (or GPT-2's ``Conv1D``) there. Refused:
 
-- experts that transformers holds fused as 3-D parameters (Qwen3-MoE and DeepSeek-V3 save one 2-D
-  tensor per expert but load them fused; GPT-OSS and Granite store them fused): a per-module
-  adapter has no module to attach to;
+- experts that transformers loads fused as 3-D parameters while the checkpoint saves one 2-D tensor
+  per expert (Qwen3-MoE, DeepSeek-V3, Qwen3-Next), or under other names (Granite-4.0-H): the
+  adapter would have to fuse or rename them. Where the checkpoint's fused stack is the loaded
+  parameter itself (GPT-OSS), PEFT's ``target_parameters`` takes it: expert e's factors are rows
+  ``e·r ... e·r + r - 1`` of ``lora_A`` and columns ``j·E + e`` of ``lora_B``, as PEFT's
+  ``ParamWrapper`` reads them; a router that is not a linear module is a 2-D target parameter;
 - what PEFT itself refuses (LoRA on a Mamba block's ``out_proj`` in Falcon-H1 and Nemotron-H).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import loaded_names, split_key
@@ -30,21 +36,27 @@ def _meta_model(path):
             return AutoModelForCausalLM.from_config(config, trust_remote_code=False)
 
 
-def peft_targets(plan) -> dict[str, str]:
-    """matrix -> the module name PEFT targets for it in the loaded model; RankeditError if one has none."""
+@dataclass(frozen=True)
+class Target:
+    """Where PEFT puts one matrix's factors: a linear module, or a parameter (``target_parameters``): a
+    2-D weight of a module that is not linear (a router), or expert ``expert`` of a fused 3-D stack."""
+
+    name: str  # the module's name, or the parameter's full name
+    param: bool = False
+    expert: Optional[int] = None
+
+
+def peft_targets(plan) -> dict[str, Target]:
+    """matrix -> where PEFT targets it in the loaded model; RankeditError (one line) if one has no place."""
     import torch.nn as nn
 
     family = plan.base.model_type
-    fused = [k for k in plan.matrices if split_key(k)[1] is not None]
-    if fused:
-        raise RankeditError(f"--as-lora: {family} stores its experts fused as 3-D tensors ({split_key(fused[0])[0]}), "
-                            "which a per-module LoRA adapter cannot hold; write a merged checkpoint or an --artifact")
     try:
         model = _meta_model(plan.base.path)
     except Exception as e:  # noqa: BLE001 - transformers' own refusal, as one line
         raise RankeditError(f"--as-lora: transformers cannot lay out {family} from its config "
                             f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
-    modules = dict(model.named_modules())
+    modules, params = dict(model.named_modules()), dict(model.named_parameters())
     linear = (nn.Linear,)
     try:
         from transformers.pytorch_utils import Conv1D
@@ -54,18 +66,47 @@ def peft_targets(plan) -> dict[str, str]:
         pass
     out, missing = {}, []
     for key in plan.matrices:
-        name = key.removesuffix(".weight")
-        found = next((c for c in loaded_names(name) if isinstance(modules.get(c), linear)), None)
+        name, e = split_key(key)
+        shape = tuple(plan.base.info(name).shape)
+        found = None
+        if e is None:
+            module = next((c for c in loaded_names(name.removesuffix(".weight")) if isinstance(modules.get(c), linear)), None)
+            found = Target(module) if module is not None else None
+        if found is None:  # a parameter of the same name and shape: PEFT's target_parameters
+            param = next((c for c in loaded_names(name) if c in params and tuple(params[c].shape) == shape), None)
+            found = Target(param, param=True, expert=e) if param is not None else None
         if found is None:
-            missing.append(name)
+            missing.append((name, e))
         else:
             out[key] = found
     if missing:
-        why = ("transformers loads its experts fused as 3-D parameters" if any(".experts." in m for m in missing)
-               else "they are not linear modules of the model transformers loads")
-        raise RankeditError(f"--as-lora: {family}: {len(missing)} edited matrices have no module PEFT can target "
-                            f"(e.g. {missing[0]}: {why}); write a merged checkpoint or an --artifact")
-    _peft_refusals(plan, model, out)
+        name, e = missing[0]
+        why = ("transformers loads its fused experts under other names or shapes" if e is not None else
+               "transformers loads its experts fused as 3-D parameters" if ".experts." in name
+               else "not a linear module or a parameter of the model transformers loads")
+        raise RankeditError(f"--as-lora: {family}: {len(missing)} edited matrices have no module or parameter PEFT "
+                            f"can target (e.g. {name}: {why}); write a merged checkpoint or an --artifact")
+    _peft_refusals(plan, model, {k: t.name for k, t in out.items() if not t.param})
+    return out
+
+
+def wrapper_names(config, model_path) -> dict[str, str]:
+    """parameter's full name -> the module PEFT's ``ParamWrapper`` for it has in the adapter's state dict (two
+    parameters of one module nest: the first is wrapped inside the second, ``...experts.base_layer``)."""
+    import torch
+    from peft import get_peft_model
+    from peft.tuners.lora.layer import ParamWrapper
+
+    model = _meta_model(model_path)
+    with torch.device("meta"):
+        peft_model = get_peft_model(model, config)
+    out = {}
+    for path, mod in peft_model.named_modules():
+        if isinstance(mod, ParamWrapper):
+            owner = path.removeprefix("base_model.model.")
+            while owner.endswith(".base_layer"):
+                owner = owner.removesuffix(".base_layer")
+            out[f"{owner}.{mod.parameter_name}"] = path.removeprefix("base_model.model.")
     return out
 
 
