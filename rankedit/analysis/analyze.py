@@ -124,8 +124,9 @@ def analyze(
             total += t
             rows.extend(found)
 
+    chosen = set(selected)
     cov = coverage(shapes, infos, selected, copied_from=None,
-                   left={key: "not matching --modules" for key in matrices_of(shapes, infos) if key not in set(selected)})
+                   left={key: "not matching --modules" for key in matrices_of(shapes, infos) if key not in chosen})
     logging.getLogger("rankedit").info(coverage_line(cov, "analysed"))
     if out is not None:
         summary = summarize(rows, model_sparsity=unchanged / total if total else math.nan, params=params)
