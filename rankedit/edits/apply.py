@@ -107,6 +107,9 @@ def rebuild(name: str, t: dict, base: Checkpoint, payload, device: str, w0: torc
         if t.get("expert") is not None:  # one expert of a target parameter, as PEFT's ParamWrapper reads it
             r, n = t["rank"], t["experts"]
             A, B = A.reshape(n, r, -1)[t["expert"]], B.reshape(B.shape[0], r, n)[:, :, t["expert"]]
+        if "cols" in t:  # its own factors among those of the parameter (the rest: padding, other parts)
+            (r0, r1), (c0, c1) = t["rows"], t["cols"]
+            A, B = A[c0:c1], B[r0:r1, c0:c1]
         info = classify(tensor_name, tuple(base.info(tensor_name).shape), base.model_type, base.config)
         cdt = compute_dtype(t["dtype"])
         w = as_linear(w0.to(device=device, dtype=cdt), info) + B.to(device=device, dtype=cdt) @ A.to(device=device, dtype=cdt)

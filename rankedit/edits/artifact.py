@@ -105,7 +105,12 @@ def _write_lora(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
     stored = sum(f["stored_bytes"] for f in facts)
     head = _head(plan, "peft-lora", tmp / ADAPTER_WEIGHTS, tensors, sum(f["stored_params"] for f in facts), stored)
     on_disk = _payload_on_disk(tmp / ADAPTER_WEIGHTS)
-    if on_disk != stored:
+    padded = any(f.get("rank") is not None for f in facts)  # target parameters: zeros PEFT's layout needs
+    if padded and on_disk > stored:
+        # the matrices' own factors are what the edit costs; the zeros of the layout (a smaller rank padded to
+        # the parameter's r, gate's and up's factors side by side on the fused gate_up) are stated apart
+        head["stored_bytes"], head["padding_bytes"] = on_disk, on_disk - stored
+    elif on_disk != stored:
         raise RankeditError(f"internal: the adapter holds {on_disk} bytes, its storage record says {stored}")
     return head
 
@@ -113,7 +118,7 @@ def _write_lora(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
 def _where(f: dict) -> dict:
     """Where the adapter holds a matrix's factors, where its tensor's name does not say it: the module PEFT
     targets (a multimodal checkpoint's prefix), and for a target parameter its rank, expert and expert count."""
-    out = {k: f[k] for k in ("expert", "experts", "rank") if f.get(k) is not None}
+    out = {k: f[k] for k in ("expert", "experts", "rank", "rows", "cols") if f.get(k) is not None}
     if f["module"] != f["name"].removesuffix(".weight") or out:
         out["module"] = f["module"]
     return out

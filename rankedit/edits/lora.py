@@ -107,35 +107,54 @@ def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False,
 
     targets = targets or peft_targets(plan)  # every edited matrix has a place in PEFT, or one line refuses the export
     tensors, facts, ranks = {}, [], {}
-    on_params: dict[str, dict] = {}  # parameter -> {expert or None: (A, B)}: PEFT's target_parameters
+    on_params: dict[str, dict] = {}  # parameter -> {expert or None: {part: (A, B)}}: PEFT's target_parameters
+    placed: dict[str, dict] = {}  # matrix -> its facts, where it is on a target parameter
     with hot_path_threads("edit", largest_short_side(plan)):
         for name, A, B, f in lora_tensors(plan, device, progress, lora_dtype):
             t = targets[name]
             if t.param:
-                on_params.setdefault(t.name, {})[t.expert] = (A, B)
-                facts.append({**f, "module": t.name, "expert": t.expert})
+                on_params.setdefault(t.name, {}).setdefault(t.expert, {})[t.part] = (A, B)
+                placed[name] = {**f, "module": t.name, "expert": t.expert, "part": t.part}
+                facts.append(placed[name])
                 continue
             tensors[f"base_model.model.{t.name}.lora_A.weight"] = A
             tensors[f"base_model.model.{t.name}.lora_B.weight"] = B
             ranks[t.name] = A.shape[0]
             facts.append({**f, "module": t.name})
     warn_unidentifiable(plan.edit.name, facts)
-    params = {p: max(a.shape[0] for a, _ in by_e.values()) for p, by_e in on_params.items()}
+    fused = {p: {e: fuse_parts(parts) for e, parts in by_e.items()} for p, by_e in on_params.items()}
+    params = {p: max(a.shape[0] for a, _, _ in by_e.values()) for p, by_e in fused.items()}
     cfg = lora_config(ranks, plan.base.model_type == "gpt2", params)
     if on_params:
         from rankedit.edits.lora_targets import wrapper_names
 
         wrapped = wrapper_names(cfg, plan.base.path)
-        for p, by_e in on_params.items():
-            A, B = param_factors(by_e, cfg.r)
+        for p, by_e in fused.items():
+            A, B = param_factors({e: (a, b) for e, (a, b, _) in by_e.items()}, cfg.r)
             tensors[f"base_model.model.{wrapped[p]}.lora_A.weight"] = A
             tensors[f"base_model.model.{wrapped[p]}.lora_B.weight"] = B
-        for f in facts:
-            if f.get("expert", None) is not None or f["module"] in on_params:
-                f.update(module=wrapped[f["module"]], rank=cfg.r, experts=len(on_params[f["module"]]))
+        for f in placed.values():  # where `rankedit apply` finds this matrix's own factors again
+            rows, cols = fused[f["module"]][f["expert"]][2][f.pop("part")]
+            f.update(module=wrapped[f["module"]], rank=cfg.r, experts=len(fused[f["module"]]), rows=rows, cols=cols)
     save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     (tmp / ADAPTER_CONFIG).write_text(adapter_config(cfg, hub_id_of(str(plan.base.path))))
     return facts
+
+
+def fuse_parts(parts: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """One expert's factors on a parameter transformers fuses from per-expert tensors along the output axis
+    (gate and up -> gate_up): A = [A_0; A_1 ...], B = diag(B_0, B_1 ...), so B A = [B_0 A_0; B_1 A_1 ...];
+    and each part's (rows, cols) of B, where its own factors are."""
+    order = sorted(parts)
+    A = torch.cat([parts[p][0] for p in order])
+    B = A.new_zeros(sum(parts[p][1].shape[0] for p in order), A.shape[0])
+    where, r0, c0 = {}, 0, 0
+    for p in order:
+        a, b = parts[p]
+        B[r0:r0 + b.shape[0], c0:c0 + a.shape[0]] = b
+        where[p] = ([r0, r0 + b.shape[0]], [c0, c0 + a.shape[0]])
+        r0, c0 = r0 + b.shape[0], c0 + a.shape[0]
+    return A, B, where
 
 
 def param_factors(by_expert: dict, r: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ when it is an ``nn.Linear`` (or GPT-2's ``Conv1D``) there. Refused:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Optional
 
@@ -44,6 +45,67 @@ class Target:
     name: str  # the module's name, or the parameter's full name
     param: bool = False
     expert: Optional[int] = None
+    part: int = 0  # where transformers fuses per-expert tensors (gate, up -> gate_up): this one's place
+    parts: int = 1  # and how many are concatenated along the output axis
+
+
+def _loading_rules(model_type: str) -> tuple[list, list]:
+    """transformers' own rules for loading a checkpoint of ``model_type``: (renames: (regex, replacement)),
+    (fusions: (regex of a per-expert tensor, fused parameter, part, parts)); only the fusions rankedit can
+    map back (experts stacked on axis 0, parts concatenated along the output axis)."""
+    import re
+
+    try:
+        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+        from transformers.core_model_loading import Concatenate, MergeModulelist, WeightConverter, WeightRenaming
+    except ImportError:  # a transformers without loading rules: names are what they are on disk
+        return [], []
+    renames, fusions = [], []
+    for rule in get_checkpoint_conversion_mapping(model_type) or []:
+        src, tgt, ops = list(rule.source_patterns), list(rule.target_patterns), list(getattr(rule, "operations", None) or [])
+        if isinstance(rule, WeightRenaming) and len(tgt) == 1:
+            renames += [(re.compile(pat), tgt[0]) for pat in src]
+        elif isinstance(rule, WeightConverter) and len(tgt) == 1 and ops and isinstance(ops[0], MergeModulelist) \
+                and ops[0].dim == 0 and (len(ops) == 1 or (len(ops) == 2 and isinstance(ops[1], Concatenate)
+                                                            and ops[1].dim == 1)):
+            fusions += [(re.compile(re.escape(pat).replace(r"\*", r"(\d+)")), tgt[0], i, len(src))
+                        for i, pat in enumerate(src)]
+    return renames, fusions
+
+
+def _fused_place(name: str, model_type: str, params: dict) -> Optional[Target]:
+    """A per-expert 2-D tensor's place in the parameter transformers fuses it into (``experts.gate_up_proj``)."""
+    _, fusions = _loading_rules(model_type)
+    for pattern, target, part, parts in fusions:
+        m = pattern.search(name)
+        if m is not None:
+            fused = name[:m.start()] + target + name[m.end():]
+            param = next((c for c in loaded_names(fused) if c in params and params[c].ndim == 3), None)
+            if param is not None and int(m.group(1)) < params[param].shape[0]:
+                return Target(param, param=True, expert=int(m.group(1)), part=part, parts=parts)
+    return None
+
+
+def _peft_rewritten_leaves(model_type: str) -> set[str]:
+    """Module names PEFT rewrites on loading an adapter of this family (its transformers-v4 MoE conversion turns a
+    target module ``...down_proj`` into the fused expert parameter ``down_proj``, whichever block it is in): a dense
+    or shared MLP's such projection is targeted by its weight instead, which that conversion leaves alone."""
+    try:
+        from peft.utils.transformers_weight_conversion import _MODEL_TO_CONVERSION_PATTERN, _MOE_TARGET_MODULE_MAPPING
+        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+    except ImportError:  # a PEFT without that conversion: target modules are taken as they are
+        return set()
+    if get_checkpoint_conversion_mapping(model_type) is None:
+        return set()
+    return set(_MOE_TARGET_MODULE_MAPPING.get(_MODEL_TO_CONVERSION_PATTERN.get(model_type), {}))
+
+
+def _renamed(name: str, model_type: str) -> list[str]:
+    renames, _ = _loading_rules(model_type)
+    out = name
+    for pattern, repl in renames:
+        out = pattern.sub(repl, out)
+    return loaded_names(out) if out != name else []
 
 
 def peft_targets(plan) -> dict[str, Target]:
@@ -65,16 +127,23 @@ def peft_targets(plan) -> dict[str, Target]:
     except ImportError:  # pragma: no cover - every transformers rankedit supports has it
         pass
     out, missing = {}, []
+    rewritten = _peft_rewritten_leaves(family)
     for key in plan.matrices:
         name, e = split_key(key)
         shape = tuple(plan.base.info(name).shape)
         found = None
         if e is None:
             module = next((c for c in loaded_names(name.removesuffix(".weight")) if isinstance(modules.get(c), linear)), None)
-            found = Target(module) if module is not None else None
-        if found is None:  # a parameter of the same name and shape: PEFT's target_parameters
-            param = next((c for c in loaded_names(name) if c in params and tuple(params[c].shape) == shape), None)
+            if module is not None and module.rsplit(".", 1)[-1] in rewritten:  # its weight, as a target parameter
+                found = Target(module + ".weight", param=True)
+            else:
+                found = Target(module) if module is not None else None
+        if found is None:  # a parameter of the same shape, maybe renamed on loading: PEFT's target_parameters
+            param = next((c for c in loaded_names(name) + _renamed(name, family)
+                          if c in params and tuple(params[c].shape) == shape), None)
             found = Target(param, param=True, expert=e) if param is not None else None
+        if found is None and e is None and len(shape) == 2:  # one expert's tensor, fused on loading
+            found = _fused_place(name, family, params)
         if found is None:
             missing.append((name, e))
         else:
@@ -98,8 +167,8 @@ def wrapper_names(config, model_path) -> dict[str, str]:
     from peft.tuners.lora.layer import ParamWrapper
 
     model = _meta_model(model_path)
-    with torch.device("meta"):
-        peft_model = get_peft_model(model, config)
+    with torch.device("meta"):  # a copy: PEFT may rewrite a config in place (its transformers-v4 conversion)
+        peft_model = get_peft_model(model, copy.deepcopy(config))
     out = {}
     for path, mod in peft_model.named_modules():
         if isinstance(mod, ParamWrapper):
