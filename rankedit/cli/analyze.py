@@ -27,7 +27,8 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
 
     BASE and TUNED are Hugging Face checkpoint directories (safetensors) or Hub
-    ids. For every 2-D attention and MLP matrix it measures bf16 and atol update
+    ids. For every matrix (attention, MLP, each expert, router, shared expert,
+    mixer: docs/families.md) it measures bf16 and atol update
     sparsity, rank, effective and stable rank, rank-1 energy, principal angles of
     the top-k subspaces, spectral shift, overlap with principal and
     low-magnitude weights, and the relative update norm. Every metric is

@@ -132,9 +132,12 @@ def edit(ctx, config, out, device, quiet, overwrite):
     The output is an ordinary Hugging Face checkpoint (config, sharded
     safetensors, tokenizer, generation config) plus rankedit_edit.json: the
     recipe, sha256 of every input weight file and, per matrix, the energy kept
-    ‖dW_edit‖/‖dW‖, mask density and rank kept. Only 2-D attention/MLP matrices
-    are edited; other tensors follow --rest. Edits run through mergekit
-    (registered merge methods rankedit_rank_k, ...), one matrix at a time.
+    ‖dW_edit‖/‖dW‖, mask density and rank kept, and the coverage (matrices by
+    kind, tensors copied and from which side, trained weights left at BASE).
+    Attention, MLP, expert (each of a fused stack), router, shared-expert and
+    mixer matrices are edited (docs/families.md); other tensors follow --rest.
+    Edits run through mergekit where its definition of the architecture names
+    the checkpoint's tensors, else tensor by tensor; one matrix at a time.
 
     \b
     Examples:

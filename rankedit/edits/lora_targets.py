@@ -1,18 +1,18 @@
-"""Which modules of the model PEFT loads an adapter into: every edited matrix must be one, or the export
-is refused in one line that names the family and the reason (never a target dropped in silence).
+"""Where PEFT puts each edited matrix's factors in the model it loads: every edited matrix has a place, or
+the export is refused in one line that names the family and the reason (never a target dropped in silence).
 
 The model is laid out on the ``meta`` device from its config (transformers' own class, remote code
 off, no weight read), so a target is named as PEFT will find it: a multimodal checkpoint's
-``model.language_model.layers...`` is ``model.layers...`` in the causal LM. A matrix is a target
-when it is an ``nn.Linear`` (or GPT-2's ``Conv1D``) there. Refused:
+``model.language_model.layers...`` is ``model.layers...`` in the causal LM. A matrix goes to:
 
-- experts that transformers loads fused as 3-D parameters while the checkpoint saves one 2-D tensor
-  per expert (Qwen3-MoE, DeepSeek-V3, Qwen3-Next), or under other names (Granite-4.0-H): the
-  adapter would have to fuse or rename them. Where the checkpoint's fused stack is the loaded
-  parameter itself (GPT-OSS), PEFT's ``target_parameters`` takes it: expert e's factors are rows
-  ``e·r ... e·r + r - 1`` of ``lora_A`` and columns ``j·E + e`` of ``lora_B``, as PEFT's
-  ``ParamWrapper`` reads them; a router that is not a linear module is a 2-D target parameter;
-- what PEFT itself refuses (LoRA on a Mamba block's ``out_proj`` in Falcon-H1 and Nemotron-H).
+- a linear module (``nn.Linear``, GPT-2's ``Conv1D``) of its name;
+- else a parameter (PEFT's ``target_parameters``): of its name and shape (a router that is not a
+  linear module; GPT-OSS's fused ``[E, in, out]`` expert stacks), of the name transformers' own
+  loading rules rename it to (Granite-4.0-H's ``input_linear.weight`` -> ``experts.gate_up_proj``),
+  or, for one expert's 2-D tensor that transformers fuses on loading (Qwen3-MoE, DeepSeek-V3,
+  Qwen3-Next: gate and up concatenated into ``experts.gate_up_proj``), its expert and part there;
+- refused: what PEFT itself refuses (LoRA on a Mamba block's ``out_proj`` in Falcon-H1 and Nemotron-H),
+  and a matrix none of these place.
 """
 
 from __future__ import annotations
