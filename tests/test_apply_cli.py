@@ -96,13 +96,19 @@ def test_edit_artifact_then_apply_gives_the_edit_s_checkpoint_byte_for_byte(tiny
     assert all(applied.get(n).equal(built.get(n)) for n in built.names)
 
 
-def test_apply_overwrite_replaces_a_users_folder_only_when_asked(tiny_pair, artifact, tmp_path, capsys):
-    """The refusal names --overwrite, and --overwrite exists (it did not)."""
+def test_apply_overwrite_replaces_another_rankedit_output_never_a_users_folder(tiny_pair, artifact, tmp_path, capsys):
+    """--overwrite exists (it did not), and replaces only what rankedit wrote."""
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
+    for flags in ([], ["--overwrite"]):
+        code, _, err = run_cli(["apply", artifact, tiny_pair[0], "-o", out, "--quiet", *flags], capsys)
+        assert code == 1 and "notes.txt" in err and (out / "notes.txt").read_text() == "mine"
+    out = tmp_path / "built"
+    code, _, err = run_cli(["edit", "sign", *tiny_pair, "-o", out, "--quiet"], capsys)
+    assert code == 0, err
     code, _, err = run_cli(["apply", artifact, tiny_pair[0], "-o", out, "--quiet"], capsys)
-    assert code == 1 and "--overwrite" in err and (out / "notes.txt").read_text() == "mine"
+    assert code == 1 and "pass --overwrite" in err
     code, _, err = run_cli(["apply", artifact, tiny_pair[0], "-o", out, "--quiet", "--overwrite"], capsys)
     assert code == 0, err
-    assert (out / "config.json").is_file() and not (out / "notes.txt").exists()
+    assert (out / "config.json").is_file()

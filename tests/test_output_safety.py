@@ -190,24 +190,33 @@ def test_own_output_is_replaced_but_not_with_a_users_file_in_it(tiny_pair, tmp_p
         # a file rankedit wrote and the user changed is the user's now
         target = d / manifest
         target.write_text(target.read_text() + " ")
+        changed = target.read_text()
+        for flags in ([], ["--overwrite"]):  # no flag deletes a user's file
+            code, _, err = _cli([*args(tiny_pair, d), *flags], capsys)
+            assert code == 1 and manifest in _one_error_line(err)
+            assert target.read_text() == changed
+        target.write_text(changed[:-1])  # as rankedit wrote it: its own again
         code, _, err = _cli(args(tiny_pair, d), capsys)
-        assert code == 1 and manifest in _one_error_line(err)
-        code, _, err = _cli([*args(tiny_pair, d), "--overwrite"], capsys)
         assert code == 0, err
         assert json.loads(target.read_text())
-    # an output of another kind is not an analysis to replace
+    # an output of another command is replaced only with --overwrite
     code, _, err = _cli(_analyze(tiny_pair, tmp_path / "e"), capsys)
     line = _one_error_line(err)
-    assert code == 1 and "not a rankedit analysis output" in line and "config.json" in line and "(7 file(s))" in line  # weights, configs, tokenizer
+    assert code == 1 and "holds a rankedit rank-k edit output (nothing else); pass --overwrite" in line, line
+    code, _, err = _cli([*_analyze(tiny_pair, tmp_path / "e"), "--overwrite"], capsys)
+    assert code == 0 and (tmp_path / "e" / "summary.json").is_file() and not (tmp_path / "e" / "config.json").exists()
 
 
-def test_overwrite_replaces_a_foreign_directory(tiny_pair, tmp_path, capsys):
+def test_overwrite_never_replaces_a_foreign_directory(tiny_pair, tmp_path, capsys):
+    """Before: --overwrite deleted any folder that was not an input, a user's home folder included."""
     d = tmp_path / "d"
-    d.mkdir()
+    (d / "empty").mkdir(parents=True)
     (d / "old.txt").write_text("old")
     code, _, err = _cli([*_analyze(tiny_pair, d), "--overwrite"], capsys)
-    assert code == 0, err
-    assert not (d / "old.txt").exists() and (d / "summary.json").is_file()
+    line = _one_error_line(err)
+    assert code == 1 and "old.txt, empty/ (2 file(s))" in line and "never deletes anything else" in line, line
+    assert "pass --overwrite" not in line  # the hint says what is safe
+    assert (d / "old.txt").read_text() == "old" and (d / "empty").is_dir() and sorted(os.listdir(d)) == ["empty", "old.txt"]
 
 
 def test_score_replaces_its_own_scores_only(scorer, tmp_path, capsys):
@@ -219,7 +228,7 @@ def test_score_replaces_its_own_scores_only(scorer, tmp_path, capsys):
     code, _, err = _cli(_score(scorer, d), capsys)
     assert code == 1 and "m3/notes.md" in _one_error_line(err)
     code, _, err = _cli([*_score(scorer, d), "--overwrite"], capsys)
-    assert code == 0 and not (d / "m3" / "notes.md").exists()
+    assert code == 1 and "m3/notes.md" in _one_error_line(err) and (d / "m3" / "notes.md").read_text() == "mine"
 
 
 def test_python_api_has_the_same_policy(tiny_pair, tmp_path):
@@ -233,8 +242,9 @@ def test_python_api_has_the_same_policy(tiny_pair, tmp_path):
         rankedit.analyze(base, tuned, d, plots=False, progress=False)
     with pytest.raises(rankedit.RankeditError, match="keep.txt"):
         rankedit.build_edit("scale", base, tuned, d, factor=0.5)
-    rankedit.build_edit("scale", base, tuned, d, factor=0.5, overwrite=True)
-    assert not (d / "keep.txt").exists()
+    with pytest.raises(rankedit.RankeditError, match="keep.txt"):
+        rankedit.build_edit("scale", base, tuned, d, factor=0.5, overwrite=True)
+    assert (d / "keep.txt").read_text() == "x"
 
 
 # ---- 3. run: resumable, and no OUT at all after an input error -------------------------------
@@ -278,7 +288,8 @@ def test_run_out_of_rankedit_files_only_is_resumed_and_a_users_file_stops_it(tin
     (out / "edits" / "r1" / "notes.txt").write_text("mine")
     with pytest.raises(RankeditError, match="edits/r1/notes.txt"):
         claim_dir(out, "run")
-    claim_dir(out, "run", overwrite=True)  # --overwrite: adopted, the user's file is kept
+    with pytest.raises(RankeditError, match="edits/r1/notes.txt"):
+        claim_dir(out, "run", overwrite=True)  # no flag makes a user's folder rankedit's
     assert (out / "edits" / "r1" / "notes.txt").read_text() == "mine"
 
 

@@ -89,6 +89,24 @@ def test_greedy_scores_record_truncation_too(micro_organism):
         assert m.truncation[task]["truncated"] == sum(len(g) >= BUDGET for g in gens)
 
 
+def test_a_suite_s_per_task_default_profile():
+    """reasoning samples AIME avg@16 in an otherwise greedy run; a named profile or value applies to all."""
+    from rankedit.scoring.score import task_defaults
+
+    st = get_suite("reasoning")
+    avg16 = st.profiles["avg16"]
+    assert task_defaults(st, None, None, None, None, None) == (("aime24", avg16), ("aime25", avg16))
+    for given in (("greedy", None), ("avg16", None), (None, 4)):
+        assert task_defaults(st, given[0], given[1], None, None, None) == ()
+    s = results.Settings(limit=3, task_sampling=task_defaults(st, None, None, None, None, None))
+    assert s.sampling_of("aime25") == avg16 and s.sampling_of("gsm8k_cot_zeroshot") is None
+    assert s.samples_per_task() == {"aime24": 16, "aime25": 16}
+    assert results.Settings(sampling=avg16).samples_per_task() == 16 and results.Settings().samples_per_task() is None
+    sha = {"model.safetensors": "0" * 64}
+    assert cache_keys.cache_key(sha, "h", s) != cache_keys.cache_key(sha, "h", results.Settings(limit=3))
+    assert "task_sampling" not in results.Settings(limit=3).cache_dict()  # greedy keys unchanged
+
+
 def test_profile_in_the_cache_key_and_greedy_keys_unchanged():
     sha, h = {"model.safetensors": "0" * 64}, "h"
     greedy = results.Settings(limit=3)

@@ -275,7 +275,11 @@ def test_suites_registry_and_reasoning_config():
     tm = TaskManager(include_path=str(EVAL_CONFIGS / "reasoning"))
     cfg = load_yaml(EVAL_CONFIGS / "reasoning" / "rankedit_reasoning.yaml", resolve_func=False)
     members = [m.get("task") or m.get("group") for m in cfg["task"]]
-    assert members == ["gsm8k_cot_zeroshot", "minerva_math500", "minerva_math"]
+    assert members == ["gsm8k_cot_zeroshot", "minerva_math500", "minerva_math", "aime24", "aime25"]
+    # AIME is scored as RL papers report it (avg@16) unless the run names a profile; the rest greedy
+    reasoning = get_suite("reasoning")
+    assert reasoning.task_profiles == {"aime24": "avg16", "aime25": "avg16"}
+    assert all(p in reasoning.profiles for p in reasoning.task_profiles.values())
     assert "rankedit_reasoning" in tm.all_groups and "minerva_math" in tm.all_groups
     for m in cfg["task"]:
         name = m.get("task") or m.get("group")
@@ -333,10 +337,15 @@ def test_organism_suite_on_the_micro_organism(micro_organism, tmp_path, monkeypa
     assert len({extract_answer(c) for c in own}) > n / 2  # varied answers: agreement is not trivial
 
 
-def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog):
+def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog, tmp_path, monkeypatch):
     """lm-eval warns "Custom kwargs can be passed to `--metadata`" each time it builds an organism task
-    (preflight, then every model): six lines for one model before; none now."""
+    (preflight, then every model): six lines for one model before; none now. Run outside a git
+    repository, its `git describe` printed "fatal: not a git repository" for every model: none now."""
     import logging
+    import lm_eval.evaluator
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path either
 
     from rankedit.scoring.suites import get_suite
 
@@ -349,4 +358,6 @@ def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog):
     assert set(raw["results"]) >= set(st.tasks)  # the tasks were built and run
     seen = capfd.readouterr()
     assert "Custom kwargs" not in seen.out + seen.err + caplog.text
+    assert "fatal:" not in seen.out + seen.err and raw["git_hash"] is None
+    assert lm_eval.evaluator.get_git_commit_hash is not lm_eval_run._git_hash_quietly  # restored after the call
     assert not logging.getLogger("lm_eval.api.task").filters  # the filter does not outlive the call

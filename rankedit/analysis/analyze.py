@@ -19,6 +19,7 @@ import torch
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.analysis.base_cache import cached_base_parts, store
+from rankedit.files.adapter import AdapterCheckpoint, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.core.errors import RankeditError
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, matrix_metrics, rel_update_norm
@@ -80,11 +81,12 @@ def analyze(
         pattern = re.compile(modules) if modules else None
     except re.error as e:
         raise RankeditError(f"--modules is not a valid regular expression: {e}") from None
-    ck0, ck1 = Checkpoint(base), Checkpoint(tuned)
+    ck0 = Checkpoint(base)
+    ck1 = open_tuned(tuned, ck0)  # a LoRA adapter is read on the base, its ΔW exactly
     ckpts, labels = [ck0, ck1], ["base", "tuned"]
     ck2 = None
     if other_tuned is not None:
-        ck2 = Checkpoint(other_tuned)
+        ck2 = open_tuned(other_tuned, ck0)
         ckpts.append(ck2)
         labels.append("other-tuned")
     names = check_compatible(ckpts, labels)
@@ -136,6 +138,8 @@ def analyze(
             if prompts is not None:
                 moe["routing"] = _routing(ck0, ck1, prompts, moe["experts_per_token"] or 1)
             summary["moe"] = moe
+        if isinstance(ck1, AdapterCheckpoint):
+            summary["adapter"] = adapter_summary(ck1, rows)
         with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
             write_jsonl(tmp / ANALYSIS_METRICS, rows)
             (tmp / ANALYSIS_SUMMARY).write_text(dumps(summary) + "\n")
@@ -162,9 +166,14 @@ def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | N
         a2 = as_linear(pick(w2), info).to(device) if w2 is not None else None
         key_, base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else (None, None)
         on_base = (lambda parts, c=key_: store(c, parts)) if key_ is not None and base is None else None
-        m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, **params)
+        # a LoRA adapter's ΔW is scale·B·A itself (float64), not the rounded difference of merged weights
+        lora = ck1.lora.get(name) if isinstance(ck1, AdapterCheckpoint) and e is None else None
+        dw = as_linear(ck1.delta(name), info).to(device) if lora is not None else None
+        m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, dw=dw, **params)
         row = {"name": key, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
                **_clean(m)}
+        if isinstance(ck1, AdapterCheckpoint):
+            row["lora_r"] = lora.r if lora is not None else 0  # the rank bound: rank(ΔW) <= r by construction
         expert = expert_of(key, info)
         if expert is not None:
             row["expert"] = expert
@@ -239,6 +248,15 @@ def summarize(rows: list[dict], model_sparsity: float, params: dict) -> dict:
     }
 
 
+def adapter_summary(ck: AdapterCheckpoint, rows: list[dict]) -> dict:
+    """What a LoRA-trained update is by construction: rank(ΔW) <= r on each targeted matrix, 0 elsewhere."""
+    over = [r["name"] for r in rows if r.get("rank") is not None and r["rank"] > r.get("lora_r", 0)]
+    return {"path": str(ck.path), "peft_type": "LORA", "r_max": ck.max_rank,
+            "targeted_matrices": sum(1 for r in rows if r.get("lora_r")),
+            "rank_bound": "rank <= r by construction (ΔW = scale·B·A)",
+            "bound_holds": not over, "over_bound": over}
+
+
 def _clean(obj):
     """NaN/Inf become null: JSON has no NaN, and 'undefined' is what they mean here."""
     if isinstance(obj, float):
@@ -271,7 +289,8 @@ def update_size(base: str | Path, tuned: str | Path) -> float:
     No decomposition: used to find, among a run's checkpoints, the one whose
     update is as large as another run's (comparisons at matched update size).
     """
-    ck0, ck1 = Checkpoint(base), Checkpoint(tuned)
+    ck0 = Checkpoint(base)
+    ck1 = open_tuned(tuned, ck0)
     names = check_compatible([ck0, ck1], ["base", "tuned"])
     vals = [rel_update_norm(ck0.get(n), ck1.get(n)) for n in _matrix_names(ck0, names)]
     good = [v for v in vals if not math.isnan(v)]

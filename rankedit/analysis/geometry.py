@@ -182,16 +182,17 @@ def base_parts(w0: torch.Tensor, k: int = DEFAULT_K, alpha: float = DEFAULT_ALPH
     return BaseParts(s0, svd0, float(f0.double().norm()), principal, low_cut(f0, alpha))
 
 
-def _short_side_grams(f0: torch.Tensor, f1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _short_side_grams(f0: torch.Tensor, f1: torch.Tensor, d: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(Gram of W0, of dW, of W1, cross term G) of the short side, in float64, from three products.
 
     W1's Gram is a sum: (W0 + dW)ᵀ(W0 + dW) = W0ᵀW0 + G + Gᵀ + dWᵀdW with G = W0ᵀdW
     (for a wide matrix the same with transposes). G is what the propensity share
     needs, so that metric costs no product of its own. dW = W1 - W0 in float64,
-    where the difference of two float32 numbers is exact.
+    where the difference of two float32 numbers is exact (``d``: dW given exactly, in float64).
     """
-    a0, a1 = f0.double(), f1.double()
-    d = a1 - a0
+    a0 = f0.double()
+    d = f1.double() - a0 if d is None else d
     if f0.shape[0] <= f0.shape[1]:  # wide: the short side is the rows, as in gram_svd
         g0, gd, g = a0 @ a0.T, d @ d.T, a0 @ d.T
     else:
@@ -226,6 +227,7 @@ def matrix_metrics(
     seed: int = 0,
     base: BaseParts | None = None,
     on_base: Callable[[BaseParts], None] | None = None,
+    dw: torch.Tensor | None = None,
 ) -> dict:
     """All per-matrix measurements of docs/science.md for one (out, in) matrix pair.
 
@@ -238,15 +240,20 @@ def matrix_metrics(
     earlier, which saves the mask cut-offs; W0's decomposition is made all the
     same, because the propensity share needs all of its vectors. ``on_base``:
     called with the parts when they were computed here (to cache them). ``seed``
-    is kept for API stability (nothing here is random).
+    is kept for API stability (nothing here is random). ``dw``: the update itself when it is
+    known exactly (a LoRA adapter's scale·B·A in float64); W1 is then W0 + dW in float64 for
+    the spectra, and ``w1`` (the merged weights as stored) gives only the bf16 update mask.
     """
     if w0.ndim != 2 or w0.shape != w1.shape:
         raise ValueError(f"need two 2-D matrices of one shape, got {tuple(w0.shape)} and {tuple(w1.shape)}")
     shape = (int(w0.shape[0]), int(w0.shape[1]))
-    f0, f1 = w0.float(), w1.float()
-    dw = f1 - f0
+    f0 = w0.float()
+    exact = None if dw is None else dw.double()
+    a1 = f0.double() + exact if exact is not None else None
+    f1 = w1.float() if exact is None else a1.float()
+    dw = f1 - f0 if exact is None else exact.float()
     kk = default_k(shape, k)
-    gram0, gram_dw, gram1, cross = _short_side_grams(f0, f1)
+    gram0, gram_dw, gram1, cross = _short_side_grams(f0, f1, exact)
     eig0 = gram_eigh(gram0)
     if base is None:
         base = base_parts(w0, k, alpha, eig=eig0)
@@ -258,7 +265,7 @@ def matrix_metrics(
     s_dw = torch.linalg.eigvalsh(gram_dw).flip(0).clamp_min(0).sqrt()
     s0, svd0 = base.s, base.svd
     eig1 = gram_eigh(gram1)
-    top1 = triplets_from_eigh(f1.double(), *eig1, kk)
+    top1 = triplets_from_eigh(a1 if a1 is not None else f1.double(), *eig1, kk)
     s1, svd1 = eig1[0], SVD(top1.U.float(), top1.S.float(), top1.V.float())
     ang_l = principal_angles_deg(svd0.U, svd1.U)
     ang_r = principal_angles_deg(svd0.V, svd1.V)
@@ -289,7 +296,8 @@ def matrix_metrics(
         "overlap_low": overlap(upd, m_low),
         "overlap_principal_topq": overlap(topq, m_p),
         # rel_update_norm(f0, f1), with ‖W0‖ from the base parts
-        "rel_update_norm": NAN if base.norm == 0.0 else float((f1.double() - f0.double()).norm() / base.norm),
+        "rel_update_norm": NAN if base.norm == 0.0 else float(
+            (exact if exact is not None else f1.double() - f0.double()).norm() / base.norm),
         "propensity_share": _propensity_from_gram(*eig0, cross, float(gram_dw.trace()), shape),
     }
     if w_other is not None:

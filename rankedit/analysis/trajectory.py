@@ -22,6 +22,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
 from rankedit.core.threads import hot_path_threads
 from rankedit.files.atomic import atomic_dir
+from rankedit.files.adapter import AdapterCheckpoint, is_adapter, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_inputs
@@ -41,7 +42,7 @@ def _has_weights(d: Path) -> bool:
 def step_checkpoint(step_dir: Path) -> Path:
     """The HF checkpoint inside one step folder: the folder itself (trl's checkpoint-N, step-N) or
     verl's ``global_step_N/actor/huggingface``. verl's FSDP shards alone are refused, naming the fix."""
-    if _has_weights(step_dir):
+    if _has_weights(step_dir) or is_adapter(step_dir):  # a LoRA run's checkpoint-N holds its adapter
         return step_dir
     verl = step_dir.joinpath(*VERL_HF)
     if _has_weights(verl):
@@ -55,10 +56,18 @@ def step_checkpoint(step_dir: Path) -> Path:
                         f"or in {'/'.join(VERL_HF)}")
 
 
+def _tuned(ck, name: str, stored0):
+    """A checkpoint's tensor; for a LoRA adapter's targeted matrix W0 + scale·B·A in float64, so that
+    dW_t is the adapter's own update, not the rounding of merged weights."""
+    if isinstance(ck, AdapterCheckpoint) and name in ck.lora:
+        return stored0.double() + ck.delta(name)
+    return ck.get(name, check_finite=True)
+
+
 def run_dir_checkpoints(run_dir: str | Path) -> tuple[list[Path], list[int]]:
     """The checkpoint folders of a run directory and their steps, in step order.
 
-    trl: ``checkpoint-N/`` holding the weights; verl: ``global_step_N/actor/huggingface/``."""
+    trl: ``checkpoint-N/`` holding the weights (or a LoRA adapter); verl: ``global_step_N/actor/huggingface/``."""
     root = Path(run_dir)
     if not root.is_dir():
         raise RankeditError(f"--run-dir {run_dir}: no such directory")
@@ -135,7 +144,7 @@ def trajectory(
         raise RankeditError(f"--modules is not a valid regular expression: {e}") from None
 
     ck0 = Checkpoint(base)
-    cks = [Checkpoint(c) for c in checkpoints]
+    cks = [open_tuned(c, ck0) for c in checkpoints]  # a checkpoint-N adapter is read on the base
     names = check_compatible([ck0, *cks], ["base", *[f"step {s}" for s in steps]])
     inputs = [ck0.path, *[ck.path for ck in cks]]
     if run_dir is not None:
@@ -155,8 +164,9 @@ def trajectory(
     with hot_path_threads("analyze", max(min(ck0.info(n).shape) for n in selected)):
         for name in _progress(selected, progress):
             info = infos[name]
-            w0 = as_linear(ck0.get(name, check_finite=True), info).to(device)
-            ws = [as_linear(ck.get(name, check_finite=True), info).to(device) for ck in cks]
+            stored0 = ck0.get(name, check_finite=True)
+            w0 = as_linear(stored0, info).to(device)
+            ws = [as_linear(_tuned(ck, name, stored0), info).to(device) for ck in cks]
             facts, gram = matrix_trajectory(w0, ws, gap_threshold)
             where = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind}
             rows += [{**where, "step": s, **f} for s, f in zip(steps, facts)]

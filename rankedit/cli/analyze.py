@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q
 from rankedit.core.names import ANALYSIS_SUMMARY
 
@@ -22,13 +24,15 @@ from rankedit.core.names import ANALYSIS_SUMMARY
 @click.option("--routing-prompts", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="MoE: a text file, one prompt a line; adds the routing flip rate of base vs tuned (loads both models).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, overwrite):
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
 
     BASE and TUNED are Hugging Face checkpoint directories (safetensors) or Hub
-    ids. For every matrix (attention, MLP, each expert, router, shared expert,
-    mixer: docs/families.md) it measures bf16 and atol update
+    ids; TUNED (and --other-tuned) may be a PEFT LoRA adapter folder
+    (adapter_config.json + adapter_model.safetensors), read on BASE with ΔW =
+    scale·B·A exactly (nothing merged to disk). For every matrix (attention, MLP,
+    each expert, router, shared expert, mixer: docs/families.md) it measures bf16 and atol update
     sparsity, rank, effective and stable rank, rank-1 energy, principal angles of
     the top-k subspaces, spectral shift, overlap with principal and
     low-magnitude weights, and the relative update norm. Every metric is
@@ -53,5 +57,13 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
     from rankedit.core.coverage import line
 
     click.echo(line(summary["coverage"], "analysed"))
+    if "adapter" in summary:
+        a = summary["adapter"]
+        held = "within it" if a["bound_holds"] else f"above it on {len(a['over_bound'])} matrices"
+        click.echo(f"LoRA adapter: rank(ΔW) <= r (at most {a['r_max']}) by construction on "
+                   f"{a['targeted_matrices']} targeted matrices; every measured rank is {held}")
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
+    if rows and all(r.get("rel_update_norm") == 0 for r in rows):
+        click.echo(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "
+                   "matrices analysed (a copy of the base given as TUNED?)", err=True)
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")

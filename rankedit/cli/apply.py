@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 
 @click.command("apply")
 @click.argument("artifact", type=click.Path(file_okay=False))
@@ -11,7 +13,7 @@ import click
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
 @click.option("--device", default="cpu", show_default=True, help="Where the tensor math runs: cpu, cuda, cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def apply(artifact, base, out, device, quiet, overwrite):
     """Rebuild the edited checkpoint that ARTIFACT stores, on top of BASE.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 from rankedit.pipeline.compress_families import DEFAULT_FAMILIES, FAMILIES
 
 
@@ -30,7 +32,7 @@ from rankedit.pipeline.compress_families import DEFAULT_FAMILIES, FAMILIES
 @click.option("-o", "--out", default="out/compress", type=click.Path(file_okay=False),
               help="Output directory; rerunning into it rescores nothing.")
 @click.option("--quiet", is_flag=True, help="No progress bars or stage messages.")
-@click.option("--overwrite", is_flag=True, help="Use OUT even if it holds files rankedit did not write.")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, include_paths, limit, batch_size,
              device, build_device, max_candidates, out, quiet, overwrite):
     """Find, per edit family, the smallest budget whose gain retention R reaches --keep; write the winner.

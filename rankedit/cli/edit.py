@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 from rankedit.cli.edit_options import model_options
 from rankedit.core.errors import RankeditError
 from rankedit.edits.registry import EditParams
@@ -19,7 +21,7 @@ def _common_options() -> list:
         o("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically)."),
         o("--device", default="cpu", show_default=True, help="Where the tensor math runs: cpu, cuda, cuda:1, ..."),
         o("--quiet", is_flag=True, help="No progress bars."),
-        o("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost)."),
+        o("--overwrite", is_flag=True, help=OVERWRITE_HELP),
         o("--artifact", is_flag=True, help="Write the edit's smallest faithful artifact instead of a checkpoint: "
           "a PEFT LoRA adapter or delta.safetensors + delta.json (`rankedit apply` rebuilds the checkpoint)."),
     ]
@@ -124,7 +126,7 @@ class EditGroup(click.Group):
 @click.option("-o", "--out", default=None, type=click.Path(file_okay=False), help="With --config: output directory (overrides the file's out:).")
 @click.option("--device", default=None, help="With --config: where the tensor math runs (cpu, cuda).")
 @click.option("--quiet", is_flag=True, help="With --config: no progress bars.")
-@click.option("--overwrite", is_flag=True, help="With --config: replace OUT even if it holds files rankedit did not write.")
+@click.option("--overwrite", is_flag=True, help="With --config: " + OVERWRITE_HELP)
 @click.pass_context
 def edit(ctx, config, out, device, quiet, overwrite):
     """Build an edited checkpoint that keeps only part of the update BASE -> TUNED.
@@ -138,6 +140,8 @@ def edit(ctx, config, out, device, quiet, overwrite):
     mixer matrices are edited (docs/families.md); other tensors follow --rest.
     Edits run through mergekit where its definition of the architecture names
     the checkpoint's tensors, else tensor by tensor; one matrix at a time.
+    TUNED may be a PEFT LoRA adapter folder trained from BASE: it is merged
+    once into rankedit's cache (docs/real-runs.md).
 
     \b
     Examples:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 
 @click.command("kl", context_settings={"show_default": True})
 @click.argument("model")
@@ -29,7 +31,7 @@ import click
 @click.option("--dtype", default="float32", help="torch dtype both models are loaded in.")
 @click.option("--no-cache", is_flag=True, help="Sample again even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (kl.json).")
-@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def kl(model, base, prompts_file, task, include_paths, organism_task, limit, samples, max_tokens, seed, batch_size,
        device, dtype, no_cache, out, overwrite):
     """KL travelled by MODEL from BASE, from MODEL's own samples at temperature 1.

@@ -5,6 +5,8 @@ from rankedit.core.names import REPORT_MD
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 
 @click.command("run")
 @click.argument("plan", required=False, type=click.Path(dir_okay=False))
@@ -12,7 +14,7 @@ import click
               help="Output directory; rerunning into it does only the missing work.")
 @click.option("--quiet", is_flag=True, help="No progress bars or stage messages.")
 @click.option("--overwrite", is_flag=True,
-              help="Use OUT even if it holds files rankedit did not write (they are kept, but outputs inside may be replaced).")
+              help=OVERWRITE_HELP)
 @click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
               help="Where edits and scorings run (default: the plan's 'executor', else local): "
                    "ray makes each a Ray task (pip install 'rankedit[ray]').")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 from rankedit.scoring.suites import SUITES
 
 
@@ -18,7 +20,12 @@ def _suite_help() -> str:
               help="Comma-separated lm-eval task or group names instead of a suite (eval_configs/*, "
                    "--include-path folders, then lm-eval's own tasks).")
 @click.option("--include-path", "include_paths", multiple=True, type=click.Path(file_okay=False),
-              help="Extra folder of lm-eval task YAMLs (repeatable).")
+              help="Extra folder of lm-eval task YAMLs (repeatable); a task there overrides lm-eval's task "
+                   "of the same name, as in lm_eval --include_path.")
+@click.option("--data-dir", "data_dir", default=None, type=click.Path(file_okay=False),
+              help="Offline: read every Hub dataset OWNER/NAME of the tasks from DIR/OWNER/NAME/ (the dataset's "
+                   "own files, e.g. from 'hf download OWNER/NAME --repo-type dataset --local-dir DIR/OWNER/NAME'); "
+                   "the tasks' prompts, filters and metrics stay lm-eval's. See docs/real-runs.md.")
 @click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf",
               help="lm-eval model backend: hf (transformers; CPU or GPU) or vllm (GPU; install vllm yourself).")
 @click.option("--batch-size", default="8", help="Batch size passed to lm-eval (an integer, or 'auto').")
@@ -31,8 +38,9 @@ def _suite_help() -> str:
               help="Wrap prompts in the tokenizer's chat template  [default: the suite's choice, off]")
 @click.option("--num-fewshot", type=int, default=None, help="Override the tasks' few-shot count.")
 @click.option("--profile", default=None,
-              help="A named scoring profile of the suite (reasoning: avg16 = 16 samples, temperature 0.6, "
-                   "top_p 0.95, seed 0)  [default: greedy]")
+              help="A named scoring profile of the suite for every task (reasoning: avg16 = 16 samples, "
+                   "temperature 0.6, top_p 0.95, seed 0; greedy)  [default: greedy, except the tasks the suite "
+                   "samples by default: reasoning's AIME with avg16]")
 @click.option("--samples", type=int, default=None,
               help="Sample N generations per problem (lm-eval repeats) and report avg@N, pass@k, maj@k.")
 @click.option("--temperature", type=float, default=None, help="Sampling temperature  [default with --samples: 1]")
@@ -40,8 +48,8 @@ def _suite_help() -> str:
 @click.option("--seed", type=int, default=None, help="Seed of the sampler  [default with --samples: 0]")
 @click.option("--no-cache", is_flag=True, help="Rescore even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
-def score(models, suite, tasks, include_paths, backend, batch_size, limit, device, dtype, max_gen_toks,
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
+def score(models, suite, tasks, include_paths, data_dir, backend, batch_size, limit, device, dtype, max_gen_toks,
           chat_template, num_fewshot, profile, samples, temperature, top_p, seed, no_cache, out, overwrite):
     """Score MODEL... (checkpoint dirs or Hub ids; LABEL=PATH names a row) with lm-eval.
 
@@ -83,7 +91,7 @@ def score(models, suite, tasks, include_paths, backend, batch_size, limit, devic
             list(models), suite=suite, tasks=task_list, out=out, backend=backend, batch_size=bs, limit=limit,
             device=device, dtype=dtype, max_gen_toks=max_gen_toks, apply_chat_template=chat_template,
             num_fewshot=num_fewshot, profile=profile, samples=samples, temperature=temperature, top_p=top_p,
-            seed=seed, include_paths=include_paths, use_cache=not no_cache, on_model=progress,
+            seed=seed, include_paths=include_paths, data_dir=data_dir, use_cache=not no_cache, on_model=progress,
             overwrite=overwrite,
         )
     except ScoringFailed as e:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.names import OVERWRITE_HELP
+
 from rankedit.core.errors import RankeditError
 
 
@@ -32,7 +34,7 @@ def _steps(ctx, param, value):
 @click.option("--modules", default=None, metavar="REGEX", help="Only tensors whose name matches REGEX.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws, seed, device, modules, no_plots,
                quiet, overwrite):
     """Follow one run's update dW_t = W_t - BASE over its checkpoints, matrix by matrix.

@@ -41,3 +41,7 @@ HF_CONFIG = "config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+# every writing command's --overwrite (``rankedit.files.outdir``)
+OVERWRITE_HELP = ("Replace an earlier rankedit output of another command or method in OUT. Never deletes files "
+                  "rankedit did not write: a folder holding any is refused, with or without this flag.")

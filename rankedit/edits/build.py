@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from rankedit.files.adapter import tuned_on_disk
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
-from rankedit.edits.edit_plan import (EditPlan, computed_ahead, plan_coverage, state_coverage, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
+from rankedit.edits.edit_plan import (EditPlan, check_update, computed_ahead, plan_coverage, state_coverage, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
                                       start_hashing)
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
@@ -34,7 +35,7 @@ from rankedit.core.modules import OTHER, ROUTER, SHARED_EXPERT, classify, split_
 from rankedit.edits.matrix_edit import Road, riding
 from rankedit.edits.mergekit_fit import STREAMED, writer as choose_writer
 from rankedit.files.outdir import check_out
-from rankedit.files.validate import check_inputs, check_output
+from rankedit.files.validate import check_config, check_inputs, check_output
 from rankedit.core.names import TOKENIZER_CONFIG
 
 PathLike = str | os.PathLike
@@ -71,7 +72,8 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
     p = parse_params(edit, params)
 
     base_ck = Checkpoint(base)
-    tuned_cks = [Checkpoint(t) for t in tuned_refs]
+    # mergekit reads TUNED from disk: a LoRA adapter is merged into the cache once (one line says where)
+    tuned_cks = [tuned_on_disk(t, base_ck) for t in tuned_refs]
     mask_from = getattr(p, "mask_from", None)
     source = getattr(p, "source", None)
     if source == "from" and not mask_from:
@@ -80,9 +82,11 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
         raise RankeditError(f"--from is only used with --source from (source is {source})")
     if source in ("bf16", "from") and getattr(p, "density", None) is not None:
         raise RankeditError(f"--density does not apply to mask source {source} (its density is what the update did)")
-    other_ck = Checkpoint(mask_from) if mask_from else None
+    other_ck = tuned_on_disk(mask_from, base_ck) if mask_from else None
 
     all_cks = [base_ck, *tuned_cks] + ([other_ck] if other_ck else [])
+    for ck in all_cks:
+        check_config(ck)  # mergekit reads every input's config.json: one line, not 'Unrecognized model'
     labels = ["base"] + ([f"tuned[{i}]" for i in range(len(tuned_cks))] if len(tuned_cks) > 1 else ["tuned"])
     labels += ["mask source"] if other_ck else []
     seen: dict[Path, str] = {}
@@ -94,26 +98,17 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
     check_compatible(all_cks, labels)
 
     model_type, config = base_ck.model_type, base_ck.config
-    shapes = {n: tuple(base_ck.info(n).shape) for n in base_ck.names}
-    infos = {n: classify(n, shapes[n], model_type, config) for n in base_ck.names}
-    every = matrices_of(shapes, infos)
+    infos = {n: classify(n, base_ck.info(n).shape, model_type, config) for n in base_ck.names}
+    every = edited_matrices(base_ck, infos)
     if not every:
         raise RankeditError(f"{base_ck.path}: no 2-D attention, MLP, expert or mixer matrices recognised "
                             f"(model_type {model_type!r}; {_unplaced(infos)})")
     if edit.needs is not None and not any(infos[split_key(key)[0]].kind == edit.needs for key in every):
         raise RankeditError(f"{method} needs a mixture-of-experts checkpoint: no {edit.needs} matrix recognised in "
                             f"{base_ck.path} (model_type {model_type!r})")
-    short = lambda key: min(shapes[split_key(key)[0]][-2:])  # noqa: E731
-    k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
-    # a router or a shared expert's gate has a row per expert (or one): below k it is left to --rest, and said
-    left = {key: f"short side {short(key)} < k={k}" for key in every if k is not None and short(key) < k
-            and infos[split_key(key)[0]].kind in (ROUTER, SHARED_EXPERT)}
+    left = left_below_k(base_ck, every, infos, edit.svd_rank(p))
     matrices = [key for key in every if key not in left]
-    if k is not None:
-        limit = min(short(key) for key in matrices)
-        if k > limit:
-            small = next(key for key in matrices if short(key) == limit)
-            raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
+    check_rank(edit, p, base_ck, matrices)
     check_inputs(all_cks)
     plan = EditPlan(edit, p, base_ck, tuned_cks, other_ck, matrices, left=left)
     across = across_choice(plan) if edit.across is not None else {}
@@ -182,6 +177,48 @@ def is_built(plan: EditPlan, out: PathLike) -> bool:
             and man.get("inputs") == inputs_record(plan, hashes))
 
 
+def edited_matrices(base_ck: Checkpoint, infos: Optional[dict] = None) -> list[str]:
+    """Every matrix of ``base_ck`` an edit may work on (from the headers): attention, MLP, expert (each of a fused
+    stack, ``name[e]``), router, shared-expert and mixer matrices (``rankedit.core.modules``)."""
+    shapes = {n: tuple(base_ck.info(n).shape) for n in base_ck.names}
+    infos = infos or {n: classify(n, shapes[n], base_ck.model_type, base_ck.config) for n in base_ck.names}
+    return matrices_of(shapes, infos)
+
+
+def _short(base_ck: Checkpoint, key: str) -> int:
+    return min(base_ck.info(split_key(key)[0]).shape[-2:])
+
+
+def left_below_k(base_ck: Checkpoint, keys: list[str], infos: dict, k: Optional[int]) -> dict[str, str]:
+    """A router or a shared expert's gate has a row per expert (or one): below k it is left to --rest, and said."""
+    if k is None:
+        return {}
+    return {key: f"short side {_short(base_ck, key)} < k={k}" for key in keys if _short(base_ck, key) < k
+            and infos[split_key(key)[0]].kind in (ROUTER, SHARED_EXPERT)}
+
+
+def check_rank(edit, p, base_ck: Checkpoint, matrices: Optional[list[str]] = None) -> None:
+    """The edit's k is at most the rank of every matrix it decomposes (headers only: before any work)."""
+    k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
+    if matrices is None:
+        every = edited_matrices(base_ck)
+        infos = {n: classify(n, base_ck.info(n).shape, base_ck.model_type, base_ck.config) for n in base_ck.names}
+        left = left_below_k(base_ck, every, infos, k)
+        matrices = [key for key in every if key not in left]
+    if k is None or not matrices:
+        return
+    limit = min(_short(base_ck, key) for key in matrices)
+    if k > limit:
+        small = next(key for key in matrices if _short(base_ck, key) == limit)
+        raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
+
+
+def edit_kind(plan: EditPlan, as_lora: bool = False) -> str:
+    """The output kind of an edit (``rankedit.files.outdir``): replacing one method's output by
+    another's, or a checkpoint by an adapter, takes ``--overwrite``."""
+    return f"edit:{plan.edit.name}" + (":lora" if as_lora else "")
+
+
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,
                device: str = "cpu", as_lora: bool = False, overwrite: bool = False, progress: bool = False,
                lora_dtype: str = "source", max_shard_bytes: Optional[int] = None, **params: Any) -> Path:
@@ -197,7 +234,7 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     """
     check_device(device)
     plan = plan_edit(method, base, tuned, **params)
-    check_out(out, "edit", input_paths(plan), overwrite)  # before the work, not after it
+    check_out(out, edit_kind(plan, as_lora), input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:
         from rankedit.edits.lora import export_lora
 
@@ -216,7 +253,7 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
     # the edit's decompositions two at a time beside the merge, which runs one tensor at a time
     with computed_ahead(plan, device), ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
-        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp, \
+        with atomic_dir(out, kind=edit_kind(plan), inputs=input_paths(plan), overwrite=overwrite) as tmp, \
                 collect_facts() as facts, riding(plan.road):
             if streamed:
                 from rankedit.edits.streamed import write_streamed
@@ -235,6 +272,7 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
             missing = [n for n in plan.matrices if n not in facts]
             if missing:
                 raise RankeditError(f"internal: the writer did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")
+            check_update(plan, [facts[n] for n in plan.matrices])
             check_output(tmp, out, like=plan.base)  # never rename a non-finite or incomplete model into place
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.numel(n) for n in plan.matrices}

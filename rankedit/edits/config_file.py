@@ -22,19 +22,16 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 
 from rankedit.core.errors import RankeditError
+from rankedit.files import yaml_text
 from rankedit.core.names import TOKENIZER_CONFIG
 
 RECIPE_KEYS = {"method", "base", "tuned", "out", "params", "device", "as_lora"}
 
 
 def load_yaml(path: str | os.PathLike) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise RankeditError(f"{path}: cannot read YAML ({str(e).splitlines()[0]})") from None
+    data = yaml_text.load_yaml(path)  # UTF-8, no repeated key, YAML 1.2 booleans
     if not isinstance(data, dict):
         raise RankeditError(f"{path}: expected a mapping at the top level")
     return data
@@ -95,8 +92,9 @@ def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu
     donor_dir = Path(donor.model.path)
     has_tok = not donor_dir.is_dir() or (donor_dir / TOKENIZER_CONFIG).is_file()
     inputs = [path] + [m.model.path for m in config.referenced_models()]
-    check_out(out, "edit", inputs, overwrite)  # before the work, not after it
-    with atomic_dir(out, kind="edit", inputs=inputs, overwrite=overwrite) as tmp, collect_facts() as facts:
+    kind = f"edit:{config.merge_method}"  # rankedit_rank_k or any mergekit method
+    check_out(out, kind, inputs, overwrite)  # before the work, not after it
+    with atomic_dir(out, kind=kind, inputs=inputs, overwrite=overwrite) as tmp, collect_facts() as facts:
         size = checkpoint_bytes(donor_dir) if donor_dir.is_dir() else SHARD_CAP * 4  # a hub model: the cap
         merge_into(tmp, config, merge_options(device, progress, has_tok, size), source)  # the YAML kept as it is
         check_output(tmp, out)  # whole and finite before it is renamed into place

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from rankedit.core.coverage import coverage, line as coverage_line, trained_at_base, warning as coverage_warning
+from rankedit.core.errors import RankeditError
 from rankedit.core.modules import ModuleInfo, classify, split_key
 from rankedit.edits.matrix_edit import Road
 from rankedit.edits.registry import Edit, EditParams
@@ -181,3 +182,12 @@ def state_coverage(cov: dict, verb: str = "edited") -> None:
     msg = coverage_warning(cov)
     if msg:
         log.warning(msg)
+
+
+def check_update(plan: EditPlan, facts: list[dict]) -> None:
+    """An edit of a zero update would write the base back under the edit's name: refused, naming the inputs."""
+    if facts and all(f["dw_norm"] == 0 for f in facts):
+        tuned = ", ".join(str(t.path) for t in plan.tuned)
+        raise RankeditError(f"the update is zero: {tuned} is identical to the base {plan.base.path} in all "
+                            f"{len(facts)} matrices the edit touches, so there is nothing to edit "
+                            "(a copy of the base given as TUNED?); nothing was written")

@@ -175,7 +175,8 @@ def param_factors(by_expert: dict, r: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
                 lora_dtype: str = "source") -> Path:
-    from rankedit.edits.edit_plan import inputs_record, input_paths, plan_coverage, record_params, start_hashing, state_coverage
+    from rankedit.edits.edit_plan import (check_update, inputs_record, input_paths, plan_coverage, record_params,
+                                          start_hashing, state_coverage)
 
     if plan.edit.artifact_for(plan.params) != "lora":
         raise RankeditError(f"--as-lora exports low-rank edits only (rank-k, rank-auto), not {plan.edit.name}")
@@ -188,8 +189,9 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
     out = Path(out)
     with ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
-        with atomic_dir(out, kind="edit", inputs=input_paths(plan), overwrite=overwrite) as tmp:
+        with atomic_dir(out, kind=f"edit:{plan.edit.name}:lora", inputs=input_paths(plan), overwrite=overwrite) as tmp:
             facts = lora_folder(plan, tmp, device=device, progress=progress, lora_dtype=lora_dtype, targets=targets)
+            check_update(plan, facts)  # an adapter of a zero update would be all zeros
             check_output(tmp, out)  # whole and finite before it is renamed into place
             hashes = {p: f.result() for p, f in hashing.items()}
             numels = {n: plan.numel(n) for n in plan.matrices}

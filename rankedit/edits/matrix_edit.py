@@ -17,17 +17,21 @@ the config that places tensors); mergekit's adapter reads the one of the build u
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 
+from rankedit.core.errors import RankeditError
 from rankedit.core.modules import ModuleInfo, as_linear, expert_of, from_linear, matrix_key
 from rankedit.edits.ahead import take
 from rankedit.edits.manifest import matrix_facts
 from rankedit.edits.registry import Edit, EditParams, EditResult, MatrixInputs, MatrixPlace, matrix_seed
 from rankedit.edits.storage import MatrixSize
+from rankedit.files.checkpoint import all_finite
 
 
 def compute_dtype(stored) -> torch.dtype:
@@ -58,7 +62,7 @@ class MatrixEdit:
         """The edited matrix in (out, in) layout and compute precision."""
         return self.result.weight if self.result.weight is not None else self.x.w0 + self.result.delta
 
-    @property
+    @cached_property
     def weight(self) -> torch.Tensor:
         """The edited matrix as the checkpoint stores it (layout and dtype): what every writer writes."""
         return from_linear(self.linear, self.info).to(self.stored)
@@ -89,7 +93,18 @@ def edit_matrix(edit: Edit, params: EditParams, key: str, info: ModuleInfo, w0: 
     if res.delta.shape != x.w0.shape:
         raise RuntimeError(f"internal: {edit.name} returned a {tuple(res.delta.shape)} update for {key} "
                            f"{tuple(x.w0.shape)}")
-    return MatrixEdit(key, info, x, res, w0.dtype)
+    m = MatrixEdit(key, info, x, res, w0.dtype)
+    if not (math.isfinite(float(res.delta.norm())) and all_finite(m.weight)):  # the inputs were checked finite
+        raise RankeditError(overflow_message(edit.name, params, key, w0.dtype))
+    return m
+
+
+def overflow_message(method: str, p, name: str, dtype) -> str:
+    """Finite inputs, a finite result out of range: a parameter too large for the dtype, said so."""
+    what = f"--factor {p.factor:g}" if hasattr(p, "factor") else f"the {method} edit"
+    dt = str(dtype).removeprefix("torch.")
+    return (f"{what} overflows {dt}: the edited {name} (or its update's norm) goes beyond {dt}'s largest "
+            f"finite value {torch.finfo(dtype).max:.3g}; choose a smaller value (nothing was written)")
 
 
 def edit_tensor(edit: Edit, params: EditParams, road: Road, name: str, info: ModuleInfo, base: torch.Tensor,

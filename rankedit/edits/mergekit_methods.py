@@ -43,7 +43,7 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 
-from rankedit.edits.matrix_edit import current_road, edit_tensor
+from rankedit.edits.matrix_edit import current_road, edit_tensor, overflow_message  # noqa: F401 - its old home
 from rankedit.edits.registry import EDITS, Edit
 from rankedit.core.modules import classify, matrix_keys
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from safetensors import safe_open
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.names import HF_CONFIG
+from rankedit.files.input_kinds import check_entries, check_float_matrices, check_index, link_problem, not_regular
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -63,6 +65,8 @@ def _looks_like_hub_id(ref: str) -> bool:
 def resolve(ref: str | os.PathLike) -> Path:
     """Turn a local path or a Hub id into a local directory (safetensors only)."""
     p = Path(ref).expanduser()
+    if p.is_symlink() and not p.exists():  # a loop or a dangling link: a local path, not a Hub id
+        raise RankeditError(f"{p}: {link_problem(p)}")
     if p.exists():
         if not p.is_dir():
             raise RankeditError(f"not a checkpoint directory: {p}")
@@ -86,6 +90,7 @@ class Checkpoint:
     def __init__(self, ref: str | os.PathLike):
         self.ref = str(ref)
         self.path = resolve(ref)
+        check_entries(self.path)
         self._handles: dict[str, object] = {}
         self._index = self._read_index()
         self._infos: dict[str, TensorInfo] = {}
@@ -111,6 +116,7 @@ class Checkpoint:
                 weight_map = json.loads(idx.read_text())["weight_map"]
             except (ValueError, KeyError, TypeError) as e:
                 raise RankeditError(f"{idx}: not a valid safetensors index ({e})") from None
+            check_index(idx, self.path, weight_map)  # only names of files inside the folder
             for f in set(weight_map.values()):
                 if not (self.path / f).is_file():
                     raise RankeditError(f"{self.path}: shard listed in {INDEX_FILE} is missing: {f}")
@@ -146,9 +152,14 @@ class Checkpoint:
         if not cfg.is_file():
             return {}
         try:
-            return json.loads(cfg.read_text())
-        except ValueError as e:
-            raise RankeditError(f"{cfg}: invalid JSON ({e})") from None
+            data = json.loads(cfg.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise RankeditError(f"{cfg}: cannot read ({e.strerror or e})") from None
+        except ValueError as e:  # UnicodeDecodeError included
+            raise RankeditError(f"{cfg}: invalid JSON ({first_line(e)})") from None
+        if not isinstance(data, dict):
+            raise RankeditError(f"{cfg}: invalid config (a JSON object is expected)")
+        return data
 
     # ---- queries -------------------------------------------------------------------
     @property
@@ -206,7 +217,10 @@ def read_header(path: str | os.PathLike) -> dict[str, dict]:
     path = Path(path)
     bad = f"{path}: corrupt or truncated safetensors file"
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # opening a FIFO blocks forever
+            raise RankeditError(f"{path}: {not_regular(st.st_mode)}")
+        size = st.st_size
         with open(path, "rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
@@ -302,6 +316,7 @@ def check_compatible(ckpts: Sequence[Checkpoint], labels: Sequence[str] | None =
     RankeditError that names every mismatch (up to a few of each kind).
     """
     labels = list(labels) if labels else [c.ref for c in ckpts]
+    check_float_matrices(ckpts, labels)
     ref, ref_label = ckpts[0], labels[0]
     for c, lab in zip(ckpts[1:], labels[1:]):
         if ref.model_type != "unknown" and c.model_type != "unknown" and ref.model_type != c.model_type:

@@ -6,7 +6,7 @@ size (and, for small files, a sha256 of the content). Files rankedit adds later 
 the scores ``run`` copies next to an edit) are registered in the nearest such
 inventory above them. A file that is not listed, or that changed since it was
 written (a hand-edited card), belongs to the user: rankedit never deletes it
-without ``--overwrite``.
+(``rankedit.files.outdir``), ``--overwrite`` included.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 from rankedit.files.tempfiles import TMP_NAME, replace_text
@@ -29,7 +30,10 @@ def _stat(p: Path) -> list:
     two runs write identical outputs), and a hand edit of a card or a config is seen."""
     if p.is_symlink():
         return [-1, os.readlink(p)]
-    size = p.stat().st_size
+    st = p.stat()
+    if not stat.S_ISREG(st.st_mode):
+        return [-2, stat.filemode(st.st_mode)]  # a FIFO or device is never ours, and never read (it may block)
+    size = st.st_size
     if size > SMALL:
         return [size, None]
     return [size, hashlib.sha256(p.read_bytes()).hexdigest()]
@@ -98,11 +102,21 @@ def register(*paths: Path) -> None:
         _write(root, data)
 
 
-def foreign_files(out: Path, kind: str) -> tuple[bool, list[str]]:
-    """(is rankedit's output of this kind, the files under ``out`` rankedit did not write or that changed)."""
+def empty_folders(root: Path) -> list[Path]:
+    """Folders below ``root`` holding nothing at all: rankedit never leaves one, so a user made it."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(n for n in dirnames if not TMP_NAME.match(n))
+        d = Path(dirpath)
+        if d != Path(root) and not dirnames and not filenames:
+            found.append(d)
+    return found
+
+
+def foreign_files(out: Path, empty_dirs: bool = True) -> list[str]:
+    """What under ``out`` rankedit did not write or that changed since: files, and (``empty_dirs``)
+    empty folders, named 'folder/'. An earlier output holding only its own files gives []."""
     out = Path(out)
-    top = read(out)
-    own_kind = top is not None and top.get("kind") == kind
     books: dict[Path, dict] = {}
     foreign = []
     for f in files(out):
@@ -120,4 +134,6 @@ def foreign_files(out: Path, kind: str) -> tuple[bool, list[str]]:
                 break
         if not mine:
             foreign.append(f.relative_to(out).as_posix())
-    return own_kind, foreign
+    if empty_dirs:
+        foreign += [d.relative_to(out).as_posix() + "/" for d in empty_folders(out)]
+    return foreign

@@ -27,9 +27,10 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from rankedit.files.input_kinds import check_float_matrices
 from rankedit.files.checkpoint import Checkpoint, few, first_line, check_compatible, check_tensor_finite, read_header
 from rankedit.core.errors import RankeditError
-from rankedit.core.names import HF_CONFIG, TOKENIZER_CONFIG
+from rankedit.core.names import ADAPTER_CONFIG, HF_CONFIG, TOKENIZER_CONFIG
 
 VERDICTS = "checked.json"  # memo of files (and checkpoints) found sound, beside sha256.json
 # Files that carry a tokenizer's vocabulary (tokenizer_config.json alone does not:
@@ -87,6 +88,7 @@ def check_inputs(cks: Iterable[Checkpoint]) -> None:
     for ck in cks:
         if ck.path.resolve() not in seen:
             seen.add(ck.path.resolve())
+            check_float_matrices([ck], [str(ck.path)])  # int8 codes are never read as weights
             check_finite(ck)
 
 
@@ -123,6 +125,19 @@ def check_tokenizer(path: str | os.PathLike) -> None:
         raise RankeditError(f"{path}: the tokenizer does not load ({first_line(e)})") from None
     if n == 0:
         raise RankeditError(f"{path}: the tokenizer has an empty vocabulary")
+
+
+def check_config(ck: Checkpoint) -> None:
+    """config.json is there and names a model_type: what mergekit and transformers need to know the
+    architecture (they otherwise fail with 'Unrecognized model'). Checked before ``check_complete``
+    and before an edit; an adapter folder goes by its base's config."""
+    if (ck.path / ADAPTER_CONFIG).is_file():
+        return
+    if not (ck.path / HF_CONFIG).is_file():
+        raise RankeditError(f"{ck.path}: no config.json (the architecture of the weights is unknown); "
+                            "copy the config.json of the model it was trained from into it")
+    if not isinstance(ck.config.get("model_type"), str) or not ck.config["model_type"]:
+        raise RankeditError(f"{ck.path / HF_CONFIG}: no 'model_type' (the architecture of the weights is unknown)")
 
 
 def check_complete(ck: Checkpoint) -> None:
@@ -164,6 +179,7 @@ def check_scorable(ck: Checkpoint) -> None:
     """Finite, complete and with a tokenizer: what lm-eval needs to score ``ck`` honestly."""
     from rankedit.files.hashes import file_key
 
+    check_float_matrices([ck], [str(ck.path)])  # transformers would cast int8 codes to floats in silence
     check_finite(ck)
     files = [*ck.weight_files, ck.path / HF_CONFIG,
              *(ck.path / f for f in sorted(os.listdir(ck.path)) if f in TOKENIZER_FILES or f == TOKENIZER_CONFIG)]

@@ -59,6 +59,7 @@ from importlib import metadata
 from pathlib import Path
 
 from rankedit.files.atomic import atomic_write_text
+from rankedit.files.outdir import check_location
 from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
 from rankedit.organism import pinning
@@ -250,6 +251,8 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
             raise RankeditError("--device cuda asked for, but no CUDA GPU is available")
     r = _recipe(size, seed, device)
     h = recipe_hash(r)
+    if out is not None:
+        check_location(out)  # never the home folder, /, the cache itself or the current directory
     out = Path(out).absolute() if out is not None else cache_root() / "organism" / f"{size}-seed{seed}-{h}"
     _claim(out, h)
     _sigterm_as_interrupt()

@@ -60,12 +60,8 @@ def _num(v) -> bool:
         return False
 
 
-def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None = None):
-    """GRPO from base into out (a fresh dir). Returns (model, per-step log)."""
-    cfg = r["rl"]
-    n_prompts = cfg["steps"] * cfg["prompts_per_step"]
-    data = Dataset.from_list(tasks.rl_prompts(n_prompts, seed=10_000 + seed, exclude=tasks.held_out_prompts()))
-    args = GRPOConfig(
+def _grpo_args(out: Path, cfg: dict, device: str, seed: int) -> GRPOConfig:
+    return GRPOConfig(
         output_dir=str(out / "_trainer"),
         learning_rate=cfg["lr"], weight_decay=0.0,
         lr_scheduler_type=cfg.get("schedule", "constant"), warmup_steps=cfg.get("warmup", 0),
@@ -75,15 +71,58 @@ def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None
         temperature=cfg["temperature"], top_p=1.0, top_k=0,
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
         gradient_checkpointing=False,  # trl defaults it on; a 1M-parameter model needs no recompute
-        use_cpu=r.get("device", "cpu") == "cpu", bf16=False, fp16=False, seed=seed, data_seed=seed,
+        use_cpu=device == "cpu", bf16=False, fp16=False, seed=seed, data_seed=seed,
         dataloader_num_workers=0, remove_unused_columns=False,
     )
+
+
+def _prompts(cfg: dict, seed: int) -> Dataset:
+    n_prompts = cfg["steps"] * cfg["prompts_per_step"]
+    return Dataset.from_list(tasks.rl_prompts(n_prompts, seed=10_000 + seed, exclude=tasks.held_out_prompts()))
+
+
+def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None = None):
+    """GRPO from base into out (a fresh dir). Returns (model, per-step log)."""
+    cfg = r["rl"]
+    args = _grpo_args(out, cfg, r.get("device", "cpu"), seed)
     model = load_fp32(base)
     rec = Recorder(out, cfg["steps"], on_step, checkpoint_steps(cfg["steps"]))
     trainer = GRPOTrainer(
-        model=model, reward_funcs=exact_reward, args=args, train_dataset=data,
+        model=model, reward_funcs=exact_reward, args=args, train_dataset=_prompts(cfg, seed),
         processing_class=build_tokenizer(), callbacks=[rec],
     )
     trainer.remove_callback(PrinterCallback)  # our bars and organism.json replace its stdout dicts
     trainer.train()
     return trainer.model, rec.log
+
+
+class AdapterSaver(TrainerCallback):
+    """Saves the LoRA adapter as trl's trainer does at its save steps: ``checkpoint-N/`` folders."""
+
+    def __init__(self, out: Path, save_steps: list[int]):
+        self.out, self.save_steps = out, set(save_steps)
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if state.global_step in self.save_steps:
+            model.save_pretrained(self.out / "checkpoints" / f"checkpoint-{state.global_step}")
+
+
+def train_rl_lora(base: Path, out: Path, cfg: dict, seed: int, *, r: int = 4, alpha: int = 8,
+                  save_steps: list[int] = (), device: str = "cpu") -> Path:
+    """A LoRA-trained RLVR run as practitioners run it: the same GRPO as ``train_rl`` with trl's
+    ``peft_config`` (rank ``r`` on every attention and MLP projection). Writes the adapter as
+    PEFT saves it (adapter_config.json + adapter_model.safetensors) into ``out`` and, at
+    ``save_steps``, ``out/checkpoints/checkpoint-N`` adapters; returns ``out``."""
+    from peft import LoraConfig
+
+    lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    trainer = GRPOTrainer(
+        model=load_fp32(base), reward_funcs=exact_reward, args=_grpo_args(out, cfg, device, seed),
+        train_dataset=_prompts(cfg, seed), processing_class=build_tokenizer(), peft_config=lora,
+        callbacks=[AdapterSaver(out, list(save_steps))],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    trainer.model.save_pretrained(out)
+    return out

@@ -180,7 +180,7 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     ever (cached). Returns the compress.json dict; raises RankeditError on bad input.
     """
     from rankedit.edits.artifact import write_artifact
-    from rankedit.files.outdir import check_inputs, check_out, claim_dir
+    from rankedit.files.outdir import check_inputs, check_replace, claim_dir
     from rankedit.pipeline.compress_outputs import write_outputs
     from rankedit.pipeline.models import resolve_models
     from rankedit.pipeline.requirements import check_requirements
@@ -197,7 +197,8 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     out = Path(out).absolute()
     t0 = time.time()
     given = [base, tuned, *plan.score.include_paths]
-    check_out(out, "compress", given, overwrite)
+    check_inputs(out, given)
+    check_replace(out, "compress", overwrite, resume=True)
     check_requirements(plan, "compress")
     check_tasks(plan)
     models = resolve_models(plan, quiet)

@@ -31,11 +31,18 @@ class Models:
     # tuned model itself: alpharl's inputs, filled from the pipeline's scores (``pipeline.early_stop``)
     accuracies: dict[int, float] = field(default_factory=dict)
     final_accuracy: float | None = None
+    # merged checkpoint in the cache -> the LoRA adapter folder it was merged from (the plan gave the adapter)
+    adapters: dict[str, str] = field(default_factory=dict)
+
+    def source(self, path: str | None) -> str | None:
+        """What the plan named for ``path``: the adapter folder of a merged adapter (analysis reads its ΔW exactly)."""
+        return self.adapters.get(path, path) if path else path
 
     def paths(self) -> list[str]:
         """Everything the run reads: OUT may not be, hold or lie inside any of it."""
         steps = [p for _, p in self.checkpoints + self.sft_checkpoints]
-        return [p for p in (self.base, self.tuned, self.other_tuned, self.sft, self.organism, *steps) if p]
+        return [p for p in (self.base, self.tuned, self.other_tuned, self.sft, self.organism, *steps,
+                            *self.adapters.values()) if p]
 
     def run(self, of: str) -> tuple[str, list[tuple[int, str]]]:
         return (self.tuned, self.checkpoints) if of == "tuned" else (self.sft, self.sft_checkpoints)
@@ -77,10 +84,13 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
     m.sft_checkpoints = list_checkpoints(plan.sft_checkpoints, org / "sft" / "checkpoints" if org else None)
     from rankedit.files.checkpoint import Checkpoint, check_compatible
 
+    merge_adapters(m, quiet)
+
     refs = {k: v for k, v in (("base", m.base), ("tuned", m.tuned), ("other_tuned", m.other_tuned),
                               ("sft", m.sft)) if v}
     cks = dict(zip(refs, (Checkpoint(v) for v in refs.values())))
     check_compatible(list(cks.values()), list(refs))
+    check_ranks(plan, cks["base"])  # from the headers: before the weights are read
     from rankedit.files.validate import check_inputs, check_scorable
 
     check_inputs(cks.values())  # whole and finite, before anything is built from them
@@ -91,6 +101,49 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
         if role in cks:
             check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
     return m
+
+
+def check_ranks(plan: Plan, base) -> None:
+    """Every edit's k against the base's matrices, before any weight is read or any edit built."""
+    from pydantic import ValidationError
+
+    from rankedit.edits import get_edit
+    from rankedit.edits.build import check_rank
+
+    for e in plan.edits:
+        edit = get_edit(e.method)
+        try:
+            p = edit.params.model_validate(e.params)
+        except ValidationError:
+            continue  # parameters filled in later (a run's steps): planned with the rest
+        try:
+            check_rank(edit, p, base)
+        except RankeditError as err:
+            raise RankeditError(f"edit {e.name}: {err}") from None
+
+
+def merge_adapters(m: Models, quiet: bool) -> None:
+    """Every input given as a LoRA adapter folder becomes its merged checkpoint in rankedit's cache
+    (mergekit edits it and lm-eval scores it from disk); ``m.adapters`` remembers where each came from."""
+    from rankedit.files.adapter import AdapterCheckpoint, is_adapter, materialize
+    from rankedit.files.checkpoint import Checkpoint
+
+    if not m.base:
+        return
+    base = None
+
+    def merged(ref: str | None) -> str | None:
+        nonlocal base
+        if not ref or not is_adapter(ref):
+            return ref
+        base = base or Checkpoint(m.base)
+        path = str(materialize(AdapterCheckpoint(ref, base), say=lambda msg: say(msg, quiet)))
+        m.adapters.setdefault(path, ref)  # the same adapter saved twice (final and last step): the first name
+        return path
+
+    m.tuned, m.other_tuned, m.sft = merged(m.tuned), merged(m.other_tuned), merged(m.sft)
+    m.checkpoints = [(s, merged(p)) for s, p in m.checkpoints]
+    m.sft_checkpoints = [(s, merged(p)) for s, p in m.sft_checkpoints]
 
 
 def model_labels(plan: Plan, models: Models, edits: dict[str, dict]) -> dict[str, str]:

@@ -57,12 +57,16 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "rows": rows,
         "references": rep.reference_rows(result, n_boot=plan.score.n_boot),
         "sampling": result.settings.sampling.as_dict() if result.settings.sampling else None,
+        # the suite's tasks sampled by default in an otherwise greedy run (reasoning's AIME: avg@16)
+        "task_sampling": {t: s.as_dict() for t, s in result.settings.task_sampling},
         "pass_at_k": pass_at_k_block(result, n_boot=plan.score.n_boot),
         "truncation": truncation_block(result),
         "edits": edit_info,
         "frontier": frontier_rows(edit_info, rows, result.tasks, [t for t in result.suite.control_tasks if t in result.tasks]),
         "analysis": {"runs": {r: f"analysis/{r}" for r in summaries}, "compare": rep.compare_block(summaries),
-                     "notes": notes},
+                     "notes": notes,
+                     # LoRA-trained runs: the rank bound that holds by construction (rankedit.files.adapter)
+                     "adapters": {r: s["adapter"] for r, s in summaries.items() if "adapter" in s}},
         "failures": failures,
         "timings_s": timings,
         # where and when it was measured: README findings quote them, and times only compare on one machine
@@ -86,7 +90,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
             figures.append(f"analysis/{run}/{png.name}")
     report["figures"] = figures
     atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / REPORT_MD, rep.markdown(report) + "\n".join(
+    atomic_write_text(out / REPORT_MD, rep.markdown(report, out) + "\n".join(
         trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""]))
     _attach_to_edits(report, summaries, out)
     return report

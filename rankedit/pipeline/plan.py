@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.resources import shipped_dir
+from rankedit.files.yaml_text import load_yaml
 from rankedit.pipeline.kl_spec import KLSpec
+from rankedit.pipeline.plan_checks import edit_errors, huge_integers, raise_in_order, where
 from rankedit.pipeline.trajectory_spec import TrajectorySpec
 
 # roles a plan can name as the update an edit works on
@@ -109,6 +111,8 @@ class ScoreSpec(_Strict):
     suite: Optional[str] = "organism"
     tasks: Optional[list[str]] = None
     include_paths: list[str] = Field(default_factory=list)
+    data_dir: Optional[str] = Field(None, description="read every Hub dataset of the tasks from local copies "
+                                                      "(DIR/OWNER/NAME/, as rankedit score --data-dir)")
     limit: Optional[int] = Field(None, ge=1)
     batch_size: Union[int, str] = 64
     backend: Literal["hf", "vllm"] = "hf"
@@ -225,55 +229,21 @@ class Plan(_Strict):
         return self
 
 
-def _where(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
 def parse_plan(data: object, source: str = "plan") -> Plan:
-    """Validate a plan dict; every error becomes one line naming the field."""
+    """Validate a plan dict; every error becomes one line naming the field, the plan's first error first."""
     if not isinstance(data, dict):
         raise RankeditError(f"{source}: expected a mapping at the top level")
+    errors = huge_integers(data)
+    raise_in_order(data, source, errors)  # before pydantic turns them into something else
+    plan = None
     try:
         plan = Plan.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise RankeditError(f"{source}: {_where(err['loc'])}: {msg}{more}") from None
-    _check_edits(plan, source)
+        errors = [(err["loc"], f"{where(err['loc'])}: {err['msg'].removeprefix('Value error, ')}") for err in e.errors()]
+    # an edit's parameters are checked even when the plan has other errors: all are reported in plan order
+    errors += edit_errors(data)
+    raise_in_order(data, source, errors)
     return plan
-
-
-def _check_edits(plan: Plan, source: str) -> None:
-    """Unknown methods and bad parameters fail here, before any model is built or read."""
-    from rankedit.edits import get_edit
-
-    for i, e in enumerate(plan.edits):
-        where = f"{source}: edits.{i} ({e.name})"
-        try:
-            edit = get_edit(e.method)
-        except RankeditError as err:
-            raise RankeditError(f"{where}: {err}") from None
-        params = dict(e.params)
-        if edit.inputs == "run":
-            # filled in from the run's checkpoints later
-            params.setdefault("steps", (1, 2))
-            params.setdefault("target_step", 3)
-            if params.get("mode") == "alpharl":  # the pipeline fills both from its scores of the run's checkpoints
-                if "accuracies" in params:
-                    raise RankeditError(f"{where}: alpharl's accuracies come from the pipeline's scores of the "
-                                        "window's checkpoints; do not give params.accuracies")
-                params.update(accuracies=(0.0, 1.0), target_accuracy=params.get("target_accuracy", 1.0))
-            if plan.organism is None and e.of == "tuned" and not (
-                    plan.checkpoints or (plan.runs and all(r.checkpoints for r in plan.runs))):
-                raise RankeditError(f"{where}: {e.method} needs the run's checkpoints; add 'checkpoints:' to the plan")
-        elif e.checkpoints is not None:
-            raise RankeditError(f"{where}: 'checkpoints' only applies to extrapolate")
-        try:
-            edit.params.model_validate(params)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise RankeditError(f"{where}: params.{_where(first['loc'])}: {first['msg']}") from None
 
 
 def find_plan(path: str | os.PathLike) -> Path:
@@ -296,14 +266,8 @@ def find_plan(path: str | os.PathLike) -> Path:
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
-    import yaml
-
     p = find_plan(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise RankeditError(f"{p}: cannot read YAML ({str(e).splitlines()[0]})") from None
-    return parse_plan(data, str(p))
+    return parse_plan(load_yaml(p), str(p))  # UTF-8, no repeated key, YAML 1.2 booleans
 
 
 def split_runs(plan: Plan) -> list[tuple[str | None, Plan]]:

@@ -141,14 +141,15 @@ def _analysis_key(base: str, tuned: str, other: str | None, k: int) -> dict:
 
 
 def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Plan, out: Path, quiet: bool,
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, source=lambda p: p) -> dict:
     from rankedit.analysis.analyze import analyze
 
     folder, key_file = out / "analysis" / name, out / "analysis" / f"{name}.key.json"
     key = _analysis_key(base, tuned, other, plan.analyze.k)
     if not ((folder / ANALYSIS_SUMMARY).is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
         say(f"analyze: {name}", quiet)
-        analyze(base, tuned, folder, other_tuned=other, k=plan.analyze.k, device=plan.analyze.device,
+        # a LoRA-trained run is analysed from its adapter (``source``): ΔW = scale·B·A exactly, rank <= r
+        analyze(base, source(tuned), folder, other_tuned=source(other), k=plan.analyze.k, device=plan.analyze.device,
                 progress=not quiet, overwrite=overwrite)
         atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")
     return json.loads((folder / ANALYSIS_SUMMARY).read_text())
@@ -161,9 +162,10 @@ def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False,
         return {}, {}
     summaries, notes = {}, {}
     summaries["tuned"] = _analyze_once("tuned", models.base, models.tuned, models.other_tuned, plan, out, quiet,
-                                       overwrite)
+                                       overwrite, models.source)
     if models.sft:
-        summaries["sft"] = _analyze_once("sft", models.base, models.sft, None, plan, out, quiet, overwrite)
+        summaries["sft"] = _analyze_once("sft", models.base, models.sft, None, plan, out, quiet, overwrite,
+                                         models.source)
         if plan.analyze.matched_sft and models.sft_checkpoints:
             from rankedit.analysis.analyze import update_size
 
@@ -171,7 +173,7 @@ def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False,
             sizes = [(abs(update_size(models.base, p) - target), s, p) for s, p in models.sft_checkpoints]
             _, step, path = min(sizes)
             summaries["sft-matched"] = _analyze_once("sft-matched", models.base, path, None, plan, out, quiet,
-                                                     overwrite)
+                                                     overwrite, models.source)
             notes["sft-matched"] = f"step {step}"
     return summaries, notes
 
@@ -216,6 +218,10 @@ def check_tasks(plan: Plan) -> None:
     st = get_suite(s.suite) if s.suite is not None else custom_suite(s.tasks, s.include_paths)
     resolve(st.profiles, s.profile, samples=s.samples, temperature=s.temperature, top_p=s.top_p, seed=s.seed)
     task_manager(st)
+    if s.data_dir:  # a missing local copy fails now, not after the edits
+        from rankedit.scoring.data_dir import with_data_dir
+
+        with_data_dir(st, s.data_dir)
 
 
 # ---- the whole run ------------------------------------------------------------------------
@@ -230,11 +236,11 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     at the end when some model could not be scored (the report of the others
     is written first). OUT is created only once every input checked out. An
     existing OUT is resumed when it is an earlier run's and holds nothing else
-    (``rankedit.files.outdir``); with ``overwrite`` a user's files in it are kept and
-    rankedit's outputs replaced. ``executor`` ("local" or "ray") and ``address``
+    (``rankedit.files.outdir``); a folder holding a user's files is never used, and
+    ``overwrite`` only lets a run replace another rankedit output. ``executor`` ("local" or "ray") and ``address``
     (a Ray cluster) override the plan's ``executor``.
     """
-    from rankedit.files.outdir import check_out
+    from rankedit.files.outdir import check_inputs, check_replace
 
     plan_file = None
     if plan is None:
@@ -246,9 +252,11 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     plan = with_executor(plan, executor, address)
     out = Path(out).absolute()
     parts = split_runs(plan)
-    given = [plan_file, *plan.score.include_paths, *([plan.kl.prompts_file] if plan.kl and plan.kl.prompts_file else []),
+    given = [plan_file, *plan.score.include_paths, *([plan.score.data_dir] if plan.score.data_dir else []),
+             *([plan.kl.prompts_file] if plan.kl and plan.kl.prompts_file else []),
              *(p for _, sub in parts for p in (sub.base, sub.tuned, sub.other_tuned, sub.sft))]
-    check_out(out, "run", given, overwrite)
+    check_inputs(out, given)
+    check_replace(out, "run", overwrite, resume=True)
     check_requirements(plan, source)  # backend installed, devices present: before anything is written
     check_tasks(plan)
     with make_executor(plan.executor) as ex:

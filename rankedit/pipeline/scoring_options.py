@@ -15,5 +15,5 @@ def score_options(plan: Plan) -> dict:
                 device=device, dtype=s.dtype, max_gen_toks=s.max_gen_toks,
                 apply_chat_template=s.apply_chat_template, num_fewshot=s.num_fewshot,
                 profile=s.profile, samples=s.samples, temperature=s.temperature, top_p=s.top_p, seed=s.seed,
-                include_paths=s.include_paths,
+                include_paths=s.include_paths, data_dir=s.data_dir,
                 resources={"num_cpus": ex.num_cpus_per_task, "num_gpus": ex.num_gpus_per_score})

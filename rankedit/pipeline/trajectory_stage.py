@@ -44,7 +44,8 @@ def run_trajectory(plan: Plan, models: Models, out: Path, quiet: bool = False, o
     done = (folder / TRAJECTORY_SUMMARY).is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key
     if not done:
         say(f"trajectory: {len(ckpts)} checkpoints of the {spec.of} run", quiet)
-        trajectory(models.base, [p for _, p in ckpts], folder, steps=[s for s, _ in ckpts],
+        # a LoRA run's checkpoints are read from their adapters (``models.source``): dW_t = scale·B·A exactly
+        trajectory(models.base, [models.source(p) for _, p in ckpts], folder, steps=[s for s, _ in ckpts],
                    gap_threshold=spec.gap_threshold, n_null=spec.null_draws, seed=spec.seed, device=spec.device,
                    modules=spec.modules, progress=not quiet, plots=spec.plots, overwrite=overwrite)
         atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")

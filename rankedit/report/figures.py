@@ -14,8 +14,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
-_EDIT, _CONTROL = "#1f5aa6", "#b0b0b0"
+_EDIT, _CONTROL, _RUN = "#1f5aa6", "#b0b0b0", "#444444"
 
 
 def _trained_rows(report: dict) -> dict[str, list[dict]]:
@@ -68,32 +69,56 @@ def _finish_retention_axes(fig, ax, edits: list[str], controls: set, legend: boo
     return path
 
 
+# lm-eval's metric names in words, for axis labels (the raw name stays in brackets)
+METRIC_WORDS = {"exact_match": "exact-match accuracy", "acc": "accuracy", "acc_norm": "length-normalised accuracy",
+                "pass@1": "pass@1", "f1": "F1", "bleu": "BLEU"}
+_REFERENCES = ("base", "tuned", "other_tuned", "sft")
+
+
+def metric_words(metric: str) -> str:
+    """``exact_match,extract`` -> "exact-match accuracy (lm-eval exact_match, filter extract)"."""
+    name, _, filt = metric.partition(",")
+    words = METRIC_WORDS.get(name, name.replace("_", " "))
+    raw = f"lm-eval {name}" + (f", filter {filt}" if filt and filt != "none" else "")
+    return f"{words} ({raw})"
+
+
 def scores_per_model(report: dict, path: Path) -> Path | None:
-    """Every model's score on every task, with lm-eval's standard error: the raw numbers behind R."""
+    """Every model's score on every task, with lm-eval's standard error: the raw numbers behind R.
+
+    A task on which every model scored exactly 0 gets no panel; the title names it."""
     models = [m for m in report["scores"] if report["scores"][m]]
-    tasks = report["tasks"]
+    value = {(m, t): report["scores"][m].get(t, {}).get("value") for m in models for t in report["tasks"]}
+    zero = [t for t in report["tasks"] if all(not value[(m, t)] for m in models)]
+    tasks = [t for t in report["tasks"] if t not in zero]
     if not models or not tasks:
         return None
     controls = {e["name"] for e in report["edits"] if e.get("control_of")}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks) + 2, 0.32 * len(models) + 1.6), sharey=True,
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks) + 2, 0.32 * len(models) + 2.2), sharey=True,
                              squeeze=False)
     for ax, task in zip(axes[0], tasks):
         vals = [report["scores"][m].get(task, {}) for m in models]
         x = [v.get("value", np.nan) for v in vals]
         err = [v.get("stderr") or 0.0 for v in vals]
-        colors = ["#444444" if m in ("base", "tuned", "other_tuned", "sft") else _CONTROL if m in controls else _EDIT
-                  for m in models]
-        ax.barh(range(len(models)), x, xerr=err, color=colors, capsize=2)
+        # runs dark, edits blue, controls hollow in blue: the same code as the retention figures
+        face = [_RUN if m in _REFERENCES else "white" if m in controls else _EDIT for m in models]
+        edge = [_RUN if m in _REFERENCES else _EDIT for m in models]
+        ax.barh(range(len(models)), x, xerr=err, color=face, edgecolor=edge, linewidth=1.2, capsize=2)
         base = report["scores"].get("base", {}).get(task, {}).get("value")
         if base is not None:
             ax.axvline(base, color="black", lw=0.8, ls=":")
         ax.set_title(task, fontsize=9)
-        ax.set_xlabel(report["metrics"].get(task, "score"), fontsize=8)
+        ax.set_xlabel(metric_words(report["metrics"].get(task, "score")), fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(models)), models, fontsize=8)
     axes[0][0].invert_yaxis()
-    fig.suptitle(f"{report['name']}: scores (± stderr; dotted: base; grey: controls)", fontsize=10)
-    fig.tight_layout()
+    handles = [Patch(facecolor=_RUN, edgecolor=_RUN, label="base and whole runs"),
+               Patch(facecolor=_EDIT, edgecolor=_EDIT, label="edits"),
+               Patch(facecolor="white", edgecolor=_EDIT, label="controls")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    skipped = f"\nno panel for {', '.join(zero)}: every model scored 0 there" if zero else ""
+    fig.suptitle(f"{report['name']}: scores (± lm-eval's standard error; dotted line: base){skipped}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

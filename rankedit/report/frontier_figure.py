@@ -89,6 +89,20 @@ def _panel_forgetting(ax, rows: list[dict], task: str, xs: dict, colours: dict) 
     ax.set_ylabel("forgetting, points\n(s_edit − s_base, 95% interval)")
 
 
+def _flat(rows: Sequence[dict], task: str, kind: str, trained: Sequence[str]) -> bool:
+    """A panel with nothing to show: no R defined, and every edit's difference from the base exactly 0
+    with a zero-width interval (a task that no model solves, say)."""
+    if kind == "retention":
+        mine = [r for r in rows if r["task"] == task]
+        if any(r["retention"] is not None for r in mine):
+            return False
+        vals = [(r.get("gain"), r.get("gain_ci_low"), r.get("gain_ci_high")) for r in mine]
+    else:
+        vals = [(f["value"], f["ci_low"], f["ci_high"]) for r in rows if r["task"] == trained[0]
+                for f in [r["forgetting"].get(task)] if f]
+    return all(v in (0, None) for triple in vals for v in triple)
+
+
 def frontier_plot(report: dict, path: Path, r_name: str = "R") -> Path | None:
     """The figure from ``report["frontier"]`` (rows of ``rankedit.report.frontier``); None if no edit has a size."""
     rows = report.get("frontier") or []
@@ -99,6 +113,10 @@ def frontier_plot(report: dict, path: Path, r_name: str = "R") -> Path | None:
     trained = list(dict.fromkeys(r["task"] for r in rows))
     control = [t for t in report["control_tasks"] if any(t in r["forgetting"] for r in rows)]
     panels = [(t, "retention") for t in trained] + [(t, "forgetting") for t in control]
+    flat = [t for t, kind in panels if _flat(rows, t, kind, trained)]
+    panels = [p for p in panels if p[0] not in flat]
+    if not panels:
+        return None
     lo, hi = min(xs.values()) / 2.5, max(xs.values()) * 2.5
     named = list(dict.fromkeys(r["edit"] for r in rows if r["edit"] in xs))
     legend_rows = -(-(len(named) + any(r["pareto"] for r in rows)) // 3)
@@ -134,9 +152,11 @@ def frontier_plot(report: dict, path: Path, r_name: str = "R") -> Path | None:
     ring = plt.Line2D([], [], marker="o", ms=11, mfc="none", mec="black", color="black", lw=1.2,
                       label="Pareto-optimal (ringed; dotted: of SFT)")
     ranked = [ring] if any(r["pareto"] for r in rows) else []
+    sft = "; square: of SFT" if any(r["of"] == "sft" for r in rows if r["edit"] in xs) else ""
     fig.legend(handles=list(handles.values()) + ranked, loc="lower center", ncol=3, fontsize=8, frameon=False,
-               title="edit (hollow: the control of the edit of its colour; square: of SFT)", title_fontsize=8)
-    fig.suptitle(f"{report['name']}:\nsize against gain (points at equal size spread slightly sideways)",
+               title=f"edit (hollow: the control of the edit of its colour{sft})", title_fontsize=8)
+    left_out = f"\nnot drawn: {', '.join(flat)} (every edit scored exactly the base there)" if flat else ""
+    fig.suptitle(f"{report['name']}:\nsize against gain (points at equal size spread slightly sideways){left_out}",
                  fontsize=10)
     fig.tight_layout(rect=(0, (0.35 + 0.2 * legend_rows) / height, 1, 1))
     fig.savefig(path, dpi=110)

@@ -81,8 +81,9 @@ def _pct(x: float) -> str:
 def markdown(report: Mapping) -> list[str]:
     """The pass@k and truncation sections of report.md."""
     lines: list[str] = []
-    prof = report.get("sampling")
     for task, blk in (report.get("pass_at_k") or {}).items():
+        # the run's profile, or the suite's default for this task (reasoning's AIME in a greedy run)
+        prof = report.get("sampling") or (report.get("task_sampling") or {}).get(task)
         n = blk["n"]
         ks = sorted({1, min(4, n), min(16, n), n})
         if not lines:

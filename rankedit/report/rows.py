@@ -10,6 +10,8 @@ interval. Definitions in docs/science.md, "Scores"; arithmetic in rankedit.scori
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from rankedit.analysis.metrics import view
@@ -18,6 +20,7 @@ from rankedit.report.pass_at_k import markdown as pass_at_k_markdown
 from rankedit.report.kl_report import kl_markdown
 from rankedit.scoring import retention as ev
 from rankedit.scoring.table import ScoreTable
+from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
 
 REFERENCE_LABELS = ("tuned", "other_tuned", "sft")
@@ -124,13 +127,27 @@ def _ci(v, lo, hi, digits: int = 2, pct: bool = False) -> str:
         f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def markdown(report: dict) -> str:
+def shown_path(ref: str, out: str | os.PathLike | None = None) -> str:
+    """A model as report.md names it: a Hub id as given, a cached model below ``$RANKEDIT_CACHE``,
+    any other local folder relative to OUT (report.json keeps the absolute paths)."""
+    p = Path(ref)
+    if not p.is_absolute():
+        return ref
+    try:
+        return "$RANKEDIT_CACHE/" + p.resolve().relative_to(cache_root().resolve()).as_posix()
+    except (ValueError, OSError):
+        pass
+    return os.path.relpath(p, out) if out is not None else ref
+
+
+def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
     tasks = report["tasks"]
     control = set(report["control_tasks"])
     trained = [t for t in tasks if t not in control]
     lines = [f"# {report['name']}", ""]
-    lines += [f"Base `{report['models']['base']}` → tuned `{report['models']['tuned']}`"
-              + (f"; SFT `{report['models']['sft']}`" if report["models"].get("sft") else "") + ".", ""]
+    shown = {k: shown_path(v, out) for k, v in report["models"].items() if v}
+    lines += [f"Base `{shown['base']}` → tuned `{shown['tuned']}`"
+              + (f"; SFT `{shown['sft']}`" if shown.get("sft") else "") + ".", ""]
     lines += ["Scores are lm-eval's " + ", ".join(f"`{report['metrics'][t]}` on {t}" for t in tasks) + ". "
               "R = (s_edit − s_base) / (s_run − s_base) with a 95% paired-bootstrap interval over the same "
               "problems (undefined when the run's own gain is not significant). Forgetting = s − s_base on "
@@ -171,9 +188,7 @@ def markdown(report: dict) -> str:
                 cells.append(_ci(r["forgetting"], r["forgetting_ci_low"], r["forgetting_ci_high"], 1, pct=True)
                              if r and r["forgetting"] is not None else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    undefined = {r["reason"] for r in report["rows"] if r["retention_defined"] is False and r["reason"]}
-    if undefined:
-        lines += ["", "Retention undefined: " + "; ".join(sorted(undefined)) + "."]
+    lines += undefined_lines(report["rows"])
     if report.get("failures"):
         lines += ["", "**Failed:** " + "; ".join(f"{k}: {v}" for k, v in report["failures"].items())]
     lines += frontier_markdown(report.get("frontier", []), report["control_tasks"])
@@ -190,10 +205,33 @@ def markdown(report: dict) -> str:
         metrics = [m for m in (*COMPARE_METRICS, "sparsity_bf16_model") if any(cmp[r].get(m) is not None for r in runs)]
         for m in metrics:
             lines.append(f"| {m} | " + " | ".join(_f(cmp[r].get(m), 4) for r in runs) + " |")
+    for run, a in report.get("analysis", {}).get("adapters", {}).items():
+        held = "every measured rank is within it" if a["bound_holds"] else \
+            f"measured ranks above it on {len(a['over_bound'])} matrices"
+        lines += ["", f"{run} is a LoRA adapter ({a['path']}): rank(ΔW) <= r (at most {a['r_max']}) by "
+                      f"construction on its {a['targeted_matrices']} targeted matrices; {held}."]
     figs = report.get("figures", [])
     if figs:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
     return "\n".join(lines) + "\n"
+
+
+def undefined_lines(rows: list[dict]) -> list[str]:
+    """Why R is undefined, one line per (task, reference run) with the edits it concerns.
+
+    The reason (the reference run's gain and its interval) is the same for every
+    edit of that run on that task, so it is said once, naming the task and the run."""
+    why: dict[tuple[str, str, str], list[str]] = {}
+    for r in rows:
+        if r.get("control_task") or r["retention"] is not None or not r.get("reason"):
+            continue
+        why.setdefault((r["task"], r["of"], r["reason"]), []).append(r["edit"])
+    if not why:
+        return []
+    lines = ["", "Retention undefined:"]
+    for (task, of, reason), edits in sorted(why.items()):
+        lines.append(f"- on {task}, against the {of} run ({', '.join(edits)}): {reason}")
+    return lines
 
 
 def check_columns(rows: list[dict]) -> None:

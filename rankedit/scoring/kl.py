@@ -32,6 +32,7 @@ import numpy as np
 from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
 from rankedit.files.atomic import atomic_dir, atomic_write_text
+from rankedit.files.outdir import check_out
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.validate import check_inputs, check_scorable, quiet_transformers
 from rankedit.scoring import kl_math
@@ -170,6 +171,8 @@ def kl(model: str | os.PathLike, base: str | os.PathLike, prompts: Sequence[str]
         prompts = read_prompts(prompts)
     prompts = take(prompts, limit)
     ck, cb = Checkpoint(model), Checkpoint(base)
+    if out is not None:
+        check_out(out, "kl", [ck.path, cb.path], overwrite)  # before the sampling, not after it
     check_compatible([cb, ck], ["base", "model"])
     check_inputs([cb])
     check_scorable(ck)  # finite, complete, with a tokenizer: never sample from broken weights

@@ -22,6 +22,8 @@ from rankedit.core.errors import RankeditError
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
     p = Path(path)
+    if p.exists() and not p.is_file():  # a FIFO would block the read forever
+        raise RankeditError(f"cannot read prompts from {p}: not a regular file")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

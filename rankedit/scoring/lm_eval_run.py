@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import subprocess
 from pathlib import Path
 
 from rankedit.core.errors import RankeditError
@@ -28,8 +29,9 @@ def lm_eval_model(backend: str, path: Path, settings: Settings) -> tuple[str, di
             raise RankeditError("backend 'vllm' needs vllm, which is not installed in this environment: see "
                                 "'Scoring with vllm' in the README (a separate environment, GPU only); or use --backend hf")
         args = {"pretrained": str(path), "dtype": "auto" if settings.dtype == "float32" else settings.dtype}
-        if settings.sampling is not None:
-            args["seed"] = settings.sampling.seed  # vllm seeds its own sampler from its model args
+        sampling = settings.sampling or (settings.task_sampling[0][1] if settings.task_sampling else None)
+        if sampling is not None:
+            args["seed"] = sampling.seed  # vllm seeds its own sampler from its model args
         return "vllm", args
     raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
 
@@ -51,6 +53,31 @@ def quiet_generate_warnings():
         hf_logging.set_verbosity(before)
 
 
+def _git_hash_quietly() -> str | None:
+    """lm-eval's ``get_git_commit_hash`` with git's stderr kept off the user's terminal.
+
+    lm-eval records the git commit of the current directory in every result and
+    runs ``git describe`` for it with stderr inherited: outside a repository each
+    scored model printed "fatal: not a git repository" to the user. Same command,
+    same value; only the message is dropped."""
+    try:
+        return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
+    except (subprocess.CalledProcessError, FileNotFoundError, OSError):
+        return None
+
+
+@contextlib.contextmanager
+def quiet_git_probe():
+    import lm_eval.evaluator as evaluator
+
+    before = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = _git_hash_quietly
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = before
+
+
 def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
     """One call of lm_eval.simple_evaluate for one model on the suite's tasks (with samples)."""
     from lm_eval import simple_evaluate
@@ -61,8 +88,11 @@ def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
     if settings.sampling is not None:
         gen_kwargs |= settings.sampling.gen_kwargs()
         tasks, seeds = with_repeats(tm, tasks, settings.sampling.samples), settings.sampling.seeds()
+    elif settings.task_sampling:
+        tasks = with_task_sampling(tm, tasks, dict(settings.task_sampling))
+        seeds = settings.task_sampling[0][1].seeds()
     with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"), quiet_generate_warnings(), \
-            quiet_lm_eval_notices():
+            quiet_lm_eval_notices(), quiet_git_probe():
         res = simple_evaluate(
             model=model, model_args=model_args, tasks=tasks, task_manager=tm,
             batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,
@@ -85,6 +115,22 @@ def with_repeats(tm, names: list[str], n: int) -> list:
         loaded = tm.load([name])
         for task in loaded["tasks"].values():
             task.set_config(key="repeats", value=n)
+        built.append(loaded["groups"][name] if name in loaded["groups"] else loaded["tasks"][name])
+    return built
+
+
+def with_task_sampling(tm, names: list[str], per_task: dict) -> list:
+    """The suite's tasks and groups built by ``tm``, the leaf tasks named in ``per_task`` set to
+    its sampling (``repeats: n`` and do_sample, temperature, top_p over the task's own
+    generation kwargs), the others left greedy."""
+    built = []
+    for name in names:
+        loaded = tm.load([name])
+        for task_name, task in loaded["tasks"].items():
+            s = per_task.get(task_name)
+            if s is not None:
+                task.set_config(key="repeats", value=s.samples)
+                task.set_config(key="generation_kwargs", value=s.gen_kwargs(), update=True)
         built.append(loaded["groups"][name] if name in loaded["groups"] else loaded["tasks"][name])
     return built
 

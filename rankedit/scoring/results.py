@@ -68,13 +68,27 @@ class Settings:
     apply_chat_template: bool = False
     num_fewshot: int | None = None
     sampling: Sampling | None = None  # None: greedy
+    # (task, sampling) of the tasks a suite samples by default while the run is otherwise greedy
+    task_sampling: tuple[tuple[str, Sampling], ...] = ()
 
     def cache_dict(self) -> dict:
         d = asdict(self)
         d["device"] = self.device.split(":")[0]  # which GPU does not matter, CPU vs GPU might
         if self.sampling is None:
             del d["sampling"]  # greedy keys stay what they were before sampled profiles existed
+        if not self.task_sampling:
+            del d["task_sampling"]
         return d
+
+    def sampling_of(self, task: str) -> Sampling | None:
+        """How ``task`` is scored: the run's sampling, the suite's default for the task, or None (greedy)."""
+        return self.sampling or dict(self.task_sampling).get(task)
+
+    def samples_per_task(self) -> int | dict[str, int] | None:
+        """n for every task (a sampled run), n per sampled task (task defaults), or None (greedy)."""
+        if self.sampling is not None:
+            return self.sampling.samples
+        return {t: s.samples for t, s in self.task_sampling} or None
 
 
 @dataclass
@@ -101,7 +115,8 @@ class ScoreResult:
             if metrics:
                 want = self.suite.primary_metrics.get(task)
                 key = want if want in metrics else next(k for k in metrics if not k.startswith(AVG_PREFIX))
-                avg = avg_key(key, self.settings.sampling.samples) if self.settings.sampling else None
+                sampling = self.settings.sampling_of(task)
+                avg = avg_key(key, sampling.samples) if sampling else None
                 return avg if avg in metrics else key  # sampled: avg@n of that metric
         raise RankeditError(f"no scores for task {task!r}; scored tasks: {', '.join(self.tasks) or 'none'}")
 

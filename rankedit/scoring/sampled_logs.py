@@ -83,13 +83,15 @@ def _per_generation_metric(task, metric: str) -> Callable[[Hashable | None, Mapp
 
 
 def task_summaries(raw: Mapping, samples: Mapping[str, list], primary: Mapping[str, str], count_tokens,
-                   tasks: Mapping | None = None, n: int | None = None) -> tuple[dict, dict]:
+                   tasks: Mapping | None = None, n: int | Mapping[str, int] | None = None) -> tuple[dict, dict]:
     """(task -> sampled summary, task -> truncation counts) for the tasks with logged samples.
 
     ``primary``: task -> "metric,filter"; ``tasks``: lm-eval's built Task objects by
-    name, needed only for sampled runs (``n``)."""
+    name, needed only for sampled runs (``n``: for every task, or per sampled task)."""
     sampled, trunc = {}, {}
+    every = n
     for task, logged in samples.items():
+        n = every.get(task) if isinstance(every, Mapping) else every
         if task not in primary or not logged:
             continue
         kind = ((raw.get("configs") or {}).get(task) or {}).get("output_type", "generate_until")
@@ -128,7 +130,7 @@ def avg_scores(sampled: Mapping[str, dict]) -> dict[str, TaskScore]:
     return out
 
 
-def attach(ms, primary_metrics: Mapping[str, str], n: int | None, tasks: Mapping | None) -> None:
+def attach(ms, primary_metrics: Mapping[str, str], n: int | Mapping[str, int] | None, tasks: Mapping | None) -> None:
     """Fill ``ms.sampled`` and ``ms.truncation`` of one ModelScores; a sampled run also gets, per task,
     the avg@n score (which ScoreResult.primary_metric then prefers)."""
     primary = {}

@@ -32,9 +32,11 @@ from typing import Callable, Mapping, Sequence
 from rankedit.core.errors import RankeditError
 from rankedit.files.tempfiles import WRITE_ERRNOS
 from rankedit.core.cache_dir import cache_root
+from rankedit.files.adapter import is_adapter
 from rankedit.files.checkpoint import Checkpoint
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_scorable
+from rankedit.scoring.data_dir import with_data_dir
 from rankedit.scoring.cache_keys import cache_key, model_fingerprint, task_config_hash
 from rankedit.scoring.failures import ScoringFailed, first_line
 from rankedit.scoring.lm_eval_run import BACKENDS, lm_eval_model, run_into_cache
@@ -79,6 +81,13 @@ def model_labels(models: Sequence[str | os.PathLike] | Mapping[str, str | os.Pat
     return out
 
 
+def task_defaults(st: Suite, profile, samples, temperature, top_p, seed) -> tuple:
+    """The suite's per-task default profiles, when the run names no profile and no sampling value."""
+    if profile is not None or any(v is not None for v in (samples, temperature, top_p, seed)):
+        return ()
+    return tuple((task, st.profiles[name]) for task, name in sorted(st.task_profiles.items()))
+
+
 def default_device() -> str:
     import torch
 
@@ -105,6 +114,7 @@ def score(
     top_p: float | None = None,
     seed: int | None = None,
     include_paths: Sequence[str | os.PathLike] = (),
+    data_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     on_model: Callable[[str, ModelScores | None, str | None], None] | None = None,
     overwrite: bool = False,
@@ -122,6 +132,7 @@ def score(
     generations per problem (``rankedit.scoring.profiles``): each model then gets
     avg@n (the primary metric, per problem for retention), pass@k and maj@k per task.
     Every model gets the truncation counts of its generations per task.
+    ``data_dir``: read every Hub dataset of the tasks from local copies (``rankedit.scoring.data_dir``).
     ``on_model(label, scores, error)`` is called as each model finishes or fails.
     ``executor`` (``rankedit.core.executors``, default local) runs the models not in
     the cache, each task asking for ``resources`` (``num_cpus``, ``num_gpus``).
@@ -138,6 +149,8 @@ def score(
             st = Suite(**{**st.__dict__, "include_paths": st.include_paths + tuple(Path(p) for p in include_paths)})
     else:
         st = custom_suite(list(tasks), include_paths)
+    if data_dir is not None:  # every Hub dataset of the suite's tasks read from local copies
+        st = with_data_dir(st, data_dir)
     if backend not in BACKENDS:
         raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     if limit is not None and limit < 1:
@@ -155,11 +168,17 @@ def score(
         apply_chat_template=st.apply_chat_template if apply_chat_template is None else apply_chat_template,
         num_fewshot=num_fewshot,
         sampling=resolve(st.profiles, profile, samples=samples, temperature=temperature, top_p=top_p, seed=seed),
+        task_sampling=task_defaults(st, profile, samples, temperature, top_p, seed),
     )
     if backend == "vllm":
         lm_eval_model(backend, Path("."), settings)  # fail now, not after hashing, if vllm is missing
 
     # everything a user can get wrong is checked before any model runs
+    for label, ref in labels.items():
+        if is_adapter(ref):
+            raise RankeditError(f"{ref} is a LoRA adapter, not a model: score it in a plan (rankedit run merges it "
+                                f"on the plan's base) or merge it first (rankedit edit scale BASE {ref} --factor 1 "
+                                "--rest tuned -o MERGED)")
     ckpts = {label: Checkpoint(ref) for label, ref in labels.items()}
     inputs = [ck.path for ck in ckpts.values()] + list(st.include_paths)
     if out is not None:
@@ -174,7 +193,7 @@ def score(
         sha = model_fingerprint(ck)
         keys[label] = (sha, cache_key(sha, config_hash, settings))
     loaded = None
-    if settings.sampling or not (use_cache and all((store / k / LM_EVAL_RESULTS).is_file() for _, k in keys.values())):
+    if settings.sampling or settings.task_sampling or not (use_cache and all((store / k / LM_EVAL_RESULTS).is_file() for _, k in keys.values())):
         # task-level problems (missing package, offline dataset): one error, before any model;
         # a sampled run re-scores each generation with the built tasks
         loaded = preflight(st, tm)
@@ -194,8 +213,7 @@ def score(
             if not parsed:
                 raise RuntimeError("lm-eval reported no numeric metric")
             ms = ModelScores(label, str(ckpts[label].path), sha, key, cached, parsed, raw, raw.pop("samples", {}))
-            attach(ms, st.primary_metrics, settings.sampling and settings.sampling.samples,
-                   loaded and loaded["tasks"])
+            attach(ms, st.primary_metrics, settings.samples_per_task(), loaded and loaded["tasks"])
         except RankeditError as e:
             settled[label] = str(e)
         except ImportError as e:  # the environment, not this model: every model would fail the same way

@@ -11,10 +11,14 @@ look suites up here; ``--tasks T1,T2`` bypasses them.
   ``organism_control`` (a task the RL run never trained: forgetting).
 - ``reasoning``: GSM8K (zero-shot CoT, strict and flexible extraction),
   MATH-500 and Minerva math, lm-eval's own tasks overridden in
-  ``eval_configs/reasoning`` with room for long RL reasoning. Needs the
-  Hugging Face Hub for the datasets and ``lm-eval[math]`` for the math tasks.
-  Its sampled profile ``avg16`` scores as RL papers report (DeepScaleR's
-  avg@16: 16 samples per problem, temperature 0.6, top_p 0.95, seed 0).
+  ``eval_configs/reasoning`` with room for long RL reasoning, and AIME 2024
+  and AIME 2025 (lm-eval's ``aime24``, ``aime25``), which are scored by
+  default as RL papers report them: the sampled profile ``avg16``
+  (DeepScaleR's avg@16: 16 samples per problem, temperature 0.6, top_p 0.95,
+  seed 0), while the other tasks stay greedy; ``--profile`` sets one profile
+  for every task. Needs the Hugging Face Hub for the datasets, or local
+  copies (``--data-dir``, ``rankedit.scoring.data_dir``), and ``lm-eval[math]``
+  (rankedit's ``math`` extra) for the math tasks.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Suite:
     max_gen_toks: int | None = None
     # named sampled scoring profiles (``--profile NAME``, ``score: {profile: NAME}``); greedy is the default
     profiles: dict[str, Sampling] = field(default_factory=dict)
+    # task -> the named profile it is scored with when the run names none (the others: greedy)
+    task_profiles: dict[str, str] = field(default_factory=dict)
 
 
 SUITES: dict[str, Suite] = {
@@ -64,7 +70,8 @@ SUITES: dict[str, Suite] = {
     ),
     "reasoning": Suite(
         name="reasoning",
-        description="GSM8K zero-shot CoT, MATH-500 and Minerva math (lm-eval's tasks, 8192 new tokens; online).",
+        description="GSM8K zero-shot CoT, MATH-500, Minerva math (greedy) and AIME 2024/2025 (avg@16) "
+                    "(lm-eval's tasks, 8192 new tokens; online, or local copies with --data-dir).",
         tasks=("rankedit_reasoning",),
         include_paths=(EVAL_CONFIGS / "reasoning",),
         needs_builtin_tasks=True,
@@ -72,9 +79,13 @@ SUITES: dict[str, Suite] = {
             "gsm8k_cot_zeroshot": "exact_match,flexible-extract",
             "minerva_math500": "math_verify,none",
             "minerva_math": "math_verify,none",
+            "aime24": "exact_match,none",
+            "aime25": "exact_match,none",
         },
         # how RL papers report (DeepScaleR: avg@16 on AIME at temperature 0.6, top_p 0.95)
         profiles={"avg16": Sampling(samples=16, temperature=0.6, top_p=0.95, seed=0)},
+        # AIME has 30 problems a year: papers report avg@16 there, greedy elsewhere
+        task_profiles={"aime24": "avg16", "aime25": "avg16"},
     ),
 }
 

@@ -23,7 +23,7 @@ def task_manager(suite: Suite):
     tm, builtin = None, False
     if suite.needs_builtin_tasks is not True and paths:
         tm = TaskManager(include_path=paths, include_defaults=False)
-        if suite.needs_builtin_tasks is None and any(t not in tm.all_tasks for t in suite.tasks):
+        if suite.needs_builtin_tasks is None and not resolved_locally(tm, suite.tasks):
             tm = None
     if tm is None:
         tm, builtin = TaskManager(include_path=paths or None, include_defaults=True), True
@@ -41,6 +41,44 @@ def task_manager(suite: Suite):
         raise RankeditError(f"unknown task {', '.join(hints)}: not found in task folders [{where}] "
                             f"or lm-eval's task list{scope}")
     return tm
+
+
+def group_children(cfg: dict) -> list[str]:
+    """The task and group names a group config builds on (``task:`` entries, by name or with overrides)."""
+    items = cfg.get("task")
+    out = []
+    for it in items if isinstance(items, list) else []:
+        if isinstance(it, str):
+            out.append(it)
+        elif isinstance(it, dict):
+            name = it.get("group") or it.get("task")
+            if isinstance(name, str):
+                out.append(name)
+    return out
+
+
+def resolved_locally(tm, names) -> bool:
+    """Whether every name, and every task a local group builds on, is defined in the task folders alone.
+
+    A local config may override an lm-eval built-in (a group entry ``- task: gsm8k_cot_zeroshot``
+    with a local ``dataset_path``, as plain ``lm_eval --include_path`` allows): the override then needs
+    the built-in's own config, so finding the group's name locally is not enough."""
+    from lm_eval.tasks._index import Kind
+
+    todo, seen = list(names), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        entry = tm.task_index.get(name)
+        if entry is None:
+            return False
+        if entry.kind is Kind.GROUP:
+            todo.extend(group_children(entry.cfg or {}))
+        elif entry.kind is Kind.TAG:
+            todo.extend(n for n, e in tm.task_index.items() if name in (e.tags or ()))
+    return True
 
 
 class _DropMetadataNotice(logging.Filter):
@@ -74,7 +112,7 @@ def preflight(suite: Suite, tm) -> dict:
             return tm.load(list(suite.tasks))
     except ImportError as e:
         raise RankeditError(f"a task of suite {suite.name!r} needs a missing package ({first_line(e)}); "
-                            'for the math tasks: pip install "lm-eval[math]==0.4.13"') from None
+                            'for the math tasks: pip install "rankedit[math]" (lm-eval[math]==0.4.13)') from None
     except RankeditError:
         raise
     except Exception as e:  # dataset download (offline?), bad YAML

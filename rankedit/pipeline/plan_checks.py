@@ -1,0 +1,95 @@
+"""A plan's checks that need no model: every error found, then reported in the plan's own order.
+
+pydantic reports a plan's errors in the order of its model's fields, and each edit's
+parameters are checked against that edit's own model after it: a bad ``k`` two lines
+into the file was reported after ``score.n_boot`` at its end. Here every error of
+both passes is collected with its path, and they are sorted by where the plan gives them
+(``rankedit.files.yaml_text.positions``). Integers too large for any count are refused
+at once, before any work (``k: 99999999999999999999999999`` once failed after the
+models were built and checked).
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from rankedit.core.errors import RankeditError
+from rankedit.files.yaml_text import position_of, positions
+
+INT_MAX = 2 ** 63 - 1  # torch's and safetensors' largest count; any bound of a plan lies below it
+
+
+def where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def huge_integers(data: object, loc: tuple = ()) -> list[tuple[tuple, str]]:
+    """(path, message) of every integer beyond INT_MAX in absolute value."""
+    found = []
+    if isinstance(data, bool):
+        return found
+    if isinstance(data, int) and abs(data) > INT_MAX:
+        found.append((loc, f"{where(loc)}: {data} is out of range (no count rankedit takes reaches 2^63)"))
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        found += huge_integers(v, (*loc, k))
+    return found
+
+
+def edit_errors(data: dict) -> list[tuple[tuple, str]]:
+    """(path, message) of every edit whose method is unknown or whose parameters its method refuses."""
+    from rankedit.edits import get_edit
+
+    edits = data.get("edits")
+    if not isinstance(edits, list):
+        return []
+    runs = data.get("runs")
+    has_ckpts = bool(data.get("checkpoints")) or (
+        isinstance(runs, list) and bool(runs) and all(isinstance(r, dict) and r.get("checkpoints") for r in runs))
+    found = []
+    for i, e in enumerate(edits):
+        if not isinstance(e, dict) or not isinstance(e.get("method"), str):
+            continue  # the plan's own model names what is wrong with it
+        name = e.get("name")
+        head = f"edits.{i} ({name})"
+        try:
+            edit = get_edit(e["method"])
+        except RankeditError as err:
+            found.append((("edits", i, "method"), f"{head}: {err}"))
+            continue
+        params = dict(e["params"]) if isinstance(e.get("params"), dict) else {}
+        if edit.inputs == "run":
+            # filled in from the run's checkpoints later
+            params.setdefault("steps", (1, 2))
+            params.setdefault("target_step", 3)
+            if params.get("mode") == "alpharl":  # the pipeline fills both from its scores of the run's checkpoints
+                if "accuracies" in params:
+                    found.append((("edits", i, "params", "accuracies"),
+                                  f"{head}: alpharl's accuracies come from the pipeline's scores of the "
+                                  "window's checkpoints; do not give params.accuracies"))
+                    continue
+                params.update(accuracies=(0.0, 1.0), target_accuracy=params.get("target_accuracy", 1.0))
+            if data.get("organism") is None and e.get("of", "tuned") == "tuned" and not has_ckpts:
+                found.append((("edits", i, "method"),
+                              f"{head}: {e['method']} needs the run's checkpoints; add 'checkpoints:' to the plan"))
+                continue
+        elif e.get("checkpoints") is not None:
+            found.append((("edits", i, "checkpoints"), f"{head}: 'checkpoints' only applies to extrapolate"))
+            continue
+        try:
+            edit.params.model_validate(params)
+        except ValidationError as err:
+            for first in err.errors():
+                found.append((("edits", i, "params", *first["loc"]),
+                               f"{head}: params.{where(first['loc'])}: {first['msg']}"))
+    return found
+
+
+def raise_in_order(data: dict, source: str, errors: list[tuple[tuple, str]]) -> None:
+    """One line: the error the plan gives first, and how many more there are."""
+    if not errors:
+        return
+    pos = positions(data)
+    errors = sorted(errors, key=lambda e: position_of(pos, e[0]))  # stable: one place's errors keep their order
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    raise RankeditError(f"{source}: {errors[0][1]}{more}")
