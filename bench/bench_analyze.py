@@ -58,7 +58,7 @@ def _floor(b: Path, t: Path) -> float:
     from rankedit.core.threads import hot_path_threads
 
     cb, ct = Checkpoint(b), Checkpoint(t)
-    infos = {n: classify(n, cb.info(n).shape, cb.model_type) for n in cb.names}
+    infos = {n: classify(n, cb.info(n).shape, cb.model_type, cb.config) for n in cb.names}
     names = _matrix_names(cb, cb.names, infos)
     spent = 0.0
     with hot_path_threads("analyze", max(min(cb.info(n).shape) for n in names)):

@@ -98,9 +98,12 @@ def _measure(script: str, chosen: list[str], runs: dict, work: Path, repeat: int
 
 
 def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, Path, Path], dict],
-         reference: str, work_name: str, checkpoints: int = 4, also_vs: str | None = None) -> dict:
+         reference: str, work_name: str, checkpoints: int = 4, also_vs: str | None = None,
+         build: Callable[..., dict] | None = None, title: str = "Qwen2.5-0.5B architecture",
+         default_layers: int = 24) -> dict:
+    """``build(work, layers, checkpoints, structured, base_decay)`` writes the inputs (default ``build_inputs``)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--layers", type=int, default=24, help="decoder layers (24 = the real Qwen2.5-0.5B)")
+    ap.add_argument("--layers", type=int, default=default_layers, help=f"decoder layers (default {default_layers})")
     ap.add_argument("--work", type=Path, default=None, help=f"where the checkpoints live (default: $RANKEDIT_CACHE/{work_name}-L<layers>)")
     ap.add_argument("--structured", type=float, default=0.0,
                     help="share of each update's energy in a rank-8 part (0: pure noise, the worst case for SVD edits)")
@@ -124,7 +127,7 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
                                         + (f"-s{args.structured:g}" if args.structured else "")
                                         + (f"-d{args.base_decay:g}" if args.base_decay else ""))
     t0 = time.perf_counter()
-    build_inputs(work, args.layers, checkpoints, args.structured, args.base_decay)
+    (build or build_inputs)(work, args.layers, checkpoints, args.structured, args.base_decay)
     print(f"inputs ready in {work} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     size = sum(f.stat().st_size for f in (work / "base").glob("*.safetensors")) / 1e9
     for d in work.iterdir():  # warm the page cache so the first case is not penalised
@@ -161,7 +164,7 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "background_load": args.load,
               "load_average": os.getloadavg(), "rows": rows}
     print(f"\nbackground processes spinning: {args.load}")
-    print(f"Qwen2.5-0.5B architecture, {args.layers} layers, {size:.2f} GB per checkpoint (bf16), median of {args.repeat}")
+    print(f"{title}, {args.layers} layers, {size:.2f} GB per checkpoint (bf16), median of {args.repeat}")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     extra = f"{'x ' + also_vs:>24}" if also_vs else ""
     print(f"{'case':<24}{'wall s':>9}{'x ' + reference:>20}{'peak RSS MB':>13}{'x ' + reference:>20}{extra}")

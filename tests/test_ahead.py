@@ -44,7 +44,7 @@ def test_beside_the_merge_or_inside_it_the_edit_has_the_same_bits(method, params
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c1"))
     handed = []
     real_take = ahead_mod.take
-    monkeypatch.setattr("rankedit.edits.mergekit_methods.take",
+    monkeypatch.setattr("rankedit.edits.matrix_edit.take",
                         lambda name, x: (lambda v: handed.append(v is not None) or v)(real_take(name, x)))
     beside = build_edit(method, base, tuned, tmp_path / "beside", **params)
     assert len(handed) == 14 and 1 <= sum(handed) <= 10  # 10 large matrices were done ahead (k/v are small)

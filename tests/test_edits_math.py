@@ -181,4 +181,4 @@ def test_scale_and_schema_validation():
     assert set(EDITS) == {"rank-k", "random-rank-k", "off-principal", "principal-only", "mask", "extrapolate", "scale",
                           "propensity-only", "lability-only",
                           "rank-auto", "random-rank-auto", "sign", "random-sign", "dare", "sub-rank-1",
-                          "random-sub-rank-1"}
+                          "random-sub-rank-1", "expert-topn", "random-expert-topn", "router-only", "experts-only"}

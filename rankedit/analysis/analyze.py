@@ -8,11 +8,14 @@ matrices and their decompositions whatever the model size.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
+
+import torch
 
 from rankedit.files.atomic import atomic_dir
 from rankedit.analysis.base_cache import cached_base_parts, store
@@ -22,7 +25,9 @@ from rankedit.core.errors import RankeditError
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, matrix_metrics, rel_update_norm
 from rankedit.analysis.metrics import SCALAR_METRICS
 from rankedit.core.masks import bf16_unchanged, count
-from rankedit.core.modules import as_linear, classify
+from rankedit.core.coverage import coverage, line as coverage_line, matrices_of
+from rankedit.core.modules import EXPERT, as_linear, classify, expert_of, split_key
+from rankedit.analysis.moe import moe_summary
 from rankedit.files.outdir import check_out
 from rankedit.core.threads import hot_path_threads, matrices_at_once, ordered_map
 from rankedit.files.validate import check_inputs
@@ -58,6 +63,7 @@ def analyze(
     plots: bool = True,
     overwrite: bool = False,
     base_cache: bool = True,
+    routing_prompts: str | Path | None = None,
 ) -> list[dict]:
     """Measure every 2-D attention/MLP matrix of the update; optionally write OUT.
 
@@ -65,6 +71,8 @@ def analyze(
     writes ``metrics.jsonl``, ``summary.json`` and PNG plots, atomically. An
     existing ``out`` is replaced only when it is an earlier analysis holding
     nothing else (``rankedit.files.outdir``), or with ``overwrite``.
+    ``routing_prompts``: a text file, one prompt a line: for an MoE, the routing flip rate of base vs
+    tuned on them goes into the summary (``rankedit.analysis.routing``; both models are loaded).
     ``base_cache``: take W0's decompositions from ``rankedit.analysis.base_cache`` (and keep
     them there), so that further runs tuned from the same base skip them.
     """
@@ -85,36 +93,51 @@ def analyze(
     inputs = [ck.path for ck in ckpts]
     if out is not None:  # before the work, not after it
         check_out(out, "analyze", inputs, overwrite)
+    prompts = _read_prompts(routing_prompts) if routing_prompts is not None else None
     check_inputs(ckpts)  # whole and finite before any decomposition (remembered per file)
     model_type = ck0.model_type
 
-    infos = {n: classify(n, ck0.info(n).shape, model_type) for n in names}
-    selected = [n for n in _matrix_names(ck0, names, infos) if pattern is None or pattern.search(n)]
+    infos = {n: classify(n, ck0.info(n).shape, model_type, ck0.config) for n in names}
+    shapes = {n: tuple(ck0.info(n).shape) for n in names}
+    selected = [key for key in matrices_of(shapes, infos) if pattern is None or pattern.search(key)]
     if not selected:
         what = f" matching --modules {modules!r}" if modules else ""
-        raise RankeditError(f"no 2-D attention or MLP matrices{what} in {ck0.path}")
-    selected_set = set(selected)
+        raise RankeditError(f"no 2-D attention, MLP, expert or mixer matrices{what} in {ck0.path}")
+    if prompts is not None and not any(i.kind == EXPERT for i in infos.values()):
+        raise RankeditError(f"--routing-prompts: {ck0.path} is not a mixture-of-experts model (no expert matrices)")
+    by_tensor: dict[str, list[str]] = defaultdict(list)
+    for key in selected:
+        by_tensor[split_key(key)[0]].append(key)
 
     params = dict(base=str(base), tuned=str(tuned), other_tuned=None if other_tuned is None else str(other_tuned),
                   k=k, alpha=alpha, atol=atol, q=q, device=device, modules=modules, model_type=model_type)
     rows: list[dict] = []
     unchanged = total = 0
-    short = max(min(ck0.info(n).shape) for n in selected)
+    short = max(min(shapes[split_key(key)[0]][-2:]) for key in selected)
 
-    def one(name: str) -> tuple[int, int, dict | None]:
-        return _one_tensor(name, ck0, ck1, ck2, infos[name] if name in selected_set else None,
+    def one(name: str) -> tuple[int, int, list[dict]]:
+        return _one_tensor(name, ck0, ck1, ck2, infos[name], by_tensor.get(name, []),
                            dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache)
 
     with hot_path_threads("analyze", short):
         done = ordered_map(one, names, matrices_at_once("analyze", short, device))
-        for u, t, row in _progress(done, progress, "analyze", total=len(names)):
+        for u, t, found in _progress(done, progress, "analyze", total=len(names)):
             unchanged += u
             total += t
-            if row is not None:
-                rows.append(row)
+            rows.extend(found)
 
+    chosen = set(selected)
+    cov = coverage(shapes, infos, selected, copied_from=None,
+                   left={key: "not matching --modules" for key in matrices_of(shapes, infos) if key not in chosen})
+    logging.getLogger("rankedit").info(coverage_line(cov, "analysed"))
     if out is not None:
         summary = summarize(rows, model_sparsity=unchanged / total if total else math.nan, params=params)
+        summary["coverage"] = cov
+        moe = moe_summary(rows, ck0.config)
+        if moe:
+            if prompts is not None:
+                moe["routing"] = _routing(ck0, ck1, prompts, moe["experts_per_token"] or 1)
+            summary["moe"] = moe
         if isinstance(ck1, AdapterCheckpoint):
             summary["adapter"] = adapter_summary(ck1, rows)
         with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
@@ -123,37 +146,67 @@ def analyze(
             if plots:
                 from rankedit.analysis.plots import analysis_plots
 
-                analysis_plots(rows, tmp)
+                analysis_plots(rows, tmp, moe=summary.get("moe"))
     return rows
 
 
-def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | None, info, params: dict,
-                device: str, base_cache: bool) -> tuple[int, int, dict | None]:
-    """(entries unchanged in bf16, entries, metrics row or None) of one tensor; ``info`` None: not measured."""
+def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | None, info, keys: list[str],
+                params: dict, device: str, base_cache: bool) -> tuple[int, int, list[dict]]:
+    """(entries unchanged in bf16, entries, metrics rows) of one tensor: a row per matrix of ``keys`` (the
+    tensor itself, or experts of a fused stack; none: not measured)."""
     w0 = ck0.get(name, check_finite=True)
     w1 = ck1.get(name, check_finite=True)
     w2 = ck2.get(name, check_finite=True) if ck2 is not None else None
     unchanged = count(bf16_unchanged(w0, w1)) if w0.is_floating_point() else count(w0 == w1)
-    if info is None:
-        return unchanged, w0.numel(), None
-    a0, a1 = (as_linear(w, info).to(device) for w in (w0, w1))
-    a2 = as_linear(w2, info).to(device) if w2 is not None else None
-    key, base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else (None, None)
-    on_base = (lambda parts: store(key, parts)) if key is not None and base is None else None
-    # a LoRA adapter's ΔW is scale·B·A itself (float64), not the rounded difference of merged weights
-    lora = ck1.lora.get(name) if isinstance(ck1, AdapterCheckpoint) else None
-    dw = as_linear(ck1.delta(name), info).to(device) if lora is not None else None
-    m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, dw=dw, **params)
-    row = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
-           **_clean(m)}
-    if isinstance(ck1, AdapterCheckpoint):
-        row["lora_r"] = lora.r if lora is not None else 0  # the rank bound: rank(ΔW) <= r by construction
-    return unchanged, w0.numel(), row
+    rows = []
+    for key in keys:
+        e = split_key(key)[1]
+        pick = (lambda t: t) if e is None else (lambda t: t[e])  # noqa: E731
+        a0, a1 = (as_linear(pick(w), info).to(device) for w in (w0, w1))
+        a2 = as_linear(pick(w2), info).to(device) if w2 is not None else None
+        key_, base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else (None, None)
+        on_base = (lambda parts, c=key_: store(c, parts)) if key_ is not None and base is None else None
+        # a LoRA adapter's ΔW is scale·B·A itself (float64), not the rounded difference of merged weights
+        lora = ck1.lora.get(name) if isinstance(ck1, AdapterCheckpoint) and e is None else None
+        dw = as_linear(ck1.delta(name), info).to(device) if lora is not None else None
+        m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, dw=dw, **params)
+        row = {"name": key, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
+               **_clean(m)}
+        if isinstance(ck1, AdapterCheckpoint):
+            row["lora_r"] = lora.r if lora is not None else 0  # the rank bound: rank(ΔW) <= r by construction
+        expert = expert_of(key, info)
+        if expert is not None:
+            row["expert"] = expert
+        # ‖ΔW‖², what the MoE shares sum (rankedit.analysis.moe)
+        row["update_norm_sq"] = float(torch.linalg.vector_norm((a1.double() - a0.double())) ** 2)
+        rows.append(row)
+    return unchanged, w0.numel(), rows
+
+
+def _read_prompts(path) -> list[str]:
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise RankeditError(f"--routing-prompts: cannot read {path} ({e.__class__.__name__})") from None
+    if not lines:
+        raise RankeditError(f"--routing-prompts: {path} holds no prompt (one a line)")
+    return lines
+
+
+def _routing(ck0: Checkpoint, ck1: Checkpoint, prompts: list[str], k: int) -> dict:
+    """Base vs tuned routing on the prompts, tokenized with the base's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from rankedit.analysis.routing import routing_flips
+
+    tok = AutoTokenizer.from_pretrained(str(ck0.path), trust_remote_code=False)
+    ids = [tok(p)["input_ids"] for p in prompts]
+    return routing_flips(ck0.path, ck1.path, [i for i in ids if i], k)
 
 
 def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -> list[str]:
-    """The 2-D attention and MLP matrices among ``names`` (what every metric is measured on)."""
-    infos = infos or {n: classify(n, ck.info(n).shape, ck.model_type) for n in names}
+    """The 2-D matrices among ``names`` (attention, MLP, expert, router, shared expert, mixer)."""
+    infos = infos or {n: classify(n, ck.info(n).shape, ck.model_type, ck.config) for n in names}
     return [n for n in names if infos[n].is_matrix and len(ck.info(n).shape) == 2]
 
 

@@ -82,10 +82,42 @@ def distribution(rows: list[dict], metric: str, path: Path, title: str) -> Path:
     return path
 
 
-def analysis_plots(rows: list[dict], out: Path) -> list[Path]:
-    """The standard analysis figures: four layer x module heatmaps and the rank-1 energy histogram."""
+def expert_heatmap(moe: dict, metric: str, path: Path, title: str) -> Path:
+    """Layer x expert grid of one per-expert figure of analyze's MoE summary (``rankedit.analysis.moe``)."""
+    layers = list(moe["layers"])
+    experts = sorted({int(e) for v in moe["layers"].values() for e in v["experts"]})
+    grid = np.full((len(layers), len(experts)), np.nan)
+    for i, layer in enumerate(layers):
+        for e, rec in moe["layers"][layer]["experts"].items():
+            if rec.get(metric) is not None:
+                grid[i, experts.index(int(e))] = rec[metric]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.12 * len(experts) + 3.0), max(3.0, 0.28 * len(layers) + 1.8)))
+    im = ax.imshow(grid, aspect="auto", cmap="magma", interpolation="nearest")
+    step = max(1, len(experts) // 32)
+    ax.set_xticks(range(0, len(experts), step), [str(experts[j]) for j in range(0, len(experts), step)])
+    step = max(1, len(layers) // 24)
+    ax.set_yticks(range(0, len(layers), step), [layers[i] for i in range(0, len(layers), step)])
+    ax.set_xlabel("expert")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax).set_label(metric)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def analysis_plots(rows: list[dict], out: Path, moe: dict | None = None) -> list[Path]:
+    """The standard analysis figures: four layer x module heatmaps (experts apart: each would hide the
+    others in one cell), the rank-1 energy histogram, and for an MoE the layer x expert heatmaps."""
     out = Path(out)
-    paths = [heatmap(rows, m, out / f"heatmap_{m}.png", title, cmap) for m, (title, cmap) in HEATMAPS.items()]
+    dense = [r for r in rows if r.get("expert") is None]
+    paths = [heatmap(dense, m, out / f"heatmap_{m}.png", title, cmap) for m, (title, cmap) in HEATMAPS.items()]
+    if moe:
+        paths.append(expert_heatmap(moe, "share", out / "heatmap_expert_share.png",
+                                    "Update share s_e of each expert in its layer"))
+        paths.append(expert_heatmap(moe, "rank1_energy", out / "heatmap_expert_rank1_energy.png",
+                                    "Rank-1 energy of each expert's update"))
     paths.append(distribution(rows, "rank1_energy", out / "rank1_energy_hist.png",
                               "Distribution of rank-1 energy over matrices"))
     return paths

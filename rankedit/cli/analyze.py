@@ -21,15 +21,18 @@ from rankedit.core.names import ANALYSIS_SUMMARY
 @click.option("--q", default=DEFAULT_Q, show_default=True, help="Top-q fraction of |dW| for the precision-free overlap control.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: where the SVDs run.")
 @click.option("--modules", default=None, metavar="REGEX", help="Only analyse tensors whose name matches REGEX (e.g. 'mlp|o_proj').")
+@click.option("--routing-prompts", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="MoE: a text file, one prompt a line; adds the routing flip rate of base vs tuned (loads both models).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
-def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, no_plots, overwrite):
+def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, overwrite):
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
 
     BASE and TUNED are Hugging Face checkpoint directories (safetensors) or Hub
     ids; TUNED (and --other-tuned) may be a PEFT LoRA adapter folder
     (adapter_config.json + adapter_model.safetensors), read on BASE with ΔW =
-    scale·B·A exactly (nothing merged to disk). For every 2-D attention and MLP matrix it measures bf16 and atol update
+    scale·B·A exactly (nothing merged to disk). For every matrix (attention, MLP,
+    each expert, router, shared expert, mixer: docs/families.md) it measures bf16 and atol update
     sparsity, rank, effective and stable rank, rank-1 energy, principal angles of
     the top-k subspaces, spectral shift, overlap with principal and
     low-magnitude weights, and the relative update norm. Every metric is
@@ -47,9 +50,13 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, n
     from pathlib import Path
 
     rows = run_analyze(base, tuned, out, other_tuned=other_tuned, k=k, alpha=alpha, atol=atol, q=q, device=device,
-                       modules=modules, plots=not no_plots, overwrite=overwrite)
+                       modules=modules, plots=not no_plots, overwrite=overwrite,
+                       routing_prompts=routing_prompts)
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
     print_summary(summary)
+    from rankedit.core.coverage import line
+
+    click.echo(line(summary["coverage"], "analysed"))
     if "adapter" in summary:
         a = summary["adapter"]
         held = "within it" if a["bound_holds"] else f"above it on {len(a['over_bound'])} matrices"

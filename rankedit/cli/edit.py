@@ -32,9 +32,13 @@ def _common_options() -> list:
 
 
 def _report(out) -> None:
+    from rankedit.core.coverage import line
     from rankedit.edits.manifest import read_manifest
 
-    s = read_manifest(out)["summary"]
+    man = read_manifest(out)
+    if man.get("coverage"):
+        click.echo(line(man["coverage"]))
+    s = man["summary"]
     energy = "n/a" if s["energy_kept"] is None else f"{s['energy_kept']:.4f}"
     dens = "" if s.get("density") is None else f", density {s['density']:.4f}"
     click.echo(f"{s['n_matrices']} matrices edited, energy kept {energy}{dens}; written to {out}")
@@ -88,6 +92,9 @@ def _make_command(edit) -> click.Command:
                 raise RankeditError("--dtype applies to a checkpoint; an artifact keeps the edit at the precision it was computed in")
             a = write_artifact(base, list(tuned) if len(tuned) > 1 else tuned[0], edit.name, {**build, **params}, out,
                                device=device, progress=not quiet)
+            from rankedit.core.coverage import line
+
+            click.echo(line(a["coverage"]))
             click.echo(f"{a['kind']} artifact, {a['stored_params']:,} parameters, {a['stored_bytes']:,} bytes; "
                        f"written to {a['path']} (rebuild it with `rankedit apply {a['path']} BASE -o OUT`)")
             return
@@ -156,9 +163,12 @@ def edit(ctx, config, out, device, quiet, overwrite):
     The output is an ordinary Hugging Face checkpoint (config, sharded
     safetensors, tokenizer, generation config) plus rankedit_edit.json: the
     recipe, sha256 of every input weight file and, per matrix, the energy kept
-    ‖dW_edit‖/‖dW‖, mask density and rank kept. Only 2-D attention/MLP matrices
-    are edited; other tensors follow --rest. Edits run through mergekit
-    (registered merge methods rankedit_rank_k, ...), one matrix at a time.
+    ‖dW_edit‖/‖dW‖, mask density and rank kept, and the coverage (matrices by
+    kind, tensors copied and from which side, trained weights left at BASE).
+    Attention, MLP, expert (each of a fused stack), router, shared-expert and
+    mixer matrices are edited (docs/families.md); other tensors follow --rest.
+    Edits run through mergekit where its definition of the architecture names
+    the checkpoint's tensors, else tensor by tensor; one matrix at a time.
     TUNED may be a PEFT LoRA adapter folder trained from BASE: it is merged
     once into rankedit's cache (docs/real-runs.md).
 

@@ -13,9 +13,9 @@ import importlib
 import pkgutil
 
 # The modules that run, record and export edits rather than define them.
-MACHINERY = {"apply", "artifact", "build", "delta_format", "config_file", "lora", "manifest", "merge_options", "mergekit_methods", "mergekit_yaml",
-             "registry",
-             "storage"}
+MACHINERY = {"ahead", "apply", "artifact", "base_svd", "build", "delta_format", "config_file", "edit_plan", "lora", "manifest",
+             "matrix_edit", "merge_options", "merge_run", "mergekit_fit", "mergekit_methods", "mergekit_yaml", "registry",
+             "storage", "streamed", "lora_targets"}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in MACHINERY:

@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 
 from rankedit.core.errors import RankeditError
-from rankedit.core.modules import as_linear, classify, from_linear
+from rankedit.core.modules import as_linear, classify, from_linear, split_key
 from rankedit.core.names import ADAPTER_WEIGHTS, HF_CONFIG
 from rankedit.edits import delta_format as fmt
 from rankedit.edits.artifact import DELTA_WEIGHTS, RECORD
-from rankedit.edits.edit_plan import compute_dtype
 from rankedit.edits.manifest import write_manifest
+from rankedit.edits.matrix_edit import compute_dtype
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, file_sha256, first_line
 from rankedit.files.outdir import check_out
@@ -65,13 +65,15 @@ def check_base(rec: dict, base: Checkpoint, artifact: Path) -> None:
     """Refuse a base other than the one the artifact was made from."""
     from rankedit.files.hashes import checkpoint_sha256
 
-    for name, t in rec["tensors"].items():
+    for key, t in rec["tensors"].items():
+        name, e = split_key(key)
         if name not in base.names:
             raise RankeditError(f"{artifact} was made for another base: {base.path} has no tensor {name}")
         info = base.info(name)
-        if list(info.shape) != t.get("shape") or info.dtype != t.get("dtype"):
-            raise RankeditError(f"{artifact} was made for another base: {name} is {t.get('shape')} {t.get('dtype')} "
-                                f"there, {list(info.shape)} {info.dtype} in {base.path}")
+        shape = list(info.shape[1:] if e is not None else info.shape)  # one expert's slice of a fused stack
+        if shape != t.get("shape") or info.dtype != t.get("dtype") or (e is not None and e >= info.shape[0]):
+            raise RankeditError(f"{artifact} was made for another base: {key} is {t.get('shape')} {t.get('dtype')} "
+                                f"there, {shape} {info.dtype} in {base.path}")
     want, have = (rec.get("base") or {}).get("sha256") or {}, checkpoint_sha256(base)
     if want != have:
         diff = sorted(set(want) ^ set(have)) or sorted(f for f in want if want[f] != have.get(f))
@@ -94,16 +96,24 @@ def open_payload(rec: dict, artifact: Path):
         raise RankeditError(f"{path}: corrupt safetensors file ({first_line(e)})") from None
 
 
-def rebuild(name: str, t: dict, base: Checkpoint, payload, device: str) -> torch.Tensor:
-    """One edited tensor, in the base's stored layout and dtype."""
-    w0 = base.get(name)
+def rebuild(name: str, t: dict, base: Checkpoint, payload, device: str, w0: torch.Tensor | None = None) -> torch.Tensor:
+    """One edited matrix, in the base's stored layout and dtype (``w0``: its base value, when it is one
+    expert's slice of a fused stack)."""
+    tensor_name = split_key(name)[0]
+    w0 = base.get(name) if w0 is None else w0
     stored = w0.dtype
     layout = t["layout"]
     if layout == "lora":
-        module = name.removesuffix(".weight")
+        module = t.get("module") or name.removesuffix(".weight")
         A = payload.get_tensor(f"base_model.model.{module}.lora_A.weight")
         B = payload.get_tensor(f"base_model.model.{module}.lora_B.weight")
-        info = classify(name, tuple(w0.shape), base.model_type)
+        if t.get("expert") is not None:  # one expert of a target parameter, as PEFT's ParamWrapper reads it
+            r, n = t["rank"], t["experts"]
+            A, B = A.reshape(n, r, -1)[t["expert"]], B.reshape(B.shape[0], r, n)[:, :, t["expert"]]
+        if "cols" in t:  # its own factors among those of the parameter (the rest: padding, other parts)
+            (r0, r1), (c0, c1) = t["rows"], t["cols"]
+            A, B = A[c0:c1], B[r0:r1, c0:c1]
+        info = classify(tensor_name, tuple(base.info(tensor_name).shape), base.model_type, base.config)
         cdt = compute_dtype(t["dtype"])
         w = as_linear(w0.to(device=device, dtype=cdt), info) + B.to(device=device, dtype=cdt) @ A.to(device=device, dtype=cdt)
         return from_linear(w, info).to(stored).cpu()
@@ -111,7 +121,7 @@ def rebuild(name: str, t: dict, base: Checkpoint, payload, device: str) -> torch
     if layout == "sparse":
         return fmt.decode_sparse(w0, parts, t)
     if layout == "sign":
-        info = classify(name, tuple(w0.shape), base.model_type)
+        info = classify(tensor_name, tuple(base.info(tensor_name).shape), base.model_type, base.config)
         parts = {k: v.to(device) for k, v in parts.items()}
         return from_linear(fmt.decode_sign(as_linear(w0.to(device), info), parts), info).to(stored).cpu()
     values = parts["values"]
@@ -152,15 +162,26 @@ def apply_artifact(artifact, base, out, *, device: str = "cpu", progress: bool =
     out = Path(out)
     bar = tqdm(total=len(rec["tensors"]), desc="apply", disable=not progress)
 
+    slices: dict[str, list[str]] = {}  # a fused expert stack's matrices, by tensor
+    for key in rec["tensors"]:
+        if split_key(key)[1] is not None:
+            slices.setdefault(split_key(key)[0], []).append(key)
+
     def tensor(name: str) -> torch.Tensor:
         t = rec["tensors"].get(name)
-        if t is None:
+        if t is None and name not in slices:
             return base_ck.get(name)
         try:
-            w = rebuild(name, t, base_ck, payload, device)
+            if t is not None:
+                w = rebuild(name, t, base_ck, payload, device)
+            else:
+                w = base_ck.get(name).clone()
+                for key in slices[name]:
+                    e = split_key(key)[1]
+                    w[e] = rebuild(key, rec["tensors"][key], base_ck, payload, device, w0=w[e].clone())
         except (KeyError, ValueError, RuntimeError, IndexError) as e:
             raise RankeditError(f"{artifact}: damaged, cannot rebuild {name} ({first_line(e)})") from None
-        bar.update()
+        bar.update(1 if t is not None else len(slices[name]))
         return w
 
     sizes = [(n, base_ck.info(n).numel * getattr(torch, base_ck.info(n).dtype).itemsize) for n in base_ck.names]

@@ -26,7 +26,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.modules import from_linear
 from rankedit.core.names import ADAPTER_WEIGHTS, ARTIFACT_RECORD
 from rankedit.edits import delta_format as fmt
-from rankedit.edits.edit_plan import EditPlan, input_paths, run_matrices, start_hashing
+from rankedit.edits.edit_plan import EditPlan, input_paths, plan_coverage, run_matrices, start_hashing, state_coverage
 from rankedit.edits.rank_k import extraction_params
 from rankedit.edits.storage import MatrixSize
 from rankedit.files.atomic import atomic_dir
@@ -69,9 +69,11 @@ def write_artifact(base, tuned, method: str, params: dict, out, *, device: str =
                 record = _write_delta(plan, tmp, device, progress)
             check_output(tmp, out)  # whole and finite before it is renamed into place
             record["base"] = base_record(plan, hashing[plan.base.path].result())
+            record["coverage"] = plan_coverage(plan, "base")  # `rankedit apply` takes every other tensor from the base
+            state_coverage(record["coverage"])
             (tmp / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return {"kind": record["kind"], "path": str(out), "stored_params": record["stored_params"],
-            "stored_bytes": record["stored_bytes"]}
+            "stored_bytes": record["stored_bytes"], "coverage": record["coverage"]}
 
 
 def base_record(plan: EditPlan, sha256: dict[str, str]) -> dict:
@@ -88,9 +90,9 @@ def _head(plan: EditPlan, kind: str, payload: Path, tensors: dict, stored_params
             "tensors": tensors, "stored_params": stored_params, "stored_bytes": stored_bytes}
 
 
-def _tensor_record(plan: EditPlan, name: str, **layout: Any) -> dict:
-    info = plan.base.info(name)
-    return {"shape": list(info.shape), "dtype": info.dtype, **layout}
+def _tensor_record(plan: EditPlan, key: str, **layout: Any) -> dict:
+    """A matrix's record: its stored shape (one expert's slice of a fused stack) and dtype, and its layout."""
+    return {"shape": list(plan.shape(key)), "dtype": plan.stored_dtype(key), **layout}
 
 
 def _write_lora(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
@@ -98,16 +100,31 @@ def _write_lora(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
 
     # factors at the precision the edit computed them in (float32; float64 for a float64 base): rounded
     # to a bf16 base's dtype, W0 + B A would land a bf16 step away from the build's weights
-    exact = {n: "source" if plan.base.info(n).dtype == "float64" else "float32" for n in plan.matrices}
+    exact = {n: "source" if plan.stored_dtype(n) == "float64" else "float32" for n in plan.matrices}
     facts = lora_folder(plan, tmp, device=device, progress=progress,
                         lora_dtype="source" if set(exact.values()) == {"source"} else "float32")
-    tensors = {f["name"]: _tensor_record(plan, f["name"], layout="lora") for f in facts}
+    # the module PEFT targets is recorded where it is not the tensor's name (a multimodal checkpoint's prefix)
+    tensors = {f["name"]: _tensor_record(plan, f["name"], layout="lora", **_where(f)) for f in facts}
     stored = sum(f["stored_bytes"] for f in facts)
     head = _head(plan, "peft-lora", tmp / ADAPTER_WEIGHTS, tensors, sum(f["stored_params"] for f in facts), stored)
     on_disk = _payload_on_disk(tmp / ADAPTER_WEIGHTS)
-    if on_disk != stored:
+    padded = any(f.get("rank") is not None for f in facts)  # target parameters: zeros PEFT's layout needs
+    if padded and on_disk > stored:
+        # the matrices' own factors are what the edit costs; the zeros of the layout (a smaller rank padded to
+        # the parameter's r, gate's and up's factors side by side on the fused gate_up) are stated apart
+        head["stored_bytes"], head["padding_bytes"] = on_disk, on_disk - stored
+    elif on_disk != stored:
         raise RankeditError(f"internal: the adapter holds {on_disk} bytes, its storage record says {stored}")
     return head
+
+
+def _where(f: dict) -> dict:
+    """Where the adapter holds a matrix's factors, where its tensor's name does not say it: the module PEFT
+    targets (a multimodal checkpoint's prefix), and for a target parameter its rank, expert and expert count."""
+    out = {k: f[k] for k in ("expert", "experts", "rank", "rows", "cols") if f.get(k) is not None}
+    if f["module"] != f["name"].removesuffix(".weight") or out:
+        out["module"] = f["module"]
+    return out
 
 
 def _write_delta(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
@@ -120,9 +137,10 @@ def _write_delta(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict
         raise RankeditError(f"{edit.name}: unknown artifact layout {layout!r} (one of lora, {', '.join(fmt.LAYOUTS)})")
     tensors: dict[str, torch.Tensor] = {}
     records, n_params = {}, 0
-    for name, info, x, res in run_matrices(plan, device, progress, f"{edit.name} artifact"):
-        stored = getattr(torch, plan.base.info(name).dtype)
-        edited = from_linear(x.w0 + res.delta, info).to(stored)  # the build's very bytes (mergekit_methods)
+    for m in run_matrices(plan, device, progress, f"{edit.name} artifact"):
+        name, info, x, res = m.key, m.info, m.x, m.result
+        stored = m.stored
+        edited = m.weight  # the build's very bytes (rankedit.edits.matrix_edit, as every writer)
         if layout == "sparse":
             kept = from_linear(res.parts["kept"].to(torch.bool), info)
             parts, rec = fmt.encode_sparse(edited, kept)

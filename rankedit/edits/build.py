@@ -21,7 +21,7 @@ from rankedit.files.adapter import tuned_on_disk
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.edits.manifest import MANIFEST, build_manifest, write_manifest
-from rankedit.edits.edit_plan import (EditPlan, check_update, computed_ahead, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
+from rankedit.edits.edit_plan import (EditPlan, check_update, computed_ahead, plan_coverage, state_coverage, input_paths, inputs_record, largest_short_side, plan_inputs, record_params,
                                       start_hashing)
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
@@ -32,7 +32,10 @@ from rankedit.core.svd import warn_unidentifiable
 from rankedit.edits.realized import OUT_DTYPES, warn_written
 from rankedit.core.device import check_device
 from rankedit.core.errors import RankeditError
-from rankedit.core.modules import classify
+from rankedit.core.coverage import matrices_of
+from rankedit.core.modules import OTHER, ROUTER, SHARED_EXPERT, classify, split_key
+from rankedit.edits.matrix_edit import Road, riding
+from rankedit.edits.mergekit_fit import STREAMED, writer as choose_writer
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_config, check_inputs, check_output
 from rankedit.core.names import TOKENIZER_CONFIG
@@ -96,14 +99,41 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
         seen[real] = lab
     check_compatible(all_cks, labels)
 
-    model_type = base_ck.model_type
-    matrices = [n for n in base_ck.names
-                if len(base_ck.info(n).shape) == 2 and classify(n, base_ck.info(n).shape, model_type).is_matrix]
-    if not matrices:
-        raise RankeditError(f"{base_ck.path}: no 2-D attention or MLP matrices recognised (model_type {model_type!r})")
+    model_type, config = base_ck.model_type, base_ck.config
+    infos = {n: classify(n, base_ck.info(n).shape, model_type, config) for n in base_ck.names}
+    every = edited_matrices(base_ck, infos)
+    if not every:
+        raise RankeditError(f"{base_ck.path}: no 2-D attention, MLP, expert or mixer matrices recognised "
+                            f"(model_type {model_type!r}; {_unplaced(infos)})")
+    if edit.needs is not None and not any(infos[split_key(key)[0]].kind == edit.needs for key in every):
+        raise RankeditError(f"{method} needs a mixture-of-experts checkpoint: no {edit.needs} matrix recognised in "
+                            f"{base_ck.path} (model_type {model_type!r})")
+    left = left_below_k(base_ck, every, infos, edit.svd_rank(p))
+    matrices = [key for key in every if key not in left]
     check_rank(edit, p, base_ck, matrices)
     check_inputs(all_cks)
-    return EditPlan(edit, p, base_ck, tuned_cks, other_ck, matrices)
+    plan = EditPlan(edit, p, base_ck, tuned_cks, other_ck, matrices, left=left)
+    across = across_choice(plan) if edit.across is not None else {}
+    plan.road = Road(matrices=frozenset(matrices), across=across, config=config)
+    return plan
+
+
+def _unplaced(infos: dict) -> str:
+    other = [n for n, i in infos.items() if i.kind == OTHER]
+    return f"{len(other)} tensors not placed, e.g. {other[0]}" if other else "no tensor left unplaced"
+
+
+def across_choice(plan: EditPlan) -> dict:
+    """The edit's choice across matrices (``Edit.across``), from every edited matrix's place and ‖ΔW‖²."""
+    import torch
+
+    from rankedit.edits.edit_plan import matrix_inputs
+
+    table = {}
+    for key in plan.matrices:
+        x = matrix_inputs(plan, key)
+        table[key] = (x.place, float(torch.linalg.vector_norm(x.dw.double()) ** 2))
+    return dict(plan.edit.across(plan.params, table))
 
 
 def mergekit_config(plan: EditPlan, dtype: str = "source") -> dict:
@@ -153,22 +183,39 @@ def is_built(plan: EditPlan, out: PathLike, dtype: str = "source") -> bool:
             and man.get("inputs") == inputs_record(plan, hashes))
 
 
-def edited_matrices(base_ck: Checkpoint) -> list[str]:
-    """The 2-D attention/MLP weights of ``base_ck`` an edit works on (names only, from the headers)."""
-    model_type = base_ck.model_type
-    return [n for n in base_ck.names
-            if len(base_ck.info(n).shape) == 2 and classify(n, base_ck.info(n).shape, model_type).is_matrix]
+def edited_matrices(base_ck: Checkpoint, infos: Optional[dict] = None) -> list[str]:
+    """Every matrix of ``base_ck`` an edit may work on (from the headers): attention, MLP, expert (each of a fused
+    stack, ``name[e]``), router, shared-expert and mixer matrices (``rankedit.core.modules``)."""
+    shapes = {n: tuple(base_ck.info(n).shape) for n in base_ck.names}
+    infos = infos or {n: classify(n, shapes[n], base_ck.model_type, base_ck.config) for n in base_ck.names}
+    return matrices_of(shapes, infos)
+
+
+def _short(base_ck: Checkpoint, key: str) -> int:
+    return min(base_ck.info(split_key(key)[0]).shape[-2:])
+
+
+def left_below_k(base_ck: Checkpoint, keys: list[str], infos: dict, k: Optional[int]) -> dict[str, str]:
+    """A router or a shared expert's gate has a row per expert (or one): below k it is left to --rest, and said."""
+    if k is None:
+        return {}
+    return {key: f"short side {_short(base_ck, key)} < k={k}" for key in keys if _short(base_ck, key) < k
+            and infos[split_key(key)[0]].kind in (ROUTER, SHARED_EXPERT)}
 
 
 def check_rank(edit, p, base_ck: Checkpoint, matrices: Optional[list[str]] = None) -> None:
     """The edit's k is at most the rank of every matrix it decomposes (headers only: before any work)."""
     k = edit.svd_rank(p)  # singular directions of each matrix the edit computes
-    matrices = edited_matrices(base_ck) if matrices is None else matrices
+    if matrices is None:
+        every = edited_matrices(base_ck)
+        infos = {n: classify(n, base_ck.info(n).shape, base_ck.model_type, base_ck.config) for n in base_ck.names}
+        left = left_below_k(base_ck, every, infos, k)
+        matrices = [key for key in every if key not in left]
     if k is None or not matrices:
         return
-    limit = min(min(base_ck.info(n).shape) for n in matrices)
+    limit = min(_short(base_ck, key) for key in matrices)
     if k > limit:
-        small = next(n for n in matrices if min(base_ck.info(n).shape) == limit)
+        small = next(key for key in matrices if _short(base_ck, key) == limit)
         raise RankeditError(f"k={k} is above the rank of {small} (at most {limit}); choose k <= {limit}")
 
 
@@ -223,34 +270,48 @@ def with_dtype(params: dict, dtype: str) -> dict:
 
 def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
              max_shard_bytes: Optional[int] = None, dtype: str = "source") -> Path:
-    """Run the merge into ``out``; output shards hold at most ``max_shard_bytes`` (``merge_options``)."""
+    """Write the merged edit into ``out``: through mergekit where its definition of the architecture names
+    exactly the checkpoint's tensors (``rankedit.edits.mergekit_fit``), else tensor by tensor
+    (``rankedit.edits.streamed``); output shards hold at most ``max_shard_bytes`` (``merge_options``);
+    ``dtype`` float32 writes every floating tensor in float32 (the edit exact)."""
     check_dtype(dtype)
-    config = merge_config(mergekit_config(plan, dtype))
-    # the recipe is kept as mergekit_config.yml, taken before run_merge (which normalises the config in place)
-    options = merge_options(device, progress, _has_tokenizer(plan.base.path), checkpoint_bytes(plan.base.path),
-                            max_shard_bytes)
-    config_yaml = config.to_yaml() + "\n"
+    plan.writer = plan.writer or choose_writer(plan.base)
+    streamed = plan.writer["route"] == STREAMED
     out = Path(out)
     # the edit's decompositions two at a time beside the merge, which runs one tensor at a time
     with computed_ahead(plan, device), ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
-        with atomic_dir(out, kind=edit_kind(plan), inputs=input_paths(plan), overwrite=overwrite) as tmp, collect_facts() as facts:
-            merge_into(tmp, config, options, config_yaml, short_side=largest_short_side(plan))
+        with atomic_dir(out, kind=edit_kind(plan), inputs=input_paths(plan), overwrite=overwrite) as tmp, \
+                collect_facts() as facts, riding(plan.road):
+            if streamed:
+                from rankedit.edits.streamed import write_streamed
+
+                write_streamed(plan, tmp, device=device, progress=progress, max_shard_bytes=max_shard_bytes,
+                               dtype=dtype)
+            else:
+                config = merge_config(mergekit_config(plan, dtype))
+                # the recipe is kept as mergekit_config.yml, taken before run_merge (which normalises the config in place)
+                options = merge_options(device, progress, _has_tokenizer(plan.base.path),
+                                        checkpoint_bytes(plan.base.path), max_shard_bytes)
+                merge_into(tmp, config, options, config.to_yaml() + "\n", short_side=largest_short_side(plan))
             for f in EXTRA_FILES:
                 if (plan.base.path / f).is_file() and not (tmp / f).exists():
                     shutil.copyfile(plan.base.path / f, tmp / f)  # the umask's mode, not the source's
             warn_unidentifiable(plan.edit.name, [facts[n] for n in plan.matrices if n in facts])
             missing = [n for n in plan.matrices if n not in facts]
             if missing:
-                raise RankeditError(f"internal: mergekit did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")
+                raise RankeditError(f"internal: the writer did not run the edit on {len(missing)} matrices, e.g. {missing[0]}")
             check_update(plan, [facts[n] for n in plan.matrices])
             check_output(tmp, out, like=plan.base)  # never rename a non-finite or incomplete model into place
             hashes = {p: f.result() for p, f in hashing.items()}
-            numels = {n: plan.base.info(n).numel for n in plan.matrices}
-            manifest = build_manifest(plan.edit.name, method_name(plan.edit.name),
-                                      with_dtype(record_params(plan, False), dtype),
-                                      inputs_record(plan, hashes), [facts[n] for n in plan.matrices], numels)
+            numels = {n: plan.numel(n) for n in plan.matrices}
+            manifest = build_manifest(plan.edit.name, None if streamed else method_name(plan.edit.name),
+                                      with_dtype(record_params(plan, False), dtype), inputs_record(plan, hashes),
+                                      [facts[n] for n in plan.matrices], numels)
             manifest["summary"]["checkpoint_bytes"] = weight_bytes(tmp)  # what the written dtype costs on disk
+            manifest["coverage"] = plan_coverage(plan, plan.params.rest)
+            manifest["writer"] = plan.writer
+            state_coverage(manifest["coverage"])
             warn_written(plan.edit.name, manifest["summary"], energy_note(plan))
             write_manifest(tmp, manifest)
     return out

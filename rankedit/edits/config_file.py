@@ -155,3 +155,10 @@ def check_mergekit_config(config, path) -> None:
                 raise RankeditError(f"{path}: model {m.model.model.path}: step must be an integer, got {step!r}")
     local = [Checkpoint(ref.model.path) for ref in config.referenced_models() if Path(ref.model.path).is_dir()]
     check_inputs(local)
+    from rankedit.edits.mergekit_fit import mismatch
+
+    for ck in local[:1]:  # the models share an architecture (mergekit refuses mixes without --allow-crimes)
+        why = mismatch(ck)
+        if why is not None:  # mergekit would fail on it or, worse, write a model missing or mixing tensors
+            raise RankeditError(f"{path}: mergekit cannot merge {ck.path}: {why}; run `rankedit edit METHOD BASE TUNED "
+                                "-o OUT` instead, which writes such a checkpoint tensor by tensor")

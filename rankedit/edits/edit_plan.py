@@ -6,11 +6,14 @@ record of it: the inputs with their hashes, the parameters, the size that sets t
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from rankedit.core.coverage import coverage, line as coverage_line, trained_at_base, warning as coverage_warning
 from rankedit.core.errors import RankeditError
+from rankedit.core.modules import ModuleInfo, classify, split_key
+from rankedit.edits.matrix_edit import Road
 from rankedit.edits.registry import Edit, EditParams
 from rankedit.files.checkpoint import Checkpoint
 
@@ -22,7 +25,26 @@ class EditPlan:
     base: Checkpoint
     tuned: list[Checkpoint]
     other: Optional[Checkpoint]
-    matrices: list[str]  # names of the 2-D attention/MLP weights that get edited
+    matrices: list[str]  # the matrices that get edited: tensor names, ``name[e]`` for expert e of a fused stack
+    road: Road = field(default_factory=Road)  # what the matrix edits share (``rankedit.edits.matrix_edit``)
+    left: dict = field(default_factory=dict)  # matrix -> why it is not edited (left to --rest)
+    writer: Optional[dict] = None  # how a merged checkpoint is written: {"route": mergekit|streamed, "reason"}
+
+    def tensor_info(self, name: str) -> ModuleInfo:
+        return classify(name, self.base.info(name).shape, self.base.model_type, self.base.config)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """A matrix's stored shape (one expert's slice of a fused stack)."""
+        name, e = split_key(key)
+        shape = tuple(self.base.info(name).shape)
+        return shape[1:] if e is not None else shape
+
+    def numel(self, key: str) -> int:
+        a, b = self.shape(key)
+        return a * b
+
+    def stored_dtype(self, key: str) -> str:
+        return self.base.info(split_key(key)[0]).dtype
 
 
 def plan_inputs(plan: EditPlan) -> list[Checkpoint]:
@@ -62,35 +84,24 @@ def record_params(plan: EditPlan, as_lora: bool) -> dict:
 
 def largest_short_side(plan: EditPlan) -> int:
     """The short side of the biggest matrix the edit decomposes (what sizes its thread count)."""
-    return max(min(plan.base.info(n).shape) for n in plan.matrices)
-
-
-def compute_dtype(stored: str):
-    """The precision an edit runs in, as the mergekit adapter runs it: float64 for a float64 source, else float32."""
-    import torch
-
-    return torch.float64 if stored == "float64" else torch.float32
+    return max(min(plan.shape(n)) for n in plan.matrices)
 
 
 def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, desc: str = "edit"):
-    """Yield ``(name, info, x, result)`` for every edited matrix: the edit run outside mergekit on the very
-    inputs the mergekit adapter gives it (``rankedit.edits.mergekit_methods.apply_edit``), one matrix in
-    memory at a time, its ``ahead`` work beside it as beside a merge; ``info`` says the stored layout
-    (``rankedit.core.modules``)."""
-    from dataclasses import replace
-
+    """Yield a ``MatrixEdit`` for every edited matrix: ``rankedit.edits.matrix_edit.edit_matrix``, the very
+    call mergekit's adapter and the streamed writer make, one matrix in memory at a time, its ``ahead``
+    work beside it as beside a merge."""
     from tqdm.auto import tqdm
 
-    from rankedit.core.modules import classify
-    from rankedit.edits.ahead import take
+    from rankedit.edits.matrix_edit import edit_matrix
 
     with computed_ahead(plan, device):
-        for name in tqdm(plan.matrices, desc=desc, disable=not progress):
-            info = classify(name, plan.base.info(name).shape, plan.base.model_type)
-            x = matrix_inputs(plan, name, device)
-            if plan.edit.ahead is not None:
-                x = replace(x, ahead=take(name, x))
-            yield name, info, x, plan.edit.run(x, plan.params)
+        reader = _Reader(plan, device)
+        for key in tqdm(plan.matrices, desc=desc, disable=not progress):
+            name, _ = split_key(key)
+            w0, tuned, other = reader.matrices(key)
+            yield edit_matrix(plan.edit, plan.params, key, plan.tensor_info(name), w0, tuned, other, device=device,
+                              across=plan.road.across.get(key))
 
 
 def computed_ahead(plan: EditPlan, device: str = "cpu"):
@@ -99,26 +110,78 @@ def computed_ahead(plan: EditPlan, device: str = "cpu"):
     from rankedit.edits.ahead import beside
 
     work = plan.edit.ahead(plan.params) if plan.edit.ahead is not None else None
-    return beside(work, plan.matrices, lambda name: matrix_inputs(plan, name, device, plain=True),
-                  lambda name: min(plan.base.info(name).shape), device)
+    return beside(work, plan.matrices, lambda key: matrix_inputs(plan, key, device, plain=True),
+                  lambda key: min(plan.shape(key)), device)
 
 
-def matrix_inputs(plan: EditPlan, name: str, device: str = "cpu", plain: bool = False):
-    """One matrix's ``MatrixInputs`` read from the plan's checkpoints, as the mergekit adapter makes them
+class _Reader:
+    """One matrix's stored tensors from the plan's checkpoints; a fused stack is read once for its E experts."""
+
+    def __init__(self, plan: EditPlan, device: str = "cpu", plain: bool = False):
+        from rankedit.files.plain_read import read_tensor
+
+        self.plan, self.device = plan, device
+        self.get = (lambda ck, n: read_tensor(ck, n)) if plain else (lambda ck, n: ck.get(n))  # noqa: E731
+        self._held: tuple[str, tuple] | None = None
+
+    def tensors(self, name: str) -> tuple:
+        if self._held is None or self._held[0] != name:
+            p = self.plan
+            self._held = (name, (self.get(p.base, name), tuple(self.get(ck, name) for ck in p.tuned),
+                                 self.get(p.other, name) if p.other is not None else None))
+        return self._held[1]
+
+    def matrices(self, key: str) -> tuple:
+        name, e = split_key(key)
+        w0, tuned, other = self.tensors(name)
+        if e is None:
+            return w0, tuned, other
+        return w0[e], tuple(t[e] for t in tuned), other[e] if other is not None else None
+
+
+def matrix_inputs(plan: EditPlan, key: str, device: str = "cpu", plain: bool = False):
+    """One matrix's ``MatrixInputs`` read from the plan's checkpoints, as ``edit_matrix`` makes them
     (``plain``: with plain file reads, ``rankedit.files.plain_read``, for a second reader beside mergekit)."""
-    from rankedit.core.modules import as_linear, classify
+    from rankedit.core.modules import as_linear
+    from rankedit.edits.matrix_edit import compute_dtype, place_of
     from rankedit.edits.registry import MatrixInputs, matrix_seed
-    from rankedit.files.plain_read import read_tensor
 
     p = plan.params
-    info = classify(name, plan.base.info(name).shape, plan.base.model_type)
-    dtype = compute_dtype(plan.base.info(name).dtype)
-    get = (lambda ck: read_tensor(ck, name)) if plain else (lambda ck: ck.get(name))  # noqa: E731
+    info = plan.tensor_info(split_key(key)[0])
+    w0, tuned, other = _Reader(plan, device, plain).matrices(key)
+    dtype = compute_dtype(w0.dtype)
     lin = lambda t: as_linear(t.to(device=device, dtype=dtype), info)  # noqa: E731
-    return MatrixInputs(w0=lin(get(plan.base)), tuned=tuple(lin(get(ck)) for ck in plan.tuned),
-                        steps=getattr(p, "steps", None),
-                        other=lin(get(plan.other)) if plan.other is not None else None,
-                        seed=matrix_seed(p.seed, name))
+    return MatrixInputs(w0=lin(w0), tuned=tuple(lin(t) for t in tuned), steps=getattr(p, "steps", None),
+                        other=lin(other) if other is not None else None, seed=matrix_seed(p.seed, key),
+                        place=place_of(key, info), across=plan.road.across.get(key))
+
+
+def plan_coverage(plan: EditPlan, copied_from: Optional[str]) -> dict:
+    """The coverage record of an edit (``rankedit.core.coverage``): its matrices, what is copied and from which
+    side, and the trained weights it holds at the base's values (read and compared here)."""
+    import torch
+
+    ck = plan.base
+    shapes = {n: tuple(ck.info(n).shape) for n in ck.names}
+    infos = {n: plan.tensor_info(n) for n in ck.names}
+    edited = {split_key(k)[0] for k in plan.matrices}
+    tuned = plan.tuned[-1]
+    at_base = []
+    if copied_from != "tuned":
+        cands = [n for n in ck.names if n not in edited and len(shapes[n]) >= 2]
+        at_base = trained_at_base(cands, lambda n: not torch.equal(ck.get(n), tuned.get(n)))
+    return coverage(shapes, infos, plan.matrices, copied_from=copied_from, left=plan.left, trained_at_base=at_base)
+
+
+def state_coverage(cov: dict, verb: str = "edited") -> None:
+    """Log the coverage line (info) and, on stderr, the warning for trained weights left at BASE."""
+    import logging
+
+    log = logging.getLogger("rankedit")
+    log.info(coverage_line(cov, verb))
+    msg = coverage_warning(cov)
+    if msg:
+        log.warning(msg)
 
 
 def check_update(plan: EditPlan, facts: list[dict]) -> None:

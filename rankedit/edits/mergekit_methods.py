@@ -16,9 +16,10 @@ parameters on the non-base models:
 and ``model_type`` (shared), used to recognise GPT-2's transposed Conv1D weights.
 
 The adapter below is the only impure part: it picks the matrices to edit with
-``rankedit.core.modules.classify`` (2-D attention/MLP weights; everything else follows
-``rest``), converts to float32 and (out, in) layout, calls the pure edit and
-converts back. Per-matrix facts (energy kept, mask density, rank kept) are
+``rankedit.core.modules.classify`` (attention, MLP, expert, router, shared-expert and mixer
+matrices, those of the plan's ``Road`` where a build set one; everything else follows
+``rest``) and hands each to ``rankedit.edits.matrix_edit.edit_tensor``, the one road of a
+matrix's edit (inputs, dtype, layout, seed, work ahead). Per-matrix facts (energy kept, mask density, rank kept) are
 recorded (with the edit's storage cost) through a side channel, ``collect_facts()``: a lock-protected dict that
 the adapter fills while a build is collecting, so no second pass over the
 weights is needed.
@@ -27,9 +28,7 @@ weights is needed.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
-from dataclasses import replace
 from typing import Any, Iterator, Optional
 
 import torch
@@ -44,14 +43,9 @@ from mergekit.merge_methods.base import (
     TensorGroup,
 )
 
-from rankedit.edits.ahead import take
-from rankedit.edits.manifest import matrix_facts
-from rankedit.edits.realized import stored_matrix
-from rankedit.edits.registry import EDITS, Edit, MatrixInputs, matrix_seed
-from rankedit.edits.storage import MatrixSize
-from rankedit.core.errors import RankeditError
-from rankedit.core.modules import as_linear, classify, from_linear
-from rankedit.files.checkpoint import all_finite
+from rankedit.edits.matrix_edit import current_road, edit_tensor, overflow_message  # noqa: F401 - its old home
+from rankedit.edits.registry import EDITS, Edit
+from rankedit.core.modules import classify, matrix_keys
 
 PREFIX = "rankedit_"
 STRUCTURAL = {"steps", "mask_from", "accuracies"}  # pydantic fields that mergekit passes per input instead
@@ -82,7 +76,7 @@ def collect_facts() -> Iterator[dict[str, dict]]:
             _facts = None
 
 
-def _record(name: str, item: dict) -> None:
+def record_fact(name: str, item: dict) -> None:
     with _lock:
         if _facts is not None:
             _facts[name] = item
@@ -106,8 +100,12 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
     if len(others) > 1:
         raise ValueError(f"at most one model may have role {ROLE_MASK_FROM}")
 
-    info = classify(name, tuple(base.shape), model_type)
-    if not (info.is_matrix and base.ndim == 2):
+    road = current_road()
+    info = classify(name, tuple(base.shape), model_type, road.config)
+    keys = matrix_keys(name, tuple(base.shape), info) if info.is_matrix else []
+    if road.matrices is not None:  # a plan's: the matrices it edits (a router below k is left to rest)
+        keys = [k for k in keys if k in road.matrices]
+    if not keys:
         rest = shared.get("rest") or edit.params.rest_default(shared)  # unset in a plain YAML: the edit's default
         return base if rest == "base" else tuned[-1].tensor
 
@@ -122,33 +120,11 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         if any(a is not None for a in accs):
             params["accuracies"] = accs
     p = edit.params(**params)
-
-    dtype = torch.float64 if base.dtype == torch.float64 else torch.float32
-    lin = lambda t: as_linear(t.to(dtype), info)  # noqa: E731
-    x = MatrixInputs(
-        w0=lin(base), tuned=tuple(lin(e.tensor) for e in tuned), steps=steps,
-        other=lin(others[0].tensor) if others else None, seed=matrix_seed(p.seed, name),
-    )
-    if edit.ahead is not None:  # its decomposition, when it was done beside the merge (rankedit.edits.ahead)
-        x = replace(x, ahead=take(name, x))
-    res = edit.run(x, p)
-    # written in the loaded tensor's dtype (the stored one, or mergekit's ``dtype`` where a build asks for float32)
-    stored, written = stored_matrix(x.w0, res.delta, base.dtype, res.weight)
-    size = MatrixSize(tuple(x.w0.shape), base.element_size(), res.density, res.stored_rank)
-    facts = matrix_facts(name, x.dw, res, edit.storage(p, size), written)
-    out = from_linear(stored, info)
-    if not (math.isfinite(facts["edit_norm"]) and all_finite(out)):  # the inputs were checked finite
-        raise RankeditError(overflow_message(edit.name, p, name, base.dtype))
-    _record(name, facts)
+    out, done = edit_tensor(edit, p, road, name, info, base, [e.tensor for e in tuned],
+                            others[0].tensor if others else None)
+    for m in done:
+        record_fact(m.key, m.facts(edit, p, base.element_size()))
     return out
-
-
-def overflow_message(method: str, p, name: str, dtype) -> str:
-    """Finite inputs, a finite result out of range: a parameter too large for the dtype, said so."""
-    what = f"--factor {p.factor:g}" if hasattr(p, "factor") else f"the {method} edit"
-    dt = str(dtype).removeprefix("torch.")
-    return (f"{what} overflows {dt}: the edited {name} (or its update's norm) goes beyond {dt}'s largest "
-            f"finite value {torch.finfo(dtype).max:.3g}; choose a smaller value (nothing was written)")
 
 
 def _spec_for(edit: Edit) -> MergeMethodSpec:

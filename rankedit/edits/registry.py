@@ -47,6 +47,16 @@ class EditParams(BaseModel):
 
 
 @dataclass(frozen=True)
+class MatrixPlace:
+    """Where a matrix sits in the model (``rankedit.core.modules``): its kind (attention, mlp, expert,
+    router, shared_expert, mixer), its layer and, for a routed expert, its index."""
+
+    kind: str
+    layer: Optional[int] = None
+    expert: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class MatrixInputs:
     """Everything an edit may look at for one matrix, in (out, in) layout."""
 
@@ -56,6 +66,9 @@ class MatrixInputs:
     other: torch.Tensor | None = None  # another run's tuned matrix (mask source "from")
     seed: int = 0  # per-matrix seed derived from the recipe seed and the tensor name
     ahead: Any = None  # the result of the edit's ``ahead`` work for this matrix, when it was done beside the merge
+    place: Optional[MatrixPlace] = None  # kind, layer, expert (edits that choose by kind read it)
+    # what the edit's ``across`` decided for this matrix from every matrix's place and update norm (expert-topn)
+    across: Any = None
 
     @property
     def w1(self) -> torch.Tensor:
@@ -139,6 +152,11 @@ class Edit:
     # how its artifact stores a matrix (``rankedit.edits.artifact``): lora, sparse, sign or dense (the edited
     # matrix itself, always faithful), or a function of the parameters giving one
     artifact: Union[str, Callable[[EditParams], str]] = "dense"
+    # a choice made across matrices before any is edited (expert-topn: which experts of each layer): given the
+    # parameters and {matrix: (MatrixPlace, ‖ΔW‖²)} of every edited matrix, {matrix: value} handed to the
+    # edit as ``x.across``; None: each matrix on its own
+    across: Optional[Callable[[EditParams, Mapping[str, tuple[MatrixPlace, float]]], Mapping[str, Any]]] = None
+    needs: Optional[str] = None  # a kind of matrix (rankedit.core.modules) the checkpoint must hold: "expert", "router"
 
     def artifact_for(self, params: EditParams) -> str:
         return self.artifact(params) if callable(self.artifact) else self.artifact

@@ -235,4 +235,4 @@ def _short_side(base: str, tuned: str) -> int:
     from rankedit.edits.build import plan_edit
 
     p = plan_edit("rank-k", base, tuned, k=1)
-    return min(min(p.base.info(n).shape) for n in p.matrices)
+    return min(min(p.shape(n)) for n in p.matrices)
