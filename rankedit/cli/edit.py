@@ -26,12 +26,11 @@ def _common_options() -> list:
 
 
 def _report(out) -> None:
-    from rankedit.edits.manifest import read_manifest
+    from rankedit.edits.manifest import read_manifest, summary_lines
 
-    s = read_manifest(out)["summary"]
-    energy = "n/a" if s["energy_kept"] is None else f"{s['energy_kept']:.4f}"
-    dens = "" if s.get("density") is None else f", density {s['density']:.4f}"
-    click.echo(f"{s['n_matrices']} matrices edited, energy kept {energy}{dens}; written to {out}")
+    for line in summary_lines(read_manifest(out)["summary"]):
+        click.echo(line)
+    click.echo(f"written to {out}")
 
 
 def _make_command(edit) -> click.Command:
