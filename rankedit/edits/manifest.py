@@ -93,10 +93,13 @@ def summarize(matrices: list[dict], numels: dict[str, int]) -> dict:
 
 
 def svd_mode_summary(matrices: list[dict]) -> dict:
-    """How many matrices got the certified near-optimal top-k and the worst certified ε
-    (``svd_residual_bound``: ‖dW - dW_k‖_F <= (1 + ε) · the optimal rank-k residual); None when none did."""
+    """How many matrices got the certified near-optimal top-k, the worst certified ε (``svd_residual_bound``:
+    ‖dW - dW_k‖_F <= (1 + ε) · the optimal rank-k residual) and the worst ``svd_error`` of the others (the
+    exact mode's bound); None where no matrix is of that kind."""
     near = [m["svd_residual_bound"] for m in matrices if m.get("svd_mode") == "near-optimal"]
-    return {"svd_near_optimal": len(near), "svd_residual_bound_max": max(near) if near else None}
+    exact = [m["svd_error"] for m in matrices if m.get("svd_mode") != "near-optimal" and m.get("svd_error") is not None]
+    return {"svd_near_optimal": len(near), "svd_residual_bound_max": max(near) if near else None,
+            "svd_error_max_exact": max(exact) if exact else None}
 
 
 def summary_lines(s: dict) -> list[str]:
@@ -114,12 +117,14 @@ def summary_lines(s: dict) -> list[str]:
     lines = [f"{s['n_matrices']} matrices edited, {kept}{dens}"]
     if s.get("svd_error_max") is not None:
         near, n = s.get("svd_near_optimal") or 0, s["n_matrices"]
+        exact = s.get("svd_error_max_exact", s["svd_error_max"])
+        within = f" (top-k within {exact:.1e} of the exact one)" if exact is not None else ""
         if near:
-            lines.append(f"SVD: {n - near} of {n} matrices exact (top-k within {s['svd_error_max']:.1e}), {near} "
-                         f"near-optimal (their directions are not fixed by the data's precision; residual within "
-                         f"(1 + {s['svd_residual_bound_max']:.1e}) of the best rank-k, certified; --exact-svd for exact)")
+            lines.append(f"SVD: {n - near} of {n} matrices exact{within}, {near} near-optimal (the data's precision "
+                         f"does not fix their top-k directions; residual within 1 + {s['svd_residual_bound_max']:.1e} "
+                         f"of the best rank-k, certified; --exact-svd for the exact ones)")
         else:
-            lines.append(f"SVD: exact for all {n} matrices (top-k within {s['svd_error_max']:.1e} of the exact one)")
+            lines.append(f"SVD: exact for all {n} matrices{within}")
     return lines
 
 

@@ -104,9 +104,15 @@ def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0,
           card_text="keeps the top-k singular directions of each matrix's update dW = W_tuned - W_base "
                     "(W_base + c · U_k S_k V_kᵀ)",
           describe=_describe_rank_k, control=Control("random-rank-k"), storage=low_rank_cost, options=LoraOptions,
-          artifact="lora")
+          artifact="lora", ahead=lambda p: top_k_of(p.k, p.exact_svd))
 def rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
-    return rank_k_edit(x.dw, p.k, p.scale, x.seed, exact=p.exact_svd, noise=noise_of(x))
+    return rank_k_edit(x.dw, p.k, p.scale, x.seed, x.ahead, exact=p.exact_svd, noise=noise_of(x))
+
+
+def top_k_of(k: int, exact: bool) -> Callable[[MatrixInputs], tuple[SVD, Accuracy]]:
+    """The work done beside the merge (``rankedit.edits.ahead``): dW's top-k, as ``edit_svd`` gives it inside
+    the merge (dW is a fresh difference, so it has the same bits there)."""
+    return lambda x: edit_svd(x.dw, k, x.seed, exact=exact, noise=noise_of(x))
 
 
 def noise_of(x: MatrixInputs) -> Callable[[], float]:
@@ -135,9 +141,10 @@ def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype)
     edit has exactly the rank-k edit's norm and only the directions differ.""",
           card_text="control: k random orthonormal directions of the same norm in place of the update",
           describe=lambda p: f"{p.k} random direction{'s' if p.k != 1 else ''} per matrix, same norm (control)",
-          storage=low_rank_cost, artifact="lora")
+          storage=low_rank_cost, artifact="lora", ahead=lambda p: top_k_of(p.k, p.exact_svd))
 def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
-    return random_directions(x, p.k, p.scale, exact=p.exact_svd)
+    top = (x.ahead[0].S, x.ahead[1]) if x.ahead is not None else None
+    return random_directions(x, p.k, p.scale, top, exact=p.exact_svd)
 
 
 def random_directions(x: MatrixInputs, k: int, scale: Scale,
