@@ -235,15 +235,18 @@ def _contract(A: torch.Tensor, Q: torch.Tensor, r: SVD, k: int, err: float, gap:
         if out is not None and out[1] <= tol:
             r, err, gap = out
             return _result(r, k, err, gap, "krylov", in_dtype)
-    return exact_top_k(A, k, tol, a64)
+    # a gap the cheap pass already found below GAP_TOL cannot meet the bound from a float32 Gram
+    return exact_top_k(A, k, tol, a64, try_float32=gap >= GAP_TOL)
 
 
-def exact_top_k(A: torch.Tensor, k: int, tol: float = TOL, a64: torch.Tensor | None = None) -> tuple[SVD, Accuracy]:
+def exact_top_k(A: torch.Tensor, k: int, tol: float = TOL, a64: torch.Tensor | None = None,
+                try_float32: bool = True) -> tuple[SVD, Accuracy]:
     """The exact top-k triplets from the top k + 1 Gram eigenpairs (subset solver), with the guard's
-    a posteriori bound: the Gram product in float32 where that bound then meets ``tol``, else float64."""
+    a posteriori bound: the Gram product in float32 where that bound then meets ``tol`` (tried unless
+    ``try_float32`` is false), else float64."""
     m, n = A.shape
     j = min(k + 1, min(m, n))
-    for float32_gram in (A.dtype != torch.float64, False):
+    for float32_gram in (try_float32 and A.dtype != torch.float64, False):
         s, ex, a64 = near_optimal.top_triplets(A, j, float32_gram, a64)
         res = torch.hypot(residuals(times(a64, ex.V), ex.U, s), residuals(times_t(a64, ex.U), ex.V, s))
         err, gap = _estimate(ex, res, k, (m, n), A.dtype)
