@@ -33,6 +33,12 @@ changes) can then turn it by 1e-3. Such matrices get the exact decomposition
 of the matrix as given, and the caller is told (``Accuracy.identifiable``).
 Directions with numerically zero singular values (rank-deficient inputs) carry
 no weight in any reconstruction and are left out of the bound.
+
+All of the above is ``exact=True`` (``--exact-svd``), unchanged bit for bit. The edits'
+default, ``exact=False``, changes only what follows a cheap pass that missed ``tol``
+(``_contract``): where the storage precision of the decomposed matrix cannot fix the
+top-k subspace to ``tol``, a certified near-optimal rank-k part; elsewhere Krylov, then
+the top k + 1 Gram eigenpairs by a subset eigensolver (``rankedit.core.near_optimal``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,11 @@ Krylov, then the exact float64 decomposition) until the rank-k reconstruction
 is within 1e-3 of the exact one. Clean gaps pass the check after the cheap pass.
 
 ``edit_svd`` returns the triplets with their ``Accuracy``; ``EditResult``
-carries it to the manifest (``svd_error``, ``svd_identifiable`` per matrix).
+carries it to the manifest (``svd_error``, ``svd_identifiable``, ``svd_mode`` and
+``svd_residual_bound`` per matrix). Where the guard's cheap pass misses, the default
+(not ``exact``) asks whether the data could fix the directions at all
+(``storage_noise``) and gives a certified near-optimal part where it could not
+(``rankedit.core.near_optimal``, docs/science.md "SVD mode").
 The ``principal`` mask is the exception: it is cut from W0's exact
 decomposition, the analysis' own (``rankedit.core.masks``), so that the edit
 keeps the very entries ``overlap_principal`` counts; ``exact_accuracy`` states
