@@ -9,6 +9,12 @@ four checkpoints of a pretend run, then times each case in its own subprocess
     python bench/bench_edits.py                     # full 24 layers
     python bench/bench_edits.py --layers 4 --repeat 3
     python bench/bench_edits.py --cases "cli: rankedit edit rank-k --k 1" --load 1
+    python bench/bench_edits.py --updates rl,structured,noise --cases families --layers 3
+
+``--updates`` measures each kind of update on its own pair, in turn: ``rl`` (bf16 RL-like: sparse
+changes quantized by bf16 storage, a weak top direction), ``structured`` and ``noise`` (the worst
+case); ``--cases families`` is every edit family the CLI builds from a pair, as whole processes,
+beside ``mergekit-yaml``.
 
 The ``cli:`` cases time whole processes as a user does (`time rankedit edit
 ...`): interpreter start-up, imports, input hashing (a fresh, empty
@@ -39,6 +45,14 @@ CASES = {
     "cli: rank-k torch default threads": "the same with OMP_NUM_THREADS = cores (rankedit's policy then stands aside)",
     "cli: rank-k one core": "the same with OMP_NUM_THREADS=1 (what the policy chooses on 2 cores, set by hand)",
 }
+
+
+# every edit family built from a pair, as whole processes (``--cases families``); rank-k also with --exact-svd
+FAMILIES = ["cli: mergekit-yaml", "cli: rankedit edit rank-k --k 1", "cli: rankedit edit rank-k --k 1 --exact-svd",
+            "cli: rankedit edit random-rank-k --k 1", "cli: rankedit edit sub-rank-1",
+            "cli: rankedit edit off-principal --k 16", "cli: rankedit edit rank-auto --energy 0.5",
+            "cli: rankedit edit mask --source bf16", "cli: rankedit edit sign", "cli: rankedit edit dare --drop 0.9",
+            "cli: rankedit edit scale --factor 0.5"]
 
 
 def run_cli(argv: list[str], case: str, omp: int | None = None, before: list[str] | None = None) -> dict:
@@ -114,4 +128,4 @@ def run_case(case: str, work: Path, out: Path) -> dict:
 
 if __name__ == "__main__":
     harness.main(__file__, __doc__, CASES, run_case, reference="task_arithmetic", work_name="bench-edits",
-                 also_vs="cli: mergekit-yaml")
+                 also_vs="cli: mergekit-yaml", presets={"families": FAMILIES})

@@ -20,15 +20,26 @@ from pathlib import Path
 from typing import Callable
 
 
+# The three kinds of update ``--updates`` compares: (structured, spike, density) of ``synthetic.perturb``
+UPDATES = {
+    # bf16 RL-like: sparse changes (10% of entries, a few bf16 ulps each after storage) with a weak top
+    # direction (20% of the norm before storage; rank-1 energy ‖dW_1‖/‖dW‖ 0.065-0.077 as stored)
+    "rl": (0.0, 0.2, 0.1),
+    "structured": (0.5, 0.0, 1.0),  # half the energy in a rank-8 part with halving values: clear top directions
+    "noise": (0.0, 0.0, 1.0),  # dense Gaussian: a flat spectrum, no identifiable top direction (the worst case)
+}
+
+
 def build_inputs(work: Path, layers: int, checkpoints: int = 4, structured: float = 0.0,
-                 base_decay: float = 0.0) -> dict:
+                 base_decay: float = 0.0, spike: float = 0.0, density: float = 1.0) -> dict:
     """base (random init, bf16), its tuned twin (1e-3 RMS update) and `checkpoints` run checkpoints.
 
     ``structured``: the share of each update's energy in a rank-8 part with halving singular
     values (``synthetic.perturb``); 0 is pure noise, whose flat spectrum sends every SVD edit
     to its exact fallback (no identifiable top direction), the worst case. ``base_decay``:
     the base's matrices get singular values s_i ∝ i^-base_decay (``synthetic.decay_spectrum``),
-    as trained weights decay; 0 keeps the random init's flat spectrum."""
+    as trained weights decay; 0 keeps the random init's flat spectrum. ``spike``, ``density``: a weak
+    rank-1 direction over sparse changes (``synthetic.perturb``; ``UPDATES["rl"]``)."""
     import torch
 
     from rankedit.testing import synthetic
@@ -46,7 +57,8 @@ def build_inputs(work: Path, layers: int, checkpoints: int = 4, structured: floa
         if not (p / "config.json").exists():
             # RL-sized updates (1e-3 of each matrix's RMS): about half the bf16 entries change
             scale = 1e-3 if name == "tuned" else 3e-4 * i
-            synthetic.perturb(base, p, scale=scale, seed=10 + i, dtype=torch.bfloat16, structured=structured)
+            synthetic.perturb(base, p, scale=scale, seed=10 + i, dtype=torch.bfloat16, structured=structured,
+                              spike=spike, density=density)
         paths[name] = p
     return paths
 
@@ -100,8 +112,9 @@ def _measure(script: str, chosen: list[str], runs: dict, work: Path, repeat: int
 def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, Path, Path], dict],
          reference: str, work_name: str, checkpoints: int = 4, also_vs: str | None = None,
          build: Callable[..., dict] | None = None, title: str = "Qwen2.5-0.5B architecture",
-         default_layers: int = 24) -> dict:
-    """``build(work, layers, checkpoints, structured, base_decay)`` writes the inputs (default ``build_inputs``)."""
+         default_layers: int = 24, presets: dict[str, list[str]] | None = None) -> dict:
+    """``build(work, layers, checkpoints, structured, base_decay)`` writes the inputs (default ``build_inputs``,
+    which also takes the update kind's spike and density)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, default=default_layers, help=f"decoder layers (default {default_layers})")
     ap.add_argument("--work", type=Path, default=None, help=f"where the checkpoints live (default: $RANKEDIT_CACHE/{work_name}-L<layers>)")
@@ -109,8 +122,13 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
                     help="share of each update's energy in a rank-8 part (0: pure noise, the worst case for SVD edits)")
     ap.add_argument("--base-decay", type=float, default=0.0,
                     help="base spectrum s_i ∝ i^-ALPHA, as trained weights decay (0: the random init's flat one)")
+    ap.add_argument("--updates", default=None,
+                    help="comma-separated kinds of update, each measured on its own pair in turn: "
+                         + ", ".join(UPDATES) + " (rl: bf16 RL-like, sparse quantized with a weak top direction; "
+                         "overrides --structured)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per case (the median is reported)")
-    ap.add_argument("--cases", default=",".join(cases), help="comma-separated subset of: " + ", ".join(cases))
+    ap.add_argument("--cases", default=",".join(cases), help="comma-separated subset of: " + ", ".join(cases)
+                    + "".join(f"; or {name}: {', '.join(c)}" for name, c in (presets or {}).items()))
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--load", type=int, default=0, help="keep N processes spinning on a core while measuring")
     ap.add_argument("--_one", default=None, help=argparse.SUPPRESS)
@@ -120,14 +138,44 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
     if args._one:
         print(json.dumps(run_case(args._one, args.work, args._out)))
         return
+    if presets and args.cases in presets:
+        args.cases = ",".join(presets[args.cases])
 
+    if args.updates:
+        kinds = [u.strip() for u in args.updates.split(",")]
+        bad = [u for u in kinds if u not in UPDATES]
+        if bad:
+            raise SystemExit(f"unknown update kind {bad[0]}; choose among {', '.join(UPDATES)}")
+        results = {}
+        for kind in kinds:
+            print(f"\n=== update: {kind} ===")
+            results[kind] = _one_pair(args, script, cases, reference, work_name, checkpoints, also_vs, kind, build, title)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        return results
+    result = _one_pair(args, script, cases, reference, work_name, checkpoints, also_vs, None, build, title)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _one_pair(args, script: str, cases: dict[str, str], reference: str, work_name: str, checkpoints: int,
+              also_vs: str | None, kind: str | None, build: Callable[..., dict] | None = None,
+              title: str = "Qwen2.5-0.5B architecture") -> dict:
+    """Build (or find) one pair and measure every chosen case on it, side by side; print the table."""
     from rankedit.core.cache_dir import cache_root
 
-    work = args.work or cache_root() / (f"{work_name}-L{args.layers}"
-                                        + (f"-s{args.structured:g}" if args.structured else "")
-                                        + (f"-d{args.base_decay:g}" if args.base_decay else ""))
+    structured, spike, density = UPDATES[kind] if kind else (args.structured, 0.0, 1.0)
+    work = args.work / kind if args.work and kind else args.work
+    work = work or cache_root() / (f"{work_name}-L{args.layers}"
+                                   + (f"-s{structured:g}" if structured else "")
+                                   + (f"-spike{spike:g}-dens{density:g}" if spike else "")
+                                   + (f"-d{args.base_decay:g}" if args.base_decay else ""))
     t0 = time.perf_counter()
-    (build or build_inputs)(work, args.layers, checkpoints, args.structured, args.base_decay)
+    if build is not None:
+        build(work, args.layers, checkpoints, structured, args.base_decay)
+    else:
+        build_inputs(work, args.layers, checkpoints, structured, args.base_decay, spike, density)
     print(f"inputs ready in {work} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     size = sum(f.stat().st_size for f in (work / "base").glob("*.safetensors")) / 1e9
     for d in work.iterdir():  # warm the page cache so the first case is not penalised
@@ -160,7 +208,9 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
     if also_vs:
         for r in rows:
             r[f"time_ratio_{also_vs}"] = r["wall_s"] / med(also_vs, "wall_s")
-    result = {"layers": args.layers, "checkpoint_gb": size, "repeat": args.repeat, "cpu_count": os.cpu_count(),
+    result = {"update": kind or ("structured" if structured else "noise"), "structured": structured, "spike": spike,
+              "density": density, "layers": args.layers, "checkpoint_gb": size, "repeat": args.repeat,
+              "cpu_count": os.cpu_count(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "background_load": args.load,
               "load_average": os.getloadavg(), "rows": rows}
     print(f"\nbackground processes spinning: {args.load}")
@@ -171,6 +221,4 @@ def main(script: str, doc: str, cases: dict[str, str], run_case: Callable[[str, 
     for r in rows:
         extra = f"{r[f'time_ratio_{also_vs}']:>24.2f}" if also_vs else ""
         print(f"{r['case']:<24}{r['wall_s']:>9.2f}{r['time_ratio']:>20.2f}{r['peak_rss_mb']:>13.0f}{r['rss_ratio']:>20.2f}{extra}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result

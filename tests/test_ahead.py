@@ -35,7 +35,8 @@ def _sha(out: Path) -> str:
 
 EDITS = [("off-principal", {"k": 16}), ("principal-only", {"k": 16}), ("sub-rank-1", {"direction": "base"}),
          ("sub-rank-1", {"direction": "delta"}), ("random-sub-rank-1", {"direction": "base"}),
-         ("rank-auto", {"energy": 0.5}), ("random-rank-auto", {"energy": 0.5})]
+         ("rank-auto", {"energy": 0.5}), ("random-rank-auto", {"energy": 0.5}), ("rank-k", {"k": 1}),
+         ("random-rank-k", {"k": 2})]
 
 
 @pytest.mark.parametrize("method, params", EDITS, ids=[f"{m}-{list(p.values())[0]}" for m, p in EDITS])
@@ -64,7 +65,7 @@ def test_an_edit_with_nothing_to_do_ahead_schedules_nothing(wide_pair):
     from rankedit.edits.edit_plan import computed_ahead
 
     base, tuned = wide_pair
-    for method, params in (("rank-k", {"k": 2}), ("rank-auto", {"param_ratio": 0.1})):
+    for method, params in (("scale", {"factor": 0.5}), ("rank-auto", {"param_ratio": 0.1})):
         with computed_ahead(plan_edit(method, base, tuned, **params)) as scheduled:
             assert scheduled == 0
     with computed_ahead(plan_edit("off-principal", base, tuned, k=4)) as scheduled:

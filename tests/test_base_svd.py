@@ -125,7 +125,8 @@ def test_an_edit_and_its_control_share_one_decomposition(wide_pair, tmp_path, ca
     assert len(big) == 5  # every matrix above 256 on its short side: q, o (288 x 288), gate, up, down (320 x 288)
     made = []
     real = core_svd.edit_svd
-    monkeypatch.setattr(core_svd, "edit_svd", lambda A, k, seed=0: made.append(tuple(A.shape)) or real(A, k, seed))
+    monkeypatch.setattr(core_svd, "edit_svd",
+                        lambda A, k, seed=0, **kw: made.append(tuple(A.shape)) or real(A, k, seed, **kw))
     build_edit("principal-only", base, tuned, tmp_path / "pon", k=16)
     assert [s for s in made if min(s) > core_svd.EXACT_MAX_DIM] == []  # W0's were all found on disk
     assert _entries(cache) == big

@@ -184,8 +184,8 @@ def test_manifest_and_byte_identical_outputs(tiny_pair, tmp_path):
     assert man["inputs"]["tuned"][0]["sha256"]["model.safetensors"] == file_sha256(Path(tuned) / "model.safetensors")
     assert len(man["matrices"]) == man["summary"]["n_matrices"] == len(matrix_names(base))
     assert all(set(m) == {"name", "energy_kept", "density", "rank_kept", "svd_error", "svd_identifiable",
-                          "energy_before_rescale", "rescale", "stored_params", "stored_bytes", "bf16_delta_bytes",
-                          "stored_delta_error", "energy_kept_stored", "stored_dtype"}
+                          "svd_mode", "svd_residual_bound", "energy_before_rescale", "rescale", "stored_params",
+                          "stored_bytes", "bf16_delta_bytes", "stored_delta_error", "energy_kept_stored", "stored_dtype"}
                for m in man["matrices"])
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp leftovers
 

@@ -81,8 +81,8 @@ def test_alpharl_does_not_depend_on_the_svd_signs(monkeypatch):
     want = _run(run, mode="alpharl", steps=run.steps, accuracies=acc, target_accuracy=0.5).delta
     real, calls = ex.edit_svd, []
 
-    def flipping(a, k, seed=0):  # the decomposition answers with the opposite sign at steps 2 and 4
-        svd, acc_ = real(a, k, seed)
+    def flipping(a, k, seed=0, **kw):  # the decomposition answers with the opposite sign at steps 2 and 4
+        svd, acc_ = real(a, k, seed, **kw)
         calls.append(1)
         return (SVD(-svd.U, svd.S, -svd.V), acc_) if len(calls) in (2, 4) else (svd, acc_)
 

@@ -32,19 +32,19 @@ def _common_options() -> list:
 
 
 def _report(out) -> None:
-    from rankedit.core.coverage import line
-    from rankedit.edits.manifest import read_manifest
+    from rankedit.core.coverage import line as coverage_line
+    from rankedit.edits.manifest import read_manifest, summary_lines
 
     man = read_manifest(out)
     if man.get("coverage"):
-        click.echo(line(man["coverage"]))
+        click.echo(coverage_line(man["coverage"]))
     s = man["summary"]
-    energy = "n/a" if s["energy_kept"] is None else f"{s['energy_kept']:.4f}"
-    dens = "" if s.get("density") is None else f", density {s['density']:.4f}"
-    click.echo(f"{s['n_matrices']} matrices edited, energy kept {energy}{dens}; written to {out}")
-    line = written_line(s)
-    if line:
-        click.echo(line)
+    for text in summary_lines(s):
+        click.echo(text)
+    written = written_line(s)
+    if written:
+        click.echo(written)
+    click.echo(f"written to {out}")
 
 
 def written_line(s: dict) -> str | None:

@@ -33,6 +33,12 @@ changes) can then turn it by 1e-3. Such matrices get the exact decomposition
 of the matrix as given, and the caller is told (``Accuracy.identifiable``).
 Directions with numerically zero singular values (rank-deficient inputs) carry
 no weight in any reconstruction and are left out of the bound.
+
+All of the above is ``exact=True`` (``--exact-svd``), unchanged bit for bit. The edits'
+default, ``exact=False``, changes only what follows a cheap pass that missed ``tol``
+(``_contract``): where the storage precision of the decomposed matrix cannot fix the
+top-k subspace to ``tol``, a certified near-optimal rank-k part; elsewhere Krylov, then
+the top k + 1 Gram eigenpairs by a subset eigensolver (``rankedit.core.near_optimal``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rankedit.core import near_optimal
 from rankedit.core.linalg import SVD, gram_triplets, numerical_rank, times, times_t
 
 TOL = 5e-4  # bound on the estimated ||sin Θ||_F: a rank-k edit within sqrt(2) * 5e-4 < 1e-3
@@ -55,7 +62,15 @@ class Accuracy:
     subspace_error: float  # estimated ||sin Θ||_F between computed and exact top-k subspaces (0 when exact in theory)
     rel_gap: float  # (s_k - s_{k+1}) / s_1 of the numerically nonzero top-k (inf: nothing below it)
     identifiable: bool
-    method: str  # "randomized" | "krylov" | "exact"
+    method: str  # "randomized" | "krylov" | "exact" | "near-optimal" (rankedit.core.near_optimal)
+    # near-optimal only: ε of the certified ||A - U_k S_k V_kᵀ||_F <= (1 + ε) min_{rank B <= k} ||A - B||_F
+    residual_bound: float | None = None
+
+    @property
+    def mode(self) -> str:
+        """``svd_mode`` of the manifest: "near-optimal" (a certified residual bound) or "exact" (the top-k
+        subspace within ``subspace_error`` of the exact one)."""
+        return "near-optimal" if self.method == "near-optimal" else "exact"
 
     @property
     def edit_error(self) -> float:
@@ -169,8 +184,16 @@ def krylov_blocks_needed(s: torch.Tensor, k: int, err: float, tol: float) -> flo
 
 
 def guarded_top_k(A: torch.Tensor, k: int, *, seed: int = 0, oversample: int = 10, n_iter: int = 4,
-                  tol: float = TOL, max_blocks: int = MAX_BLOCKS) -> tuple[SVD, Accuracy]:
-    """Top-k triplets of A with ``Accuracy.subspace_error <= tol`` unless the subspace is not identifiable."""
+                  tol: float = TOL, max_blocks: int = MAX_BLOCKS, exact: bool = True,
+                  noise: float | Callable[[], float] = 0.0) -> tuple[SVD, Accuracy]:
+    """Top-k triplets of A with ``Accuracy.subspace_error <= tol`` unless the subspace is not identifiable.
+
+    ``exact=False`` (the edits' default) changes what follows a cheap pass that missed ``tol``: where the
+    data cannot fix the top-k subspace to ``tol`` (``noise``: the spectral size of the decomposed matrix's
+    storage rounding, or a function giving it; ``rankedit.core.near_optimal.determined``) and the rank-k
+    part is certified within ``EPS_MAX`` of the optimal residual, that near-optimal part; else Krylov, then
+    the exact decomposition of the top k + 1 pairs only (``near_optimal.top_triplets``). ``exact=True``
+    is the guard as it always was, bit for bit."""
     m, n = A.shape
     if not 1 <= k <= min(m, n):
         raise ValueError(f"k={k} is outside 1..{min(m, n)} for a matrix of shape {(m, n)}")
@@ -183,6 +206,8 @@ def guarded_top_k(A: torch.Tensor, k: int, *, seed: int = 0, oversample: int = 1
     err, gap = _estimate(r, res, k, (m, n), in_dtype)
     if err <= tol:
         return _result(r, k, err, gap, "randomized", in_dtype)
+    if not exact:
+        return _contract(A, Q, r, k, err, gap, seed, tol, max_blocks, noise)
     a64 = A.double()
     if gap >= GAP_TOL and krylov_blocks_needed(r.S, k, err, tol) <= max_blocks:
         out = _krylov(a64, Q.double(), k, tol, max_blocks, in_dtype)
@@ -194,3 +219,43 @@ def guarded_top_k(A: torch.Tensor, k: int, *, seed: int = 0, oversample: int = 1
     res = torch.hypot(residuals(times(a64, ex.V), ex.U, s), residuals(times_t(a64, ex.U), ex.V, s))
     err, gap = _estimate(ex, res, k, (m, n), in_dtype)
     return _result(ex, k, err, gap, "exact", in_dtype)
+
+
+def _contract(A: torch.Tensor, Q: torch.Tensor, r: SVD, k: int, err: float, gap: float, seed: int, tol: float,
+              max_blocks: int, noise: float | Callable[[], float]) -> tuple[SVD, Accuracy]:
+    """``guarded_top_k(exact=False)`` after a cheap pass whose bound ``err`` missed ``tol``."""
+    m, n = A.shape
+    in_dtype = A.dtype
+    a64 = None
+    delta = noise() if callable(noise) else noise
+    if delta > 0 and Q.shape[1] > k:
+        cert = near_optimal.certify(A, Q, k, seed)
+        a64 = cert.a64
+        if cert.eps <= near_optimal.EPS_MAX and not near_optimal.determined(delta, cert.values, cert.beta, k, tol):
+            svd = cert.svd
+            out = SVD(svd.U.to(in_dtype), svd.S.to(in_dtype), svd.V.to(in_dtype))
+            return out, Accuracy(min(1.0, err), gap, False, "near-optimal", cert.eps)
+    a64 = A.double() if a64 is None else a64
+    if gap >= GAP_TOL and krylov_blocks_needed(r.S, k, err, tol) <= max_blocks:
+        out = _krylov(a64, Q.double(), k, tol, max_blocks, in_dtype)
+        if out is not None and out[1] <= tol:
+            r, err, gap = out
+            return _result(r, k, err, gap, "krylov", in_dtype)
+    # a gap the cheap pass already found below GAP_TOL cannot meet the bound from a float32 Gram
+    return exact_top_k(A, k, tol, a64, try_float32=gap >= GAP_TOL)
+
+
+def exact_top_k(A: torch.Tensor, k: int, tol: float = TOL, a64: torch.Tensor | None = None,
+                try_float32: bool = True) -> tuple[SVD, Accuracy]:
+    """The exact top-k triplets from the top k + 1 Gram eigenpairs (subset solver), with the guard's
+    a posteriori bound: the Gram product in float32 where that bound then meets ``tol`` (tried unless
+    ``try_float32`` is false), else float64."""
+    m, n = A.shape
+    j = min(k + 1, min(m, n))
+    for float32_gram in (try_float32 and A.dtype != torch.float64, False):
+        s, ex, a64 = near_optimal.top_triplets(A, j, float32_gram, a64)
+        res = torch.hypot(residuals(times(a64, ex.V), ex.U, s), residuals(times_t(a64, ex.U), ex.V, s))
+        err, gap = _estimate(ex, res, k, (m, n), A.dtype)
+        if err <= tol or not float32_gram:
+            return _result(ex, k, err, gap, "exact", A.dtype)
+    raise AssertionError("unreachable: the float64 pass returns")

@@ -11,7 +11,11 @@ Krylov, then the exact float64 decomposition) until the rank-k reconstruction
 is within 1e-3 of the exact one. Clean gaps pass the check after the cheap pass.
 
 ``edit_svd`` returns the triplets with their ``Accuracy``; ``EditResult``
-carries it to the manifest (``svd_error``, ``svd_identifiable`` per matrix).
+carries it to the manifest (``svd_error``, ``svd_identifiable``, ``svd_mode`` and
+``svd_residual_bound`` per matrix). Where the guard's cheap pass misses, the default
+(not ``exact``) asks whether the data could fix the directions at all
+(``storage_noise``) and gives a certified near-optimal part where it could not
+(``rankedit.core.near_optimal``, docs/science.md "SVD mode").
 The ``principal`` mask is the exception: it is cut from W0's exact
 decomposition, the analysis' own (``rankedit.core.masks``), so that the edit
 keeps the very entries ``overlap_principal`` counts; ``exact_accuracy`` states
@@ -22,11 +26,13 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Callable
 
 import torch
 
+from rankedit.core import near_optimal
 from rankedit.core.guarded_svd import GAP_TOL, Accuracy, guarded_top_k
-from rankedit.core.linalg import SVD, exact_svd, gram_triplets
+from rankedit.core.linalg import SVD, exact_svd, gram_triplets, norm64
 
 # Own threshold (not linalg's, which analysis tunes for accuracy): a 256 x n exact SVD
 # costs about what the randomized one does.
@@ -35,17 +41,52 @@ OVERSAMPLE = 10
 POWER_ITERS = 4
 
 
-def edit_svd(A: torch.Tensor, k: int, seed: int = 0) -> tuple[SVD, Accuracy]:
+def edit_svd(A: torch.Tensor, k: int, seed: int = 0, *, exact: bool = False,
+             noise: float | Callable[[], float] = 0.0) -> tuple[SVD, Accuracy]:
+    """The top-k triplets an edit uses, and their ``Accuracy``.
+
+    ``exact=True`` (``--exact-svd``, plan key ``exact_svd``) is the decomposition as it always was, bit
+    for bit. The default keeps that answer wherever the guard's cheap pass meets its tolerance, takes the
+    certified near-optimal part where the data cannot fix the top-k directions (``noise``: the storage
+    noise of the decomposed matrix, ``storage_noise``; 0 for a matrix that is exact data, such as W0),
+    and decomposes exactly otherwise, computing only the top k + 1 pairs (``rankedit.core.near_optimal``)."""
     r = min(A.shape)
     if r <= EXACT_MAX_DIM:
         full = exact_svd(A)  # LAPACK computes every value anyway: the gap comes free
         return SVD(full.U[:, :k], full.S[:k], full.V[:, :k]), exact_accuracy(full.S, k)
     if k > r // 8:
-        # the float64 Gram eigendecomposition (every value, k triplets): what the guard falls
-        # back to, and 3x faster than LAPACK's full float32 SVD of a 896 x 4864 matrix
-        s, top = gram_triplets(A, k)
-        return SVD(top.U.to(A.dtype), top.S.to(A.dtype), top.V.to(A.dtype)), exact_accuracy(s, k)
-    return guarded_top_k(A, k, seed=seed, oversample=OVERSAMPLE, n_iter=POWER_ITERS)
+        if exact:
+            # the float64 Gram eigendecomposition (every value, k triplets): what the guard falls
+            # back to, and 3x faster than LAPACK's full float32 SVD of a 896 x 4864 matrix
+            s, top = gram_triplets(A, k)
+        else:  # the same Gram, only its top k + 1 eigenpairs (the (k+1)-th value gives the gap)
+            s, top, _ = near_optimal.top_triplets(A, min(k + 1, r), float32_gram=False)
+        return SVD(top.U[:, :k].to(A.dtype), top.S[:k].to(A.dtype), top.V[:, :k].to(A.dtype)), exact_accuracy(s, k)
+    return guarded_top_k(A, k, seed=seed, oversample=OVERSAMPLE, n_iter=POWER_ITERS, exact=exact, noise=noise)
+
+
+def storage_unit_roundoff(w: torch.Tensor) -> float:
+    """The unit roundoff of the narrowest format that holds every entry of ``w`` exactly: bfloat16 (2^-8),
+    float16 (2^-11), float32 (2^-24), else w's own. A checkpoint stored in bf16 and read as float32 is
+    found as bf16: the lower 16 bits of every entry are zero."""
+    if w.dtype == torch.float32:
+        if not bool((w.view(torch.int32) & 0xFFFF).any()):
+            return 2.0 ** -8
+        return 2.0 ** -11 if torch.equal(w.half().float(), w) else 2.0 ** -24
+    if w.dtype == torch.float64 and torch.equal(w.float().double(), w):
+        return storage_unit_roundoff(w.float())
+    return torch.finfo(w.dtype).eps / 2
+
+
+def storage_noise(w: torch.Tensor) -> float:
+    """δ: the spectral norm that rounding ``w`` to its storage format leaves, as a random matrix of its
+    entries' size: each error is at most u |w_ij| (u: ``storage_unit_roundoff``), rms u rms(w) / √3 for
+    errors uniform on that interval, and an m x n matrix of independent entries of rms ρ has spectral
+    norm about ρ (√m + √n) (Bai-Yin). docs/science.md, "SVD mode"."""
+    m, n = w.shape
+    u = storage_unit_roundoff(w)
+    rms = norm64(w) / math.sqrt(m * n) if m * n else 0.0
+    return (math.sqrt(m) + math.sqrt(n)) * u * rms / math.sqrt(3.0)
 
 
 def exact_accuracy(s: torch.Tensor, k: int) -> Accuracy:
@@ -57,13 +98,15 @@ def exact_accuracy(s: torch.Tensor, k: int) -> Accuracy:
 
 def svd_facts(*accs: Accuracy) -> dict:
     """``EditResult`` fields from the SVDs one edit made for one matrix: the worst of them."""
-    return {"svd_error": max(a.edit_error for a in accs), "svd_identifiable": all(a.identifiable for a in accs)}
+    eps = [a.residual_bound for a in accs if a.mode == "near-optimal"]
+    return {"svd_error": max(a.edit_error for a in accs), "svd_identifiable": all(a.identifiable for a in accs),
+            "svd_mode": "near-optimal" if eps else "exact", "svd_residual_bound": max(eps) if eps else None}
 
 
 def unidentifiable_warning(method: str, matrices: list[dict]) -> str | None:
     """One line for the whole edit when the top-k subspace of some matrices it decomposes (dW, or W0
     for the edits on W0's subspaces) is not determined by the matrix."""
-    bad = [m["name"] for m in matrices if m.get("svd_identifiable") is False]
+    bad = [m["name"] for m in matrices if m.get("svd_identifiable") is False and m.get("svd_mode") != "near-optimal"]
     if not bad:
         return None
     return (f"{method}: the top-k singular subspace of {len(bad)} of {len(matrices)} matrices is not identifiable "

@@ -23,7 +23,7 @@ import json
 
 import torch
 
-from rankedit.core import guarded_svd, svd
+from rankedit.core import guarded_svd, near_optimal, svd
 from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import SVD
 from rankedit.core.tensor_cache import load_entry, store_entry, tensor_sha256
@@ -39,13 +39,15 @@ def cached(w0: torch.Tensor, k: int) -> bool:
     return min(w0.shape) > svd.EXACT_MAX_DIM and k <= min(w0.shape)
 
 
-def cache_key(w0: torch.Tensor, k: int, seed: int) -> str:
+def cache_key(w0: torch.Tensor, k: int, seed: int, exact: bool = True) -> str:
     facts = {"format": FORMAT, "sha256": tensor_sha256(w0), "dtype": str(w0.dtype), "shape": list(w0.shape),
              "k": k, "seed": seed, "device": w0.device.type, "torch": torch.__version__,
              "threads": torch.get_num_threads(),  # another count may round a product differently
              # the guard's settings: another tolerance or budget is another answer
              "guard": [guarded_svd.TOL, guarded_svd.GAP_TOL, guarded_svd.MAX_BLOCKS, svd.OVERSAMPLE,
                        svd.POWER_ITERS, svd.EXACT_MAX_DIM]}
+    if not exact:  # the default contract's exact path (top k + 1 pairs only) has other bits; keys of exact ones stay
+        facts["contract"] = [near_optimal.EPS_MAX, near_optimal.CERT_COLS, near_optimal.CERT_STEPS]
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -70,19 +72,20 @@ def _from_tensors(t: dict[str, torch.Tensor], w0: torch.Tensor, k: int) -> tuple
     return SVD(*(_fresh(t[name], w0.device) for name in ("U", "S", "V"))), acc
 
 
-def base_top_k(w0: torch.Tensor, k: int, seed: int = 0) -> tuple[SVD, Accuracy]:
-    """``edit_svd(w0, k, seed)``, from the cache when this very matrix was decomposed before."""
+def base_top_k(w0: torch.Tensor, k: int, seed: int = 0, exact: bool = True) -> tuple[SVD, Accuracy]:
+    """``edit_svd(w0, k, seed, exact=exact)``, from the cache when this very matrix was decomposed before.
+    W0 is the reference, exact data (no storage noise): never near-optimal."""
     if not cached(w0, k):
-        return svd.edit_svd(w0, k, seed)
-    key = cache_key(w0, k, seed)
+        return svd.edit_svd(w0, k, seed, exact=exact)
+    key = cache_key(w0, k, seed, exact)
     hit = load_entry(FOLDER, key, NAMES)
     out = _from_tensors(hit, w0, k) if hit is not None else None
-    return out if out is not None else _compute(key, w0, k, seed)
+    return out if out is not None else _compute(key, w0, k, seed, exact)
 
 
-def _compute(key: str, w0: torch.Tensor, k: int, seed: int) -> tuple[SVD, Accuracy]:
+def _compute(key: str, w0: torch.Tensor, k: int, seed: int, exact: bool) -> tuple[SVD, Accuracy]:
     # on a fresh copy: the merge's W0 and the one read ahead hold the same values at other addresses
-    r, acc = svd.edit_svd(_fresh(w0, w0.device), k, seed)
+    r, acc = svd.edit_svd(_fresh(w0, w0.device), k, seed, exact=exact)
     r = SVD(*(_fresh(t, w0.device) for t in (r.U, r.S, r.V)))
     store_entry(FOLDER, key, _to_tensors(r, acc), FORMAT)
     return r, acc

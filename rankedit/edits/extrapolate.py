@@ -49,9 +49,9 @@ from typing import Annotated, Literal, Optional
 import torch
 from pydantic import Field, StrictInt, field_validator, model_validator
 
-from rankedit.edits.registry import Cli, Control, EditParams, EditResult, MatrixInputs, register
+from rankedit.edits.registry import Cli, Control, EditResult, MatrixInputs, SvdParams, register
 from rankedit.edits.storage import MatrixSize, Storage, dense, low_rank
-from rankedit.core.svd import edit_svd, svd_facts
+from rankedit.core.svd import edit_svd, storage_noise, svd_facts
 
 
 # a sign decision is ambiguous where the top direction is not identifiable (s1/s2 below this) ...
@@ -65,7 +65,7 @@ _warned_alias = []
 ALPHARL_MODES = ("alpharl", "alpharl-increment")
 
 
-class ExtrapolateParams(EditParams):
+class ExtrapolateParams(SvdParams):
     mode: Literal["linear", "rank1-step", "alpharl", "alpharl-increment", "expo", "last", "rank1"] = Field(
         "linear", description="how to extrapolate; 'last' is the control: the window's last checkpoint as it is; "
                               "'rank1' is the deprecated name of 'rank1-step'")
@@ -191,14 +191,14 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
         w1, ref = x.tuned[-1], x.tuned[0]
         return EditResult(delta=(w1 - w0) + expo_alpha(p) * (w1 - ref))
     if p.mode in ALPHARL_MODES:
-        return _alpharl(x, p, *zip(*(edit_svd(w - w0, 1, x.seed) for w in x.tuned)))
+        return _alpharl(x, p, *zip(*(_top_pair(w, w0, x.seed, p.exact_svd) for w in x.tuned)))
     coef = line_coefficients(tuple(steps), p.target_step)
     if p.mode == "linear":
         delta = torch.zeros_like(w0)
         for c, w in zip(coef, x.tuned):
             delta.add_(w - w0, alpha=c)
         return EditResult(delta=delta)
-    triplets, accs = zip(*(edit_svd(w - w0, 1, x.seed) for w in x.tuned))
+    triplets, accs = zip(*(_top_pair(w, w0, x.seed, p.exact_svd) for w in x.tuned))
     # rank1-step: fit a(t) = s1(t) u1(t), sign-aligned to the last checkpoint's v1
     v_last = triplets[-1].V[:, 0]
     a_target = torch.zeros_like(w0[:, 0])
@@ -209,6 +209,11 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
         ambiguous += _ambiguous(acc, cos)
         a_target.add_(svd.U[:, 0] * (svd.S[0] * sign), alpha=c)
     return EditResult(delta=torch.outer(a_target, v_last), rank_kept=1, sign_ambiguous=ambiguous, **svd_facts(*accs))
+
+
+def _top_pair(w: torch.Tensor, w0: torch.Tensor, seed: int, exact: bool):
+    """The top singular pair of one checkpoint's update W - W0 (its storage noise: that of W)."""
+    return edit_svd(w - w0, 1, seed, exact=exact, noise=lambda: storage_noise(w))
 
 
 def _near_tie(acc) -> bool:

@@ -40,6 +40,7 @@ def matrix_facts(name: str, dw, res, storage: Storage, written: Optional[dict] =
     return {
         "name": name, "energy_kept": ratio(edit_norm), "density": res.density, "rank_kept": res.rank_kept,
         "svd_error": res.svd_error, "svd_identifiable": res.svd_identifiable, "sign_ambiguous": res.sign_ambiguous,
+        "svd_mode": res.svd_mode, "svd_residual_bound": res.svd_residual_bound,
         "energy_before_rescale": ratio(kept_norm), "rescale": res.rescale,
         "stored_params": storage.params, "stored_bytes": storage.bytes,
         "bf16_delta_bytes": bf16_delta_bytes(tuple(dw.shape)),
@@ -91,7 +92,44 @@ def summarize(matrices: list[dict], numels: dict[str, int]) -> dict:
     if errs:  # edits built on top-k SVDs: the worst bound, and how many subspaces were ill-determined
         out["svd_error_max"] = max(errs)
         out["svd_not_identifiable"] = sum(1 for m in matrices if m.get("svd_identifiable") is False)
+        out.update(svd_mode_summary(matrices))
     return out
+
+
+def svd_mode_summary(matrices: list[dict]) -> dict:
+    """How many matrices got the certified near-optimal top-k, the worst certified ε (``svd_residual_bound``:
+    ‖dW - dW_k‖_F <= (1 + ε) · the optimal rank-k residual) and the worst ``svd_error`` of the others (the
+    exact mode's bound); None where no matrix is of that kind."""
+    near = [m["svd_residual_bound"] for m in matrices if m.get("svd_mode") == "near-optimal"]
+    exact = [m["svd_error"] for m in matrices if m.get("svd_mode") != "near-optimal" and m.get("svd_error") is not None]
+    return {"svd_near_optimal": len(near), "svd_residual_bound_max": max(near) if near else None,
+            "svd_error_max_exact": max(exact) if exact else None}
+
+
+def summary_lines(s: dict) -> list[str]:
+    """What an edit kept, for the user: the energy kept (‖dW_edit‖/‖dW‖), and where the edit rescales the
+    kept part, the energy before the rescale and the rescale itself (rank-1 of a noise-like update keeps
+    0.05 of it, rescaled by 20 to 1.0); for edits on top-k SVDs, the mode of the SVD in one line."""
+    def f(x):
+        return "n/a" if x is None else f"{x:.4f}"
+
+    kept = f"energy kept {f(s.get('energy_kept'))}"
+    before, c = s.get("energy_before_rescale"), s.get("rescale")
+    if before is not None and c is not None and abs(c - 1.0) > 1e-12:
+        kept += f" (before the rescale {f(before)}, rescale ×{c:.4g})"
+    dens = "" if s.get("density") is None else f", density {s['density']:.4f}"
+    lines = [f"{s['n_matrices']} matrices edited, {kept}{dens}"]
+    if s.get("svd_error_max") is not None:
+        near, n = s.get("svd_near_optimal") or 0, s["n_matrices"]
+        exact = s.get("svd_error_max_exact", s["svd_error_max"])
+        within = f" (top-k within {exact:.1e} of the exact one)" if exact is not None else ""
+        if near:
+            lines.append(f"SVD: {n - near} of {n} matrices exact{within}, {near} near-optimal (the data's precision "
+                         f"does not fix their top-k directions; residual within 1 + {s['svd_residual_bound_max']:.1e} "
+                         f"of the best rank-k, certified; --exact-svd for the exact ones)")
+        else:
+            lines.append(f"SVD: exact for all {n} matrices{within}")
+    return lines
 
 
 def matrix_record(m: dict) -> dict:
@@ -100,6 +138,9 @@ def matrix_record(m: dict) -> dict:
     if m.get("svd_error") is not None:
         rec["svd_error"] = m["svd_error"]
         rec["svd_identifiable"] = m["svd_identifiable"]
+        if m.get("svd_mode") is not None:
+            rec["svd_mode"] = m["svd_mode"]
+            rec["svd_residual_bound"] = m.get("svd_residual_bound")
     rec.update({k: m.get(k) for k in ("energy_before_rescale", "rescale", *STORAGE_KEYS)})
     rec.update(stored_figures(m))  # E' = round(W0 + E) - W0: its error against E and its energy (when written)
     return rec

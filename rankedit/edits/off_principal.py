@@ -16,14 +16,14 @@ from __future__ import annotations
 import torch
 from pydantic import Field, StrictInt
 
-from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
+from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, register
 from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import SVD
 from rankedit.core.svd import svd_facts
 from rankedit.edits.base_svd import base_top_k
 
 
-class PrincipalParams(EditParams):
+class PrincipalParams(SvdParams):
     k: StrictInt = Field(16, ge=1, description="size of W0's principal subspaces (top-k singular vectors)")
 
 
@@ -33,10 +33,11 @@ def off_principal_delta(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 
 
 
 def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 0,
-                        top: tuple[SVD, Accuracy] | None = None) -> tuple[torch.Tensor, dict]:
-    """``off_principal_delta`` and the accuracy facts of W0's top-k SVD (``top``: done beside the merge)."""
+                        top: tuple[SVD, Accuracy] | None = None, exact: bool = True) -> tuple[torch.Tensor, dict]:
+    """``off_principal_delta`` and the accuracy facts of W0's top-k SVD (``top``: done beside the merge;
+    ``exact``: ``--exact-svd``)."""
     # cached on disk: the control needs the very same decomposition
-    svd, acc = top if top is not None else base_top_k(w0, k, seed)
+    svd, acc = top if top is not None else base_top_k(w0, k, seed, exact=exact)
     U, V = svd.U, svd.V
     left = dw - U @ (U.T @ dw)  # (I - P_U) dW
     return left - (left @ V) @ V.T, svd_facts(acc)  # ... (I - P_V)
@@ -44,7 +45,7 @@ def off_principal_parts(w0: torch.Tensor, dw: torch.Tensor, k: int, seed: int = 
 
 def _w0_top_k(p: PrincipalParams):
     """The work done beside the merge (rankedit.edits.ahead): W0's top-k, computed on a fresh copy."""
-    return lambda x: base_top_k(x.w0, p.k, x.seed)
+    return lambda x: base_top_k(x.w0, p.k, x.seed, exact=p.exact_svd)
 
 
 @register("off-principal", PrincipalParams, help="""Remove the part of dW inside W0's top-k singular subspaces.
@@ -56,7 +57,7 @@ def _w0_top_k(p: PrincipalParams):
           describe=lambda p: f"ΔW outside W0's top-{p.k} singular subspaces", control=Control("principal-only"),
           ahead=_w0_top_k)
 def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
-    delta, facts = off_principal_parts(x.w0, x.dw, p.k, x.seed, x.ahead)
+    delta, facts = off_principal_parts(x.w0, x.dw, p.k, x.seed, x.ahead, p.exact_svd)
     return EditResult(delta=delta, **facts)
 
 
@@ -68,5 +69,5 @@ def off_principal(x: MatrixInputs, p: PrincipalParams) -> EditResult:
           describe=lambda p: f"ΔW inside W0's top-{p.k} singular subspaces", ahead=_w0_top_k)
 def principal_only(x: MatrixInputs, p: PrincipalParams) -> EditResult:
     dw = x.dw
-    off, facts = off_principal_parts(x.w0, dw, p.k, x.seed, x.ahead)
+    off, facts = off_principal_parts(x.w0, dw, p.k, x.seed, x.ahead, p.exact_svd)
     return EditResult(delta=dw - off, **facts)

@@ -31,11 +31,11 @@ from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import SVD, gram64, gram_eigh, gram_triplets, norm64, numerical_rank, triplets_from_eigh
 from rankedit.core.svd import EXACT_MAX_DIM, edit_svd, exact_accuracy
 from rankedit.edits.rank_k import RankKParams, Scale, random_directions, rank_k, rank_k_edit
-from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
+from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank
 
 
-class RankAutoParams(EditParams):
+class RankAutoParams(SvdParams):
     energy: Optional[float] = Field(None, gt=0, le=1, description="τ: the smallest k keeping ‖dW_k‖²/‖dW‖² ≥ τ")
     param_ratio: Optional[float] = Field(
         None, gt=0, le=1, description="r: the largest k with k(m + n) ≤ r·m·n (at least 1), per matrix")
@@ -131,7 +131,7 @@ def _describe(p: RankAutoParams) -> str:
 
 
 def _as_rank_k(p: RankAutoParams, k: int) -> RankKParams:
-    return RankKParams(k=k, scale=p.scale, rest=p.rest, seed=p.seed)
+    return RankKParams(k=k, scale=p.scale, rest=p.rest, seed=p.seed, exact_svd=p.exact_svd)
 
 
 @register("rank-auto", RankAutoParams, help="""Rank-k with the rank chosen per matrix, by an energy threshold or a parameter ratio.
@@ -163,4 +163,4 @@ def random_rank_auto(x: MatrixInputs, p: RankAutoParams) -> EditResult:
         k, values, acc = x.ahead if x.ahead is not None else energy_top(x.dw, p.energy, vectors=False)
         return replace(random_directions(x, k, p.scale, top=(values, acc)), stored_rank=k)
     k = chosen_rank(x, p)
-    return replace(random_directions(x, k, p.scale), stored_rank=k)
+    return replace(random_directions(x, k, p.scale, exact=p.exact_svd), stored_rank=k)

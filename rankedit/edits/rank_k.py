@@ -14,21 +14,22 @@ norm as the rank-k edit; only the directions differ.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Callable, Literal, Optional, Union
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, generator, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank
-from rankedit.core.svd import edit_svd, svd_facts
+from rankedit.core.svd import edit_svd, storage_noise, svd_facts
 from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import SVD, norm64, numerical_rank
 
 Scale = Union[Literal["norm", "none"], float]
+NoiseOf = Union[float, Callable[[], float]]
 
 
-class RankKParams(EditParams):
+class RankKParams(SvdParams):
     k: StrictInt = Field(1, ge=1, description="number of singular directions of dW kept")
     scale: Scale = Field("norm", description="norm (AlphaRL: rescale to ‖dW‖_F), none (c = 1) or a number c; "
                                              "--as-lora and --artifact default to none (the truncated SVD)")
@@ -88,14 +89,16 @@ def rank_k_factors(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 
 
 
 def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0,
-                 top: Optional[tuple[SVD, Accuracy]] = None) -> tuple[torch.Tensor, torch.Tensor, int, Accuracy, float]:
+                 top: Optional[tuple[SVD, Accuracy]] = None, *, exact: bool = True,
+                 noise: NoiseOf = 0.0) -> tuple[torch.Tensor, torch.Tensor, int, Accuracy, float]:
     """``rank_k_factors``, the ``Accuracy`` of the SVD behind them and the rescale c.
 
     The singular values are split evenly (sqrt on each side) so that B and A are
     also a well-conditioned LoRA pair. ``top``: dW's top-k triplets, where the caller
-    has them already (rank-auto), else ``edit_svd``'s.
+    has them already (rank-auto), else ``edit_svd``'s (``exact``, ``noise``: as there;
+    the registered edits pass ``exact_svd`` and the tuned matrix's storage noise).
     """
-    svd, acc = top if top is not None else edit_svd(dw, k, seed)
+    svd, acc = top if top is not None else edit_svd(dw, k, seed, exact=exact, noise=noise)
     c = rescale_factor(dw, svd.S, scale)
     root = (svd.S * abs(c)).sqrt()
     sign = -1.0 if c < 0 else 1.0
@@ -113,15 +116,27 @@ def rank_k_parts(dw: torch.Tensor, k: int, scale: Scale = "norm", seed: int = 0,
           card_text="keeps the top-k singular directions of each matrix's update dW = W_tuned - W_base "
                     "(W_base + c · U_k S_k V_kᵀ)",
           describe=_describe_rank_k, control=Control("random-rank-k"), storage=low_rank_cost, options=LoraOptions,
-          artifact="lora")
+          artifact="lora", ahead=lambda p: top_k_of(p.k, p.exact_svd))
 def rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
-    return rank_k_edit(x.dw, p.k, p.scale, x.seed)
+    return rank_k_edit(x.dw, p.k, p.scale, x.seed, x.ahead, exact=p.exact_svd, noise=noise_of(x))
+
+
+def top_k_of(k: int, exact: bool) -> Callable[[MatrixInputs], tuple[SVD, Accuracy]]:
+    """The work done beside the merge (``rankedit.edits.ahead``): dW's top-k, as ``edit_svd`` gives it inside
+    the merge (dW is a fresh difference, so it has the same bits there)."""
+    return lambda x: edit_svd(x.dw, k, x.seed, exact=exact, noise=noise_of(x))
+
+
+def noise_of(x: MatrixInputs) -> Callable[[], float]:
+    """dW's storage noise, that of the tuned matrix (W0 is the reference, exact by definition), computed
+    only if the SVD asks for it (``rankedit.core.svd.storage_noise``)."""
+    return lambda: storage_noise(x.w1)
 
 
 def rank_k_edit(dw: torch.Tensor, k: int, scale: Scale, seed: int,
-                top: Optional[tuple[SVD, Accuracy]] = None) -> EditResult:
-    """rank-k's result for dW (``top``: as ``rank_k_parts``)."""
-    B, A, kept, acc, c = rank_k_parts(dw, k, scale, seed, top)
+                top: Optional[tuple[SVD, Accuracy]] = None, *, exact: bool = True, noise: NoiseOf = 0.0) -> EditResult:
+    """rank-k's result for dW (``top``, ``exact``, ``noise``: as ``rank_k_parts``)."""
+    B, A, kept, acc, c = rank_k_parts(dw, k, scale, seed, top, exact=exact, noise=noise)
     return EditResult(delta=B @ A, rank_kept=kept, rescale=c, parts={"B": B, "A": A}, **svd_facts(acc))
 
 
@@ -138,18 +153,19 @@ def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype)
     edit has exactly the rank-k edit's norm and only the directions differ.""",
           card_text="control: k random orthonormal directions of the same norm in place of the update",
           describe=lambda p: f"{p.k} random direction{'s' if p.k != 1 else ''} per matrix, same norm (control)",
-          storage=low_rank_cost, artifact="lora")
+          storage=low_rank_cost, artifact="lora", ahead=lambda p: top_k_of(p.k, p.exact_svd))
 def random_rank_k(x: MatrixInputs, p: RankKParams) -> EditResult:
-    return random_directions(x, p.k, p.scale)
+    top = (x.ahead[0].S, x.ahead[1]) if x.ahead is not None else None
+    return random_directions(x, p.k, p.scale, top, exact=p.exact_svd)
 
 
 def random_directions(x: MatrixInputs, k: int, scale: Scale,
-                      top: Optional[tuple[torch.Tensor, Accuracy]] = None) -> EditResult:
+                      top: Optional[tuple[torch.Tensor, Accuracy]] = None, *, exact: bool = True) -> EditResult:
     """k random orthonormal directions per side carrying dW's top-k singular values and rescale
     (``top``: those values and their accuracy, where the caller has them already)."""
     dw = x.dw
     if top is None:
-        svd, acc = edit_svd(dw, k, x.seed)
+        svd, acc = edit_svd(dw, k, x.seed, exact=exact, noise=noise_of(x))
         top = (svd.S, acc)
     S, acc = top
     c = rescale_factor(dw, S, scale)

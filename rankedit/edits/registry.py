@@ -56,6 +56,14 @@ class MatrixPlace:
     expert: Optional[int] = None
 
 
+class SvdParams(EditParams):
+    """Parameters of the edits that take a top-k SVD of each matrix."""
+
+    exact_svd: bool = Field(False, description="always the exact top-k SVD (bit for bit the guarded SVD's exact "
+                                               "path), even where the data cannot fix the directions and a "
+                                               "certified near-optimal one would do (svd_mode in the manifest)")
+
+
 @dataclass(frozen=True)
 class MatrixInputs:
     """Everything an edit may look at for one matrix, in (out, in) layout."""
@@ -89,6 +97,8 @@ class EditResult:
     rank_kept: Optional[int] = None  # rank of the kept update (rank-k edits)
     svd_error: Optional[float] = None  # bound on the relative error of the top-k reconstruction (edits using SVDs)
     svd_identifiable: Optional[bool] = None  # False: s_k and s_k+1 nearly tied, the top-k subspace is ill-determined
+    svd_mode: Optional[str] = None  # "exact" | "near-optimal" (rankedit.core.guarded_svd.Accuracy.mode)
+    svd_residual_bound: Optional[float] = None  # near-optimal: ε of ‖dW - dW_k‖ <= (1 + ε) · optimal rank-k residual
     sign_ambiguous: Optional[int] = None  # checkpoints whose sign alignment rested on noise (extrapolate)
     # the factor c in delta = c · (the part of dW the edit keeps), e.g. rank-k's norm rescale; 1: none
     rescale: float = 1.0

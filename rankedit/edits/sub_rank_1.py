@@ -26,12 +26,12 @@ from pydantic import Field
 from rankedit.core.linalg import bilinear64, norm64
 from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.edits.base_svd import base_top_k
-from rankedit.edits.rank_k import random_orthonormal
-from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, generator, register
+from rankedit.edits.rank_k import noise_of, random_orthonormal
+from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, generator, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank, scalar_bytes
 
 
-class SubRank1Params(EditParams):
+class SubRank1Params(SvdParams):
     direction: Literal["delta", "base"] = Field(
         "delta", description="delta: dW's top singular pair (stored); base: W0's top pair (free given the base)")
     scale: Union[Literal["fit", "norm"], float] = Field(
@@ -57,8 +57,8 @@ def _top_pair(p: SubRank1Params):
     """The pair's SVD, a function of one matrix's inputs (done beside the merge where it can be: dW is a fresh
     difference, and base_top_k decomposes a fresh copy of W0, so it has the same bits there)."""
     if p.direction == "delta":
-        return lambda x: edit_svd(x.dw, 1, x.seed)
-    return lambda x: base_top_k(x.w0, 1, x.seed)  # W0's top pair, cached on disk across builds
+        return lambda x: edit_svd(x.dw, 1, x.seed, exact=p.exact_svd, noise=noise_of(x))
+    return lambda x: base_top_k(x.w0, 1, x.seed, exact=p.exact_svd)  # W0's top pair, cached on disk across builds
 
 
 def _rescale(c: float, fit: float) -> float:

@@ -100,7 +100,7 @@ def _rewrite(ck, out: Path, matrix: Callable[[torch.Tensor], torch.Tensor],
 
 def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3, rank: int | None = None,
             density: float = 1.0, seed: int = 1, dtype: torch.dtype | None = None,
-            structured: float = 0.0) -> Path:
+            structured: float = 0.0, spike: float = 0.0) -> Path:
     """Write a 'tuned' twin of ``base``: every 2-D matrix gets a random update.
 
     ``scale`` is the update size relative to the RMS of each matrix; ``rank`` makes
@@ -108,7 +108,11 @@ def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3
     ``structured`` puts that share of the update's energy in a rank-8 part whose
     singular values halve one to the next (the rest stays noise): an RL-like update
     with a dominant direction, where pure noise has a flat spectrum whose top
-    directions are not identifiable. Non-matrix tensors are copied unchanged.
+    directions are not identifiable. ``spike`` puts that share of the update's norm in one random
+    rank-1 direction (a weak top direction) over the rest: with ``density`` 0.1 and a bf16 ``dtype``,
+    sparse changes that storage quantizes to a few ulps (bf16 RL updates: full rank, sparse,
+    noise-like in energy, a top direction carrying little of the norm). Non-matrix tensors are
+    copied unchanged.
     Streams one tensor at a time.
     """
     import shutil
@@ -135,6 +139,9 @@ def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3
         if structured:
             low = (torch.randn(m, 8, generator=gen) * 0.5 ** torch.arange(8.0)) @ torch.randn(8, n, generator=gen)
             d = (structured ** 0.5 * low / low.norm() + (1 - structured) ** 0.5 * d / d.norm())
+        if spike:
+            one = torch.outer(torch.randn(m, generator=gen), torch.randn(n, generator=gen))
+            d = spike * one / one.norm() + (1 - spike ** 2) ** 0.5 * d / d.norm()
         d = d * (scale * wf.pow(2).mean().sqrt() / d.pow(2).mean().sqrt().clamp_min(1e-30))
         return (wf + d).to(dtype or w.dtype)
 
