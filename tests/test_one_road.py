@@ -41,7 +41,9 @@ def test_merged_lora_and_artifact_come_from_one_call(pair, route, request, tmp_p
     monkeypatch.setattr(matrix_edit, "edit_matrix", spy)
     writer = "merged"
     calls[writer] = {}
-    merged = build_edit("rank-k", base, tuned, tmp_path / "merged", k=2)
+    # scale none: an extraction (the LoRA export, the artifact) is the plain truncation (docs/science.md,
+    # "Faithful LoRA extraction"), so the merged edit compared with them is asked for the same
+    merged = build_edit("rank-k", base, tuned, tmp_path / "merged", k=2, scale="none")
     writer = "lora"
     calls[writer] = {}
     lora = build_edit("rank-k", base, tuned, tmp_path / "lora", k=2, as_lora=True, lora_dtype="float32")
