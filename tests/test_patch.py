@@ -213,6 +213,16 @@ def test_cli_round_trip(chain, tmp_path, capsys):
     assert "step-20:" in capsys.readouterr().out
     main(["apply", str(tmp_path / "c"), str(base), "--step", "step-10", "-o", str(tmp_path / "o2"), "--quiet"])
     assert _hashes(tmp_path / "o2") == _hashes(cks[0])
+    main(["patch", str(base), "--run-dir", str(cks[0].parent), "-o", str(tmp_path / "r"), "--quiet"])
+    assert "step-50:" in capsys.readouterr().out
+    main(["apply", str(tmp_path / "r"), str(base), "--step", "step-30", "-o", str(tmp_path / "o3"), "--quiet"])
+    assert _hashes(tmp_path / "o3") == _hashes(cks[2])
+
+
+def test_api_names():
+    import rankedit
+
+    assert rankedit.patch is write_patch and rankedit.patch_chain is write_chain and rankedit.apply_patch is apply_patch
 
 
 # ---- refused in one line, nothing written -------------------------------------------------------

@@ -64,11 +64,11 @@ def write_patch(base, tuned, out, *, overwrite: bool = False, progress: bool = T
     return summary(man, Path(out))
 
 
-def write_chain(base, checkpoints: Sequence, out, *, overwrite: bool = False, progress: bool = True,
-                payload_bytes: int = PAYLOAD_BYTES) -> dict:
+def write_chain(base, checkpoints: Sequence, out, *, labels: Sequence[str] | None = None, overwrite: bool = False,
+                progress: bool = True, payload_bytes: int = PAYLOAD_BYTES) -> dict:
     """Write checkpoints CK1..CKn of one run as a chain of exact patches from ``base`` (see the module's
     doc) to the new folder ``out``; return ``{"path", "links": [summary of each link, with "label" and
-    "against"]}``."""
+    "against"]}``. ``labels``: each checkpoint's name for ``apply --step`` (default ``chain_labels``)."""
     from rankedit.files.validate import check_inputs
 
     if not checkpoints:
@@ -76,7 +76,9 @@ def write_chain(base, checkpoints: Sequence, out, *, overwrite: bool = False, pr
     base_ck = Checkpoint(base)
     cks = [Checkpoint(c) for c in checkpoints]
     check_inputs([base_ck, *cks])
-    labels = chain_labels([c.path for c in cks])
+    labels = chain_labels([c.path for c in cks]) if labels is None else [str(x) for x in labels]
+    if len(labels) != len(cks) or len(set(labels)) != len(labels):
+        raise RankeditError(f"a chain needs one distinct name per checkpoint ({len(labels)} for {len(cks)})")
     links = []
     with atomic_dir(out, kind=KIND, inputs=[base_ck.path, *[c.path for c in cks]], overwrite=overwrite) as tmp:
         for k, ck in enumerate(cks):

@@ -69,6 +69,28 @@ def zstd_bytes(data: np.ndarray) -> bytes:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(memoryview(np.ascontiguousarray(data)).cast("B"))
 
 
+def measure(w0: torch.Tensor, w1: torch.Tensor) -> dict:
+    """What the exact patch of ``w1`` against ``w0`` (same shape and dtype) costs, without building it:
+    ``entries``, ``changed`` (entries whose bits differ), each encoding's bytes, the ``encoding``
+    chosen and its ``bytes`` (``same`` and 0 when nothing changed)."""
+    return _measure(w0, w1)[0]
+
+
+def _measure(w0: torch.Tensor, w1: torch.Tensor) -> tuple[dict, torch.Tensor | None, bytes | None]:
+    if w0.shape != w1.shape or w0.dtype != w1.dtype:
+        raise ValueError(f"{list(w0.shape)} {w0.dtype} vs {list(w1.shape)} {w1.dtype}: not one tensor's two versions")
+    b0, b1 = bits(w0.contiguous()), bits(w1.contiguous())
+    diff = b0 != b1
+    changed, numel = int(diff.sum()), w1.numel()
+    if changed == 0:
+        zero = {k: 0 for k in ENCODINGS}
+        return {"entries": numel, "changed": 0, **zero, "encoding": SAME, "bytes": 0}, None, None
+    xor = zstd_bytes((b0 ^ b1).numpy())
+    sizes = encoding_sizes(numel, changed, w1.element_size(), len(xor))
+    enc = smallest(sizes)
+    return {"entries": numel, "changed": changed, **sizes, "encoding": enc, "bytes": sizes[enc]}, diff, xor
+
+
 def encode(w0: torch.Tensor | None, w1: torch.Tensor) -> tuple[str, dict[str, torch.Tensor], dict]:
     """The smallest exact patch of ``w1`` given ``w0`` (``None``: no tensor of that name in the base).
 
@@ -79,15 +101,11 @@ def encode(w0: torch.Tensor | None, w1: torch.Tensor) -> tuple[str, dict[str, to
     if w0 is None or w0.shape != w1.shape or w0.dtype != w1.dtype:
         size = n1 * w1.element_size()
         return "full", {"full": w1}, {"changed": n1, "sizes": {"full": size}}
-    b0, b1 = bits(w0.contiguous()), bits(w1)
-    diff = b0 != b1
-    changed = int(diff.sum())
-    if changed == 0:
+    m, diff, xor = _measure(w0, w1)
+    enc = m["encoding"]
+    if enc == SAME:
         return SAME, {}, {"changed": 0, "sizes": {}}
-    xor = zstd_bytes((b0 ^ b1).numpy())
-    sizes = encoding_sizes(n1, changed, w1.element_size(), len(xor))
-    enc = smallest(sizes)
-    rec = {"changed": changed, "sizes": sizes}
+    rec = {"changed": m["changed"], "sizes": {k: m[k] for k in ENCODINGS}}
     if enc == "full":
         return enc, {"full": w1}, rec
     if enc == "xor-zstd":
