@@ -127,33 +127,38 @@ def write_link(base_ck: Checkpoint, tuned_ck: Checkpoint, folder: Path, *, progr
     folder.mkdir(parents=True, exist_ok=True)
     base_tensors, tensors, held, counts = {}, {}, {}, {}
     payloads: list[dict] = []
+    held_bytes, base_names = 0, set(base_ck.names)
 
     def flush():
+        nonlocal held_bytes
         if held:
             fname = f"payload-{len(payloads) + 1:05d}.safetensors"
             save_file(held, str(folder / fname), metadata={"format": FORMAT})
             payloads.append({"file": fname, "sha256": file_sha256(folder / fname),
                              "bytes": sum(t.numel() * t.element_size() for t in held.values())})
             held.clear()
+            held_bytes = 0
 
     for name in tqdm(tuned_ck.names, desc=f"patch {tuned_ck.path.name}", disable=not progress):
         w1 = tuned_ck.get(name)
-        w0 = base_ck.get(name) if name in base_ck.names else None
+        w0 = base_ck.get(name) if name in base_names else None
+        if w0 is not None:  # read once: the base's record from the same tensor
+            base_tensors[name] = _tensor_record(w0)
         enc, parts, rec = pf.encode(w0, w1)
         counts[enc] = counts.get(enc, 0) + 1
-        tensors[name] = {"shape": list(w1.shape), "dtype": str(w1.dtype).removeprefix("torch."),
-                         "sha256": pf.tensor_sha256(w1), "encoding": enc, **rec}
+        tensors[name] = {**_tensor_record(w1), "encoding": enc, **rec}
         if parts:
-            if sum(t.numel() * t.element_size() for t in held.values()) >= payload_bytes:
+            if held_bytes >= payload_bytes:
                 flush()
             held.update({f"{name}.{k}": v.contiguous() for k, v in parts.items()})
+            held_bytes += sum(v.numel() * v.element_size() for v in parts.values())
             tensors[name]["payload"] = f"payload-{len(payloads) + 1:05d}.safetensors"
         del w0, w1, parts
     flush()
     for name in base_ck.names:  # every tensor of the base, so its identity can be checked tensor by tensor
-        w0 = base_ck.get(name)
-        base_tensors[name] = {"shape": list(w0.shape), "dtype": str(w0.dtype).removeprefix("torch."),
-                              "sha256": pf.tensor_sha256(w0)}
+        if name not in base_tensors:
+            base_tensors[name] = _tensor_record(base_ck.get(name))
+    base_tensors = {n: base_tensors[n] for n in base_ck.names}
     files, skipped = _copy_files(tuned_ck.path, folder / FILES)
     checkpoint_bytes = sum(f.stat().st_size for f in tuned_ck.weight_files)
     patch_bytes = sum(p["bytes"] for p in payloads)
@@ -162,6 +167,10 @@ def write_link(base_ck: Checkpoint, tuned_ck: Checkpoint, folder: Path, *, progr
             "tuned": {"tensors": tensors, "weight_files": _layout(tuned_ck)},
             "payloads": payloads, "files": files, "not_copied": skipped, "encodings": counts,
             "patch_bytes": patch_bytes, "checkpoint_bytes": checkpoint_bytes}
+
+
+def _tensor_record(w) -> dict:
+    return {"shape": list(w.shape), "dtype": str(w.dtype).removeprefix("torch."), "sha256": pf.tensor_sha256(w)}
 
 
 def _layout(ck: Checkpoint) -> dict[str, dict]:
