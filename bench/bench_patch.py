@@ -12,7 +12,8 @@ Inputs, side by side in one run:
 
 Per input: ``cp -r`` of TUNED (the floor a patch is compared with), zstd (level 3, the
 zstandard package) of TUNED's weight files, ``rankedit patch`` and ``rankedit apply`` (each
-its own process, so start-up is included: ``rankedit --version`` times it alone), and bytes:
+its own process, so start-up is included: ``rankedit --version`` times it alone, and
+``python -c "import torch"`` the import every command that reads tensors pays), and bytes:
 the patch's payload, the patch folder on disk, TUNED's weight files and their zstd. Every
 rebuilt checkpoint is checked tensor by tensor (sha256) against TUNED. Each timed case runs
 ``--repeat`` times, the validation memo in a cache folder of the bench's own (the first run
@@ -77,9 +78,10 @@ def bench_pair(label: str, base: Path, tuned: Path, work: Path, repeat: int, env
     full = sum(f.stat().st_size for f in weights)
     zbytes, zsec = _zstd(weights)
     res = {"input": label, "checkpoint_bytes": full, "zstd_bytes": zbytes, "zstd_s": zsec,
-           "startup_s": [], "copy_s": [], "patch_s": [], "apply_s": []}
+           "startup_s": [], "import_torch_s": [], "copy_s": [], "patch_s": [], "apply_s": []}
     for _ in range(repeat):
         for key, argv, out in (("startup_s", [*rk, "--version"], None),
+                               ("import_torch_s", [sys.executable, "-c", "import torch, safetensors.torch"], None),
                                ("copy_s", ["cp", "-r", str(tuned), str(work / "copy")], work / "copy"),
                                ("patch_s", [*rk, "patch", str(base), str(tuned), "-o", str(work / "p"), "--quiet"], work / "p"),
                                ("apply_s", [*rk, "apply", str(work / "p"), str(base), "-o", str(work / "a"), "--quiet"], work / "a")):
