@@ -146,7 +146,8 @@ def write_link(base_ck: Checkpoint, tuned_ck: Checkpoint, folder: Path, *, progr
             base_tensors[name] = _tensor_record(w0)
         enc, parts, rec = pf.encode(w0, w1)
         counts[enc] = counts.get(enc, 0) + 1
-        tensors[name] = {**_tensor_record(w1), "encoding": enc, **rec}
+        same = enc == pf.SAME  # the same bits: the same sha256, not hashed twice
+        tensors[name] = {**(base_tensors[name] if same else _tensor_record(w1)), "encoding": enc, **rec}
         if parts:
             if held_bytes >= payload_bytes:
                 flush()
