@@ -275,3 +275,24 @@ def test_damaged_patches_are_refused(models, chain, tmp_path, capsys):
     assert apply_patch(holed, base_c, tmp_path / "ok", step=2, progress=False).is_dir()  # before the hole: fine
     with pytest.raises(RankeditError, match="not a chain"):
         apply_patch(good, base, dest, step=1, progress=False)
+
+
+def test_new_tensors_other_dtypes_and_sub_folders(models, tmp_path):
+    _, pairs = models
+    base, _ = pairs["bf16"]
+    ck = Checkpoint(base)
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    shutil.copyfile(base / "config.json", tuned / "config.json")
+    (tuned / "extras").mkdir()  # a sub-folder: named in the manifest, not copied
+    held = {n: ck.get(n) for n in ck.names if n != "model.norm.weight"}  # a tensor of the base dropped
+    first = ck.names[0]
+    held[first] = held[first].float()  # another dtype: stored in full
+    held["extra.bias"] = torch.arange(5, dtype=torch.int64)  # a tensor the base lacks
+    save_file(held, str(tuned / "model.safetensors"), metadata={"format": "pt"})
+    res = write_patch(base, tuned, tmp_path / "p", progress=False)
+    man = json.loads((tmp_path / "p" / "patch.json").read_text())
+    assert man["not_copied"] == ["extras"] and res["encodings"] == {"full": 2, "same": len(held) - 2}
+    assert man["tuned"]["tensors"]["extra.bias"]["encoding"] == man["tuned"]["tensors"][first]["encoding"] == "full"
+    out = apply_patch(tmp_path / "p", base, tmp_path / "o", progress=False)
+    assert _hashes(out) == _hashes(tuned) and "model.norm.weight" not in Checkpoint(out).names
