@@ -43,6 +43,9 @@ def apply(artifact, base, out, step, device, quiet, overwrite):
     if is_patch(artifact):
         from rankedit.files.patch_apply import apply_patch
 
+        if device != "cpu":
+            raise RankeditError("--device does not apply to an exact patch (its rebuild is byte copies and XORs, on the CPU)")
+
         path = apply_patch(artifact, base, out, step=step, progress=not quiet, overwrite=overwrite)
         click.echo(f"written to {path}")
         return
