@@ -35,6 +35,7 @@ def apply(artifact, base, out, step, device, quiet, overwrite):
       rankedit apply out/compress/artifact $ORG/base -o out/applied
       rankedit edit sign $ORG/base $ORG/rl --artifact -o out/sign-artifact
       rankedit apply out/sign-artifact $ORG/base -o out/sign-applied
+      rankedit apply out/run.patch $ORG/base --step step-20 -o out/step-20
     """
     from rankedit.core.errors import RankeditError
     from rankedit.edits.apply import apply_artifact
@@ -45,7 +46,6 @@ def apply(artifact, base, out, step, device, quiet, overwrite):
 
         if device != "cpu":
             raise RankeditError("--device does not apply to an exact patch (its rebuild is byte copies and XORs, on the CPU)")
-
         path = apply_patch(artifact, base, out, step=step, progress=not quiet, overwrite=overwrite)
         click.echo(f"written to {path}")
         return
