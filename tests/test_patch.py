@@ -179,6 +179,13 @@ def test_sharded_inputs_keep_their_layout(models, tmp_path):
     assert _hashes(out) == _hashes(tuned)
     assert {f.name for f in out.glob("*.safetensors")} == {f.name for f in sharded.glob("*.safetensors")}
     assert (out / "model.safetensors.index.json").read_bytes() == (sharded / "model.safetensors.index.json").read_bytes()
+    # the same base resharded: its files' sha256 differ, every tensor's is the recorded one
+    b = Checkpoint(base)
+    resharded = tmp_path / "base-resharded"
+    resharded.mkdir()
+    shutil.copyfile(base / "config.json", resharded / "config.json")
+    write_shards(resharded, [(n, b.info(n).numel * 2) for n in b.names], b.get, 30_000)
+    assert _hashes(apply_patch(tmp_path / "p", resharded, tmp_path / "o2", progress=False)) == _hashes(tuned)
 
 
 @pytest.fixture(scope="module")
