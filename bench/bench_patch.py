@@ -17,7 +17,9 @@ its own process, so start-up is included: ``rankedit --version`` times it alone,
 the patch's payload, the patch folder on disk, TUNED's weight files and their zstd. Every
 rebuilt checkpoint is checked tensor by tensor (sha256) against TUNED. Each timed case runs
 ``--repeat`` times, the validation memo in a cache folder of the bench's own (the first run
-fills it).
+fills it). Then, on the ``rl-like`` pair in this one warm process (torch imported, page cache
+hot), ``--repeat`` + 1 times: patch and apply beside ``safetensors.save_file`` of TUNED's
+tensors (the write alone), reading them (``load_file`` and a copy) and ``shutil.copytree``.
 
     python bench/bench_patch.py --layers 2 --repeat 2
 """
@@ -96,6 +98,34 @@ def bench_pair(label: str, base: Path, tuned: Path, work: Path, repeat: int, env
     return res
 
 
+def in_process(base: Path, tuned: Path, work: Path, repeat: int) -> dict:
+    """patch and apply in one warm process (torch imported), beside writing, reading and copying TUNED."""
+    os.environ["RANKEDIT_CACHE"] = str(work.parent / "cache")
+    from safetensors.torch import load_file, save_file
+
+    from rankedit.cli.main import run_command
+    from rankedit.files.checkpoint import Checkpoint
+
+    res = {"input": "rl-like, in one process", "patch_s": [], "apply_s": [], "save_file_s": [], "read_s": [],
+           "copytree_s": []}
+    files = Checkpoint(tuned).weight_files
+    for _ in range(repeat):
+        for d in ("p", "a", "copy"):
+            shutil.rmtree(work / d, ignore_errors=True)
+        for key, fn in (
+                ("patch_s", lambda: run_command(["patch", str(base), str(tuned), "-o", str(work / "p"), "--quiet"])),
+                ("apply_s", lambda: run_command(["apply", str(work / "p"), str(base), "-o", str(work / "a"), "--quiet"])),
+                ("copytree_s", lambda: shutil.copytree(tuned, work / "copy")),
+                ("read_s", lambda: [{k: v.clone() for k, v in load_file(f).items()} for f in files]),
+                ("save_file_s", lambda: [save_file({k: v.clone() for k, v in load_file(f).items()},
+                                                   str(work / "copy" / f"again-{f.name}")) for f in files])):
+            t0 = time.perf_counter()
+            fn()
+            res[key].append(time.perf_counter() - t0)
+    res["save_file_s"] = [s - r for s, r in zip(res["save_file_s"], res["read_s"])]  # the write alone
+    return res
+
+
 def bench_chain(base: Path, run_dir: Path, work: Path, env: dict) -> dict:
     from rankedit.analysis.trajectory import run_dir_checkpoints
 
@@ -133,6 +163,7 @@ def main() -> None:
     results.append(bench_chain(org / "base", org / "rl" / "checkpoints", work / "micro", env))
     pair = harness.build_inputs(work / "inputs", a.layers, checkpoints=0)
     results.append(bench_pair("rl-like", pair["base"], pair["tuned"], work / "rl-like", a.repeat, env))
+    results.append(in_process(pair["base"], pair["tuned"], work / "rl-like", a.repeat + 1))
     for r in results:
         print(json.dumps(r))
 
