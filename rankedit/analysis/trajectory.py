@@ -17,6 +17,7 @@ import numpy as np
 
 from rankedit.analysis.analyze import dumps, write_jsonl
 from rankedit.core.device import check_device
+from rankedit.analysis.trajectory_patches import FIG_PATCHES, matrix_patches, patch_figure, summarize_patches
 from rankedit.analysis.trajectory_math import GAP_THRESHOLD, N_NULL, a_final_linearity, linearity, matrix_trajectory
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
@@ -164,12 +165,16 @@ def trajectory(
     with hot_path_threads("analyze", max(min(ck0.info(n).shape) for n in selected)):
         for name in _progress(selected, progress):
             info = infos[name]
-            stored0 = ck0.get(name, check_finite=True)
-            w0 = as_linear(stored0, info).to(device)
-            ws = [as_linear(_tuned(ck, name, stored0), info).to(device) for ck in cks]
+            raw0 = ck0.get(name, check_finite=True)
+            raws = [_tuned(ck, name, raw0) for ck in cks]
+            # as stored: the bytes an exact patch would hold (an adapter's merged weights in the base's dtype)
+            patches = matrix_patches(raw0, [w if w.dtype == raw0.dtype else w.to(raw0.dtype) for w in raws])
+            w0 = as_linear(raw0, info).to(device)
+            ws = [as_linear(w, info).to(device) for w in raws]
+            del raw0, raws
             facts, gram = matrix_trajectory(w0, ws, gap_threshold)
             where = {"name": name, "layer": info.layer, "module": info.module, "kind": info.kind}
-            rows += [{**where, "step": s, **f} for s, f in zip(steps, facts)]
+            rows += [{**where, "step": s, **f, **p} for s, f, p in zip(steps, facts, patches)]
             a = np.array([f["a_final"] for f in facts])
             mseed = seed + zlib.crc32(name.encode())
             per_matrix.append({**where, "shape": list(w0.shape),
@@ -182,6 +187,7 @@ def trajectory(
                   run_dir=None if run_dir is None else str(run_dir), gap_threshold=gap_threshold,
                   null_draws=n_null, seed=seed, device=device, modules=modules)
     summary = summarize(rows, per_matrix, linearity(steps, whole_gram, whole_dim, seed, n_null), params)
+    summary["patches"] = summarize_patches(rows, steps)
     if out is not None:
         with atomic_dir(out, kind="trajectory", inputs=inputs, overwrite=overwrite) as tmp:
             write_jsonl(tmp / TRAJECTORY_ROWS, rows)
@@ -190,6 +196,7 @@ def trajectory(
                 from rankedit.analysis.trajectory_plots import trajectory_plots
 
                 trajectory_plots(rows, per_matrix, steps, tmp, seed=seed)
+                patch_figure(summary["patches"], tmp / FIG_PATCHES)
     return {**summary, "rows": rows}
 
 

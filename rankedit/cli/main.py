@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "edit": ("rankedit.cli.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
     "analyze": ("rankedit.cli.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),
     "apply": ("rankedit.cli.apply", "apply", "Rebuild an edited checkpoint from a compact artifact (LoRA adapter or rankedit delta) and its base."),
+    "patch": ("rankedit.cli.patch", "patch", "Store a checkpoint, or a run of them, as an exact (lossless) patch of its base."),
     "push": ("rankedit.cli.push", "push", "Publish an edited checkpoint to the Hugging Face Hub with a generated model card."),
     "run": ("rankedit.cli.run", "run", "Run a plan: build edits, analyse, score with lm-eval, report gain retention (default: the organism)."),
     "score": ("rankedit.cli.score", "score", "Score checkpoints with lm-eval (suites, cache, per-problem samples)."),

@@ -44,6 +44,8 @@ def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws
     s1/s2 < --gap-threshold. Linearity: R² of a line in t for a(t) and for the
     whole flattened update, beside the same R² on shuffled steps, on Gaussian
     vectors and on a Gaussian random walk of the same dimension and count.
+    Step-to-step sparsity: entries changed and the bytes of the exact patch
+    (as `rankedit patch` stores it) against the base and the previous step.
     Every quantity is defined in docs/science.md.
 
     Writes OUT/trajectory.jsonl, OUT/summary.json and, unless --no-plots, OUT/*.png.
@@ -61,6 +63,9 @@ def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws
                f"random {_f(a.get('r2_random'))}, random walk {_f(a.get('r2_walk'))})")
     ni = s["not_identifiable"]
     click.echo(f"{ni['pairs']} of {ni['of']} (matrix, step) pairs have s1/s2 < {gap_threshold:g}")
+    last_b, last_p = s["patches"]["from_base"][-1], s["patches"]["from_previous"][-1]
+    click.echo(f"exact patch of the last step: {last_b['bytes']:,} bytes against the base ({last_b['ratio']:.2%} of "
+               f"the matrices), {last_p['bytes']:,} against the previous checkpoint ({last_p['ratio']:.2%})")
     click.echo(f"{s['n_matrices']} matrices x {s['n_steps']} steps; results in {out}/")
 
 
