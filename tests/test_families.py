@@ -125,10 +125,11 @@ def test_family_analyze_edits_lora_artifact(family, family_pairs, tmp_path):
         assert family in str(e.value) and "\n" not in str(e.value)
         assert not (tmp_path / "lora").exists()
     else:
-        build_edit("rank-k", base, tuned, tmp_path / "lora", k=1, as_lora=True, lora_dtype="float32")
+        # scale norm by name: the merged rank-k's default (an extraction's default is the plain truncation)
+        build_edit("rank-k", base, tuned, tmp_path / "lora", k=1, as_lora=True, lora_dtype="float32", scale="norm")
         torch.testing.assert_close(_logits(base, tmp_path / "lora"), merged, rtol=0, atol=2e-2)
         # its artifact is the same adapter (fused experts in PEFT's target_parameters layout), applied bit for bit
-        write_artifact(base, tuned, "rank-k", {"k": 1}, tmp_path / "lora-art", progress=False)
+        write_artifact(base, tuned, "rank-k", {"k": 1, "scale": "norm"}, tmp_path / "lora-art", progress=False)
         apply_artifact(tmp_path / "lora-art", base, tmp_path / "lora-applied", progress=False)
         rebuilt, want = _tensors(tmp_path / "lora-applied"), _tensors(tmp_path / "rank-k")
         assert all(torch.equal(rebuilt[n], want[n]) for n in want)
