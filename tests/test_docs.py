@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 from rankedit.edits import EDITS
-from rankedit.edits.extrapolate import ExtrapolateParams
-from rankedit.edits.mask import SOURCES
+from rankedit.edits.methods.extrapolate import ExtrapolateParams
+from rankedit.edits.methods.mask import SOURCES
 from rankedit.analysis.geometry import matrix_metrics
 from rankedit.analysis.metrics import SCALAR_METRICS
 from rankedit.cli.main import COMMANDS

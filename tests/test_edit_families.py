@@ -10,7 +10,7 @@ import torch
 
 from rankedit.core.errors import RankeditError
 from rankedit.edits import EDITS
-from rankedit.edits.rank_auto import energy_rank, ratio_rank
+from rankedit.edits.methods.rank_auto import energy_rank, ratio_rank
 from rankedit.edits.registry import MatrixInputs, parse_params
 from rankedit.edits.storage import MatrixSize, Storage
 
@@ -57,7 +57,7 @@ def test_energy_one_keeps_the_update_s_whole_rank():
 
 def test_energy_rank_of_a_big_matrix_from_its_values_alone(monkeypatch):
     """Above the exact-SVD size: one values-only decomposition, no top-k SVD, the same k."""
-    import rankedit.edits.rank_auto as ra
+    import rankedit.edits.methods.rank_auto as ra
 
     dw, _, _ = planted(300, 280, [5.0, 4.0, 3.0, 2.0, 1.0])  # cumulative 25, 41, 50, 54, 55 of 55
     monkeypatch.setattr(ra, "edit_svd", lambda *a, **k: pytest.fail("a top-k SVD to choose k"))
@@ -93,8 +93,8 @@ def test_rank_auto_on_a_big_matrix_is_the_exact_rank_k_from_the_one_decompositio
     same values and rescale on random directions."""
     import numpy as np
 
-    import rankedit.edits.rank_auto as ra
-    import rankedit.edits.rank_k as rk
+    import rankedit.edits.methods.rank_auto as ra
+    import rankedit.edits.methods.rank_k as rk
 
     m, n = shape
     gen = torch.Generator().manual_seed(3)

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from rankedit.edits import EDITS, MatrixInputs
-from rankedit.edits.extrapolate import ExtrapolateParams, line_coefficients
+from rankedit.edits.methods.extrapolate import ExtrapolateParams, line_coefficients
 from rankedit.core.masks import top_fraction_mask as top_fraction
-from rankedit.edits.mask import MaskParams, bf16_update_mask, random_mask
-from rankedit.edits.off_principal import PrincipalParams, off_principal_delta
-from rankedit.edits.rank_k import RankKParams, rank_k_factors
-from rankedit.edits.scale import ScaleParams
+from rankedit.edits.methods.mask import MaskParams, bf16_update_mask, random_mask
+from rankedit.edits.methods.off_principal import PrincipalParams, off_principal_delta
+from rankedit.edits.methods.rank_k import RankKParams, rank_k_factors
+from rankedit.edits.methods.scale import ScaleParams
 from rankedit.core.linalg import top_k_svd
 
 torch.manual_seed(0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rankedit.edits import EDITS
-from rankedit.edits import extrapolate as ex
+from rankedit.edits.methods import extrapolate as ex
 from rankedit.core.linalg import SVD
 
 

@@ -115,3 +115,34 @@ def test_no_import_cycles():
 def test_modules_stay_short(mod):
     n = len(MODULES[mod].read_text().splitlines())
     assert n < MAX_LINES, f"{mod}: {n} lines; split it along a seam"
+
+
+def _registers_an_edit(path: Path) -> bool:
+    """Whether the module decorates a function with ``registry.register(...)`` (``@register(NAME, ...)``)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef):
+            for d in node.decorator_list:
+                f = d.func if isinstance(d, ast.Call) else None
+                if (isinstance(f, ast.Name) and f.id == "register") or (isinstance(f, ast.Attribute) and f.attr == "register"):
+                    return True
+    return False
+
+
+def test_edit_methods_folder_holds_exactly_the_edit_families():
+    # the extension point apart from the machinery (as mergekit keeps merge_methods/ apart from io/):
+    # every module of edits/methods/ registers an edit, and no module elsewhere does
+    methods = {m for m in MODULES if m.startswith("rankedit.edits.methods.")}
+    assert methods, "rankedit/edits/methods/ is empty"
+    not_edits = sorted(m for m in methods if not _registers_an_edit(MODULES[m]))
+    assert not not_edits, f"modules in edits/methods/ that register no edit: {not_edits}"
+    outside = sorted(m for m, p in MODULES.items() if not m.startswith("rankedit.edits.methods.") and _registers_an_edit(p))
+    assert not outside, f"edits registered outside rankedit/edits/methods/: {outside}"
+
+
+def test_every_edit_family_is_found_and_registered():
+    from rankedit.edits import EDITS
+    from rankedit.edits.methods import FAMILIES
+
+    found = {m.rsplit(".", 1)[1] for m in MODULES if m.startswith("rankedit.edits.methods.")}
+    assert set(FAMILIES) == found
+    assert {e.fn.__module__.rsplit(".", 1)[1] for e in EDITS.values() if e.fn.__module__.startswith("rankedit.edits.methods.")} == found

@@ -7,7 +7,7 @@ from rankedit.analysis import geometry as g
 from rankedit.core import masks
 from rankedit.core.svd import EXACT_MAX_DIM
 from rankedit.edits import MatrixInputs
-from rankedit.edits.mask import MaskParams, make_mask, mask
+from rankedit.edits.methods.mask import MaskParams, make_mask, mask
 
 
 def reference(scores: torch.Tensor, frac: float, largest: bool) -> torch.Tensor:

@@ -17,7 +17,7 @@ from rankedit.analysis.routing import flip_rate, routing_flips
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import EXPERT, ROUTER, classify
 from rankedit.edits import build_edit, read_manifest
-from rankedit.edits.expert_topn import random_experts
+from rankedit.edits.methods.expert_topn import random_experts
 from rankedit.files.checkpoint import Checkpoint
 from rankedit.testing import families
 

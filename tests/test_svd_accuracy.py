@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rankedit.edits import build_edit, read_manifest
-from rankedit.edits.rank_k import RankKParams, rank_k
+from rankedit.edits.methods.rank_k import RankKParams, rank_k
 from rankedit.edits.registry import MatrixInputs
 from rankedit.core.svd import POWER_ITERS, edit_svd, unidentifiable_warning, warn_unidentifiable
 from rankedit.core.guarded_svd import GAP_TOL, guarded_top_k

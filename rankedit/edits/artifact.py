@@ -27,7 +27,7 @@ from rankedit.core.modules import from_linear
 from rankedit.core.names import ADAPTER_WEIGHTS, ARTIFACT_RECORD
 from rankedit.edits import delta_format as fmt
 from rankedit.edits.edit_plan import EditPlan, input_paths, plan_coverage, run_matrices, start_hashing, state_coverage
-from rankedit.edits.rank_k import extraction_params
+from rankedit.edits.methods.rank_k import extraction_params
 from rankedit.edits.storage import MatrixSize
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import file_sha256

@@ -26,7 +26,7 @@ from rankedit.edits.edit_plan import (EditPlan, check_update, computed_ahead, pl
 from rankedit.edits.merge_run import merge_config, merge_into
 from rankedit.edits.mergekit_methods import ROLE_MASK_FROM, ROLE_TUNED, collect_facts, method_name
 from rankedit.edits.merge_options import checkpoint_bytes, merge_options
-from rankedit.edits.rank_k import extraction_params
+from rankedit.edits.methods.rank_k import extraction_params
 from rankedit.edits.registry import get_edit, parse_params
 from rankedit.core.svd import warn_unidentifiable
 from rankedit.edits.realized import OUT_DTYPES, warn_written

@@ -6,7 +6,7 @@ For each edited matrix the rank-k factors ``B @ A = c · U_k S_k V_kᵀ`` (the v
 function the merged edit uses, same seed) become ``lora_B`` (m x k) and
 ``lora_A`` (k x n), with ``lora_alpha = r`` so PEFT's scaling is 1. An adapter is an
 extraction: c = 1 (``scale: none``, the truncated SVD, the best rank-k approximation of
-ΔW) unless a scale is given (``rankedit.edits.rank_k.extraction_params``). Loaded with
+ΔW) unless a scale is given (``rankedit.edits.methods.rank_k.extraction_params``). Loaded with
 ``peft.PeftModel.from_pretrained(base_model, OUT)`` it reproduces the merged
 rank-k edit of the same scale. The manifest's ``stored_delta_error`` is the error of
 the product of the factors as stored (in their dtype) against the edit. GPT-2's Conv1D layers are marked ``fan_in_fan_out``. Streams one

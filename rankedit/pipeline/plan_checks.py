@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from rankedit.core.errors import RankeditError
 from rankedit.files.yaml_text import position_of, positions
 
-# extrapolate's modes that read per-checkpoint accuracies (``rankedit.edits.extrapolate.ALPHARL_MODES``; named
+# extrapolate's modes that read per-checkpoint accuracies (``rankedit.edits.methods.extrapolate.ALPHARL_MODES``; named
 # here without importing the edits, which load torch)
 ALPHARL_MODES = ("alpharl", "alpharl-increment")
 

@@ -30,7 +30,7 @@ from pydantic import Field, model_validator
 from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import SVD, gram64, gram_eigh, gram_triplets, norm64, numerical_rank, triplets_from_eigh
 from rankedit.core.svd import EXACT_MAX_DIM, edit_svd, exact_accuracy
-from rankedit.edits.rank_k import RankKParams, Scale, random_directions, rank_k, rank_k_edit
+from rankedit.edits.methods.rank_k import RankKParams, Scale, random_directions, rank_k, rank_k_edit
 from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank
 

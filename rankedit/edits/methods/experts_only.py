@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rankedit.core.modules import EXPERT
-from rankedit.edits.expert_topn import keep_tuned
+from rankedit.edits.methods.expert_topn import keep_tuned
 from rankedit.edits.registry import EditParams, EditResult, MatrixInputs, register
 
 

@@ -3,7 +3,7 @@ Super Mario").
 
 ``W0 + M ⊙ dW / (1 - p)``, M a seeded random mask keeping exactly ``round((1 - p) · mn)``
 entries: the very mask ``mask --source random --density 1-p`` draws with the same seed
-(``rankedit.edits.mask.random_mask``; an exact count where DARE's paper draws each entry
+(``rankedit.edits.methods.mask.random_mask``; an exact count where DARE's paper draws each entry
 independently, so two runs of one recipe keep the same number of entries).
 
 Its control is that mask without the rescale: the same entries, so the pair isolates what
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from rankedit.core.masks import fraction
-from rankedit.edits.mask import random_mask
+from rankedit.edits.methods.mask import random_mask
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
 from rankedit.edits.storage import MatrixSize, Storage, sparse
 
