@@ -307,3 +307,31 @@ def test_names_need_several_runs(three_runs, tmp_path, capsys):
     base, a, _, _ = three_runs
     code, _, err = run_cli(["analyze", base, a, "--names", "x", "-o", tmp_path / "o"], capsys)
     assert code != 0 and "error: --names names several tuned runs" in err
+
+
+def test_a_lora_adapter_run_enters_with_its_exact_update(tmp_path):
+    """An adapter given as a further run: its ΔW = scale·B·A exactly (rank <= r), against the merged checkpoint
+    (the same update rounded to float32): the same direction, mask and subspaces where the adapter reaches."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = synthetic.build_random(tmp_path / "base", "llama", seed=0)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.05)
+    model.save_pretrained(tmp_path / "adapter")
+    model.merge_and_unload().save_pretrained(tmp_path / "merged")
+    rows = rankedit.analyze(base, [tmp_path / "merged", tmp_path / "adapter"], names=["merged", "lora"],
+                            modules="q_proj|k_proj", progress=False)
+    for r in rows:
+        f = r["interference"]["merged|lora"]
+        if r["module"] == "q_proj":
+            assert f["k"] == 2 and f["jaccard"] == 1.0 and f["sign_conflict"] == 0.0
+            assert f["cosine"] == pytest.approx(1.0, abs=1e-6)
+            assert f["subspace_overlap_left"] == pytest.approx(1.0, abs=1e-6)
+            assert f["rank1_overlap"] == pytest.approx(1.0, abs=1e-6)
+        else:  # not targeted: neither run moved it
+            assert f["k"] == 0 and f["cosine"] is None and f["jaccard"] is None

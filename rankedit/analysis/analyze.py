@@ -82,11 +82,13 @@ def analyze(
     summary.json an ``interference`` block and OUT its heatmaps; ``names``: the runs' names (their folders').
     """
     validate_params(k, alpha, atol, q, device)
-    runs = [tuned] if isinstance(tuned, (str, Path)) else list(tuned)
+    runs = list(tuned) if isinstance(tuned, (list, tuple)) else [tuned]
     if not runs:
         raise RankeditError("no tuned run given")
+    if names is not None and len(runs) < 2:
+        raise RankeditError("--names names several tuned runs; one was given")
     tuned = runs[0]
-    run_names_ = run_names(runs, names) if len(runs) > 1 else None
+    run_labels = run_names(runs, names) if len(runs) > 1 else None
     try:
         pattern = re.compile(modules) if modules else None
     except re.error as e:
@@ -94,7 +96,7 @@ def analyze(
     ck0 = Checkpoint(base)
     ck1 = open_tuned(tuned, ck0)  # a LoRA adapter is read on the base, its ΔW exactly
     more = [open_tuned(r, ck0) for r in runs[1:]]
-    ckpts, labels = [ck0, ck1, *more], ["base", "tuned", *(f"tuned run {n}" for n in (run_names_ or [])[1:])]
+    ckpts, labels = [ck0, ck1, *more], ["base", "tuned", *(f"tuned run {n}" for n in (run_labels or [])[1:])]
     ck2 = None
     if other_tuned is not None:
         ck2 = open_tuned(other_tuned, ck0)
@@ -128,7 +130,7 @@ def analyze(
 
     def one(name: str) -> tuple[int, int, list[dict]]:
         return _one_tensor(name, ck0, ck1, ck2, infos[name], by_tensor.get(name, []),
-                           dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache, more, run_names_)
+                           dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache, more, run_labels)
 
     with hot_path_threads("analyze", short):
         done = ordered_map(one, names, matrices_at_once("analyze", short, device))
@@ -151,8 +153,8 @@ def analyze(
             summary["moe"] = moe
         if isinstance(ck1, AdapterCheckpoint):
             summary["adapter"] = adapter_summary(ck1, rows)
-        if run_names_:
-            summary["interference"] = interference_summary(rows, dict(zip(run_names_, map(str, runs))))
+        if run_labels:
+            summary["interference"] = interference_summary(rows, dict(zip(run_labels, map(str, runs))))
         with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
             write_jsonl(tmp / ANALYSIS_METRICS, rows)
             (tmp / ANALYSIS_SUMMARY).write_text(dumps(summary) + "\n")
@@ -160,7 +162,7 @@ def analyze(
                 from rankedit.analysis.plots import analysis_plots
 
                 analysis_plots(rows, tmp, moe=summary.get("moe"))
-                if run_names_:
+                if run_labels:
                     from rankedit.analysis.interference_plots import interference_plots
 
                     interference_plots(rows, summary["interference"], tmp)
@@ -205,7 +207,7 @@ def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | N
             parts = [update_parts(a0, a1, params["k"], dw=dw, eig=eig[0])]
             parts += [update_parts(a0, as_linear(pick(w), info).to(device), params["k"],
                                    dw=_exact_delta(ck, name, info, e, device)) for ck, w in zip(more, ws)]
-            row["interference"] = all_pairs(parts, names)
+            row["interference"] = _clean(all_pairs(parts, names))
         rows.append(row)
     return unchanged, w0.numel(), rows
 

@@ -59,11 +59,8 @@ def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, mod
     from pathlib import Path
 
     from rankedit.analysis.analyze import analyze as run_analyze
-    from rankedit.core.errors import RankeditError
     from rankedit.report.terminal import print_interference, print_summary
 
-    if names is not None and len(tuned) < 2:
-        raise RankeditError("--names names several tuned runs; one was given")
     runs = tuned[0] if len(tuned) == 1 else list(tuned)
     rows = run_analyze(base, runs, out, names=None if names is None else names.split(","), other_tuned=other_tuned,
                        k=k, alpha=alpha, atol=atol, q=q, device=device, modules=modules, plots=not no_plots, overwrite=overwrite,
