@@ -16,7 +16,7 @@ import rankedit
 from clirun import run_cli  # tests/ is on sys.path (no package)
 from rankedit.analysis.analyze import read_jsonl
 from rankedit.analysis.interference import (
-    FIGURES, all_pairs, jaccard_null, mean_abs_cos, pair_metrics, pooled, update_parts,
+    FIGURES, jaccard_null, mean_abs_cos, pair_metrics, pooled, update_parts,
 )
 from rankedit.core.threads import torch_threads
 from rankedit.testing import synthetic
