@@ -13,7 +13,7 @@ import math
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 
@@ -23,6 +23,7 @@ from rankedit.files.adapter import AdapterCheckpoint, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.core.errors import RankeditError
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, matrix_metrics, rel_update_norm
+from rankedit.analysis.interference import all_pairs, interference_summary, run_names, update_parts
 from rankedit.analysis.metrics import SCALAR_METRICS
 from rankedit.core.masks import bf16_unchanged, count
 from rankedit.core.coverage import coverage, line as coverage_line, matrices_of
@@ -49,9 +50,10 @@ def validate_params(k: int, alpha: float, atol: float, q: float, device: str) ->
 
 def analyze(
     base: str | Path,
-    tuned: str | Path,
+    tuned: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
     *,
+    names: Sequence[str] | None = None,
     other_tuned: str | Path | None = None,
     k: int = DEFAULT_K,
     alpha: float = DEFAULT_ALPHA,
@@ -75,15 +77,26 @@ def analyze(
     tuned on them goes into the summary (``rankedit.analysis.routing``; both models are loaded).
     ``base_cache``: take W0's decompositions from ``rankedit.analysis.base_cache`` (and keep
     them there), so that further runs tuned from the same base skip them.
+    ``tuned``: one run, or several runs of the same base: the first is measured as one run is, and each row
+    gains ``interference`` (every pair of runs, "A|B" -> ``rankedit.analysis.interference.pair_metrics``),
+    summary.json an ``interference`` block and OUT its heatmaps; ``names``: the runs' names (their folders').
     """
     validate_params(k, alpha, atol, q, device)
+    runs = list(tuned) if isinstance(tuned, (list, tuple)) else [tuned]
+    if not runs:
+        raise RankeditError("no tuned run given")
+    if names is not None and len(runs) < 2:
+        raise RankeditError("--names names several tuned runs; one was given")
+    tuned = runs[0]
+    run_labels = run_names(runs, names) if len(runs) > 1 else None
     try:
         pattern = re.compile(modules) if modules else None
     except re.error as e:
         raise RankeditError(f"--modules is not a valid regular expression: {e}") from None
     ck0 = Checkpoint(base)
     ck1 = open_tuned(tuned, ck0)  # a LoRA adapter is read on the base, its ΔW exactly
-    ckpts, labels = [ck0, ck1], ["base", "tuned"]
+    more = [open_tuned(r, ck0) for r in runs[1:]]
+    ckpts, labels = [ck0, ck1, *more], ["base", "tuned", *(f"tuned run {n}" for n in (run_labels or [])[1:])]
     ck2 = None
     if other_tuned is not None:
         ck2 = open_tuned(other_tuned, ck0)
@@ -117,7 +130,7 @@ def analyze(
 
     def one(name: str) -> tuple[int, int, list[dict]]:
         return _one_tensor(name, ck0, ck1, ck2, infos[name], by_tensor.get(name, []),
-                           dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache)
+                           dict(k=k, alpha=alpha, atol=atol, q=q), device, base_cache, more, run_labels)
 
     with hot_path_threads("analyze", short):
         done = ordered_map(one, names, matrices_at_once("analyze", short, device))
@@ -140,6 +153,8 @@ def analyze(
             summary["moe"] = moe
         if isinstance(ck1, AdapterCheckpoint):
             summary["adapter"] = adapter_summary(ck1, rows)
+        if run_labels:
+            summary["interference"] = interference_summary(rows, dict(zip(run_labels, map(str, runs))))
         with atomic_dir(out, kind="analyze", inputs=inputs, overwrite=overwrite) as tmp:
             write_jsonl(tmp / ANALYSIS_METRICS, rows)
             (tmp / ANALYSIS_SUMMARY).write_text(dumps(summary) + "\n")
@@ -147,16 +162,23 @@ def analyze(
                 from rankedit.analysis.plots import analysis_plots
 
                 analysis_plots(rows, tmp, moe=summary.get("moe"))
+                if run_labels:
+                    from rankedit.analysis.interference_plots import interference_plots
+
+                    interference_plots(rows, summary["interference"], tmp)
     return rows
 
 
 def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | None, info, keys: list[str],
-                params: dict, device: str, base_cache: bool) -> tuple[int, int, list[dict]]:
+                params: dict, device: str, base_cache: bool, more: list[Checkpoint] = (),
+                names: list[str] | None = None) -> tuple[int, int, list[dict]]:
     """(entries unchanged in bf16, entries, metrics rows) of one tensor: a row per matrix of ``keys`` (the
-    tensor itself, or experts of a fused stack; none: not measured)."""
+    tensor itself, or experts of a fused stack; none: not measured). ``more``: the further tuned runs, whose
+    interference with ``ck1`` and each other each row gains (run names ``names``)."""
     w0 = ck0.get(name, check_finite=True)
     w1 = ck1.get(name, check_finite=True)
     w2 = ck2.get(name, check_finite=True) if ck2 is not None else None
+    ws = [ck.get(name, check_finite=True) for ck in more] if keys else []
     unchanged = count(bf16_unchanged(w0, w1)) if w0.is_floating_point() else count(w0 == w1)
     rows = []
     for key in keys:
@@ -168,8 +190,10 @@ def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | N
         on_base = (lambda parts, c=key_: store(c, parts)) if key_ is not None and base is None else None
         # a LoRA adapter's ΔW is scale·B·A itself (float64), not the rounded difference of merged weights
         lora = ck1.lora.get(name) if isinstance(ck1, AdapterCheckpoint) and e is None else None
-        dw = as_linear(ck1.delta(name), info).to(device) if lora is not None else None
-        m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, dw=dw, **params)
+        dw = _exact_delta(ck1, name, info, e, device)
+        eig: list = []
+        m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, dw=dw, **params,
+                           on_update=eig.append if more else None)
         row = {"name": key, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
                **_clean(m)}
         if isinstance(ck1, AdapterCheckpoint):
@@ -179,8 +203,20 @@ def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | N
             row["expert"] = expert
         # ‖ΔW‖², what the MoE shares sum (rankedit.analysis.moe)
         row["update_norm_sq"] = float(torch.linalg.vector_norm((a1.double() - a0.double())) ** 2)
+        if more:  # the first run's update decomposed once, by its metrics; each further run's here
+            parts = [update_parts(a0, a1, params["k"], dw=dw, eig=eig[0])]
+            parts += [update_parts(a0, as_linear(pick(w), info).to(device), params["k"],
+                                   dw=_exact_delta(ck, name, info, e, device)) for ck, w in zip(more, ws)]
+            row["interference"] = _clean(all_pairs(parts, names))
         rows.append(row)
     return unchanged, w0.numel(), rows
+
+
+def _exact_delta(ck: Checkpoint, name: str, info, expert: int | None, device: str) -> torch.Tensor | None:
+    """A LoRA adapter's ΔW = scale·B·A (float64, exact) for a tensor it targets; None otherwise."""
+    if not isinstance(ck, AdapterCheckpoint) or expert is not None or name not in ck.lora:
+        return None
+    return as_linear(ck.delta(name), info).to(device)
 
 
 def _read_prompts(path) -> list[str]:

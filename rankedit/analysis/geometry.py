@@ -228,6 +228,7 @@ def matrix_metrics(
     base: BaseParts | None = None,
     on_base: Callable[[BaseParts], None] | None = None,
     dw: torch.Tensor | None = None,
+    on_update: Callable[[tuple[torch.Tensor, torch.Tensor]], None] | None = None,
 ) -> dict:
     """All per-matrix measurements of docs/science.md for one (out, in) matrix pair.
 
@@ -243,6 +244,9 @@ def matrix_metrics(
     is kept for API stability (nothing here is random). ``dw``: the update itself when it is
     known exactly (a LoRA adapter's scale·B·A in float64); W1 is then W0 + dW in float64 for
     the spectra, and ``w1`` (the merged weights as stored) gives only the bf16 update mask.
+    ``on_update``: called with dW's Gram eigenpairs (``gram_eigh``, vectors and all, where the
+    metrics need only the values), so that the interference of several runs
+    (``rankedit.analysis.interference``) decomposes each update once.
     """
     if w0.ndim != 2 or w0.shape != w1.shape:
         raise ValueError(f"need two 2-D matrices of one shape, got {tuple(w0.shape)} and {tuple(w1.shape)}")
@@ -262,7 +266,12 @@ def matrix_metrics(
     elif tuple(base.svd.U.shape) != (shape[0], kk) or base.s.numel() != min(shape):
         raise ValueError(f"base parts of shape {tuple(base.svd.U.shape)} do not fit a {shape} matrix at k={kk}")
 
-    s_dw = torch.linalg.eigvalsh(gram_dw).flip(0).clamp_min(0).sqrt()
+    if on_update is None:
+        s_dw = torch.linalg.eigvalsh(gram_dw).flip(0).clamp_min(0).sqrt()
+    else:
+        eig_dw = gram_eigh(gram_dw)
+        s_dw = eig_dw[0]
+        on_update(eig_dw)
     s0, svd0 = base.s, base.svd
     eig1 = gram_eigh(gram1)
     top1 = triplets_from_eigh(a1 if a1 is not None else f1.double(), *eig1, kk)

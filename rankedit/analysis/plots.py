@@ -38,28 +38,34 @@ def layer_module_grid(rows: list[dict], metric: str) -> tuple[np.ndarray, list[i
 
 def heatmap(rows: list[dict], metric: str, path: Path, title: str | None = None, cmap: str = "viridis") -> Path:
     grid, layers, modules = layer_module_grid(rows, metric)
-    title = title or metric
-    fig_h = max(3.0, 0.28 * len(layers) + 1.8)
-    fig, ax = plt.subplots(figsize=(1.0 * len(modules) + 3.0, fig_h))
-    im = ax.imshow(grid, aspect="auto", cmap=cmap, interpolation="nearest")
+    fig, ax = plt.subplots(figsize=(1.0 * len(modules) + 3.0, max(3.0, 0.28 * len(layers) + 1.8)))
+    draw_grid(fig, ax, grid, layers, modules, title or metric, cmap, metric)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def draw_grid(fig, ax, grid: np.ndarray, layers: list[int], modules: list[str], title: str, cmap: str,
+              label: str | None, vmin: float | None = None, vmax: float | None = None):
+    """One layer x module grid on ``ax``, small grids annotated with their values; its colour bar labelled
+    ``label`` (None: no bar of its own, the caller draws one for several grids)."""
+    im = ax.imshow(grid, aspect="auto", cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(modules)), modules, rotation=35, ha="right")
     step = max(1, len(layers) // 24)
     ax.set_yticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)])
     ax.set_xlabel("module")
     ax.set_ylabel("layer")
     ax.set_title(title, fontsize=10)
-    cb = fig.colorbar(im, ax=ax)
-    cb.set_label(metric)
+    if label is not None:
+        fig.colorbar(im, ax=ax).set_label(label)
     if grid.size <= 120:  # annotate small grids with their values
         for (i, j), v in np.ndenumerate(grid):
             if not np.isnan(v):
                 r, g, b, _ = im.cmap(im.norm(v))
                 ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
                 ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7, color=ink)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return im
 
 
 def distribution(rows: list[dict], metric: str, path: Path, title: str) -> Path:

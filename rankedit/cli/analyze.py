@@ -12,7 +12,9 @@ from rankedit.core.names import ANALYSIS_SUMMARY
 
 @click.command("analyze")
 @click.argument("base")
-@click.argument("tuned")
+@click.argument("tuned", nargs=-1, required=True)
+@click.option("--names", default=None, metavar="A,B,...",
+              help="Names of the tuned runs (several runs), comma-separated; default: their folders' names.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
 @click.option("--other-tuned", default=None, help="A second tuned run of the same base: adds `jaccard` of the two update masks.")
 @click.option("--k", default=DEFAULT_K, show_default=True, help="Size of the top-k principal subspaces (capped at min(m,n)/4).")
@@ -25,8 +27,9 @@ from rankedit.core.names import ANALYSIS_SUMMARY
               help="MoE: a text file, one prompt a line; adds the routing flip rate of base vs tuned (loads both models).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
-def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, overwrite):
-    """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
+def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, overwrite):
+    """Measure the geometry of the update BASE -> TUNED, matrix by matrix; with several
+    TUNED runs, also how their updates interfere, pair by pair.
 
     BASE and TUNED are Hugging Face checkpoint directories (safetensors) or Hub
     ids; TUNED (and --other-tuned) may be a PEFT LoRA adapter folder
@@ -42,15 +45,25 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
     Writes OUT/metrics.jsonl (one row per matrix), OUT/summary.json (means by
     kind, module and layer, whole-model bf16 sparsity) and, unless --no-plots,
     OUT/*.png heatmaps.
-    """
-    from rankedit.analysis.analyze import analyze as run_analyze
-    from rankedit.report.terminal import print_summary
 
+    Several tuned runs of one base (rankedit analyze BASE A B C ...): the first
+    is measured as above, and every pair of runs gets, per matrix and pooled
+    (overall, by kind, module and layer), the cosine of the updates, the overlap
+    of their top-k singular subspaces, the Jaccard index of their bf16 update
+    masks, the share of shared entries whose signs conflict and the overlap of
+    their rank-1 directions, each beside the value a random pair of the same
+    shapes and sparsity has (the null): `interference` in each row of
+    metrics.jsonl and in summary.json, and OUT/interference_*.png heatmaps.
+    """
     import json
     from pathlib import Path
 
-    rows = run_analyze(base, tuned, out, other_tuned=other_tuned, k=k, alpha=alpha, atol=atol, q=q, device=device,
-                       modules=modules, plots=not no_plots, overwrite=overwrite,
+    from rankedit.analysis.analyze import analyze as run_analyze
+    from rankedit.report.terminal import print_interference, print_summary
+
+    runs = tuned[0] if len(tuned) == 1 else list(tuned)
+    rows = run_analyze(base, runs, out, names=None if names is None else names.split(","), other_tuned=other_tuned,
+                       k=k, alpha=alpha, atol=atol, q=q, device=device, modules=modules, plots=not no_plots, overwrite=overwrite,
                        routing_prompts=routing_prompts)
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
     print_summary(summary)
@@ -62,8 +75,10 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
         held = "within it" if a["bound_holds"] else f"above it on {len(a['over_bound'])} matrices"
         click.echo(f"LoRA adapter: rank(ΔW) <= r (at most {a['r_max']}) by construction on "
                    f"{a['targeted_matrices']} targeted matrices; every measured rank is {held}")
+    if "interference" in summary:
+        print_interference(summary["interference"])
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
     if rows and all(r.get("rel_update_norm") == 0 for r in rows):
-        click.echo(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "
+        click.echo(f"warning: the update is zero: {tuned[0]} is identical to the base {base} in all {len(rows)} "
                    "matrices analysed (a copy of the base given as TUNED?)", err=True)
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")
