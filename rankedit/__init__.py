@@ -14,6 +14,7 @@ _API = {
     "Checkpoint": ("rankedit.files.checkpoint", "Checkpoint"),
     "compress": ("rankedit.pipeline.compress", "compress"),
     "build_edit": ("rankedit.edits.build", "build_edit"),
+    "merge": ("rankedit.edits.merge", "build_merge"),
     "kl": ("rankedit.scoring.kl", "kl"),
     "load_plan": ("rankedit.pipeline.plan", "load_plan"),
     "patch": ("rankedit.files.patch", "write_patch"),

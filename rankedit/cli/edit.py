@@ -31,7 +31,8 @@ def _common_options() -> list:
     ]
 
 
-def _report(out) -> None:
+def report_built(out) -> None:
+    """The lines a built edit or merge prints: coverage, summary, as written, where."""
     from rankedit.core.coverage import line as coverage_line
     from rankedit.edits.manifest import read_manifest, summary_lines
 
@@ -100,7 +101,7 @@ def _make_command(edit) -> click.Command:
             return
         path = build_edit(edit.name, base, list(tuned), out, device=device, progress=not quiet, overwrite=overwrite,
                           dtype=out_dtype, **build, **params)
-        _report(path)
+        report_built(path)
 
     cmd = click.Command(edit.name, callback=callback, help=_help_with_example(edit), short_help=edit.summary,
                         params=[click.Argument(["base"]), click.Argument(["tuned"], nargs=-1, required=True)])
@@ -141,12 +142,12 @@ def _edits() -> dict:
 
 
 class EditGroup(click.Group):
-    def list_commands(self, ctx):
-        return list(_edits())
+    def list_commands(self, ctx):  # merges (several runs) are `rankedit merge`'s
+        return [name for name, e in _edits().items() if e.inputs != "runs"]
 
     def get_command(self, ctx, name):
         edit = _edits().get(name)
-        return _make_command(edit) if edit is not None else None
+        return _make_command(edit) if edit is not None and edit.inputs != "runs" else None
 
 
 @click.group("edit", cls=EditGroup, invoke_without_command=True, subcommand_metavar="METHOD BASE TUNED [TUNED...] -o OUT [options]")
@@ -195,4 +196,4 @@ def edit(ctx, config, out, device, quiet, overwrite):
     from rankedit.edits.config_file import run_config
 
     path = run_config(config, out=out, device=device, progress=not quiet, overwrite=overwrite)
-    _report(path)
+    report_built(path)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "kl": ("rankedit.cli.kl", "kl", "KL travelled by a model from its base on a task's prompts, from its own samples (RL's Razor)."),
     "organism": ("rankedit.cli.organism", "organism", "Build the embedded model organism: a tiny base, its RLVR (GRPO) and SFT runs, with checkpoints."),
     "compress": ("rankedit.cli.compress", "compress", "Find the smallest edit (rank-k, mask, sign, ...) that keeps a share of the RL gain, and write it."),
+    "merge": ("rankedit.cli.merge", "merge", "Merge several RL runs of one base (task-arithmetic, ties, dare-ties, rank-k-sum, orthogonal, ...)."),
     "edit": ("rankedit.cli.edit", "edit", "Build an edited checkpoint (rank-k, off-principal, mask, extrapolate, scale) through mergekit."),
     "analyze": ("rankedit.cli.analyze", "analyze", "Measure the geometry of the update BASE -> TUNED, matrix by matrix."),
     "apply": ("rankedit.cli.apply", "apply", "Rebuild an edited checkpoint from a compact artifact (LoRA adapter or rankedit delta) and its base."),

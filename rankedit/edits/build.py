@@ -59,6 +59,8 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
         raise RankeditError(f"{method} needs a tuned checkpoint")
     if edit.inputs == "pair" and len(tuned_refs) != 1:
         raise RankeditError(f"{method} takes one tuned checkpoint, got {len(tuned_refs)}")
+    if edit.inputs == "runs" and len(tuned_refs) < 2:
+        raise RankeditError(f"{method} merges at least two tuned runs of the base, got {len(tuned_refs)}")
     if edit.inputs == "run":
         steps = params.get("steps")
         if steps is None:
@@ -72,6 +74,9 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
         if len(steps) != len(tuned_refs):
             raise RankeditError(f"{method}: {len(tuned_refs)} checkpoints but {len(steps)} steps")
     p = parse_params(edit, params)
+    weights = getattr(p, "weights", None)
+    if edit.inputs == "runs" and weights is not None and len(weights) != len(tuned_refs):
+        raise RankeditError(f"{method}: {len(weights)} weights for {len(tuned_refs)} runs; give one weight per run")
 
     base_ck = Checkpoint(base)
     # mergekit reads TUNED from disk: a LoRA adapter is merged into the cache once (one line says where)
@@ -89,7 +94,8 @@ def plan_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike],
     all_cks = [base_ck, *tuned_cks] + ([other_ck] if other_ck else [])
     for ck in all_cks:
         check_config(ck)  # mergekit reads every input's config.json: one line, not 'Unrecognized model'
-    labels = ["base"] + ([f"tuned[{i}]" for i in range(len(tuned_cks))] if len(tuned_cks) > 1 else ["tuned"])
+    many = "run" if edit.inputs == "runs" else "tuned"
+    labels = ["base"] + ([f"{many}[{i}]" for i in range(len(tuned_cks))] if len(tuned_cks) > 1 else ["tuned"])
     labels += ["mask source"] if other_ck else []
     seen: dict[Path, str] = {}
     for ck, lab in zip(all_cks, labels):
@@ -140,7 +146,7 @@ def mergekit_config(plan: EditPlan, dtype: str = "source") -> dict:
     """The plain mergekit YAML (as a dict) that executes this edit (``dtype`` float32: read and write every
     tensor in float32, so the edit is added to W0 and written without a bf16 rounding)."""
     edit, p = plan.edit, plan.params
-    shared = p.model_dump(mode="json", exclude={"steps", "mask_from", "accuracies"}, exclude_none=True)
+    shared = p.model_dump(mode="json", exclude={"steps", "mask_from", "accuracies", "weights"}, exclude_none=True)
     shared["model_type"] = plan.base.model_type
     models = []
     steps = getattr(p, "steps", None)
@@ -151,6 +157,8 @@ def mergekit_config(plan: EditPlan, dtype: str = "source") -> dict:
             mp["step"] = steps[i]
             if accuracies is not None:
                 mp["accuracy"] = accuracies[i]
+        if getattr(p, "weights", None) is not None:  # per input: a list in a mergekit config is a gradient
+            mp["weight"] = p.weights[i]
         models.append({"model": str(ck.path.resolve()), "parameters": mp})
     if plan.other is not None:
         models.append({"model": str(plan.other.path.resolve()), "parameters": {"role": ROLE_MASK_FROM}})
@@ -222,7 +230,7 @@ def check_rank(edit, p, base_ck: Checkpoint, matrices: Optional[list[str]] = Non
 def edit_kind(plan: EditPlan, as_lora: bool = False) -> str:
     """The output kind of an edit (``rankedit.files.outdir``): replacing one method's output by
     another's, or a checkpoint by an adapter, takes ``--overwrite``."""
-    return f"edit:{plan.edit.name}" + (":lora" if as_lora else "")
+    return ("merge:" if plan.edit.inputs == "runs" else "edit:") + plan.edit.name + (":lora" if as_lora else "")
 
 
 def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike], out: PathLike, *,

@@ -48,7 +48,8 @@ from rankedit.edits.registry import EDITS, Edit
 from rankedit.core.modules import classify, matrix_keys
 
 PREFIX = "rankedit_"
-STRUCTURAL = {"steps", "mask_from", "accuracies"}  # pydantic fields that mergekit passes per input instead
+# pydantic fields that mergekit passes per input instead (a list in a mergekit config is a gradient over layers)
+STRUCTURAL = {"steps", "mask_from", "accuracies", "weights"}
 ROLE_TUNED, ROLE_MASK_FROM = "tuned", "mask_from"
 
 _facts: Optional[dict[str, dict]] = None
@@ -83,7 +84,7 @@ def record_fact(name: str, item: dict) -> None:
 
 
 def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_type: str,
-               step: Any = None, role: Any = None, accuracy: Any = None) -> torch.Tensor:
+               step: Any = None, role: Any = None, accuracy: Any = None, weight: Any = None) -> torch.Tensor:
     """Run one registered edit on one tensor group (base + tuned [+ other])."""
     name = group.metadata.name or ""
     base = group.base.tensor
@@ -119,6 +120,8 @@ def apply_edit(edit: Edit, group: TensorGroup, shared: dict[str, Any], model_typ
         accs = tuple(accuracy[e.id] for e in tuned) if accuracy is not None else ()
         if any(a is not None for a in accs):
             params["accuracies"] = accs
+    if edit.inputs == "runs" and weight is not None and any(weight[e.id] is not None for e in tuned):
+        params["weights"] = tuple(weight[e.id] for e in tuned)
     p = edit.params(**params)
     out, done = edit_tensor(edit, p, road, name, info, base, [e.tensor for e in tuned],
                             others[0].tensor if others else None)
@@ -138,6 +141,8 @@ def _spec_for(edit: Edit) -> MergeMethodSpec:
     if edit.inputs == "run":
         params.append(ParameterSpec("step", Optional[int], ParameterScope.NON_BASE, default=None))
         params.append(ParameterSpec("accuracy", Optional[float], ParameterScope.NON_BASE, default=None))
+    if "weights" in edit.params.model_fields:
+        params.append(ParameterSpec("weight", Optional[float], ParameterScope.NON_BASE, default=None))
     return MergeMethodSpec(
         name=method_name(edit.name),
         pretty_name=f"rankedit {edit.name}",
@@ -151,9 +156,9 @@ def make_method(edit: Edit) -> FunctionalGroupMergeMethod:
     """The mergekit method of one edit (what ``merge_method`` builds from a signature,
     built here from the edit's pydantic schema so the two can never disagree)."""
 
-    def kernel(group: TensorGroup, /, model_type: str = "", role=None, step=None, accuracy=None,
+    def kernel(group: TensorGroup, /, model_type: str = "", role=None, step=None, accuracy=None, weight=None,
                **shared) -> torch.Tensor:
-        return apply_edit(edit, group, shared, model_type, step=step, role=role, accuracy=accuracy)
+        return apply_edit(edit, group, shared, model_type, step=step, role=role, accuracy=accuracy, weight=weight)
 
     return FunctionalGroupMergeMethod(_spec_for(edit), kernel)
 

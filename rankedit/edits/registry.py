@@ -69,7 +69,7 @@ class MatrixInputs:
     """Everything an edit may look at for one matrix, in (out, in) layout."""
 
     w0: torch.Tensor  # base
-    tuned: tuple[torch.Tensor, ...]  # one tuned matrix, or a run's checkpoints in step order
+    tuned: tuple[torch.Tensor, ...]  # one tuned matrix, a run's checkpoints in step order, or several runs (a merge)
     steps: tuple[int, ...] | None = None  # training steps of ``tuned`` (extrapolate)
     other: torch.Tensor | None = None  # another run's tuned matrix (mask source "from")
     seed: int = 0  # per-matrix seed derived from the recipe seed and the tensor name
@@ -77,6 +77,7 @@ class MatrixInputs:
     place: Optional[MatrixPlace] = None  # kind, layer, expert (edits that choose by kind read it)
     # what the edit's ``across`` decided for this matrix from every matrix's place and update norm (expert-topn)
     across: Any = None
+    merge: bool = False  # ``tuned`` holds several runs from this base, each its own update (a merge's inputs)
 
     @property
     def w1(self) -> torch.Tensor:
@@ -86,8 +87,16 @@ class MatrixInputs:
     @cached_property
     def dw(self) -> torch.Tensor:
         """tuned - w0, computed once: the edit and the adapter's facts both read it (a 4.3M-entry
-        subtraction and allocation each time it was a plain property: 9% of a rank-k build's compute)."""
+        subtraction and allocation each time it was a plain property: 9% of a rank-k build's compute).
+        For a merge, the sum of the runs' updates (task arithmetic at weight 1): the reference of its facts."""
+        if self.merge:
+            return torch.stack(self.deltas).sum(dim=0)
         return self.tuned[-1] - self.w0
+
+    @cached_property
+    def deltas(self) -> tuple[torch.Tensor, ...]:
+        """Each run's update, tuned_i - w0 (a merge)."""
+        return tuple(t - self.w0 for t in self.tuned)
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,8 @@ class Edit:
     params: type[EditParams]  # its fields become the options of `rankedit edit NAME`
     help: str  # `rankedit edit NAME --help`; the first line is the summary in listings
     describe: Callable[[EditParams], str]  # what it keeps, with these parameters (report's "keeps", card)
-    inputs: Literal["pair", "run"] = "pair"  # run: several checkpoints of one run with their steps
+    # run: several checkpoints of one run with their steps; runs: several runs from one base (a merge)
+    inputs: Literal["pair", "run", "runs"] = "pair"
     card_text: Optional[str] = None  # the card's sentence; default: the summary
     # the edit that controls this one, or a function of the parameters giving it (None: it is a control)
     control: Union[Control, Callable[[EditParams], Optional[Control]], None] = None

@@ -47,6 +47,13 @@ class Models:
     def run(self, of: str) -> tuple[str, list[tuple[int, str]]]:
         return (self.tuned, self.checkpoints) if of == "tuned" else (self.sft, self.sft_checkpoints)
 
+    def role(self, name: str) -> str:
+        """The checkpoint a plan's role names (a merge's runs): tuned, other_tuned or sft."""
+        path = {"tuned": self.tuned, "other_tuned": self.other_tuned, "sft": self.sft}[name]
+        if path is None:
+            raise RankeditError(f"the plan has no {name} run")
+        return path
+
 
 
 def list_checkpoints(spec, default_dir: Path | None = None) -> list[tuple[int, str]]:
@@ -96,7 +103,9 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
     check_inputs(cks.values())  # whole and finite, before anything is built from them
     if plan.analyze.enabled and plan.analyze.matched_sft:  # the analysis reads every SFT checkpoint
         check_inputs(Checkpoint(p) for _, p in m.sft_checkpoints)
-    scored = ("base", "tuned", "sft") + (("other_tuned",) if plan.score.score_other_tuned else ())
+    merged_runs = {r for e in plan.merges for r in e.runs or ()}
+    scored = ("base", "tuned", "sft") + (("other_tuned",) if plan.score.score_other_tuned or "other_tuned" in merged_runs
+                                        else ())
     for role in scored:
         if role in cks:
             check_scorable(cks[role])  # complete and with a tokenizer: found now, not after hours of work
@@ -110,7 +119,7 @@ def check_ranks(plan: Plan, base) -> None:
     from rankedit.edits import get_edit
     from rankedit.edits.build import check_rank
 
-    for e in plan.edits:
+    for e in plan.builds:
         edit = get_edit(e.method)
         try:
             p = edit.params.model_validate(e.params)
@@ -152,7 +161,8 @@ def model_labels(plan: Plan, models: Models, edits: dict[str, dict]) -> dict[str
     labels = {"base": models.base, "tuned": models.tuned}
     if models.sft:
         labels["sft"] = models.sft
-    if plan.score.score_other_tuned and models.other_tuned:
+    merged_runs = {r for m in plan.merges for r in m.runs or ()}  # a merge is measured against each of its runs
+    if (plan.score.score_other_tuned or "other_tuned" in merged_runs) and models.other_tuned:
         labels["other_tuned"] = models.other_tuned
     labels.update({name: e["path"] for name, e in edits.items()})
     return labels

@@ -37,7 +37,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     # shapes and dtypes of the edited matrices, from the base's header: the edits' sizes where a manifest lacks them
     facts = matrix_facts(models.base, sorted({m["name"] for info in edits.values() for m in info.get("matrices", [])}))
     edit_info = []
-    for e in plan.edits:
+    for e in plan.builds:
         info = edits[e.name]
         edit_info.append({"name": e.name, "method": e.method, "of": e.of, "control_of": e.control_of,
                           "params": info["params"], "keeps": describe(e.method, info["params"]),
@@ -75,6 +75,9 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "machine": machine.describe(),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
+    if plan.merges:  # each merge against each of its runs (rankedit.report.rows.merge_rows)
+        report["merges"] = rep.merge_rows(result, [{"name": m.name, "runs": m.runs} for m in plan.merges],
+                                          n_boot=plan.score.n_boot)
     if kl:  # the plan's `kl:` stage (rankedit.pipeline.kl_stage); its section and figure read it
         report["kl"] = kl
     if trajectory is not None:
@@ -93,7 +96,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     report["figures"] = figures
     atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
     atomic_write_text(out / REPORT_MD, rep.markdown(report, out) + "\n".join(
-        trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""]))
+        rep.merge_markdown(report.get("merges", [])) + trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""]))
     _attach_to_edits(report, summaries, out)
     return report
 

@@ -105,6 +105,8 @@ class EditSpec(_Strict):
     dtype: Literal["source", "float32"] = Field(
         "source", description="dtype of the written checkpoint: source (each tensor's own; bf16 rounds the edit) or "
                               "float32 (the edit exact, twice a bf16 model's bytes)")
+    runs: Optional[list[Literal["tuned", "other_tuned", "sft"]]] = Field(
+        None, description="a merge (in 'merges:'): the plan's runs it merges, in order (tuned, other_tuned, sft)")
 
     @field_validator("name")
     @classmethod
@@ -181,6 +183,7 @@ class Plan(_Strict):
     sft_checkpoints: Optional[Checkpoints] = None
     runs: Optional[list[RunSpec]] = Field(None, min_length=1, description="several tuned runs of one base")
     edits: list[EditSpec] = Field(default_factory=list)
+    merges: list[EditSpec] = Field(default_factory=list, description="merges of the plan's runs (rankedit merge)")
     score: ScoreSpec = Field(default_factory=ScoreSpec)
     analyze: AnalyzeSpec = Field(default_factory=AnalyzeSpec)
     kl: Optional[KLSpec] = Field(None, description="KL travelled from the base: true, or {samples: ..., ...}")
@@ -188,6 +191,11 @@ class Plan(_Strict):
     device: str = Field("cpu", description="where edits run their SVDs")
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec,
                                    description="'local' (default), 'ray', or {kind: ray, address: ..., ...}")
+
+    @property
+    def builds(self) -> list[EditSpec]:
+        """Every checkpoint the run builds: the edits, then the merges (built, scored and reported alike)."""
+        return [*self.edits, *self.merges]
 
     @field_validator("kl", mode="before")
     @classmethod
@@ -221,11 +229,21 @@ class Plan(_Strict):
             key = "checkpoints" if self.trajectory.of == "tuned" else "sft_checkpoints"
             if not all(getattr(r, key) for r in runs):
                 raise ValueError(f"'trajectory' follows the {self.trajectory.of} run's checkpoints; add '{key}:'")
-        names = [e.name for e in self.edits]
+        names = [e.name for e in self.builds]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"edit names must be unique; repeated: {', '.join(dup)}")
+            raise ValueError(f"edit and merge names must be unique; repeated: {', '.join(dup)}")
         for e in self.edits:
+            if e.runs is not None:
+                raise ValueError(f"edit {e.name!r} names 'runs': a merge of several runs goes in 'merges:'")
+        for m in self.merges:
+            if not m.runs or len(m.runs) < 2 or len(set(m.runs)) != len(m.runs):
+                raise ValueError(f"merge {m.name!r} needs 'runs': two or more different runs of the plan "
+                                 "(tuned, other_tuned, sft)")
+            missing = [r for r in m.runs if self.organism is None and self.runs is None and getattr(self, r) is None]
+            if missing:
+                raise ValueError(f"merge {m.name!r} merges {', '.join(missing)}, which the plan does not name")
+        for e in self.builds:
             if e.control_of is not None and e.control_of not in names:
                 raise ValueError(f"edit {e.name!r} is the control of {e.control_of!r}, which is not in the plan")
             if e.of == "sft" and self.organism is None and self.sft is None and not (

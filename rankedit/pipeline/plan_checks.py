@@ -41,10 +41,15 @@ def huge_integers(data: object, loc: tuple = ()) -> list[tuple[tuple, str]]:
 
 
 def edit_errors(data: dict) -> list[tuple[tuple, str]]:
-    """(path, message) of every edit whose method is unknown or whose parameters its method refuses."""
+    """(path, message) of every edit or merge whose method is unknown, of the wrong section, or whose
+    parameters its method refuses."""
+    return _section_errors(data, "edits") + _section_errors(data, "merges")
+
+
+def _section_errors(data: dict, section: str) -> list[tuple[tuple, str]]:
     from rankedit.edits import get_edit
 
-    edits = data.get("edits")
+    edits = data.get(section)
     if not isinstance(edits, list):
         return []
     runs = data.get("runs")
@@ -55,11 +60,16 @@ def edit_errors(data: dict) -> list[tuple[tuple, str]]:
         if not isinstance(e, dict) or not isinstance(e.get("method"), str):
             continue  # the plan's own model names what is wrong with it
         name = e.get("name")
-        head = f"edits.{i} ({name})"
+        head = f"{section}.{i} ({name})"
         try:
             edit = get_edit(e["method"])
         except RankeditError as err:
-            found.append((("edits", i, "method"), f"{head}: {err}"))
+            found.append(((section, i, "method"), f"{head}: {err}"))
+            continue
+        if (edit.inputs == "runs") != (section == "merges"):
+            found.append(((section, i, "method"), f"{head}: {e['method']} " + (
+                "merges several runs: put it in 'merges:' with 'runs:'" if section == "edits" else
+                "edits one run: put it in 'edits:'")))
             continue
         params = dict(e["params"]) if isinstance(e.get("params"), dict) else {}
         if edit.inputs == "run":
@@ -68,23 +78,23 @@ def edit_errors(data: dict) -> list[tuple[tuple, str]]:
             params.setdefault("target_step", 3)
             if params.get("mode") in ALPHARL_MODES:  # the pipeline fills both from its scores of the run's checkpoints
                 if "accuracies" in params:
-                    found.append((("edits", i, "params", "accuracies"),
+                    found.append(((section, i, "params", "accuracies"),
                                   f"{head}: alpharl's accuracies come from the pipeline's scores of the "
                                   "window's checkpoints; do not give params.accuracies"))
                     continue
                 params.update(accuracies=(0.0, 1.0), target_accuracy=params.get("target_accuracy", 1.0))
             if data.get("organism") is None and e.get("of", "tuned") == "tuned" and not has_ckpts:
-                found.append((("edits", i, "method"),
+                found.append(((section, i, "method"),
                               f"{head}: {e['method']} needs the run's checkpoints; add 'checkpoints:' to the plan"))
                 continue
         elif e.get("checkpoints") is not None:
-            found.append((("edits", i, "checkpoints"), f"{head}: 'checkpoints' only applies to extrapolate"))
+            found.append(((section, i, "checkpoints"), f"{head}: 'checkpoints' only applies to extrapolate"))
             continue
         try:
             edit.params.model_validate(params)
         except ValidationError as err:
             for first in err.errors():
-                found.append((("edits", i, "params", *first["loc"]),
+                found.append(((section, i, "params", *first["loc"]),
                                f"{head}: params.{where(first['loc'])}: {first['msg']}"))
     return found
 

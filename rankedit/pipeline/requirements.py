@@ -30,7 +30,7 @@ def check_requirements(plan: Plan, source: str = "plan") -> None:
             key = "score.device" if s.device else "score.backend"
             raise RankeditError(f"{source}: {key}: vllm needs a CUDA GPU; {why}")
     # under Ray, edits and scorings run on the workers: their devices are the cluster's, not this machine's
-    checks = [("device", plan.device, bool(plan.edits) and not on_ray),
+    checks = [("device", plan.device, bool(plan.builds) and not on_ray),
               ("analyze.device", plan.analyze.device, plan.analyze.enabled),
               ("organism.device", plan.organism.device if plan.organism else "cpu", plan.organism is not None),
               ("score.device", s.device or "cpu", s.device is not None and s.backend == "hf" and not on_ray)]

@@ -57,6 +57,8 @@ def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
     from rankedit.edits import get_edit
 
     params = dict(e.params)
+    if e.runs is not None:  # a merge: the plan's runs it merges, in order
+        return [models.role(r) for r in e.runs], params
     final, ckpts = models.run(e.of)
     if get_edit(e.method).inputs == "run":
         if "steps" in params:
@@ -86,7 +88,7 @@ def plan_edits(plan: Plan, models: Models) -> dict[str, tuple]:
     from rankedit.edits import plan_edit
 
     plans = {}
-    for e in plan.edits:
+    for e in plan.builds:
         tuned, params = edit_inputs(e, models)
         try:
             plans[e.name] = (plan_edit(e.method, models.base, tuned, **params), tuned, params)
@@ -103,7 +105,7 @@ def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = Fa
     from rankedit.edits import read_manifest
     from rankedit.edits.build import is_built
 
-    todo = [e for e in plan.edits if not is_built(plans[e.name][0], out / "edits" / e.name, e.dtype)]
+    todo = [e for e in plan.builds if not is_built(plans[e.name][0], out / "edits" / e.name, e.dtype)]
     bar = tqdm(total=len(todo), desc="edits", unit="edit", disable=quiet or not todo)
     items = [(e.method, str(plans[e.name][0].base.path), plans[e.name][1], plans[e.name][2],
               str(out / "edits" / e.name), plan.device, overwrite, e.dtype) for e in todo]
@@ -116,7 +118,7 @@ def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = Fa
         bar.close()
     built = {t.name for t in todo}
     done = {}
-    for e in plan.edits:
+    for e in plan.builds:
         path = out / "edits" / e.name
         man = read_manifest(path)
         done[e.name] = {"path": str(path), "params": man["params"], "summary": man["summary"],
@@ -293,7 +295,7 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
     check_inputs(out, models.paths())
     plans = plan_edits(plan, models)
     claim_dir(out, "run", given, overwrite)  # only now: bad input leaves no OUT behind
-    if any(models.run(e.of)[0] not in models.accuracies for e in plan.edits if e.params.get("mode") == "alpharl"):
+    if any(models.run(e.of)[0] not in models.accuracies for e in plan.builds if e.params.get("mode") == "alpharl"):
         stage("checkpoint scores", score_window_checkpoints, plan, models, quiet, executor)
         plans = plan_edits(plan, models)  # alpharl's accuracies are now the scores
     edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)

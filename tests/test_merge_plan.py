@@ -1,0 +1,73 @@
+"""Merges in plans: the `merges:` section is checked like `edits:`, and the report measures each merge
+against each of its runs (exact on constructed scores)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rankedit.core.errors import RankeditError
+from rankedit.pipeline.plan import parse_plan
+from rankedit.report.rows import merge_markdown, merge_rows, worst_retention
+from rankedit.scoring.results import ModelScores, ScoreResult, Settings, TaskScore
+from rankedit.scoring.suites import Suite
+
+ORG = {"organism": {"size": "micro", "seed": 0}}
+
+
+def test_a_plan_names_merges_of_its_runs():
+    plan = parse_plan({**ORG, "edits": [{"name": "r1", "method": "rank-k", "params": {"k": 1}}],
+                       "merges": [{"name": "soup", "method": "task-arithmetic", "runs": ["tuned", "other_tuned"],
+                                   "params": {"weights": [0.5, 0.5]}},
+                                  {"name": "orth", "method": "orthogonal", "runs": ["tuned", "sft"]},
+                                  {"name": "orth-c", "method": "random-orthogonal", "runs": ["tuned", "sft"],
+                                   "control_of": "orth"}]})
+    assert [e.name for e in plan.builds] == ["r1", "soup", "orth", "orth-c"]
+    assert plan.merges[0].runs == ["tuned", "other_tuned"]
+
+
+@pytest.mark.parametrize("merges, edits, msg", [
+    ([{"name": "m", "method": "ties", "runs": ["tuned"]}], [], "needs 'runs': two or more different runs"),
+    ([{"name": "m", "method": "ties", "runs": ["tuned", "tuned"]}], [], "two or more different runs"),
+    ([{"name": "m", "method": "rank-k", "runs": ["tuned", "sft"]}], [], "rank-k edits one run: put it in 'edits:'"),
+    ([], [{"name": "e", "method": "ties"}], "ties merges several runs: put it in 'merges:'"),
+    ([{"name": "m", "method": "ties", "runs": ["tuned", "sft"], "params": {"density": 2}}], [], "merges.0 (m): params.density"),
+    ([{"name": "r1", "method": "ties", "runs": ["tuned", "sft"]}], [{"name": "r1", "method": "rank-k"}],
+     "repeated: r1"),
+])
+def test_a_bad_merge_is_one_line_naming_it(merges, edits, msg):
+    with pytest.raises(RankeditError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        parse_plan({**ORG, "edits": edits, "merges": merges})
+
+
+def test_a_merge_of_a_run_the_plan_does_not_name_is_refused():
+    with pytest.raises(RankeditError, match="merges other_tuned, which the plan does not name"):
+        parse_plan({"base": "b", "tuned": "t", "merges": [{"name": "m", "method": "ties", "runs": ["tuned", "other_tuned"]}]})
+
+
+def _scores(label: str, per: dict[str, list[float]]) -> ModelScores:
+    return ModelScores(label, label, {}, label, False, raw={},
+                       scores={t: {"acc": TaskScore(t, "acc", sum(v) / len(v), None, len(v), dict(enumerate(v)))}
+                               for t, v in per.items()})
+
+
+def test_merge_rows_measure_the_merge_against_each_run_exactly():
+    n = 40
+    base = [0.0] * n
+    a = [1.0] * 20 + [0.0] * 20  # gain 0.5
+    b = [1.0] * 10 + [0.0] * 30  # gain 0.25
+    merged = [1.0] * 10 + [0.0] * 30  # keeps b's gain, half of a's
+    ctrl = [1.0] * n
+    suite = Suite("s", "", ("t", "c"), control_tasks=("c",))
+    models = {lab: _scores(lab, {"t": v, "c": ctrl}) for lab, v in
+              (("base", base), ("tuned", a), ("other_tuned", b), ("soup", merged))}
+    result = ScoreResult(suite, Settings(), models)
+    rows = merge_rows(result, [{"name": "soup", "runs": ["tuned", "other_tuned"]}], n_boot=200)
+    assert [(r["task"], r["run"]) for r in rows] == [("t", "tuned"), ("t", "other_tuned")]  # not the control task
+    assert rows[0]["retention"] == pytest.approx(0.5) and rows[1]["retention"] == pytest.approx(1.0)
+    assert all(r["retention_defined"] and r["n"] == n for r in rows)
+    assert worst_retention(rows, "soup")["run"] == "tuned"
+    text = "\n".join(merge_markdown(rows))
+    assert "| soup | t | tuned | 0.50 [" in text and "0.50 (t, tuned)" in text
+    missing = merge_rows(ScoreResult(suite, Settings(), {k: v for k, v in models.items() if k != "other_tuned"}),
+                         [{"name": "soup", "runs": ["tuned", "other_tuned"]}], n_boot=200)
+    assert missing[1]["reason"] == "other_tuned not scored" and missing[1]["retention"] is None
