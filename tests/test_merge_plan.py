@@ -7,7 +7,7 @@ import pytest
 
 from rankedit.core.errors import RankeditError
 from rankedit.pipeline.plan import parse_plan
-from rankedit.report.rows import merge_markdown, merge_rows, worst_retention
+from rankedit.report.merges import merge_markdown, merge_rows, worst_retention
 from rankedit.scoring.results import ModelScores, ScoreResult, Settings, TaskScore
 from rankedit.scoring.suites import Suite
 
@@ -71,3 +71,43 @@ def test_merge_rows_measure_the_merge_against_each_run_exactly():
     missing = merge_rows(ScoreResult(suite, Settings(), {k: v for k, v in models.items() if k != "other_tuned"}),
                          [{"name": "soup", "runs": ["tuned", "other_tuned"]}], n_boot=200)
     assert missing[1]["reason"] == "other_tuned not scored" and missing[1]["retention"] is None
+
+
+def test_spearman_is_exact_on_constructed_numbers():
+    from rankedit.report.merges import ranks, spearman, spearman_interval
+
+    assert list(ranks([3.0, 1.0, 2.0, 2.0])) == [4.0, 1.0, 2.5, 2.5]
+    assert spearman([1, 2, 3, 4], [10, 20, 25, 100]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [5, 5, 5]) != spearman([1, 2, 3], [5, 5, 5])  # NaN: a constant side
+    iv = spearman_interval([1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], n_boot=200)
+    assert iv["rho"] == pytest.approx(1.0) and iv["ci_low"] == pytest.approx(1.0) and iv["n"] == 6
+
+
+def test_the_interference_prediction_names_the_figure_that_ranks_the_losses():
+    from rankedit.report.merges import interference_prediction
+
+    # three pairs of runs; the loss of each merge grows with the pair's sign conflict, not with its cosine
+    pairs = {"tuned|other_tuned": {"overall": {"cosine": 0.5, "sign_conflict": 0.1}},
+             "tuned|sft": {"overall": {"cosine": 0.1, "sign_conflict": 0.3}},
+             "other_tuned|sft": {"overall": {"cosine": 0.9, "sign_conflict": 0.6}}}
+    merges, rows = [], []
+    for i, (runs, r) in enumerate([(["tuned", "other_tuned"], 0.9), (["tuned", "sft"], 0.6),
+                                   (["other_tuned", "sft"], 0.2), (["tuned", "other_tuned"], 0.95),
+                                   (["tuned", "sft"], 0.5), (["other_tuned", "sft"], 0.1)]):
+        merges.append({"name": f"m{i}", "runs": runs, "control_of": None})
+        rows.append({"merge": f"m{i}", "task": "t", "run": runs[0], "retention": r, "retention_defined": True})
+    merges.append({"name": "ctrl", "runs": ["tuned", "sft"], "control_of": "m1"})  # a control: left out
+    rows.append({"merge": "ctrl", "task": "t", "run": "tuned", "retention": -5.0, "retention_defined": True})
+    pred = interference_prediction(merges, rows, pairs, n_boot=300)
+    assert pred["merges"] == [f"m{i}" for i in range(6)]
+    assert pred["loss"] == pytest.approx([0.1, 0.4, 0.8, 0.05, 0.5, 0.9])
+    assert pred["figures"]["sign_conflict"]["rho"] == pytest.approx(spearman_of([0.1, 0.3, 0.6] * 2, pred["loss"]))
+    assert pred["figures"]["sign_conflict"]["rho"] > 0.8
+    assert pred["figures"]["jaccard"]["n"] == 0  # a figure the pairs lack is counted, not invented
+
+
+def spearman_of(x, y):
+    from rankedit.report.merges import spearman
+
+    return spearman(x, y)

@@ -30,6 +30,7 @@ FIG_FRONTIER = "frontier.png"
 FIG_PASS_AT_K = "pass_at_k.png"
 FIG_KL_FORGETTING = "kl_forgetting.png"
 FIG_EARLY_STOP = "early_stop.png"  # weight error and retention against the window fraction f
+FIG_MERGES = "merge_retention.png"  # each merge against each of its runs (rankedit.report.merges)
 
 # the organism: its summary, and the marker written last in a complete phase
 ORGANISM_SUMMARY = "organism.json"

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
-from rankedit.core.names import ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, FIG_EARLY_STOP, REPORT_JSON, REPORT_MD
+from rankedit.core.names import (ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, FIG_EARLY_STOP, FIG_MERGES, REPORT_JSON,
+                                 REPORT_MD)
 
 if TYPE_CHECKING:
     from rankedit.pipeline.models import Models
@@ -21,10 +22,12 @@ if TYPE_CHECKING:
 
 def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, failures: dict,
                  summaries: dict, notes: dict, out: Path, timings: dict, kl: dict | None = None,
-                 trajectory: dict | None = None) -> dict:
+                 trajectory: dict | None = None, interference: dict | None = None) -> dict:
     """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
     from rankedit.edits.registry import describe
     from rankedit.report import rows as rep
+    from rankedit.report.merges import (interference_prediction, merge_markdown, merge_retention_plot, merge_rows,
+                                        prediction_markdown)
     from rankedit.report.pass_at_k import pass_at_k_block, truncation_block
     from rankedit.report.figures import report_plots
     from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts
@@ -76,8 +79,12 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
     if plan.merges:  # each merge against each of its runs (rankedit.report.rows.merge_rows)
-        report["merges"] = rep.merge_rows(result, [{"name": m.name, "runs": m.runs} for m in plan.merges],
-                                          n_boot=plan.score.n_boot)
+        report["merges"] = merge_rows(result, [{"name": m.name, "runs": m.runs} for m in plan.merges],
+                                      n_boot=plan.score.n_boot)
+        if interference is not None:  # which figure of the runs, measured before merging, predicts the loss
+            report["interference"] = interference
+            report["merge_prediction"] = interference_prediction(
+                [m.model_dump() for m in plan.merges], report["merges"], interference["pairs"], n_boot=plan.score.n_boot)
     if kl:  # the plan's `kl:` stage (rankedit.pipeline.kl_stage); its section and figure read it
         report["kl"] = kl
     if trajectory is not None:
@@ -86,6 +93,8 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     if stop is not None:
         report["early_stop"] = stop
     figures = report_plots(report, out)
+    if report.get("merges") and merge_retention_plot(report, out / FIG_MERGES):
+        figures.append(FIG_MERGES)
     if stop is not None and early_stop_plot(stop, out / FIG_EARLY_STOP):
         figures.append(FIG_EARLY_STOP)
     register(*(out / f for f in figures))
@@ -96,7 +105,7 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
     report["figures"] = figures
     atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
     atomic_write_text(out / REPORT_MD, rep.markdown(report, out) + "\n".join(
-        rep.merge_markdown(report.get("merges", [])) + trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""]))
+        merge_markdown(report.get("merges", [])) + prediction_markdown(report.get("merge_prediction")) + trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""]))
     _attach_to_edits(report, summaries, out)
     return report
 

@@ -34,6 +34,7 @@ from rankedit.pipeline.trajectory_stage import run_trajectory
 from rankedit.pipeline.progress import say
 from rankedit.pipeline.outputs import write_report
 from rankedit.pipeline.kl_stage import run_kl
+from rankedit.pipeline.interference_stage import run_interference
 from rankedit.core.names import ANALYSIS_SUMMARY, REPORT_JSON, REPORT_MD
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
@@ -300,11 +301,13 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
         plans = plan_edits(plan, models)  # alpharl's accuracies are now the scores
     edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
     summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
+    interference = stage("interference", run_interference, plan, models, out, quiet, overwrite)
     trajectory = stage("trajectory", run_trajectory, plan, models, out, quiet, overwrite)
     result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite, executor)
     kl = stage("kl", run_kl, plan, models, edits, quiet) if plan.kl is not None else None
     timings["total"] = round(time.time() - t0, 1)
-    report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings, kl, trajectory)
+    report = write_report(plan, models, edits, result, failures, summaries, notes, out, timings, kl, trajectory,
+                          interference)
     return report, result, failures
 
 

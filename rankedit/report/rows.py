@@ -81,52 +81,6 @@ def edit_rows(result, edits: list[dict], n_boot: int = 2000) -> list[dict]:
     return rows
 
 
-def merge_rows(result, merges: list[dict], n_boot: int = 2000) -> list[dict]:
-    """A merge against each of its runs: one row per (merge, task, run) on the trained tasks, R of the merge
-    with the run's own gain as the reference (``merges``: dicts with name and runs, the plan's run labels)."""
-    rows = []
-    control = set(result.suite.control_tasks)
-    for m in merges:
-        for task in (t for t in result.tasks if t not in control):
-            metric = result.primary_metric(task)
-            for run in m["runs"]:
-                row = {"merge": m["name"], "task": task, "run": run, "retention": None, "ci_low": None,
-                       "ci_high": None, "retention_defined": None, "reason": None, "n": None}
-                rows.append(row)
-                samples = {lab: per_sample(result, lab, task, metric) for lab in ("base", run, m["name"])}
-                missing = [lab for lab, v in samples.items() if v is None]
-                if missing:
-                    row["reason"] = f"{missing[0]} not scored"
-                    continue
-                ids, arr = ev.align({"base": samples["base"], "ref": samples[run], "merge": samples[m["name"]]})
-                r = ev.retention(arr["base"], arr["ref"], arr["merge"], n_boot=n_boot)
-                row.update(retention=_nan_to_none(r.value), ci_low=_nan_to_none(r.ci_low), ci_high=_nan_to_none(r.ci_high),
-                           retention_defined=r.defined, reason=r.reason, n=r.n)
-    return rows
-
-
-def worst_retention(rows: list[dict], merge: str) -> dict | None:
-    """The merge's lowest defined R over its trained tasks and runs (the row), or None where none is defined."""
-    defined = [r for r in rows if r["merge"] == merge and r["retention_defined"]]
-    return min(defined, key=lambda r: r["retention"]) if defined else None
-
-
-def merge_markdown(rows: list[dict]) -> list[str]:
-    """report.md's section on merges: R against each run, per task, and each merge's worst."""
-    if not rows:
-        return []
-    lines = ["", "## Merges against each of their runs", "",
-             "R = (s_merge − s_base) / (s_run − s_base) on each trained task, against each run the merge holds, "
-             "with its 95% paired-bootstrap interval; worst: the lowest defined R of the merge.", "",
-             "| merge | task | run | R [95%] | worst R |", "|---|---|---|---|---|"]
-    for r in rows:
-        worst = worst_retention(rows, r["merge"])
-        shown = _ci(r["retention"], r["ci_low"], r["ci_high"]) if r["retention_defined"] else f"undefined ({r['reason']})"
-        w = f"{worst['retention']:.2f} ({worst['task']}, {worst['run']})" if worst else "undefined"
-        lines.append(f"| {r['merge']} | {r['task']} | {r['run']} | {shown} | {w} |")
-    return lines
-
-
 def reference_rows(result, n_boot: int = 2000) -> list[dict]:
     """Gain (or, on control tasks, forgetting) of the tuned, second-seed and SFT runs over base."""
     rows = []
