@@ -27,7 +27,58 @@ UPDATES = {
     "rl": (0.0, 0.2, 0.1),
     "structured": (0.5, 0.0, 1.0),  # half the energy in a rank-8 part with halving values: clear top directions
     "noise": (0.0, 0.0, 1.0),  # dense Gaussian: a flat spectrum, no identifiable top direction (the worst case)
+    # issue #32's pair: a different update per module on a Qwen2-shaped model (hidden 1536, MLP 4224): built by
+    # ``mixed_pair`` (its own shapes and per-module updates), not by ``synthetic.perturb``
+    "mixed": None,
 }
+# issue #32's shapes: Qwen2-like, hidden 1536, MLP 4224 (12 heads of 128, 2 key/value heads), a 4096-token
+# vocabulary (the embeddings are not what is measured)
+MIXED_CONFIG = dict(hidden_size=1536, intermediate_size=4224, num_attention_heads=12, num_key_value_heads=2,
+                    vocab_size=4096, max_position_embeddings=4096, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                    tie_word_embeddings=True)
+
+
+def mixed_update(name: str, w, gen):
+    """Issue #32's update of one bf16 matrix (float32 delta): q_proj/up_proj 10% of entries changed at random,
+    o_proj/down_proj dense Gaussian changes, v_proj changes mostly below bf16 resolution, k_proj/gate_proj an
+    exact rank-1; sizes relative to the matrix's RMS, RL-sized."""
+    import torch
+
+    wf = w.float()
+    rms = float(wf.pow(2).mean().sqrt())
+    m, n = wf.shape
+    if any(t in name for t in ("q_proj", "up_proj")):
+        return 3e-3 * rms * torch.randn(m, n, generator=gen) * (torch.rand(m, n, generator=gen) < 0.1)
+    if any(t in name for t in ("o_proj", "down_proj")):
+        return 1e-3 * rms * torch.randn(m, n, generator=gen)
+    if "v_proj" in name:
+        return 2e-4 * rms * torch.randn(m, n, generator=gen)  # bf16 keeps about 1 in 25 of these
+    a, b = torch.randn(m, 1, generator=gen), torch.randn(1, n, generator=gen)
+    return 1e-3 * rms * (a @ b) / float(a.norm() * b.norm()) * (m * n) ** 0.5  # k_proj, gate_proj: exact rank-1
+
+
+def mixed_pair(work: Path, layers: int) -> dict:
+    """Base (random init, bf16) and its tuned twin with ``mixed_update`` on every attention/MLP matrix,
+    written one file at a time."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from rankedit.testing import synthetic
+
+    work.mkdir(parents=True, exist_ok=True)
+    base, tuned = work / "base", work / "tuned"
+    if not (base / "config.json").exists():
+        synthetic.build_random(base, "qwen2", seed=0, dtype=torch.bfloat16, **dict(MIXED_CONFIG, num_hidden_layers=layers))
+    if not (tuned / "config.json").exists():
+        shutil.copytree(base, tuned, dirs_exist_ok=True)
+        gen = torch.Generator().manual_seed(32)
+        for f in sorted(base.glob("*.safetensors")):
+            tensors = load_file(str(f))
+            out = {k: ((w.float() + mixed_update(k, w, gen)).to(w.dtype) if w.ndim == 2 and "proj" in k else w)
+                   for k, w in tensors.items()}
+            save_file(out, str(tuned / (f.name + ".tmp")), metadata={"format": "pt"})
+            (tuned / (f.name + ".tmp")).replace(tuned / f.name)
+    return {"base": base, "tuned": tuned}
 
 
 def build_inputs(work: Path, layers: int, checkpoints: int = 4, structured: float = 0.0,
@@ -165,14 +216,17 @@ def _one_pair(args, script: str, cases: dict[str, str], reference: str, work_nam
     """Build (or find) one pair and measure every chosen case on it, side by side; print the table."""
     from rankedit.core.cache_dir import cache_root
 
-    structured, spike, density = UPDATES[kind] if kind else (args.structured, 0.0, 1.0)
+    structured, spike, density = (UPDATES[kind] or (0.0, 0.0, 1.0)) if kind else (args.structured, 0.0, 1.0)
     work = args.work / kind if args.work and kind else args.work
     work = work or cache_root() / (f"{work_name}-L{args.layers}"
                                    + (f"-s{structured:g}" if structured else "")
                                    + (f"-spike{spike:g}-dens{density:g}" if spike else "")
                                    + (f"-d{args.base_decay:g}" if args.base_decay else ""))
     t0 = time.perf_counter()
-    if build is not None:
+    if kind == "mixed":
+        work = work.with_name(work.name + "-mixed")
+        mixed_pair(work, args.layers)
+    elif build is not None:
         build(work, args.layers, checkpoints, structured, args.base_decay)
     else:
         build_inputs(work, args.layers, checkpoints, structured, args.base_decay, spike, density)
@@ -214,7 +268,8 @@ def _one_pair(args, script: str, cases: dict[str, str], reference: str, work_nam
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "background_load": args.load,
               "load_average": os.getloadavg(), "rows": rows}
     print(f"\nbackground processes spinning: {args.load}")
-    print(f"{title}, {args.layers} layers, {size:.2f} GB per checkpoint (bf16), median of {args.repeat}")
+    shape = "issue #32's Qwen2-like shapes (hidden 1536, MLP 4224)" if kind == "mixed" else title
+    print(f"{shape}, {args.layers} layers, {size:.2f} GB per checkpoint (bf16), median of {args.repeat}")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     extra = f"{'x ' + also_vs:>24}" if also_vs else ""
     print(f"{'case':<24}{'wall s':>9}{'x ' + reference:>20}{'peak RSS MB':>13}{'x ' + reference:>20}{extra}")
