@@ -11,11 +11,12 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from rankedit.core.errors import RankeditError
-from rankedit.organism import build, tasks
+from rankedit.organism import build, default_dir, tasks
 from rankedit.organism.builder import _recipe, recipe_hash
 from rankedit.organism.model import recipe
 from rankedit.organism.phases import PHASE_FILE
 from rankedit.organism.runs import parse_skills, phase_seed, phase_skill, phases_of, tuned_runs
+from rankedit.pipeline.models import resolve_models
 from rankedit.pipeline.plan import parse_plan
 from rankedit.scoring.suites import EVAL_CONFIGS, get_suite
 
@@ -165,13 +166,17 @@ def test_bad_build_options_are_refused_before_any_work(tmp_path):
 
 # -- builds --------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_added_rl_seed_is_a_new_run_of_the_same_base(micro_organism, tmp_path):
-    """rl-seed3 trained into a copy of the session's micro organism: every earlier file keeps its bytes,
-    the new run's layout is rl's, and its update differs from both earlier seeds' updates."""
-    org = tmp_path / "org"
+def test_added_rl_seed_is_a_new_run_of_the_same_base(micro_organism, tmp_path, monkeypatch):
+    """A plan asks for rl_seeds: 3 of the cached micro organism (a copy of the session's): rl-seed3 is trained
+    into it, every earlier file keeps its bytes, the new run's layout is rl's, its update differs from both
+    earlier seeds' updates, and the plan's run names resolve to the organism's folders."""
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "cache"))
+    org = default_dir("micro", 0)
     shutil.copytree(micro_organism, org)
     before = {r: _files(org / r) for r in ("base", "rl", "rl-seed2", "sft")}
-    assert build(size="micro", out=org, progress=False, rl_seeds=3) == org
+    models = resolve_models(parse_plan({"organism": {"size": "micro", "rl_seeds": 3}}), quiet=True)
+    assert models.organism == str(org)
+    assert models.organism_runs == {r: str(org / r) for r in ("rl", "rl-seed2", "sft", "rl-seed3")}
     assert {r: _files(org / r) for r in before} == before
     assert set(_files(org / "rl-seed3")) == set(_files(org / "rl"))  # the same files and checkpoint steps
     rec = json.loads((org / "rl-seed3" / PHASE_FILE).read_text())
@@ -187,8 +192,8 @@ def test_added_rl_seed_is_a_new_run_of_the_same_base(micro_organism, tmp_path):
     assert meta["checkpoints"]["rl-seed3"] == meta["checkpoints"]["rl"]
     assert any(k.startswith("added rl-seed3") for k in meta["timings_s"]["wall"])
     stamp = (org / "organism.json").stat().st_mtime_ns
-    build(size="micro", out=org, progress=False, rl_seeds=3)  # complete: nothing rebuilt
-    build(size="micro", out=org, progress=False)  # the default asks for less: as it is
+    assert build(size="micro", progress=False, rl_seeds=3) == org  # complete: nothing rebuilt
+    assert build(size="micro", progress=False) == org  # the default asks for less: as it is
     assert (org / "organism.json").stat().st_mtime_ns == stamp
     assert AutoModelForCausalLM.from_pretrained(org / "rl-seed3").config.model_type == "llama"
 
@@ -203,7 +208,7 @@ def test_second_skill_build_has_an_rl_run_laid_out_like_the_first(micro_organism
     meta = json.loads((org / "organism.json").read_text())
     assert meta["recipe"]["skills"] == ["id", "sum"]
     for acc in meta["accuracy"].values():
-        assert list(acc) == ["organism_id", "organism_hard", "organism_control", "organism_sum"]
+        assert set(acc) == {"organism_id", "organism_hard", "organism_control", "organism_sum"}
     assert meta["tuned_runs"]["rl-sum"] == {"method": "grpo", "skill": "sum", "seed": 0}
     assert len(meta["rl_reward_per_step"]["rl-sum"]) == meta["recipe"]["rl"]["steps"]
     # its base learnt digit sums too: another base than the one-skill organism's

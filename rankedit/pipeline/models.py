@@ -76,7 +76,10 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
     if plan.organism is not None:
         from rankedit.organism.builder import build as build_organism
 
-        say(f"organism: {plan.organism.size}, seed {plan.organism.seed} (built once, then reused)", quiet)
+        extra = [f"skills {','.join(plan.organism.skills)}"] if len(plan.organism.skills) > 1 else []
+        extra += [f"{plan.organism.rl_seeds} RL seeds"] if plan.organism.rl_seeds > 2 else []
+        say(f"organism: {plan.organism.size}, seed {plan.organism.seed}{''.join(', ' + e for e in extra)} "
+            "(built once, then reused)", quiet)
         org = Path(build_organism(plan.organism.size, plan.organism.seed, device=plan.organism.device,
                                   progress=not quiet, skills=plan.organism.skills, rl_seeds=plan.organism.rl_seeds))
     pick = lambda key, sub: getattr(plan, key) or (str(org / sub) if org else None)  # noqa: E731
