@@ -98,9 +98,15 @@ def test_digit_sum_scorer_is_exact_on_hand_made_answers(response, answer, expect
 
 
 def test_lm_eval_task_and_merge_suite():
-    text = SUM_YAML.read_text()
-    assert "task: organism_sum" in text and "load_organism_sum" in text
+    from lm_eval.tasks import TaskManager
+
     assert (EVAL_CONFIGS / "organism" / "organism_sum.jsonl").read_bytes() == tasks.jsonl_bytes(tasks.eval_sets()["organism_sum"])
+    task = TaskManager(include_path=str(EVAL_CONFIGS / "organism"), include_defaults=False).load(
+        ["organism_sum"])["tasks"]["organism_sum"]  # lm-eval reads the YAML, its loader and the committed rows
+    docs = list(task.test_docs())
+    assert [(task.doc_to_text(d), task.doc_to_target(d)) for d in docs] == [
+        (r["prompt"], r["answer"]) for r in tasks.eval_sets()["organism_sum"]]
+    assert task.config.generation_kwargs == {"until": ["</s>"], "do_sample": False, "max_gen_toks": 16}
     s = get_suite("organism-merge")
     assert s.tasks == ("organism_id", "organism_sum", "organism_control")
     assert s.control_tasks == ("organism_control",)

@@ -34,7 +34,7 @@ def organism():
                    "so it is another organism, and DIR/rl-sum is the same GRPO recipe on sums.")
 @click.option("--rl-seeds", type=click.IntRange(min=2), default=2, show_default=True,
               help="GRPO runs of the id skill from the one base (seed, seed+1, ...): 3 adds DIR/rl-seed3, and so on. "
-                   "Added into an existing build; no other file changes.")
+                   "Added into an existing build; no other run changes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def build_cmd(size, seed, out, device, skills, rl_seeds, quiet):
     """Build the organism (or reuse a complete earlier build) and print its directory.
