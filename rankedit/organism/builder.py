@@ -36,15 +36,15 @@ checkpoints every 10% give the matched-update-size comparison.
 
 Layout of DIR: base/, rl/, rl-seed2/, sft/ (each a bf16 HF checkpoint; the
 tuned ones with checkpoints/step-N), organism.json, and a .rankedit-organism
-marker holding the recipe hash. Something to merge, on request: a second skill
+marker holding the recipe hash. Runs to merge, on request: a second skill
 (``skills=("id", "sum")``) is part of the recipe, since its base learns that
 skill too (another hash, another folder), and adds rl-sum/, the same GRPO
-recipe on that skill's prompts; more RL seeds of the id skill
-(``rl_seeds=N``) add rl-seed3/ .. rl-seedN/ from the same base and change no
-other file's bytes, so they are not part of the recipe: they are trained into
-the recipe's folder, beside what is there. Each phase is trained into a temporary sibling
-and renamed when complete, so a rerun after an interruption redoes exactly the
-phases that are missing. Every phase is trained in a worker process whose float
+recipe on that skill's prompts; more RL seeds of the id skill (``rl_seeds=N``)
+add rl-seed3/ .. rl-seedN/ from the same base and change no other run's bytes,
+so they are not part of the recipe: they are trained into the recipe's folder,
+beside what is there (rankedit.organism.runs names them all). Each phase is
+trained into a temporary sibling and renamed when complete, so a rerun after an
+interruption redoes exactly the phases that are missing. Every phase is trained in a worker process whose float
 results are pinned (rankedit.organism.pinning: ATen avx2, MKL's COMPATIBLE
 branch, one thread), so a recipe gives the same bytes on any x86-64 machine
 with AVX2, whatever the user's environment sets; organism.json records the
