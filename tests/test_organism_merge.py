@@ -10,6 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from clirun import run_cli  # tests/ is on sys.path (no package)
+
 from rankedit.core.errors import RankeditError
 from rankedit.organism import build, default_dir, tasks
 from rankedit.organism.builder import _recipe, recipe_hash
@@ -163,10 +165,15 @@ def test_plan_keys_name_the_runs():
             parse_plan({"organism": {"size": "micro", **org}})
 
 
-def test_bad_build_options_are_refused_before_any_work(tmp_path):
+def test_bad_build_options_are_refused_before_any_work(tmp_path, capsys):
     for kw, msg in (({"rl_seeds": 1}, "at least 2"), ({"rl_seeds": True}, "at least 2"), ({"skills": "sum"}, "include id")):
         with pytest.raises(RankeditError, match=msg):
             build(size="micro", out=tmp_path / "o", progress=False, **kw)
+    for args, msg in ((["--skills", "id,mul"], "error: unknown organism skill 'mul'; choose from: id, sum"),
+                      (["--skills", "id,id"], "error: organism skills must be distinct, got id,id"),
+                      (["--rl-seeds", "1"], "error: Invalid value for '--rl-seeds': 1 is not in the range x>=2")):
+        code, out, err = run_cli(["organism", "build", "--size", "micro", "-o", tmp_path / "o", *args], capsys)
+        assert code != 0 and err.startswith(msg) and len(err.strip().splitlines()) == 1 and out == ""
     assert not (tmp_path / "o").exists()
 
 
