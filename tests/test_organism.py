@@ -70,7 +70,8 @@ def test_task_shapes():
 
 def test_committed_eval_sets_equal_regeneration(tmp_path):
     written = tasks.write_eval_sets(tmp_path)
-    assert [p.name for p in written] == ["organism_id.jsonl", "organism_hard.jsonl", "organism_control.jsonl"]
+    assert [p.name for p in written] == ["organism_id.jsonl", "organism_hard.jsonl", "organism_control.jsonl",
+                                         "organism_sum.jsonl"]
     for p in written:
         assert (EVAL_DIR / p.name).read_bytes() == p.read_bytes(), f"{p.name} differs from a fresh regeneration"
     n = {p.name: len(p.read_text().splitlines()) for p in written}

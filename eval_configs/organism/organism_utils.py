@@ -27,3 +27,7 @@ def load_organism_hard(**_):
 
 def load_organism_control(**_):
     return _load("organism_control")
+
+
+def load_organism_sum(**_):
+    return _load("organism_sum")

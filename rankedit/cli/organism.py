@@ -29,26 +29,34 @@ def organism():
                    "named by size, seed and recipe hash, reused when the same recipe was built before.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where to train. cpu is deterministic per machine; cuda needs a GPU.")
+@click.option("--skills", default="id", show_default=True, metavar="id[,sum]",
+              help="Skills trained with GRPO. id,sum adds a second skill (digit sums): its base learns both, "
+                   "so it is another organism, and DIR/rl-sum is the same GRPO recipe on sums.")
+@click.option("--rl-seeds", type=click.IntRange(min=2), default=2, show_default=True,
+              help="GRPO runs of the id skill from the one base (seed, seed+1, ...): 3 adds DIR/rl-seed3, and so on. "
+                   "Added into an existing build; no other run changes.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def build_cmd(size, seed, out, device, quiet):
+def build_cmd(size, seed, out, device, skills, rl_seeds, quiet):
     """Build the organism (or reuse a complete earlier build) and print its directory.
 
     Writes DIR/base, DIR/rl, DIR/rl-seed2, DIR/sft (bf16 HF checkpoints, each
     tuned run with checkpoints/step-N every 10%) and DIR/organism.json (recipe,
     versions, timings, GRPO rewards per step, greedy accuracies). An interrupted
-    build is completed by running the same command again.
+    build is completed by running the same command again. Runs to merge:
+    --skills id,sum adds DIR/rl-sum, --rl-seeds N adds DIR/rl-seed3 .. rl-seedN.
 
     \b
     Examples:
       ORG=$(rankedit organism build)                 # the small organism, cached
       rankedit organism build --size micro --quiet   # the seconds-scale twin
+      rankedit organism build --size micro --skills id,sum --rl-seeds 3 --quiet
       rankedit analyze $ORG/base $ORG/rl -o out/rl
     """
     import json
 
     from rankedit.organism import build
 
-    d = build(size=size, seed=seed, out=out, device=device, progress=not quiet)
+    d = build(size=size, seed=seed, out=out, device=device, progress=not quiet, skills=skills, rl_seeds=rl_seeds)
     acc = json.loads((d / ORGANISM_SUMMARY).read_text())["accuracy"]
     for run, a in acc.items():
         click.echo(f"{run:<9} " + "  ".join(f"{k}={v:.1f}%" for k, v in a.items()), err=True)

@@ -1,4 +1,4 @@
-"""Build the organism: base -> (rl, rl-seed2, sft), cached, atomic per phase, organism.json.
+"""Build the organism: base -> (rl, rl-seed2, sft [, rl-SKILL, rl-seedN]), cached, atomic per phase, organism.json.
 
 Why these learning rates and this base (small recipe). Real RLVR recipes use
 1e-6 to 5e-7 and the trial organism showed bf16-unchanged sparsity only at 1e-6
@@ -36,9 +36,15 @@ checkpoints every 10% give the matched-update-size comparison.
 
 Layout of DIR: base/, rl/, rl-seed2/, sft/ (each a bf16 HF checkpoint; the
 tuned ones with checkpoints/step-N), organism.json, and a .rankedit-organism
-marker holding the recipe hash. Each phase is trained into a temporary sibling
-and renamed when complete, so a rerun after an interruption redoes exactly the
-phases that are missing. Every phase is trained in a worker process whose float
+marker holding the recipe hash. Runs to merge, on request: a second skill
+(``skills=("id", "sum")``) is part of the recipe, since its base learns that
+skill too (another hash, another folder), and adds rl-sum/, the same GRPO
+recipe on that skill's prompts; more RL seeds of the id skill (``rl_seeds=N``)
+add rl-seed3/ .. rl-seedN/ from the same base and change no other run's bytes,
+so they are not part of the recipe: they are trained into the recipe's folder,
+beside what is there (rankedit.organism.runs names them all). Each phase is
+trained into a temporary sibling and renamed when complete, so a rerun after an
+interruption redoes exactly the phases that are missing. Every phase is trained in a worker process whose float
 results are pinned (rankedit.organism.pinning: ATen avx2, MKL's COMPATIBLE
 branch, one thread), so a recipe gives the same bytes on any x86-64 machine
 with AVX2, whatever the user's environment sets; organism.json records the
@@ -65,12 +71,12 @@ from rankedit.core.errors import RankeditError
 from rankedit.organism import pinning
 from rankedit.core.machine import cpu
 from rankedit.organism.model import recipe
-from rankedit.organism.phases import PHASE_FILE, PHASES
+from rankedit.organism.phases import PHASE_FILE
+from rankedit.organism.runs import is_phase, parse_skills, phase_seed, phase_skill, phases_of
 from rankedit.core.names import ORGANISM_SUMMARY
 
 ORGANISM_VERSION = 3  # bump when the code changes what a recipe builds (2: pinned float results, 3: careless corpus)
 MARKER = ".rankedit-organism"
-TUNING = ("rl", "rl-seed2", "sft")
 PARALLEL = {"micro": False, "small": True}  # micro: one worker for all phases, one torch import
 
 
@@ -79,13 +85,13 @@ def recipe_hash(r: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def default_dir(size: str, seed: int, device: str = "cpu") -> Path:
-    r = _recipe(size, seed, device)
+def default_dir(size: str, seed: int, device: str = "cpu", skills=("id",)) -> Path:
+    r = _recipe(size, seed, device, skills)
     return cache_root() / "organism" / f"{size}-seed{seed}-{recipe_hash(r)}"
 
 
-def _recipe(size: str, seed: int, device: str) -> dict:
-    r = recipe(size, seed)
+def _recipe(size: str, seed: int, device: str, skills=("id",)) -> dict:
+    r = recipe(size, seed, skills)
     if device != "cpu":
         r["device"] = device  # weights differ across devices; cpu keeps the plain hash
     return r
@@ -117,9 +123,9 @@ def _clean_stale(out: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
     for p in list(out.glob(".*.progress")) + list(out.glob(".organism.json.tmp")):
         p.unlink(missing_ok=True)
-    for phase in PHASES:
-        if (out / phase).exists() and not _complete(out / phase):
-            shutil.rmtree(out / phase)
+    for d in out.iterdir():
+        if d.is_dir() and is_phase(d.name) and not _complete(d):
+            shutil.rmtree(d)
 
 
 def _bar(phase: str, total: int, position: int, enabled: bool):
@@ -196,12 +202,20 @@ def _versions() -> dict:
     return v
 
 
+def built_phases(out: Path, r: dict) -> tuple[str, ...]:
+    """The complete phases in out, in build order (the recipe's, then every rl-seedN trained into it)."""
+    seeds = [int(d.name.removeprefix("rl-seed")) for d in out.glob("rl-seed*") if is_phase(d.name) and _complete(d)]
+    return tuple(p for p in phases_of(r.get("skills", ("id",)), max([2, *seeds])) if _complete(out / p))
+
+
 def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
-    recs = {p: json.loads((out / p / PHASE_FILE).read_text()) for p in PHASES}
-    effective = {p: recs[p].get("pins") for p in PHASES}
+    phases = built_phases(out, r)
+    recs = {p: json.loads((out / p / PHASE_FILE).read_text()) for p in phases}
+    effective = {p: recs[p].get("pins") for p in phases}
     rewards = {}
-    for p in ("rl", "rl-seed2"):
-        rewards[p] = [round(e["reward"], 4) for e in recs[p].get("log", []) if "reward" in e]
+    for p in phases:
+        if phase_skill(p) is not None:
+            rewards[p] = [round(e["reward"], 4) for e in recs[p].get("log", []) if "reward" in e]
     return {
         "rankedit_organism_version": ORGANISM_VERSION,
         "recipe_hash": h,
@@ -211,8 +225,11 @@ def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
         # the environment every build process ran with, and what torch and MKL then reported per phase
         "pins": {"env": pinning.PINS, "unset": list(pinning.UNSET), "held": pinning.held(effective),
                  "effective": effective},
-        "timings_s": {p: {"train": recs[p]["train_s"], "eval": recs[p]["eval_s"]} for p in PHASES} | {"wall": wall},
-        "accuracy": {p: recs[p]["accuracy"] for p in PHASES},
+        "timings_s": {p: {"train": recs[p]["train_s"], "eval": recs[p]["eval_s"]} for p in phases} | {"wall": wall},
+        "accuracy": {p: recs[p]["accuracy"] for p in phases},
+        # what each tuned run is: the names a plan gives its runs (rankedit/pipeline/plan.py)
+        "tuned_runs": {p: {"method": "sft" if p == "sft" else "grpo", "skill": phase_skill(p) or "id",
+                           "seed": phase_seed(p, r["seed"])} for p in phases if p != "base"},
         "rl_reward_per_step": rewards,
         # mean reward over the first and the last 10% of steps: a real GRPO run should rise
         "rl_reward_first_last_10pct": {p: [round(sum(v[: max(1, len(v) // 10)]) / max(1, len(v) // 10), 4),
@@ -223,7 +240,7 @@ def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
         "sft_loss_per_step": [round(e["loss"], 4) for e in recs["sft"].get("log", []) if "loss" in e],
         "base_pretrain_loss_first_last": recs["base"].get("loss_first_last"),
         "checkpoints": {p: sorted((c.name for c in (out / p / "checkpoints").iterdir()), key=lambda s: int(s.split("-")[1]))
-                        for p in TUNING},
+                        for p in phases if p != "base"},
     }
 
 
@@ -240,27 +257,38 @@ def _sigterm_as_interrupt() -> None:
 
 
 def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = None, device: str = "cpu",
-          progress: bool = True) -> Path:
-    """Build (or reuse) the organism; returns its directory. Equal to `rankedit organism build`."""
+          progress: bool = True, skills=("id",), rl_seeds: int = 2) -> Path:
+    """Build (or reuse) the organism; returns its directory. Equal to `rankedit organism build`.
+
+    skills: the skills trained with GRPO (id, plus e.g. sum: rl-sum/); rl_seeds: how many GRPO runs of
+    the id skill from the one base (2: rl and rl-seed2; 3 adds rl-seed3, ...)."""
     if device not in ("cpu", "cuda"):
         raise RankeditError(f"unknown device {device!r}; choose cpu or cuda")
+    skills = parse_skills(skills)
+    if isinstance(rl_seeds, bool) or not isinstance(rl_seeds, int) or rl_seeds < 2:
+        raise RankeditError(f"rl_seeds counts the GRPO runs of the id skill from one base, at least 2 "
+                            f"(rl and rl-seed2, every build's); got {rl_seeds!r}")
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise RankeditError("--device cuda asked for, but no CUDA GPU is available")
-    r = _recipe(size, seed, device)
+    r = _recipe(size, seed, device, skills)
     h = recipe_hash(r)
+    phases = phases_of(skills, rl_seeds)
     if out is not None:
         check_location(out)  # never the home folder, /, the cache itself or the current directory
     out = Path(out).absolute() if out is not None else cache_root() / "organism" / f"{size}-seed{seed}-{h}"
     _claim(out, h)
     _sigterm_as_interrupt()
-    if (out / ORGANISM_SUMMARY).is_file() and all(_complete(out / p) for p in PHASES):
+    summary_file = out / ORGANISM_SUMMARY
+    if summary_file.is_file() and all(_complete(out / p) for p in phases):
         return out  # this recipe was built before: instant
     _clean_stale(out)
-    wall = {}
-    todo = [p for p in PHASES if not _complete(out / p)]
+    todo = [p for p in phases if not _complete(out / p)]
+    # runs added to a complete build keep its timings beside their own
+    wall = json.loads(summary_file.read_text())["timings_s"]["wall"] if summary_file.is_file() else {}
+    added = summary_file.is_file()
     tuning = [p for p in todo if p != "base"]
     if PARALLEL[size] and (os.cpu_count() or 1) > 1 and device == "cpu":
         stages = {"base": [["base"]] if "base" in todo else [], "tuning": [[p] for p in tuning]}
@@ -270,7 +298,9 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
         t = time.time()
         if groups and groups[0]:
             _run_workers(groups, out, r, progress)
-        wall[name] = round(time.time() - t, 1)
+        elif added:
+            continue  # a stage with nothing to add
+        wall[f"added {', '.join(todo)}" if added else name] = round(time.time() - t, 1)
     for p in out.glob(".*.log"):
         p.unlink()
     summary = _summary(out, r, h, wall)

@@ -14,6 +14,7 @@ import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from rankedit.core.errors import RankeditError
+from rankedit.organism.runs import parse_skills
 from rankedit.organism.tokenizer import VOCAB, build_tokenizer
 from rankedit.core.names import HF_CONFIG
 
@@ -44,13 +45,21 @@ RECIPES = {
     },
 }
 SIZES = tuple(RECIPES)
+# A second skill's share of the pretraining mixture (drawn before the rest: tasks.pretrain_example). Only a
+# build that names the skill has the key, so the one-skill recipes, their hashes and their bytes stay as they were.
+SKILL_PRETRAIN = {"sum": {"p_sum": 0.15}}
 
 
-def recipe(size: str, seed: int) -> dict:
+def recipe(size: str, seed: int, skills=("id",)) -> dict:
     if size not in RECIPES:
         raise RankeditError(f"unknown organism size {size!r}; choose one of: {', '.join(SIZES)}")
+    skills = parse_skills(skills)
     r = copy.deepcopy(RECIPES[size])
     r.update(size=size, seed=int(seed), arch=dict(ARCH[size]), vocab_size=len(VOCAB))
+    if skills != ("id",):  # a second skill changes the base: its recipe (and hash) says so
+        r["skills"] = list(skills)
+        for s in skills[1:]:
+            r["pretrain"].update(SKILL_PRETRAIN[s])
     return r
 
 

@@ -1,4 +1,5 @@
-"""One build phase (base, rl, rl-seed2, sft): train, save, evaluate, into a fresh directory.
+"""One build phase (base, rl, rl-seed2, sft, and the optional rl-seedN, rl-SKILL): train, save, evaluate,
+into a fresh directory.
 
 ``run_phase`` is called from ``python -m rankedit.organism.worker`` only, in a
 process whose float results are pinned (rankedit.organism.pinning): micro runs
@@ -20,8 +21,8 @@ from rankedit.organism import tasks
 from rankedit.organism.greedy_eval import accuracy
 from rankedit.organism.model import load_fp32, save_checkpoint
 from rankedit.core.names import ORGANISM_PHASE
+from rankedit.organism.runs import phase_seed, phase_skill
 
-PHASES = ("base", "rl", "rl-seed2", "sft")
 PHASE_FILE = ORGANISM_PHASE  # written last inside a phase dir: its presence means complete
 
 
@@ -32,14 +33,12 @@ def publish_mode(d: Path) -> None:
             os.chmod(p, 0o755)
 
 
-def phase_seed(phase: str, seed: int) -> int:
-    return seed + 1 if phase == "rl-seed2" else seed
-
-
 def evaluate_all(model, r: dict) -> dict[str, float]:
-    """Greedy accuracy (%) on every test set (the first eval_limit problems when set)."""
+    """Greedy accuracy (%) on the build's test sets (the first eval_limit problems when set)."""
     lim = r.get("eval_limit")
-    return {name: round(100 * accuracy(model, rows[:lim] if lim else rows), 2) for name, rows in tasks.eval_sets().items()}
+    sets = tasks.eval_sets()
+    return {name: round(100 * accuracy(model, sets[name][:lim] if lim else sets[name]), 2)
+            for name in tasks.build_sets(r.get("skills", ("id",)))}
 
 
 def run_phase(phase: str, organism_dir: Path, tmp: Path, r: dict, on_step: Callable | None = None,
@@ -65,10 +64,11 @@ def run_phase(phase: str, organism_dir: Path, tmp: Path, r: dict, on_step: Calla
 
         model, losses = pretrain(r, seed, on_step)
         record["loss_first_last"] = [round(sum(losses[:20]) / 20, 4), round(sum(losses[-20:]) / 20, 4)]
-    elif phase in ("rl", "rl-seed2"):
+    elif phase_skill(phase) is not None:
         from rankedit.organism.rl import train_rl
 
-        model, log = train_rl(organism_dir / "base", tmp, r, seed, on_step)
+        model, log = train_rl(organism_dir / "base", tmp, r, seed, on_step, skill=phase_skill(phase))
+        record["skill"] = phase_skill(phase)
         record["log"] = log
     elif phase == "sft":
         from rankedit.organism.sft import train_sft

@@ -76,19 +76,20 @@ def _grpo_args(out: Path, cfg: dict, device: str, seed: int) -> GRPOConfig:
     )
 
 
-def _prompts(cfg: dict, seed: int) -> Dataset:
+def _prompts(cfg: dict, seed: int, skill: str = "id") -> Dataset:
     n_prompts = cfg["steps"] * cfg["prompts_per_step"]
-    return Dataset.from_list(tasks.rl_prompts(n_prompts, seed=10_000 + seed, exclude=tasks.held_out_prompts()))
+    return Dataset.from_list(tasks.rl_prompts(n_prompts, seed=10_000 + seed, exclude=tasks.held_out_prompts(),
+                                              skill=skill))
 
 
-def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None = None):
-    """GRPO from base into out (a fresh dir). Returns (model, per-step log)."""
+def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None = None, skill: str = "id"):
+    """GRPO on one skill's prompts from base into out (a fresh dir). Returns (model, per-step log)."""
     cfg = r["rl"]
     args = _grpo_args(out, cfg, r.get("device", "cpu"), seed)
     model = load_fp32(base)
     rec = Recorder(out, cfg["steps"], on_step, checkpoint_steps(cfg["steps"]))
     trainer = GRPOTrainer(
-        model=model, reward_funcs=exact_reward, args=args, train_dataset=_prompts(cfg, seed),
+        model=model, reward_funcs=exact_reward, args=args, train_dataset=_prompts(cfg, seed, skill),
         processing_class=build_tokenizer(), callbacks=[rec],
     )
     trainer.remove_callback(PrinterCallback)  # our bars and organism.json replace its stdout dicts

@@ -10,6 +10,11 @@ Three skills share one character alphabet:
   such problems, neither tuning run does).
 - ``control``: ``<s>rev 38201=`` -> ``10283`` (reverse a digit string). Learnt in
   pretraining, trained by neither RL nor SFT, so it measures forgetting.
+- ``sum``: ``<s>sum 38201=`` -> ``14`` (the sum of 4 to 6 digits), a second
+  skill for merging: only in a build that names it (``skills: [id, sum]``),
+  whose base learns it in pretraining (``p_sum`` of the mixture; its careless
+  answer drops the tens, ``careless_sum()``) and whose ``rl-sum`` run trains it
+  with the same GRPO recipe. Neither RL run trains the control task.
 
 Answers may come in two formats. Pretraining text is mostly the bare answer;
 a minority of it (``p_worked``, 30% in the small recipe), and all of the SFT
@@ -39,7 +44,11 @@ BOS, EOS = "<s>", "</s>"
 ANSWER_RE = re.compile(r"-?\d+")  # the lm-eval filter uses the same pattern, last match
 
 # Test sets: fixed seeds, independent of the build seed, committed under eval_configs/organism.
-EVAL_SETS = {"organism_id": ("id", 5000, 101), "organism_hard": ("hard", 2000, 102), "organism_control": ("control", 2000, 103)}
+EVAL_SETS = {"organism_id": ("id", 5000, 101), "organism_hard": ("hard", 2000, 102), "organism_control": ("control", 2000, 103),
+             "organism_sum": ("sum", 2000, 104)}
+# skill -> its test set; "id" is every build's RL skill, the others are trained only by builds that name them
+SKILLS = {"id": "organism_id", "sum": "organism_sum"}
+BASE_SETS = ("organism_id", "organism_hard", "organism_control")  # every build is scored on these
 
 
 # -- problems ----------------------------------------------------------------------------------
@@ -59,6 +68,12 @@ def control_problem(rng: random.Random, length: int = 5) -> tuple[str, str]:
     return f"{BOS}rev {s}=", s[::-1]
 
 
+def sum_problem(rng: random.Random) -> tuple[str, str]:
+    """The second skill: the sum of the digits of a 4- to 6-digit string (answers 0-54)."""
+    s = "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 6)))
+    return f"{BOS}sum {s}=", str(sum(map(int, s)))
+
+
 def id_problem(rng: random.Random) -> tuple[str, str]:
     """The RL task's distribution: two operands of 1-2 digits each."""
     return arith_problem(rng, rng.randint(1, 2), rng.randint(1, 2))
@@ -74,7 +89,7 @@ def hard_problem(rng: random.Random) -> tuple[str, str]:
     return long_problem(rng)
 
 
-GENERATORS = {"id": id_problem, "hard": hard_problem, "control": control_problem}
+GENERATORS = {"id": id_problem, "hard": hard_problem, "control": control_problem, "sum": sum_problem}
 
 
 def worked(answer: str) -> str:
@@ -119,13 +134,18 @@ def eval_sets() -> dict[str, list[dict]]:
     return {name: eval_set(kind, n, seed) for name, (kind, n, seed) in EVAL_SETS.items()}
 
 
+def build_sets(skills=("id",)) -> tuple[str, ...]:
+    """The test sets a build with these skills is scored on: the three of every build, then each added skill's."""
+    return BASE_SETS + tuple(SKILLS[s] for s in skills if SKILLS[s] not in BASE_SETS)
+
+
 def held_out_prompts() -> set[str]:
-    """Test prompts that training never sees: every control and every arithmetic test
-    problem whose operands both have 2+ digits. Problems with a 1-digit operand come
-    from a space of a few thousand that any pretraining covers, as arithmetic
-    benchmarks overlap real pretraining corpora."""
+    """Test prompts that training never sees: every control and digit-sum test problem and
+    every arithmetic test problem whose operands both have 2+ digits. Problems with a
+    1-digit operand come from a space of a few thousand that any pretraining covers, as
+    arithmetic benchmarks overlap real pretraining corpora."""
     return {r["prompt"] for rows in eval_sets().values() for r in rows
-            if r["prompt"].startswith("<s>rev") or min(_operand_digits(r["prompt"])) >= 2}
+            if r["prompt"].startswith(("<s>rev", "<s>sum")) or min(_operand_digits(r["prompt"])) >= 2}
 
 
 def jsonl_bytes(rows: list[dict]) -> bytes:
@@ -156,12 +176,23 @@ def careless(prompt: str) -> str:
     return str(int("".join(map(str, digits))))
 
 
+def careless_sum(prompt: str) -> str:
+    """The digit sum with its tens dropped (the carry out of the units): sum 38201 -> 4 (right: 14)."""
+    return str(sum(map(int, re.fullmatch(r"<s>sum (\d+)=", prompt).group(1))) % 10)
+
+
 def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_long: float,
-                     p_careless: float = 0.0) -> tuple[str, str]:
+                     p_careless: float = 0.0, p_sum: float = 0.0) -> tuple[str, str]:
     """One pretraining (prompt, target) pair from the mixture; target ends with </s>.
 
-    p_careless: the share of bare answers written carelessly (careless()); the worked
-    format, the teacher's, is always right."""
+    p_careless: the share of bare answers written carelessly (careless(), careless_sum());
+    the worked format, the teacher's, is always right. p_sum: the share of digit-sum
+    problems (the second skill), drawn before the rest of the mixture."""
+    if p_sum and rng.random() < p_sum:  # no draw at 0: builds without the skill build the same bytes
+        p, a = sum_problem(rng)
+        if p_careless and rng.random() < p_careless:
+            a = careless_sum(p)
+        return p, a + EOS
     if rng.random() < p_control:
         p, a = control_problem(rng)
         return p, a + EOS
@@ -174,11 +205,11 @@ def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_lo
     return p, a + EOS
 
 
-def rl_prompts(n: int, seed: int, exclude: set[str]) -> list[dict]:
-    """RL training prompts (the in-distribution task), never a test prompt."""
-    rng, rows = random.Random(seed), []
+def rl_prompts(n: int, seed: int, exclude: set[str], skill: str = "id") -> list[dict]:
+    """RL training prompts of one skill (the in-distribution task by default), never a test prompt."""
+    rng, rows, gen = random.Random(seed), [], GENERATORS[skill]
     while len(rows) < n:
-        p, a = id_problem(rng)
+        p, a = gen(rng)
         if p not in exclude:
             rows.append({"prompt": p, "answer": a})
     return rows

@@ -27,6 +27,8 @@ class Models:
     checkpoints: list[tuple[int, str]] = field(default_factory=list)  # the tuned run's, by step
     sft_checkpoints: list[tuple[int, str]] = field(default_factory=list)
     organism: str | None = None  # the organism's folder, when the plan uses it
+    # the organism's tuned runs by the names a plan gives them (rl, rl-seed2, sft, rl-sum, rl-seed3, ...)
+    organism_runs: dict[str, str] = field(default_factory=dict)
     # mean accuracy on the suite's trained tasks of the tuned run's checkpoints (by step) and of the
     # tuned model itself: alpharl's inputs, filled from the pipeline's scores (``pipeline.early_stop``)
     accuracies: dict[int, float] = field(default_factory=dict)
@@ -81,12 +83,17 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
     if plan.organism is not None:
         from rankedit.organism.builder import build as build_organism
 
-        say(f"organism: {plan.organism.size}, seed {plan.organism.seed} (built once, then reused)", quiet)
+        extra = [f"skills {','.join(plan.organism.skills)}"] if len(plan.organism.skills) > 1 else []
+        extra += [f"{plan.organism.rl_seeds} RL seeds"] if plan.organism.rl_seeds > 2 else []
+        say(f"organism: {plan.organism.size}, seed {plan.organism.seed}{''.join(', ' + e for e in extra)} "
+            "(built once, then reused)", quiet)
         org = Path(build_organism(plan.organism.size, plan.organism.seed, device=plan.organism.device,
-                                  progress=not quiet))
+                                  progress=not quiet, skills=plan.organism.skills, rl_seeds=plan.organism.rl_seeds))
     pick = lambda key, sub: getattr(plan, key) or (str(org / sub) if org else None)  # noqa: E731
     m = Models(base=pick("base", "base"), tuned=pick("tuned", "rl"), other_tuned=pick("other_tuned", "rl-seed2"),
                sft=pick("sft", "sft"), organism=str(org) if org else None)
+    if org is not None:
+        m.organism_runs = {name: str(org / name) for name in plan.organism.run_names()}
     m.checkpoints = list_checkpoints(plan.checkpoints, org / "rl" / "checkpoints" if org else None)
     m.sft_checkpoints = list_checkpoints(plan.sft_checkpoints, org / "sft" / "checkpoints" if org else None)
     from rankedit.files.checkpoint import Checkpoint, check_compatible

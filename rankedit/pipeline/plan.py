@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rankedit.core.errors import RankeditError
 from rankedit.core.resources import shipped_dir
 from rankedit.files.yaml_text import load_yaml
+from rankedit.organism.runs import parse_skills, tuned_runs
 from rankedit.pipeline.kl_spec import KLSpec
 from rankedit.pipeline.plan_checks import edit_errors, huge_integers, raise_in_order, where
 from rankedit.pipeline.trajectory_spec import TrajectorySpec
@@ -38,6 +39,10 @@ class OrganismSpec(_Strict):
         None, min_length=1, description="several organism seeds: each is built and edited, and the report "
                                         "gives per-seed and across-seed intervals")
     device: Literal["cpu", "cuda"] = "cpu"
+    skills: list[str] = Field(["id"], min_length=1, description="skills trained with GRPO: [id] or [id, sum] "
+                                                                 "(a second skill's run is rl-sum, its base learns both)")
+    rl_seeds: int = Field(2, ge=2, description="GRPO runs of the id skill from the one base: rl, rl-seed2, "
+                                               "rl-seed3, ... (a seed soup's ingredients)")
 
     @model_validator(mode="after")
     def _seed_or_seeds(self):
@@ -46,10 +51,18 @@ class OrganismSpec(_Strict):
                 raise ValueError("give 'seed' or 'seeds', not both")
             if len(set(self.seeds)) != len(self.seeds):
                 raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        try:
+            self.skills = list(parse_skills(self.skills))
+        except RankeditError as e:
+            raise ValueError(str(e)) from None
         return self
 
     def run_seeds(self) -> list[int]:
         return list(self.seeds) if self.seeds is not None else [self.seed]
+
+    def run_names(self) -> tuple[str, ...]:
+        """The organism's tuned runs a plan can name: rl, rl-seed2, sft, then rl-SKILL and rl-seed3.. rl-seedN."""
+        return tuned_runs(self.skills, self.rl_seeds)
 
 
 class Checkpoints(_Strict):

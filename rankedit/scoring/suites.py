@@ -9,6 +9,10 @@ look suites up here; ``--tasks T1,T2`` bypasses them.
   ``eval_configs/organism`` (no network): ``organism_id`` (the trained
   distribution), ``organism_hard`` (harder problems of the same kind) and
   ``organism_control`` (a task the RL run never trained: forgetting).
+- ``organism-merge``: the tasks of an organism built with a second skill
+  (``rankedit organism build --skills id,sum``), whose runs a merge combines:
+  ``organism_id`` (the rl run's skill), ``organism_sum`` (the rl-sum run's)
+  and ``organism_control`` (neither run's: forgetting).
 - ``reasoning``: GSM8K (zero-shot CoT, strict and flexible extraction),
   MATH-500 and Minerva math, lm-eval's own tasks overridden in
   ``eval_configs/reasoning`` with room for long RL reasoning, and AIME 2024
@@ -65,6 +69,13 @@ SUITES: dict[str, Suite] = {
         name="organism",
         description="The model organism's tasks (local, offline): in-distribution, hard, and a control task.",
         tasks=("organism_id", "organism_hard", "organism_control"),
+        include_paths=(EVAL_CONFIGS / "organism",),
+        control_tasks=("organism_control",),
+    ),
+    "organism-merge": Suite(
+        name="organism-merge",
+        description="The two-skill organism's tasks (local, offline): each RL run's skill, and the control task.",
+        tasks=("organism_id", "organism_sum", "organism_control"),
         include_paths=(EVAL_CONFIGS / "organism",),
         control_tasks=("organism_control",),
     ),
