@@ -214,9 +214,14 @@ def main() -> None:
     pair = harness.build_inputs(work / "inputs", a.layers, checkpoints=0)
     results.append(bench_pair("rl-like", pair["base"], pair["tuned"], work / "rl-like", a.repeat, env))
     results.append(in_process(pair["base"], pair["tuned"], work / "rl-like", a.repeat + 1))
-    for report in a.frontier:  # the organism the report measured is small, this bench's micro: bytes as ratios
+    exact = results[0]["patch_bytes"]
+    for report in a.frontier:  # the exact patch beside the report's smallest lossy edit of R = 1
         lossy = smallest_lossy(report)
-        results.append({"input": f"smallest lossy edit of R = 1 in {report}", "edit": lossy})
+        of = Path(json.loads(report.read_text())["models"]["base"]).parent.name  # e.g. small-seed0-<hash>
+        same = of == Path(org).name  # bytes compare only on the organism the report scored
+        results.append({"input": f"smallest lossy edit of R = 1 in {report}", "edit": lossy, "report_organism": of,
+                        "bench_organism": Path(org).name, "exact_patch_bytes": exact,
+                        "exact_over_lossy": exact / lossy["bytes"] if lossy and same else None})
     for r in results:
         print(json.dumps(r))
 
