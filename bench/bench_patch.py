@@ -18,10 +18,15 @@ the patch's payload, the patch folder on disk, TUNED's weight files and their zs
 rebuilt checkpoint is checked tensor by tensor (sha256) against TUNED. Each timed case runs
 ``--repeat`` times, the validation memo in a cache folder of the bench's own (the first run
 fills it). Then, on the ``rl-like`` pair in this one warm process (torch imported, page cache
-hot), ``--repeat`` + 1 times: patch and apply beside ``safetensors.save_file`` of TUNED's
-tensors (the write alone), reading them (``load_file`` and a copy) and ``shutil.copytree``.
+hot), ``--repeat`` + 1 times, interleaved, in wall and CPU seconds (``in_process``): encoding
+beside ``safetensors.save_file`` of TUNED's tensors, rebuilding them in memory
+(``decode_patch``) beside reading TUNED's weight files, and ``apply`` beside a read and a write
+of TUNED and ``shutil.copytree``. With ``--frontier REPORT`` (a compress.json or a run's
+report.json, e.g. docs/organism-compress.json; read, nothing rerun): the report's smallest lossy
+edit whose R interval covers 1 (else R >= 0.95), beside the organism's exact patch, their ratio
+only when the report scored the same organism.
 
-    python bench/bench_patch.py --layers 2 --repeat 2
+    python bench/bench_patch.py --layers 2 --repeat 3 --frontier docs/organism-compress.json
 """
 
 from __future__ import annotations
