@@ -18,10 +18,15 @@ the patch's payload, the patch folder on disk, TUNED's weight files and their zs
 rebuilt checkpoint is checked tensor by tensor (sha256) against TUNED. Each timed case runs
 ``--repeat`` times, the validation memo in a cache folder of the bench's own (the first run
 fills it). Then, on the ``rl-like`` pair in this one warm process (torch imported, page cache
-hot), ``--repeat`` + 1 times: patch and apply beside ``safetensors.save_file`` of TUNED's
-tensors (the write alone), reading them (``load_file`` and a copy) and ``shutil.copytree``.
+hot), ``--repeat`` + 1 times, interleaved, in wall and CPU seconds (``in_process``): encoding
+beside ``safetensors.save_file`` of TUNED's tensors, rebuilding them in memory
+(``decode_patch``) beside reading TUNED's weight files, and ``apply`` beside a read and a write
+of TUNED and ``shutil.copytree``. With ``--frontier REPORT`` (a compress.json or a run's
+report.json, e.g. docs/organism-compress.json; read, nothing rerun): the report's smallest lossy
+edit whose R interval covers 1 (else R >= 0.95), beside the organism's exact patch, their ratio
+only when the report scored the same organism.
 
-    python bench/bench_patch.py --layers 2 --repeat 2
+    python bench/bench_patch.py --layers 2 --repeat 3 --frontier docs/organism-compress.json
 """
 
 from __future__ import annotations
@@ -99,31 +104,78 @@ def bench_pair(label: str, base: Path, tuned: Path, work: Path, repeat: int, env
 
 
 def in_process(base: Path, tuned: Path, work: Path, repeat: int) -> dict:
-    """patch and apply in one warm process (torch imported), beside writing, reading and copying TUNED."""
+    """patch and apply in one warm process (torch imported, page cache hot), interleaved with what they
+    are held to, each timed in wall seconds and in this process's CPU seconds (all threads; on a loaded
+    machine the CPU seconds are the steadier of the two):
+
+    - ``patch_s`` beside ``save_file_s``: encoding against writing TUNED's tensors (already in memory)
+      with ``safetensors.save_file``;
+    - ``decode_s`` beside ``read_s``: rebuilding TUNED's tensors in memory from the patch and BASE's
+      tensors already in memory (``decode_patch``, as an inference engine receives a step) against
+      reading TUNED's weight files from disk (their bytes, the floor of any reader);
+    - ``apply_s`` (the whole command: check, rebuild, write, check the output) beside
+      ``read_write_s`` (``load_file`` and ``save_file``: TUNED read and written again) and ``copytree_s``.
+    """
     os.environ["RANKEDIT_CACHE"] = str(work.parent / "cache")
     from safetensors.torch import load_file, save_file
 
     from rankedit.cli.main import run_command
     from rankedit.files.checkpoint import Checkpoint
+    from rankedit.files.patch_apply import decode_patch
 
-    res = {"input": "rl-like, in one process", "patch_s": [], "apply_s": [], "save_file_s": [], "read_s": [],
-           "copytree_s": []}
     files = Checkpoint(tuned).weight_files
+    base_tensors = {k: v for f in Checkpoint(base).weight_files for k, v in load_file(f).items()}
+    tuned_tensors = [load_file(f) for f in files]
+    ops = {
+        "patch_s": lambda: run_command(["patch", str(base), str(tuned), "-o", str(work / "p"), "--quiet"]),
+        "save_file_s": lambda: [save_file(t, str(work / "copy" / f"again-{f.name}")) for t, f in zip(tuned_tensors, files)],
+        "decode_s": lambda: decode_patch(work / "p", base_tensors),
+        "read_s": lambda: [f.read_bytes() for f in files],
+        "apply_s": lambda: run_command(["apply", str(work / "p"), str(base), "-o", str(work / "a"), "--quiet"]),
+        "read_write_s": lambda: [save_file(load_file(f), str(work / "copy" / f"again-{f.name}")) for f in files],
+        "copytree_s": lambda: shutil.copytree(tuned, work / "copy2"),
+    }
+    res = {"input": "rl-like, in one process", **{k: [] for k in ops}, **{k.replace("_s", "_cpu_s"): [] for k in ops}}
     for _ in range(repeat):
-        for d in ("p", "a", "copy"):
+        for d in ("p", "a", "copy", "copy2"):
             shutil.rmtree(work / d, ignore_errors=True)
-        for key, fn in (
-                ("patch_s", lambda: run_command(["patch", str(base), str(tuned), "-o", str(work / "p"), "--quiet"])),
-                ("apply_s", lambda: run_command(["apply", str(work / "p"), str(base), "-o", str(work / "a"), "--quiet"])),
-                ("copytree_s", lambda: shutil.copytree(tuned, work / "copy")),
-                ("read_s", lambda: [{k: v.clone() for k, v in load_file(f).items()} for f in files]),
-                ("save_file_s", lambda: [save_file({k: v.clone() for k, v in load_file(f).items()},
-                                                   str(work / "copy" / f"again-{f.name}")) for f in files])):
-            t0 = time.perf_counter()
+        (work / "copy").mkdir(parents=True)
+        for key, fn in ops.items():
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            res[key].append(time.perf_counter() - t0)
-    res["save_file_s"] = [s - r for s, r in zip(res["save_file_s"], res["read_s"])]  # the write alone
+            res[key].append(round(time.perf_counter() - t0, 4))
+            res[key.replace("_s", "_cpu_s")].append(round(time.process_time() - c0, 4))
+    med = {k: sorted(v)[len(v) // 2] for k, v in res.items() if isinstance(v, list)}
+    res["ratios_of_medians"] = {
+        f"{a}/{b}": round(med[a] / med[b], 3) for a, b in (
+            ("patch_s", "save_file_s"), ("patch_cpu_s", "save_file_cpu_s"), ("decode_s", "read_s"),
+            ("decode_cpu_s", "read_cpu_s"), ("apply_s", "read_write_s"), ("apply_cpu_s", "read_write_cpu_s"))}
     return res
+
+
+def smallest_lossy(report: Path) -> dict | None:
+    """The smallest lossy edit of R equal to the exact patch's (1) on the frontier a report holds:
+    the fewest stored bytes among edits whose R interval covers 1, else among those with R >= 0.95
+    (read from a ``rankedit compress`` compress.json or a ``rankedit run`` report; nothing is rerun)."""
+    doc = json.loads(report.read_text())
+    rows = []
+    if "candidates" in doc:  # compress.json: one row per candidate, R per judged task (the worst decides)
+        for c in doc["candidates"]:
+            rs = [c["retention"].get(t) or {} for t in doc["judged_tasks"]]
+            if rs and all(r.get("value") is not None for r in rs):
+                rows.append({"edit": c["label"], "bytes": c["stored_bytes"], "R": min(r["value"] for r in rs),
+                             "ci_low": min(r["ci_low"] for r in rs), "ci_high": min(r["ci_high"] for r in rs)})
+    else:  # a run's report: its frontier rows, one per edit and task
+        for r in doc.get("frontier") or []:
+            if not r["control"] and r.get("retention") is not None and r.get("storage_bytes"):
+                rows.append({"edit": r["edit"], "bytes": r["storage_bytes"], "R": r["retention"],
+                             "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+    for rule, keep in (("R's 95% interval covers 1", lambda r: r["ci_low"] <= 1 <= r["ci_high"]),
+                       ("R >= 0.95", lambda r: r["R"] >= 0.95)):
+        hits = [r for r in rows if keep(r)]
+        if hits:
+            return {**min(hits, key=lambda r: (r["bytes"], -r["R"])), "rule": rule, "report": str(report)}
+    return None
 
 
 def bench_chain(base: Path, run_dir: Path, work: Path, env: dict) -> dict:
@@ -150,6 +202,9 @@ def main() -> None:
     ap.add_argument("--organism", type=Path, default=None, help="a built micro organism (default: build it)")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--frontier", type=Path, action="append", default=[],
+                    help="a frontier report (compress.json or a run's report.json, e.g. docs/organism-compress.json): "
+                         "the micro/small organism patch is set beside its smallest lossy edit of R covering 1")
     a = ap.parse_args()
     work = a.work.absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -164,6 +219,14 @@ def main() -> None:
     pair = harness.build_inputs(work / "inputs", a.layers, checkpoints=0)
     results.append(bench_pair("rl-like", pair["base"], pair["tuned"], work / "rl-like", a.repeat, env))
     results.append(in_process(pair["base"], pair["tuned"], work / "rl-like", a.repeat + 1))
+    exact = results[0]["patch_bytes"]
+    for report in a.frontier:  # the exact patch beside the report's smallest lossy edit of R = 1
+        lossy = smallest_lossy(report)
+        of = Path(json.loads(report.read_text())["models"]["base"]).parent.name  # e.g. small-seed0-<hash>
+        same = of == Path(org).name  # bytes compare only on the organism the report scored
+        results.append({"input": f"smallest lossy edit of R = 1 in {report}", "edit": lossy, "report_organism": of,
+                        "bench_organism": Path(org).name, "exact_patch_bytes": exact,
+                        "exact_over_lossy": exact / lossy["bytes"] if lossy and same else None})
     for r in results:
         print(json.dumps(r))
 

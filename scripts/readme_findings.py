@@ -28,6 +28,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from rankedit.pipeline.trajectory_stage import patch_sentence
+
 ROOT = Path(__file__).resolve().parent.parent
 FINDINGS_MD = ROOT / "docs" / "findings.md"
 README = ROOT / "README.md"
@@ -209,6 +211,11 @@ def render_compress(doc: dict) -> str:
         out += ["", f"Winner: **{w['label']}**, written as a {w['artifact']['kind']} artifact of "
                 f"{w['stored_bytes']:,} bytes = {w['bytes_ratio']:.3g} × the bf16 ΔW; R on `{task}` "
                 f"{_r(r['value'], r['ci_low'], r['ci_high'])}."]
+    e = doc.get("exact_patch")  # compress.json from before compress measured the exact patch has none
+    if e:
+        out[-1] += (f" The lossless point, the exact patch (`rankedit patch`, R = 1 by construction: the tuned "
+                    f"model's own scores), is {e['stored_bytes']:,} bytes = {e['bytes_ratio']:.3g} × the bf16 ΔW"
+                    + (f", {e['stored_bytes'] / w['stored_bytes']:.3g} × the winner's." if w else "."))
     out += ["", COMPRESS_END]
     return "\n".join(out)
 
@@ -248,7 +255,11 @@ def render_trajectory(report: dict) -> str:
             f"{a['r2_shuffled']:.3f}, Gaussian vectors {a['r2_random']:.3f}, random walk {a['r2_walk']:.3f}); the "
             f"whole update {w['r2']:.3f} (shuffled {w['r2_shuffled']:.3f}, Gaussian {w['r2_random']:.3f}, random "
             f"walk {w['r2_walk']:.3f}). {nid['pairs']} of {nid['of']} (matrix, step) pairs have a top direction "
-            "too close to tied to be identified.", "", TRAJECTORY_END]
+            "too close to tied to be identified."]
+    if traj.get("patches"):  # reports from before the trajectory measured exact patches have none
+        s = patch_sentence(traj["patches"])
+        out[-1] += f" As {s[0].lower()}{s[1:]}."
+    out += ["", TRAJECTORY_END]
     return "\n".join(out)
 
 

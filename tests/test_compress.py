@@ -15,7 +15,9 @@ import pytest
 
 import rankedit
 from rankedit.core.errors import RankeditError
+from rankedit.files.patch import write_patch
 from rankedit.pipeline import bisect
+from rankedit.pipeline.compress_outputs import exact_line, frontier_doc
 from rankedit.testing.planted import TASK, build_pair
 from tests.clirun import run_cli
 
@@ -119,6 +121,15 @@ def test_compress_finds_the_planted_rank(planted):
     on_disk = json.loads((root / "keep70" / "compress.json").read_text())
     assert on_disk["winner"]["label"] == "rank-k k=3" and on_disk["target"] == "point"
     assert (root / "keep70" / "frontier.png").is_file()
+    # the lossless point: the exact patch's bytes, R = 1 from the tuned model's own scores (not scored again)
+    e = doc["exact_patch"]
+    assert e["stored_bytes"] == write_patch(planted[1], planted[2], root / "keep70-patch", progress=False)["patch_bytes"]
+    assert e["scored_as"] == "tuned" and e["retention"][TASK] == {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0,
+                                                                  "gain": doc["tuned_gain"][TASK]["value"]}
+    assert e["bytes_ratio"] == pytest.approx(e["stored_bytes"] / w["bf16_delta_bytes"])
+    assert e["stored_bytes"] > 0 and e["checkpoint_ratio"] == pytest.approx(e["stored_bytes"] / e["checkpoint_bytes"])
+    assert [r["retention"] for r in frontier_doc(doc)["frontier"] if r["edit"] == "exact patch"] == [1.0]
+    assert exact_line(doc) in (root / "keep70" / "compress.md").read_text()
     assert "rank-k k=3" in (root / "keep70" / "compress.md").read_text()
     # the winner's artifact rebuilds the very edit that was scored: apply it, build the edit, compare logits
     applied = rankedit.apply(root / "keep70" / "artifact", planted[1], root / "keep70-applied", progress=False)
@@ -148,6 +159,8 @@ def test_compress_cli_prints_the_winner_and_fixed_families(planted, capsys):
     assert "winner: rank-k k=4, 2,944 bytes = " in out
     assert "× the bf16 delta; R rankedit_planted = 1.00 [1.00, 1.00] (target: keep ≥ 0.95 of the gain on the " \
            "point estimate of R)" in out
+    assert "\nexact patch: " in out and "R = 1 (its rebuild is the tuned model bit for bit" in out
+    assert "; winner: 0.00294 MB, R rankedit_planted = 1.00 [1.00, 1.00] (the exact patch is " in out
     doc = json.loads((root / "cli" / "compress.json").read_text())
     sub = doc["families"]["sub-rank-1"]
     assert sub["fixed"] and sub["evaluated"] == 1  # one size, one candidate

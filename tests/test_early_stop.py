@@ -132,6 +132,11 @@ def test_the_trajectory_section_runs_inside_the_plan(sweep):
     assert t["dw_linearity_whole"] == summary["dw_linearity_whole"]
     assert {"trajectory/a_final.png", "trajectory/cos_dw_final.png"} <= set(report["figures"])
     assert "## Trajectory of the update" in (out / "report.md").read_text()
+    # the exact patches' bytes per step travel into the report, and its markdown quotes them
+    from rankedit.pipeline.trajectory_stage import patch_sentence
+
+    assert t["patches"] == summary["patches"] and len(t["patches"]["from_previous"]) == 10
+    assert patch_sentence(t["patches"]) in (out / "report.md").read_text()
 
 
 def test_the_last_mode_returns_the_checkpoint_itself_not_a_rounded_sum():

@@ -303,3 +303,26 @@ def test_new_tensors_other_dtypes_and_sub_folders(models, tmp_path):
     assert man["tuned"]["tensors"]["extra.bias"]["encoding"] == man["tuned"]["tensors"][first]["encoding"] == "full"
     out = apply_patch(tmp_path / "p", base, tmp_path / "o", progress=False)
     assert _hashes(out) == _hashes(tuned) and "model.norm.weight" not in Checkpoint(out).names
+
+
+def test_decode_in_memory_and_patch_size(models, chain, tmp_path):
+    from rankedit.files.patch import patch_size
+    from rankedit.files.patch_apply import decode_patch
+
+    base, cks, patch, _ = chain
+    ck = Checkpoint(base)
+    held = {n: ck.get(n) for n in ck.names}
+    got = decode_patch(patch, held, step=3)  # through links 1-3, the base's tensors already in memory
+    assert {n: pf.tensor_sha256(w) for n, w in got.items()} == _hashes(cks[2])
+    with pytest.raises(RankeditError, match="another base"):  # the tensors given are not the base's
+        decode_patch(patch, {n: w for n, w in held.items() if n != "lm_head.weight" and n != ck.names[0]})
+    wrong = {n: w + 1 if w.is_floating_point() else w for n, w in held.items()}
+    with pytest.raises(RankeditError, match="another sha256"):  # a changed tensor rebuilt on a wrong base
+        decode_patch(patch, wrong, step=1)
+    # the bytes `rankedit compress` reports for the exact patch are the payload write_patch writes
+    _, pairs = models
+    for k, (b, t) in enumerate(pairs.values()):
+        size = patch_size(b, t)
+        res = write_patch(b, t, tmp_path / f"p{k}", progress=False)
+        assert (size["patch_bytes"], size["encodings"]) == (res["patch_bytes"], res["encodings"])
+        assert size["patch_bytes"] > 0 and size["checkpoint_bytes"] == res["checkpoint_bytes"]

@@ -71,6 +71,32 @@ def test_the_readme_trajectory_section_is_the_early_stopping_report_rendered():
     assert findings.render_trajectory(report) in FINDINGS.read_text()
 
 
+def test_the_compress_section_quotes_the_exact_patch_when_the_report_has_it():
+    findings = _findings()
+    doc = json.loads((ROOT / "docs" / "organism-compress.json").read_text())
+    doc["exact_patch"] = {"stored_bytes": 1_000_000, "bytes_ratio": 0.5}
+    share = 1_000_000 / doc["winner"]["stored_bytes"]
+    assert (f" The lossless point, the exact patch (`rankedit patch`, R = 1 by construction: the tuned model's own "
+            f"scores), is 1,000,000 bytes = 0.5 × the bf16 ΔW, {share:.3g} × the winner's.") in findings.render_compress(doc)
+
+
+def test_the_trajectory_section_quotes_the_exact_patches_when_the_report_has_them():
+    findings = _findings()
+    report = json.loads((ROOT / "docs" / "organism-trajectory.json").read_text())
+    row = lambda step, n, changed: {"step": step, "bytes": n, "full_bytes": 1000, "ratio": n / 1000,  # noqa: E731
+                                    "unchanged_share": 1 - changed}
+    report["trajectory"]["patches"] = {"from_base": [row(1, 400, 0.5), row(2, 600, 0.7), row(3, 700, 0.8)],
+                                       "from_previous": [row(1, 400, 0.5), row(2, 300, 0.4), row(3, 250, 0.3)]}
+    text = findings.render_trajectory(report)
+    # the chain: link 1 against the base (400), then the smaller of the two per step (300, 250) = 950 of 3 x 1000
+    assert (" As exact (lossless) patches of the measured matrices (0.001 MB in full, `rankedit patch`'s encodings): "
+            "the last checkpoint against the base 0.0007 MB (70.0%; 80% of the bf16 entries changed); checkpoint to "
+            "checkpoint 0.00025 MB to 0.0003 MB (25.0% to 30.0%, 40% of the entries changed at most); the 3 "
+            "checkpoints as a chain 0.00095 MB, 31.7% of storing each in full.") in text
+    del report["trajectory"]["patches"]  # a report from before the trajectory measured them: the section as stored
+    assert "lossless" not in findings.render_trajectory(report)
+
+
 def test_the_demo_is_seed_0_of_the_study_and_lands_inside_the_one_seed_interval():
     study = json.loads((ROOT / "docs" / "organism-study.json").read_text())
     demo = json.loads((ROOT / "docs" / "organism-demo.json").read_text())

@@ -45,11 +45,14 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
     (one candidate each). The search assumes R grows with the budget. Candidates
     take their edit's defaults (rank-k keeps its norm rescale). Every candidate
     is built and scored once, ever: a rerun, or a run resumed after Ctrl-C,
-    rescores nothing. The winner is the smallest meeting candidate in bytes.
+    rescores nothing. The winner is the smallest meeting candidate in bytes;
+    beside it, the exact patch (`rankedit patch`), the lossless point: R = 1 by
+    construction (its rebuild is the tuned model bit for bit, so the tuned
+    model's scores are its own, not scored again) at the patch's bytes.
 
     \b
     OUT/compress.json   every candidate: family, budget, bytes, ratio to the bf16 delta,
-                        R with its interval, meets; the winner
+                        R with its interval, meets; the winner; the exact patch
     OUT/compress.md     the same, short
     OUT/frontier.png    R of the candidates against their bytes
     OUT/artifact/       the winner's artifact
@@ -62,7 +65,7 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
     """
     from rankedit.cli.score import int_option
     from rankedit.pipeline.compress import compress as run_compress
-    from rankedit.pipeline.compress_outputs import winner_line
+    from rankedit.pipeline.compress_outputs import exact_line, winner_line
 
     bs = batch_size if batch_size == "auto" else int_option(batch_size, "--batch-size")
     task_list = [t for t in tasks.split(",") if t.strip()] if tasks is not None else None
@@ -74,3 +77,4 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
     fresh = sum(not c["cached"] for c in doc["candidates"])
     click.echo(f"{n} candidates ({fresh} scored now, {n - fresh} from the cache); report in {out}/compress.md")
     click.echo(winner_line(doc))
+    click.echo(exact_line(doc))

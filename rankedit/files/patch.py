@@ -13,8 +13,9 @@ each a patch folder as above, link k against CK(k-1) or against BASE, whichever 
 (link 1 is against BASE). ``apply_patch(..., step=...)`` rebuilds any CKk by applying the links
 from the last one against BASE up to k, one tensor at a time.
 
-Encoding reads one tensor of each input at a time and holds at most one payload file (up to
-``PAYLOAD_BYTES``) in memory; rebuilding holds one of TUNED's weight files. Application is
+Encoding streams the tensors, ``encode_workers()`` threads side by side (each reading, comparing,
+encoding and hashing one tensor of each input; at most one more waits its turn), and holds at
+most one payload file (up to ``PAYLOAD_BYTES``) in memory; rebuilding holds one of TUNED's weight files. Application is
 refused in one line, before anything is written, when the manifest or a payload is damaged
 (sha256), a link is missing, or BASE is not the recorded base; every rebuilt tensor's sha256 is
 compared with the manifest's before it is written.
@@ -25,7 +26,10 @@ Rebuilding (``apply_patch``) lives in ``rankedit.files.patch_apply``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -42,6 +46,13 @@ FILES = "files"  # TUNED's non-weight files, copied
 LINKS = "links"
 KIND = "patch"  # the output folder's kind (``rankedit.files.outdir``)
 PAYLOAD_BYTES = 1 << 30  # a payload file is written once it holds this much (bounded memory)
+
+
+def encode_workers() -> int:
+    """Threads that encode (or rebuild) tensors side by side: the CPUs this process may use, at most 4
+    (each holds one tensor of each input)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, n))
 
 
 def is_patch(folder) -> bool:
@@ -139,22 +150,44 @@ def write_link(base_ck: Checkpoint, tuned_ck: Checkpoint, folder: Path, *, progr
             held.clear()
             held_bytes = 0
 
-    for name in tqdm(tuned_ck.names, desc=f"patch {tuned_ck.path.name}", disable=not progress):
+    def one(name: str):
+        """Read, compare, encode and hash one tensor (numpy, hashlib and zstd free the GIL: tensors overlap)."""
         w1 = tuned_ck.get(name)
         w0 = base_ck.get(name) if name in base_names else None
-        if w0 is not None:  # read once: the base's record from the same tensor
-            base_tensors[name] = _tensor_record(w0)
+        b_rec = None if w0 is None else _tensor_record(w0)  # read once: the base's record from the same tensor
         enc, parts, rec = pf.encode(w0, w1)
-        counts[enc] = counts.get(enc, 0) + 1
-        same = enc == pf.SAME  # the same bits: the same sha256, not hashed twice
-        tensors[name] = {**(base_tensors[name] if same else _tensor_record(w1)), "encoding": enc, **rec}
-        if parts:
-            if held_bytes >= payload_bytes:
-                flush()
-            held.update({f"{name}.{k}": v.contiguous() for k, v in parts.items()})
-            held_bytes += sum(v.numel() * v.element_size() for v in parts.values())
-            tensors[name]["payload"] = f"payload-{len(payloads) + 1:05d}.safetensors"
-        del w0, w1, parts
+        t_rec = b_rec if enc == pf.SAME else _tensor_record(w1)  # the same bits: the same sha256, not hashed twice
+        return b_rec, t_rec, enc, parts, rec
+
+    workers = encode_workers()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        base_files = pool.submit(man_base_files, base_ck)  # the base's file hashes overlap the tensors' work
+        window: deque = deque()  # at most ``workers`` + 1 tensors of each input in memory
+        names = iter(tuned_ck.names)
+        bar = tqdm(total=len(tuned_ck.names), desc=f"patch {tuned_ck.path.name}", disable=not progress)
+        while True:
+            for name in names:
+                window.append((name, pool.submit(one, name)))
+                if len(window) > workers:
+                    break
+            if not window:
+                break
+            name, fut = window.popleft()
+            b_rec, t_rec, enc, parts, rec = fut.result()
+            if b_rec is not None:
+                base_tensors[name] = b_rec
+            counts[enc] = counts.get(enc, 0) + 1
+            tensors[name] = {**t_rec, "encoding": enc, **rec}
+            if parts:
+                if held_bytes >= payload_bytes:
+                    flush()
+                held.update({f"{name}.{k}": v.contiguous() for k, v in parts.items()})
+                held_bytes += sum(v.numel() * v.element_size() for v in parts.values())
+                tensors[name]["payload"] = f"payload-{len(payloads) + 1:05d}.safetensors"
+            del parts, fut
+            bar.update()
+        bar.close()
+        base_file_sha = base_files.result()
     flush()
     for name in base_ck.names:  # every tensor of the base, so its identity can be checked tensor by tensor
         if name not in base_tensors:
@@ -164,10 +197,34 @@ def write_link(base_ck: Checkpoint, tuned_ck: Checkpoint, folder: Path, *, progr
     checkpoint_bytes = sum(f.stat().st_size for f in tuned_ck.weight_files)
     patch_bytes = sum(p["bytes"] for p in payloads)
     return {"format": FORMAT, "version": VERSION, "kind": "patch",
-            "base": {"files": man_base_files(base_ck), "tensors": base_tensors},
+            "base": {"files": base_file_sha, "tensors": base_tensors},
             "tuned": {"tensors": tensors, "weight_files": _layout(tuned_ck)},
             "payloads": payloads, "files": files, "not_copied": skipped, "encodings": counts,
             "patch_bytes": patch_bytes, "checkpoint_bytes": checkpoint_bytes}
+
+
+def patch_size(base, tuned) -> dict:
+    """What ``write_patch`` would store, without writing it: ``patch_bytes`` (the payload: each tensor
+    in its smallest encoding), ``encodings`` (count per encoding) and ``checkpoint_bytes`` (TUNED's
+    weight files). Nothing is hashed: the cost is reading both checkpoints and one zstd per changed tensor."""
+    base_ck, tuned_ck = Checkpoint(base), Checkpoint(tuned)
+    base_names = set(base_ck.names)
+
+    def one(name: str) -> tuple[str, int]:
+        w1 = tuned_ck.get(name)
+        w0 = base_ck.get(name) if name in base_names else None
+        if w0 is None or w0.shape != w1.shape or w0.dtype != w1.dtype:
+            return "full", w1.numel() * w1.element_size()
+        m = pf.measure(w0, w1)
+        return m["encoding"], m["bytes"]
+
+    counts, total = {}, 0
+    with ThreadPoolExecutor(max_workers=encode_workers()) as pool:
+        for enc, n in pool.map(one, tuned_ck.names):
+            counts[enc] = counts.get(enc, 0) + 1
+            total += n
+    return {"patch_bytes": total, "encodings": counts,
+            "checkpoint_bytes": sum(f.stat().st_size for f in tuned_ck.weight_files)}
 
 
 def _tensor_record(w) -> dict:

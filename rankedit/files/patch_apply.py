@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Mapping
 
 import torch
 
@@ -23,7 +26,7 @@ from rankedit.files import patch_format as pf
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, file_sha256, first_line
 from rankedit.files.outdir import check_out
-from rankedit.files.patch import FILES, FORMAT, MANIFEST, VERSION
+from rankedit.files.patch import FILES, FORMAT, MANIFEST, VERSION, encode_workers
 
 OUT_KIND = "edit"  # a rebuilt checkpoint, as `rankedit apply` writes for artifacts
 
@@ -120,11 +123,72 @@ def check_base(man: dict, base: Checkpoint, patch: Path) -> None:
                                 "(sha256 differs)")
 
 
+_KEYS = {"full": ("full",), "xor-zstd": ("xor",), "bitmap": ("mask", "values"), "index": ("index", "values")}
+
+
+class Rebuilder:
+    """Rebuilds TUNED's tensors, one by name, from a link path (``chain_path``) and the base's tensors
+    (``base_get(name)``, which the caller has identified as the recorded base).
+
+    ``tensor(name)`` checks the rebuilt tensor's sha256 against the manifest's, except for a tensor
+    unchanged (``same``) in every link: that is the base's own tensor, whose identity the caller
+    has checked already (``check_base``), so it is not hashed again. Thread-safe for distinct names."""
+
+    def __init__(self, patch: Path, links: list[tuple[Path, dict]], base_get):
+        self.patch, self.links, self.base_get = patch, links, base_get
+        self.tensors = links[-1][1]["tuned"]["tensors"]
+        self._handles: dict[Path, object] = {}
+
+    def _part(self, folder: Path, name: str, t: dict, key: str) -> torch.Tensor:
+        from safetensors import safe_open
+
+        f = folder / str(t.get("payload"))
+        h = self._handles.get(f)
+        if h is None:  # two threads may open one file twice: harmless
+            h = self._handles[f] = safe_open(str(f), framework="pt", device="cpu")
+        return h.get_tensor(f"{name}.{key}")
+
+    def _value(self, i: int, name: str) -> tuple[torch.Tensor, bool]:
+        """Link ``i``'s tensor, and whether it is the base's own (unchanged in links 0..i)."""
+        folder, link = self.links[i]
+        t = link["tuned"]["tensors"][name]
+        enc = t["encoding"]
+        if enc == pf.SAME:  # the tensor of the checkpoint before, bit for bit
+            return (self.base_get(name), True) if i == 0 else self._value(i - 1, name)
+        parts = {k: self._part(folder, name, t, k) for k in _KEYS.get(enc, ())}
+        w0 = None
+        if enc != "full":
+            w0 = self.base_get(name) if i == 0 else self._value(i - 1, name)[0]
+        return pf.decode(w0, enc, parts, t["shape"], getattr(torch, t["dtype"])), False
+
+    def tensor(self, name: str) -> torch.Tensor:
+        try:
+            w, own = self._value(len(self.links) - 1, name)
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+            raise RankeditError(f"{self.patch}: damaged, cannot rebuild {name} ({first_line(e)})") from None
+        if not own and pf.tensor_sha256(w) != self.tensors[name]["sha256"]:
+            raise RankeditError(f"{self.patch}: {name} rebuilt with another sha256 than recorded (damaged patch)")
+        return w.contiguous()
+
+
+def _in_order(pool, fn, items, window: int):
+    """``fn`` over ``items`` in ``pool``, results in order, at most ``window`` + 1 in flight."""
+    items, pending = iter(items), deque()
+    while True:
+        for it in items:
+            pending.append(pool.submit(fn, it))
+            if len(pending) > window:
+                break
+        if not pending:
+            return
+        yield pending.popleft().result()
+
+
 def apply_patch(patch, base, out, *, step: str | int | None = None, progress: bool = True,
                 overwrite: bool = False) -> Path:
     """Rebuild, bit for bit, the checkpoint ``patch`` stores (for a chain: checkpoint ``step``, its
-    label or 1-based position, default the last) on top of ``base``, as a new folder ``out``."""
-    from safetensors import safe_open
+    label or 1-based position, default the last) on top of ``base``, as a new folder ``out``.
+    Tensors are rebuilt ``encode_workers()`` at a time; one weight file of TUNED is held at a time."""
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
@@ -139,39 +203,16 @@ def apply_patch(patch, base, out, *, step: str | int | None = None, progress: bo
     for folder, link in links:
         check_files(folder, link)
     check_base(links[0][1], base_ck, patch)
-    handles: dict[Path, object] = {}
-
-    def part(folder: Path, name: str, t: dict, key: str) -> torch.Tensor:
-        f = folder / str(t.get("payload"))
-        if f not in handles:
-            handles[f] = safe_open(str(f), framework="pt", device="cpu")
-        return handles[f].get_tensor(f"{name}.{key}")
-
-    def value(i: int, name: str) -> torch.Tensor:
-        folder, link = links[i]
-        t = link["tuned"]["tensors"][name]
-        enc = t["encoding"]
-        keys = {"full": ("full",), "xor-zstd": ("xor",), "bitmap": ("mask", "values"), "index": ("index", "values")}
-        parts = {k: part(folder, name, t, k) for k in keys.get(enc, ())}
-        w0 = None
-        if enc != "full":
-            w0 = base_ck.get(name) if i == 0 else value(i - 1, name)
-        return pf.decode(w0, enc, parts, t["shape"], getattr(torch, t["dtype"]))
-
+    rb = Rebuilder(patch, links, base_ck.get)
     last_folder, last = links[-1]
-    tensors = last["tuned"]["tensors"]
-    with atomic_dir(out, kind=OUT_KIND, inputs=inputs, overwrite=overwrite) as tmp:
-        bar = tqdm(total=len(tensors), desc="apply patch", disable=not progress)
+    workers = encode_workers()
+    with atomic_dir(out, kind=OUT_KIND, inputs=inputs, overwrite=overwrite) as tmp, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        bar = tqdm(total=len(rb.tensors), desc="apply patch", disable=not progress)
         for fname, f in last["tuned"]["weight_files"].items():
             held = {}
-            for name in f["tensors"]:
-                try:
-                    w = value(len(links) - 1, name)
-                except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
-                    raise RankeditError(f"{patch}: damaged, cannot rebuild {name} ({first_line(e)})") from None
-                if pf.tensor_sha256(w) != tensors[name]["sha256"]:
-                    raise RankeditError(f"{patch}: {name} rebuilt with another sha256 than recorded (damaged patch)")
-                held[name] = w.contiguous()
+            for name, w in zip(f["tensors"], _in_order(pool, rb.tensor, f["tensors"], workers)):
+                held[name] = w
                 bar.update()
             save_file(held, str(tmp / Path(fname).name), metadata=f.get("metadata") or None)
             del held
@@ -180,3 +221,27 @@ def apply_patch(patch, base, out, *, step: str | int | None = None, progress: bo
             shutil.copyfile(last_folder / FILES / name, tmp / Path(name).name)
         check_output(tmp, out)  # never rename a non-finite or incomplete model into place
     return Path(out)
+
+
+def decode_patch(patch, base_tensors: Mapping[str, torch.Tensor], *, step: str | int | None = None) -> dict:
+    """TUNED's tensors, rebuilt in memory from ``patch`` and BASE's tensors already in memory (as an
+    inference engine holds its weights when a training step's patch arrives).
+
+    The caller vouches that ``base_tensors`` are the recorded base (hashing them again would cost
+    more than the patch); the patch's files are checked (sha256), ``base_tensors`` must name the
+    recorded base's tensors, and every tensor the patch changes is checked against its recorded
+    sha256 after rebuilding. An unchanged tensor is returned as the caller's own object."""
+    patch = Path(patch)
+    links = chain_path(patch, read_manifest(patch), None if step is None else str(step))
+    for folder, link in links:
+        check_files(folder, link)
+    want = set(links[0][1]["base"].get("tensors") or {})
+    if want != set(base_tensors):
+        diff = sorted(want ^ set(base_tensors))
+        raise RankeditError(f"{patch} was made for another base: the tensors given "
+                            f"{'lack' if diff[0] in want else 'have'} {diff[0]}")
+    rb = Rebuilder(patch, links, base_tensors.__getitem__)
+    names = list(rb.tensors)
+    workers = encode_workers()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(names, _in_order(pool, rb.tensor, names, workers)))

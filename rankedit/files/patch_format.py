@@ -28,7 +28,7 @@ import torch
 ENCODINGS = ("bitmap", "index", "xor-zstd", "full")
 SAME = "same"
 BITORDER = "little"
-ZSTD_LEVEL = 3  # zstd's default: the field's choice for weight sync (fast, within a few % of level 19 on XORs)
+ZSTD_LEVEL = 1  # on bf16 XORs within 1% of level 3's bytes at 1.6x its speed (BENCHMARKS.md, exact patches)
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
@@ -40,9 +40,22 @@ def bits(t: torch.Tensor) -> torch.Tensor:
     return flat.view(_BITS[flat.element_size()])
 
 
+def _np_bits(t: torch.Tensor) -> np.ndarray:
+    """``bits(t)`` as a numpy array sharing its memory (numpy's loops are several times torch's here)."""
+    return bits(t.contiguous()).numpy()
+
+
 def tensor_sha256(t: torch.Tensor) -> str:
     """sha256 of the tensor's bytes in C order (what a safetensors file holds for it)."""
-    return hashlib.sha256(bits(t.contiguous()).numpy()).hexdigest()  # the array's buffer: no copy
+    return hashlib.sha256(_np_bits(t)).hexdigest()  # the array's buffer: no copy; hashlib frees the GIL
+
+
+def bits_equal(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """Whether two bit-pattern arrays are equal, in chunks: bounded memory, and a changed tensor
+    (whose first chunk differs, as an RL step's do) costs one chunk, not a pass."""
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[i:i + chunk], b[i:i + chunk]) for i in range(0, a.size, chunk))
 
 
 def index_dtype(numel: int) -> torch.dtype:
@@ -76,23 +89,23 @@ def measure(w0: torch.Tensor, w1: torch.Tensor) -> dict:
     return _measure(w0, w1)[0]
 
 
-def _measure(w0: torch.Tensor, w1: torch.Tensor) -> tuple[dict, torch.Tensor | None, bytes | None]:
+def _measure(w0: torch.Tensor, w1: torch.Tensor) -> tuple[dict, np.ndarray | None, bytes | None]:
+    """``measure``'s record, the XOR of the bit patterns and its zstd (``None`` when nothing changed)."""
     if w0.shape != w1.shape or w0.dtype != w1.dtype:
         raise ValueError(f"{list(w0.shape)} {w0.dtype} vs {list(w1.shape)} {w1.dtype}: not one tensor's two versions")
-    b0, b1 = bits(w0.contiguous()), bits(w1.contiguous())
+    b0, b1 = _np_bits(w0), _np_bits(w1)
     numel = w1.numel()
-    if torch.equal(b0, b1):  # most tensors of a run's step: half the cost of the comparison below
-        changed, diff = 0, None
-    else:
-        diff = b0 != b1
-        changed = int(np.count_nonzero(diff.numpy()))  # 20-40x a bool tensor's sum(), which widens to int64
+    # most tensors of a run's step are unchanged: a compare, no XOR; the XOR is one pass that gives
+    # the count (nonzero entries), the zstd input and, where needed, the positions
+    xor = None if bits_equal(b0, b1) else np.bitwise_xor(b0, b1)
+    changed = 0 if xor is None else int(np.count_nonzero(xor))
     if changed == 0:
         zero = {k: 0 for k in ENCODINGS}
         return {"entries": numel, "changed": 0, **zero, "encoding": SAME, "bytes": 0}, None, None
-    xor = zstd_bytes((b0 ^ b1).numpy())
-    sizes = encoding_sizes(numel, changed, w1.element_size(), len(xor))
+    z = zstd_bytes(xor)
+    sizes = encoding_sizes(numel, changed, w1.element_size(), len(z))
     enc = smallest(sizes)
-    return {"entries": numel, "changed": changed, **sizes, "encoding": enc, "bytes": sizes[enc]}, diff, xor
+    return {"entries": numel, "changed": changed, **sizes, "encoding": enc, "bytes": sizes[enc]}, xor, z
 
 
 def encode(w0: torch.Tensor | None, w1: torch.Tensor) -> tuple[str, dict[str, torch.Tensor], dict]:
@@ -105,7 +118,7 @@ def encode(w0: torch.Tensor | None, w1: torch.Tensor) -> tuple[str, dict[str, to
     if w0 is None or w0.shape != w1.shape or w0.dtype != w1.dtype:
         size = n1 * w1.element_size()
         return "full", {"full": w1}, {"changed": n1, "sizes": {"full": size}}
-    m, diff, xor = _measure(w0, w1)
+    m, xor, z = _measure(w0, w1)
     enc = m["encoding"]
     if enc == SAME:
         return SAME, {}, {"changed": 0, "sizes": {}}
@@ -113,11 +126,13 @@ def encode(w0: torch.Tensor | None, w1: torch.Tensor) -> tuple[str, dict[str, to
     if enc == "full":
         return enc, {"full": w1}, rec
     if enc == "xor-zstd":
-        return enc, {"xor": torch.frombuffer(bytearray(xor), dtype=torch.uint8)}, rec
-    values = w1.reshape(-1)[diff].contiguous()
+        return enc, {"xor": torch.frombuffer(bytearray(z), dtype=torch.uint8)}, rec
+    diff = xor != 0
+    values = torch.from_numpy(_np_bits(w1)[diff]).view(w1.dtype)
     if enc == "bitmap":
-        return enc, {"mask": torch.from_numpy(np.packbits(diff.numpy(), bitorder=BITORDER)), "values": values}, rec
-    return enc, {"index": diff.nonzero().reshape(-1).to(index_dtype(n1)), "values": values}, rec
+        return enc, {"mask": torch.from_numpy(np.packbits(diff, bitorder=BITORDER)), "values": values}, rec
+    index = np.flatnonzero(diff).astype(np.int32 if index_dtype(n1) == torch.int32 else np.int64)
+    return enc, {"index": torch.from_numpy(index), "values": values}, rec
 
 
 def decode(w0: torch.Tensor | None, encoding: str, parts: dict[str, torch.Tensor], shape: list[int],
@@ -134,31 +149,31 @@ def decode(w0: torch.Tensor | None, encoding: str, parts: dict[str, torch.Tensor
         raise ValueError(f"the base tensor is not {shape} {dtype}")
     if encoding == SAME:
         return w0
-    flat = bits(w0.contiguous()).clone()
+    b0 = _np_bits(w0)
     if encoding == "xor-zstd":
         import zstandard
 
-        raw = zstandard.ZstdDecompressor().decompress(parts["xor"].numpy().tobytes(),
-                                                      max_output_size=flat.numel() * flat.element_size())
-        if len(raw) != flat.numel() * flat.element_size():
-            raise ValueError(f"the XOR holds {len(raw)} bytes, the tensor {flat.numel() * flat.element_size()}")
-        flat ^= torch.frombuffer(bytearray(raw), dtype=flat.dtype)
-        return flat.view(dtype).reshape(shape)
-    values = bits(parts["values"].contiguous())
+        raw = zstandard.ZstdDecompressor().decompress(parts["xor"].numpy(), max_output_size=b0.nbytes)
+        if len(raw) != b0.nbytes:
+            raise ValueError(f"the XOR holds {len(raw)} bytes, the tensor {b0.nbytes}")
+        out = np.bitwise_xor(b0, np.frombuffer(raw, dtype=b0.dtype))  # one pass: no copy of the base first
+        return torch.from_numpy(out).view(dtype).reshape(shape)
+    if parts["values"].dtype != dtype:
+        raise ValueError(f"values are {parts['values'].dtype}, the tensor {dtype}")
+    values = _np_bits(parts["values"])
     if encoding == "bitmap":
         mask = parts["mask"]
-        if mask.numel() != (flat.numel() + 7) // 8:
-            raise ValueError(f"the bitmap holds {mask.numel()} bytes for {flat.numel()} entries")
-        pos = torch.from_numpy(np.unpackbits(mask.numpy(), count=flat.numel(), bitorder=BITORDER).astype(bool))
-        if int(pos.sum()) != values.numel():
-            raise ValueError(f"the bitmap marks {int(pos.sum())} entries, {values.numel()} values are stored")
+        if mask.numel() != (b0.size + 7) // 8:
+            raise ValueError(f"the bitmap holds {mask.numel()} bytes for {b0.size} entries")
+        pos = np.unpackbits(mask.numpy(), count=b0.size, bitorder=BITORDER).view(bool)
+        if int(np.count_nonzero(pos)) != values.size:
+            raise ValueError(f"the bitmap marks {int(np.count_nonzero(pos))} entries, {values.size} values are stored")
     elif encoding == "index":
-        pos = parts["index"].to(torch.int64)
-        if pos.numel() != values.numel() or (pos.numel() and (int(pos.min()) < 0 or int(pos.max()) >= flat.numel())):
+        pos = parts["index"].numpy()
+        if pos.size != values.size or (pos.size and (int(pos.min()) < 0 or int(pos.max()) >= b0.size)):
             raise ValueError("the positions do not fit the values or the tensor")
     else:
         raise ValueError(f"unknown encoding {encoding!r}")
-    if parts["values"].dtype != dtype:
-        raise ValueError(f"values are {parts['values'].dtype}, the tensor {dtype}")
-    flat[pos] = values
-    return flat.view(dtype).reshape(shape)
+    out = b0.copy()
+    out[pos] = values
+    return torch.from_numpy(out).view(dtype).reshape(shape)

@@ -212,6 +212,7 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
         summaries[fam.name], got = _search(fam, short, models, scorer, ref, judged, keep, target, max_candidates,
                                            n_boot, build_device, quiet)
         rows += got
+    exact = exact_patch(models, ref, scorer.metrics, judged, gains, n_boot, rows, quiet)
     best = [r for r in rows if r["family_winner"]]
     winner = min(best, key=lambda r: (r["stored_bytes"], -(r["criterion"]["value"] or 0)), default=None)
     artifact = None
@@ -222,12 +223,42 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     doc = {"keep": keep, "target": target, "models": {"base": models.base, "tuned": models.tuned},
            "suite": ref.suite.name, "tasks": ref.tasks, "judged_tasks": judged, "metrics": scorer.metrics,
            "limit": limit, "n_boot": n_boot, "tuned_gain": gains, "families": summaries, "candidates": rows,
-           "winner": None if winner is None else {**winner, "artifact": artifact},
+           "winner": None if winner is None else {**winner, "artifact": artifact}, "exact_patch": exact,
            # where, when and how long: README findings quote them (a time counts only what was not cached)
            "machine": machine.describe(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
            "timings_s": {"total": round(time.time() - t0, 1)}}
     write_outputs(doc, out)
     return doc
+
+
+def exact_patch(models, ref, metrics: dict, judged: list[str], gains: dict, n_boot: int, rows: list[dict],
+                quiet: bool) -> dict:
+    """The lossless point: TUNED as an exact patch of BASE (``rankedit patch``). Its rebuild is TUNED
+    bit for bit, so it is not scored again: its scores are the tuned model's, R = 1 on every judged
+    task with the interval [1, 1] (every bootstrap resample of (tuned - base) / (tuned - base) is 1),
+    and its forgetting is the tuned model's. Its bytes are the patch's payload (``patch_size``; every
+    tensor that changed, embeddings and norms too), its ratio over the same bf16 delta as the candidates'."""
+    from rankedit.files.patch import patch_size
+    from rankedit.report.rows import per_sample
+
+    say("exact patch: measuring its bytes", quiet)
+    size = patch_size(models.base, models.tuned)
+    forgetting = {}
+    for task in [t for t in ref.suite.control_tasks if t in metrics]:
+        b, t_ = per_sample(ref, "base", task, metrics[task]), per_sample(ref, "tuned", task, metrics[task])
+        if b is None or t_ is None:
+            continue
+        _, arr = ev.align({"base": b, "edit": t_})
+        f = ev.forgetting(arr["base"], arr["edit"], n_boot=n_boot)
+        forgetting[task] = {"value": f.value, "ci_low": f.ci_low, "ci_high": f.ci_high}
+    delta = next((r["bf16_delta_bytes"] for r in rows if r.get("bf16_delta_bytes")), None)
+    return {"family": "exact patch", "label": "exact patch", "scored_as": "tuned",
+            "stored_bytes": size["patch_bytes"], "checkpoint_bytes": size["checkpoint_bytes"],
+            "checkpoint_ratio": size["patch_bytes"] / size["checkpoint_bytes"] if size["checkpoint_bytes"] else None,
+            "bf16_delta_bytes": delta, "bytes_ratio": size["patch_bytes"] / delta if delta else None,
+            "encodings": size["encodings"],
+            "retention": {t: {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "gain": gains[t]["value"]} for t in judged},
+            "forgetting": forgetting, "criterion": {"value": 1.0, "ci_low": 1.0}}
 
 
 def _short_side(base: str, tuned: str) -> int:

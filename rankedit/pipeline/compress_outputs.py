@@ -32,6 +32,26 @@ def winner_line(doc: dict) -> str:
             f", {w['stored_bytes']:,} bytes = {w['bytes_ratio']:.3g} × the bf16 delta; {rets} (target: {aim})")
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.3g} MB"
+
+
+def exact_line(doc: dict) -> str | None:
+    """The lossless point beside the winner: "exact patch: X MB, R = 1; winner: Y MB, R = ..."."""
+    e = doc.get("exact_patch")  # reports written before the exact patch was measured have none
+    if not e:
+        return None
+    w = doc["winner"]
+    line = (f"exact patch: {_mb(e['stored_bytes'])} ({e['stored_bytes']:,} bytes, "
+            f"{e['checkpoint_ratio']:.3g} × the checkpoint), R = 1 (its rebuild is the tuned model bit for bit: "
+            "the tuned model's scores, not scored again)")
+    if w is None:
+        return line + "; no winner"
+    rets = "; ".join(f"R {t} = {_r(w['retention'].get(t))}" for t in doc["judged_tasks"])
+    return (line + f"; winner: {_mb(w['stored_bytes'])}, {rets} "
+            f"(the exact patch is {e['stored_bytes'] / w['stored_bytes']:.3g} × its bytes)")
+
+
 def markdown(doc: dict) -> str:
     lines = ["# rankedit compress", "",
              f"Base `{doc['models']['base']}` → tuned `{doc['models']['tuned']}`; suite {doc['suite']}, "
@@ -39,7 +59,7 @@ def markdown(doc: dict) -> str:
              f"Target: R ≥ {doc['keep']:g} on {TARGET_TEXT[doc['target']]}, on every judged task (the worst decides). "
              "Each family's budget is bisected (galloping from the smallest), assuming R grows with the budget; "
              "sign and sub-rank-1 have one size, so one candidate each.", "",
-             f"**{winner_line(doc)}**", ""]
+             f"**{winner_line(doc)}**", ""] + ([exact_line(doc), ""] if exact_line(doc) else [])
     skipped = {t: g for t, g in doc["tuned_gain"].items() if t not in doc["judged_tasks"]}
     if skipped:
         lines += ["Not judged (the tuned gain there is not significantly above 0, so R is undefined): " + "; ".join(
@@ -79,6 +99,14 @@ def frontier_doc(doc: dict) -> dict:
                          "gain": ret.get("gain"), "gain_ci_low": None, "gain_ci_high": None,
                          "forgetting": r["forgetting"], "pareto": None,
                          **{k: r.get(k) for k in STORED_KEYS}})
+    e = doc.get("exact_patch")
+    for task in doc["judged_tasks"] if e else []:  # the lossless point: R = 1, the tuned model's scores
+        ret = e["retention"][task]
+        rows.append({"edit": e["label"], "method": e["family"], "of": "tuned", "control_of": None, "control": False,
+                     "task": task, "storage_bytes": e["stored_bytes"], "storage_ratio": e["bytes_ratio"],
+                     "retention": ret["value"], "ci_low": ret["ci_low"], "ci_high": ret["ci_high"],
+                     "retention_defined": True, "gain": ret["gain"], "gain_ci_low": None, "gain_ci_high": None,
+                     "forgetting": e["forgetting"], "pareto": None, **{k: None for k in STORED_KEYS}})
     control = [t for t in doc["tasks"] if any(t in r["forgetting"] for r in doc["candidates"])]
     return {"name": "rankedit compress: the candidates", "frontier": mark_pareto(rows), "control_tasks": control}
 

@@ -51,6 +51,8 @@ def run_trajectory(plan: Plan, models: Models, out: Path, quiet: bool = False, o
         atomic_write_text(key_file, json.dumps(key, indent=1) + "\n")
     summary = json.loads((folder / TRAJECTORY_SUMMARY).read_text())
     return {"dir": TRAJECTORY_DIR, **{k: summary[k] for k in REPORT_KEYS},
+            # the exact patch's bytes per step (rankedit.analysis.trajectory_patches); absent from old summaries
+            **({"patches": summary["patches"]} if "patches" in summary else {}),
             "figures": [f"{TRAJECTORY_DIR}/{p.name}" for p in sorted(folder.glob("*.png"))]}
 
 
@@ -58,6 +60,24 @@ def _r2(d: dict) -> str:
     f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     return (f"R² {f(d.get('r2'))} (shuffled steps {f(d.get('r2_shuffled'))}, random vectors "
             f"{f(d.get('r2_random'))}, random walk {f(d.get('r2_walk'))})")
+
+
+def patch_sentence(p: dict) -> str:
+    """The exact patches of a run in one sentence (README findings and the report quote it): the last
+    checkpoint against the base, checkpoint to checkpoint, and the run stored as a chain (each link the
+    smaller of the two, as ``rankedit patch --run-dir`` stores it) against every checkpoint in full."""
+    fb, fp = p["from_base"], p["from_previous"]
+    last, full = fb[-1], fb[-1]["full_bytes"]
+    step = fp[1:] or fp  # checkpoint to checkpoint (the first is against the base)
+    lo, hi = min(step, key=lambda s: s["bytes"]), max(step, key=lambda s: s["bytes"])
+    chain = sum(min(a["bytes"], b["bytes"]) for a, b in zip(fb, fp))
+    mb = lambda n: f"{n / 1e6:.3g} MB"  # noqa: E731
+    return (f"exact (lossless) patches of the measured matrices ({mb(full)} in full, `rankedit patch`'s encodings): "
+            f"the last checkpoint against the base {mb(last['bytes'])} ({last['ratio']:.1%}; "
+            f"{1 - last['unchanged_share']:.0%} of the bf16 entries changed); checkpoint to checkpoint "
+            f"{mb(lo['bytes'])} to {mb(hi['bytes'])} ({lo['ratio']:.1%} to {hi['ratio']:.1%}, "
+            f"{max(1 - s['unchanged_share'] for s in step):.0%} of the entries changed at most); the {len(fb)} checkpoints as a chain "
+            f"{mb(chain)}, {chain / (len(fb) * full):.1%} of storing each in full")
 
 
 def trajectory_markdown(block: dict | None) -> list[str]:
@@ -73,5 +93,7 @@ def trajectory_markdown(block: dict | None) -> list[str]:
              f"- a(t) = u₁(T)ᵀ ΔW_t v₁(T), mean over matrices: {_r2(block['a_final_linearity_mean'])}",
              f"- {ni['pairs']} of {ni['of']} (matrix, step) pairs have a top direction that is not identifiable "
              f"(s₁/s₂ below the gap threshold)"]
+    if block.get("patches"):
+        lines.append(f"- {patch_sentence(block['patches'])}")
     return lines + ["", "Figures: " + ", ".join(f"`{f}`" for f in block["figures"]) + " (shown under Figures)."
                     if block["figures"] else ""]
