@@ -111,3 +111,19 @@ def spearman_of(x, y):
     from rankedit.report.merges import spearman
 
     return spearman(x, y)
+
+
+def test_merges_name_the_organisms_runs():
+    plan = parse_plan({"organism": {"size": "micro", "seed": 0, "skills": ["id", "sum"], "rl_seeds": 3},
+                       "merges": [{"name": "m", "method": "ties", "runs": ["rl", "rl-seed2", "rl-seed3", "rl-sum"]}]})
+    assert plan.merges[0].runs == ["tuned", "other_tuned", "rl-seed3", "rl-sum"]  # rl and rl-seed2: one label each
+    with pytest.raises(RankeditError, match="'rl-sum', which is not a run of the plan"):
+        parse_plan({**ORG, "merges": [{"name": "m", "method": "ties", "runs": ["rl", "rl-sum"]}]})
+
+
+def test_the_organism_merge_example_plan_is_valid():
+    from rankedit.pipeline.plan import load_plan
+
+    plan = load_plan("organism-merge")
+    assert len(plan.merges) == 12 and plan.score.suite == "organism-merge"
+    assert {r for m in plan.merges for r in m.runs} == {"tuned", "other_tuned", "rl-seed3", "rl-sum"}

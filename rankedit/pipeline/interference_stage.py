@@ -14,9 +14,8 @@ from rankedit.pipeline.progress import say
 
 
 def merged_runs(plan: Plan) -> list[str]:
-    """The plan's runs its merges name, in the plan's order of roles (tuned, other_tuned, sft)."""
-    named = {r for m in plan.merges for r in m.runs or ()}
-    return [r for r in ("tuned", "other_tuned", "sft") if r in named]
+    """The runs the plan's merges name, in the order they first appear."""
+    return list(dict.fromkeys(r for m in plan.merges for r in m.runs or ()))
 
 
 def run_interference(plan: Plan, models: Models, out: Path, quiet: bool = False, overwrite: bool = False) -> dict | None:

@@ -50,8 +50,9 @@ class Models:
         return (self.tuned, self.checkpoints) if of == "tuned" else (self.sft, self.sft_checkpoints)
 
     def role(self, name: str) -> str:
-        """The checkpoint a plan's role names (a merge's runs): tuned, other_tuned or sft."""
-        path = {"tuned": self.tuned, "other_tuned": self.other_tuned, "sft": self.sft}[name]
+        """The checkpoint a merge's run names: tuned, other_tuned, sft, or an organism's run by name (rl-sum)."""
+        path = {"tuned": self.tuned, "other_tuned": self.other_tuned, "sft": self.sft}.get(name) \
+            or self.organism_runs.get(name)
         if path is None:
             raise RankeditError(f"the plan has no {name} run")
         return path
@@ -168,8 +169,9 @@ def model_labels(plan: Plan, models: Models, edits: dict[str, dict]) -> dict[str
     labels = {"base": models.base, "tuned": models.tuned}
     if models.sft:
         labels["sft"] = models.sft
-    merged_runs = {r for m in plan.merges for r in m.runs or ()}  # a merge is measured against each of its runs
+    merged_runs = list(dict.fromkeys(r for m in plan.merges for r in m.runs or ()))  # each merge's runs are scored
     if (plan.score.score_other_tuned or "other_tuned" in merged_runs) and models.other_tuned:
         labels["other_tuned"] = models.other_tuned
+    labels.update({r: models.role(r) for r in merged_runs if r not in ("tuned", "other_tuned", "sft")})
     labels.update({name: e["path"] for name, e in edits.items()})
     return labels

@@ -21,7 +21,7 @@ from rankedit.core.resources import shipped_dir
 from rankedit.files.yaml_text import load_yaml
 from rankedit.organism.runs import parse_skills, tuned_runs
 from rankedit.pipeline.kl_spec import KLSpec
-from rankedit.pipeline.plan_checks import edit_errors, huge_integers, raise_in_order, where
+from rankedit.pipeline.plan_checks import canonical_runs, edit_errors, huge_integers, merge_problem, raise_in_order, where
 from rankedit.pipeline.trajectory_spec import TrajectorySpec
 
 # roles a plan can name as the update an edit works on
@@ -118,8 +118,9 @@ class EditSpec(_Strict):
     dtype: Literal["source", "float32"] = Field(
         "source", description="dtype of the written checkpoint: source (each tensor's own; bf16 rounds the edit) or "
                               "float32 (the edit exact, twice a bf16 model's bytes)")
-    runs: Optional[list[Literal["tuned", "other_tuned", "sft"]]] = Field(
-        None, description="a merge (in 'merges:'): the plan's runs it merges, in order (tuned, other_tuned, sft)")
+    runs: Optional[list[str]] = Field(
+        None, description="a merge (in 'merges:'): the plan's runs it merges, in order: tuned, other_tuned, sft, "
+                          "or an organism's runs by name (rl, rl-seed2, rl-sum, rl-seed3, ...)")
 
     @field_validator("name")
     @classmethod
@@ -249,13 +250,13 @@ class Plan(_Strict):
         for e in self.edits:
             if e.runs is not None:
                 raise ValueError(f"edit {e.name!r} names 'runs': a merge of several runs goes in 'merges:'")
+        named = set(self.organism.run_names()) if self.organism is not None else set()
         for m in self.merges:
-            if not m.runs or len(m.runs) < 2 or len(set(m.runs)) != len(m.runs):
-                raise ValueError(f"merge {m.name!r} needs 'runs': two or more different runs of the plan "
-                                 "(tuned, other_tuned, sft)")
-            missing = [r for r in m.runs if self.organism is None and self.runs is None and getattr(self, r) is None]
-            if missing:
-                raise ValueError(f"merge {m.name!r} merges {', '.join(missing)}, which the plan does not name")
+            m.runs = canonical_runs(m.runs)
+            problem = merge_problem(m.name, m.runs, named, names, lambda r: self.organism is None and self.runs is None
+                                    and getattr(self, r, None) is None)
+            if problem:
+                raise ValueError(problem)
         for e in self.builds:
             if e.control_of is not None and e.control_of not in names:
                 raise ValueError(f"edit {e.name!r} is the control of {e.control_of!r}, which is not in the plan")

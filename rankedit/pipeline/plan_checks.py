@@ -107,3 +107,32 @@ def raise_in_order(data: dict, source: str, errors: list[tuple[tuple, str]]) -> 
     errors = sorted(errors, key=lambda e: position_of(pos, e[0]))  # stable: one place's errors keep their order
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     raise RankeditError(f"{source}: {errors[0][1]}{more}")
+
+
+# the organism's rl and rl-seed2 are the plan's tuned and other_tuned: one label each in the report
+RUN_ALIASES = {"rl": "tuned", "rl-seed2": "other_tuned"}
+ROLES = ("tuned", "other_tuned", "sft")
+
+
+def canonical_runs(runs):
+    return None if runs is None else [RUN_ALIASES.get(r, r) for r in runs]
+
+
+def merge_problem(name: str, runs, organism_runs: set, names: list, unnamed) -> str | None:
+    """What is wrong with a merge's ``runs`` (None: nothing): two or more different runs, each a role of the plan
+    (``unnamed(role)``: the plan does not name it) or one of the organism's runs, none named like an edit."""
+    if not runs or len(runs) < 2 or len(set(runs)) != len(runs):
+        return (f"merge {name!r} needs 'runs': two or more different runs of the plan "
+                "(tuned, other_tuned, sft, or the organism's runs by name)")
+    unknown = [r for r in runs if r not in ROLES and r not in organism_runs]
+    if unknown:
+        have = ", ".join((*ROLES, *sorted(organism_runs - set(RUN_ALIASES) - set(ROLES))))
+        return (f"merge {name!r} merges {unknown[0]!r}, which is not a run of the plan (runs: {have}; "
+                "an organism's rl-sum and rl-seed3.. need its skills / rl_seeds)")
+    clash = [r for r in runs if r in names]
+    if clash:
+        return f"merge {name!r}: {clash[0]!r} names both a run and an edit or merge; rename the edit"
+    missing = [r for r in runs if r in ROLES and unnamed(r)]
+    if missing:
+        return f"merge {name!r} merges {', '.join(missing)}, which the plan does not name"
+    return None
