@@ -221,3 +221,26 @@ def test_across_runs_size_unknown_in_one_run_is_unknown():
            "s1": {"edits": [_edit("rank1", "rank-k", None)], "tasks": ["t", "c"], "control_tasks": ["c"]}}
     fr = across_frontier_rows(rep["edits"][:1], rep["rows"], per)
     assert fr[0]["storage_bytes"] is None and fr[0]["pareto"] is None
+
+
+def test_the_exact_patch_is_the_frontiers_lossless_point():
+    from rankedit.report.frontier import with_exact_patch
+
+    rep = _report()
+    refs = [{"model": "tuned", "task": "t", "gain": 0.2, "ci_low": 0.1, "ci_high": 0.3, "significant": True},
+            {"model": "tuned", "task": "c", "gain": -0.03, "ci_low": -0.05, "ci_high": -0.01, "significant": True}]
+    fr = with_exact_patch(rep["frontier"], refs, {"patch_bytes": 600}, ["t", "c"], ["c"])
+    patch = [r for r in fr if r["edit"] == "exact-patch"]
+    assert len(patch) == 1 and patch[0]["task"] == "t" and patch[0]["lossless"] and patch[0]["scored_as"] == "tuned"
+    assert (patch[0]["retention"], patch[0]["ci_low"], patch[0]["ci_high"]) == (1.0, 1.0, 1.0)
+    whole = next(r for r in rep["frontier"] if r["edit"] == "whole")  # the same bf16 ΔW denominator as the edits'
+    assert patch[0]["storage_ratio"] == pytest.approx(600 / (whole["storage_bytes"] / whole["storage_ratio"]))
+    # R 1 at 600 bytes: 'whole' (R 1, 1000 bytes) is now dominated, rank1 (R 0.7, 50 bytes) still not
+    flags = {r["edit"]: r["pareto"] for r in fr}
+    assert flags["whole"] is False and flags["rank1"] is True and flags["exact-patch"] is True
+    assert set(patch[0]["forgetting"]) == {"c"}
+    # where the tuned gain is not significant, the patch's R is undefined like every edit's
+    refs[0]["significant"] = False
+    undefined = [r for r in with_exact_patch(rep["frontier"], refs, {"patch_bytes": 600}, ["t", "c"], ["c"])
+                 if r["edit"] == "exact-patch"][0]
+    assert undefined["retention"] is None and undefined["retention_defined"] is False and undefined["pareto"] is None

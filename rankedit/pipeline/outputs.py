@@ -30,7 +30,8 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
                                         prediction_markdown)
     from rankedit.report.pass_at_k import pass_at_k_block, truncation_block
     from rankedit.report.figures import report_plots
-    from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts
+    from rankedit.files.patch import patch_size
+    from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts, with_exact_patch
     from rankedit.core import machine
     from rankedit.report.early_stop import early_stop_markdown
     from rankedit.report.early_stop_figure import early_stop_plot
@@ -51,6 +52,12 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
                           **edit_size(e.method, info["params"], info["summary"], info.get("matrices", []), facts)})
     rows = rep.edit_rows(result, edit_info, n_boot=plan.score.n_boot)
     rep.check_columns(rows)
+    control_tasks = [t for t in result.suite.control_tasks if t in result.tasks]
+    references = rep.reference_rows(result, n_boot=plan.score.n_boot)
+    frontier = frontier_rows(edit_info, rows, result.tasks, control_tasks)
+    if frontier:  # the lossless point: the tuned run as an exact patch of its base, beside every lossy edit
+        frontier = with_exact_patch(frontier, references, patch_size(models.base, models.tuned), result.tasks,
+                                    control_tasks)
     report = {
         "name": plan.name,
         "plan": plan.model_dump(mode="json"),
@@ -60,14 +67,14 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         "metrics": {t: result.primary_metric(t) for t in result.tasks},
         "scores": rep.scores_block(result),
         "rows": rows,
-        "references": rep.reference_rows(result, n_boot=plan.score.n_boot),
+        "references": references,
         "sampling": result.settings.sampling.as_dict() if result.settings.sampling else None,
         # the suite's tasks sampled by default in an otherwise greedy run (reasoning's AIME: avg@16)
         "task_sampling": {t: s.as_dict() for t, s in result.settings.task_sampling},
         "pass_at_k": pass_at_k_block(result, n_boot=plan.score.n_boot),
         "truncation": truncation_block(result),
         "edits": edit_info,
-        "frontier": frontier_rows(edit_info, rows, result.tasks, [t for t in result.suite.control_tasks if t in result.tasks]),
+        "frontier": frontier,
         "analysis": {"runs": {r: f"analysis/{r}" for r in summaries}, "compare": rep.compare_block(summaries),
                      "notes": notes,
                      # LoRA-trained runs: the rank bound that holds by construction (rankedit.files.adapter)

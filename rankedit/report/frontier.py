@@ -151,6 +151,35 @@ def frontier_rows(edits: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str
     return mark_pareto(out)
 
 
+def with_exact_patch(frontier: list[dict], references: Sequence[Mapping[str, Any]], size: Mapping[str, Any],
+                     tasks: Sequence[str], control_tasks: Sequence[str]) -> list[dict]:
+    """The frontier with the lossless point: the tuned run as an exact patch of its base (``rankedit patch``;
+    ``size``: ``rankedit.files.patch.patch_size``). Its rebuild is the tuned model bit for bit, so it is scored
+    as the tuned model: R = 1 with the interval [1, 1] wherever the tuned gain is significant, the tuned model's
+    forgetting; its ratio over the same bf16 ΔW as the edits'. The Pareto flags are marked again with it."""
+    trained = [t for t in tasks if t not in control_tasks]
+    ref = {(r["model"], r["task"]): r for r in references}
+    forgetting = {t: {"value": ref[("tuned", t)]["gain"], "ci_low": ref[("tuned", t)]["ci_low"],
+                      "ci_high": ref[("tuned", t)]["ci_high"]}
+                  for t in control_tasks if ("tuned", t) in ref and ref[("tuned", t)]["gain"] is not None}
+    delta = next((r["storage_bytes"] / r["storage_ratio"] for r in frontier if r.get("storage_ratio")), None)
+    rows = [dict(r) for r in frontier]
+    for task in trained:
+        g = ref.get(("tuned", task), {})
+        defined = bool(g.get("significant")) and (g.get("gain") or 0) > 0
+        rows.append({"edit": "exact-patch", "method": "patch", "of": "tuned", "control_of": None, "control": False,
+                     "task": task, "storage_bytes": size["patch_bytes"],
+                     "storage_ratio": size["patch_bytes"] / delta if delta else None,
+                     "retention": 1.0 if defined else None, "ci_low": 1.0 if defined else None,
+                     "ci_high": 1.0 if defined else None, "retention_defined": defined,
+                     "gain": g.get("gain"), "gain_ci_low": g.get("ci_low"), "gain_ci_high": g.get("ci_high"),
+                     "forgetting": forgetting, "pareto": None, "lossless": True, "scored_as": "tuned",
+                     "energy_kept_stored": 1.0, "stored_delta_error": 0.0})
+    for r in rows:
+        r["pareto"] = None
+    return mark_pareto(rows)
+
+
 def across_frontier_rows(edits: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
                          reports: Mapping[str, dict]) -> list[dict]:
     """The frontier over runs: each edit's mean size over the runs (a bf16 mask's differs run to run) against
@@ -212,7 +241,8 @@ def frontier_markdown(frontier: Sequence[Mapping[str, Any]], control_tasks: Sequ
             ["Pareto", "control"]
         lines += ["", f"### {task}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rows:
-            name = r["edit"] + (" [of SFT]" if r["of"] == "sft" else "")
+            name = r["edit"] + (" [of SFT]" if r["of"] == "sft" else "") + \
+                (" (lossless: the tuned model bit for bit, its scores)" if r.get("lossless") else "")
             ret = _iv(r["retention"], r["ci_low"], r["ci_high"]) if r["retention"] is not None else \
                 ("undefined" if r["retention_defined"] is False else "–")
             cells = [name, _bytes(r["storage_bytes"]),
