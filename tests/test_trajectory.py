@@ -51,6 +51,28 @@ def test_a_random_walk_is_no_more_linear_than_its_null():
     assert la["r2"] > 0.99 and abs(la["excess_walk"]) < 0.005 and la["r2"] <= la["r2_walk_q95"]
 
 
+def test_the_walk_null_of_a_t_is_the_law_of_real_walks_on_the_log_scale_the_figure_shows():
+    """a(t)'s walk null reads R² 1.00 because a walk's a(t) is a line to within ~1/(√m + √n)²: its 1 − R²,
+    drawn from real 30 x 20 walks, has the null's mean; an exactly linear run lies far below it."""
+    from rankedit.core.threads import torch_threads
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(1.0, 7.0)
+    unexplained = []
+    for _ in range(100):
+        walk = np.cumsum(rng.standard_normal((6, 30, 20)), axis=0)
+        u, _, vt = np.linalg.svd(walk[-1])
+        a = np.array([u[:, 0] @ x @ vt[0] for x in walk])
+        unexplained.append(1 - line_r2(steps, np.outer(a, a)))
+    with torch_threads(1):
+        null = a_final_linearity(steps, steps, (30, 20), seed=0, n_null=400)
+    assert 0.75 < np.mean(unexplained) / (1 - null["r2_walk"]) < 1.33
+    assert 1 - null["r2_walk"] < 0.02 and null["r2"] == pytest.approx(1.0, abs=1e-12)  # a line: 1 − R² = 0
+    assert null["r2_walk_q05"] < null["r2_walk"] < null["r2_walk_q95"]
+    lo, hi = np.quantile(unexplained, [0.05, 0.95])
+    assert 0.5 < lo / (1 - null["r2_walk_q95"]) < 2 and 0.5 < hi / (1 - null["r2_walk_q05"]) < 2
+
+
 def test_random_vector_null_has_its_known_mean():
     """Isotropic vectors: the line's share of the centred variance averages 1/(n-1), drawn or by Bartlett."""
     steps = list(range(6))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q
@@ -41,7 +42,10 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
 
     Writes OUT/metrics.jsonl (one row per matrix), OUT/summary.json (means by
     kind, module and layer, whole-model bf16 sparsity) and, unless --no-plots,
-    OUT/*.png heatmaps.
+    these figures (each captioned in docs/figures.md):
+
+    \b
+    {figures}
     """
     from rankedit.analysis.analyze import analyze as run_analyze
     from rankedit.report.terminal import print_summary
@@ -67,3 +71,6 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
         click.echo(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "
                    "matrices analysed (a copy of the base given as TUNED?)", err=True)
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")
+
+
+analyze.help = with_figures(analyze.help, "analyze")

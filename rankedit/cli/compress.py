@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.pipeline.compress_families import DEFAULT_FAMILIES, FAMILIES
@@ -51,7 +52,7 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
     OUT/compress.json   every candidate: family, budget, bytes, ratio to the bf16 delta,
                         R with its interval, meets; the winner
     OUT/compress.md     the same, short
-    OUT/frontier.png    R of the candidates against their bytes
+    {figures}
     OUT/artifact/       the winner's artifact
 
     \b
@@ -74,3 +75,6 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
     fresh = sum(not c["cached"] for c in doc["candidates"])
     click.echo(f"{n} candidates ({fresh} scored now, {n - fresh} from the cache); report in {out}/compress.md")
     click.echo(winner_line(doc))
+
+
+compress.help = with_figures(compress.help, "compress")
