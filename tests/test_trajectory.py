@@ -210,3 +210,29 @@ def test_alpharl_through_mergekit_matches_the_pure_edit(run, tmp_path, capsys):
     p = e.params(mode="alpharl", steps=(10, 20, 30), accuracies=(0.1, 0.3, 0.35), target_accuracy=0.5)
     want = w[0] + e.fn(MatrixInputs(w[0], tuple(w[1:]), steps=(10, 20, 30)), p).delta
     torch.testing.assert_close(load_file(str(out / "model.safetensors"))[name], want, rtol=1e-5, atol=1e-6)
+
+
+def test_trajectory_figures_pass_the_checks_and_say_which_matrices_they_show(run, tmp_path, monkeypatch):
+    from figure_checks import kept_figures, problems
+    from rankedit.analysis.trajectory import trajectory
+    from rankedit.analysis.trajectory_patches import FIG_PATCHES, patch_figure
+    from rankedit.analysis.trajectory_plots import trajectory_plots
+    from rankedit.core.figures import written_by
+
+    base, run_dir = run
+    s = trajectory(base, run_dir=run_dir, n_null=4, progress=False)
+    with kept_figures(monkeypatch) as kept:
+        paths = trajectory_plots(s["rows"], s["matrices"], s["params"]["steps"], tmp_path)
+        paths.append(patch_figure(s["patches"], tmp_path / FIG_PATCHES))
+        assert [p.name for p in paths] == [f.name for f in written_by("trajectory")]
+        for path, fig in zip(paths, kept.made):
+            assert problems(fig) == [], path.name
+        a_fig = kept.made[0]
+        assert "9 of 14 matrices, spread evenly over the model's order" in a_fig._suptitle.get_text()
+        panels = [ax for ax in a_fig.axes if ax.get_xlabel() == "training step"]
+        below = next(ax for ax in a_fig.axes if ax.get_yscale() == "log")
+        assert len(panels) == 9 and len(below.get_xticklabels()) == 14  # every matrix below, nine drawn above
+        # the null's band is drawn for every matrix, and no bow tie of shuffled lines is left
+        (band,) = [c for c in below.collections if c.get_label().startswith("random-walk null, 5-95%")]
+        assert len(band.get_segments()) == 14
+        assert not any(c.get_label().startswith("shuffled") for ax in panels for c in ax.collections)

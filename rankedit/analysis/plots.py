@@ -109,8 +109,8 @@ def distribution(rows: list[dict], metric: str, path: Path, title: str) -> Path:
     return path
 
 
-_EXPERT_WORDS = {"share": "the expert's share of its layer's squared update (0 to 1)",
-                 "rank1_energy": "rank-1 energy of the expert's update (share, 0 to 1)"}
+_EXPERT_WORDS = {"share": "the expert's share of its layer's ‖ΔW‖² (0 to 1)",
+                 "rank1_energy": "rank-1 energy (share of ‖ΔW‖²_F, 0 to 1)"}
 
 
 def expert_heatmap(moe: dict, metric: str, path: Path, title: str) -> Path:

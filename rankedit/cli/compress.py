@@ -54,6 +54,7 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
     OUT/compress.md     the same, short
     {figures}
     OUT/artifact/       the winner's artifact
+    (figure captions: docs/figures.md)
 
     \b
     Examples:
