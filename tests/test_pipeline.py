@@ -182,6 +182,11 @@ def test_the_run_writes_the_figures_of_the_list_and_each_passes_a_reviewers_chec
         assert sorted(drawn) == sorted(written) and len(kept.made) == len(drawn)
         for name, fig in zip(drawn, kept.made):
             assert problems(fig) == [], name
+    # the same report as one page: every figure embedded byte for byte, links resolving, tables rectangular
+    from test_report_html import check_page
+
+    page = check_page((out / "report.html").read_text(), out, report["figures"])
+    assert len(page.tables) == (out / "report.md").read_text().count("\n|---")
 
 
 def test_edits_are_real_checkpoints_that_carry_their_report(micro_run):

@@ -38,6 +38,8 @@ def run(plan, out, quiet, overwrite, executor, address):
     OUT/analysis/RUN/    metrics.jsonl, summary.json and heatmaps of each update
     OUT/scores/          lm-eval results and per-problem samples of every model
     OUT/report.md        tables: edit, what it keeps, scores, retention [95% CI], forgetting
+    OUT/report.html      the same as one page for a browser: figures embedded and
+                         captioned, tables sorted by a click on a column
     OUT/report.json      scores (model -> task -> value, stderr, n) and rows (edit, task,
                          score, retention, ci_low, ci_high, forgetting)
 
