@@ -1,4 +1,5 @@
-"""PNG figures of a trajectory (matplotlib, headless): a(t) with its line and null band; cosines to the final step."""
+"""PNG figures of a trajectory (matplotlib, headless): a(t) with its line and 1 − R² beside the random-walk null;
+cosines to the final step. Their names are rankedit/core/figures.py's; captions in docs/figures.md."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np  # noqa: E402
 from rankedit.analysis.plots import layer_module_grid  # noqa: E402
 from rankedit.analysis.trajectory_math import line_fit  # noqa: E402
 from rankedit.core.figures import FIG_A, FIG_COS_HEATMAP, FIG_COS_LINES  # noqa: E402,F401
+
 MAX_PANELS = 9
 _WORDS = {"cos_dw_final": "cosine of ΔW_t with the final update ΔW_T (−1 to 1)",
           "cos_v_final": "cosine of v₁(t) with the final v₁(T) (0 to 1, sign-aligned)"}
@@ -35,14 +37,14 @@ def unexplained(r2) -> float:
     return math.nan if r2 is None or not math.isfinite(r2) else max(1.0 - r2, FLOOR)
 
 
-def a_final_figure(rows: list[dict], per_matrix: list[dict], steps: list[int], path: Path, seed: int = 0) -> Path:
+def a_final_figure(rows: list[dict], per_matrix: list[dict], steps: list[int], path: Path) -> Path:
     """Above: a(t) of up to nine matrices with the least-squares line in t. Below: 1 − R² of that line for
     every matrix on a log axis, beside the 5-95% band of the random-walk null (``a_final_linearity``).
 
     R² itself cannot tell a run from a walk: a walk's a(t), measured on its own final direction, is a line
     to within 1/(√m + √n)² (docs/science.md), so both read R² 1.00. Their unexplained shares differ by
     orders of magnitude, which the log axis shows."""
-    del seed  # the nulls were drawn (seeded) by a_final_linearity; nothing here is random
+    # nothing here is random: the nulls were drawn, seeded, by a_final_linearity into per_matrix
     chosen = representative(per_matrix)
     cols = min(3, len(chosen))
     nrows = math.ceil(len(chosen) / cols)
@@ -143,9 +145,9 @@ def cos_lines(rows: list[dict], steps: list[int], path: Path, metric: str = "cos
     return path
 
 
-def trajectory_plots(rows: list[dict], per_matrix: list[dict], steps: list[int], out: Path, seed: int = 0) -> list[Path]:
+def trajectory_plots(rows: list[dict], per_matrix: list[dict], steps: list[int], out: Path) -> list[Path]:
     out = Path(out)
-    return [a_final_figure(rows, per_matrix, steps, out / FIG_A, seed), cos_heatmaps(rows, steps, out / FIG_COS_HEATMAP),
+    return [a_final_figure(rows, per_matrix, steps, out / FIG_A), cos_heatmaps(rows, steps, out / FIG_COS_HEATMAP),
             cos_lines(rows, steps, out / FIG_COS_LINES)]
 
 
