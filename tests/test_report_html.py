@@ -2,7 +2,7 @@
 (its bytes embedded), every link resolving, every table rectangular, nothing fetched from the network.
 
 Not a browser test: a headless Chromium cannot be required by `make test` for a user without one, and a
-test may not skip; the page's sorting script was checked once by hand under node (docs/figures.md says so).
+test may not skip; the page was checked once by hand in headless Chromium (docs/figures.md says so).
 """
 
 import base64

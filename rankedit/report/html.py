@@ -20,7 +20,7 @@ _IMG = re.compile(r'<img src="([^"]*)" alt="[^"]*" />')
 _HEADING = re.compile(r"^### (\S+\.png)\n", re.M)
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem;display:block;overflow-x:auto}th,td{border:1px solid #ccc;padding:.25rem .5rem}
 th{background:#f2f2f2;cursor:pointer}th[data-order=asc]::after{content:" ▲"}th[data-order=desc]::after{content:" ▼"}
 figure{margin:1.5rem 0}figure img{max-width:100%}figcaption{font-size:.9rem;color:#333}"""
 
