@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from figure_checks import kept_figures, problems
 from test_edits_build import cli, write_variant
 
 from rankedit.analysis.trajectory_math import a_final_linearity, gaussian_gram, line_r2, linearity, matrix_trajectory
+from rankedit.analysis.trajectory import trajectory
+from rankedit.analysis.trajectory_patches import FIG_PATCHES, patch_figure
+from rankedit.analysis.trajectory_plots import trajectory_plots
+from rankedit.core.figures import written_by
+from rankedit.core.threads import torch_threads
 
 
 def _gram(xs):
@@ -54,8 +60,6 @@ def test_a_random_walk_is_no_more_linear_than_its_null():
 def test_the_walk_null_of_a_t_is_the_law_of_real_walks_on_the_log_scale_the_figure_shows():
     """a(t)'s walk null reads R² 1.00 because a walk's a(t) is a line to within ~1/(√m + √n)²: its 1 − R²,
     drawn from real 30 x 20 walks, has the null's mean; an exactly linear run lies far below it."""
-    from rankedit.core.threads import torch_threads
-
     rng = np.random.default_rng(0)
     steps = np.arange(1.0, 7.0)
     unexplained = []
@@ -213,12 +217,6 @@ def test_alpharl_through_mergekit_matches_the_pure_edit(run, tmp_path, capsys):
 
 
 def test_trajectory_figures_pass_the_checks_and_say_which_matrices_they_show(run, tmp_path, monkeypatch):
-    from figure_checks import kept_figures, problems
-    from rankedit.analysis.trajectory import trajectory
-    from rankedit.analysis.trajectory_patches import FIG_PATCHES, patch_figure
-    from rankedit.analysis.trajectory_plots import trajectory_plots
-    from rankedit.core.figures import written_by
-
     base, run_dir = run
     s = trajectory(base, run_dir=run_dir, n_null=4, progress=False)
     with kept_figures(monkeypatch) as kept:
