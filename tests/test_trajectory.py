@@ -234,3 +234,14 @@ def test_trajectory_figures_pass_the_checks_and_say_which_matrices_they_show(run
         (band,) = [c for c in below.collections if c.get_label().startswith("random-walk null, 5-95%")]
         assert len(band.get_segments()) == 14
         assert not any(c.get_label().startswith("shuffled") for ax in panels for c in ax.collections)
+
+
+def test_the_report_compares_a_t_with_the_walk_by_the_unexplained_share():
+    from rankedit.pipeline.trajectory_stage import trajectory_markdown
+
+    lin = {"r2": 0.986, "r2_shuffled": 0.1, "r2_random": 0.27, "r2_walk": 0.999}
+    block = {"dir": "trajectory", "n_matrices": 2, "n_steps": 4, "not_identifiable": {"pairs": 0, "of": 8},
+             "a_final_linearity_mean": lin, "dw_linearity_whole": lin, "figures": []}
+    line = next(x for x in trajectory_markdown(block) if x.startswith("- a(t)"))
+    assert line.endswith("random walk 0.999); unexplained share 1 − R² 1.4e-02 against a random walk's 1.0e-03 "
+                         "(below it: more linear than a walk; above: less)")
