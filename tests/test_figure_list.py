@@ -118,3 +118,15 @@ def test_the_checks_find_what_a_reviewer_would():
     plt.close(fig)
     assert found == ["axis 0 (untitled): no y label", "axis 1 (untitled): nothing drawn and no text saying why",
                      "a colour bar without a label", "legend entry 'a square never drawn' names nothing drawn"]
+
+
+def test_pass_at_k_figure_passes_the_checks(tmp_path, monkeypatch):
+    from rankedit.report.pass_at_k_figure import pass_at_k_plot
+    from rankedit.report import pass_at_k as pk
+
+    models = {"base": pk.curve([0, 4, 1], 4, 100), "tuned": {**pk.curve([2, 2, 4], 4, 100), "crosses_base_at": 2}}
+    report = {"pass_at_k": {t: {"n": 4, "problems": 3, "models": models} for t in ("organism_id", "organism_hard")}}
+    with kept_figures(monkeypatch) as kept:
+        pass_at_k_plot(report, tmp_path / "pass_at_k.png")
+        (fig,) = kept.made
+        assert problems(fig) == [] and [ax.get_ylabel() for ax in fig.axes] == ["pass@k (95% bootstrap interval)", ""]
