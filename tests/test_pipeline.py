@@ -139,6 +139,56 @@ def test_report_has_the_documented_shape(micro_run):
         assert (out / "analysis" / run / "heatmap_sparsity_bf16.png").is_file()
 
 
+def _expected_figures(report: dict, out: Path) -> set[str]:
+    """The figures rankedit/core/figures.py lists for `run`, under the conditions this report meets."""
+    from rankedit.core import figures
+
+    met = {"always": True, "scores": any(v["value"] for s in report["scores"].values() for v in s.values()),
+           "retention": any(r["retention"] is not None for r in report["rows"]),
+           "frontier": bool(report["frontier"]), "pass_at_k": bool(report.get("pass_at_k")),
+           "kl": "kl" in report, "early_stop": "early_stop" in report, "trajectory": "trajectory" in report,
+           "moe": any(json.loads((out / d / "summary.json").read_text()).get("moe")
+                      for d in report["analysis"]["runs"].values())}
+    out = set()
+    for f in figures.written_by("run"):
+        if not met[figures.when(f, "run")]:
+            continue
+        if f.analysis:
+            out |= {f"{d}/{f.name}" for d in report["analysis"]["runs"].values()}
+        else:
+            out.add(figures.folder(f, "run") + f.name)
+    return out
+
+
+def test_the_run_writes_the_figures_of_the_list_and_each_passes_a_reviewers_checks(micro_run, tmp_path, monkeypatch):
+    """The micro plan's figures are the list's (rankedit/core/figures.py) for what it ran; redrawn from the run's
+    own report and analyses, every axis is labelled and non-empty and every legend entry is drawn."""
+    from figure_checks import kept_figures, problems
+    from rankedit.analysis.plots import analysis_plots
+    from rankedit.report.early_stop_figure import early_stop_plot
+    from rankedit.report.figures import report_plots
+
+    out, report = micro_run
+    written = {str(p.relative_to(out)) for p in out.rglob("*.png") if p.relative_to(out).parts[0] not in ("edits", "scores")}
+    assert written == set(report["figures"]) == _expected_figures(report, out)
+    with kept_figures(monkeypatch) as kept:
+        drawn = report_plots(report, tmp_path)
+        if "early_stop" in report:
+            drawn.append(early_stop_plot(report["early_stop"], tmp_path / "early_stop.png").name)
+        for run, folder in report["analysis"]["runs"].items():
+            rows = [json.loads(x) for x in (out / folder / "metrics.jsonl").read_text().splitlines()]
+            (tmp_path / run).mkdir()
+            drawn += [f"{folder}/{p.name}" for p in analysis_plots(rows, tmp_path / run)]
+        assert sorted(drawn) == sorted(written) and len(kept.made) == len(drawn)
+        for name, fig in zip(drawn, kept.made):
+            assert problems(fig) == [], name
+    # the same report as one page: every figure embedded byte for byte, links resolving, tables rectangular
+    from test_report_html import check_page
+
+    page = check_page((out / "report.html").read_text(), out, report["figures"])
+    assert len(page.tables) == (out / "report.md").read_text().count("\n|---")
+
+
 def test_edits_are_real_checkpoints_that_carry_their_report(micro_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from figure_checks import kept_figures, problems
 from test_edits_build import cli, write_variant
 
 from rankedit.analysis.trajectory_math import a_final_linearity, gaussian_gram, line_r2, linearity, matrix_trajectory
+from rankedit.analysis.trajectory import trajectory
+from rankedit.analysis.trajectory_patches import FIG_PATCHES, patch_figure
+from rankedit.analysis.trajectory_plots import trajectory_plots
+from rankedit.core.figures import written_by
+from rankedit.core.threads import torch_threads
 
 
 def _gram(xs):
@@ -49,6 +55,26 @@ def test_a_random_walk_is_no_more_linear_than_its_null():
     a = np.array([f["a_final"] for f in facts])
     la = a_final_linearity(steps, a, (200, 150), seed=1, n_null=200)
     assert la["r2"] > 0.99 and abs(la["excess_walk"]) < 0.005 and la["r2"] <= la["r2_walk_q95"]
+
+
+def test_the_walk_null_of_a_t_is_the_law_of_real_walks_on_the_log_scale_the_figure_shows():
+    """a(t)'s walk null reads R² 1.00 because a walk's a(t) is a line to within ~1/(√m + √n)²: its 1 − R²,
+    drawn from real 30 x 20 walks, has the null's mean; an exactly linear run lies far below it."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(1.0, 7.0)
+    unexplained = []
+    for _ in range(100):
+        walk = np.cumsum(rng.standard_normal((6, 30, 20)), axis=0)
+        u, _, vt = np.linalg.svd(walk[-1])
+        a = np.array([u[:, 0] @ x @ vt[0] for x in walk])
+        unexplained.append(1 - line_r2(steps, np.outer(a, a)))
+    with torch_threads(1):
+        null = a_final_linearity(steps, steps, (30, 20), seed=0, n_null=400)
+    assert 0.75 < np.mean(unexplained) / (1 - null["r2_walk"]) < 1.33
+    assert 1 - null["r2_walk"] < 0.02 and null["r2"] == pytest.approx(1.0, abs=1e-12)  # a line: 1 − R² = 0
+    assert null["r2_walk_q05"] < null["r2_walk"] < null["r2_walk_q95"]
+    lo, hi = np.quantile(unexplained, [0.05, 0.95])
+    assert 0.5 < lo / (1 - null["r2_walk_q95"]) < 2 and 0.5 < hi / (1 - null["r2_walk_q05"]) < 2
 
 
 def test_random_vector_null_has_its_known_mean():
@@ -188,3 +214,34 @@ def test_alpharl_through_mergekit_matches_the_pure_edit(run, tmp_path, capsys):
     p = e.params(mode="alpharl", steps=(10, 20, 30), accuracies=(0.1, 0.3, 0.35), target_accuracy=0.5)
     want = w[0] + e.fn(MatrixInputs(w[0], tuple(w[1:]), steps=(10, 20, 30)), p).delta
     torch.testing.assert_close(load_file(str(out / "model.safetensors"))[name], want, rtol=1e-5, atol=1e-6)
+
+
+def test_trajectory_figures_pass_the_checks_and_say_which_matrices_they_show(run, tmp_path, monkeypatch):
+    base, run_dir = run
+    s = trajectory(base, run_dir=run_dir, n_null=4, progress=False)
+    with kept_figures(monkeypatch) as kept:
+        paths = trajectory_plots(s["rows"], s["matrices"], s["params"]["steps"], tmp_path)
+        paths.append(patch_figure(s["patches"], tmp_path / FIG_PATCHES))
+        assert [p.name for p in paths] == [f.name for f in written_by("trajectory")]
+        for path, fig in zip(paths, kept.made):
+            assert problems(fig) == [], path.name
+        a_fig = kept.made[0]
+        assert "9 of 14 matrices, spread evenly over the model's order" in a_fig._suptitle.get_text()
+        panels = [ax for ax in a_fig.axes if ax.get_xlabel() == "training step"]
+        below = next(ax for ax in a_fig.axes if ax.get_yscale() == "log")
+        assert len(panels) == 9 and len(below.get_xticklabels()) == 14  # every matrix below, nine drawn above
+        # the null's band is drawn for every matrix, and no bow tie of shuffled lines is left
+        (band,) = [c for c in below.collections if c.get_label().startswith("random-walk null, 5-95%")]
+        assert len(band.get_segments()) == 14
+        assert not any(c.get_label().startswith("shuffled") for ax in panels for c in ax.collections)
+
+
+def test_the_report_compares_a_t_with_the_walk_by_the_unexplained_share():
+    from rankedit.pipeline.trajectory_stage import trajectory_markdown
+
+    lin = {"r2": 0.986, "r2_shuffled": 0.1, "r2_random": 0.27, "r2_walk": 0.999}
+    block = {"dir": "trajectory", "n_matrices": 2, "n_steps": 4, "not_identifiable": {"pairs": 0, "of": 8},
+             "a_final_linearity_mean": lin, "dw_linearity_whole": lin, "figures": []}
+    line = next(x for x in trajectory_markdown(block) if x.startswith("- a(t)"))
+    assert line.endswith("random walk 0.999); unexplained share 1 − R² 1.4e-02 against a random walk's 1.0e-03 "
+                         "(below it: more linear than a walk; above: less)")

@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from rankedit.core.threads import torch_threads
 from rankedit.core.linalg import SVD, gram_eigh, gram_svd, numerical_rank, triplets_from_eigh
 from rankedit.core.propensity import propensity_share  # noqa: F401  (the metric's reference; the edits share its math)
 from rankedit.core.masks import (  # noqa: F401  (Cut, kth_smallest and the mask functions: this module's API too)
@@ -75,6 +76,29 @@ def rank1_energy(s: torch.Tensor) -> float:
     s = s.double()
     e = float((s**2).sum())
     return NAN if e == 0.0 else float(s.max() ** 2 / e)
+
+
+GAUSSIAN_DRAWS = 8  # seeded draws of gaussian_rank1_energy
+GAUSSIAN_EXACT_MAX = 128  # min(m, n) up to this: drawn; above, the Marchenko-Pastur edge
+
+
+def gaussian_rank1_energy(shape: tuple[int, int], draws: int = GAUSSIAN_DRAWS, seed: int = 0) -> float:
+    """The rank-1 energy of a random update of this shape: the mean over ``draws`` seeded m x n matrices G of
+    independent N(0, 1) entries of s_1(G)² / ‖G‖²_F (from the eigenvalues of the short side's Gram matrix,
+    on one thread: the multi-threaded SVD spins on a shared machine). Above GAUSSIAN_EXACT_MAX on the short
+    side, the large-matrix limit (√m + √n)² / (m n): the Marchenko-Pastur edge over E‖G‖²_F = m n (above the
+    drawn mean by 3% at 128 x 128 and 2% at 256 x 256 and 512 x 512; the gap shrinks as min(m, n)^(-2/3))."""
+    m, n = sorted((int(shape[0]), int(shape[1])))
+    if m > GAUSSIAN_EXACT_MAX:
+        return (math.sqrt(m) + math.sqrt(n)) ** 2 / (m * n)
+    g = torch.Generator().manual_seed(seed)
+    total = 0.0
+    with torch_threads(1):
+        for _ in range(draws):
+            x = torch.randn(m, n, generator=g, dtype=torch.float64)
+            ev = torch.linalg.eigvalsh(x @ x.T)
+            total += float(ev[-1] / ev.sum())
+    return total / draws
 
 
 # ---- principal subspaces of the weights ---------------------------------------------------

@@ -33,7 +33,9 @@ class Metric:
     unit: bool = False  # its values lie in [0, 1] (a histogram of it spans exactly that)
     views: tuple[str, ...] = ()
     leads: tuple[str, ...] = ()  # views where it comes before the metrics that do not lead there
-    heatmap: tuple[str, str] | None = None  # (title, colormap) of its layer x module heatmap
+    # (title, colormap, colour bar label in words with its unit) of its layer x module heatmap; "top-k" in a
+    # title is replaced by the k the matrices used
+    heatmap: tuple[str, str, str] | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS or self.better not in BETTER:
@@ -48,7 +50,8 @@ T, C, K = "table", "compare", "card"
 METRICS = (
     Metric("sparsity_bf16", "fraction of entries whose bf16 values are equal in W0 and W1", "scalar", unit=True,
            views=(T, C, K), leads=(K,),
-           heatmap=("bf16 update sparsity (fraction of entries unchanged)", "viridis")),
+           heatmap=("bf16 update sparsity (fraction of entries unchanged)", "viridis",
+                    "unchanged in bf16 (fraction of entries)")),
     Metric("sparsity_atol", "fraction of entries with |dW| <= atol", "scalar", unit=True, views=(T,)),
     Metric("rank", "numerical rank of dW (float32 matrix_rank tolerance)", "scalar"),
     Metric("rank_fraction", "rank / min(m, n)", "scalar", unit=True, views=(T, C)),
@@ -57,9 +60,11 @@ METRICS = (
     Metric("stable_rank", "sum(s_i^2) / s_1^2 of dW", "scalar", views=(K,)),
     Metric("rank1_energy", "s_1^2 / sum(s_i^2) of dW: the update's energy in its top direction", "scalar",
            unit=True, views=(T, C, K), leads=(K,),
-           heatmap=("rank-1 energy of the update s₁² / Σ sᵢ²", "plasma")),
+           heatmap=("rank-1 energy of the update s₁² / Σ sᵢ²", "plasma",
+                    "rank-1 energy (share of ‖ΔW‖²_F, 0 to 1)")),
     Metric("angle_left_deg", "largest principal angle between W0's and W1's top-k left subspaces", "scalar",
-           views=(T, C, K), heatmap=("largest principal angle, top-k left subspaces (degrees)", "magma")),
+           views=(T, C, K), heatmap=("largest principal angle, top-k left subspaces (degrees)", "magma",
+                    "largest principal angle (degrees)")),
     Metric("angle_right_deg", "largest principal angle between W0's and W1's top-k right subspaces", "scalar",
            views=(T, C)),
     Metric("angles_left_deg", "all k left principal angles, largest first", "per-k"),
@@ -67,7 +72,8 @@ METRICS = (
     Metric("k", "the subspace size used: min(k, min(m, n) / 4), at least 1", "size"),
     Metric("spectral_gap", "(s_k - s_k+1) / s_k of W0", "scalar", unit=True),
     Metric("spectral_shift", "||s(W1) - s(W0)|| / ||s(W0)|| over all singular values", "scalar", views=(T, C),
-           heatmap=("spectral shift ‖s(W1) − s(W0)‖ / ‖s(W0)‖", "cividis")),
+           heatmap=("spectral shift ‖s(W1) − s(W0)‖ / ‖s(W0)‖", "cividis",
+                    "relative change of singular values (ratio)")),
     Metric("overlap_principal", "share of the bf16 update mask inside M_p (top-alpha of |W0_k|)", "scalar",
            unit=True, views=(T, C)),
     Metric("overlap_low", "share of the bf16 update mask inside M_low (bottom-alpha of |W0|)", "scalar",

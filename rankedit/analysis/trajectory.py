@@ -195,7 +195,7 @@ def trajectory(
             if plots:
                 from rankedit.analysis.trajectory_plots import trajectory_plots
 
-                trajectory_plots(rows, per_matrix, steps, tmp, seed=seed)
+                trajectory_plots(rows, per_matrix, steps, tmp)
                 patch_figure(summary["patches"], tmp / FIG_PATCHES)
     return {**summary, "rows": rows}
 

@@ -126,6 +126,7 @@ def _summarize_draws(r2: float, draws: dict[str, list[float]]) -> dict:
         finite = bool(np.any(np.isfinite(vals)))
         mean = float(np.nanmean(vals)) if finite else math.nan
         out[f"r2_{key}"] = mean
+        out[f"r2_{key}_q05"] = float(np.nanquantile(vals, 0.05)) if finite else math.nan
         out[f"r2_{key}_q95"] = float(np.nanquantile(vals, 0.95)) if finite else math.nan
         out[f"excess_{key}"] = r2 - mean
     return out

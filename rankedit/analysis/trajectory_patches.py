@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
+from rankedit.core.figures import FIG_PATCHES  # noqa: F401 (the trajectory writes it under this name)
 from rankedit.files.patch_format import ENCODINGS, measure
 
 FROM = ("from_base", "from_previous")
-FIG_PATCHES = "patch_bytes.png"
 _SUMMED = ("entries", "changed", *ENCODINGS, "bytes")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q
@@ -44,7 +45,10 @@ def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, mod
 
     Writes OUT/metrics.jsonl (one row per matrix), OUT/summary.json (means by
     kind, module and layer, whole-model bf16 sparsity) and, unless --no-plots,
-    OUT/*.png heatmaps.
+    these figures (each captioned in docs/figures.md):
+
+    \b
+    {figures}
 
     Several tuned runs of one base (rankedit analyze BASE A B C ...): the first
     is measured as above, and every pair of runs gets, per matrix and pooled
@@ -53,7 +57,7 @@ def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, mod
     masks, the share of shared entries whose signs conflict and the overlap of
     their rank-1 directions, each beside the value a random pair of the same
     shapes and sparsity has (the null): `interference` in each row of
-    metrics.jsonl and in summary.json, and OUT/interference_*.png heatmaps.
+    metrics.jsonl and in summary.json, and the interference heatmaps above.
     """
     import json
     from pathlib import Path
@@ -82,3 +86,6 @@ def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, mod
         click.echo(f"warning: the update is zero: {tuned[0]} is identical to the base {base} in all {len(rows)} "
                    "matrices analysed (a copy of the base given as TUNED?)", err=True)
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")
+
+
+analyze.help = with_figures(analyze.help, "analyze")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.pipeline.compress_families import DEFAULT_FAMILIES, FAMILIES
@@ -54,8 +55,9 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
     OUT/compress.json   every candidate: family, budget, bytes, ratio to the bf16 delta,
                         R with its interval, meets; the winner; the exact patch
     OUT/compress.md     the same, short
-    OUT/frontier.png    R of the candidates against their bytes
+    {figures}
     OUT/artifact/       the winner's artifact
+    (figure captions: docs/figures.md)
 
     \b
     Examples:
@@ -78,3 +80,6 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
     click.echo(f"{n} candidates ({fresh} scored now, {n - fresh} from the cache); report in {out}/compress.md")
     click.echo(winner_line(doc))
     click.echo(exact_line(doc))
+
+
+compress.help = with_figures(compress.help, "compress")

@@ -5,6 +5,7 @@ from rankedit.core.names import REPORT_MD
 
 import click
 
+from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 
 
@@ -37,9 +38,14 @@ def run(plan, out, quiet, overwrite, executor, address):
     OUT/analysis/RUN/    metrics.jsonl, summary.json and heatmaps of each update
     OUT/scores/          lm-eval results and per-problem samples of every model
     OUT/report.md        tables: edit, what it keeps, scores, retention [95% CI], forgetting
+    OUT/report.html      the same as one page for a browser: figures embedded and
+                         captioned, tables sorted by a click on a column
     OUT/report.json      scores (model -> task -> value, stderr, n) and rows (edit, task,
                          score, retention, ci_low, ci_high, forgetting)
-    OUT/*.png            retention per edit, retention against the share of the update kept
+
+    \b
+    Figures (each captioned in docs/figures.md; RUN: tuned, sft, sft-matched, ...):
+    {figures}
 
     Every step is cached (edits by manifest, analysis by input hashes, scores by
     model and task hashes): an interrupted run resumes, a finished one reruns in
@@ -57,3 +63,6 @@ def run(plan, out, quiet, overwrite, executor, address):
     n = len(report["edits"])
     click.echo(f"{n} edits scored on {', '.join(report['tasks'])}; report in {Path(out) / 'report.md'} "
                f"and {Path(out) / 'report.json'}")
+
+
+run.help = with_figures(run.help, "run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.core.errors import RankeditError
@@ -48,7 +49,11 @@ def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws
     (as `rankedit patch` stores it) against the base and the previous step.
     Every quantity is defined in docs/science.md.
 
-    Writes OUT/trajectory.jsonl, OUT/summary.json and, unless --no-plots, OUT/*.png.
+    Writes OUT/trajectory.jsonl, OUT/summary.json and, unless --no-plots, these
+    figures (each captioned in docs/figures.md):
+
+    \b
+    {figures}
     """
     from rankedit.analysis.trajectory import trajectory as run_trajectory
 
@@ -71,3 +76,6 @@ def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws
 
 def _f(v) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+trajectory.help = with_figures(trajectory.help, "trajectory")

@@ -24,6 +24,7 @@ SCORES_MD = "scores.md"
 # rankedit run
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"  # report.md with its figures embedded, for a browser
 FIG_SCORES = "scores.png"
 FIG_RETENTION = "retention.png"
 FIG_FRONTIER = "frontier.png"

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
-from rankedit.core.names import (ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, FIG_EARLY_STOP, FIG_MERGES, REPORT_JSON,
+from rankedit.core.names import (ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, FIG_EARLY_STOP, FIG_MERGES, REPORT_HTML,
+                                 REPORT_JSON,
                                  REPORT_MD)
 
 if TYPE_CHECKING:
@@ -106,13 +107,16 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
         figures.append(FIG_EARLY_STOP)
     register(*(out / f for f in figures))
     figures += trajectory["figures"] if trajectory else []
-    for run in summaries:
+    for run in [*summaries, *(["merged-runs"] if interference is not None else [])]:
         for png in sorted((out / "analysis" / run).glob("*.png")):
             figures.append(f"analysis/{run}/{png.name}")
     report["figures"] = figures
     atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / REPORT_MD, rep.markdown(report, out) + "\n".join(
-        merge_markdown(report.get("merges", [])) + prediction_markdown(report.get("merge_prediction")) + trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""]))
+    md = rep.markdown(report, out) + "\n".join(
+        merge_markdown(report.get("merges", [])) + prediction_markdown(report.get("merge_prediction"))
+        + trajectory_markdown(trajectory) + early_stop_markdown(stop) + [""])
+    atomic_write_text(out / REPORT_MD, md)
+    write_html(out, md, figures, report["name"])
     _attach_to_edits(report, summaries, out)
     return report
 
@@ -133,3 +137,12 @@ def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
             atomic_write_text(d / EDIT_SCORES, json.dumps(doc, indent=2) + "\n")
         if e["of"] in summaries:
             atomic_write_text(d / EDIT_ANALYSIS, (out / "analysis" / e["of"] / ANALYSIS_SUMMARY).read_text())
+
+
+def write_html(out: Path, md: str, figures: list[str], title: str) -> None:
+    """OUT/report.html: report.md with its figures embedded and captioned (``rankedit.report.html``)."""
+    from rankedit.core.resources import shipped_dir
+    from rankedit.report.html import captions, report_html
+
+    caps = captions((shipped_dir("docs") / "figures.md").read_text())
+    atomic_write_text(out / REPORT_HTML, report_html(md, {f: (out / f).read_bytes() for f in figures}, caps, title))

@@ -317,6 +317,7 @@ def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: lis
     """Every run into OUT/runs/NAME, one after another, then the across-run report in OUT."""
     from rankedit.core import machine
     from rankedit.report.several_runs import across_report, markdown_runs
+    from rankedit.pipeline.outputs import write_html
     from rankedit.report.figures import runs_plots
 
     from rankedit.files.outdir import claim_dir
@@ -339,5 +340,7 @@ def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: lis
     report["figures"] = runs_plots(report, out)
     register(*(out / f for f in report["figures"]))
     atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(out / REPORT_MD, markdown_runs(report))
+    md = markdown_runs(report)
+    atomic_write_text(out / REPORT_MD, md)
+    write_html(out, md, report["figures"], report["name"])
     return report, failures

@@ -80,6 +80,15 @@ def patch_sentence(p: dict) -> str:
             f"{mb(chain)}, {chain / (len(fb) * full):.1%} of storing each in full")
 
 
+def _unexplained(d: dict) -> str:
+    """a(t)'s 1 − R² beside the walk's: a walk's a(t) is nearly a line too, so R² to three digits cannot
+    separate them (docs/science.md, Trajectory; the figure a_final.png draws it per matrix)."""
+    if d.get("r2") is None or d.get("r2_walk") is None:
+        return "1 − R² undefined"
+    return (f"unexplained share 1 − R² {1 - d['r2']:.1e} against a random walk's {1 - d['r2_walk']:.1e} "
+            "(below it: more linear than a walk; above: less)")
+
+
 def trajectory_markdown(block: dict | None) -> list[str]:
     """The report's section: linearity beside its nulls, the flags, the figures."""
     if not block:
@@ -90,7 +99,8 @@ def trajectory_markdown(block: dict | None) -> list[str]:
              "R² of a line in training step, beside the same R² on its nulls: a trend a random walk also "
              "shows is no evidence of linearity.", "",
              f"- whole update ΔW_t, flattened: {_r2(block['dw_linearity_whole'])}",
-             f"- a(t) = u₁(T)ᵀ ΔW_t v₁(T), mean over matrices: {_r2(block['a_final_linearity_mean'])}",
+             f"- a(t) = u₁(T)ᵀ ΔW_t v₁(T), mean over matrices: {_r2(block['a_final_linearity_mean'])}; "
+             f"{_unexplained(block['a_final_linearity_mean'])}",
              f"- {ni['pairs']} of {ni['of']} (matrix, step) pairs have a top direction that is not identifiable "
              f"(s₁/s₂ below the gap threshold)"]
     if block.get("patches"):

@@ -57,6 +57,7 @@ def _finish_retention_axes(fig, ax, edits: list[str], controls: set, legend: boo
     ax.axvline(0, color="black", lw=0.8)
     ax.axvline(1, color="black", lw=0.8, ls="--")
     ax.set_yticks(range(len(edits)), [f"{e} (control)" if e in controls else e for e in edits])
+    ax.set_ylabel("edit")
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
@@ -111,6 +112,7 @@ def scores_per_model(report: dict, path: Path) -> Path | None:
         ax.set_xlabel(metric_words(report["metrics"].get(task, "score")), fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(models)), models, fontsize=8)
+    axes[0][0].set_ylabel("model", fontsize=8)  # the panels share it
     axes[0][0].invert_yaxis()
     handles = [Patch(facecolor=_RUN, edgecolor=_RUN, label="base and whole runs"),
                Patch(facecolor=_EDIT, edgecolor=_EDIT, label="edits"),

@@ -20,7 +20,7 @@ def pass_at_k_plot(report: dict, path: Path) -> Path | None:
     if not blocks:
         return None
     tasks = list(blocks)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False, sharey=True)
     cmap = plt.get_cmap("tab10")
     for ax, task in zip(axes[0], tasks):
         blk = blocks[task]
