@@ -127,3 +127,30 @@ def test_the_organism_merge_example_plan_is_valid():
     plan = load_plan("organism-merge")
     assert len(plan.merges) == 12 and plan.score.suite == "organism-merge"
     assert {r for m in plan.merges for r in m.runs} == {"tuned", "other_tuned", "rl-seed3", "rl-sum"}
+
+
+def test_a_plan_with_merges_runs_end_to_end(micro_organism, tmp_path):
+    """Merges are built, scored, measured against each run; the runs' interference is measured before."""
+    from rankedit.pipeline.run import run
+
+    plan = parse_plan({"name": "merges", "organism": {"size": "micro", "seed": 0},
+                       "merges": [{"name": "soup", "method": "task-arithmetic", "runs": ["rl", "rl-seed2"],
+                                   "params": {"weights": [0.5, 0.5]}},
+                                  {"name": "orth", "method": "orthogonal", "runs": ["tuned", "sft"], "params": {"k": 1}},
+                                  {"name": "orth-c", "method": "random-orthogonal", "runs": ["tuned", "sft"],
+                                   "params": {"k": 1}, "control_of": "orth"}],
+                       "score": {"suite": "organism", "limit": 12, "batch_size": 64, "n_boot": 100},
+                       "analyze": {"k": 2, "matched_sft": False}})
+    report = run(plan, tmp_path / "out", quiet=True)
+    assert [e["name"] for e in report["edits"]] == ["soup", "orth", "orth-c"]
+    assert {(r["merge"], r["run"]) for r in report["merges"]} == {
+        ("soup", "tuned"), ("soup", "other_tuned"), ("orth", "tuned"), ("orth", "sft"), ("orth-c", "tuned"), ("orth-c", "sft")}
+    assert "other_tuned" in report["scores"]  # a merged run is scored, so each merge is measured against it
+    assert set(report["interference"]["pairs"]) == {"tuned|other_tuned", "tuned|sft", "other_tuned|sft"}
+    assert set(report["merge_prediction"]["figures"]) >= {"cosine", "jaccard", "sign_conflict"}
+    assert "analysis/merged-runs/interference_cosine.png" in report["figures"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Merges against each of their runs" in md and (tmp_path / "out" / "report.html").is_file()
+    from rankedit.edits.manifest import read_manifest
+
+    assert read_manifest(tmp_path / "out" / "edits" / "soup")["method"] == "task-arithmetic"
