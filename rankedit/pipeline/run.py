@@ -22,6 +22,7 @@ from typing import Callable
 
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
+from rankedit.core import base_decomp
 from rankedit.core.errors import RankeditError
 from rankedit.core.executors import LocalExecutor, make_executor
 from rankedit.pipeline.scoring_options import score_options
@@ -296,8 +297,9 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
     if any(models.run(e.of)[0] not in models.accuracies for e in plan.edits if e.params.get("mode") == "alpharl"):
         stage("checkpoint scores", score_window_checkpoints, plan, models, quiet, executor)
         plans = plan_edits(plan, models)  # alpharl's accuracies are now the scores
-    edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
-    summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
+    with base_decomp.one_run():  # the analysis decomposes each W0; later analyses and the edits take it
+        summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
+        edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
     trajectory = stage("trajectory", run_trajectory, plan, models, out, quiet, overwrite)
     result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite, executor)
     kl = stage("kl", run_kl, plan, models, edits, quiet) if plan.kl is not None else None
