@@ -22,6 +22,8 @@ from rankedit.core import base_decomp
 from rankedit.files.adapter import AdapterCheckpoint, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.core.errors import RankeditError
+from rankedit.core.specs import check_value
+from rankedit.analysis.specs import AnalyzeCommandOptions
 from rankedit.analysis.geometry import (DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, BaseParts, default_k,
                                         matrix_metrics, rel_update_norm)
 from rankedit.analysis.metrics import SCALAR_METRICS
@@ -38,12 +40,8 @@ from rankedit.core.names import ANALYSIS_METRICS, ANALYSIS_SUMMARY
 
 
 def validate_params(k: int, alpha: float, atol: float, q: float, device: str) -> None:
-    if k < 1:
-        raise RankeditError(f"--k must be at least 1, got {k}")
-    if not 0.0 < alpha < 1.0:
-        raise RankeditError(f"--alpha must be between 0 and 1 (exclusive), got {alpha}")
-    if not 0.0 < q <= 1.0:
-        raise RankeditError(f"--q must be in (0, 1], got {q}")
+    for name, value in (("k", k), ("alpha", alpha), ("q", q)):
+        check_value(AnalyzeCommandOptions, name, value, f"--{name}")
     if not atol >= 0 or math.isinf(atol):  # NaN fails every comparison
         raise RankeditError(f"--atol must be a finite number >= 0, got {atol}")
     check_device(device)

@@ -31,6 +31,8 @@ import numpy as np
 
 from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
+from rankedit.core.specs import check_value, default
+from rankedit.scoring.specs import KLOptions
 from rankedit.files.atomic import atomic_dir, atomic_write_text
 from rankedit.files.outdir import check_out
 from rankedit.files.checkpoint import Checkpoint, check_compatible
@@ -148,8 +150,9 @@ def estimate(model_path: Path, base_path: Path, prompts: list[str], samples: int
 
 def kl(model: str | os.PathLike, base: str | os.PathLike, prompts: Sequence[str] | str | os.PathLike | None = None,
        *, task: str | None = None, include_paths: Sequence[str | os.PathLike] = (), limit: int | None = None,
-       samples: int = 4, max_tokens: int = 256, seed: int = 0, batch_size: int = 32, device: str = "cpu",
-       dtype: str = "float32", n_boot: int = 2000, use_cache: bool = True, out: str | os.PathLike | None = None,
+       samples: int = default(KLOptions, "samples"), max_tokens: int = 256, seed: int = default(KLOptions, "seed"),
+       batch_size: int = default(KLOptions, "batch_size"), device: str = "cpu",
+       dtype: str = default(KLOptions, "dtype"), n_boot: int = 2000, use_cache: bool = True, out: str | os.PathLike | None = None,
        overwrite: bool = False) -> dict:
     """KL travelled from ``base`` by ``model`` on prompts, from ``samples`` of the model's own completions each.
 
@@ -161,10 +164,14 @@ def kl(model: str | os.PathLike, base: str | os.PathLike, prompts: Sequence[str]
     """
     if (prompts is None) == (task is None):
         raise RankeditError("give the prompts (a list or a file) or an lm-eval task, not both or neither")
-    for name, v, low in (("samples", samples, 1), ("max_tokens", max_tokens, 1), ("batch_size", batch_size, 1),
-                         ("n_boot", n_boot, 100), ("seed", seed, 0)):
-        if not isinstance(v, int) or v < low:
-            raise RankeditError(f"{name} must be an integer of at least {low}, got {v!r}")
+    for name, v in (("samples", samples), ("max_tokens", max_tokens), ("batch_size", batch_size), ("n_boot", n_boot),
+                    ("seed", seed)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise RankeditError(f"{name} must be an integer, got {v!r}")
+    for name, v in (("samples", samples), ("batch_size", batch_size), ("seed", seed)):  # the spec's bounds
+        check_value(KLOptions, name, v, name)
+    if max_tokens < 1 or n_boot < 100:
+        raise RankeditError(f"max_tokens must be at least 1 and n_boot at least 100, got {max_tokens} and {n_boot}")
     if task is not None:
         prompts = task_prompts(task, include_paths, limit)
     elif isinstance(prompts, (str, os.PathLike)):

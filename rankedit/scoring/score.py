@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from rankedit.core.errors import RankeditError
+from rankedit.core.specs import check_value, default
+from rankedit.scoring.specs import ScoreOptions
 from rankedit.files.tempfiles import WRITE_ERRNOS
 from rankedit.core.cache_dir import cache_root
 from rankedit.files.adapter import is_adapter
@@ -100,8 +102,8 @@ def score(
     tasks: Sequence[str] | None = None,
     out: str | os.PathLike | None = None,
     *,
-    backend: str = "hf",
-    batch_size: int | str = 8,
+    backend: str = default(ScoreOptions, "backend"),
+    batch_size: int | str = default(ScoreOptions, "batch_size"),
     limit: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
@@ -153,10 +155,8 @@ def score(
         st = with_data_dir(st, data_dir)
     if backend not in BACKENDS:
         raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    if limit is not None and limit < 1:
-        raise RankeditError(f"--limit must be at least 1, got {limit}")
-    if max_gen_toks is not None and max_gen_toks < 1:
-        raise RankeditError(f"--max-gen-toks must be at least 1, got {max_gen_toks}")
+    for name, value in (("batch_size", batch_size), ("limit", limit), ("max_gen_toks", max_gen_toks)):
+        check_value(ScoreOptions, name, value, "--" + name.replace("_", "-"))
     labels = model_labels(models)
     if not labels:
         raise RankeditError("no models to score")
