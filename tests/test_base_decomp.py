@@ -44,7 +44,7 @@ def _plan(organism, edits_only=False) -> dict:
 
 def _base_matrices(organism) -> int:
     ck = Checkpoint(organism / "base")
-    return sum(1 for n in ck.names() if ck.info(n).shape and len(ck.info(n).shape) == 2
+    return sum(1 for n in ck.names if ck.info(n).shape and len(ck.info(n).shape) == 2
                and not n.endswith(("embed_tokens.weight", "lm_head.weight")))
 
 
@@ -84,3 +84,18 @@ def test_the_analysis_top_k_is_exact_within_the_guard():
     assert float(sin) < TOL
     assert torch.allclose(shared.S, own.S, rtol=1e-5)
     assert shared.U.dtype == w0.dtype and shared.U.is_contiguous()
+
+
+def test_an_analysis_on_shared_eigenpairs_equals_one_alone(micro_organism):
+    """The SFT analysis of a run takes W0's eigenpairs from the RL analysis before it: the same bits as
+    its own (they are kept in LAPACK's own layout, so a product on them rounds the same)."""
+    from rankedit.analysis.analyze import analyze
+
+    o = micro_organism
+    alone = analyze(o / "base", o / "sft", progress=False, k=8, base_cache=False)
+    with base_decomp.one_run():
+        analyze(o / "base", o / "rl", progress=False, k=8, base_cache=False)
+        assert base_decomp.run_eigh(Checkpoint(o / "base").get("model.layers.0.mlp.down_proj.weight"), "cpu")[1] \
+            is not None
+        shared = analyze(o / "base", o / "sft", progress=False, k=8, base_cache=False)
+    assert shared == alone

@@ -115,7 +115,9 @@ class _RunMemory:
         size = sum(t.numel() * t.element_size() for t in value)
         with self.lock:
             if key not in self.items and self.bytes + size <= RUN_MEMORY:
-                self.items[key] = tuple(t.detach().to("cpu").contiguous() for t in value)
+                # copies in the tensors' own layout (LAPACK's eigenvectors are column-major): a product
+                # on them rounds as on the originals
+                self.items[key] = tuple(t.detach().to("cpu").clone() for t in value)
                 self.bytes += size
 
 
@@ -144,7 +146,7 @@ def run_eigh(w0: torch.Tensor, device: str) -> tuple[str, tuple[torch.Tensor, to
         return "", None
     key = _eigh_key(w0, device)
     hit = _run.get(key)
-    return key, None if hit is None else (fresh(hit[0], device), fresh(hit[1], device))
+    return key, None if hit is None else tuple(t.to(device).clone() for t in hit)
 
 
 def keep_eigh(key: str, w0: torch.Tensor, eig: tuple[torch.Tensor, torch.Tensor]) -> None:
