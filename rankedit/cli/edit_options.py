@@ -17,7 +17,7 @@ import click
 from pydantic import BaseModel
 
 from rankedit.cli.spec_options import (  # noqa: F401  (the option types: this module's API too)
-    ChoiceOrNumber, FloatList, IntList, NumberList, _metavar, click_type,
+    ChoiceOrNumber, FloatList, IntList, NumberList, metavar_of, click_type,
 )
 from rankedit.edits.registry import Cli, cli_flag
 
@@ -38,6 +38,6 @@ def model_options(model: type[BaseModel], last: Iterable[str] = ()) -> list[clic
             continue
         default = None if cli.required else f.default
         opts.append(click.Option([flag, name], type=kind, default=default, required=cli.required,
-                                 show_default=default is not None, metavar=cli.metavar or _metavar(kind),
+                                 show_default=default is not None, metavar=cli.metavar or metavar_of(kind),
                                  help=help))
     return opts

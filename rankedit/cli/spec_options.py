@@ -137,12 +137,12 @@ def spec_option(model: type[BaseModel], field: str, *flags: str, **extra) -> Cal
             fn = click.option(*flags, field, is_flag=True, default=bool(default), help=help, **extra)(fn)
         else:
             fn = click.option(*flags, field, type=kind, default=default, help=help, callback=check,
-                              metavar=_metavar(kind), **extra)(fn)
+                              metavar=metavar_of(kind), **extra)(fn)
         fn.__click_params__[-1].spec = (model, field)
         return fn
 
     return deco
 
 
-def _metavar(kind: Any) -> str | None:
+def metavar_of(kind: Any) -> str | None:
     return "N1,N2,..." if isinstance(kind, IntList) else None
