@@ -37,6 +37,9 @@ from rankedit.core.threads import hot_path_threads, matrices_at_once, ordered_ma
 from rankedit.files.validate import check_inputs
 from rankedit.core.device import check_device
 from rankedit.core.names import ANALYSIS_METRICS, ANALYSIS_SUMMARY
+from tqdm.auto import tqdm
+from rankedit.analysis.plots import analysis_plots
+from rankedit.analysis.routing import routing_flips
 
 
 def validate_params(k: int, alpha: float, atol: float, q: float, device: str) -> None:
@@ -144,8 +147,6 @@ def analyze(
             write_jsonl(tmp / ANALYSIS_METRICS, rows)
             (tmp / ANALYSIS_SUMMARY).write_text(dumps(summary) + "\n")
             if plots:
-                from rankedit.analysis.plots import analysis_plots
-
                 analysis_plots(rows, tmp, moe=summary.get("moe"))
     return rows
 
@@ -225,8 +226,6 @@ def _routing(ck0: Checkpoint, ck1: Checkpoint, prompts: list[str], k: int) -> di
     """Base vs tuned routing on the prompts, tokenized with the base's tokenizer."""
     from transformers import AutoTokenizer
 
-    from rankedit.analysis.routing import routing_flips
-
     tok = AutoTokenizer.from_pretrained(str(ck0.path), trust_remote_code=False)
     ids = [tok(p)["input_ids"] for p in prompts]
     return routing_flips(ck0.path, ck1.path, [i for i in ids if i], k)
@@ -241,7 +240,6 @@ def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -
 def _progress(items: Iterable, enabled: bool, desc: str, total: int | None = None) -> Iterable:
     if not enabled:
         return items
-    from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, unit="tensor", leave=False, total=total)
 

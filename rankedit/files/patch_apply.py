@@ -24,6 +24,10 @@ from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, file_sha256, first_line
 from rankedit.files.outdir import check_out
 from rankedit.files.patch import FILES, FORMAT, MANIFEST, VERSION
+from safetensors import safe_open
+from tqdm.auto import tqdm
+from rankedit.files.hashes import checkpoint_sha256
+from rankedit.files.validate import check_output
 
 OUT_KIND = "edit"  # a rebuilt checkpoint, as `rankedit apply` writes for artifacts
 
@@ -103,8 +107,6 @@ def check_files(folder: Path, man: dict) -> None:
 
 def check_base(man: dict, base: Checkpoint, patch: Path) -> None:
     """Refuse a base other than the recorded one: its weight files' sha256, else every tensor's."""
-    from rankedit.files.hashes import checkpoint_sha256
-
     rec = man["base"]
     want = rec.get("tensors") or {}
     if set(want) != set(base.names):
@@ -124,11 +126,7 @@ def apply_patch(patch, base, out, *, step: str | int | None = None, progress: bo
                 overwrite: bool = False) -> Path:
     """Rebuild, bit for bit, the checkpoint ``patch`` stores (for a chain: checkpoint ``step``, its
     label or 1-based position, default the last) on top of ``base``, as a new folder ``out``."""
-    from safetensors import safe_open
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
-
-    from rankedit.files.validate import check_output
 
     patch = Path(patch)
     man = read_manifest(patch)

@@ -24,6 +24,7 @@ import hashlib
 
 import numpy as np
 import torch
+import zstandard
 
 ENCODINGS = ("bitmap", "index", "xor-zstd", "full")
 SAME = "same"
@@ -64,8 +65,6 @@ def smallest(sizes: dict[str, int]) -> str:
 
 
 def zstd_bytes(data: np.ndarray) -> bytes:
-    import zstandard
-
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(memoryview(np.ascontiguousarray(data)).cast("B"))
 
 
@@ -136,8 +135,6 @@ def decode(w0: torch.Tensor | None, encoding: str, parts: dict[str, torch.Tensor
         return w0
     flat = bits(w0.contiguous()).clone()
     if encoding == "xor-zstd":
-        import zstandard
-
         raw = zstandard.ZstdDecompressor().decompress(parts["xor"].numpy().tobytes(),
                                                       max_output_size=flat.numel() * flat.element_size())
         if len(raw) != flat.numel() * flat.element_size():

@@ -29,13 +29,22 @@ from rankedit.pipeline.compress_candidates import Scorer, candidate, per_problem
 from rankedit.pipeline.compress_families import Family, families as pick_families
 from rankedit.pipeline.progress import say
 from rankedit.scoring import retention as ev
+from tqdm.auto import tqdm
+from rankedit.edits.artifact import write_artifact
+from rankedit.edits.build import plan_edit
+from rankedit.files.outdir import check_inputs, check_replace, claim_dir
+from rankedit.pipeline.compress_outputs import write_outputs
+from rankedit.pipeline.models import resolve_models
+from rankedit.pipeline.plan import parse_plan
+from rankedit.pipeline.requirements import check_requirements
+from rankedit.pipeline.run import check_tasks
+from rankedit.report.rows import per_sample
+from rankedit.scoring.score import score
 
 ARTIFACT = "artifact"
 
 
 def _plan(base, tuned, organism, seed, suite, tasks, include_paths, limit, batch_size, device, dtype, n_boot):
-    from rankedit.pipeline.plan import parse_plan
-
     if organism is None and (base is None or tuned is None):
         raise RankeditError("give BASE and TUNED, or --organism micro|small")
     if organism is not None and (base is not None or tuned is not None):
@@ -57,8 +66,6 @@ def _plan(base, tuned, organism, seed, suite, tasks, include_paths, limit, batch
 
 def _scorer(plan, models, quiet: bool):
     """Score base and tuned; return (Scorer for the candidates, the ScoreResult of base and tuned)."""
-    from rankedit.scoring.score import score
-
     s = plan.score
 
     def run(labels: dict):
@@ -76,8 +83,6 @@ def _scorer(plan, models, quiet: bool):
 
 def _judged_tasks(ref, metrics: dict, n_boot: int) -> tuple[list[str], dict]:
     """The trained tasks with a significant tuned gain, and every trained task's gain."""
-    from rankedit.report.rows import per_sample
-
     control = set(ref.suite.control_tasks)
     gains, judged = {}, []
     for task in (t for t in ref.tasks if t not in control):
@@ -103,8 +108,6 @@ def _none(x) -> Optional[float]:
 
 def _rate(rec: dict, ref, metrics: dict, judged: list[str], n_boot: int) -> dict:
     """Retention on each judged task and forgetting on each control task, with their intervals."""
-    from rankedit.report.rows import per_sample
-
     out = {"retention": {}, "forgetting": {}}
     for task in list(judged) + [t for t in ref.suite.control_tasks if t in metrics]:
         e = per_problem(rec, task)
@@ -129,8 +132,6 @@ def _rate(rec: dict, ref, metrics: dict, judged: list[str], n_boot: int) -> dict
 
 def _search(fam: Family, short: int, models, scorer: Scorer, ref, judged, keep, target, max_evals, n_boot,
             build_device, quiet) -> tuple[dict, list[dict]]:
-    from tqdm.auto import tqdm
-
     grid = fam.grid(short)
     rows: list[dict] = []
     bar = tqdm(total=min(max_evals, len(grid)), desc=fam.name, unit="cand", disable=quiet)
@@ -179,13 +180,6 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     edits compute their SVDs. At most ``max_candidates`` candidates are scored per family, each once
     ever (cached). Returns the compress.json dict; raises RankeditError on bad input.
     """
-    from rankedit.edits.artifact import write_artifact
-    from rankedit.files.outdir import check_inputs, check_replace, claim_dir
-    from rankedit.pipeline.compress_outputs import write_outputs
-    from rankedit.pipeline.models import resolve_models
-    from rankedit.pipeline.requirements import check_requirements
-    from rankedit.pipeline.run import check_tasks
-
     if not (isinstance(keep, (int, float)) and math.isfinite(keep) and 0 < keep <= 1):
         raise RankeditError(f"--keep must be a share of the gain in (0, 1] (0.95 keeps 95%), got {keep}")
     if target not in TARGETS:
@@ -232,7 +226,5 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
 
 def _short_side(base: str, tuned: str) -> int:
     """The smallest short side of the matrices an edit changes: the largest k rank-k accepts."""
-    from rankedit.edits.build import plan_edit
-
     p = plan_edit("rank-k", base, tuned, k=1)
     return min(min(p.shape(n)) for n in p.matrices)

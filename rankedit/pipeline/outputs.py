@@ -13,6 +13,16 @@ from typing import TYPE_CHECKING
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
 from rankedit.core.names import ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, FIG_EARLY_STOP, REPORT_JSON, REPORT_MD
+from rankedit.core import machine
+from rankedit.edits.registry import describe
+from rankedit.pipeline.early_stop import early_stop_block
+from rankedit.pipeline.trajectory_stage import trajectory_markdown
+from rankedit.report import rows as rep
+from rankedit.report.early_stop import early_stop_markdown
+from rankedit.report.early_stop_figure import early_stop_plot
+from rankedit.report.figures import report_plots
+from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts
+from rankedit.report.pass_at_k import pass_at_k_block, truncation_block
 
 if TYPE_CHECKING:
     from rankedit.pipeline.models import Models
@@ -23,17 +33,6 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
                  summaries: dict, notes: dict, out: Path, timings: dict, kl: dict | None = None,
                  trajectory: dict | None = None) -> dict:
     """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
-    from rankedit.edits.registry import describe
-    from rankedit.report import rows as rep
-    from rankedit.report.pass_at_k import pass_at_k_block, truncation_block
-    from rankedit.report.figures import report_plots
-    from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts
-    from rankedit.core import machine
-    from rankedit.report.early_stop import early_stop_markdown
-    from rankedit.report.early_stop_figure import early_stop_plot
-    from rankedit.pipeline.early_stop import early_stop_block
-    from rankedit.pipeline.trajectory_stage import trajectory_markdown
-
     # shapes and dtypes of the edited matrices, from the base's header: the edits' sizes where a manifest lacks them
     facts = matrix_facts(models.base, sorted({m["name"] for info in edits.values() for m in info.get("matrices", [])}))
     edit_info = []

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from rankedit.core.errors import RankeditError
 from rankedit.files.yaml_text import position_of, positions
+from rankedit.edits import get_edit
 
 # extrapolate's modes that read per-checkpoint accuracies (``rankedit.edits.methods.extrapolate.ALPHARL_MODES``; named
 # here without importing the edits, which load torch)
@@ -42,8 +43,6 @@ def huge_integers(data: object, loc: tuple = ()) -> list[tuple[tuple, str]]:
 
 def edit_errors(data: dict) -> list[tuple[tuple, str]]:
     """(path, message) of every edit whose method is unknown or whose parameters its method refuses."""
-    from rankedit.edits import get_edit
-
     edits = data.get("edits")
     if not isinstance(edits, list):
         return []

@@ -19,6 +19,7 @@ from rankedit.files.checkpoint import Checkpoint, file_sha256
 from rankedit.scoring.results import Settings
 from rankedit.scoring.suites import Suite
 from rankedit.core.names import EDIT_ANALYSIS
+from rankedit.files.hashes import files_sha256
 
 CACHE_FORMAT = 1  # bump when the cached layout or its meaning changes
 
@@ -37,8 +38,6 @@ def model_fingerprint(ckpt: Checkpoint) -> dict[str, str]:
     Hashes are memoised by (path, size, mtime) in the shared cache
     (``rankedit.files.hashes``), so a rerun does not reread gigabytes of safetensors.
     """
-    from rankedit.files.hashes import files_sha256
-
     return files_sha256(f for f in sorted(ckpt.path.iterdir())
                         if f.is_file() and f.suffix not in (".md", ".lock") and not f.name.startswith(".")
                         and f.name not in REPORT_FILES)

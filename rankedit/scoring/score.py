@@ -50,6 +50,7 @@ from rankedit.scoring.results import ModelScores, ScoreResult, Settings, parse_r
 from rankedit.scoring.suites import Suite, custom_suite, get_suite
 from rankedit.scoring.tasks import preflight, task_manager
 from rankedit.core.names import LM_EVAL_RESULTS
+from rankedit.core.executors import LocalExecutor
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +198,6 @@ def score(
         # task-level problems (missing package, offline dataset): one error, before any model;
         # a sampled run re-scores each generation with the built tasks
         loaded = preflight(st, tm)
-
-    from rankedit.core.executors import LocalExecutor
 
     ex = executor or LocalExecutor()
     settled: dict[str, ModelScores | str] = {}  # label -> scores, or why it failed
