@@ -36,7 +36,7 @@ def _plan(organism, edits_only=False) -> dict:
     plan = {"name": "decompositions", "organism": {"size": "micro", "seed": 0},
             "edits": [{"name": "off", "method": "off-principal", "params": {"k": 4}},
                       {"name": "on", "method": "principal-only", "params": {"k": 4}, "control_of": "off"}],
-            "score": {"suite": "organism", "limit": 2, "n_boot": 10}, "analyze": {"k": 4}}
+            "score": {"suite": "organism", "limit": 2, "n_boot": 100}, "analyze": {"k": 4}}
     if edits_only:
         plan["analyze"] = {"enabled": False}
     return plan
