@@ -14,7 +14,7 @@ _API = {
     "Checkpoint": ("rankedit.files.checkpoint", "Checkpoint"),
     "compress": ("rankedit.pipeline.compress", "compress"),
     "build_edit": ("rankedit.edits.build", "build_edit"),
-    "kl": ("rankedit.scoring.kl", "kl"),
+    "kl": ("rankedit.scoring.kl.sampler", "kl"),
     "load_plan": ("rankedit.pipeline.plan", "load_plan"),
     "patch": ("rankedit.files.patch", "write_patch"),
     "patch_chain": ("rankedit.files.patch", "write_chain"),

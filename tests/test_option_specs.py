@@ -13,7 +13,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.specs import check_value
 from rankedit.pipeline.kl_spec import KLSpec
 from rankedit.pipeline.plan import AnalyzeSpec, ScoreSpec, parse_plan
-from rankedit.scoring.kl import kl
+from rankedit.scoring.kl.sampler import kl
 from rankedit.scoring.score import score
 from rankedit.scoring.specs import KLOptions, ScoreOptions
 

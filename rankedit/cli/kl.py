@@ -53,7 +53,7 @@ def kl(model, base, prompts_file, task, include_paths, organism_task, limit, sam
     from rich.console import Console
 
     from rankedit.core.errors import RankeditError
-    from rankedit.scoring.kl import kl as run_kl
+    from rankedit.scoring.kl.sampler import kl as run_kl
 
     given = [x for x in (prompts_file, task, organism_task or None) if x is not None]
     if len(given) != 1:

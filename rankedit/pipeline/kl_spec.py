@@ -1,6 +1,6 @@
 """A plan's ``kl:`` entry: KL travelled from the base for base, tuned, SFT and every edit.
 
-``kl: true`` takes the defaults. The estimate is ``rankedit.scoring.kl``; the
+``kl: true`` takes the defaults. The estimate is ``rankedit.scoring.kl.sampler``; the
 prompts and the stage are ``rankedit.pipeline.kl_stage``.
 """
 

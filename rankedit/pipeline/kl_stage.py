@@ -4,7 +4,7 @@ Run when the plan has ``kl:`` (``rankedit.pipeline.plan.KLSpec``). The prompts
 are the RL task's: for the organism its RL run's own training prompts, otherwise
 the plan's ``kl.prompts_file``, ``kl.task``, or the first task of the score's
 suite that is not a control task. Each model's estimate is cached
-(``rankedit.scoring.kl``); one model's failure is recorded and the others go on.
+(``rankedit.scoring.kl.sampler``); one model's failure is recorded and the others go on.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from rankedit.pipeline.models import Models, model_labels
 from rankedit.pipeline.plan import Plan
 from rankedit.pipeline.progress import say
 from rankedit.organism import tasks
-from rankedit.scoring.kl import base_model, kl
-from rankedit.scoring.kl_prompts import read_prompts, take, task_prompts
+from rankedit.scoring.kl.sampler import base_model, kl
+from rankedit.scoring.kl.prompts import read_prompts, take, task_prompts
 from rankedit.scoring.suites import custom_suite, get_suite
 
 # rankedit.organism.rl draws the RL run's training prompts with this seed plus the organism's seed

@@ -66,8 +66,8 @@ def cache_key(model_sha: Mapping[str, str], config_hash: str, settings: Settings
 
 def kl_cache_key(model_sha: Mapping[str, str], base_sha: Mapping[str, str], prompts: list[str],
                  settings: Mapping[str, Any]) -> str:
-    """The KL cache's key (``rankedit.scoring.kl``): both models' files, the prompts and the sampling settings."""
-    # estimator 2: per-token rb is the unbiased control-variate form (rankedit.scoring.kl_math); results cached
+    """The KL cache's key (``rankedit.scoring.kl.sampler``): both models' files, the prompts and the sampling settings."""
+    # estimator 2: per-token rb is the unbiased control-variate form (rankedit.scoring.kl.estimate); results cached
     # under the old (1/|y|) Σ KL_t are not read back as it
     return _hash_json({"format": CACHE_FORMAT, "kind": "kl", "estimator": 2, "model": dict(model_sha), "base": dict(base_sha),
                        "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(),

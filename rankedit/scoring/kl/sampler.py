@@ -7,7 +7,7 @@ ancestral sampling at temperature 1, with no top-k, top-p or repetition penalty
 (so the samples come from π itself, not a sharpened π), seeded and cut at
 ``max_tokens``; then scores both models on the same tokens by teacher forcing,
 one forward pass per model per batch. The arithmetic (both estimators, the
-intervals) is ``rankedit.scoring.kl_math``.
+intervals) is ``rankedit.scoring.kl.estimate``.
 
 Prompts of the same token length are batched together, so no prompt is padded.
 Prompts are tokenised with the model's tokenizer and its own special tokens
@@ -37,9 +37,9 @@ from rankedit.files.atomic import atomic_dir, atomic_write_text
 from rankedit.files.outdir import check_out
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.validate import check_inputs, check_scorable, quiet_transformers
-from rankedit.scoring import kl_math
+from rankedit.scoring.kl import estimate as kl_math
 from rankedit.scoring.cache_keys import kl_cache_key, model_fingerprint
-from rankedit.scoring.kl_prompts import read_prompts, take, task_prompts
+from rankedit.scoring.kl.prompts import read_prompts, take, task_prompts
 
 KL_JSON = "kl.json"
 SAMPLING = ("ancestral samples from the model at temperature 1, no top-k, top-p or repetition penalty: "
@@ -156,7 +156,7 @@ def kl(model: str | os.PathLike, base: str | os.PathLike, prompts: Sequence[str]
        overwrite: bool = False) -> dict:
     """KL travelled from ``base`` by ``model`` on prompts, from ``samples`` of the model's own completions each.
 
-    ``prompts``: a list of strings, or a file (``rankedit.scoring.kl_prompts``); or
+    ``prompts``: a list of strings, or a file (``rankedit.scoring.kl.prompts``); or
     ``task``: an lm-eval task whose documents give them. ``limit`` keeps the first
     that many prompts. Returns a dict (what ``out``/kl.json holds): per token and
     per sequence, the Monte Carlo (``mc``) and Rao-Blackwellised (``rb``) means with
