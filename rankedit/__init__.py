@@ -12,7 +12,7 @@ _API = {
     "analyze": ("rankedit.analysis.analyze", "analyze"),
     "apply": ("rankedit.edits.apply", "apply_artifact"),
     "Checkpoint": ("rankedit.files.checkpoint", "Checkpoint"),
-    "compress": ("rankedit.pipeline.compress", "compress"),
+    "compress": ("rankedit.pipeline.compress.command", "compress"),
     "build_edit": ("rankedit.edits.build", "build_edit"),
     "kl": ("rankedit.scoring.kl.sampler", "kl"),
     "load_plan": ("rankedit.pipeline.plan", "load_plan"),

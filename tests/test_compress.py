@@ -15,7 +15,7 @@ import pytest
 
 import rankedit
 from rankedit.core.errors import RankeditError
-from rankedit.pipeline import bisect
+from rankedit.pipeline.compress import bisect
 from rankedit.testing.planted import TASK, build_pair
 from tests.clirun import run_cli
 

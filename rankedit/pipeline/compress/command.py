@@ -5,10 +5,10 @@ The recipe:
 1. resolve the models as ``rankedit run`` does (BASE and TUNED, or the embedded organism);
 2. score base and tuned (lm-eval, cached); the judged tasks are the trained (not control) tasks
    on which the tuned gain is significant: retention is undefined elsewhere;
-3. for each family, bisect its budget grid (``rankedit.pipeline.bisect``) for the smallest budget
+3. for each family, bisect its budget grid (``rankedit.pipeline.compress.bisect``) for the smallest budget
    whose retention meets ``keep`` on every judged task, on the point estimate or on the 95%
    interval's lower bound (``target``); each candidate is built and scored once, ever
-   (``rankedit.pipeline.compress_candidates``);
+   (``rankedit.pipeline.compress.candidates``);
 4. the winner is the smallest (in stored bytes) of the families' smallest meeting candidates; its
    artifact is written to OUT/artifact (``rankedit.edits.artifact``), the search to
    OUT/compress.json, OUT/compress.md and OUT/frontier.png.
@@ -24,16 +24,16 @@ from typing import Optional, Sequence
 
 from rankedit.core import machine
 from rankedit.core.errors import RankeditError
-from rankedit.pipeline.bisect import MAX_EVALS, TARGETS, smallest_meeting
-from rankedit.pipeline.compress_candidates import Scorer, candidate, per_problem
-from rankedit.pipeline.compress_families import Family, families as pick_families
+from rankedit.pipeline.compress.bisect import MAX_EVALS, TARGETS, smallest_meeting
+from rankedit.pipeline.compress.candidates import Scorer, candidate, per_problem
+from rankedit.pipeline.compress.families import Family, families as pick_families
 from rankedit.pipeline.progress import say
 from rankedit.scoring import retention as ev
 from tqdm.auto import tqdm
 from rankedit.edits.artifact import write_artifact
 from rankedit.edits.build import plan_edit
 from rankedit.files.outdir import check_inputs, check_replace, claim_dir
-from rankedit.pipeline.compress_outputs import write_outputs
+from rankedit.pipeline.compress.writing import write_outputs
 from rankedit.pipeline.models import resolve_models
 from rankedit.pipeline.plan import parse_plan
 from rankedit.pipeline.requirements import check_requirements
