@@ -28,7 +28,7 @@ ALLOWED = {
     "testing": {"core", "files"},
     "cli": None,  # anything
 }
-MAX_LINES = 350
+MAX_LINES = 600  # what one concept needs (a module is split along a seam, not at a line count)
 
 
 def _modules() -> dict[str, Path]:
