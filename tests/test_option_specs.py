@@ -1,5 +1,5 @@
 """Every option declared once: the commands' options generated from a spec carry its default, a plan's section
-extends the same spec, the API's defaults are the spec's, and one rule is one check (rankedit.core.specs)."""
+extends the same spec, the API's defaults are the spec's, and one rule is one check (rankedit.core.option_rules)."""
 
 import importlib
 import inspect
@@ -7,15 +7,15 @@ import inspect
 import pytest
 
 from rankedit.analysis.analyze import analyze
-from rankedit.analysis.specs import AnalyzeCommandOptions, AnalyzeOptions
+from rankedit.analysis.analyze_options import AnalyzeCommandOptions, AnalyzeOptions
 from rankedit.cli.main import COMMANDS
 from rankedit.core.errors import RankeditError
-from rankedit.core.specs import check_value
+from rankedit.core.option_rules import check_value
 from rankedit.pipeline.kl_spec import KLSpec
 from rankedit.pipeline.plan import AnalyzeSpec, ScoreSpec, parse_plan
 from rankedit.scoring.kl.sampler import kl
 from rankedit.scoring.score import score
-from rankedit.scoring.specs import KLOptions, ScoreOptions
+from rankedit.scoring.options import KLOptions, ScoreOptions
 
 # command spec -> (the plan section that extends it, the API function that takes its fields)
 SPECS = {ScoreOptions: (ScoreSpec, score), KLOptions: (KLSpec, kl), AnalyzeOptions: (AnalyzeSpec, analyze),

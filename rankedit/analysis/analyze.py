@@ -22,8 +22,8 @@ from rankedit.core import base_decomp
 from rankedit.files.adapter import AdapterCheckpoint, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.core.errors import RankeditError
-from rankedit.core.specs import check_value
-from rankedit.analysis.specs import AnalyzeCommandOptions
+from rankedit.core.option_rules import check_value
+from rankedit.analysis.analyze_options import AnalyzeCommandOptions
 from rankedit.analysis.geometry import (DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, BaseParts, default_k,
                                         matrix_metrics, rel_update_norm)
 from rankedit.analysis.metrics import SCALAR_METRICS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rankedit.analysis.specs import AnalyzeCommandOptions
+from rankedit.analysis.analyze_options import AnalyzeCommandOptions
 from rankedit.cli.spec_options import spec_option
 from rankedit.core.names import OVERWRITE_HELP
 from rankedit.core.names import ANALYSIS_SUMMARY

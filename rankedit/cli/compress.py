@@ -6,7 +6,7 @@ import click
 
 from rankedit.core.names import OVERWRITE_HELP
 
-from rankedit.pipeline.compress.families import DEFAULT_FAMILIES, FAMILIES
+from rankedit.pipeline.compress.budgets import DEFAULT_FAMILIES, FAMILIES
 
 
 @click.command("compress", context_settings={"show_default": True})

@@ -11,7 +11,7 @@ import click
 
 from rankedit.cli.spec_options import spec_option
 from rankedit.core.names import OVERWRITE_HELP
-from rankedit.scoring.specs import KLOptions
+from rankedit.scoring.options import KLOptions
 
 
 @click.command("kl", context_settings={"show_default": True})

@@ -6,7 +6,7 @@ import click
 
 from rankedit.cli.spec_options import spec_option
 from rankedit.core.names import OVERWRITE_HELP
-from rankedit.scoring.specs import ScoreOptions
+from rankedit.scoring.options import ScoreOptions
 
 from rankedit.scoring.suites import SUITES
 

@@ -5,7 +5,7 @@ a choice-or-number, a tuple or list of numbers a comma-separated list, ``bool`` 
 description as help. ``rankedit edit METHOD`` takes every field of an edit's parameters
 (``rankedit.cli.edit_options``); the other commands name the flag of each field they expose
 (``spec_option``), so the default, the bounds and the help are the spec's alone and a value is checked by the
-field's own constraints (``rankedit.core.specs.check_value``), as a plan's section is.
+field's own constraints (``rankedit.core.option_rules.check_value``), as a plan's section is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, Literal, Union, get_args, get_origi
 import click
 from pydantic import BaseModel
 
-from rankedit.core.specs import check_value
+from rankedit.core.option_rules import check_value
 
 
 class ChoiceOrNumber(click.ParamType):

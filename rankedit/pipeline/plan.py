@@ -17,13 +17,13 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankedit.core.errors import RankeditError
-from rankedit.analysis.specs import AnalyzeOptions
+from rankedit.analysis.analyze_options import AnalyzeOptions
 from rankedit.core.resources import shipped_dir
 from rankedit.files.yaml_text import load_yaml
 from rankedit.pipeline.kl_spec import KLSpec
 from rankedit.pipeline.plan_checks import edit_errors, huge_integers, raise_in_order, where
 from rankedit.pipeline.trajectory_spec import TrajectorySpec
-from rankedit.scoring.specs import ScoreOptions
+from rankedit.scoring.options import ScoreOptions
 
 # roles a plan can name as the update an edit works on
 RUNS = ("tuned", "sft")
@@ -115,7 +115,7 @@ class EditSpec(_Strict):
 
 
 class ScoreSpec(ScoreOptions, _Strict):
-    """``score:``: lm-eval's settings (``rankedit.scoring.specs.ScoreOptions``, as `rankedit score` takes them)
+    """``score:``: lm-eval's settings (``rankedit.scoring.options.ScoreOptions``, as `rankedit score` takes them)
     and the plan's own."""
 
     suite: Optional[str] = "organism"
@@ -141,7 +141,7 @@ class ScoreSpec(ScoreOptions, _Strict):
 
 
 class AnalyzeSpec(AnalyzeOptions, _Strict):
-    """``analyze:``: `rankedit analyze`'s k and device (``rankedit.analysis.specs.AnalyzeOptions``), and the plan's own."""
+    """``analyze:``: `rankedit analyze`'s k and device (``rankedit.analysis.analyze_options.AnalyzeOptions``), and the plan's own."""
 
     enabled: bool = True
     matched_sft: bool = Field(True, description="also analyse the SFT checkpoint whose update size is closest to RL's")

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from rankedit.core.errors import RankeditError
-from rankedit.core.specs import check_value, default
-from rankedit.scoring.specs import ScoreOptions
+from rankedit.core.option_rules import check_value, default
+from rankedit.scoring.options import ScoreOptions
 from rankedit.files.tempfiles import WRITE_ERRNOS
 from rankedit.core.cache_dir import cache_root
 from rankedit.files.adapter import is_adapter

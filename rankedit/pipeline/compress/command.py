@@ -26,7 +26,7 @@ from rankedit.core import machine
 from rankedit.core.errors import RankeditError
 from rankedit.pipeline.compress.bisect import MAX_EVALS, TARGETS, smallest_meeting
 from rankedit.pipeline.compress.candidates import Scorer, candidate, per_problem
-from rankedit.pipeline.compress.families import Family, families as pick_families
+from rankedit.pipeline.compress.budgets import Family, families as pick_families
 from rankedit.pipeline.progress import say
 from rankedit.scoring import retention as ev
 from tqdm.auto import tqdm

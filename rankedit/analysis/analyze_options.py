@@ -1,4 +1,4 @@
-"""The options of `rankedit analyze` and a plan's ``analyze:`` section, declared once (``rankedit.core.specs``):
+"""The options of `rankedit analyze` and a plan's ``analyze:`` section, declared once (``rankedit.core.option_rules``):
 the command's click options are generated from ``AnalyzeCommandOptions``, the plan's section extends
 ``AnalyzeOptions`` (the part a plan sets), and ``validate_params`` checks a value by its field."""
 

@@ -1,7 +1,7 @@
 """The options `rankedit score` and `rankedit kl` share with a plan's ``score:`` and ``kl:`` sections, declared
 once: each field's type, default, bounds and help. The commands' click options are generated from them
 (``rankedit.cli.spec_options``), the plan's sections extend them (``rankedit.pipeline.plan``), and the API
-checks a value it is handed by the same field (``rankedit.core.specs.check_value``).
+checks a value it is handed by the same field (``rankedit.core.option_rules.check_value``).
 
 Defaults where the command and the plan used to differ: lm-eval's batch size is 8 and the KL sampler's 32
 (the command's and the API's), values a 7B model generating on one GPU survives; the organism's plans ask
