@@ -20,7 +20,8 @@ import logging
 from tqdm.auto import tqdm
 from rankedit.core.modules import as_linear
 from rankedit.edits.ahead import beside
-from rankedit.edits.matrix_edit import compute_dtype, edit_matrix, place_of
+from rankedit.edits import matrix_edit
+from rankedit.edits.matrix_edit import compute_dtype, place_of
 from rankedit.edits.registry import MatrixInputs, matrix_seed
 from rankedit.files.hashes import checkpoint_sha256
 from rankedit.files.plain_read import read_tensor
@@ -102,7 +103,7 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
         for key in tqdm(plan.matrices, desc=desc, disable=not progress):
             name, _ = split_key(key)
             w0, tuned, other = reader.matrices(key)
-            yield edit_matrix(plan.edit, plan.params, key, plan.tensor_info(name), w0, tuned, other, device=device,
+            yield matrix_edit.edit_matrix(plan.edit, plan.params, key, plan.tensor_info(name), w0, tuned, other, device=device,
                               across=plan.road.across.get(key))
 
 

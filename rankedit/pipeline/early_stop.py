@@ -22,7 +22,7 @@ from rankedit.core.modules import classify
 from rankedit.files.checkpoint import Checkpoint
 from rankedit.report.early_stop import mean_retention, speedup
 from rankedit.scoring.failures import ScoringFailed
-from rankedit.scoring.score import score
+from rankedit.scoring import score as scoring
 
 EXTRAPOLATE = "extrapolate"
 DEFAULT_EXTRAPOLATE_FRACTION = 0.4
@@ -59,7 +59,7 @@ def score_window_checkpoints(plan: Plan, models: Models, quiet: bool = False, ex
         return
     say(f"score: {len(labels)} checkpoints for alpharl's accuracies (cached with the run's scores)", quiet)
     try:
-        result = score(labels, executor=executor, **score_options(plan))
+        result = scoring.score(labels, executor=executor, **score_options(plan))
     except ScoringFailed as err:
         raise RankeditError(f"alpharl needs the scores of the run's checkpoints: {err}") from None
     for label, path in labels.items():

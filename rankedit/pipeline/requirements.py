@@ -7,7 +7,8 @@ from rankedit.core.device import device_problem
 from rankedit.core.errors import RankeditError
 from rankedit.pipeline.plan import Plan
 import importlib.util
-from rankedit.core.executors import RAY_MISSING, ray_available
+from rankedit.core import executors
+from rankedit.core.executors import RAY_MISSING
 
 
 def check_requirements(plan: Plan, source: str = "plan") -> None:
@@ -16,7 +17,7 @@ def check_requirements(plan: Plan, source: str = "plan") -> None:
     s = plan.score
     on_ray = plan.executor.kind == "ray"
     if on_ray:
-        if not ray_available():
+        if not executors.ray_available():
             raise RankeditError(f"{source}: executor: {RAY_MISSING}")
     if s.backend == "vllm":
         if importlib.util.find_spec("vllm") is None:

@@ -49,7 +49,7 @@ from rankedit.report.several_runs import across_report, markdown_runs
 from rankedit.scoring.data_dir import with_data_dir
 from rankedit.scoring.failures import ScoringFailed
 from rankedit.scoring.profiles import resolve
-from rankedit.scoring.score import score
+from rankedit.scoring import score as scoring
 from rankedit.scoring.suites import custom_suite, get_suite
 from rankedit.scoring.tasks import task_manager
 
@@ -190,7 +190,7 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
         bar.update(1)
 
     try:
-        result = score(labels, out=out / "scores", on_model=on_model, overwrite=overwrite, executor=executor,
+        result = scoring.score(labels, out=out / "scores", on_model=on_model, overwrite=overwrite, executor=executor,
                        **score_options(plan))
     except ScoringFailed as e:
         result = e.result

@@ -39,7 +39,7 @@ from rankedit.pipeline.plan import parse_plan
 from rankedit.pipeline.requirements import check_requirements
 from rankedit.pipeline.run import check_tasks
 from rankedit.report.rows import per_sample
-from rankedit.scoring.score import score
+from rankedit.scoring import score as scoring
 
 ARTIFACT = "artifact"
 
@@ -69,7 +69,7 @@ def _scorer(plan, models, quiet: bool):
     s = plan.score
 
     def run(labels: dict):
-        return score(labels, suite=s.suite, tasks=s.tasks, backend=s.backend, batch_size=s.batch_size,
+        return scoring.score(labels, suite=s.suite, tasks=s.tasks, backend=s.backend, batch_size=s.batch_size,
                      limit=s.limit, device=s.device, dtype=s.dtype, max_gen_toks=s.max_gen_toks,
                      apply_chat_template=s.apply_chat_template, num_fewshot=s.num_fewshot,
                      include_paths=s.include_paths)
