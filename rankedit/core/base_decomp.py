@@ -23,8 +23,9 @@ all of them. Two tiers keep it:
   the same base (SFT, SFT at matched size) takes W0's eigenpairs from here, and an edit on W0's top-k takes
   its top-k triplets from them: exact (``Accuracy.subspace_error`` 0 in theory), so within the guard's
   tolerance of any answer the guard gives. ``rankedit run`` so decomposes each base matrix once at most
-  (``decompositions`` counts them), as long as the eigenpairs fit in ``RUN_MEMORY`` bytes; past that they
-  are not kept and a later use decomposes again. ``--exact-svd`` edits never take them (that contract is the
+  (``decompositions`` counts them), as long as the eigenpairs fit in ``RUN_MEMORY`` bytes (past that they
+  are not kept and a later use decomposes again) and the edits run in this process (an edit on a Ray
+  worker decomposes W0 there, and keeps large matrices' top-k in the disk cache). ``--exact-svd`` edits never take them (that contract is the
   guard's answer bit for bit).
 
 Every answer is handed out in fresh, aligned, row-major memory, the same whether computed or loaded (BLAS
