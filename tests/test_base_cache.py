@@ -1,9 +1,9 @@
-"""The cache of W0's parts (rankedit.analysis.base_cache): same numbers, less work, robust to bad entries."""
+"""The cache of W0's parts (rankedit.core.base_decomp): same numbers, less work, robust to bad entries."""
 
 import pytest
 import torch
 
-from rankedit.analysis import base_cache
+from rankedit.core import base_decomp
 
 from rankedit.analysis import geometry
 
@@ -15,7 +15,7 @@ from rankedit.analysis.analyze import analyze
 def cache(tmp_path, monkeypatch):
     root = tmp_path / "cache"
     monkeypatch.setenv("RANKEDIT_CACHE", str(root))
-    return root / base_cache.FOLDER
+    return root / base_decomp.FOLDER
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +93,15 @@ def test_a_corrupted_entry_is_ignored_and_rewritten(two_runs, cache, decompositi
 
 def test_the_key_follows_content_and_settings():
     w = torch.randn(8, 12)
-    key = base_cache.cache_key(w, 2, 0.5, "cpu")
-    assert key == base_cache.cache_key(w.clone(), 2, 0.5, "cpu")
+    key = base_decomp.parts_key(w, 2, 0.5, "cpu")
+    assert key == base_decomp.parts_key(w.clone(), 2, 0.5, "cpu")
     w2 = w.clone()
     w2[3, 4] += 1e-6
-    assert base_cache.cache_key(w2, 2, 0.5, "cpu") != key
-    assert base_cache.cache_key(w, 1, 0.5, "cpu") != key
-    assert base_cache.cache_key(w, 2, 0.25, "cpu") != key
-    assert base_cache.cache_key(w.bfloat16(), 2, 0.5, "cpu") != key
-    assert base_cache.cache_key(w.reshape(12, 8), 2, 0.5, "cpu") != key
+    assert base_decomp.parts_key(w2, 2, 0.5, "cpu") != key
+    assert base_decomp.parts_key(w, 1, 0.5, "cpu") != key
+    assert base_decomp.parts_key(w, 2, 0.25, "cpu") != key
+    assert base_decomp.parts_key(w.bfloat16(), 2, 0.5, "cpu") != key
+    assert base_decomp.parts_key(w.reshape(12, 8), 2, 0.5, "cpu") != key
 
 
 def test_each_matrix_is_decomposed_once_per_analysis_cache_or_not(two_runs, cache, monkeypatch):

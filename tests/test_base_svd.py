@@ -1,4 +1,4 @@
-"""W0's decompositions for off-principal and its kin (rankedit.edits.base_svd): cached on disk, the same bits
+"""W0's decompositions for off-principal and its kin (rankedit.core.base_decomp): cached on disk, the same bits
 as computed afresh, and shared by an edit and its control."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import torch
 
 from rankedit.core import svd as core_svd
 from rankedit.core.tensor_cache import entry_path
-from rankedit.edits import base_svd, build_edit
+from rankedit.core import base_decomp as base_svd
+from rankedit.edits import build_edit
 from rankedit.testing import synthetic
 
 

@@ -16,8 +16,8 @@ import pytest
 import rankedit
 from rankedit.core.errors import RankeditError
 from rankedit.files.patch import write_patch
-from rankedit.pipeline import bisect
-from rankedit.pipeline.compress_outputs import exact_line, frontier_doc
+from rankedit.pipeline.compress import bisect
+from rankedit.pipeline.compress.writing import exact_line, frontier_doc
 from rankedit.testing.planted import TASK, build_pair
 from tests.clirun import run_cli
 

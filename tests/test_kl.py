@@ -1,4 +1,4 @@
-"""KL travelled (rankedit.scoring.kl) on tiny Llama models whose KL is known in closed form.
+"""KL travelled (rankedit.scoring.kl.sampler) on tiny Llama models whose KL is known in closed form.
 
 Construction: every token embedding is the all-ones vector and every layer's
 o_proj and down_proj are zero, so the residual stream is that vector at every
@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from rankedit.organism.tokenizer import VOCAB, build_tokenizer
-from rankedit.scoring import kl_math
-from rankedit.scoring.kl import kl
+from rankedit.scoring.kl import estimate as kl_math
+from rankedit.scoring.kl.sampler import kl
 
 EPS = 1e-6
 PROMPTS = ["<s>1+2=", "<s>12+7=", "<s>rev 123=", "<s>5-9=", "<s>40+11=", "<s>7+7=", "<s>rev 55=", "<s>3-80="] * 3

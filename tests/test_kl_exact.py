@@ -1,7 +1,7 @@
 """KL per token and per sequence against exact enumeration: a tiny autoregressive model (3 tokens, token 0 the
 EOS, at most 3 tokens per completion) whose next-token logits are a seeded table of the prefix, so every
 completion, of length 1, 2 or 3, ended or cut off, and its probability can be listed. Each estimator's
-expectation is then a finite sum and must equal the quantity it is named after (rankedit.scoring.kl_math)."""
+expectation is then a finite sum and must equal the quantity it is named after (rankedit.scoring.kl.estimate)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rankedit.scoring import kl_math
+from rankedit.scoring.kl import estimate as kl_math
 
 V, T, EOS = 3, 3, 0
 

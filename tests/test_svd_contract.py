@@ -185,7 +185,7 @@ def test_manifest_records_the_mode_and_exact_svd_keeps_the_exact_path(rl_pair, t
 
 
 def test_the_base_cache_keeps_the_modes_apart():
-    from rankedit.edits import base_svd
+    from rankedit.core import base_decomp as base_svd
 
     w0 = torch.randn(300, 320, generator=torch.Generator().manual_seed(0))
     assert base_svd.cache_key(w0, 8, 0, exact=False) != base_svd.cache_key(w0, 8, 0) == base_svd.cache_key(w0, 8, 0, True)

@@ -18,14 +18,18 @@ from typing import Iterable, Sequence
 import torch
 
 from rankedit.files.atomic import atomic_dir
-from rankedit.analysis.base_cache import cached_base_parts, store
+from rankedit.core import base_decomp
 from rankedit.files.adapter import AdapterCheckpoint, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.core.errors import RankeditError
-from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, matrix_metrics, rel_update_norm
+from rankedit.core.option_rules import check_value
+from rankedit.analysis.analyze_options import AnalyzeCommandOptions
+from rankedit.analysis.geometry import (DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q, BaseParts, default_k,
+                                        matrix_metrics, rel_update_norm)
 from rankedit.analysis.interference import all_pairs, interference_summary, run_names, update_parts
 from rankedit.analysis.metrics import SCALAR_METRICS
-from rankedit.core.masks import bf16_unchanged, count
+from rankedit.core.linalg import SVD
+from rankedit.core.masks import Cut, bf16_unchanged, count
 from rankedit.core.coverage import coverage, line as coverage_line, matrices_of
 from rankedit.core.modules import EXPERT, as_linear, classify, expert_of, split_key
 from rankedit.analysis.moe import moe_summary
@@ -34,15 +38,15 @@ from rankedit.core.threads import hot_path_threads, matrices_at_once, ordered_ma
 from rankedit.files.validate import check_inputs
 from rankedit.core.device import check_device
 from rankedit.core.names import ANALYSIS_METRICS, ANALYSIS_SUMMARY
+from tqdm.auto import tqdm
+from rankedit.analysis.plots import analysis_plots
+from rankedit.analysis.routing import routing_flips
+from rankedit.analysis.interference_plots import interference_plots
 
 
 def validate_params(k: int, alpha: float, atol: float, q: float, device: str) -> None:
-    if k < 1:
-        raise RankeditError(f"--k must be at least 1, got {k}")
-    if not 0.0 < alpha < 1.0:
-        raise RankeditError(f"--alpha must be between 0 and 1 (exclusive), got {alpha}")
-    if not 0.0 < q <= 1.0:
-        raise RankeditError(f"--q must be in (0, 1], got {q}")
+    for name, value in (("k", k), ("alpha", alpha), ("q", q)):
+        check_value(AnalyzeCommandOptions, name, value, f"--{name}")
     if not atol >= 0 or math.isinf(atol):  # NaN fails every comparison
         raise RankeditError(f"--atol must be a finite number >= 0, got {atol}")
     check_device(device)
@@ -75,7 +79,7 @@ def analyze(
     nothing else (``rankedit.files.outdir``), or with ``overwrite``.
     ``routing_prompts``: a text file, one prompt a line: for an MoE, the routing flip rate of base vs
     tuned on them goes into the summary (``rankedit.analysis.routing``; both models are loaded).
-    ``base_cache``: take W0's decompositions from ``rankedit.analysis.base_cache`` (and keep
+    ``base_cache``: take W0's decompositions from ``rankedit.core.base_decomp`` (and keep
     them there), so that further runs tuned from the same base skip them.
     ``tuned``: one run, or several runs of the same base: the first is measured as one run is, and each row
     gains ``interference`` (every pair of runs, "A|B" -> ``rankedit.analysis.interference.pair_metrics``),
@@ -159,12 +163,8 @@ def analyze(
             write_jsonl(tmp / ANALYSIS_METRICS, rows)
             (tmp / ANALYSIS_SUMMARY).write_text(dumps(summary) + "\n")
             if plots:
-                from rankedit.analysis.plots import analysis_plots
-
                 analysis_plots(rows, tmp, moe=summary.get("moe"))
                 if run_labels:
-                    from rankedit.analysis.interference_plots import interference_plots
-
                     interference_plots(rows, summary["interference"], tmp)
     return rows
 
@@ -186,14 +186,17 @@ def _one_tensor(name: str, ck0: Checkpoint, ck1: Checkpoint, ck2: Checkpoint | N
         pick = (lambda t: t) if e is None else (lambda t: t[e])  # noqa: E731
         a0, a1 = (as_linear(pick(w), info).to(device) for w in (w0, w1))
         a2 = as_linear(pick(w2), info).to(device) if w2 is not None else None
-        key_, base = cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else (None, None)
-        on_base = (lambda parts, c=key_: store(c, parts)) if key_ is not None and base is None else None
+        key_, base = _cached_base_parts(a0, params["k"], params["alpha"], device) if base_cache else (None, None)
+        on_base = (lambda parts, c=key_: base_decomp.store_parts(c, _parts_tensors(parts))
+                   ) if key_ is not None and base is None else None
+        eig_key, eig0 = base_decomp.run_eigh(a0, device)  # made by an earlier analysis of this run
+        on_eig0 = (lambda eig, c=eig_key, w=a0: base_decomp.keep_eigh(c, w, eig))
         # a LoRA adapter's ΔW is scale·B·A itself (float64), not the rounded difference of merged weights
         lora = ck1.lora.get(name) if isinstance(ck1, AdapterCheckpoint) and e is None else None
         dw = _exact_delta(ck1, name, info, e, device)
         eig: list = []
-        m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, dw=dw, **params,
-                           on_update=eig.append if more else None)
+        m = matrix_metrics(a0, a1, w_other=a2, base=base, on_base=on_base, dw=dw, eig0=eig0, on_eig0=on_eig0,
+                           **params, on_update=eig.append if more else None)
         row = {"name": key, "layer": info.layer, "module": info.module, "kind": info.kind, "shape": list(a0.shape),
                **_clean(m)}
         if isinstance(ck1, AdapterCheckpoint):
@@ -219,6 +222,30 @@ def _exact_delta(ck: Checkpoint, name: str, info, expert: int | None, device: st
     return as_linear(ck.delta(name), info).to(device)
 
 
+def _parts_tensors(p: BaseParts) -> dict[str, torch.Tensor]:
+    cpu = {"s": p.s, "U": p.svd.U, "S": p.svd.S, "V": p.svd.V}
+    out = {n: t.detach().to("cpu").contiguous() for n, t in cpu.items()}
+    out["norm"] = torch.tensor([p.norm], dtype=torch.float64)
+    out["thresholds"] = torch.tensor([p.principal.threshold, p.low.threshold], dtype=torch.float64)
+    out["ties"] = torch.tensor([p.principal.ties, p.low.ties], dtype=torch.int64)
+    return out
+
+
+def _cached_base_parts(w0: torch.Tensor, k: int, alpha: float, device: str) -> tuple[str, BaseParts | None]:
+    """(key, W0's parts from ``rankedit.core.base_decomp``'s cache, or None when this very matrix was not
+    seen before at these settings). ``w0`` is in (out, in) layout as the metrics see it (on any device). On
+    a miss ``matrix_metrics`` computes the parts, from the W0 decomposition it makes anyway."""
+    shape = (int(w0.shape[0]), int(w0.shape[1]))
+    kk = default_k(shape, k)
+    key = base_decomp.parts_key(w0, kk, alpha, device)
+    t = base_decomp.load_parts(key, shape, kk, device)
+    if t is None:
+        return key, None
+    thr, ties = t["thresholds"].tolist(), t["ties"].tolist()
+    return key, BaseParts(t["s"], SVD(t["U"], t["S"], t["V"]), float(t["norm"][0]),
+                          Cut(thr[0], int(ties[0])), Cut(thr[1], int(ties[1])))
+
+
 def _read_prompts(path) -> list[str]:
     try:
         lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
@@ -232,8 +259,6 @@ def _read_prompts(path) -> list[str]:
 def _routing(ck0: Checkpoint, ck1: Checkpoint, prompts: list[str], k: int) -> dict:
     """Base vs tuned routing on the prompts, tokenized with the base's tokenizer."""
     from transformers import AutoTokenizer
-
-    from rankedit.analysis.routing import routing_flips
 
     tok = AutoTokenizer.from_pretrained(str(ck0.path), trust_remote_code=False)
     ids = [tok(p)["input_ids"] for p in prompts]
@@ -249,7 +274,6 @@ def _matrix_names(ck: Checkpoint, names: list[str], infos: dict | None = None) -
 def _progress(items: Iterable, enabled: bool, desc: str, total: int | None = None) -> Iterable:
     if not enabled:
         return items
-    from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, unit="tensor", leave=False, total=total)
 

@@ -181,7 +181,7 @@ def jaccard(mask_a: torch.Tensor, mask_b: torch.Tensor) -> tuple[float, float]:
 
 class BaseParts(NamedTuple):
     """What the metrics need from W0 alone: the same for every run tuned from one base,
-    so ``rankedit.analysis.base_cache`` keeps it across analyses."""
+    so ``rankedit.core.base_decomp`` keeps it across analyses."""
     s: torch.Tensor  # every singular value of W0 (float64, descending)
     svd: SVD  # its top-k triplets (float32)
     norm: float  # ‖W0‖_F in float64
@@ -253,6 +253,8 @@ def matrix_metrics(
     on_base: Callable[[BaseParts], None] | None = None,
     dw: torch.Tensor | None = None,
     on_update: Callable[[tuple[torch.Tensor, torch.Tensor]], None] | None = None,
+    eig0: tuple[torch.Tensor, torch.Tensor] | None = None,
+    on_eig0: Callable[[tuple[torch.Tensor, torch.Tensor]], None] | None = None,
 ) -> dict:
     """All per-matrix measurements of docs/science.md for one (out, in) matrix pair.
 
@@ -271,6 +273,8 @@ def matrix_metrics(
     ``on_update``: called with dW's Gram eigenpairs (``gram_eigh``, vectors and all, where the
     metrics need only the values), so that the interference of several runs
     (``rankedit.analysis.interference``) decomposes each update once.
+    ``eig0``: W0's Gram eigenpairs made earlier in the same run (``rankedit.core.base_decomp``);
+    ``on_eig0``: called with them when they were made here.
     """
     if w0.ndim != 2 or w0.shape != w1.shape:
         raise ValueError(f"need two 2-D matrices of one shape, got {tuple(w0.shape)} and {tuple(w1.shape)}")
@@ -282,7 +286,10 @@ def matrix_metrics(
     dw = f1 - f0 if exact is None else exact.float()
     kk = default_k(shape, k)
     gram0, gram_dw, gram1, cross = _short_side_grams(f0, f1, exact)
-    eig0 = gram_eigh(gram0)
+    if eig0 is None:
+        eig0 = gram_eigh(gram0)
+        if on_eig0 is not None:
+            on_eig0(eig0)
     if base is None:
         base = base_parts(w0, k, alpha, eig=eig0)
         if on_base is not None:

@@ -15,6 +15,8 @@ from typing import Sequence
 import torch
 
 from rankedit.core.modules import ROUTER, classify, loaded_names
+from rankedit.files.checkpoint import Checkpoint
+from rankedit.files.validate import quiet_transformers
 
 
 def flip_rate(top0: torch.Tensor, top1: torch.Tensor) -> float:
@@ -47,9 +49,6 @@ def _names(module: str) -> list[str]:
 def choices(path, prompts: Sequence[Sequence[int]], k: int) -> dict[int, torch.Tensor]:
     """layer -> [tokens, k] top-k experts chosen by ``path``'s routers on the token-id prompts."""
     from transformers import AutoModelForCausalLM
-
-    from rankedit.files.checkpoint import Checkpoint
-    from rankedit.files.validate import quiet_transformers
 
     ck = Checkpoint(path)
     with quiet_transformers():

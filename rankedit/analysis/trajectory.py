@@ -27,6 +27,8 @@ from rankedit.files.adapter import AdapterCheckpoint, is_adapter, open_tuned
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_inputs
+from tqdm.auto import tqdm
+from rankedit.analysis.trajectory_plots import trajectory_plots
 
 TRAJECTORY_ROWS = "trajectory.jsonl"
 TRAJECTORY_SUMMARY = "summary.json"
@@ -193,8 +195,6 @@ def trajectory(
             write_jsonl(tmp / TRAJECTORY_ROWS, rows)
             (tmp / TRAJECTORY_SUMMARY).write_text(dumps(summary) + "\n")
             if plots:
-                from rankedit.analysis.trajectory_plots import trajectory_plots
-
                 trajectory_plots(rows, per_matrix, steps, tmp)
                 patch_figure(summary["patches"], tmp / FIG_PATCHES)
     return {**summary, "rows": rows}
@@ -226,6 +226,5 @@ def summarize(rows: list[dict], per_matrix: list[dict], whole: dict, params: dic
 def _progress(items: list, enabled: bool):
     if not enabled:
         return items
-    from tqdm.auto import tqdm
 
     return tqdm(items, desc="trajectory", unit="matrix", leave=False)

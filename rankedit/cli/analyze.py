@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from rankedit.analysis.analyze_options import AnalyzeCommandOptions
+from rankedit.cli.spec_options import spec_option
 from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
-
-from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q
 from rankedit.core.names import ANALYSIS_SUMMARY
 
 
@@ -18,11 +18,11 @@ from rankedit.core.names import ANALYSIS_SUMMARY
               help="Names of the tuned runs (several runs), comma-separated; default: their folders' names.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
 @click.option("--other-tuned", default=None, help="A second tuned run of the same base: adds `jaccard` of the two update masks.")
-@click.option("--k", default=DEFAULT_K, show_default=True, help="Size of the top-k principal subspaces (capped at min(m,n)/4).")
-@click.option("--alpha", default=DEFAULT_ALPHA, show_default=True, help="Fraction of entries in the principal / low-magnitude masks.")
-@click.option("--atol", default=DEFAULT_ATOL, show_default=True, help="Absolute tolerance for `sparsity_atol`.")
-@click.option("--q", default=DEFAULT_Q, show_default=True, help="Top-q fraction of |dW| for the precision-free overlap control.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda: where the SVDs run.")
+@spec_option(AnalyzeCommandOptions, "k", "--k", show_default=True)
+@spec_option(AnalyzeCommandOptions, "alpha", "--alpha", show_default=True)
+@spec_option(AnalyzeCommandOptions, "atol", "--atol", show_default=True)
+@spec_option(AnalyzeCommandOptions, "q", "--q", show_default=True)
+@spec_option(AnalyzeCommandOptions, "device", "--device", show_default=True)
 @click.option("--modules", default=None, metavar="REGEX", help="Only analyse tensors whose name matches REGEX (e.g. 'mlp|o_proj').")
 @click.option("--routing-prompts", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="MoE: a text file, one prompt a line; adds the routing flip rate of base vs tuned (loads both models).")

@@ -7,7 +7,7 @@ import click
 from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 
-from rankedit.pipeline.compress_families import DEFAULT_FAMILIES, FAMILIES
+from rankedit.pipeline.compress.budgets import DEFAULT_FAMILIES, FAMILIES
 
 
 @click.command("compress", context_settings={"show_default": True})
@@ -66,8 +66,8 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
       rankedit compress base/ tuned/ --tasks gsm8k --limit 200 --family rank-k --family sign -o out/c
     """
     from rankedit.cli.score import int_option
-    from rankedit.pipeline.compress import compress as run_compress
-    from rankedit.pipeline.compress_outputs import exact_line, winner_line
+    from rankedit.pipeline.compress.command import compress as run_compress
+    from rankedit.pipeline.compress.writing import exact_line, winner_line
 
     bs = batch_size if batch_size == "auto" else int_option(batch_size, "--batch-size")
     task_list = [t for t in tasks.split(",") if t.strip()] if tasks is not None else None

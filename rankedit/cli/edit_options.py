@@ -11,89 +11,15 @@ model itself afterwards, so a bad value is the same one-line error as in the API
 
 from __future__ import annotations
 
-import types
-from typing import Annotated, Any, Iterable, Literal, Union, get_args, get_origin
+from typing import Iterable
 
 import click
 from pydantic import BaseModel
 
+from rankedit.cli.spec_options import (  # noqa: F401  (the option types: this module's API too)
+    ChoiceOrNumber, FloatList, IntList, NumberList, metavar_of, click_type,
+)
 from rankedit.edits.registry import Cli, cli_flag
-
-
-class ChoiceOrNumber(click.ParamType):
-    """A word of a fixed set, or a number (``Union[Literal[...], float]``)."""
-
-    name = "choice-or-number"
-
-    def __init__(self, choices: tuple[str, ...]):
-        self.choices = choices
-
-    def get_metavar(self, param, ctx=None) -> str:
-        return "[" + "|".join((*self.choices, "NUMBER")) + "]"
-
-    def convert(self, value, param, ctx):
-        if value is None or value in self.choices or isinstance(value, float):
-            return value
-        try:
-            return float(value)
-        except ValueError:
-            self.fail(f"use {', '.join(self.choices)} or a number", param, ctx)
-
-
-class NumberList(click.ParamType):
-    """Comma-separated numbers of one type: ``100,200,300`` (integers) or ``0.31,0.42,0.5``."""
-
-    def __init__(self, kind: type, name: str, example: str):
-        self.kind, self.name, self.example = kind, name, example
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, list):
-            return value
-        try:
-            return [self.kind(s) for s in value.replace(" ", "").split(",") if s]
-        except ValueError:
-            self.fail(f"a comma-separated list of {self.name}, e.g. {self.example}", param, ctx)
-
-
-class IntList(NumberList):
-    def __init__(self):
-        super().__init__(int, "integers", "100,200,300")
-
-
-class FloatList(NumberList):
-    def __init__(self):
-        super().__init__(float, "numbers", "0.31,0.42,0.5")
-
-
-def _strip(tp: Any) -> Any:
-    """``Annotated[X, ...]`` -> X; ``Optional[X]`` -> X."""
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
-    if get_origin(tp) in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return _strip(args[0])
-    return tp
-
-
-def click_type(tp: Any) -> Any:
-    """The click type of a parameter's annotation (TypeError for one the CLI cannot spell)."""
-    tp = _strip(tp)
-    origin = get_origin(tp)
-    if origin is Literal:
-        return click.Choice([str(a) for a in get_args(tp)])
-    if origin in (Union, types.UnionType):
-        args = [_strip(a) for a in get_args(tp)]
-        words = tuple(str(w) for a in args if get_origin(a) is Literal for w in get_args(a))
-        if words and all(get_origin(a) is Literal or a in (int, float) for a in args):
-            return ChoiceOrNumber(words)
-    if origin in (tuple, list) and all(_strip(a) in (int, Ellipsis) for a in get_args(tp)):
-        return IntList()
-    if origin in (tuple, list) and all(_strip(a) in (float, Ellipsis) for a in get_args(tp)):
-        return FloatList()
-    if tp in (int, float, str, bool):
-        return tp
-    raise TypeError(f"no command-line option for a parameter of type {tp!r}")
 
 
 def model_options(model: type[BaseModel], last: Iterable[str] = ()) -> list[click.Option]:
@@ -112,10 +38,6 @@ def model_options(model: type[BaseModel], last: Iterable[str] = ()) -> list[clic
             continue
         default = None if cli.required else f.default
         opts.append(click.Option([flag, name], type=kind, default=default, required=cli.required,
-                                 show_default=default is not None, metavar=cli.metavar or _metavar(kind),
+                                 show_default=default is not None, metavar=cli.metavar or metavar_of(kind),
                                  help=help))
     return opts
-
-
-def _metavar(kind: Any) -> str | None:
-    return "N1,N2,..." if isinstance(kind, IntList) else None

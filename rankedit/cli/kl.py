@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import click
 
+from rankedit.cli.spec_options import spec_option
 from rankedit.core.names import OVERWRITE_HELP
+from rankedit.scoring.options import KLOptions
 
 
 @click.command("kl", context_settings={"show_default": True})
@@ -23,12 +25,12 @@ from rankedit.core.names import OVERWRITE_HELP
 @click.option("--organism-task", is_flag=True, help="The embedded organism's RL-task prompts (its RL run's own).")
 @click.option("--num-prompts", "limit", type=int, default=None,
               help="Use the first N prompts  [default: all of a file or task; 64 with --organism-task]")
-@click.option("--samples", type=int, default=4, help="Completions sampled from MODEL per prompt.")
+@spec_option(KLOptions, "samples", "--samples")
 @click.option("--max-tokens", type=int, default=256, help="Token limit of each completion.")
-@click.option("--seed", type=int, default=0, help="Seed of the sampler (and of the bootstrap).")
-@click.option("--batch-size", type=int, default=32, help="Completions per forward pass.")
+@spec_option(KLOptions, "seed", "--seed")
+@spec_option(KLOptions, "batch_size", "--batch-size")
 @click.option("--device", default="cpu", help="cpu, cuda or cuda:N.")
-@click.option("--dtype", default="float32", help="torch dtype both models are loaded in.")
+@spec_option(KLOptions, "dtype", "--dtype")
 @click.option("--no-cache", is_flag=True, help="Sample again even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (kl.json).")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
@@ -51,7 +53,7 @@ def kl(model, base, prompts_file, task, include_paths, organism_task, limit, sam
     from rich.console import Console
 
     from rankedit.core.errors import RankeditError
-    from rankedit.scoring.kl import kl as run_kl
+    from rankedit.scoring.kl.sampler import kl as run_kl
 
     given = [x for x in (prompts_file, task, organism_task or None) if x is not None]
     if len(given) != 1:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from rankedit.cli.spec_options import spec_option
 from rankedit.core.names import OVERWRITE_HELP
+from rankedit.scoring.options import ScoreOptions
 
 from rankedit.scoring.suites import SUITES
 
@@ -26,26 +28,23 @@ def _suite_help() -> str:
               help="Offline: read every Hub dataset OWNER/NAME of the tasks from DIR/OWNER/NAME/ (the dataset's "
                    "own files, e.g. from 'hf download OWNER/NAME --repo-type dataset --local-dir DIR/OWNER/NAME'); "
                    "the tasks' prompts, filters and metrics stay lm-eval's. See docs/real-runs.md.")
-@click.option("--backend", type=click.Choice(["hf", "vllm"]), default="hf",
-              help="lm-eval model backend: hf (transformers; CPU or GPU) or vllm (GPU; install vllm yourself).")
-@click.option("--batch-size", default="8", help="Batch size passed to lm-eval (an integer, or 'auto').")
-@click.option("--limit", type=int, default=None, help="Score only the first N problems of each task.")
+@spec_option(ScoreOptions, "backend", "--backend")
+@spec_option(ScoreOptions, "batch_size", "--batch-size")
+@spec_option(ScoreOptions, "limit", "--limit")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N  [default: cuda when available, else cpu]")
 @click.option("--dtype", default=None, help="torch dtype for the hf backend  [default: float32 on CPU, auto on GPU]")
-@click.option("--max-gen-toks", type=int, default=None,
-              help="Override the maximum number of generated tokens of every task (long RL reasoning needs thousands).")
+@spec_option(ScoreOptions, "max_gen_toks", "--max-gen-toks")
 @click.option("--chat-template/--no-chat-template", default=None,
               help="Wrap prompts in the tokenizer's chat template  [default: the suite's choice, off]")
-@click.option("--num-fewshot", type=int, default=None, help="Override the tasks' few-shot count.")
+@spec_option(ScoreOptions, "num_fewshot", "--num-fewshot")
 @click.option("--profile", default=None,
               help="A named scoring profile of the suite for every task (reasoning: avg16 = 16 samples, "
                    "temperature 0.6, top_p 0.95, seed 0; greedy)  [default: greedy, except the tasks the suite "
                    "samples by default: reasoning's AIME with avg16]")
-@click.option("--samples", type=int, default=None,
-              help="Sample N generations per problem (lm-eval repeats) and report avg@N, pass@k, maj@k.")
-@click.option("--temperature", type=float, default=None, help="Sampling temperature  [default with --samples: 1]")
-@click.option("--top-p", "top_p", type=float, default=None, help="Nucleus sampling top_p  [default with --samples: 1]")
-@click.option("--seed", type=int, default=None, help="Seed of the sampler  [default with --samples: 0]")
+@spec_option(ScoreOptions, "samples", "--samples")
+@spec_option(ScoreOptions, "temperature", "--temperature")
+@spec_option(ScoreOptions, "top_p", "--top-p")
+@spec_option(ScoreOptions, "seed", "--seed")
 @click.option("--no-cache", is_flag=True, help="Rescore even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
@@ -77,7 +76,6 @@ def score(models, suite, tasks, include_paths, data_dir, backend, batch_size, li
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     console = Console(stderr=True)
-    bs = batch_size if batch_size == "auto" else int_option(batch_size, "--batch-size")
     task_list = [t for t in tasks.split(",") if t.strip()] if tasks is not None else None
 
     def progress(label, ms, err):
@@ -88,7 +86,7 @@ def score(models, suite, tasks, include_paths, data_dir, backend, batch_size, li
 
     try:
         result = scoring.score(
-            list(models), suite=suite, tasks=task_list, out=out, backend=backend, batch_size=bs, limit=limit,
+            list(models), suite=suite, tasks=task_list, out=out, backend=backend, batch_size=batch_size, limit=limit,
             device=device, dtype=dtype, max_gen_toks=max_gen_toks, apply_chat_template=chat_template,
             num_fewshot=num_fewshot, profile=profile, samples=samples, temperature=temperature, top_p=top_p,
             seed=seed, include_paths=include_paths, data_dir=data_dir, use_cache=not no_cache, on_model=progress,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from rankedit.core.errors import RankeditError
+from rankedit.core.cache_dir import cache_root
 
 RAY_MISSING = "the ray executor needs Ray, which is not installed: pip install 'rankedit[ray]'"
 # what a worker must see as the driver does: the cache (scores, hashes, organisms) and offline switches
@@ -80,8 +81,6 @@ def ray_available() -> bool:
 
 def worker_env() -> dict[str, str]:
     """The driver's settings every worker must share; the cache is the driver's resolved one."""
-    from rankedit.core.cache_dir import cache_root
-
     env = {k: os.environ[k] for k in WORKER_ENV if os.environ.get(k)}
     env["RANKEDIT_CACHE"] = str(cache_root())
     return env

@@ -46,6 +46,7 @@ from typing import Iterator
 import torch
 
 from rankedit.core.linalg import SVD, norm64, times, times_t, triplets_from_eigh
+from threadpoolctl import threadpool_limits
 
 FAIL_PROB = 1e-9  # probability over the seeded Gaussian block that the bound on β fails, per matrix
 CERT_COLS = 16  # columns of that block: the χ² with 16 degrees of freedom is below 0.58 with FAIL_PROB
@@ -168,7 +169,6 @@ def blas_threads(n: int) -> Iterator[None]:
     """SciPy's own BLAS (a separate OpenBLAS, whose threads spin as OpenMP's do) at n threads while any
     thread is inside; the last one out restores it (two background workers may overlap)."""
     global _blas_users, _blas_limit
-    from threadpoolctl import threadpool_limits
 
     with _blas_lock:
         if _blas_users == 0:

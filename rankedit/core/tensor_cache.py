@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from rankedit.core.cache_dir import cache_root
 
 
 def tensor_sha256(t: torch.Tensor) -> str:
@@ -24,8 +26,6 @@ def tensor_sha256(t: torch.Tensor) -> str:
 
 
 def entry_path(folder: str, key: str) -> Path:
-    from rankedit.core.cache_dir import cache_root
-
     return cache_root() / folder / key[:2] / f"{key}.safetensors"
 
 
@@ -40,8 +40,6 @@ def payload_sha256(tensors: dict[str, torch.Tensor]) -> str:
 
 def load_entry(folder: str, key: str, names: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
     """The tensors stored under ``key`` (on the CPU), or None when there is no sound entry holding ``names``."""
-    from safetensors import SafetensorError, safe_open
-
     try:
         path = entry_path(folder, key)
         if not path.is_file():

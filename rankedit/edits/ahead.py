@@ -37,6 +37,7 @@ import torch
 
 from rankedit.core.svd import EXACT_MAX_DIM
 from rankedit.edits.registry import MatrixInputs
+from rankedit.core.threads import hot_path_threads, matrices_at_once
 
 LIMIT_PER_WORKER = 2  # results waiting to be taken, per background thread
 
@@ -115,8 +116,6 @@ def beside(work: Optional[Callable[[MatrixInputs], Any]], names: list[str], read
     """Run the block (the merge) with ``work`` under way beside it for the matrices ``names`` (in the
     merge's order) of which ``read`` gives the inputs; yields the number scheduled (0 when there is no
     work, or no matrix is above 256 on the short side: ``short_side(name)``)."""
-    from rankedit.core.threads import hot_path_threads, matrices_at_once
-
     names = [n for n in names if short_side(n) > EXACT_MAX_DIM] if work is not None else []
     if not names:
         yield 0

@@ -31,6 +31,13 @@ from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, file_sha256, first_line
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_inputs, check_output
+from safetensors import safe_open
+from tqdm.auto import tqdm
+from rankedit import __version__
+from rankedit.edits.build import EXTRA_FILES
+from rankedit.edits.merge_options import checkpoint_bytes, shard_bytes
+from rankedit.files.hashes import checkpoint_sha256
+from rankedit.files.shards import write_shards
 
 KINDS = {"peft-lora": ADAPTER_WEIGHTS, "rankedit-delta": DELTA_WEIGHTS}
 OUT_KIND = "edit"  # the rebuilt folder is an edited checkpoint, as `rankedit edit` writes
@@ -63,8 +70,6 @@ def read_record(artifact: Path) -> dict:
 
 def check_base(rec: dict, base: Checkpoint, artifact: Path) -> None:
     """Refuse a base other than the one the artifact was made from."""
-    from rankedit.files.hashes import checkpoint_sha256
-
     for key, t in rec["tensors"].items():
         name, e = split_key(key)
         if name not in base.names:
@@ -83,8 +88,6 @@ def check_base(rec: dict, base: Checkpoint, artifact: Path) -> None:
 
 def open_payload(rec: dict, artifact: Path):
     """The payload, opened after its sha256 matched the record's."""
-    from safetensors import safe_open
-
     path = artifact / KINDS[rec["kind"]]
     if not path.is_file():
         raise RankeditError(f"{artifact}: {path.name} is missing")
@@ -145,12 +148,6 @@ def apply_artifact(artifact, base, out, *, device: str = "cpu", progress: bool =
     dtypes and sha256 are checked first). The output is validated finite and complete, as `rankedit
     edit` checks its own, before it is renamed into place. ``overwrite``: replace an ``out`` holding
     files rankedit did not write (they are lost); an earlier rankedit output is replaced anyway."""
-    from tqdm.auto import tqdm
-
-    from rankedit.edits.build import EXTRA_FILES
-    from rankedit.edits.merge_options import checkpoint_bytes, shard_bytes
-    from rankedit.files.shards import write_shards
-
     artifact = Path(artifact)
     rec = read_record(artifact)
     base_ck = Checkpoint(base)
@@ -200,8 +197,6 @@ def applied_manifest(rec: dict, artifact: Path, base: Checkpoint) -> dict:
     """The rankedit_edit.json of a rebuilt checkpoint: the artifact's edit and parameters, the base and the
     artifact as its inputs (what `rankedit push` publishes and its card names). No per-matrix facts: the
     artifact does not carry them (the build's own manifest does)."""
-    from rankedit import __version__
-
     return {"rankedit_version": __version__, "method": rec["method"], "params": rec.get("params") or {},
             "inputs": {"base": {"path": str(base.path.resolve()), "sha256": (rec.get("base") or {}).get("sha256")},
                        "tuned": [], "other": None,

@@ -32,6 +32,10 @@ from rankedit.edits.storage import MatrixSize
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import file_sha256
 from rankedit.files.validate import check_output
+from rankedit.edits.build import plan_edit
+from rankedit.edits.lora import lora_folder
+from rankedit.edits.registry import get_edit
+from rankedit.files.provenance import hub_id_of
 
 RECORD = ARTIFACT_RECORD
 DELTA_WEIGHTS = "delta.safetensors"
@@ -44,9 +48,6 @@ def write_artifact(base, tuned, method: str, params: dict, out, *, device: str =
     "stored_params", "stored_bytes"}`` (bytes of the safetensors payload on disk).
 
     An existing ``out`` is replaced only when it is an earlier artifact holding nothing else."""
-    from rankedit.edits.build import plan_edit
-    from rankedit.edits.registry import get_edit
-
     edit = get_edit(method)
     build_only = set(edit.options.model_fields) if edit.options else set()  # e.g. rank-k's as_lora
     # a rank-family edit's artifact is an extraction: the truncated SVD unless a scale is given
@@ -78,8 +79,6 @@ def write_artifact(base, tuned, method: str, params: dict, out, *, device: str =
 
 def base_record(plan: EditPlan, sha256: dict[str, str]) -> dict:
     """What names the base: its weight files' hashes and Hub id (never a local path)."""
-    from rankedit.files.provenance import hub_id_of
-
     return {"sha256": sha256, "hub_id": hub_id_of(str(plan.base.path))}
 
 
@@ -96,8 +95,6 @@ def _tensor_record(plan: EditPlan, key: str, **layout: Any) -> dict:
 
 
 def _write_lora(plan: EditPlan, tmp: Path, device: str, progress: bool) -> dict:
-    from rankedit.edits.lora import lora_folder
-
     # factors at the precision the edit computed them in (float32; float64 for a float64 base): rounded
     # to a bf16 base's dtype, W0 + B A would land a bf16 step away from the build's weights
     exact = {n: "source" if plan.stored_dtype(n) == "float64" else "float32" for n in plan.matrices}

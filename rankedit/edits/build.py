@@ -39,6 +39,10 @@ from rankedit.edits.mergekit_fit import STREAMED, writer as choose_writer
 from rankedit.files.outdir import check_out
 from rankedit.files.validate import check_config, check_inputs, check_output
 from rankedit.core.names import TOKENIZER_CONFIG
+from rankedit.edits.edit_plan import matrix_inputs
+from rankedit.edits.lora import export_lora
+from rankedit.edits.streamed import write_streamed
+from rankedit.files.hashes import checkpoint_sha256
 
 PathLike = str | os.PathLike
 # Besides weights and config, what an ordinary HF checkpoint directory carries.
@@ -133,8 +137,6 @@ def across_choice(plan: EditPlan) -> dict:
     """The edit's choice across matrices (``Edit.across``), from every edited matrix's place and ‖ΔW‖²."""
     import torch
 
-    from rankedit.edits.edit_plan import matrix_inputs
-
     table = {}
     for key in plan.matrices:
         x = matrix_inputs(plan, key)
@@ -177,8 +179,6 @@ def is_built(plan: EditPlan, out: PathLike, dtype: str = "source") -> bool:
     """True when OUT holds a finished merged edit of this very recipe and these very inputs.
 
     The manifest written last by ``run_plan`` records both, so a rerun can skip the merge."""
-    from rankedit.files.hashes import checkpoint_sha256
-
     path = Path(out) / MANIFEST
     if not path.is_file():
         return False
@@ -256,8 +256,6 @@ def build_edit(method: str, base: PathLike, tuned: PathLike | Sequence[PathLike]
     plan = plan_edit(method, base, tuned, **params)
     check_out(out, edit_kind(plan, as_lora), input_paths(plan), overwrite)  # before the work, not after it
     if as_lora:
-        from rankedit.edits.lora import export_lora
-
         if dtype != "source":
             raise RankeditError("--dtype applies to a merged checkpoint; an adapter's factors take --lora-dtype")
         return export_lora(plan, out, device=device, overwrite=overwrite, progress=progress, lora_dtype=lora_dtype)
@@ -292,8 +290,6 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
         with atomic_dir(out, kind=edit_kind(plan), inputs=input_paths(plan), overwrite=overwrite) as tmp, \
                 collect_facts() as facts, riding(plan.road):
             if streamed:
-                from rankedit.edits.streamed import write_streamed
-
                 write_streamed(plan, tmp, device=device, progress=progress, max_shard_bytes=max_shard_bytes,
                                dtype=dtype)
             else:

@@ -26,6 +26,19 @@ from typing import Any, Optional
 from rankedit.core.errors import RankeditError
 from rankedit.files import yaml_text
 from rankedit.core.names import TOKENIZER_CONFIG
+from rankedit.core.device import check_device
+from rankedit.core.svd import warn_unidentifiable
+from rankedit.edits.build import build_edit
+from rankedit.edits.manifest import mergekit_yaml_manifest, write_manifest
+from rankedit.edits.merge_options import SHARD_CAP, checkpoint_bytes, merge_options
+from rankedit.edits.merge_run import merge_config, merge_into
+from rankedit.edits.mergekit_fit import mismatch
+from rankedit.edits.mergekit_methods import PREFIX, ROLE_MASK_FROM, ROLE_TUNED, collect_facts
+from rankedit.edits.registry import EDITS, parse_params
+from rankedit.files.atomic import atomic_dir
+from rankedit.files.checkpoint import Checkpoint
+from rankedit.files.outdir import check_inputs, check_out
+from rankedit.files.validate import check_output
 
 RECIPE_KEYS = {"method", "base", "tuned", "out", "params", "device", "as_lora", "dtype"}
 
@@ -42,7 +55,6 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
     data = load_yaml(path)
     if "merge_method" in data:
         return run_mergekit_config(data, path, out, device=device or "cpu", progress=progress, overwrite=overwrite)
-    from rankedit.edits.build import build_edit
 
     unknown = set(data) - RECIPE_KEYS
     if unknown:
@@ -59,7 +71,6 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
     params: dict[str, Any] = dict(raw)
     tuned = data["tuned"]
     tuned = [str(t) for t in tuned] if isinstance(tuned, list) else str(tuned)
-    from rankedit.files.outdir import check_inputs
 
     check_inputs(out, [path])  # the recipe file itself is an input too
     return build_edit(str(data["method"]), str(data["base"]), tuned, out, device=device or data.get("device", "cpu"),
@@ -70,16 +81,6 @@ def run_config(path: str | os.PathLike, out: Optional[str] = None, device: Optio
 def run_mergekit_config(data: dict, path, out: Optional[str], device: str = "cpu", progress: bool = False,
                         overwrite: bool = False) -> Path:
     """Run a plain mergekit YAML (rankedit methods registered) atomically into OUT."""
-    from rankedit.core.device import check_device
-    from rankedit.core.svd import warn_unidentifiable
-    from rankedit.edits.manifest import mergekit_yaml_manifest, write_manifest
-    from rankedit.edits.merge_options import SHARD_CAP, checkpoint_bytes, merge_options
-    from rankedit.edits.merge_run import merge_config, merge_into
-    from rankedit.edits.mergekit_methods import collect_facts
-    from rankedit.files.atomic import atomic_dir
-    from rankedit.files.outdir import check_out
-    from rankedit.files.validate import check_output
-
     if not out:
         raise RankeditError("a mergekit YAML needs -o OUT")
     check_device(device)
@@ -123,11 +124,6 @@ def check_mergekit_config(config, path) -> None:
     (the same pydantic model as ``rankedit edit``), and local input models are sound."""
     from mergekit import merge_methods as mk
 
-    from rankedit.files.checkpoint import Checkpoint
-    from rankedit.edits.mergekit_methods import PREFIX, ROLE_MASK_FROM, ROLE_TUNED
-    from rankedit.edits.registry import EDITS, parse_params
-    from rankedit.files.validate import check_inputs
-
     try:
         mk.get(config.merge_method)
     except Exception:  # noqa: BLE001 - mergekit raises RuntimeError("Unimplemented merge method")
@@ -154,8 +150,7 @@ def check_mergekit_config(config, path) -> None:
             if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
                 raise RankeditError(f"{path}: model {m.model.model.path}: step must be an integer, got {step!r}")
     local = [Checkpoint(ref.model.path) for ref in config.referenced_models() if Path(ref.model.path).is_dir()]
-    check_inputs(local)
-    from rankedit.edits.mergekit_fit import mismatch
+    validate.check_inputs(local)  # the models' own checks (outdir's check_inputs is the output's)
 
     for ck in local[:1]:  # the models share an architecture (mergekit refuses mixes without --allow-crimes)
         why = mismatch(ck)

@@ -16,6 +16,15 @@ from rankedit.core.modules import ModuleInfo, classify, split_key
 from rankedit.edits.matrix_edit import Road
 from rankedit.edits.registry import Edit, EditParams
 from rankedit.files.checkpoint import Checkpoint
+import logging
+from tqdm.auto import tqdm
+from rankedit.core.modules import as_linear
+from rankedit.edits.ahead import beside
+from rankedit.edits import matrix_edit
+from rankedit.edits.matrix_edit import compute_dtype, place_of
+from rankedit.edits.registry import MatrixInputs, matrix_seed
+from rankedit.files.hashes import checkpoint_sha256
+from rankedit.files.plain_read import read_tensor
 
 
 @dataclass
@@ -71,8 +80,6 @@ def inputs_record(plan: EditPlan, hashes: dict[Path, dict]) -> dict:
 
 def start_hashing(pool: ThreadPoolExecutor, plan: EditPlan):
     """path -> future of its checkpoint's sha256, computed in ``pool`` while the edit runs."""
-    from rankedit.files.hashes import checkpoint_sha256
-
     return {ck.path: pool.submit(checkpoint_sha256, ck) for ck in plan_inputs(plan)}
 
 
@@ -91,24 +98,18 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
     """Yield a ``MatrixEdit`` for every edited matrix: ``rankedit.edits.matrix_edit.edit_matrix``, the very
     call mergekit's adapter and the streamed writer make, one matrix in memory at a time, its ``ahead``
     work beside it as beside a merge."""
-    from tqdm.auto import tqdm
-
-    from rankedit.edits.matrix_edit import edit_matrix
-
     with computed_ahead(plan, device):
         reader = _Reader(plan, device)
         for key in tqdm(plan.matrices, desc=desc, disable=not progress):
             name, _ = split_key(key)
             w0, tuned, other = reader.matrices(key)
-            yield edit_matrix(plan.edit, plan.params, key, plan.tensor_info(name), w0, tuned, other, device=device,
+            yield matrix_edit.edit_matrix(plan.edit, plan.params, key, plan.tensor_info(name), w0, tuned, other, device=device,
                               across=plan.road.across.get(key))
 
 
 def computed_ahead(plan: EditPlan, device: str = "cpu"):
     """The edit's ``ahead`` work beside the block (the merge) for the plan's matrices, read with plain
     file reads (``rankedit.edits.ahead.beside``); the context yields how many matrices were scheduled."""
-    from rankedit.edits.ahead import beside
-
     work = plan.edit.ahead(plan.params) if plan.edit.ahead is not None else None
     return beside(work, plan.matrices, lambda key: matrix_inputs(plan, key, device, plain=True),
                   lambda key: min(plan.shape(key)), device)
@@ -118,8 +119,6 @@ class _Reader:
     """One matrix's stored tensors from the plan's checkpoints; a fused stack is read once for its E experts."""
 
     def __init__(self, plan: EditPlan, device: str = "cpu", plain: bool = False):
-        from rankedit.files.plain_read import read_tensor
-
         self.plan, self.device = plan, device
         self.get = (lambda ck, n: read_tensor(ck, n)) if plain else (lambda ck, n: ck.get(n))  # noqa: E731
         self._held: tuple[str, tuple] | None = None
@@ -142,10 +141,6 @@ class _Reader:
 def matrix_inputs(plan: EditPlan, key: str, device: str = "cpu", plain: bool = False):
     """One matrix's ``MatrixInputs`` read from the plan's checkpoints, as ``edit_matrix`` makes them
     (``plain``: with plain file reads, ``rankedit.files.plain_read``, for a second reader beside mergekit)."""
-    from rankedit.core.modules import as_linear
-    from rankedit.edits.matrix_edit import compute_dtype, place_of
-    from rankedit.edits.registry import MatrixInputs, matrix_seed
-
     p = plan.params
     info = plan.tensor_info(split_key(key)[0])
     w0, tuned, other = _Reader(plan, device, plain).matrices(key)
@@ -176,8 +171,6 @@ def plan_coverage(plan: EditPlan, copied_from: Optional[str]) -> dict:
 
 def state_coverage(cov: dict, verb: str = "edited") -> None:
     """Log the coverage line (info) and, on stderr, the warning for trained weights left at BASE."""
-    import logging
-
     log = logging.getLogger("rankedit")
     log.info(coverage_line(cov, verb))
     msg = coverage_warning(cov)

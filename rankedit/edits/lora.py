@@ -41,6 +41,14 @@ from rankedit.core.svd import warn_unidentifiable
 from rankedit.core.errors import RankeditError
 from rankedit.files.validate import check_output
 from rankedit.core.names import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from collections import Counter
+from rankedit.core.threads import hot_path_threads
+from rankedit.edits.edit_plan import (
+    check_update, input_paths, inputs_record, largest_short_side, plan_coverage, record_params, run_matrices,
+    start_hashing, state_coverage,
+)
+from rankedit.edits.lora_targets import peft_targets, wrapper_names
+from rankedit.files.provenance import hub_id_of
 
 # --lora-dtype: "source" keeps each base matrix's dtype
 LORA_DTYPES = {"source": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -68,8 +76,6 @@ def adapter_config(cfg, base_id: str | None) -> str:
 def lora_tensors(plan, device: str = "cpu", progress: bool = False, lora_dtype: str = "source"):
     """Yield ``(name, A, B, facts)`` for every edited matrix of a low-rank plan (the edit's own factors,
     ``EditResult.parts``, α folded into B; A, B in the stored dtype)."""
-    from rankedit.edits.edit_plan import run_matrices
-
     p = plan.params
     for m in run_matrices(plan, device, progress, f"{plan.edit.name} factors"):
         res = m.result
@@ -94,8 +100,6 @@ def lora_config(ranks: dict[str, int], fan_in_fan_out: bool, params: dict[str, i
     matches only itself (PEFT matches ``(.*\\.)?NAME$``). ``params`` (parameter name -> rank): PEFT's
     ``target_parameters``, all at r, the largest of their ranks (factors of a smaller one are padded with
     zeros, which add nothing): a pattern would name their module, not the parameter."""
-    from collections import Counter
-
     from peft import LoraConfig
 
     counts = Counter(ranks.values())
@@ -110,11 +114,6 @@ def lora_config(ranks: dict[str, int], fan_in_fan_out: bool, params: dict[str, i
 def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False, lora_dtype: str = "source",
                 targets: dict | None = None) -> list[dict]:
     """Write the adapter (weights, then adapter_config.json) of a low-rank plan into ``tmp``; return the facts."""
-    from rankedit.core.threads import hot_path_threads
-    from rankedit.edits.edit_plan import largest_short_side
-    from rankedit.edits.lora_targets import peft_targets
-    from rankedit.files.provenance import hub_id_of
-
     targets = targets or peft_targets(plan)  # every edited matrix has a place in PEFT, or one line refuses the export
     tensors, facts, ranks = {}, [], {}
     on_params: dict[str, dict] = {}  # parameter -> {expert or None: {part: (A, B)}}: PEFT's target_parameters
@@ -136,8 +135,6 @@ def lora_folder(plan, tmp: Path, *, device: str = "cpu", progress: bool = False,
     params = {p: max(a.shape[0] for a, _, _ in by_e.values()) for p, by_e in fused.items()}
     cfg = lora_config(ranks, plan.base.model_type == "gpt2", params)
     if on_params:
-        from rankedit.edits.lora_targets import wrapper_names
-
         wrapped = wrapper_names(cfg, plan.base.path)
         for p, by_e in fused.items():
             A, B = param_factors({e: (a, b) for e, (a, b, _) in by_e.items()}, cfg.r)
@@ -186,15 +183,11 @@ def param_factors(by_expert: dict, r: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, progress: bool = False,
                 lora_dtype: str = "source") -> Path:
-    from rankedit.edits.edit_plan import (check_update, inputs_record, input_paths, plan_coverage, record_params,
-                                          start_hashing, state_coverage)
-
     if plan.edit.artifact_for(plan.params) != "lora":
         raise RankeditError(f"--as-lora exports low-rank edits only (rank-k, rank-auto), not {plan.edit.name}")
     if plan.params.rest != "base":
         raise RankeditError("--as-lora keeps the base's non-matrix tensors; --rest tuned cannot be written as a LoRA adapter")
     _factor_dtype("float32", lora_dtype)  # an unknown --lora-dtype fails before any work
-    from rankedit.edits.lora_targets import peft_targets
 
     targets = peft_targets(plan)  # a family PEFT cannot load the adapter of is refused before any work
     out = Path(out)

@@ -23,13 +23,13 @@ from typing import Optional
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import loaded_names, split_key
+import re
+from rankedit.files.validate import quiet_transformers
 
 
 def _meta_model(path):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from rankedit.files.validate import quiet_transformers
 
     with quiet_transformers():
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
@@ -53,8 +53,6 @@ def _loading_rules(model_type: str) -> tuple[list, list]:
     """transformers' own rules for loading a checkpoint of ``model_type``: (renames: (regex, replacement)),
     (fusions: (regex of a per-expert tensor, fused parameter, part, parts)); only the fusions rankedit can
     map back (experts stacked on axis 0, parts concatenated along the output axis)."""
-    import re
-
     try:
         from transformers.conversion_mapping import get_checkpoint_conversion_mapping
         from transformers.core_model_loading import Concatenate, MergeModulelist, WeightConverter, WeightRenaming

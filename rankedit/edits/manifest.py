@@ -14,6 +14,9 @@ import math
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Optional
+from rankedit import __version__
+from rankedit.core.errors import RankeditError
+from rankedit.edits.registry import describe
 
 MANIFEST = EDIT_MANIFEST
 
@@ -148,9 +151,6 @@ def matrix_record(m: dict) -> dict:
 
 def build_manifest(method: str, mergekit_method: Optional[str], params: dict, inputs: dict,
                    matrices: list[dict], numels: dict[str, int]) -> dict[str, Any]:
-    from rankedit import __version__
-    from rankedit.edits.registry import describe
-
     return {
         "rankedit_version": __version__,
         "mergekit_version": package_version("mergekit"),
@@ -167,8 +167,6 @@ def build_manifest(method: str, mergekit_method: Optional[str], params: dict, in
 def mergekit_yaml_manifest(merge_method: str, mergekit_config: dict, matrices: list[dict]) -> dict[str, Any]:
     """The manifest of a plain mergekit YAML run with rankedit's methods: the YAML stands for the recipe
     and the inputs, and no density is summed (the numels of a YAML's models are not read)."""
-    from rankedit import __version__
-
     return {
         "rankedit_version": __version__, "mergekit_version": package_version("mergekit"),
         "method": merge_method, "mergekit_config": mergekit_config,
@@ -179,8 +177,6 @@ def mergekit_yaml_manifest(merge_method: str, mergekit_config: dict, matrices: l
 
 def strict_json(doc: Any) -> str:
     """JSON as the standard defines it: a NaN or Inf is refused, never written as ``NaN``."""
-    from rankedit.core.errors import RankeditError
-
     try:
         return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
     except ValueError as e:

@@ -17,14 +17,13 @@ from __future__ import annotations
 from typing import Optional
 
 from rankedit.files.checkpoint import Checkpoint
+import logging
 
 MERGEKIT, STREAMED = "mergekit", "streamed"
 
 
 def mismatch(ck: Checkpoint) -> Optional[str]:
     """None when mergekit's definition of ``ck``'s architecture names exactly its tensors; else why not."""
-    import logging
-
     from mergekit.architecture import arch_info_for_config
     from transformers import AutoConfig
 

@@ -24,6 +24,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from rankedit.edits.storage import MatrixSize, Storage, dense_cost
+import importlib.util
+import sys
+from importlib import import_module
+from importlib.metadata import entry_points
+from rankedit.core.errors import RankeditError
 
 
 class EditParams(BaseModel):
@@ -225,8 +230,6 @@ def register(name: str, params: type[EditParams], *, help: str, describe: Callab
 
 
 def get_edit(name: str) -> Edit:
-    from rankedit.core.errors import RankeditError
-
     if name not in EDITS:
         raise RankeditError(f"unknown edit method {name!r}; choose one of: {', '.join(EDITS)}")
     return EDITS[name]
@@ -234,8 +237,6 @@ def get_edit(name: str) -> Edit:
 
 def parse_params(edit: Edit, params: dict[str, Any]) -> EditParams:
     """The edit's validated parameters; every problem in one line naming the field."""
-    from rankedit.core.errors import RankeditError
-
     try:
         return edit.params(**params)
     except ValidationError as e:
@@ -278,9 +279,6 @@ _loaded: set[str] = set()
 def load_plugins() -> None:
     """Import the modules that register edits from outside rankedit (idempotent): those of the
     entry-point group ``rankedit.edits`` and those listed in $RANKEDIT_PLUGINS."""
-    from importlib import import_module
-    from importlib.metadata import entry_points
-
     refs = [ep.value for ep in entry_points(group=ENTRY_POINTS)]
     refs += [r for r in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if r.strip()]
     for ref in refs:
@@ -293,15 +291,10 @@ def load_plugins() -> None:
             else:
                 import_module(ref)
         except Exception as e:  # noqa: BLE001 - any failure of a user's module is one line naming it
-            from rankedit.core.errors import RankeditError
-
             raise RankeditError(f"edit plugin {ref}: {type(e).__name__}: {e}") from None
 
 
 def _import_file(path: Path) -> None:
-    import importlib.util
-    import sys
-
     name = f"rankedit_plugin_{path.stem}_{zlib.crc32(str(path.resolve()).encode()):08x}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None or not path.is_file():

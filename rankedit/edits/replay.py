@@ -34,6 +34,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.names import HF_CONFIG
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint
+from rankedit.files.outdir import check_out
 
 REPLAY = "mergekit_replay.yml"
 DELTA = "delta"
@@ -67,8 +68,6 @@ def write_replay(edit: str | os.PathLike, base: str | os.PathLike, out: str | os
                  overwrite: bool = False) -> Path:
     """Write ``out/delta`` and ``out/mergekit_replay.yml`` for the edit folder ``edit`` of ``base``."""
     from safetensors.torch import save_file
-
-    from rankedit.files.outdir import check_out
 
     ed, bs = Checkpoint(edit), Checkpoint(base)
     if set(ed.names) != set(bs.names):

@@ -26,6 +26,7 @@ from rankedit.edits.matrix_edit import edit_tensor
 from rankedit.edits.merge_options import checkpoint_bytes, shard_bytes
 from rankedit.edits.mergekit_methods import record_fact
 from rankedit.files.shards import write_shards
+from tqdm.auto import tqdm
 
 
 def write_streamed(plan: EditPlan, tmp: Path, *, device: str = "cpu", progress: bool = False,
@@ -33,8 +34,6 @@ def write_streamed(plan: EditPlan, tmp: Path, *, device: str = "cpu", progress: 
     """Write the edited checkpoint of ``plan`` into the folder ``tmp`` (weights and config.json);
     ``dtype`` float32: every floating tensor read and written in float32, as mergekit's ``dtype`` and
     ``out_dtype`` do, so the edit is added to W0 and written without rounding to the source's dtype."""
-    from tqdm.auto import tqdm
-
     base, tuned, other = plan.base, plan.tuned, plan.other
     wide = dtype == "float32"
 

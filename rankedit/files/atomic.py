@@ -19,6 +19,8 @@ from typing import Iterable, Iterator
 
 from rankedit.files import inventory
 from rankedit.files.tempfiles import as_os_error, clean_stale, make_temp_dir, replace_text, temp_prefix, umask_modes
+from rankedit.core.errors import RankeditError
+from rankedit.files.outdir import check_out
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, register_file: bool = True) -> None:
@@ -40,15 +42,11 @@ def atomic_dir(out: str | os.PathLike, *, kind: str | None = None, inputs: Itera
     rename, and the result carries an inventory of what rankedit wrote. Without
     one it is rankedit's own (a cache entry) and is simply replaced.
     """
-    from rankedit.files.outdir import check_out
-
     out = Path(out).absolute()
     inputs = list(inputs)
     if kind is not None:
         check_out(out, kind, inputs, overwrite)
     elif out.exists() and not out.is_dir():
-        from rankedit.core.errors import RankeditError
-
         raise RankeditError(f"output path exists and is not a directory: {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out.parent, out.name)

@@ -14,13 +14,12 @@ from typing import Iterable
 
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.checkpoint import Checkpoint, file_sha256
+from rankedit.core.cache_dir import cache_root
 
 CACHE_FILE = "sha256.json"
 
 
 def _cache_path(name: str = CACHE_FILE) -> Path:
-    from rankedit.core.cache_dir import cache_root
-
     return cache_root() / name
 
 

@@ -38,6 +38,10 @@ from rankedit.core.names import INVENTORY
 from rankedit.files import patch_format as pf
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, file_sha256
+from safetensors import safe_open
+from tqdm.auto import tqdm
+from rankedit.files.hashes import checkpoint_sha256
+from rankedit.files.validate import check_inputs
 
 FORMAT = "rankedit-patch"
 VERSION = 1
@@ -64,8 +68,6 @@ def write_patch(base, tuned, out, *, overwrite: bool = False, progress: bool = T
     """Write the exact patch of ``tuned`` against ``base`` to the new folder ``out``; return its summary
     (``path``, ``tensors``, ``changed_tensors``, ``encodings`` (count per encoding), ``patch_bytes``
     (payload data on disk), ``checkpoint_bytes`` (TUNED's weight files) and ``ratio``)."""
-    from rankedit.files.validate import check_inputs
-
     base_ck, tuned_ck = Checkpoint(base), Checkpoint(tuned)
     inputs = [base_ck.path, tuned_ck.path]
     check_inputs([base_ck, tuned_ck])
@@ -80,8 +82,6 @@ def write_chain(base, checkpoints: Sequence, out, *, labels: Sequence[str] | Non
     """Write checkpoints CK1..CKn of one run as a chain of exact patches from ``base`` (see the module's
     doc) to the new folder ``out``; return ``{"path", "links": [summary of each link, with "label" and
     "against"]}``. ``labels``: each checkpoint's name for ``apply --step`` (default ``chain_labels``)."""
-    from rankedit.files.validate import check_inputs
-
     if not checkpoints:
         raise RankeditError("a chain needs at least one checkpoint besides the base")
     base_ck = Checkpoint(base)
@@ -123,8 +123,6 @@ def chain_labels(paths: Sequence[Path]) -> list[str]:
 
 
 def man_base_files(ck: Checkpoint) -> dict[str, str]:
-    from rankedit.files.hashes import checkpoint_sha256
-
     return checkpoint_sha256(ck)
 
 
@@ -133,7 +131,6 @@ def write_link(base_ck: Checkpoint, tuned_ck: Checkpoint, folder: Path, *, progr
     """Encode ``tuned_ck`` against ``base_ck`` into ``folder`` (payloads and files/); return the manifest
     (the caller writes it, once the folder is whole)."""
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
     base_tensors, tensors, held, counts = {}, {}, {}, {}
@@ -233,8 +230,6 @@ def _tensor_record(w) -> dict:
 
 def _layout(ck: Checkpoint) -> dict[str, dict]:
     """TUNED's weight files: the tensors in each, in the order rebuilt, and the file's metadata."""
-    from safetensors import safe_open
-
     out = {}
     for f in ck.weight_files:
         with safe_open(str(f), framework="pt", device="cpu") as h:

@@ -27,6 +27,10 @@ from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint, file_sha256, first_line
 from rankedit.files.outdir import check_out
 from rankedit.files.patch import FILES, FORMAT, MANIFEST, VERSION, encode_workers
+from safetensors import safe_open
+from tqdm.auto import tqdm
+from rankedit.files.hashes import checkpoint_sha256
+from rankedit.files.validate import check_output
 
 OUT_KIND = "edit"  # a rebuilt checkpoint, as `rankedit apply` writes for artifacts
 
@@ -106,8 +110,6 @@ def check_files(folder: Path, man: dict) -> None:
 
 def check_base(man: dict, base: Checkpoint, patch: Path) -> None:
     """Refuse a base other than the recorded one: its weight files' sha256, else every tensor's."""
-    from rankedit.files.hashes import checkpoint_sha256
-
     rec = man["base"]
     want = rec.get("tensors") or {}
     if set(want) != set(base.names):
@@ -140,8 +142,6 @@ class Rebuilder:
         self._handles: dict[Path, object] = {}
 
     def _part(self, folder: Path, name: str, t: dict, key: str) -> torch.Tensor:
-        from safetensors import safe_open
-
         f = folder / str(t.get("payload"))
         h = self._handles.get(f)
         if h is None:  # two threads may open one file twice: harmless
@@ -190,9 +190,6 @@ def apply_patch(patch, base, out, *, step: str | int | None = None, progress: bo
     label or 1-based position, default the last) on top of ``base``, as a new folder ``out``.
     Tensors are rebuilt ``encode_workers()`` at a time; one weight file of TUNED is held at a time."""
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
-
-    from rankedit.files.validate import check_output
 
     patch = Path(patch)
     man = read_manifest(patch)

@@ -24,6 +24,7 @@ import hashlib
 
 import numpy as np
 import torch
+import zstandard
 
 ENCODINGS = ("bitmap", "index", "xor-zstd", "full")
 SAME = "same"
@@ -77,8 +78,6 @@ def smallest(sizes: dict[str, int]) -> str:
 
 
 def zstd_bytes(data: np.ndarray) -> bytes:
-    import zstandard
-
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(memoryview(np.ascontiguousarray(data)).cast("B"))
 
 
@@ -151,8 +150,6 @@ def decode(w0: torch.Tensor | None, encoding: str, parts: dict[str, torch.Tensor
         return w0
     b0 = _np_bits(w0)
     if encoding == "xor-zstd":
-        import zstandard
-
         raw = zstandard.ZstdDecompressor().decompress(parts["xor"].numpy(), max_output_size=b0.nbytes)
         if len(raw) != b0.nbytes:
             raise ValueError(f"the XOR holds {len(raw)} bytes, the tensor {b0.nbytes}")

@@ -31,6 +31,8 @@ from rankedit.files.input_kinds import check_float_matrices
 from rankedit.files.checkpoint import Checkpoint, few, first_line, check_compatible, check_tensor_finite, read_header
 from rankedit.core.errors import RankeditError
 from rankedit.core.names import ADAPTER_CONFIG, HF_CONFIG, TOKENIZER_CONFIG
+from safetensors import safe_open
+from rankedit.files.hashes import file_key, load_memo, store_memo
 
 VERDICTS = "checked.json"  # memo of files (and checkpoints) found sound, beside sha256.json
 # Files that carry a tokenizer's vocabulary (tokenizer_config.json alone does not:
@@ -40,8 +42,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt
 
 def check_weight_file(path: str | os.PathLike) -> None:
     """Header, byte ranges and finiteness of one safetensors file, one tensor in memory at a time."""
-    from safetensors import safe_open
-
     path = Path(path)
     names = read_header(path)
     try:
@@ -59,8 +59,6 @@ def check_weight_file(path: str | os.PathLike) -> None:
 
 def _remembered(key: str, check) -> None:
     """Run ``check`` unless a previous run recorded that ``key`` passed it."""
-    from rankedit.files.hashes import load_memo, store_memo
-
     if load_memo(VERDICTS).get(key) == "ok":
         return
     check()
@@ -68,8 +66,6 @@ def _remembered(key: str, check) -> None:
 
 
 def check_files(files: Iterable[Path], remember: bool = True) -> None:
-    from rankedit.files.hashes import file_key
-
     for f in files:
         if remember:
             _remembered(f"weights|{file_key(f)}", lambda f=f: check_weight_file(f))
@@ -183,8 +179,6 @@ def check_complete(ck: Checkpoint) -> None:
 
 def check_scorable(ck: Checkpoint) -> None:
     """Finite, complete and with a tokenizer: what lm-eval needs to score ``ck`` honestly."""
-    from rankedit.files.hashes import file_key
-
     check_float_matrices([ck], [str(ck.path)])  # transformers would cast int8 codes to floats in silence
     check_finite(ck)
     files = [*ck.weight_files, ck.path / HF_CONFIG,

@@ -74,6 +74,9 @@ from rankedit.organism.model import recipe
 from rankedit.organism.phases import PHASE_FILE
 from rankedit.organism.runs import is_phase, parse_skills, phase_seed, phase_skill, phases_of
 from rankedit.core.names import ORGANISM_SUMMARY
+import signal
+import threading
+from tqdm.auto import tqdm
 
 ORGANISM_VERSION = 3  # bump when the code changes what a recipe builds (2: pinned float results, 3: careless corpus)
 MARKER = ".rankedit-organism"
@@ -129,8 +132,6 @@ def _clean_stale(out: Path) -> None:
 
 
 def _bar(phase: str, total: int, position: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=f"organism {phase:<8}", position=position, leave=True, disable=not enabled, unit="step")
 
 
@@ -246,9 +247,6 @@ def _summary(out: Path, r: dict, h: str, wall: dict) -> dict:
 
 def _sigterm_as_interrupt() -> None:
     """Let `kill` unwind like Ctrl-C, so temporary phase dirs and worker processes are cleaned up."""
-    import signal
-    import threading
-
     def handler(signum, frame):
         raise KeyboardInterrupt
 

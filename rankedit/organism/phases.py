@@ -22,6 +22,9 @@ from rankedit.organism.greedy_eval import accuracy
 from rankedit.organism.model import load_fp32, save_checkpoint
 from rankedit.core.names import ORGANISM_PHASE
 from rankedit.organism.runs import phase_seed, phase_skill
+from rankedit.organism.pretrain import pretrain
+from rankedit.organism.rl import train_rl
+from rankedit.organism.sft import train_sft
 
 PHASE_FILE = ORGANISM_PHASE  # written last inside a phase dir: its presence means complete
 
@@ -60,19 +63,13 @@ def run_phase(phase: str, organism_dir: Path, tmp: Path, r: dict, on_step: Calla
     t0 = time.time()
     record: dict = {"phase": phase, "seed": seed, "pins": pins}
     if phase == "base":
-        from rankedit.organism.pretrain import pretrain
-
         model, losses = pretrain(r, seed, on_step)
         record["loss_first_last"] = [round(sum(losses[:20]) / 20, 4), round(sum(losses[-20:]) / 20, 4)]
     elif phase_skill(phase) is not None:
-        from rankedit.organism.rl import train_rl
-
         model, log = train_rl(organism_dir / "base", tmp, r, seed, on_step, skill=phase_skill(phase))
         record["skill"] = phase_skill(phase)
         record["log"] = log
     elif phase == "sft":
-        from rankedit.organism.sft import train_sft
-
         model, log = train_sft(organism_dir / "base", tmp, r, seed, on_step)
         record["log"] = log
     else:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import ctypes
 
 PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -83,8 +84,6 @@ def held(effective_by_phase: dict) -> bool:
 
 def _mkl_branch() -> str | None:
     """MKL's active CNR branch; None where torch's MKL does not export its service call."""
-    import ctypes
-
     import torch
 
     try:

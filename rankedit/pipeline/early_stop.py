@@ -18,6 +18,11 @@ from rankedit.pipeline.plan import EditSpec, Plan
 from rankedit.pipeline.plan_checks import ALPHARL_MODES
 from rankedit.pipeline.progress import say
 from rankedit.pipeline.scoring_options import score_options
+from rankedit.core.modules import classify
+from rankedit.files.checkpoint import Checkpoint
+from rankedit.report.early_stop import mean_retention, speedup
+from rankedit.scoring.failures import ScoringFailed
+from rankedit.scoring import score as scoring
 
 EXTRAPOLATE = "extrapolate"
 DEFAULT_EXTRAPOLATE_FRACTION = 0.4
@@ -44,9 +49,6 @@ def trained_accuracy(result, label: str) -> float:
 
 def score_window_checkpoints(plan: Plan, models: Models, quiet: bool = False, executor=None) -> None:
     """Fill ``models.accuracies`` for every checkpoint an alpharl edit uses and for the final models."""
-    from rankedit.scoring.failures import ScoringFailed
-    from rankedit.scoring.score import score
-
     labels: dict[str, str] = {}
     for e in _alpharl_edits(plan):
         final, ckpts = models.run(e.of)
@@ -57,7 +59,7 @@ def score_window_checkpoints(plan: Plan, models: Models, quiet: bool = False, ex
         return
     say(f"score: {len(labels)} checkpoints for alpharl's accuracies (cached with the run's scores)", quiet)
     try:
-        result = score(labels, executor=executor, **score_options(plan))
+        result = scoring.score(labels, executor=executor, **score_options(plan))
     except ScoringFailed as err:
         raise RankeditError(f"alpharl needs the scores of the run's checkpoints: {err}") from None
     for label, path in labels.items():
@@ -85,9 +87,6 @@ def fill_accuracies(e: EditSpec, params: dict, models: Models) -> None:
 def relative_weight_errors(base: str, final: str, edited: list[str]) -> list[float]:
     """‖W_edit − W_T‖_F / ‖W_T − W_0‖_F for each edited checkpoint, over the 2-D attention and MLP
     matrices: one pass, W_0 and W_T read once per matrix whatever the number of edits."""
-    from rankedit.core.modules import classify
-    from rankedit.files.checkpoint import Checkpoint
-
     ck0, ckt, cks = Checkpoint(base), Checkpoint(final), [Checkpoint(p) for p in edited]
     num, den = [0.0] * len(cks), 0.0
     for name in ck0.names:
@@ -108,8 +107,6 @@ def relative_weight_error(base: str, final: str, edited: str) -> float:
 
 def early_stop_block(plan: Plan, models: Models, edits: dict[str, dict], rows: list[dict]) -> dict | None:
     """The report's ``early_stop``: a row per extrapolate edit and the speed-up (None: the plan has none)."""
-    from rankedit.report.early_stop import mean_retention, speedup
-
     sweep = [e for e in plan.edits if e.method == EXTRAPOLATE]
     if not sweep:
         return None

@@ -11,6 +11,9 @@ from rankedit.files.atomic import atomic_write_text
 from rankedit.pipeline.models import Models
 from rankedit.pipeline.plan import Plan
 from rankedit.pipeline.progress import say
+from rankedit.analysis.analyze import analyze
+from rankedit.files.checkpoint import Checkpoint
+from rankedit.files.hashes import checkpoint_sha256
 
 
 def merged_runs(plan: Plan) -> list[str]:
@@ -21,10 +24,6 @@ def merged_runs(plan: Plan) -> list[str]:
 def run_interference(plan: Plan, models: Models, out: Path, quiet: bool = False, overwrite: bool = False) -> dict | None:
     """Interference between the runs the plan merges, measured before the merge (``rankedit analyze`` with
     several runs into OUT/analysis/merged-runs): the summary's ``interference`` block, or None (no merges)."""
-    from rankedit.analysis.analyze import analyze
-    from rankedit.files.checkpoint import Checkpoint
-    from rankedit.files.hashes import checkpoint_sha256
-
     roles = merged_runs(plan)
     if len(roles) < 2 or not plan.analyze.enabled:
         return None

@@ -1,6 +1,6 @@
 """A plan's ``kl:`` entry: KL travelled from the base for base, tuned, SFT and every edit.
 
-``kl: true`` takes the defaults. The estimate is ``rankedit.scoring.kl``; the
+``kl: true`` takes the defaults. The estimate is ``rankedit.scoring.kl.sampler``; the
 prompts and the stage are ``rankedit.pipeline.kl_stage``.
 """
 
@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from rankedit.scoring.options import KLOptions
 
 
-class KLSpec(BaseModel):
-    """KL travelled from the base on the RL task's prompts, from each model's own samples."""
+class KLSpec(KLOptions):
+    """KL travelled from the base on the RL task's prompts, from each model's own samples (the sampler's
+    settings: ``rankedit.scoring.options.KLOptions``, as `rankedit kl` takes them)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    samples: int = Field(4, ge=1, description="completions sampled per prompt, at temperature 1")
     prompts: Optional[int] = Field(64, ge=1, description="use the first N prompts")
     prompts_file: Optional[str] = Field(None, description="a .jsonl or text file of prompts")
     task: Optional[str] = Field(None, description="an lm-eval task whose documents give the prompts "
@@ -24,10 +26,7 @@ class KLSpec(BaseModel):
                                                   "task that is not a control task)")
     max_tokens: Optional[int] = Field(None, ge=1, description="default: score.max_gen_toks, else 16 for the "
                                                                "organism, else 256")
-    seed: int = Field(0, ge=0)
-    batch_size: int = Field(64, ge=1)
     device: Optional[str] = Field(None, description="default: score.device, else cpu")
-    dtype: str = "float32"
 
     @model_validator(mode="after")
     def _one_source(self):

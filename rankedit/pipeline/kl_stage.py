@@ -4,7 +4,7 @@ Run when the plan has ``kl:`` (``rankedit.pipeline.plan.KLSpec``). The prompts
 are the RL task's: for the organism its RL run's own training prompts, otherwise
 the plan's ``kl.prompts_file``, ``kl.task``, or the first task of the score's
 suite that is not a control task. Each model's estimate is cached
-(``rankedit.scoring.kl``); one model's failure is recorded and the others go on.
+(``rankedit.scoring.kl.sampler``); one model's failure is recorded and the others go on.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ from rankedit.core.errors import RankeditError
 from rankedit.pipeline.models import Models, model_labels
 from rankedit.pipeline.plan import Plan
 from rankedit.pipeline.progress import say
+from rankedit.organism import tasks
+from rankedit.scoring.kl.sampler import base_model, kl
+from rankedit.scoring.kl.prompts import read_prompts, take, task_prompts
+from rankedit.scoring.suites import custom_suite, get_suite
 
 # rankedit.organism.rl draws the RL run's training prompts with this seed plus the organism's seed
 RL_PROMPT_SEED = 10_000
@@ -22,16 +26,12 @@ KEPT = ("per_token", "per_sequence", "mean_tokens", "truncation_rate", "prompts"
 
 def organism_prompts(n: int, organism_seed: int = 0) -> list[str]:
     """The first ``n`` prompts the organism's RL run trained on (test prompts excluded, as there)."""
-    from rankedit.organism import tasks
-
     rows = tasks.rl_prompts(n, seed=RL_PROMPT_SEED + organism_seed, exclude=tasks.held_out_prompts())
     return [r["prompt"] for r in rows]
 
 
 def kl_prompts(plan: Plan) -> list[str]:
     """The plan's KL prompts, read once (a bad file or task stops the run here, not once per model)."""
-    from rankedit.scoring.kl_prompts import read_prompts, take, task_prompts
-
     spec, s = plan.kl, plan.score
     if spec.prompts_file is not None:
         return take(read_prompts(spec.prompts_file), spec.prompts)
@@ -39,7 +39,6 @@ def kl_prompts(plan: Plan) -> list[str]:
         return take(task_prompts(spec.task, s.include_paths, spec.prompts), None)
     if plan.organism is not None:
         return organism_prompts(spec.prompts or 64, plan.organism.seed)
-    from rankedit.scoring.suites import custom_suite, get_suite
 
     suite = get_suite(s.suite) if s.suite is not None else custom_suite(s.tasks, s.include_paths)
     trained = [t for t in suite.tasks if t not in suite.control_tasks]
@@ -55,8 +54,6 @@ def max_tokens(plan: Plan) -> int:
 
 def run_kl(plan: Plan, models: Models, edits: dict[str, dict], quiet: bool = False) -> dict:
     """{"settings": ..., "models": label -> the KL estimates of that model from the base (or {"error": why})}."""
-    from rankedit.scoring.kl import base_model, kl
-
     spec = plan.kl
     labels = model_labels(plan, models, edits)
     prompts = kl_prompts(plan)

@@ -14,6 +14,13 @@ from pathlib import Path
 from rankedit.core.errors import RankeditError
 from rankedit.pipeline.plan import Plan
 from rankedit.pipeline.progress import say
+from pydantic import ValidationError
+from rankedit.edits import get_edit
+from rankedit.edits.build import check_rank
+from rankedit.files.adapter import AdapterCheckpoint, is_adapter, materialize
+from rankedit.files.checkpoint import Checkpoint, check_compatible
+from rankedit.files.validate import check_inputs, check_scorable
+from rankedit.organism.builder import build as build_organism
 
 _STEP_DIR = re.compile(r"^(?:step|checkpoint)-(\d+)$")
 
@@ -82,8 +89,6 @@ def list_checkpoints(spec, default_dir: Path | None = None) -> list[tuple[int, s
 def resolve_models(plan: Plan, quiet: bool = False) -> Models:
     org = None
     if plan.organism is not None:
-        from rankedit.organism.builder import build as build_organism
-
         extra = [f"skills {','.join(plan.organism.skills)}"] if len(plan.organism.skills) > 1 else []
         extra += [f"{plan.organism.rl_seeds} RL seeds"] if plan.organism.rl_seeds > 2 else []
         say(f"organism: {plan.organism.size}, seed {plan.organism.seed}{''.join(', ' + e for e in extra)} "
@@ -97,7 +102,6 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
         m.organism_runs = {name: str(org / name) for name in plan.organism.run_names()}
     m.checkpoints = list_checkpoints(plan.checkpoints, org / "rl" / "checkpoints" if org else None)
     m.sft_checkpoints = list_checkpoints(plan.sft_checkpoints, org / "sft" / "checkpoints" if org else None)
-    from rankedit.files.checkpoint import Checkpoint, check_compatible
 
     merge_adapters(m, quiet)
 
@@ -106,7 +110,6 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
     cks = dict(zip(refs, (Checkpoint(v) for v in refs.values())))
     check_compatible(list(cks.values()), list(refs))
     check_ranks(plan, cks["base"])  # from the headers: before the weights are read
-    from rankedit.files.validate import check_inputs, check_scorable
 
     check_inputs(cks.values())  # whole and finite, before anything is built from them
     if plan.analyze.enabled and plan.analyze.matched_sft:  # the analysis reads every SFT checkpoint
@@ -122,11 +125,6 @@ def resolve_models(plan: Plan, quiet: bool = False) -> Models:
 
 def check_ranks(plan: Plan, base) -> None:
     """Every edit's k against the base's matrices, before any weight is read or any edit built."""
-    from pydantic import ValidationError
-
-    from rankedit.edits import get_edit
-    from rankedit.edits.build import check_rank
-
     for e in plan.builds:
         edit = get_edit(e.method)
         try:
@@ -142,9 +140,6 @@ def check_ranks(plan: Plan, base) -> None:
 def merge_adapters(m: Models, quiet: bool) -> None:
     """Every input given as a LoRA adapter folder becomes its merged checkpoint in rankedit's cache
     (mergekit edits it and lm-eval scores it from disk); ``m.adapters`` remembers where each came from."""
-    from rankedit.files.adapter import AdapterCheckpoint, is_adapter, materialize
-    from rankedit.files.checkpoint import Checkpoint
-
     if not m.base:
         return
     base = None

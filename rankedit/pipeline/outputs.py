@@ -13,8 +13,22 @@ from typing import TYPE_CHECKING
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
 from rankedit.core.names import (ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, FIG_EARLY_STOP, FIG_MERGES, REPORT_HTML,
-                                 REPORT_JSON,
-                                 REPORT_MD)
+                                 REPORT_JSON, REPORT_MD)
+from rankedit.core import machine
+from rankedit.edits.registry import describe
+from rankedit.files.patch import patch_size
+from rankedit.pipeline.early_stop import early_stop_block
+from rankedit.pipeline.trajectory_stage import trajectory_markdown
+from rankedit.report import rows as rep
+from rankedit.report.early_stop import early_stop_markdown
+from rankedit.report.early_stop_figure import early_stop_plot
+from rankedit.report.figures import report_plots
+from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts, with_exact_patch
+from rankedit.report.merges import (interference_prediction, merge_markdown, merge_retention_plot, merge_rows,
+                                    prediction_markdown)
+from rankedit.report.pass_at_k import pass_at_k_block, truncation_block
+from rankedit.core.resources import shipped_dir
+from rankedit.report.html import captions, report_html
 
 if TYPE_CHECKING:
     from rankedit.pipeline.models import Models
@@ -25,20 +39,6 @@ def write_report(plan: Plan, models: Models, edits: dict[str, dict], result, fai
                  summaries: dict, notes: dict, out: Path, timings: dict, kl: dict | None = None,
                  trajectory: dict | None = None, interference: dict | None = None) -> dict:
     """Write OUT/report.json and report.md (atomically), the figures, and each edit's own files."""
-    from rankedit.edits.registry import describe
-    from rankedit.report import rows as rep
-    from rankedit.report.merges import (interference_prediction, merge_markdown, merge_retention_plot, merge_rows,
-                                        prediction_markdown)
-    from rankedit.report.pass_at_k import pass_at_k_block, truncation_block
-    from rankedit.report.figures import report_plots
-    from rankedit.files.patch import patch_size
-    from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts, with_exact_patch
-    from rankedit.core import machine
-    from rankedit.report.early_stop import early_stop_markdown
-    from rankedit.report.early_stop_figure import early_stop_plot
-    from rankedit.pipeline.early_stop import early_stop_block
-    from rankedit.pipeline.trajectory_stage import trajectory_markdown
-
     # shapes and dtypes of the edited matrices, from the base's header: the edits' sizes where a manifest lacks them
     facts = matrix_facts(models.base, sorted({m["name"] for info in edits.values() for m in info.get("matrices", [])}))
     edit_info = []
@@ -141,8 +141,5 @@ def _attach_to_edits(report: dict, summaries: dict, out: Path) -> None:
 
 def write_html(out: Path, md: str, figures: list[str], title: str) -> None:
     """OUT/report.html: report.md with its figures embedded and captioned (``rankedit.report.html``)."""
-    from rankedit.core.resources import shipped_dir
-    from rankedit.report.html import captions, report_html
-
     caps = captions((shipped_dir("docs") / "figures.md").read_text())
     atomic_write_text(out / REPORT_HTML, report_html(md, {f: (out / f).read_bytes() for f in figures}, caps, title))

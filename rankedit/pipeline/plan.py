@@ -17,12 +17,14 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rankedit.core.errors import RankeditError
+from rankedit.analysis.analyze_options import AnalyzeOptions
 from rankedit.core.resources import shipped_dir
 from rankedit.files.yaml_text import load_yaml
 from rankedit.organism.runs import parse_skills, tuned_runs
 from rankedit.pipeline.kl_spec import KLSpec
 from rankedit.pipeline.plan_checks import canonical_runs, edit_errors, huge_integers, merge_problem, raise_in_order, where
 from rankedit.pipeline.trajectory_spec import TrajectorySpec
+from rankedit.scoring.options import ScoreOptions
 
 # roles a plan can name as the update an edit works on
 RUNS = ("tuned", "sft")
@@ -128,26 +130,20 @@ class EditSpec(_Strict):
         return _check_name(v, "edit")
 
 
-class ScoreSpec(_Strict):
+class ScoreSpec(ScoreOptions, _Strict):
+    """``score:``: lm-eval's settings (``rankedit.scoring.options.ScoreOptions``, as `rankedit score` takes them)
+    and the plan's own."""
+
     suite: Optional[str] = "organism"
     tasks: Optional[list[str]] = None
     include_paths: list[str] = Field(default_factory=list)
     data_dir: Optional[str] = Field(None, description="read every Hub dataset of the tasks from local copies "
                                                       "(DIR/OWNER/NAME/, as rankedit score --data-dir)")
-    limit: Optional[int] = Field(None, ge=1)
-    batch_size: Union[int, str] = 64
-    backend: Literal["hf", "vllm"] = "hf"
     device: Optional[str] = None
     dtype: Optional[str] = None
-    max_gen_toks: Optional[int] = Field(None, ge=1)
     apply_chat_template: Optional[bool] = None
-    num_fewshot: Optional[int] = Field(None, ge=0)
     # sampled scoring (greedy when none is set): a suite's named profile and/or explicit values over it
     profile: Optional[str] = Field(None, description="a named sampled profile of the suite, e.g. reasoning's avg16")
-    samples: Optional[int] = Field(None, ge=1, description="generations per problem: avg@n, pass@k, maj@k")
-    temperature: Optional[float] = Field(None, gt=0)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
-    seed: Optional[int] = None
     n_boot: int = Field(2000, ge=100)
     score_other_tuned: bool = Field(False, description="also score the second tuned run (seed variation)")
 
@@ -160,10 +156,10 @@ class ScoreSpec(_Strict):
         return self
 
 
-class AnalyzeSpec(_Strict):
+class AnalyzeSpec(AnalyzeOptions, _Strict):
+    """``analyze:``: `rankedit analyze`'s k and device (``rankedit.analysis.analyze_options.AnalyzeOptions``), and the plan's own."""
+
     enabled: bool = True
-    k: int = Field(16, ge=1)
-    device: str = "cpu"
     matched_sft: bool = Field(True, description="also analyse the SFT checkpoint whose update size is closest to RL's")
 
 

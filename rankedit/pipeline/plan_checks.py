@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from rankedit.core.errors import RankeditError
 from rankedit.files.yaml_text import position_of, positions
+from rankedit.edits import get_edit
 
 # extrapolate's modes that read per-checkpoint accuracies (``rankedit.edits.methods.extrapolate.ALPHARL_MODES``; named
 # here without importing the edits, which load torch)
@@ -47,8 +48,6 @@ def edit_errors(data: dict) -> list[tuple[tuple, str]]:
 
 
 def _section_errors(data: dict, section: str) -> list[tuple[tuple, str]]:
-    from rankedit.edits import get_edit
-
     edits = data.get(section)
     if not isinstance(edits, list):
         return []

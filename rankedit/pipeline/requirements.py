@@ -6,19 +6,18 @@ from __future__ import annotations
 from rankedit.core.device import device_problem
 from rankedit.core.errors import RankeditError
 from rankedit.pipeline.plan import Plan
+import importlib.util
+from rankedit.core import executors
+from rankedit.core.executors import RAY_MISSING
 
 
 def check_requirements(plan: Plan, source: str = "plan") -> None:
     """Everything the plan needs from this machine, checked before any work: the scoring backend is
     installed, and every device it names exists. Each error names the plan key to change."""
-    import importlib.util
-
     s = plan.score
     on_ray = plan.executor.kind == "ray"
     if on_ray:
-        from rankedit.core.executors import RAY_MISSING, ray_available
-
-        if not ray_available():
+        if not executors.ray_available():
             raise RankeditError(f"{source}: executor: {RAY_MISSING}")
     if s.backend == "vllm":
         if importlib.util.find_spec("vllm") is None:

@@ -22,6 +22,7 @@ from typing import Callable
 
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
+from rankedit.core import base_decomp
 from rankedit.core.errors import RankeditError
 from rankedit.core.executors import LocalExecutor, make_executor
 from rankedit.pipeline.scoring_options import score_options
@@ -32,10 +33,26 @@ from rankedit.pipeline.models import Models, model_labels, resolve_models
 from rankedit.pipeline.early_stop import DEFAULT_EXTRAPOLATE_FRACTION, fill_accuracies, score_window_checkpoints, window
 from rankedit.pipeline.trajectory_stage import run_trajectory
 from rankedit.pipeline.progress import say
-from rankedit.pipeline.outputs import write_report
+from rankedit.pipeline.outputs import write_html, write_report
 from rankedit.pipeline.kl_stage import run_kl
 from rankedit.pipeline.interference_stage import run_interference
 from rankedit.core.names import ANALYSIS_SUMMARY, REPORT_JSON, REPORT_MD
+from tqdm.auto import tqdm
+from rankedit.analysis.analyze import analyze, update_size
+from rankedit.core import machine
+from rankedit.edits import get_edit, plan_edit, read_manifest
+from rankedit.edits.build import build_edit, is_built
+from rankedit.files.checkpoint import Checkpoint
+from rankedit.files.hashes import checkpoint_sha256
+from rankedit.files.outdir import check_inputs, check_replace, claim_dir
+from rankedit.report.figures import runs_plots
+from rankedit.report.several_runs import across_report, markdown_runs
+from rankedit.scoring.data_dir import with_data_dir
+from rankedit.scoring.failures import ScoringFailed
+from rankedit.scoring.profiles import resolve
+from rankedit.scoring import score as scoring
+from rankedit.scoring.suites import custom_suite, get_suite
+from rankedit.scoring.tasks import task_manager
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
 # RANKEDIT_ORGANISM_SIZE=micro makes every default use the seconds-scale organism (CI, the README's doc test)
@@ -55,8 +72,6 @@ def default_plan() -> Path:
 # ---- 2. edits -----------------------------------------------------------------------------
 def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
     """The tuned input(s) and full parameters of an edit, with the plan's defaults filled in."""
-    from rankedit.edits import get_edit
-
     params = dict(e.params)
     if e.runs is not None:  # a merge: the plan's runs it merges, in order
         return [models.role(r) for r in e.runs], params
@@ -86,8 +101,6 @@ def edit_inputs(e: EditSpec, models: Models) -> tuple[str | list[str], dict]:
 
 def plan_edits(plan: Plan, models: Models) -> dict[str, tuple]:
     """Validate every edit against the real checkpoints before building any."""
-    from rankedit.edits import plan_edit
-
     plans = {}
     for e in plan.builds:
         tuned, params = edit_inputs(e, models)
@@ -101,11 +114,6 @@ def plan_edits(plan: Plan, models: Models) -> dict[str, tuple]:
 def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = False, overwrite: bool = False,
                 executor: LocalExecutor | None = None) -> dict[str, dict]:
     """Build (or reuse) every edit; returns name -> {path, params, manifest summary and matrices, built: bool}."""
-    from tqdm.auto import tqdm
-
-    from rankedit.edits import read_manifest
-    from rankedit.edits.build import is_built
-
     todo = [e for e in plan.builds if not is_built(plans[e.name][0], out / "edits" / e.name, e.dtype)]
     bar = tqdm(total=len(todo), desc="edits", unit="edit", disable=quiet or not todo)
     items = [(e.method, str(plans[e.name][0].base.path), plans[e.name][1], plans[e.name][2],
@@ -130,24 +138,17 @@ def build_edits(plan: Plan, plans: dict[str, tuple], out: Path, quiet: bool = Fa
 def _build_one(method: str, base: str, tuned, params: dict, path: str, device: str, overwrite: bool,
                dtype: str = "source") -> str:
     """One edit build (an executor task): plans again from the paths, so that it runs on any worker."""
-    from rankedit.edits.build import build_edit
-
     return str(build_edit(method, base, tuned, path, device=device, overwrite=overwrite, dtype=dtype, **params))
 
 
 # ---- 3. analysis --------------------------------------------------------------------------
 def _analysis_key(base: str, tuned: str, other: str | None, k: int) -> dict:
-    from rankedit.files.checkpoint import Checkpoint
-    from rankedit.files.hashes import checkpoint_sha256
-
     sha = {role: checkpoint_sha256(Checkpoint(p)) for role, p in (("base", base), ("tuned", tuned), ("other", other)) if p}
     return {"k": k, "sha256": sha}
 
 
 def _analyze_once(name: str, base: str, tuned: str, other: str | None, plan: Plan, out: Path, quiet: bool,
                   overwrite: bool = False, source=lambda p: p) -> dict:
-    from rankedit.analysis.analyze import analyze
-
     folder, key_file = out / "analysis" / name, out / "analysis" / f"{name}.key.json"
     key = _analysis_key(base, tuned, other, plan.analyze.k)
     if not ((folder / ANALYSIS_SUMMARY).is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key):
@@ -171,8 +172,6 @@ def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False,
         summaries["sft"] = _analyze_once("sft", models.base, models.sft, None, plan, out, quiet, overwrite,
                                          models.source)
         if plan.analyze.matched_sft and models.sft_checkpoints:
-            from rankedit.analysis.analyze import update_size
-
             target = summaries["tuned"]["mean"]["rel_update_norm"]
             sizes = [(abs(update_size(models.base, p) - target), s, p) for s, p in models.sft_checkpoints]
             _, step, path = min(sizes)
@@ -186,11 +185,6 @@ def run_analysis(plan: Plan, models: Models, out: Path, quiet: bool = False,
 def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, quiet: bool = False,
                 overwrite: bool = False, executor: LocalExecutor | None = None):
     """Score every model; returns (ScoreResult, failures). One model's failure keeps the others."""
-    from tqdm.auto import tqdm
-
-    from rankedit.scoring.failures import ScoringFailed
-    from rankedit.scoring.score import score
-
     labels = model_labels(plan, models, edits)
     bar = tqdm(total=len(labels), desc="score", unit="model", disable=quiet)
 
@@ -199,7 +193,7 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
         bar.update(1)
 
     try:
-        result = score(labels, out=out / "scores", on_model=on_model, overwrite=overwrite, executor=executor,
+        result = scoring.score(labels, out=out / "scores", on_model=on_model, overwrite=overwrite, executor=executor,
                        **score_options(plan))
     except ScoringFailed as e:
         result = e.result
@@ -213,17 +207,11 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
 
 def check_tasks(plan: Plan) -> None:
     """Unknown suite or task names fail before anything is built."""
-    from rankedit.scoring.tasks import task_manager
-    from rankedit.scoring.suites import custom_suite, get_suite
-
-    from rankedit.scoring.profiles import resolve
-
     s = plan.score
     st = get_suite(s.suite) if s.suite is not None else custom_suite(s.tasks, s.include_paths)
     resolve(st.profiles, s.profile, samples=s.samples, temperature=s.temperature, top_p=s.top_p, seed=s.seed)
     task_manager(st)
     if s.data_dir:  # a missing local copy fails now, not after the edits
-        from rankedit.scoring.data_dir import with_data_dir
 
         with_data_dir(st, s.data_dir)
 
@@ -244,8 +232,6 @@ def run(plan: Plan | str | os.PathLike | None = None, out: str | os.PathLike = "
     ``overwrite`` only lets a run replace another rankedit output. ``executor`` ("local" or "ray") and ``address``
     (a Ray cluster) override the plan's ``executor``.
     """
-    from rankedit.files.outdir import check_inputs, check_replace
-
     plan_file = None
     if plan is None:
         plan = default_plan()
@@ -280,8 +266,6 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
             on_stage: Callable[[str], None] | None = None, overwrite: bool = False,
             executor: LocalExecutor | None = None):
     """One run of a plan into ``out``: (report dict, ScoreResult, failures)."""
-    from rankedit.files.outdir import check_inputs, claim_dir
-
     timings, t0 = {}, time.time()
 
     def stage(name, fn, *a):
@@ -299,8 +283,9 @@ def run_one(plan: Plan, out: Path, given: list, *, quiet: bool = False,
     if any(models.run(e.of)[0] not in models.accuracies for e in plan.builds if e.params.get("mode") == "alpharl"):
         stage("checkpoint scores", score_window_checkpoints, plan, models, quiet, executor)
         plans = plan_edits(plan, models)  # alpharl's accuracies are now the scores
-    edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
-    summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
+    with base_decomp.one_run():  # the analysis decomposes each W0; later analyses and the edits take it
+        summaries, notes = stage("analysis", run_analysis, plan, models, out, quiet, overwrite)
+        edits = stage("edits", build_edits, plan, plans, out, quiet, overwrite, executor)
     interference = stage("interference", run_interference, plan, models, out, quiet, overwrite)
     trajectory = stage("trajectory", run_trajectory, plan, models, out, quiet, overwrite)
     result, failures = stage("scoring", run_scoring, plan, models, edits, out, quiet, overwrite, executor)
@@ -315,13 +300,6 @@ def run_several(plan: Plan, parts: list[tuple[str, Plan]], out: Path, given: lis
                 on_stage: Callable[[str], None] | None = None, overwrite: bool = False,
                 executor: LocalExecutor | None = None) -> tuple[dict, dict]:
     """Every run into OUT/runs/NAME, one after another, then the across-run report in OUT."""
-    from rankedit.core import machine
-    from rankedit.report.several_runs import across_report, markdown_runs
-    from rankedit.pipeline.outputs import write_html
-    from rankedit.report.figures import runs_plots
-
-    from rankedit.files.outdir import claim_dir
-
     claim_dir(out, "run", given, overwrite)
     t0 = time.time()
     reports, results, failures = {}, {}, {}

@@ -15,23 +15,21 @@ from rankedit.files.atomic import atomic_write_text
 from rankedit.pipeline.models import Models
 from rankedit.pipeline.plan import Plan
 from rankedit.pipeline.progress import say
+from rankedit.analysis.trajectory import TRAJECTORY_SUMMARY, trajectory
+from rankedit.files.checkpoint import Checkpoint
+from rankedit.files.hashes import checkpoint_sha256
 
 TRAJECTORY_DIR = "trajectory"
 REPORT_KEYS = ("n_matrices", "n_steps", "not_identifiable", "a_final_linearity_mean", "dw_linearity_whole")
 
 
 def _key(base: str, ckpts: list[tuple[int, str]], settings: dict) -> dict:
-    from rankedit.files.checkpoint import Checkpoint
-    from rankedit.files.hashes import checkpoint_sha256
-
     return {"settings": settings, "base": checkpoint_sha256(Checkpoint(base)),
             "steps": {str(s): checkpoint_sha256(Checkpoint(p)) for s, p in ckpts}}
 
 
 def run_trajectory(plan: Plan, models: Models, out: Path, quiet: bool = False, overwrite: bool = False) -> dict | None:
     """Run (or reuse) the trajectory; None when the plan has no enabled ``trajectory:``."""
-    from rankedit.analysis.trajectory import TRAJECTORY_SUMMARY, trajectory
-
     spec = plan.trajectory
     if spec is None or not spec.enabled:
         return None

@@ -23,6 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from rankedit.analysis.metrics import view
 from rankedit.core.errors import RankeditError
+from rankedit.edits.registry import EDITS, describe
 
 SEAL_RE = re.compile(r"\n?<!-- rankedit-card sha256:([0-9a-f]{64}) -->\n?\Z")
 
@@ -93,8 +94,6 @@ def _input_line(role: str, inp: dict, hub_id: str | None) -> str:
 
 def _method_line(method: str, params: dict) -> str:
     """What the method does (its record's card sentence) and, with these parameters, what it keeps."""
-    from rankedit.edits.registry import EDITS, describe
-
     edit = EDITS.get(method)
     if edit is None:
         return f"Method **`{method}`**: a rankedit edit."

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import httpx2
+from tqdm import tqdm
 
 
 def _one_line(s: object) -> str:
@@ -29,7 +31,6 @@ def _stage_of(exc) -> str:
 
 def explain(exc: BaseException, repo_id: str, base: str, revision: str | None) -> str | None:
     """One line for a Hub failure the user can act on; None for anything else."""
-    import httpx2
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
 
     if isinstance(exc, OfflineModeIsEnabled):
@@ -72,8 +73,6 @@ def close_hub_progress_bars() -> None:
     Its per-file bar is not closed on an exception, so the error line would be
     glued to a half-drawn bar; closing it ends that line first.
     """
-    from tqdm import tqdm
-
     for bar in list(getattr(tqdm, "_instances", ())):
         if type(bar).__module__.startswith("huggingface_hub"):
             bar.close()

@@ -15,6 +15,9 @@ from rankedit.core.errors import RankeditError
 from rankedit.files.inventory import INVENTORY
 from rankedit.core.names import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, ARTIFACT_RECORD, EDIT_ANALYSIS, EDIT_MANIFEST,
                                  EDIT_SCORES)
+from rankedit.edits.apply import KINDS, read_record
+from rankedit.files.checkpoint import Checkpoint, file_sha256
+from rankedit.files.validate import check_complete, check_files
 
 MANIFEST = EDIT_MANIFEST
 SCORES = EDIT_SCORES      # written into DIR by the pipeline, picked up automatically
@@ -68,9 +71,6 @@ def check_dir(dir: str | os.PathLike) -> tuple[Path, dict, bool]:
 
 def check_artifact(folder: Path) -> tuple[Path, dict, bool]:
     """An artifact folder: its record read as `rankedit apply` reads it, its payload's sha256 the one recorded."""
-    from rankedit.edits.apply import KINDS, read_record
-    from rankedit.files.checkpoint import file_sha256
-
     rec = read_record(folder)
     payload = folder / KINDS[rec["kind"]]
     if not payload.is_file() or file_sha256(payload) != (rec.get("payload") or {}).get("sha256"):
@@ -90,9 +90,6 @@ def artifact_manifest(rec: dict) -> dict:
 def check_weights(folder: Path, lora: bool) -> None:
     """Every safetensors file that would be uploaded is whole and finite, and a full
     checkpoint has every tensor its architecture needs: nothing broken is published."""
-    from rankedit.files.checkpoint import Checkpoint
-    from rankedit.files.validate import check_complete, check_files
-
     check_files(folder / rel for rel, _ in list_files(folder) if rel.endswith(".safetensors"))
     if not lora:
         check_complete(Checkpoint(folder))

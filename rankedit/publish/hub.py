@@ -36,6 +36,11 @@ from rankedit.publish.errors import close_hub_progress_bars, explain
 from rankedit.publish.folder import ANALYSIS, MANIFEST, SCORES, check_dir, list_files, read_json  # noqa: F401 (MANIFEST: for callers)
 from rankedit.files.provenance import CARD, HUB_ID_RE, hub_id_of, license_of
 from rankedit.core.names import ADAPTER_CONFIG
+import shutil
+from rankedit import __version__
+from rankedit.publish import card as cardlib
+from rankedit.publish.redact import input_paths, public_bytes, redactions
+from rankedit.publish.scores import card_scores
 
 NO_TOKEN = "no Hugging Face token: set HF_TOKEN or run `hf auth login`"
 STAGE = ".cache/huggingface/rankedit-push"  # a large-folder upload's staging folder inside DIR (never uploaded)
@@ -130,9 +135,6 @@ def prepare(dir: str | os.PathLike, repo_id: str, *, regenerate_card: bool = Fal
     """
     from huggingface_hub import ModelCard
 
-    from rankedit.publish import card as cardlib
-    from rankedit.publish.scores import card_scores
-
     check_repo_id(repo_id)
     check_hub_id(base_model, "--base-model")
     if license is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", license):
@@ -204,9 +206,6 @@ def public_files(prepared: Prepared, options: UploadOptions) -> list[tuple[str, 
     """(path in repo, local file or the bytes to send instead) for every selected file: the recipe files
     name each input by its Hub id or its directory's name, never a path (``rankedit.publish.redact``), and
     a LoRA adapter's config names its base by Hub id."""
-    from rankedit.publish import card as cardlib
-    from rankedit.publish.redact import input_paths, public_bytes, redactions
-
     folder = prepared.dir
     here = {os.path.realpath(folder), str(folder.absolute()), str(folder).rstrip("/")}
     mapping = redactions([*input_paths(prepared.manifest), str(folder)],
@@ -227,8 +226,6 @@ def _stage(prepared: Prepared, files: list[tuple[str, Path | bytes]]) -> Path:
     """The folder a large-folder upload reads: hard links to DIR's files (copies where links fail), the
     rewritten recipe files as files. It lies in DIR/.cache/huggingface/ (which no upload sends), and is
     kept until the upload succeeds, so that a rerun resumes it."""
-    import shutil
-
     stage = prepared.dir / STAGE
     shutil.rmtree(stage / "files", ignore_errors=True)  # the files, fresh; huggingface_hub's own record kept
     for rel, src in files:
@@ -246,8 +243,6 @@ def _stage(prepared: Prepared, files: list[tuple[str, Path | bytes]]) -> Path:
 
 def _commit(api, prepared: Prepared, revision: str | None, options: UploadOptions):
     from huggingface_hub import CommitOperationAdd
-
-    from rankedit import __version__
 
     method = prepared.manifest.get("method", "?")
     what = "artifact" if prepared.manifest.get("record_file") else "edit"
@@ -269,7 +264,6 @@ def _commit(api, prepared: Prepared, revision: str | None, options: UploadOption
         info = api.upload_folder(repo_id=prepared.repo_id, folder_path=stage, repo_type="model", revision=revision,
                                  create_pr=options.create_pr or None, commit_message=message,
                                  commit_description=description)
-    import shutil
 
     shutil.rmtree(prepared.dir / STAGE, ignore_errors=True)
     return info
@@ -280,8 +274,6 @@ def upload(prepared: Prepared, *, token: str, private: bool = False, revision: s
     """Create the repo if needed and upload the folder (one commit, or a resumable large-folder upload);
     returns the repo URL, or the pull request's with ``options.create_pr``."""
     from huggingface_hub import HfApi
-
-    from rankedit import __version__
 
     check_options(options, revision)
     if not [r for r, _ in selected(prepared.files, options) if r != INVENTORY]:

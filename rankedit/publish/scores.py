@@ -17,6 +17,11 @@ from pathlib import Path, PurePath
 from rankedit.core.errors import RankeditError
 from rankedit.scoring.table import ScoreTable, read_table
 from rankedit.core.names import LM_EVAL_RESULTS
+from rankedit.publish.folder import read_json
+from rankedit.report.rows import edit_rows
+from rankedit.scoring.raw_files import load_raw
+from rankedit.scoring.results import ModelScores, ScoreResult, Settings, parse_results
+from rankedit.scoring.suites import Suite
 
 TUNED = "__tuned__"  # the tuned model's label inside the rebuilt result (edit_rows calls the base "base")
 
@@ -101,9 +106,6 @@ def select_scores(doc: dict | ScoreTable, model: list[str], base: list[str], tun
 
 def _scores_of(doc: dict, folder: Path, label: str) -> dict | None:
     """task -> metric -> TaskScore (with per-problem scores) of ``label``, or None when its samples are not there."""
-    from rankedit.scoring.raw_files import load_raw
-    from rankedit.scoring.results import parse_results
-
     entry = (doc.get("models") or {}).get(label)
     results = entry.get("results") if isinstance(entry, dict) else None
     if not isinstance(results, str):
@@ -117,10 +119,6 @@ def _scores_of(doc: dict, folder: Path, label: str) -> dict | None:
 def retention_rows(doc: dict, folder: Path, label: str, base_label: str, tuned_label: str,
                    n_boot: int = 2000) -> list[dict]:
     """`rankedit run`'s retention rows for ``label`` from a scores.json in ``folder``; [] without samples."""
-    from rankedit.report.rows import edit_rows
-    from rankedit.scoring.results import ModelScores, ScoreResult, Settings
-    from rankedit.scoring.suites import Suite
-
     scores = {lab: _scores_of(doc, folder, lab) for lab in (base_label, tuned_label, label)}
     if any(v is None for v in scores.values()):
         return []
@@ -136,8 +134,6 @@ def retention_rows(doc: dict, folder: Path, label: str, base_label: str, tuned_l
 def card_scores(path: Path, names: list[str], base_names: list[str], tuned_names: list[str]) -> dict | None:
     """This checkpoint's scores for the card (see :func:`select_scores`), retention included
     whenever the file allows it."""
-    from rankedit.publish.folder import read_json
-
     doc = read_json(path, "scores file")
     table = read_table(doc)
     sel = select_scores(table, names, base_names, tuned_names)

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import math
 from typing import Any, Mapping, Optional, Sequence
+from rankedit.edits.registry import EDITS, parse_params
+from rankedit.edits.storage import MatrixSize
+from rankedit.files.checkpoint import Checkpoint
 
 BF16_BYTES = 2
 MANIFEST_KEYS = ("stored_bytes", "bf16_delta_bytes")  # the build's own size facts in a manifest's summary
@@ -36,8 +39,6 @@ def computed_storage(method: str, params: Mapping[str, Any], matrices: Sequence[
                      facts: Mapping[str, tuple[tuple[int, int], int]]) -> tuple[Optional[int], Optional[str]]:
     """Σ over the edited matrices of the edit's stored values × the bytes of one value (the checkpoint's
     dtype), and None or why it could not be computed. ``facts``: matrix name -> ((m, n), bytes per value)."""
-    from rankedit.edits.registry import EDITS, parse_params
-
     edit = EDITS.get(method)
     if edit is None:
         return None, f"edit {method!r} is not known here"
@@ -59,8 +60,6 @@ def computed_storage(method: str, params: Mapping[str, Any], matrices: Sequence[
 
 def matrix_bytes(edit, p, shape: tuple[int, int], nbytes: int, density: Optional[float]) -> int:
     """One matrix's artifact by the edit's record (``rankedit.edits.storage``), in bytes."""
-    from rankedit.edits.storage import MatrixSize
-
     return edit.storage(p, MatrixSize(shape, nbytes, density)).bytes
 
 
@@ -83,8 +82,6 @@ def edit_size(method: str, params: Mapping[str, Any], summary: Mapping[str, Any]
 def matrix_facts(base: str, names: Sequence[str]) -> dict[str, tuple[tuple[int, int], int]]:
     """Shape and bytes per value of each named 2-D tensor of the base checkpoint (its header only)."""
     import torch
-
-    from rankedit.files.checkpoint import Checkpoint
 
     ckpt = Checkpoint(base)
     have = set(ckpt.names)

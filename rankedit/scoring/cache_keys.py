@@ -19,6 +19,7 @@ from rankedit.files.checkpoint import Checkpoint, file_sha256
 from rankedit.scoring.results import Settings
 from rankedit.scoring.suites import Suite
 from rankedit.core.names import EDIT_ANALYSIS
+from rankedit.files.hashes import files_sha256
 
 CACHE_FORMAT = 1  # bump when the cached layout or its meaning changes
 
@@ -37,8 +38,6 @@ def model_fingerprint(ckpt: Checkpoint) -> dict[str, str]:
     Hashes are memoised by (path, size, mtime) in the shared cache
     (``rankedit.files.hashes``), so a rerun does not reread gigabytes of safetensors.
     """
-    from rankedit.files.hashes import files_sha256
-
     return files_sha256(f for f in sorted(ckpt.path.iterdir())
                         if f.is_file() and f.suffix not in (".md", ".lock") and not f.name.startswith(".")
                         and f.name not in REPORT_FILES)
@@ -67,8 +66,8 @@ def cache_key(model_sha: Mapping[str, str], config_hash: str, settings: Settings
 
 def kl_cache_key(model_sha: Mapping[str, str], base_sha: Mapping[str, str], prompts: list[str],
                  settings: Mapping[str, Any]) -> str:
-    """The KL cache's key (``rankedit.scoring.kl``): both models' files, the prompts and the sampling settings."""
-    # estimator 2: per-token rb is the unbiased control-variate form (rankedit.scoring.kl_math); results cached
+    """The KL cache's key (``rankedit.scoring.kl.sampler``): both models' files, the prompts and the sampling settings."""
+    # estimator 2: per-token rb is the unbiased control-variate form (rankedit.scoring.kl.estimate); results cached
     # under the old (1/|y|) Σ KL_t are not read back as it
     return _hash_json({"format": CACHE_FORMAT, "kind": "kl", "estimator": 2, "model": dict(model_sha), "base": dict(base_sha),
                        "prompts": hashlib.sha256(json.dumps(prompts).encode()).hexdigest(),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rankedit.core.errors import RankeditError
 from rankedit.files.checkpoint import Checkpoint
+from rankedit.core.threads import torch_threads
 
 
 # Below this many parameters a CPU forward pass is so small that torch's intra-op
@@ -18,8 +19,6 @@ SINGLE_THREAD_MAX_PARAMS = 50_000_000
 @contextlib.contextmanager
 def cpu_threads_for(path: Path, device: str):
     """Run tiny models single-threaded on the CPU; leave everything else alone."""
-    from rankedit.core.threads import torch_threads
-
     small = False
     if device == "cpu":
         try:

@@ -13,6 +13,7 @@ from rankedit.files.atomic import atomic_dir
 from rankedit.scoring.raw_files import save_raw
 from rankedit.scoring.results import ScoreResult
 from rankedit.core.names import SCORES_JSON, SCORES_MD
+import rankedit
 
 
 def markdown_table(result: ScoreResult) -> str:
@@ -29,8 +30,6 @@ def write_outputs(result: ScoreResult, out: str | os.PathLike, *, inputs: Sequen
                   overwrite: bool = False) -> Path:
     """OUT/scores.json, OUT/scores.md and OUT/<label>/ (lm-eval results.json + samples_<task>.jsonl)."""
     import lm_eval
-
-    import rankedit
 
     out = Path(out)
     with atomic_dir(out, kind="score", inputs=inputs, overwrite=overwrite) as tmp:

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from rankedit.core.errors import RankeditError
+from rankedit.core.option_rules import check_value, default
+from rankedit.scoring.options import ScoreOptions
 from rankedit.files.tempfiles import WRITE_ERRNOS
 from rankedit.core.cache_dir import cache_root
 from rankedit.files.adapter import is_adapter
@@ -48,6 +50,7 @@ from rankedit.scoring.results import ModelScores, ScoreResult, Settings, parse_r
 from rankedit.scoring.suites import Suite, custom_suite, get_suite
 from rankedit.scoring.tasks import preflight, task_manager
 from rankedit.core.names import LM_EVAL_RESULTS
+from rankedit.core.executors import LocalExecutor
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +103,8 @@ def score(
     tasks: Sequence[str] | None = None,
     out: str | os.PathLike | None = None,
     *,
-    backend: str = "hf",
-    batch_size: int | str = 8,
+    backend: str = default(ScoreOptions, "backend"),
+    batch_size: int | str = default(ScoreOptions, "batch_size"),
     limit: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
@@ -153,10 +156,8 @@ def score(
         st = with_data_dir(st, data_dir)
     if backend not in BACKENDS:
         raise RankeditError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    if limit is not None and limit < 1:
-        raise RankeditError(f"--limit must be at least 1, got {limit}")
-    if max_gen_toks is not None and max_gen_toks < 1:
-        raise RankeditError(f"--max-gen-toks must be at least 1, got {max_gen_toks}")
+    for name, value in (("batch_size", batch_size), ("limit", limit), ("max_gen_toks", max_gen_toks)):
+        check_value(ScoreOptions, name, value, "--" + name.replace("_", "-"))
     labels = model_labels(models)
     if not labels:
         raise RankeditError("no models to score")
@@ -197,8 +198,6 @@ def score(
         # task-level problems (missing package, offline dataset): one error, before any model;
         # a sampled run re-scores each generation with the built tasks
         loaded = preflight(st, tm)
-
-    from rankedit.core.executors import LocalExecutor
 
     ex = executor or LocalExecutor()
     settled: dict[str, ModelScores | str] = {}  # label -> scores, or why it failed

@@ -9,6 +9,7 @@ from pathlib import Path
 from rankedit.core.errors import RankeditError
 from rankedit.scoring.failures import first_line
 from rankedit.scoring.suites import Suite
+import difflib
 
 
 def task_manager(suite: Suite):
@@ -30,8 +31,6 @@ def task_manager(suite: Suite):
     tm.rankedit_builtin = builtin
     unknown = [t for t in suite.tasks if t not in tm.all_tasks]
     if unknown:
-        import difflib
-
         hints = []
         for t in unknown:
             close = difflib.get_close_matches(t, tm.all_tasks, n=3)

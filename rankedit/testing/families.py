@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import torch
+from rankedit.core.modules import EXPERT, classify
+from rankedit.files.checkpoint import Checkpoint
+from rankedit.files.validate import quiet_transformers
+from rankedit.testing.char_tokenizer import char_tokenizer
 
 H = 64
 _COMMON = dict(hidden_size=H, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
@@ -61,9 +65,6 @@ def build(out: str | Path, family: str, seed: int = 0) -> Path:
     """Save a random-init bf16 model of ``family`` with a character tokenizer beside it."""
     import transformers as tf
 
-    from rankedit.testing.char_tokenizer import char_tokenizer
-    from rankedit.files.validate import quiet_transformers
-
     cls, kw, model_cls = FAMILIES[family]
     torch.manual_seed(seed)
     with quiet_transformers():
@@ -82,9 +83,6 @@ def plant(base: str | Path, out: str | Path, seed: int = 1, experts: Optional[It
     on its own) gets ``W + low·a bᵀ + noise·N(0,1)``. ``experts``: only the routed experts with these
     indices change (per-expert tensors and stack slices), every other tensor is copied as it is."""
     from safetensors.torch import load_file, save_file
-
-    from rankedit.core.modules import EXPERT, classify
-    from rankedit.files.checkpoint import Checkpoint
 
     base, out = Path(base), Path(out)
     shutil.copytree(base, out, dirs_exist_ok=True)

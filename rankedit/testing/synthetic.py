@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import shutil
+from rankedit.files.checkpoint import Checkpoint
 
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=128)
 
@@ -62,8 +64,6 @@ def decay_spectrum(path: str | os.PathLike, alpha: float, seed: int = 0) -> Path
     and an edit built on one (off-principal) goes to the exact decomposition of every
     matrix; trained weights decay, as a power law to a first approximation. One tensor
     at a time."""
-    from rankedit.files.checkpoint import Checkpoint
-
     gen = torch.Generator().manual_seed(seed)
 
     def reshaped(w: torch.Tensor) -> torch.Tensor:
@@ -115,10 +115,6 @@ def perturb(base: str | os.PathLike, out: str | os.PathLike, scale: float = 1e-3
     copied unchanged.
     Streams one tensor at a time.
     """
-    import shutil
-
-    from rankedit.files.checkpoint import Checkpoint
-
     ck = Checkpoint(base)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

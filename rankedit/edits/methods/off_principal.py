@@ -20,7 +20,7 @@ from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams
 from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import SVD
 from rankedit.core.svd import svd_facts
-from rankedit.edits.base_svd import base_top_k
+from rankedit.core.base_decomp import base_top_k
 
 
 class PrincipalParams(SvdParams):

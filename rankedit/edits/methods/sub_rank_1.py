@@ -25,7 +25,7 @@ from pydantic import Field
 
 from rankedit.core.linalg import bilinear64, norm64
 from rankedit.core.svd import edit_svd, svd_facts
-from rankedit.edits.base_svd import base_top_k
+from rankedit.core.base_decomp import base_top_k
 from rankedit.edits.methods.rank_k import noise_of, random_orthonormal
 from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, generator, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank, scalar_bytes

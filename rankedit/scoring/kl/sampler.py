@@ -7,7 +7,7 @@ ancestral sampling at temperature 1, with no top-k, top-p or repetition penalty
 (so the samples come from π itself, not a sharpened π), seeded and cut at
 ``max_tokens``; then scores both models on the same tokens by teacher forcing,
 one forward pass per model per batch. The arithmetic (both estimators, the
-intervals) is ``rankedit.scoring.kl_math``.
+intervals) is ``rankedit.scoring.kl.estimate``.
 
 Prompts of the same token length are batched together, so no prompt is padded.
 Prompts are tokenised with the model's tokenizer and its own special tokens
@@ -31,13 +31,15 @@ import numpy as np
 
 from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
+from rankedit.core.option_rules import check_value, default
+from rankedit.scoring.options import KLOptions
 from rankedit.files.atomic import atomic_dir, atomic_write_text
 from rankedit.files.outdir import check_out
 from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.validate import check_inputs, check_scorable, quiet_transformers
-from rankedit.scoring import kl_math
+from rankedit.scoring.kl import estimate as kl_math
 from rankedit.scoring.cache_keys import kl_cache_key, model_fingerprint
-from rankedit.scoring.kl_prompts import read_prompts, take, task_prompts
+from rankedit.scoring.kl.prompts import read_prompts, take, task_prompts
 
 KL_JSON = "kl.json"
 SAMPLING = ("ancestral samples from the model at temperature 1, no top-k, top-p or repetition penalty: "
@@ -148,12 +150,13 @@ def estimate(model_path: Path, base_path: Path, prompts: list[str], samples: int
 
 def kl(model: str | os.PathLike, base: str | os.PathLike, prompts: Sequence[str] | str | os.PathLike | None = None,
        *, task: str | None = None, include_paths: Sequence[str | os.PathLike] = (), limit: int | None = None,
-       samples: int = 4, max_tokens: int = 256, seed: int = 0, batch_size: int = 32, device: str = "cpu",
-       dtype: str = "float32", n_boot: int = 2000, use_cache: bool = True, out: str | os.PathLike | None = None,
+       samples: int = default(KLOptions, "samples"), max_tokens: int = 256, seed: int = default(KLOptions, "seed"),
+       batch_size: int = default(KLOptions, "batch_size"), device: str = "cpu",
+       dtype: str = default(KLOptions, "dtype"), n_boot: int = 2000, use_cache: bool = True, out: str | os.PathLike | None = None,
        overwrite: bool = False) -> dict:
     """KL travelled from ``base`` by ``model`` on prompts, from ``samples`` of the model's own completions each.
 
-    ``prompts``: a list of strings, or a file (``rankedit.scoring.kl_prompts``); or
+    ``prompts``: a list of strings, or a file (``rankedit.scoring.kl.prompts``); or
     ``task``: an lm-eval task whose documents give them. ``limit`` keeps the first
     that many prompts. Returns a dict (what ``out``/kl.json holds): per token and
     per sequence, the Monte Carlo (``mc``) and Rao-Blackwellised (``rb``) means with
@@ -161,10 +164,14 @@ def kl(model: str | os.PathLike, base: str | os.PathLike, prompts: Sequence[str]
     """
     if (prompts is None) == (task is None):
         raise RankeditError("give the prompts (a list or a file) or an lm-eval task, not both or neither")
-    for name, v, low in (("samples", samples, 1), ("max_tokens", max_tokens, 1), ("batch_size", batch_size, 1),
-                         ("n_boot", n_boot, 100), ("seed", seed, 0)):
-        if not isinstance(v, int) or v < low:
-            raise RankeditError(f"{name} must be an integer of at least {low}, got {v!r}")
+    for name, v in (("samples", samples), ("max_tokens", max_tokens), ("batch_size", batch_size), ("n_boot", n_boot),
+                    ("seed", seed)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise RankeditError(f"{name} must be an integer, got {v!r}")
+    for name, v in (("samples", samples), ("batch_size", batch_size), ("seed", seed)):  # the spec's bounds
+        check_value(KLOptions, name, v, name)
+    if max_tokens < 1 or n_boot < 100:
+        raise RankeditError(f"max_tokens must be at least 1 and n_boot at least 100, got {max_tokens} and {n_boot}")
     if task is not None:
         prompts = task_prompts(task, include_paths, limit)
     elif isinstance(prompts, (str, os.PathLike)):

@@ -24,6 +24,9 @@ from typing import Callable, Optional
 
 from rankedit.core.cache_dir import cache_root
 from rankedit.files.tempfiles import clean_stale, replace_text, temp_prefix
+from rankedit.edits.build import build_edit
+from rankedit.edits.manifest import read_manifest
+from rankedit.edits.registry import get_edit, parse_params
 
 # bump when a record's layout or meaning changes (2: LoRA factors counted in float32; 3: the edit as written)
 FORMAT = 3
@@ -58,8 +61,6 @@ def recipe_key(method: str, params: dict, scorer: Scorer) -> str:
 
 def full_params(method: str, params: dict) -> dict:
     """Every parameter of the edit, its defaults included: a changed default changes the key."""
-    from rankedit.edits.registry import get_edit, parse_params
-
     return parse_params(get_edit(method), params).model_dump(mode="json")
 
 
@@ -72,9 +73,6 @@ def candidate(method: str, params: dict, base: str, tuned: str, scorer: Scorer, 
     rec = _read(path)
     if rec is not None:
         return {**rec, "cached": True}
-    from rankedit.edits.build import build_edit
-    from rankedit.edits.manifest import read_manifest
-
     clean_stale(store(), "candidate")  # builds of a killed run
     with tempfile.TemporaryDirectory(prefix=temp_prefix("candidate"), dir=store()) as tmp:
         model = Path(tmp) / "model"

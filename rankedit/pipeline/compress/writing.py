@@ -8,6 +8,8 @@ from pathlib import Path
 from rankedit.core.names import FIG_FRONTIER
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import register
+from rankedit.report.frontier import mark_pareto
+from rankedit.report.frontier_figure import frontier_plot
 
 COMPRESS_JSON = "compress.json"
 COMPRESS_MD = "compress.md"
@@ -86,8 +88,6 @@ STORED_KEYS = ("energy_kept_stored", "stored_delta_error", "stored_dtype")  # th
 
 def frontier_doc(doc: dict) -> dict:
     """The candidates as the rows ``rankedit.report.frontier_figure.frontier_plot`` draws."""
-    from rankedit.report.frontier import mark_pareto
-
     rows = []
     for r in doc["candidates"]:
         for task in doc["judged_tasks"]:
@@ -113,8 +113,6 @@ def frontier_doc(doc: dict) -> dict:
 
 def write_outputs(doc: dict, out: Path) -> None:
     """compress.json and compress.md (each atomic), and frontier.png when some candidate has a size."""
-    from rankedit.report.frontier_figure import frontier_plot
-
     fig = frontier_plot(frontier_doc(doc), out / FIG_FRONTIER) if doc["candidates"] else None
     if fig is not None:
         register(Path(fig))

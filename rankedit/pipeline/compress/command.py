@@ -5,10 +5,10 @@ The recipe:
 1. resolve the models as ``rankedit run`` does (BASE and TUNED, or the embedded organism);
 2. score base and tuned (lm-eval, cached); the judged tasks are the trained (not control) tasks
    on which the tuned gain is significant: retention is undefined elsewhere;
-3. for each family, bisect its budget grid (``rankedit.pipeline.bisect``) for the smallest budget
+3. for each family, bisect its budget grid (``rankedit.pipeline.compress.bisect``) for the smallest budget
    whose retention meets ``keep`` on every judged task, on the point estimate or on the 95%
    interval's lower bound (``target``); each candidate is built and scored once, ever
-   (``rankedit.pipeline.compress_candidates``);
+   (``rankedit.pipeline.compress.candidates``);
 4. the winner is the smallest (in stored bytes) of the families' smallest meeting candidates; its
    artifact is written to OUT/artifact (``rankedit.edits.artifact``), the search to
    OUT/compress.json, OUT/compress.md and OUT/frontier.png.
@@ -24,18 +24,28 @@ from typing import Optional, Sequence
 
 from rankedit.core import machine
 from rankedit.core.errors import RankeditError
-from rankedit.pipeline.bisect import MAX_EVALS, TARGETS, smallest_meeting
-from rankedit.pipeline.compress_candidates import Scorer, candidate, per_problem
-from rankedit.pipeline.compress_families import Family, families as pick_families
+from rankedit.pipeline.compress.bisect import MAX_EVALS, TARGETS, smallest_meeting
+from rankedit.pipeline.compress.candidates import Scorer, candidate, per_problem
+from rankedit.pipeline.compress.budgets import Family, families as pick_families
 from rankedit.pipeline.progress import say
 from rankedit.scoring import retention as ev
+from tqdm.auto import tqdm
+from rankedit.edits.artifact import write_artifact
+from rankedit.edits.build import plan_edit
+from rankedit.files.outdir import check_inputs, check_replace, claim_dir
+from rankedit.pipeline.compress.writing import write_outputs
+from rankedit.pipeline.models import resolve_models
+from rankedit.pipeline.plan import parse_plan
+from rankedit.pipeline.requirements import check_requirements
+from rankedit.pipeline.run import check_tasks
+from rankedit.report.rows import per_sample
+from rankedit.scoring import score as scoring
+from rankedit.files.patch import patch_size
 
 ARTIFACT = "artifact"
 
 
 def _plan(base, tuned, organism, seed, suite, tasks, include_paths, limit, batch_size, device, dtype, n_boot):
-    from rankedit.pipeline.plan import parse_plan
-
     if organism is None and (base is None or tuned is None):
         raise RankeditError("give BASE and TUNED, or --organism micro|small")
     if organism is not None and (base is not None or tuned is not None):
@@ -57,12 +67,10 @@ def _plan(base, tuned, organism, seed, suite, tasks, include_paths, limit, batch
 
 def _scorer(plan, models, quiet: bool):
     """Score base and tuned; return (Scorer for the candidates, the ScoreResult of base and tuned)."""
-    from rankedit.scoring.score import score
-
     s = plan.score
 
     def run(labels: dict):
-        return score(labels, suite=s.suite, tasks=s.tasks, backend=s.backend, batch_size=s.batch_size,
+        return scoring.score(labels, suite=s.suite, tasks=s.tasks, backend=s.backend, batch_size=s.batch_size,
                      limit=s.limit, device=s.device, dtype=s.dtype, max_gen_toks=s.max_gen_toks,
                      apply_chat_template=s.apply_chat_template, num_fewshot=s.num_fewshot,
                      include_paths=s.include_paths)
@@ -76,8 +84,6 @@ def _scorer(plan, models, quiet: bool):
 
 def _judged_tasks(ref, metrics: dict, n_boot: int) -> tuple[list[str], dict]:
     """The trained tasks with a significant tuned gain, and every trained task's gain."""
-    from rankedit.report.rows import per_sample
-
     control = set(ref.suite.control_tasks)
     gains, judged = {}, []
     for task in (t for t in ref.tasks if t not in control):
@@ -103,8 +109,6 @@ def _none(x) -> Optional[float]:
 
 def _rate(rec: dict, ref, metrics: dict, judged: list[str], n_boot: int) -> dict:
     """Retention on each judged task and forgetting on each control task, with their intervals."""
-    from rankedit.report.rows import per_sample
-
     out = {"retention": {}, "forgetting": {}}
     for task in list(judged) + [t for t in ref.suite.control_tasks if t in metrics]:
         e = per_problem(rec, task)
@@ -129,8 +133,6 @@ def _rate(rec: dict, ref, metrics: dict, judged: list[str], n_boot: int) -> dict
 
 def _search(fam: Family, short: int, models, scorer: Scorer, ref, judged, keep, target, max_evals, n_boot,
             build_device, quiet) -> tuple[dict, list[dict]]:
-    from tqdm.auto import tqdm
-
     grid = fam.grid(short)
     rows: list[dict] = []
     bar = tqdm(total=min(max_evals, len(grid)), desc=fam.name, unit="cand", disable=quiet)
@@ -179,13 +181,6 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     edits compute their SVDs. At most ``max_candidates`` candidates are scored per family, each once
     ever (cached). Returns the compress.json dict; raises RankeditError on bad input.
     """
-    from rankedit.edits.artifact import write_artifact
-    from rankedit.files.outdir import check_inputs, check_replace, claim_dir
-    from rankedit.pipeline.compress_outputs import write_outputs
-    from rankedit.pipeline.models import resolve_models
-    from rankedit.pipeline.requirements import check_requirements
-    from rankedit.pipeline.run import check_tasks
-
     if not (isinstance(keep, (int, float)) and math.isfinite(keep) and 0 < keep <= 1):
         raise RankeditError(f"--keep must be a share of the gain in (0, 1] (0.95 keeps 95%), got {keep}")
     if target not in TARGETS:
@@ -238,9 +233,6 @@ def exact_patch(models, ref, metrics: dict, judged: list[str], gains: dict, n_bo
     task with the interval [1, 1] (every bootstrap resample of (tuned - base) / (tuned - base) is 1),
     and its forgetting is the tuned model's. Its bytes are the patch's payload (``patch_size``; every
     tensor that changed, embeddings and norms too), its ratio over the same bf16 delta as the candidates'."""
-    from rankedit.files.patch import patch_size
-    from rankedit.report.rows import per_sample
-
     say("exact patch: measuring its bytes", quiet)
     size = patch_size(models.base, models.tuned)
     forgetting = {}
@@ -263,7 +255,5 @@ def exact_patch(models, ref, metrics: dict, judged: list[str], gains: dict, n_bo
 
 def _short_side(base: str, tuned: str) -> int:
     """The smallest short side of the matrices an edit changes: the largest k rank-k accepts."""
-    from rankedit.edits.build import plan_edit
-
     p = plan_edit("rank-k", base, tuned, k=1)
     return min(min(p.shape(n)) for n in p.matrices)

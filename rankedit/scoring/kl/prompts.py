@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 from rankedit.core.errors import RankeditError
+from rankedit.scoring.suites import custom_suite
+from rankedit.scoring.tasks import quiet_lm_eval_notices, task_manager
 
 
 def read_prompts(path: str | os.PathLike) -> list[str]:
@@ -51,9 +53,6 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
 
 def task_prompts(task: str, include_paths: Sequence[str | os.PathLike] = (), limit: int | None = None) -> list[str]:
     """The first ``limit`` evaluation documents of an lm-eval task, as its zero-shot prompts."""
-    from rankedit.scoring.suites import custom_suite
-    from rankedit.scoring.tasks import quiet_lm_eval_notices, task_manager
-
     tm = task_manager(custom_suite([task], include_paths))
     try:
         with quiet_lm_eval_notices():

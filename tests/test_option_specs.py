@@ -1,0 +1,71 @@
+"""Every option declared once: the commands' options generated from a spec carry its default, a plan's section
+extends the same spec, the API's defaults are the spec's, and one rule is one check (rankedit.core.option_rules)."""
+
+import importlib
+import inspect
+
+import pytest
+
+from rankedit.analysis.analyze import analyze
+from rankedit.analysis.analyze_options import AnalyzeCommandOptions, AnalyzeOptions
+from rankedit.cli.main import COMMANDS
+from rankedit.core.errors import RankeditError
+from rankedit.core.option_rules import check_value
+from rankedit.pipeline.kl_spec import KLSpec
+from rankedit.pipeline.plan import AnalyzeSpec, ScoreSpec, parse_plan
+from rankedit.scoring.kl.sampler import kl
+from rankedit.scoring.score import score
+from rankedit.scoring.options import KLOptions, ScoreOptions
+
+# command spec -> (the plan section that extends it, the API function that takes its fields)
+SPECS = {ScoreOptions: (ScoreSpec, score), KLOptions: (KLSpec, kl), AnalyzeOptions: (AnalyzeSpec, analyze),
+         AnalyzeCommandOptions: (None, analyze)}
+
+
+def _generated():
+    """(command, option, spec, field) of every option a command generated from a spec."""
+    out = []
+    for name, (mod, attr, _) in COMMANDS.items():
+        cmd = getattr(importlib.import_module(mod), attr)
+        out += [(name, p, *p.spec) for p in cmd.params if hasattr(p, "spec")]
+    return out
+
+
+def test_the_commands_take_their_options_from_the_specs():
+    found = _generated()
+    assert {c for c, *_ in found} >= {"score", "kl", "analyze"}
+    for command, param, spec, field in found:
+        want = spec.model_fields[field].get_default(call_default_factory=True)
+        assert param.default == want, (command, param.name)
+        assert param.name == field
+
+
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_plan_cli_and_api_share_each_default(spec):
+    section, api = SPECS[spec]
+    params = inspect.signature(api).parameters
+    for field, info in spec.model_fields.items():
+        want = info.get_default(call_default_factory=True)
+        if section is not None:
+            assert section.model_fields[field].get_default(call_default_factory=True) == want, (section, field)
+            assert section.model_fields[field].metadata == info.metadata, (section, field)  # the same bounds
+        if field in params:
+            assert params[field].default == want, (api.__name__, field)
+
+
+def test_one_rule_is_one_check_everywhere():
+    with pytest.raises(RankeditError, match="--limit must be at least 1, got 0"):
+        check_value(ScoreOptions, "limit", 0, "--limit")
+    with pytest.raises(RankeditError, match="--limit must be at least 1, got 0"):
+        score(["m"], suite="organism", limit=0)  # the API, before any model is touched
+    with pytest.raises(RankeditError, match="score.limit"):
+        parse_plan({"organism": {}, "score": {"limit": 0}}, "p.yaml")
+    with pytest.raises(RankeditError, match="--batch-size must be at least 1, got 0"):
+        score(["m"], suite="organism", batch_size=0)
+    check_value(ScoreOptions, "batch_size", "auto", "--batch-size")
+    with pytest.raises(RankeditError, match="--alpha must be between 0 and 1 \\(exclusive\\), got 1.0"):
+        check_value(AnalyzeCommandOptions, "alpha", 1.0, "--alpha")
+    with pytest.raises(RankeditError, match="--q must be in \\(0, 1\\], got nan"):
+        check_value(AnalyzeCommandOptions, "q", float("nan"), "--q")
+    with pytest.raises(RankeditError, match="batch_size must be at least 1, got 0"):
+        kl("m", "b", ["p"], batch_size=0)
