@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rankedit.analysis.metrics import view
+from rankedit.report.findings import findings_paragraph
 from rankedit.report.frontier import frontier_markdown
 from rankedit.report.pass_at_k import markdown as pass_at_k_markdown
 from rankedit.report.kl_report import kl_markdown
@@ -146,7 +147,7 @@ def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
     tasks = report["tasks"]
     control = set(report["control_tasks"])
     trained = [t for t in tasks if t not in control]
-    lines = [f"# {report['name']}", ""]
+    lines = [f"# {report['name']}", ""] + findings_paragraph(report)
     shown = {k: shown_path(v, out) for k, v in report["models"].items() if v}
     lines += [f"Base `{shown['base']}` → tuned `{shown['tuned']}`"
               + (f"; SFT `{shown['sft']}`" if shown.get("sft") else "") + ".", ""]
