@@ -44,6 +44,7 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
     OUT/*.png heatmaps.
     """
     from rankedit.analysis.analyze import analyze as run_analyze
+    from rankedit.core.messages import line
     from rankedit.report.terminal import print_summary
 
     import json
@@ -64,6 +65,6 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
                    f"{a['targeted_matrices']} targeted matrices; every measured rank is {held}")
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
     if rows and all(r.get("rel_update_norm") == 0 for r in rows):
-        click.echo(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "
-                   "matrices analysed (a copy of the base given as TUNED?)", err=True)
+        line(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "
+             "matrices analysed (a copy of the base given as TUNED?)")
     click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")
