@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.analysis.geometry import DEFAULT_ALPHA, DEFAULT_ATOL, DEFAULT_K, DEFAULT_Q
@@ -24,8 +25,10 @@ from rankedit.core.names import ANALYSIS_SUMMARY
 @click.option("--routing-prompts", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="MoE: a text file, one prompt a line; adds the routing flip rate of base vs tuned (loads both models).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
-def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, overwrite):
+def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, quiet,
+            overwrite):
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix.
 
     BASE and TUNED are Hugging Face checkpoint directories (safetensors) or Hub
@@ -54,17 +57,18 @@ def analyze(base, tuned, out, other_tuned, k, alpha, atol, q, device, modules, r
                        modules=modules, plots=not no_plots, overwrite=overwrite,
                        routing_prompts=routing_prompts)
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
-    print_summary(summary)
-    from rankedit.core.coverage import line
+    if not quiet:
+        print_summary(summary)
+    from rankedit.core.coverage import line as coverage_line
 
-    click.echo(line(summary["coverage"], "analysed"))
+    say(quiet, coverage_line(summary["coverage"], "analysed"))
     if "adapter" in summary:
         a = summary["adapter"]
         held = "within it" if a["bound_holds"] else f"above it on {len(a['over_bound'])} matrices"
-        click.echo(f"LoRA adapter: rank(ΔW) <= r (at most {a['r_max']}) by construction on "
+        say(quiet, f"LoRA adapter: rank(ΔW) <= r (at most {a['r_max']}) by construction on "
                    f"{a['targeted_matrices']} targeted matrices; every measured rank is {held}")
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
     if rows and all(r.get("rel_update_norm") == 0 for r in rows):
         line(f"warning: the update is zero: {tuned} is identical to the base {base} in all {len(rows)} "
              "matrices analysed (a copy of the base given as TUNED?)")
-    click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")
+    result(quiet, out, f"{len(rows)} matrices analysed; results in {out}/ ({written})")

@@ -15,7 +15,7 @@ import sys
 import click
 
 from rankedit.core.errors import RankeditError
-from rankedit.core.messages import end_progress_lines, error, line, route_warnings
+from rankedit.core.messages import end_progress_lines, error, warnings_as_lines
 
 # name -> (module path, attribute, one-line help shown by `rankedit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> None:
 def run_command(argv: list[str] | None) -> int:
     """Run one command; its exit code (0: done)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    route_warnings()
     try:
-        cli.main(args=argv, prog_name="rankedit", standalone_mode=False)
+        with warnings_as_lines():
+            cli.main(args=argv, prog_name="rankedit", standalone_mode=False)
     except RankeditError as e:
         error(f"error: {e}")
         return 1

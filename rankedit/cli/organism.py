@@ -5,6 +5,8 @@ from rankedit.core.names import ORGANISM_SUMMARY
 
 import click
 
+from rankedit.cli.quiet import quiet_option, say
+
 
 @click.group("organism")
 def organism():
@@ -29,7 +31,7 @@ def organism():
                    "named by size, seed and recipe hash, reused when the same recipe was built before.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where to train. cpu is deterministic per machine; cuda needs a GPU.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 def build_cmd(size, seed, out, device, quiet):
     """Build the organism (or reuse a complete earlier build) and print its directory.
 
@@ -50,6 +52,5 @@ def build_cmd(size, seed, out, device, quiet):
 
     d = build(size=size, seed=seed, out=out, device=device, progress=not quiet)
     acc = json.loads((d / ORGANISM_SUMMARY).read_text())["accuracy"]
-    for run, a in acc.items():
-        click.echo(f"{run:<9} " + "  ".join(f"{k}={v:.1f}%" for k, v in a.items()), err=True)
+    say(quiet, *(f"{run:<9} " + "  ".join(f"{k}={v:.1f}%" for k, v in a.items()) for run, a in acc.items()), err=True)
     click.echo(str(d))

@@ -5,6 +5,7 @@ from rankedit.core.names import REPORT_MD
 
 import click
 
+from rankedit.cli.quiet import quiet_option, result
 from rankedit.core.names import OVERWRITE_HELP
 
 
@@ -12,7 +13,7 @@ from rankedit.core.names import OVERWRITE_HELP
 @click.argument("plan", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--out", default="out/run", show_default=True, type=click.Path(file_okay=False),
               help="Output directory; rerunning into it does only the missing work.")
-@click.option("--quiet", is_flag=True, help="No progress bars or stage messages.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True,
               help=OVERWRITE_HELP)
 @click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
@@ -55,5 +56,5 @@ def run(plan, out, quiet, overwrite, executor, address):
     if not quiet:
         click.echo((Path(out) / REPORT_MD).read_text())
     n = len(report["edits"])
-    click.echo(f"{n} edits scored on {', '.join(report['tasks'])}; report in {Path(out) / 'report.md'} "
-               f"and {Path(out) / 'report.json'}")
+    result(quiet, out, f"{n} edits scored on {', '.join(report['tasks'])}; report in {Path(out) / 'report.md'} "
+                       f"and {Path(out) / 'report.json'}")

@@ -17,7 +17,9 @@ nothing is imported that the process has not imported already.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 
 
@@ -59,13 +61,21 @@ class _Lines(logging.Handler):
         line(msg if msg.startswith(("warning:", "error:")) else f"{record.levelname.lower()}: {msg}")
 
 
-def route_warnings() -> None:
-    """Send the ``rankedit`` logger's warnings through ``line`` (once per process; the CLI's edge calls it).
-
-    Without a handler Python's last-resort one writes them to stderr wherever the cursor is."""
+@contextlib.contextmanager
+def warnings_as_lines():
+    """While a command runs, the ``rankedit`` logger's warnings are ``warning: ...`` lines through ``line``,
+    and only those: not passed on to the root logger, where Python's last-resort handler (or the
+    ``WARNING:rankedit:`` one mergekit's ``basicConfig`` installs) would write them again, wherever the
+    cursor is."""
     log = logging.getLogger("rankedit")
-    if not any(isinstance(h, _Lines) for h in log.handlers):
-        log.addHandler(_Lines(logging.WARNING))
+    handler, propagate = _Lines(logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
 
 
 def _write(msg: str) -> None:
@@ -77,3 +87,35 @@ def _write(msg: str) -> None:
         stream.flush()
     except (OSError, ValueError):  # a closed pipe or stream
         pass
+
+
+@contextlib.contextmanager
+def no_progress_bars():
+    """No progress bar is drawn inside: rankedit's, nor those of the libraries it drives in this process
+    (transformers' weight loading, lm-eval's requests, mergekit, huggingface_hub), nor in the processes
+    it starts (tqdm and huggingface_hub read their switches from the environment)."""
+    from tqdm import std
+
+    own = std.tqdm.__dict__["__init__"]  # tqdm's __init__ (a partialmethod holding its environment defaults)
+
+    def init(self, *args, **kwargs):
+        kwargs["disable"] = True
+        own.__get__(self, type(self))(*args, **kwargs)
+
+    env = {k: os.environ.get(k) for k in _QUIET_ENV}
+    std.tqdm.__init__ = init
+    os.environ.update(_QUIET_ENV)
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = own
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# what a child process (the organism's training workers) reads to draw no bars and print no notices
+_QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+              "TRANSFORMERS_VERBOSITY": "error"}
