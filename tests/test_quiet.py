@@ -112,6 +112,7 @@ def test_every_command_is_quiet(micro_organism, moe_pair, tmp_path, capsys):
     }
     missing = set(commands()) - set(runs)
     assert not missing, f"give these commands a quiet run here: {sorted(missing)}"
+    capsys.readouterr()  # what building the inputs printed is not the commands'
     for words, args in runs.items():
         code, out, err = run_cli([*args, "--quiet"], capsys)
         _check(words, code, out, err)
