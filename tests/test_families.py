@@ -184,7 +184,7 @@ def test_an_unknown_family_works_where_names_allow_and_names_what_it_cannot_plac
         pair.append(dst)
     code, out, _ = run_cli(["analyze", *pair, "-o", tmp_path / "an", "--no-plots"], capsys)
     assert code == 0 and "1 not placed (model.layers.0.mlp.strange.weight)" in out
-    code, out, _ = run_cli(["edit", "rank-k", *pair, "--k", "1", "-o", tmp_path / "e", "--quiet"], capsys)
+    code, out, _ = run_cli(["edit", "rank-k", *pair, "--k", "1", "-o", tmp_path / "e"], capsys)
     assert code == 0 and "1 not placed (model.layers.0.mlp.strange.weight)" in out
     man = read_manifest(tmp_path / "e")
     assert man["writer"]["route"] == "streamed" and "transformers cannot read its config" in man["writer"]["reason"]

@@ -221,7 +221,8 @@ def test_cli_round_trip(chain, tmp_path, capsys):
     main(["apply", str(tmp_path / "c"), str(base), "--step", "step-10", "-o", str(tmp_path / "o2"), "--quiet"])
     assert _hashes(tmp_path / "o2") == _hashes(cks[0])
     main(["patch", str(base), "--run-dir", str(cks[0].parent), "-o", str(tmp_path / "r"), "--quiet"])
-    assert capsys.readouterr().out == f"{tmp_path / 'r'}\n"  # quiet: the output's path alone
+    # quiet: each command's output path alone, the apply before it and this patch
+    assert capsys.readouterr().out == f"{tmp_path / 'o2'}\n{tmp_path / 'r'}\n"
     main(["apply", str(tmp_path / "r"), str(base), "--step", "step-30", "-o", str(tmp_path / "o3"), "--quiet"])
     assert _hashes(tmp_path / "o3") == _hashes(cks[2])
 

@@ -37,7 +37,8 @@ def run(plan, out, quiet, overwrite, executor, address):
     OUT/edits/NAME/      each edited checkpoint (with rankedit_edit.json)
     OUT/analysis/RUN/    metrics.jsonl, summary.json and heatmaps of each update
     OUT/scores/          lm-eval results and per-problem samples of every model
-    OUT/report.md        tables: edit, what it keeps, scores, retention [95% CI], forgetting
+    OUT/report.md        three findings with their intervals, then tables: edit, what it keeps,
+                         scores, retention [95% CI], forgetting (points lost on the control task)
     OUT/report.json      scores (model -> task -> value, stderr, n) and rows (edit, task,
                          score, retention, ci_low, ci_high, forgetting)
     OUT/*.png            retention per edit, retention against the share of the update kept
