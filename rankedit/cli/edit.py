@@ -154,7 +154,7 @@ class EditGroup(click.Group):
               help="Run the edit described in a YAML file (rankedit recipe or plain mergekit YAML).")
 @click.option("-o", "--out", default=None, type=click.Path(file_okay=False), help="With --config: output directory (overrides the file's out:).")
 @click.option("--device", default=None, help="With --config: where the tensor math runs (cpu, cuda).")
-@quiet_option(help="With --config: " + QUIET_HELP)
+@quiet_option(help="With --config: p" + QUIET_HELP[1:])
 @click.option("--overwrite", is_flag=True, help="With --config: " + OVERWRITE_HELP)
 @click.pass_context
 def edit(ctx, config, out, device, quiet, overwrite):
