@@ -12,21 +12,24 @@ from tests.clirun import run_cli
 
 
 def screen(text: str) -> list[str]:
-    """The lines a terminal shows for ``text``: a carriage return goes back to column 0 and overwrites."""
-    lines = []
-    for physical in text.split("\n"):
-        buf, pos = [], 0
-        for ch in physical:
-            if ch == "\r":
-                pos = 0
-                continue
-            if pos < len(buf):
-                buf[pos] = ch
-            else:
-                buf.append(ch)
-            pos += 1
-        lines.append("".join(buf).rstrip())
-    return lines
+    """The lines a terminal shows for ``text``: a carriage return goes back to column 0 and overwrites, a
+    newline goes down a line, ESC[A (tqdm's move back to a bar above) up one."""
+    rows, row, col, i = [[]], 0, 0, 0
+    while i < len(text):
+        if text.startswith("\x1b[A", i):
+            row, i = max(row - 1, 0), i + 3
+            continue
+        ch, i = text[i], i + 1
+        if ch == "\n":
+            row, col = row + 1, 0
+            rows += [[] for _ in range(row + 1 - len(rows))]
+        elif ch == "\r":
+            col = 0
+        else:
+            buf = rows[row]
+            buf += [" "] * (col + 1 - len(buf))
+            buf[col], col = ch, col + 1
+    return ["".join(r).rstrip() for r in rows]
 
 
 @click.command("bars")
