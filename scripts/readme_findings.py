@@ -91,7 +91,7 @@ def render(report: dict, demo: dict | None = None) -> str:
         out.append(f"| {r['model']} | {r['task']} | " + " | ".join(cells) + " | "
                    + _r(r["mean"], r["ci_low"], r["ci_high"], pct=True) + " |")
     demo_r = {r["edit"]: r for r in (demo or {}).get("rows", []) if r["task"] == task}
-    out += ["", f"What each edit keeps of the gain on `{task}` (R), and forgetting on `{ctl}` (points, mean over seeds):",
+    out += ["", f"What each edit keeps of the gain on `{task}` (R), and forgetting on `{ctl}` (points lost, s_base − s: higher is worse; mean over seeds):",
             "", "| edit | keeps | " + " | ".join(runs) + " | mean R over seeds | one seed lands in | forgetting |"
             + (" `make demo` (seed 0) |" if demo else ""), "|---|---|" + "---|" * (len(runs) + 3 + bool(demo))]
     forget = {r["edit"]: r for r in report["rows"] if r["task"] == ctl}
@@ -164,7 +164,7 @@ def render_frontier(report: dict) -> str:
            f"(scores cached by an earlier run are reused, and the time counts only what this run computed); the small organism, seed 0, "
            f"{report['scores']['base'][task]['n']} problems per task. Size: the bytes of each edit's smallest "
            "faithful artifact, and their ratio to the bf16 ΔW of the same matrices. R on "
-           f"`{task}` with its 95% paired-bootstrap interval; forgetting on `{ctl}` in points. Pareto: no other "
+           f"`{task}` with its 95% paired-bootstrap interval; forgetting on `{ctl}` in points lost (s_base − s; higher is worse). Pareto: no other "
            "edit is as small with R as high, one of them strictly (point estimates).", "",
            f"| edit | keeps | bytes | × bf16 ΔW | R {task} | forgetting {ctl} | Pareto |", "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -292,13 +292,16 @@ def render_behaviour(report: dict) -> str:
     refs = {r["model"]: r for r in report["references"] if r["task"] == ctl}
     out += ["", f"KL travelled from the base on the RL task's prompts ({st['prompts']} prompts × {st['samples']} "
             f"samples at temperature 1, at most {st['max_tokens']} tokens), per sequence in nats, Monte Carlo and "
-            f"Rao-Blackwellised, against forgetting on `{ctl}` (points):", "",
+            f"Rao-Blackwellised, against forgetting on `{ctl}` (points lost, s_base − s: higher is worse):", "",
             "| model | KL MC | KL RB | forgetting |", "|---|---|---|---|"]
     for label, k in kl["models"].items():
-        f = forget.get(label) or refs.get(label)
-        fc = ("+0.0" if label == "base" else "–") if f is None else _r(
-            f.get("forgetting", f.get("gain")), f.get("forgetting_ci_low", f.get("ci_low")),
-            f.get("forgetting_ci_high", f.get("ci_high")), pct=True)
+        f, ref = forget.get(label), refs.get(label)
+        if f is not None:
+            fc = _r(f["forgetting"], f["forgetting_ci_low"], f["forgetting_ci_high"], pct=True)
+        elif ref is not None:  # a reference run holds its gain there: its forgetting is the gain negated
+            fc = _r(-ref["gain"], -ref["ci_high"], -ref["ci_low"], pct=True)
+        else:
+            fc = "+0.0" if label == "base" else "–"
         ps = k["per_sequence"]
         out.append(f"| {label} | {_r(ps['mc']['value'], ps['mc']['ci_low'], ps['mc']['ci_high'])} | "
                    f"{_r(ps['rb']['value'], ps['rb']['ci_low'], ps['rb']['ci_high'])} | {fc} |")
@@ -341,8 +344,9 @@ def render_headlines(study: dict, frontier: dict, compress: dict, trajectory: di
     never = [mode for mode, f in sp["modes"].items() if f is None]
     ctl = next(t for t in behaviour["tasks"] if t in set(behaviour["control_tasks"]))
     kl = {k: v["per_sequence"]["rb"]["value"] for k, v in behaviour["kl"]["models"].items()}
-    drop = {r["model"]: r["gain"] for r in behaviour["references"] if r["task"] == ctl}
-    drop["rank1"] = _row(behaviour, "rank1", ctl)["forgetting"]
+    # forgetting, s_base - s: a reference run holds its gain on the control task, the edit its forgetting
+    lost = {r["model"]: -r["gain"] for r in behaviour["references"] if r["task"] == ctl}
+    lost["rank1"] = _row(behaviour, "rank1", ctl)["forgetting"]
     sampled = _row(behaviour, "rank1", task)
     n = behaviour["pass_at_k"][task]["n"]
     ex, end = mean["extrapolate-rank1"], mean["window-end"]
@@ -368,8 +372,9 @@ def render_headlines(study: dict, frontier: dict, compress: dict, trajectory: di
         f"{sp['extrapolated'] if sp['extrapolated'] is not None else 'never'}"
         + (f"; {' and '.join(never)} never" if never else "") + ".",
         f"5. **KL travelled and forgetting:** per sequence from the base, RL moved {kl['tuned']:.2f} nats, SFT "
-        f"{kl['sft']:.2f} and rank 1 {kl['rank1']:.2f}; their `{ctl}` scores changed by "
-        f"{100 * drop['tuned']:+.1f}, {100 * drop['sft']:+.1f} and {100 * drop['rank1']:+.1f} points. Sampled at "
+        f"{kl['sft']:.2f} and rank 1 {kl['rank1']:.2f}; their forgetting on `{ctl}` (points lost, s_base − s; "
+        f"higher is worse) is {100 * lost['tuned']:+.1f}, {100 * lost['sft']:+.1f} and {100 * lost['rank1']:+.1f}. "
+        "Sampled at "
         f"temperature 1 (avg@{n}), rank 1 keeps R = {_r(sampled['retention'], sampled['ci_low'], sampled['ci_high'])}.",
     ]
     return "\n".join([HEADLINES_BEGIN, "", *lines, "", HEADLINES_END])

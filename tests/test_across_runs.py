@@ -117,3 +117,8 @@ def test_hierarchical_difference_of_forgetting():
     runs = [(np.zeros(30), np.full(30, -0.1)), (np.zeros(30), np.full(30, -0.3)), (np.zeros(30), np.full(30, -0.2))]
     res = ar.hierarchical_difference(runs, n_boot=3000, seed=1)
     assert res.mean == pytest.approx(-0.2) and res.ci_low == pytest.approx(-0.3) and res.ci_high == pytest.approx(-0.1)
+    # forgetting is s_base - s_model: the models lost 0.1, 0.3 and 0.2, so it is positive, every interval negated
+    f = ar.hierarchical_forgetting(runs, n_boot=3000, seed=1)
+    assert f.mean == pytest.approx(0.2) and f.ci_low == pytest.approx(0.1) and f.ci_high == pytest.approx(0.3)
+    assert (f.t_low, f.t_high) == pytest.approx((-res.t_high, -res.t_low))
+    assert (f.one_low, f.one_high) == pytest.approx((-res.one_high, -res.one_low))

@@ -22,7 +22,7 @@ def artifact(tiny_pair, tmp_path_factory):
 
 
 def test_apply_writes_the_edited_checkpoint(tiny_pair, artifact, tmp_path, capsys):
-    code, out, err = run_cli(["apply", artifact, tiny_pair[0], "-o", tmp_path / "applied", "--quiet"], capsys)
+    code, out, err = run_cli(["apply", artifact, tiny_pair[0], "-o", tmp_path / "applied"], capsys)
     assert code == 0, err
     assert "written to" in out
     ck = Checkpoint(tmp_path / "applied")
@@ -83,7 +83,7 @@ def test_edit_artifact_then_apply_gives_the_edit_s_checkpoint_byte_for_byte(tiny
     """`rankedit edit METHOD --artifact` writes the compact artifact; applying it rebuilds the very
     tensors `rankedit edit METHOD` builds through mergekit."""
     base, tuned = tiny_pair
-    code, out, err = run_cli(["edit", "sign", base, tuned, "--artifact", "-o", tmp_path / "art", "--quiet"], capsys)
+    code, out, err = run_cli(["edit", "sign", base, tuned, "--artifact", "-o", tmp_path / "art"], capsys)
     assert code == 0, err
     assert "rankedit-delta artifact" in out and "rankedit apply" in out
     assert {"delta.json", "delta.safetensors"} <= {p.name for p in (tmp_path / "art").iterdir()}

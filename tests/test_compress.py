@@ -153,7 +153,7 @@ def test_compress_finds_the_planted_rank(planted):
 def test_compress_cli_prints_the_winner_and_fixed_families(planted, capsys):
     root, base, tuned, task = planted
     code, out, err = run_cli(["compress", base, tuned, "--keep", "0.95", "--family", "rank-k", "--family",
-                              "sub-rank-1", "--tasks", TASK, "--include-path", task, "--device", "cpu", "--quiet",
+                              "sub-rank-1", "--tasks", TASK, "--include-path", task, "--device", "cpu",
                               "-o", root / "cli"], capsys)
     assert code == 0, err
     assert "winner: rank-k k=4, 2,944 bytes = " in out

@@ -58,10 +58,15 @@ def test_tuned_worse_than_base_is_undefined():
 
 
 def test_forgetting_by_hand():
-    # d = [0, 0, -1, -1]; resampled mean = -k/4, k ~ Binomial(4, 1/2), P(k=0) = P(k=4) = 6.25%
+    # forgetting = s_base - s_model: d = [0, 0, 1, 1]; resampled mean = k/4, k ~ Binomial(4, 1/2),
+    # P(k=0) = P(k=4) = 6.25%. The model lost half the control problems: +0.5, positive = worse
     f = ev.forgetting([1, 1, 1, 1], [1, 1, 0, 0], n_boot=20000)
-    assert (f.value, f.ci_low, f.ci_high) == (-0.5, -1.0, 0.0)
+    assert (f.value, f.ci_low, f.ci_high) == (0.5, 0.0, 1.0)
     assert not f.excludes_zero
+    # a model that improved on the control task has negative forgetting: the gain negated, interval and all
+    g = ev.gain([0, 0, 1, 1], [1, 1, 1, 1], n_boot=20000)
+    f = ev.forgetting([0, 0, 1, 1], [1, 1, 1, 1], n_boot=20000)
+    assert (f.value, f.ci_low, f.ci_high) == (-g.value, -g.ci_high, -g.ci_low) == (-0.5, -1.0, 0.0)
 
 
 def test_bootstrap_spread_matches_the_normal_approximation():

@@ -158,10 +158,8 @@ def test_the_cli_states_coverage_and_warns_of_trained_weights_left_at_base(famil
     import logging
 
     base, tuned = family_pairs["gpt_oss"]
-    with caplog.at_level(logging.WARNING, logger="rankedit"):  # the rankedit logger's warnings go to stderr
-        code, out, _ = run_cli(["edit", "rank-k", base, tuned, "--k", "1", "-o", tmp_path / "e", "--quiet"], capsys)
-    err = " ".join(r.getMessage() for r in caplog.records)
-    assert code == 0
+    code, out, err = run_cli(["edit", "rank-k", base, tuned, "--k", "1", "-o", tmp_path / "e"], capsys)
+    assert code == 0  # the rankedit logger's warnings go to stderr, each a line "warning: ..."
     assert "coverage: 26 matrices edited (8 attention, 16 expert, 2 router) in 14 tensors" in out
     assert "copied as they are from base" in out and "0 not placed" in out
     assert "weights that this output holds at BASE" in err and "down_proj_bias" in err  # GPT-OSS's expert biases
@@ -186,7 +184,7 @@ def test_an_unknown_family_works_where_names_allow_and_names_what_it_cannot_plac
         pair.append(dst)
     code, out, _ = run_cli(["analyze", *pair, "-o", tmp_path / "an", "--no-plots"], capsys)
     assert code == 0 and "1 not placed (model.layers.0.mlp.strange.weight)" in out
-    code, out, _ = run_cli(["edit", "rank-k", *pair, "--k", "1", "-o", tmp_path / "e", "--quiet"], capsys)
+    code, out, _ = run_cli(["edit", "rank-k", *pair, "--k", "1", "-o", tmp_path / "e"], capsys)
     assert code == 0 and "1 not placed (model.layers.0.mlp.strange.weight)" in out
     man = read_manifest(tmp_path / "e")
     assert man["writer"]["route"] == "streamed" and "transformers cannot read its config" in man["writer"]["reason"]

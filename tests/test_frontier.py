@@ -238,7 +238,7 @@ def test_the_exact_patch_is_the_frontiers_lossless_point():
     # R 1 at 600 bytes: 'whole' (R 1, 1000 bytes) is now dominated, rank1 (R 0.7, 50 bytes) still not
     flags = {r["edit"]: r["pareto"] for r in fr}
     assert flags["whole"] is False and flags["rank1"] is True and flags["exact-patch"] is True
-    assert set(patch[0]["forgetting"]) == {"c"}
+    assert patch[0]["forgetting"] == {"c": {"value": 0.03, "ci_low": 0.01, "ci_high": 0.05}}  # points lost
     # where the tuned gain is not significant, the patch's R is undefined like every edit's
     refs[0]["significant"] = False
     undefined = [r for r in with_exact_patch(rep["frontier"], refs, {"patch_bytes": 600}, ["t", "c"], ["c"])

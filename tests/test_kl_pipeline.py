@@ -79,5 +79,6 @@ def test_forgetting_against_kl_section_and_figure(kl_run):
     row = next(r for r in report["rows"] if r["edit"] == "rank1" and r["task"] == "organism_control")
     assert points["rank1"]["forgetting"]["value"] == row["forgetting"]
     ref = next(r for r in report["references"] if r["model"] == "sft" and r["task"] == "organism_control")
-    assert points["sft"]["forgetting"]["value"] == ref["gain"]
+    # a reference's forgetting is its gain negated (points lost), the interval's ends negated and exchanged
+    assert points["sft"]["forgetting"] == {"value": -ref["gain"], "ci_low": -ref["ci_high"], "ci_high": -ref["ci_low"]}
     assert points["tuned"]["kl_rb"] == report["kl"]["models"]["tuned"]["per_sequence"]["rb"]

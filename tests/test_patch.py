@@ -212,16 +212,17 @@ def test_chain_of_five_rebuilds_every_step(chain, tmp_path):
 
 def test_cli_round_trip(chain, tmp_path, capsys):
     base, cks, _, _ = chain
-    main(["patch", str(base), str(cks[0]), "-o", str(tmp_path / "p"), "--quiet"])
+    main(["patch", str(base), str(cks[0]), "-o", str(tmp_path / "p")])
     assert "written to" in capsys.readouterr().out
     main(["apply", str(tmp_path / "p"), str(base), "-o", str(tmp_path / "o"), "--quiet"])
     assert _hashes(tmp_path / "o") == _hashes(cks[0])
-    main(["patch", str(base), "--chain", str(cks[0]), str(cks[1]), "-o", str(tmp_path / "c"), "--quiet"])
+    main(["patch", str(base), "--chain", str(cks[0]), str(cks[1]), "-o", str(tmp_path / "c")])
     assert "step-20:" in capsys.readouterr().out
     main(["apply", str(tmp_path / "c"), str(base), "--step", "step-10", "-o", str(tmp_path / "o2"), "--quiet"])
     assert _hashes(tmp_path / "o2") == _hashes(cks[0])
     main(["patch", str(base), "--run-dir", str(cks[0].parent), "-o", str(tmp_path / "r"), "--quiet"])
-    assert "step-50:" in capsys.readouterr().out
+    # quiet: each command's output path alone, the apply before it and this patch
+    assert capsys.readouterr().out == f"{tmp_path / 'o2'}\n{tmp_path / 'r'}\n"
     main(["apply", str(tmp_path / "r"), str(base), "--step", "step-30", "-o", str(tmp_path / "o3"), "--quiet"])
     assert _hashes(tmp_path / "o3") == _hashes(cks[2])
 

@@ -118,9 +118,9 @@ def test_report_has_the_documented_shape(micro_run):
         assert ROW_KEYS <= set(r)
         assert r["score"] == report["scores"][r["edit"]][r["task"]]["value"]
         if r["task"] == "organism_control":
-            # forgetting is exactly the score difference; retention does not apply
+            # forgetting is exactly the points lost, s_base - s_edit; retention does not apply
             assert r["retention"] is None
-            assert r["forgetting"] == pytest.approx(r["score"] - report["scores"]["base"][r["task"]]["value"])
+            assert r["forgetting"] == pytest.approx(report["scores"]["base"][r["task"]]["value"] - r["score"])
             assert r["forgetting_ci_low"] <= r["forgetting"] <= r["forgetting_ci_high"]
         else:
             assert r["forgetting"] is None

@@ -160,3 +160,31 @@ def test_write_puts_each_section_in_docs_findings_and_redoes_the_headlines(tmp_p
     assert (tmp_path / "docs" / "findings.md").read_text() == (
         "intro\n" + findings.render_frontier(frontier) + "\nreading\n")
     assert (tmp_path / "README.md").read_text() == "top\n" + findings.kept_headlines() + "\nend\n"
+
+
+def test_the_kept_reports_hold_forgetting_as_points_lost():
+    """Forgetting is s_base - s_edit (positive = worse) in every kept report: checked against its own scores,
+    and the study's seed 0 against `make demo` (the same organism and problems)."""
+    import pytest
+
+    for name in ("demo", "frontier", "behaviour", "trajectory"):
+        report = json.loads((ROOT / "docs" / f"organism-{name}.json").read_text())
+        rows = [r for r in report["rows"] if r["forgetting"] is not None]
+        assert rows, name
+        for r in rows:
+            base = report["scores"]["base"][r["task"]]["value"]
+            assert r["forgetting"] == pytest.approx(base - r["score"], abs=1e-12), (name, r["edit"])
+            assert r["forgetting_ci_low"] <= r["forgetting"] <= r["forgetting_ci_high"]
+    study = json.loads((ROOT / "docs" / "organism-study.json").read_text())
+    demo = json.loads((ROOT / "docs" / "organism-demo.json").read_text())
+    demo_f = {r["edit"]: r["forgetting"] for r in demo["rows"] if r["forgetting"] is not None}
+    control = [r for r in study["rows"] if r["control_task"]]
+    assert control and all(r["per_run"]["seed0"]["forgetting"] == pytest.approx(demo_f[r["edit"]]) for r in control)
+    # compress.json keeps each candidate's score, not the base's: score + forgetting is the base's, the same
+    # for every candidate, and the base's of `make demo` (the same organism and problems)
+    compress = json.loads((ROOT / "docs" / "organism-compress.json").read_text())
+    for c in compress["candidates"]:
+        for task, f in c["forgetting"].items():
+            base = demo["scores"]["base"][task]["value"]
+            assert c["scores"][task] + f["value"] == pytest.approx(base, abs=1e-12), c["label"]
+            assert f["ci_low"] <= f["value"] <= f["ci_high"]

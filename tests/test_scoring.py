@@ -327,7 +327,7 @@ def test_organism_suite_on_the_micro_organism(micro_organism, tmp_path, monkeypa
         assert ids == list(range(n))
         f = evaluate.forgetting(arr["base"], arr["rl"])
         assert f.ci_low <= f.value <= f.ci_high
-        assert f.value == pytest.approx(res.get("rl", task).value - res.get("base", task).value)
+        assert f.value == pytest.approx(res.get("base", task).value - res.get("rl", task).value)  # points lost
     # lm-eval's answers are the organism evaluator's answers, problem by problem
     samples = raw_files.load_raw(tmp_path / "out" / "base")["samples"]["organism_id"]
     model = AutoModelForCausalLM.from_pretrained(micro_organism / "base", dtype=torch.float32)

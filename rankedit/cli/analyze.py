@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rankedit.analysis.analyze_options import AnalyzeCommandOptions
+from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.cli.spec_options import spec_option
 from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
@@ -27,8 +28,10 @@ from rankedit.core.names import ANALYSIS_SUMMARY
 @click.option("--routing-prompts", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="MoE: a text file, one prompt a line; adds the routing flip rate of base vs tuned (loads both models).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
-def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, overwrite):
+def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, modules, routing_prompts, no_plots, quiet,
+            overwrite):
     """Measure the geometry of the update BASE -> TUNED, matrix by matrix; with several
     TUNED runs, also how their updates interfere, pair by pair.
 
@@ -63,6 +66,7 @@ def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, mod
     from pathlib import Path
 
     from rankedit.analysis.analyze import analyze as run_analyze
+    from rankedit.core.messages import line
     from rankedit.report.terminal import print_interference, print_summary
 
     runs = tuned[0] if len(tuned) == 1 else list(tuned)
@@ -70,22 +74,23 @@ def analyze(base, tuned, names, out, other_tuned, k, alpha, atol, q, device, mod
                        k=k, alpha=alpha, atol=atol, q=q, device=device, modules=modules, plots=not no_plots, overwrite=overwrite,
                        routing_prompts=routing_prompts)
     summary = json.loads((Path(out) / ANALYSIS_SUMMARY).read_text())
-    print_summary(summary)
-    from rankedit.core.coverage import line
+    if not quiet:
+        print_summary(summary)
+    from rankedit.core.coverage import line as coverage_line
 
-    click.echo(line(summary["coverage"], "analysed"))
+    say(quiet, coverage_line(summary["coverage"], "analysed"))
     if "adapter" in summary:
         a = summary["adapter"]
         held = "within it" if a["bound_holds"] else f"above it on {len(a['over_bound'])} matrices"
-        click.echo(f"LoRA adapter: rank(ΔW) <= r (at most {a['r_max']}) by construction on "
+        say(quiet, f"LoRA adapter: rank(ΔW) <= r (at most {a['r_max']}) by construction on "
                    f"{a['targeted_matrices']} targeted matrices; every measured rank is {held}")
-    if "interference" in summary:
+    if "interference" in summary and not quiet:
         print_interference(summary["interference"])
     written = "metrics.jsonl, summary.json" + ("" if no_plots else ", *.png")
     if rows and all(r.get("rel_update_norm") == 0 for r in rows):
-        click.echo(f"warning: the update is zero: {tuned[0]} is identical to the base {base} in all {len(rows)} "
-                   "matrices analysed (a copy of the base given as TUNED?)", err=True)
-    click.echo(f"{len(rows)} matrices analysed; results in {out}/ ({written})")
+        line(f"warning: the update is zero: {tuned[0]} is identical to the base {base} in all {len(rows)} "
+             "matrices analysed (a copy of the base given as TUNED?)")
+    result(quiet, out, f"{len(rows)} matrices analysed; results in {out}/ ({written})")
 
 
 analyze.help = with_figures(analyze.help, "analyze")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rankedit.cli.quiet import quiet_option, result
 from rankedit.core.names import OVERWRITE_HELP
 
 
@@ -13,7 +14,7 @@ from rankedit.core.names import OVERWRITE_HELP
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
 @click.option("--step", default=None, help="For a chain of patches: the checkpoint to rebuild (its name, e.g. step-40, or position 1..n; default the last).")
 @click.option("--device", default="cpu", show_default=True, help="Where the tensor math runs: cpu, cuda, cuda:1, ...")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def apply(artifact, base, out, step, device, quiet, overwrite):
     """Rebuild the checkpoint that ARTIFACT (an edit's artifact, or an exact patch) stores, on top of BASE.
@@ -49,9 +50,9 @@ def apply(artifact, base, out, step, device, quiet, overwrite):
         if device != "cpu":
             raise RankeditError("--device does not apply to an exact patch (its rebuild is byte copies and XORs, on the CPU)")
         path = apply_patch(artifact, base, out, step=step, progress=not quiet, overwrite=overwrite)
-        click.echo(f"written to {path}")
+        result(quiet, path, f"written to {path}")
         return
     if step is not None:
         raise RankeditError(f"--step applies to a chain of patches; {artifact} is an edit's artifact")
     path = apply_artifact(artifact, base, out, device=device, progress=not quiet, overwrite=overwrite)
-    click.echo(f"written to {path}")
+    result(quiet, path, f"written to {path}")

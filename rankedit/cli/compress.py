@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rankedit.core.figures import with_figures
+from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.pipeline.compress.budgets import DEFAULT_FAMILIES, FAMILIES
@@ -32,7 +33,7 @@ from rankedit.pipeline.compress.budgets import DEFAULT_FAMILIES, FAMILIES
 @click.option("--max-candidates", type=int, default=8, help="At most this many candidates scored per family.")
 @click.option("-o", "--out", default="out/compress", type=click.Path(file_okay=False),
               help="Output directory; rerunning into it rescores nothing.")
-@click.option("--quiet", is_flag=True, help="No progress bars or stage messages.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, include_paths, limit, batch_size,
              device, build_device, max_candidates, out, quiet, overwrite):
@@ -77,9 +78,11 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
                        quiet=quiet, overwrite=overwrite)
     n = len(doc["candidates"])
     fresh = sum(not c["cached"] for c in doc["candidates"])
-    click.echo(f"{n} candidates ({fresh} scored now, {n - fresh} from the cache); report in {out}/compress.md")
-    click.echo(winner_line(doc))
-    click.echo(exact_line(doc))
+    say(quiet, f"{n} candidates ({fresh} scored now, {n - fresh} from the cache); report in {out}/compress.md")
+    result(quiet, out, winner_line(doc))
+    exact = exact_line(doc)
+    if exact:
+        say(quiet, exact)
 
 
 compress.help = with_figures(compress.help, "compress")

@@ -12,6 +12,7 @@ import click
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.cli.edit_options import model_options
+from rankedit.cli.quiet import QUIET_HELP, quiet_option, result, say
 from rankedit.core.errors import RankeditError
 from rankedit.edits.registry import EditParams
 
@@ -20,7 +21,7 @@ def _common_options() -> list:
     return [
         o("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically)."),
         o("--device", default="cpu", show_default=True, help="Where the tensor math runs: cpu, cuda, cuda:1, ..."),
-        o("--quiet", is_flag=True, help="No progress bars."),
+        quiet_option(),
         o("--overwrite", is_flag=True, help=OVERWRITE_HELP),
         o("--dtype", "out_dtype", type=click.Choice(["source", "float32"]), default="source", show_default=True,
           help="dtype of the written checkpoint: source (each tensor's own; a bf16 model rounds the edit to bf16, "
@@ -31,21 +32,20 @@ def _common_options() -> list:
     ]
 
 
-def report_built(out) -> None:
-    """The lines a built edit or merge prints: coverage, summary, as written, where."""
+def report_built(out, quiet: bool = False) -> None:
+    """The lines a built edit or merge prints: coverage, summary, as written, where (``quiet``: the path only)."""
     from rankedit.core.coverage import line as coverage_line
     from rankedit.edits.manifest import read_manifest, summary_lines
 
     man = read_manifest(out)
     if man.get("coverage"):
-        click.echo(coverage_line(man["coverage"]))
+        say(quiet, coverage_line(man["coverage"]))
     s = man["summary"]
-    for text in summary_lines(s):
-        click.echo(text)
+    say(quiet, *summary_lines(s))
     written = written_line(s)
     if written:
-        click.echo(written)
-    click.echo(f"written to {out}")
+        say(quiet, written)
+    result(quiet, out, f"written to {out}")
 
 
 def written_line(s: dict) -> str | None:
@@ -95,13 +95,13 @@ def _make_command(edit) -> click.Command:
                                device=device, progress=not quiet)
             from rankedit.core.coverage import line
 
-            click.echo(line(a["coverage"]))
-            click.echo(f"{a['kind']} artifact, {a['stored_params']:,} parameters, {a['stored_bytes']:,} bytes; "
-                       f"written to {a['path']} (rebuild it with `rankedit apply {a['path']} BASE -o OUT`)")
+            say(quiet, line(a["coverage"]))
+            result(quiet, a["path"], f"{a['kind']} artifact, {a['stored_params']:,} parameters, {a['stored_bytes']:,} "
+                   f"bytes; written to {a['path']} (rebuild it with `rankedit apply {a['path']} BASE -o OUT`)")
             return
         path = build_edit(edit.name, base, list(tuned), out, device=device, progress=not quiet, overwrite=overwrite,
                           dtype=out_dtype, **build, **params)
-        report_built(path)
+        report_built(path, quiet)
 
     cmd = click.Command(edit.name, callback=callback, help=_help_with_example(edit), short_help=edit.summary,
                         params=[click.Argument(["base"]), click.Argument(["tuned"], nargs=-1, required=True)])
@@ -155,7 +155,7 @@ class EditGroup(click.Group):
               help="Run the edit described in a YAML file (rankedit recipe or plain mergekit YAML).")
 @click.option("-o", "--out", default=None, type=click.Path(file_okay=False), help="With --config: output directory (overrides the file's out:).")
 @click.option("--device", default=None, help="With --config: where the tensor math runs (cpu, cuda).")
-@click.option("--quiet", is_flag=True, help="With --config: no progress bars.")
+@quiet_option(help="With --config: p" + QUIET_HELP[1:])
 @click.option("--overwrite", is_flag=True, help="With --config: " + OVERWRITE_HELP)
 @click.pass_context
 def edit(ctx, config, out, device, quiet, overwrite):
@@ -196,4 +196,4 @@ def edit(ctx, config, out, device, quiet, overwrite):
     from rankedit.edits.config_file import run_config
 
     path = run_config(config, out=out, device=device, progress=not quiet, overwrite=overwrite)
-    report_built(path)
+    report_built(path, quiet)

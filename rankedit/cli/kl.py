@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from rankedit.cli.spec_options import spec_option
+from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.core.names import OVERWRITE_HELP
 from rankedit.scoring.options import KLOptions
 
@@ -33,9 +34,10 @@ from rankedit.scoring.options import KLOptions
 @spec_option(KLOptions, "dtype", "--dtype")
 @click.option("--no-cache", is_flag=True, help="Sample again even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (kl.json).")
+@quiet_option()
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def kl(model, base, prompts_file, task, include_paths, organism_task, limit, samples, max_tokens, seed, batch_size,
-       device, dtype, no_cache, out, overwrite):
+       device, dtype, no_cache, out, quiet, overwrite):
     """KL travelled by MODEL from BASE, from MODEL's own samples at temperature 1.
 
     Per token, E_x E_{y~π}[(1/|y|) Σ_t log π(y_t|x,y<t) − log π_base(y_t|x,y<t)], and the
@@ -50,8 +52,6 @@ def kl(model, base, prompts_file, task, include_paths, organism_task, limit, sam
       rankedit kl tuned base --prompts prompts.jsonl --samples 4 --max-tokens 1024 --device cuda -o out/kl
       rankedit kl tuned base --task gsm8k_cot_zeroshot --num-prompts 100 -o out/kl
     """
-    from rich.console import Console
-
     from rankedit.core.errors import RankeditError
     from rankedit.scoring.kl.sampler import kl as run_kl
 
@@ -66,12 +66,10 @@ def kl(model, base, prompts_file, task, include_paths, organism_task, limit, sam
     doc = run_kl(model, base, prompts, task=task, include_paths=include_paths, limit=limit, samples=samples,
                  max_tokens=max_tokens, seed=seed, batch_size=batch_size, device=device, dtype=dtype,
                  use_cache=not no_cache, out=out, overwrite=overwrite)
-    con = Console()
-    for level in ("per_token", "per_sequence"):
-        for est, what in (("mc", "Monte Carlo"), ("rb", "Rao-Blackwellised")):
-            v = doc[level][est]
-            con.print(f"KL {level.replace('_', ' ')} ({what}): {v['value']:.6f} "
-                      f"[{v['ci_low']:.6f}, {v['ci_high']:.6f}]")
-    con.print(f"{doc['prompts']} prompts × {samples} samples, mean {doc['mean_tokens']:.1f} tokens, "
-              f"truncated {doc['truncation_rate']:.1%}" + (" (cached)" if doc["cached"] else ""))
-    con.print(f"wrote {out}/kl.json")
+    lines = [f"KL {level.replace('_', ' ')} ({what}): {v['value']:.6f} [{v['ci_low']:.6f}, {v['ci_high']:.6f}]"
+             for level in ("per_token", "per_sequence")
+             for est, what in (("mc", "Monte Carlo"), ("rb", "Rao-Blackwellised")) for v in [doc[level][est]]]
+    lines.append(f"{doc['prompts']} prompts × {samples} samples, mean {doc['mean_tokens']:.1f} tokens, "
+                 f"truncated {doc['truncation_rate']:.1%}" + (" (cached)" if doc["cached"] else ""))
+    say(quiet, *lines)
+    result(quiet, out, f"wrote {out}/kl.json")

@@ -15,6 +15,7 @@ import sys
 import click
 
 from rankedit.core.errors import RankeditError
+from rankedit.core.messages import end_progress_lines, error, warnings_as_lines
 
 # name -> (module path, attribute, one-line help shown by `rankedit --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -80,33 +81,35 @@ def run_command(argv: list[str] | None) -> int:
     """Run one command; its exit code (0: done)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        cli.main(args=argv, prog_name="rankedit", standalone_mode=False)
+        with warnings_as_lines():
+            cli.main(args=argv, prog_name="rankedit", standalone_mode=False)
     except RankeditError as e:
-        click.echo(f"error: {e}", err=True)
+        error(f"error: {e}")
         return 1
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        error("aborted")
         return 130
     except click.exceptions.NoArgsIsHelpError as e:  # `rankedit edit` alone: its help
         e.show()
         return e.exit_code
     except click.UsageError as e:  # one line, as every other bad input; the command's help is named
         where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-        click.echo(f"error: {e.format_message().rstrip('.')}{where}", err=True)
+        error(f"error: {e.format_message().rstrip('.')}{where}")
         return e.exit_code
     except click.ClickException as e:
+        end_progress_lines()
         e.show()
         return e.exit_code
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        error("interrupted")
         return 130
     except Terminated:
-        click.echo("terminated", err=True)
+        error("terminated")
         return 143
     except click.exceptions.Exit as e:
         return e.exit_code
     except OSError as e:  # read-only folder, disk full, file-size limit, quota: the system said no
-        click.echo(f"error: {describe_os_error(e)}", err=True)
+        error(f"error: {describe_os_error(e)}")
         return 1
     except SystemExit as e:  # click's own exit on a closed output pipe (`rankedit ... | head -1`)
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from rankedit.cli.edit import report_built
+from rankedit.cli.quiet import quiet_option
 from rankedit.cli.edit_options import model_options
 from rankedit.core.errors import RankeditError
 from rankedit.core.names import OVERWRITE_HELP
@@ -46,7 +47,7 @@ def _callback(base, runs, method, out, device, quiet, overwrite, out_dtype, **kw
                             f"{', '.join('--' + k.replace('_', '-') for k in edit.params.model_fields)})")
     path = build_merge(method, base, list(runs), out, device=device, progress=not quiet, overwrite=overwrite,
                        dtype=out_dtype, **given)
-    report_built(path)
+    report_built(path, quiet)
 
 
 merge = click.Command(
@@ -77,8 +78,8 @@ merge = click.Command(
             click.Option(["-o", "--out"], required=True, type=click.Path(file_okay=False),
                          help="Output directory (written atomically)."),
             click.Option(["--device"], default="cpu", show_default=True, help="Where the tensor math runs."),
-            click.Option(["--quiet"], is_flag=True, help="No progress bars."),
             click.Option(["--overwrite"], is_flag=True, help=OVERWRITE_HELP),
             click.Option(["--dtype", "out_dtype"], type=click.Choice(["source", "float32"]), default="source",
                          show_default=True, help="dtype of the written checkpoint (as for `rankedit edit`).")]
     + _method_options())
+merge = quiet_option()(merge)

@@ -5,6 +5,8 @@ from rankedit.core.names import ORGANISM_SUMMARY
 
 import click
 
+from rankedit.cli.quiet import quiet_option, say
+
 
 @click.group("organism")
 def organism():
@@ -35,7 +37,7 @@ def organism():
 @click.option("--rl-seeds", type=click.IntRange(min=2), default=2, show_default=True,
               help="GRPO runs of the id skill from the one base (seed, seed+1, ...): 3 adds DIR/rl-seed3, and so on. "
                    "Added into an existing build; no other run changes.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 def build_cmd(size, seed, out, device, skills, rl_seeds, quiet):
     """Build the organism (or reuse a complete earlier build) and print its directory.
 
@@ -58,6 +60,5 @@ def build_cmd(size, seed, out, device, skills, rl_seeds, quiet):
 
     d = build(size=size, seed=seed, out=out, device=device, progress=not quiet, skills=skills, rl_seeds=rl_seeds)
     acc = json.loads((d / ORGANISM_SUMMARY).read_text())["accuracy"]
-    for run, a in acc.items():
-        click.echo(f"{run:<9} " + "  ".join(f"{k}={v:.1f}%" for k, v in a.items()), err=True)
+    say(quiet, *(f"{run:<9} " + "  ".join(f"{k}={v:.1f}%" for k, v in a.items()) for run, a in acc.items()), err=True)
     click.echo(str(d))

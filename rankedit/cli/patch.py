@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.cli.quiet import quiet_option, result, say
+
 
 @click.command("patch")
 @click.argument("base")
@@ -12,7 +14,7 @@ import click
 @click.option("--chain", is_flag=True, help="TUNED is a run's checkpoints in training order: store them as a chain.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="A run's folder of checkpoint-N / step-N / global_step_N checkpoints: store them all as a chain, named step-N.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True, help="Replace OUT even if it holds files rankedit did not write (they are lost).")
 def patch(base, tuned, out, chain, run_dir, quiet, overwrite):
     """Store TUNED as an exact (lossless) patch of BASE.
@@ -54,13 +56,13 @@ def patch(base, tuned, out, chain, run_dir, quiet, overwrite):
     if chain:
         res = write_chain(base, list(tuned), out, labels=labels, overwrite=overwrite, progress=not quiet)
         for link in res["links"]:
-            click.echo(f"{link['label']}: {link['patch_bytes']:,} bytes against {link['against']} "
+            say(quiet, f"{link['label']}: {link['patch_bytes']:,} bytes against {link['against']} "
                        f"({link['patch_bytes'] / max(link['checkpoint_bytes'], 1):.2%} of the checkpoint)")
     else:
         if len(tuned) != 1:
             raise RankeditError(f"patch takes one TUNED checkpoint ({len(tuned)} given); pass --chain for a run's checkpoints")
         res = write_patch(base, tuned[0], out, overwrite=overwrite, progress=not quiet)
         encs = ", ".join(f"{k} {v}" for k, v in sorted(res["encodings"].items()))
-        click.echo(f"{res['changed_tensors']} of {res['tensors']} tensors differ ({encs}); "
+        say(quiet, f"{res['changed_tensors']} of {res['tensors']} tensors differ ({encs}); "
                    f"{res['patch_bytes']:,} bytes, {res['ratio']:.2%} of the checkpoint's {res['checkpoint_bytes']:,}")
-    click.echo(f"written to {res['path']}")
+    result(quiet, res["path"], f"written to {res['path']}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from rankedit.cli.quiet import quiet_option, result, say
+
 
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -39,11 +41,12 @@ def _size(n: int) -> str:
 @click.option("--create-pr", is_flag=True, help="Open a pull request with the upload instead of committing to main (as `hf upload`).")
 @click.option("--include", multiple=True, metavar="GLOB", help="Upload only the files matching GLOB (repeatable; as `hf upload`).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Do not upload the files matching GLOB (repeatable; as `hf upload`).")
+@quiet_option()
 @click.option("--large-folder", is_flag=True,
               help="Resumable upload in several commits (huggingface_hub's large-folder upload): if it is cut off, "
                    "run the same command again and it resumes. For checkpoints of many gigabytes.")
 def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, analysis, label, base_model, license_,
-         commit_message, commit_description, create_pr, include, exclude, large_folder):
+         commit_message, commit_description, create_pr, include, exclude, quiet, large_folder):
     """Publish the edited checkpoint DIR to the Hugging Face Hub.
 
     DIR is what `rankedit edit` wrote: a checkpoint (or, with --as-lora, a PEFT
@@ -74,17 +77,15 @@ def push(dir, repo_id, private, revision, dry_run, regenerate_card, scores, anal
     prepared = hub.prepare(dir, repo_id, regenerate_card=regenerate_card, scores=scores, analysis=analysis, label=label,
                            base_model=base_model, license=license_)
     if dry_run:
-        click.echo(prepared.card_text)
-        click.echo(f"--- {prepared.dir}/README.md: {prepared.card_action}")
         files = hub.selected(prepared.files, options)
         total = sum(s for _, s in files)
-        click.echo(f"--- {len(files)} files, {_size(total)}, would go to {hub.repo_url(hub.endpoint(), repo_id, revision)}:")
-        for path, size in files:
-            click.echo(f"{_size(size):>10}  {path}")
-        click.echo("dry run: nothing uploaded")
+        say(quiet, prepared.card_text, f"--- {prepared.dir}/README.md: {prepared.card_action}",
+            f"--- {len(files)} files, {_size(total)}, would go to {hub.repo_url(hub.endpoint(), repo_id, revision)}:",
+            *(f"{_size(size):>10}  {path}" for path, size in files))
+        result(quiet, f"{prepared.dir}/README.md", "dry run: nothing uploaded")  # quiet: the card, all it wrote
         return
-    click.echo(f"{prepared.dir}/README.md: {prepared.card_action}", err=True)
+    say(quiet, f"{prepared.dir}/README.md: {prepared.card_action}", err=True)
     files = hub.selected(prepared.files, options)
-    click.echo(f"uploading {len(files)} files ({_size(sum(s for _, s in files))}) to {repo_id}", err=True)
+    say(quiet, f"uploading {len(files)} files ({_size(sum(s for _, s in files))}) to {repo_id}", err=True)
     url = hub.upload(prepared, token=token, private=private, revision=revision, options=options)
     click.echo(url)

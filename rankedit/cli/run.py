@@ -6,6 +6,7 @@ from rankedit.core.names import REPORT_MD
 import click
 
 from rankedit.core.figures import with_figures
+from rankedit.cli.quiet import quiet_option, result
 from rankedit.core.names import OVERWRITE_HELP
 
 
@@ -13,7 +14,7 @@ from rankedit.core.names import OVERWRITE_HELP
 @click.argument("plan", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--out", default="out/run", show_default=True, type=click.Path(file_okay=False),
               help="Output directory; rerunning into it does only the missing work.")
-@click.option("--quiet", is_flag=True, help="No progress bars or stage messages.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True,
               help=OVERWRITE_HELP)
 @click.option("--executor", type=click.Choice(["local", "ray"]), default=None,
@@ -37,7 +38,8 @@ def run(plan, out, quiet, overwrite, executor, address):
     OUT/edits/NAME/      each edited checkpoint (with rankedit_edit.json)
     OUT/analysis/RUN/    metrics.jsonl, summary.json and heatmaps of each update
     OUT/scores/          lm-eval results and per-problem samples of every model
-    OUT/report.md        tables: edit, what it keeps, scores, retention [95% CI], forgetting
+    OUT/report.md        three findings with their intervals, then tables: edit, what it keeps,
+                         scores, retention [95% CI], forgetting (points lost on the control task)
     OUT/report.html      the same as one page for a browser: figures embedded and
                          captioned, tables sorted by a click on a column
     OUT/report.json      scores (model -> task -> value, stderr, n) and rows (edit, task,
@@ -61,8 +63,8 @@ def run(plan, out, quiet, overwrite, executor, address):
     if not quiet:
         click.echo((Path(out) / REPORT_MD).read_text())
     n = len(report["edits"])
-    click.echo(f"{n} edits scored on {', '.join(report['tasks'])}; report in {Path(out) / 'report.md'} "
-               f"and {Path(out) / 'report.json'}")
+    result(quiet, out, f"{n} edits scored on {', '.join(report['tasks'])}; report in {Path(out) / 'report.md'} "
+                       f"and {Path(out) / 'report.json'}")
 
 
 run.help = with_figures(run.help, "run")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rankedit.cli.spec_options import spec_option
+from rankedit.cli.quiet import quiet_option, result
 from rankedit.core.names import OVERWRITE_HELP
 from rankedit.scoring.options import ScoreOptions
 
@@ -47,9 +48,10 @@ def _suite_help() -> str:
 @spec_option(ScoreOptions, "seed", "--seed")
 @click.option("--no-cache", is_flag=True, help="Rescore even when a cached result with the same key exists.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def score(models, suite, tasks, include_paths, data_dir, backend, batch_size, limit, device, dtype, max_gen_toks,
-          chat_template, num_fewshot, profile, samples, temperature, top_p, seed, no_cache, out, overwrite):
+          chat_template, num_fewshot, profile, samples, temperature, top_p, seed, no_cache, out, quiet, overwrite):
     """Score MODEL... (checkpoint dirs or Hub ids; LABEL=PATH names a row) with lm-eval.
 
     Writes OUT/scores.json (model, task, metric, value, stderr, n), OUT/scores.md,
@@ -73,19 +75,24 @@ def score(models, suite, tasks, include_paths, data_dir, backend, batch_size, li
     from rankedit.scoring import score as scoring
     from rankedit.scoring.failures import ScoringFailed
     from rankedit.core.errors import RankeditError
+    from rankedit.core.messages import line
 
     logging.getLogger("lm_eval").setLevel(logging.WARNING)
     console = Console(stderr=True)
     task_list = [t for t in tasks.split(",") if t.strip()] if tasks is not None else None
 
     def progress(label, ms, err):
-        if err:
+        if err and quiet:  # an error still reaches the user, on a line of its own
+            line(f"error: {label}: {err}")
+        elif quiet:
+            return
+        elif err:
             console.print(f"[red]✗[/red] {label}: {err}")
         else:
             console.print(f"[green]✓[/green] {label}" + (" (cached)" if ms.cached else ""))
 
     try:
-        result = scoring.score(
+        scored = scoring.score(
             list(models), suite=suite, tasks=task_list, out=out, backend=backend, batch_size=batch_size, limit=limit,
             device=device, dtype=dtype, max_gen_toks=max_gen_toks, apply_chat_template=chat_template,
             num_fewshot=num_fewshot, profile=profile, samples=samples, temperature=temperature, top_p=top_p,
@@ -93,12 +100,14 @@ def score(models, suite, tasks, include_paths, data_dir, backend, batch_size, li
             overwrite=overwrite,
         )
     except ScoringFailed as e:
-        print_table(e.result)
+        if not quiet:
+            print_table(e.result)
         raise
     except RankeditError:
         raise
-    print_table(result)
-    Console().print(f"wrote {result.out}/scores.json")
+    if not quiet:
+        print_table(scored)
+    result(quiet, scored.out, f"wrote {scored.out}/scores.json")
 
 
 def int_option(s: str, name: str) -> int:

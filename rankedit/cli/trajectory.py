@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rankedit.core.figures import with_figures
+from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.core.names import OVERWRITE_HELP
 
 from rankedit.core.errors import RankeditError
@@ -34,7 +35,7 @@ def _steps(ctx, param, value):
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda: where the decompositions run.")
 @click.option("--modules", default=None, metavar="REGEX", help="Only tensors whose name matches REGEX.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option()
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws, seed, device, modules, no_plots,
                quiet, overwrite):
@@ -62,17 +63,17 @@ def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws
                        plots=not no_plots, overwrite=overwrite)
     w = s["dw_linearity_whole"]
     a = s["a_final_linearity_mean"]
-    click.echo(f"whole update: R² of a line in t {_f(w['r2'])} (shuffled {_f(w['r2_shuffled'])}, "
-               f"random {_f(w['r2_random'])}, random walk {_f(w['r2_walk'])})")
-    click.echo(f"a(t), mean over matrices: R² {_f(a.get('r2'))} (shuffled {_f(a.get('r2_shuffled'))}, "
-               f"random {_f(a.get('r2_random'))}, random walk {_f(a.get('r2_walk'))})")
     ni = s["not_identifiable"]
-    click.echo(f"{ni['pairs']} of {ni['of']} (matrix, step) pairs have s1/s2 < {gap_threshold:g}")
     last_b, last_p = s["patches"]["from_base"][-1], s["patches"]["from_previous"][-1]
-    click.echo(f"exact patch of the last step: {last_b['bytes']:,} bytes against the base ({last_b['ratio']:.2%} of "
-               f"the matrices), {last_p['bytes']:,} against the previous checkpoint ({last_p['ratio']:.2%})")
-    click.echo(f"{s['n_matrices']} matrices x {s['n_steps']} steps; results in {out}/")
-
+    say(quiet,
+        f"whole update: R² of a line in t {_f(w['r2'])} (shuffled {_f(w['r2_shuffled'])}, "
+        f"random {_f(w['r2_random'])}, random walk {_f(w['r2_walk'])})",
+        f"a(t), mean over matrices: R² {_f(a.get('r2'))} (shuffled {_f(a.get('r2_shuffled'))}, "
+        f"random {_f(a.get('r2_random'))}, random walk {_f(a.get('r2_walk'))})",
+        f"{ni['pairs']} of {ni['of']} (matrix, step) pairs have s1/s2 < {gap_threshold:g}",
+        f"exact patch of the last step: {last_b['bytes']:,} bytes against the base ({last_b['ratio']:.2%} of "
+        f"the matrices), {last_p['bytes']:,} against the previous checkpoint ({last_p['ratio']:.2%})")
+    result(quiet, out, f"{s['n_matrices']} matrices x {s['n_steps']} steps; results in {out}/")
 
 def _f(v) -> str:
     return "-" if v is None else f"{v:.3f}"

@@ -68,6 +68,7 @@ from rankedit.files.atomic import atomic_write_text
 from rankedit.files.outdir import check_location
 from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
+from rankedit.core.messages import line
 from rankedit.organism import pinning
 from rankedit.core.machine import cpu
 from rankedit.organism.model import recipe
@@ -304,6 +305,6 @@ def build(size: str = "small", seed: int = 0, out: str | os.PathLike | None = No
     summary = _summary(out, r, h, wall)
     atomic_write_text(out / ORGANISM_SUMMARY, json.dumps(summary, indent=1) + "\n")
     if not summary["pins"]["held"] and device == "cpu":
-        print(f"warning: this CPU could not run the pinned kernels ({summary['pins']['effective']['base']}); "
-              "its organism differs from one built on a CPU with AVX2", file=sys.stderr)
+        line(f"warning: this CPU could not run the pinned kernels ({summary['pins']['effective']['base']}); "
+             "its organism differs from one built on a CPU with AVX2")
     return out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 import click
 
+from rankedit.core.messages import line
+
 
 def say(msg: str, quiet: bool) -> None:
     if not quiet:
-        click.echo(msg, err=True)
+        line(msg)  # on a line of its own, whatever progress bar is drawn

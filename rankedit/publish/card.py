@@ -152,7 +152,7 @@ def _scores_text(sel: dict) -> str:
     if rep:
         lines += ["", "Gain retention R = (s_edit − s_base) / (s_tuned − s_base), with a 95% paired-bootstrap interval "
                   "over the same problems. R is undefined (–) where the tuned model's gain is not significant; "
-                  "forgetting is s_edit − s_base on a control task.", ""]
+                  "forgetting is s_base − s_edit on a control task, the points lost there (positive = worse).", ""]
         rrows = [[t["task"], t["retention"],
                   f"[{_fmt(t['ci'][0])}, {_fmt(t['ci'][1])}]" if t["ci"] else "–", t["forgetting"]] for t in rep]
         lines.append(_table(["task", "gain retention", "95% interval", "forgetting"], rrows))

@@ -156,8 +156,9 @@ def with_exact_patch(frontier: list[dict], references: Sequence[Mapping[str, Any
     forgetting; its ratio over the same bf16 ΔW as the edits'. The Pareto flags are marked again with it."""
     trained = [t for t in tasks if t not in control_tasks]
     ref = {(r["model"], r["task"]): r for r in references}
-    forgetting = {t: {"value": ref[("tuned", t)]["gain"], "ci_low": ref[("tuned", t)]["ci_low"],
-                      "ci_high": ref[("tuned", t)]["ci_high"]}
+    # forgetting is s_base - s_model (points lost): the tuned run's gain on a control task, negated
+    forgetting = {t: {"value": -ref[("tuned", t)]["gain"], "ci_low": -ref[("tuned", t)]["ci_high"],
+                      "ci_high": -ref[("tuned", t)]["ci_low"]}
                   for t in control_tasks if ("tuned", t) in ref and ref[("tuned", t)]["gain"] is not None}
     delta = next((r["storage_bytes"] / r["storage_ratio"] for r in frontier if r.get("storage_ratio")), None)
     rows = [dict(r) for r in frontier]

@@ -86,7 +86,7 @@ def _panel_forgetting(ax, rows: list[dict], task: str, xs: dict, colours: dict) 
                    None if f["ci_high"] is None else 100 * f["ci_high"], colours[r["edit"]], r["control"],
                    "s" if r["of"] == "sft" else "o")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_ylabel("forgetting, points\n(s_edit − s_base, 95% interval)")
+    ax.set_ylabel("forgetting: points lost on the control\ntask, s_base − s_edit (higher is worse; 95% interval)")
 
 
 def _flat(rows: Sequence[dict], task: str, kind: str, trained: Sequence[str]) -> bool:

@@ -21,13 +21,14 @@ REFERENCES = ("base", "tuned", "other_tuned", "sft")
 
 
 def forgetting_of(report: dict, label: str, task: str) -> dict | None:
-    """{value, ci_low, ci_high} of ``label``'s forgetting on control ``task``; exactly 0 for the base."""
+    """{value, ci_low, ci_high} of ``label``'s forgetting (s_base − s, points lost) on control ``task``;
+    exactly 0 for the base."""
     if label == "base":
         return {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0} if "base" in report.get("scores", {}) else None
     if label in REFERENCES:
         for r in report.get("references", []):
-            if r["model"] == label and r["task"] == task and r["gain"] is not None:
-                return {"value": r["gain"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+            if r["model"] == label and r["task"] == task and r["gain"] is not None:  # forgetting = −gain
+                return {"value": -r["gain"], "ci_low": -r["ci_high"], "ci_high": -r["ci_low"]}
         return None
     for r in report.get("rows", []):
         if r["edit"] == label and r["task"] == task and r["forgetting"] is not None:
@@ -72,7 +73,7 @@ def kl_markdown(report: dict) -> list[str]:
              "log-ratio at the sampled tokens; RB uses the exact KL over the vocabulary at each sampled prefix (per "
              "token, as a control variate of MC: docs/science.md). Each is unbiased for the quantity it is named "
              "after; the figure plots KL per sequence, RB. "
-             "95% bootstrap intervals over prompts. Forgetting: s − s_base on the control task, in points.", ""]
+             "95% bootstrap intervals over prompts. Forgetting: s_base − s on the control task, the points lost (positive = worse).", ""]
     head = ["model", "KL/token MC", "KL/token RB", "KL/sequence MC", "KL/sequence RB", "tokens", "truncated"] + \
         [f"forgetting {t}" for t in controls]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -112,7 +113,7 @@ def kl_forgetting_plot(report: dict, path: Path) -> Path | None:
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("KL travelled from the base, per sequence (nats; Rao-Blackwellised, 95% bootstrap interval over prompts)",
                   fontsize=8)
-    ax.set_ylabel("forgetting on " + ", ".join(tasks) + ": s − s_base (points)", fontsize=8)
+    ax.set_ylabel("forgetting on " + ", ".join(tasks) + ": points lost, s_base − s\n(higher is worse)", fontsize=8)
     ax.set_title(f"{report['name']}\nforgetting against KL travelled (RL's Razor; filled: base, tuned, SFT; "
                  "hollow: edits)", fontsize=9)
     ax.grid(alpha=0.3)

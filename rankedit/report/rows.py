@@ -3,8 +3,8 @@
 Pure functions of a ScoreResult, the edits' manifests and the analysis
 summaries; the pipeline writes what they return. One row per (edit, task):
 on a task the tuned run trained, the edit's gain retention with its paired
-bootstrap interval; on a control task, forgetting (s_edit - s_base) with its
-interval. Definitions in docs/science.md, "Scores"; arithmetic in rankedit.scoring.retention.
+bootstrap interval; on a control task, forgetting (s_base - s_edit: points lost, positive = worse)
+with its interval. Definitions in docs/science.md, "Scores"; arithmetic in rankedit.scoring.retention.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rankedit.analysis.metrics import view
+from rankedit.report.findings import findings_paragraph
 from rankedit.report.frontier import frontier_markdown
 from rankedit.report.pass_at_k import markdown as pass_at_k_markdown
 from rankedit.report.kl_report import kl_markdown
@@ -146,14 +147,14 @@ def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
     tasks = report["tasks"]
     control = set(report["control_tasks"])
     trained = [t for t in tasks if t not in control]
-    lines = [f"# {report['name']}", ""]
+    lines = [f"# {report['name']}", ""] + findings_paragraph(report)
     shown = {k: shown_path(v, out) for k, v in report["models"].items() if v}
     lines += [f"Base `{shown['base']}` → tuned `{shown['tuned']}`"
               + (f"; SFT `{shown['sft']}`" if shown.get("sft") else "") + ".", ""]
     lines += ["Scores are lm-eval's " + ", ".join(f"`{report['metrics'][t]}` on {t}" for t in tasks) + ". "
               "R = (s_edit − s_base) / (s_run − s_base) with a 95% paired-bootstrap interval over the same "
-              "problems (undefined when the run's own gain is not significant). Forgetting = s − s_base on "
-              "control tasks, in points. Energy kept = ‖E‖/‖ΔW‖ of the edit E as computed; on disk = ‖E'‖/‖ΔW‖ of the "
+              "problems (undefined when the run's own gain is not significant). Forgetting = s_base − s on "
+              "control tasks: the points a model lost there (positive = worse). Energy kept = ‖E‖/‖ΔW‖ of the edit E as computed; on disk = ‖E'‖/‖ΔW‖ of the "
               "edit as written, E' = round(W0 + E) − W0, which is what was scored.", ""]
 
     head = ["model", "keeps", "energy kept", "on disk"] + [f"{t}" for t in tasks] + [f"R {t}" for t in trained] + \
@@ -170,8 +171,9 @@ def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
         cells += ["1 (reference)" if label == "tuned" else "–" for t in trained]
         for t in tasks:
             if t in control:
-                r = refs.get((label, t))
-                cells.append(_ci(r["gain"], r["ci_low"], r["ci_high"], 1, pct=True) if r and r["gain"] is not None else "–")
+                r = refs.get((label, t))  # a reference holds its gain there; its forgetting is the gain negated
+                cells.append(_ci(-r["gain"], -r["ci_high"], -r["ci_low"], 1, pct=True) if r and r["gain"] is not None
+                             else "–")
         lines.append("| " + " | ".join(cells) + " |")
     by_edit: dict[str, list[dict]] = {}
     for r in report["rows"]:

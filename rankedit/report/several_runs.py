@@ -70,7 +70,7 @@ def across_rows(edits: list[dict], reports: Mapping[str, dict], results: Mapping
                 row.update(_summary(ar.AcrossRuns(math.nan, math.nan, math.nan, math.nan, math.nan, (), 0, False,
                                                   "not scored in every run"), per))
             elif task in control:
-                row.update(_summary(ar.hierarchical_difference(data, n_boot=n_boot), per))
+                row.update(_summary(ar.hierarchical_forgetting(data, n_boot=n_boot), per))
             else:
                 defined = [bool(p["defined"]) for p in per.values()]
                 row.update(_summary(ar.hierarchical_retention(data, defined, n_boot=n_boot), per))
@@ -193,7 +193,7 @@ def markdown_runs(report: dict) -> str:
              "Per run: R = (s_edit − s_base) / (s_run − s_base) with its 95% paired-bootstrap interval over the "
              "problems. Mean over runs: R̄ with a 95% interval from a " + report["ci_method"] + "; the t-interval "
              "over the per-run R is given beside it, and the one-run interval (where a single run lands: "
-             "one run drawn, then its problems). Forgetting (control tasks) is s − s_base in points.", ""]
+             "one run drawn, then its problems). Forgetting (control tasks) is s_base − s in points: what the model lost there (positive = worse).", ""]
     refs = [r for r in report["references"]]
     if refs:
         lines += ["## Gains of the tuned runs over base", "", "| model | task | " + " | ".join(runs) + " | mean [95%] |",

@@ -100,7 +100,7 @@ def hierarchical_retention(runs: Sequence[Triple], per_run_defined: Sequence[boo
 
 def hierarchical_difference(runs: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
                             seed: int = 0, alpha: float = 0.05) -> AcrossRuns:
-    """Mean over runs of ``s_model - s_base`` (a gain, or forgetting on a control task), same two-level interval."""
+    """Mean over runs of ``s_model - s_base`` (a gain), with the same two-level intervals."""
     ev.check_alpha(alpha)
     diffs = []
     for i, (b, m) in enumerate(runs):
@@ -114,6 +114,13 @@ def hierarchical_difference(runs: Sequence[tuple[Sequence[float], Sequence[float
     t_lo, t_hi = t_interval(per_run, alpha)
     return AcrossRuns(float(np.mean(per_run)), lo, hi, t_lo, t_hi, per_run, len(diffs), True, None,
                       *_one_run(diffs, n_boot, seed, alpha))
+
+
+def hierarchical_forgetting(runs: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
+                           seed: int = 0, alpha: float = 0.05) -> AcrossRuns:
+    """Mean over runs of forgetting on a control task, ``s_base - s_model`` (points lost; positive = worse):
+    ``hierarchical_difference`` with the two sides exchanged, its intervals the gain's negated."""
+    return hierarchical_difference([(m, b) for b, m in runs], n_boot, seed, alpha)
 
 
 def _ratio_of_means(num: np.ndarray, den: np.ndarray | None, idx: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ build them from lm-eval's logged samples keyed by doc_id. Definitions
 - retention of an edit: ``R = (s_edit - s_base) / (s_tuned - s_base)``,
   undefined (NaN, ``defined=False``) unless the tuned gain is significant,
   i.e. its 95% paired-bootstrap interval lies strictly above 0;
-- forgetting on a control task: ``s_model - s_base`` there.
+- forgetting on a control task: ``s_base - s_model`` there (points lost; positive = worse).
 
 Intervals are percentile intervals of a paired bootstrap: each replicate draws
 n problem indices with replacement and evaluates every model on those same
@@ -111,8 +111,9 @@ def gain(base, tuned, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) ->
 
 
 def forgetting(base, model, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> Interval:
-    """Forgetting on a control task: ``s_model - s_base`` there (negative = forgot), with interval."""
-    return paired_difference(base, model, n_boot, seed, alpha)
+    """Forgetting on a control task: ``s_base - s_model`` there (what the model lost; positive = worse), with
+    its paired-bootstrap interval: exactly the negated gain, its interval's ends swapped and negated."""
+    return paired_difference(model, base, n_boot, seed, alpha)
 
 
 def retention(base, tuned, edit, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> Retention:
