@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def task_manager(suite: Suite):
         if suite.needs_builtin_tasks is None and not resolved_locally(tm, suite.tasks):
             tm = None
     if tm is None:
-        tm, builtin = TaskManager(include_path=paths or None, include_defaults=True), True
+        tm, builtin = with_builtin_tasks(TaskManager(include_path=paths or None, include_defaults=False)), True
     tm.rankedit_builtin = builtin
     unknown = [t for t in suite.tasks if t not in tm.all_tasks]
     if unknown:
@@ -40,6 +41,42 @@ def task_manager(suite: Suite):
         scope = "" if builtin else " (lm-eval's built-in tasks not searched)"
         raise RankeditError(f"unknown task {', '.join(hints)}: not found in task folders [{where}] "
                             f"or lm-eval's task list{scope}")
+    return tm
+
+
+@functools.cache
+def builtin_index() -> dict:
+    """lm-eval's index of its own task folder, built once per process.
+
+    The installed package's ~15k YAML configs do not change while rankedit runs,
+    and indexing them is most of a TaskManager's cost (10 s on an idle core, a
+    minute on a loaded one); a ``score --data-dir`` run needs it twice (the
+    override configs, then the scoring). lm-eval's entries are read, never
+    changed: its TaskFactory builds a task from a deep copy of ``entry.cfg``."""
+    import lm_eval.tasks.manager as manager
+    from lm_eval.tasks._index import TaskIndex
+
+    return TaskIndex.build([Path(manager.__file__).parent])
+
+
+def with_builtin_tasks(tm, builtin: dict | None = None):
+    """``tm`` (built on the task folders alone) with lm-eval's own tasks beneath its own, as
+    ``TaskManager(include_path=..., include_defaults=True)`` builds it: the folders' names
+    override the built-ins (with lm-eval's warning), and the name lists are rebuilt from the index."""
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._index import log as index_log
+
+    base = builtin_index() if builtin is None else builtin
+    for name, entry in tm.task_index.items():
+        if name in base:
+            index_log.warning("Task '%s' from %s overrides existing task from %s",
+                              name, entry.yaml_path, base[name].yaml_path)
+    index = {**base, **tm.task_index}
+    tm._index = index
+    tm._all_tasks = sorted(index)
+    tm._all_subtasks = sorted(k for k, e in index.items() if e.kind in (Kind.TASK, Kind.PY_TASK))
+    tm._all_groups = sorted(k for k, e in index.items() if e.kind is Kind.GROUP)
+    tm._all_tags = sorted(k for k, e in index.items() if e.kind is Kind.TAG)
     return tm
 
 
