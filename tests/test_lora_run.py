@@ -17,11 +17,15 @@ from clirun import run_cli
 
 @pytest.fixture(scope="module")
 def lora_run(micro_organism, tmp_path_factory):
+    from rankedit.core.threads import torch_threads
+    from rankedit.organism.model import RECIPES
     from rankedit.organism.rl import train_rl_lora
 
     out = tmp_path_factory.mktemp("lora-rl") / "run"
     cfg = dict(steps=4, prompts_per_step=4, generations=4, lr=1e-2, max_new_tokens=14, temperature=1.0)
-    return train_rl_lora(micro_organism / "base", out, cfg, seed=0, r=4, alpha=8, save_steps=[2, 4])
+    # the micro organism's own RL threads (one): a 2-thread torch only synchronises on a model this small
+    with torch_threads(RECIPES["micro"]["rl"]["threads"]):
+        return train_rl_lora(micro_organism / "base", out, cfg, seed=0, r=4, alpha=8, save_steps=[2, 4])
 
 
 @pytest.mark.slow
