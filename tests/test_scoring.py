@@ -418,3 +418,42 @@ def test_builtin_tasks_beneath_the_folders_as_lm_eval_builds_them(tmp_path, capl
         assert getattr(got, names) == getattr(want, names), names
     assert got.all_groups == ["grp"] and got.all_tags == ["tag1", "tag2"]
     assert "Task 't_b' from" in caplog.text and "Task 'tag1' from" in caplog.text
+
+
+def test_lm_eval_s_task_index_is_kept_between_runs_exactly(tmp_path, monkeypatch):
+    """The index of a task folder is read back from rankedit's cache as TaskIndex.build makes it, entry for
+    entry; a changed YAML is indexed again; a cache file that does not read back is replaced; an index
+    JSON cannot carry exactly (integer keys, dates) is never kept."""
+    from lm_eval.tasks._index import TaskIndex
+
+    from rankedit.scoring import task_index
+
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tasks"
+    for name, tag in (("t_a", "tag1"), ("t_b", "tag1"), ("t_c", None)):
+        _yaml_task(folder, name, tag)
+    (folder / "grp.yaml").write_text("group: grp\ntask:\n  - t_a\n  - task: t_c\n    num_fewshot: 2\n")
+    want = TaskIndex.build([folder])
+    assert task_index.cached_index(folder) == want
+    [stored] = (tmp_path / "cache" / "lm-eval-index").glob("*.json")
+    build = TaskIndex.build
+    monkeypatch.setattr(TaskIndex, "build", lambda *a, **k: pytest.fail("indexed again"))
+    got = task_index.cached_index(folder)
+    assert got == want and list(got) == list(want) and got["tag1"].tags == {"t_a", "t_b"}
+    monkeypatch.setattr(TaskIndex, "build", build)
+    st = (folder / "t_c.yaml").stat()
+    _yaml_task(folder, "t_c", text="changed")
+    changed = task_index.cached_index(folder)
+    assert changed["t_c"].cfg["doc_to_text"] == "changed" and changed == TaskIndex.build([folder])
+    assert len(list(stored.parent.glob("*.json"))) == 2
+    stored.write_text('[["t_a", "t_a"')  # cut short
+    _yaml_task(folder, "t_c")
+    os.utime(folder / "t_c.yaml", ns=(st.st_atime_ns, st.st_mtime_ns))  # the first folder again, to the byte
+    assert task_index.cached_index(folder) == want and json.loads(stored.read_text())
+    for bad in ("metadata:\n  1: one\n", "metadata:\n  when: 2024-01-01\n"):
+        odd = tmp_path / f"odd{len(bad)}"
+        _yaml_task(odd, "t_odd")
+        (odd / "t_odd.yaml").write_text((odd / "t_odd.yaml").read_text() + bad)
+        before = set(stored.parent.glob("*.json"))
+        assert task_index.cached_index(odd) == TaskIndex.build([odd])
+        assert set(stored.parent.glob("*.json")) == before  # not kept

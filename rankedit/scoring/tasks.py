@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from pathlib import Path
 
 from rankedit.core.errors import RankeditError
 from rankedit.scoring.failures import first_line
 from rankedit.scoring.suites import Suite
+from rankedit.scoring.task_index import builtin_index
 
 
 def task_manager(suite: Suite):
     """An lm-eval TaskManager that knows the suite's tasks; unknown names are one clear error.
 
-    lm-eval's own ~15k task configs are indexed only when needed (it takes ~10 s).
+    lm-eval's own ~15k task configs are indexed only when needed (it takes ~10 s), once per
+    process and then from rankedit's cache (``rankedit.scoring.task_index``).
     The returned manager carries ``rankedit_builtin`` (whether they were indexed).
     """
     from lm_eval.tasks import TaskManager
@@ -42,21 +43,6 @@ def task_manager(suite: Suite):
         raise RankeditError(f"unknown task {', '.join(hints)}: not found in task folders [{where}] "
                             f"or lm-eval's task list{scope}")
     return tm
-
-
-@functools.cache
-def builtin_index() -> dict:
-    """lm-eval's index of its own task folder, built once per process.
-
-    The installed package's ~15k YAML configs do not change while rankedit runs,
-    and indexing them is most of a TaskManager's cost (10 s on an idle core, a
-    minute on a loaded one); a ``score --data-dir`` run needs it twice (the
-    override configs, then the scoring). lm-eval's entries are read, never
-    changed: its TaskFactory builds a task from a deep copy of ``entry.cfg``."""
-    import lm_eval.tasks.manager as manager
-    from lm_eval.tasks._index import TaskIndex
-
-    return TaskIndex.build([Path(manager.__file__).parent])
 
 
 def with_builtin_tasks(tm, builtin: dict | None = None):
