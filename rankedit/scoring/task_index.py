@@ -71,8 +71,11 @@ def cached_index(folder: Path) -> dict:
     except (TypeError, ValueError):
         return index  # a config JSON cannot hold: indexed each time, as lm-eval does
     if _decode(json.loads(text)) == index:  # exact, or not kept
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text, register_file=False)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text, register_file=False)
+        except OSError:
+            pass  # a full or read-only cache only costs the next run the indexing
     return index
 
 
