@@ -6,6 +6,7 @@ one line; an artifact applied gives the merged edit's bytes; nothing trained is 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -190,3 +191,35 @@ def test_an_unknown_family_works_where_names_allow_and_names_what_it_cannot_plac
     assert man["writer"]["route"] == "streamed" and "transformers cannot read its config" in man["writer"]["reason"]
     assert man["coverage"]["trained_left_at_base"] == ["model.layers.0.mlp.strange.weight"]
     assert man["coverage"]["by_kind"] == {"attention": 8, "mlp": 6}
+
+
+TINY_TASK = Path(__file__).parent / "data" / "tiny_arith"  # single-digit sums, read locally (no download)
+SCORE_LIMIT, SCORE_TOKS = 4, 2
+
+
+@pytest.mark.parametrize("family", list(families.FAMILIES))
+def test_family_scores_through_lm_eval_on_a_local_task(family, family_pairs, tmp_path, capsys):
+    """`rankedit score` on the base and an edit: lm-eval's hf backend loads each family with its
+    transformers class and generates greedily on CPU (Mamba and gated delta-net blocks through
+    transformers' torch paths); every problem of the limit is generated once per model, at most
+    max_gen_toks characters (the tokenizer is one character a token)."""
+    base, tuned = family_pairs[family]
+    edit = build_edit("rank-k", base, tuned, tmp_path / "edit", k=1)
+    code, out, err = run_cli(["score", f"base={base}", f"edit={edit}", "--tasks", "rankedit_tiny_arith",
+                              "--include-path", TINY_TASK, "--limit", SCORE_LIMIT, "--max-gen-toks", SCORE_TOKS,
+                              "--batch-size", SCORE_LIMIT, "--no-cache", "-o", tmp_path / "s"], capsys)
+    assert code == 0, err
+    assert "✓ base\n" in err and "✓ edit\n" in err  # both generated, neither served from a cache
+    doc = json.loads((tmp_path / "s" / "scores.json").read_text())
+    rows = {(r["model"], r["metric"]): r for r in doc["scores"]}
+    assert set(rows) == {(m, f"exact_match,{f}") for m in ("base", "edit") for f in ("extract", "strict")}
+    assert all(r["n"] == SCORE_LIMIT for r in rows.values()) and doc["failures"] == {}
+    questions = [json.loads(x)["question"] for x in (TINY_TASK / "tiny_arith.jsonl").read_text().splitlines()]
+    for label in ("base", "edit"):
+        lines = (tmp_path / "s" / label / "samples_rankedit_tiny_arith.jsonl").read_text().splitlines()
+        samples = [json.loads(x) for x in lines if x.strip()]
+        for filt in ("extract", "strict"):  # one logged sample per problem and filter
+            mine = sorted((s for s in samples if s["filter"] == filt), key=lambda s: s["doc_id"])
+            assert [s["doc_id"] for s in mine] == list(range(SCORE_LIMIT))
+            assert [s["arguments"][0][0] for s in mine] == questions[:SCORE_LIMIT]
+            assert all(len(s["resps"]) == 1 and len(s["resps"][0][0]) <= SCORE_TOKS for s in mine)

@@ -153,13 +153,24 @@ def test_cli_gives_zero_for_a_copy_of_the_base(pair, tmp_path):
     assert doc["prompts"] == 6
 
 
-def test_cli_bad_input_is_one_line(pair, tmp_path):
-    import subprocess
-    import sys
+def test_cli_bad_input_is_one_line(pair, tmp_path, capsys):
+    from clirun import run_cli  # the CLI's entry point in-process (tests/test_cli_exit.py runs it as a process)
 
     _, base, _ = pair
-    r = subprocess.run([sys.executable, "-m", "rankedit", "kl", str(base), str(base), "-o", str(tmp_path / "o")],
-                       capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+    code, _, err = run_cli(["kl", base, base, "-o", tmp_path / "o"], capsys)
+    assert code == 1 and err.strip().splitlines() == [
         "error: give exactly one of --prompts FILE, --task NAME or --organism-task"]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tiny_model_is_sampled_on_one_torch_thread(pair, monkeypatch):
+    """As lm-eval's scoring (rankedit.scoring.cpu_threads): two threads only synchronise on a model this small
+    (36.6 s against 1.2 s for the Rao-Blackwell test's samples on the loaded 2-core machine)."""
+    import rankedit.scoring.kl as kl_module
+
+    model, base, _ = pair
+    seen, real = [], kl_module.estimate
+    monkeypatch.setattr(kl_module, "estimate", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    before = torch.get_num_threads()
+    kl(model, base, PROMPTS[:2], samples=1, max_tokens=2, use_cache=False)
+    assert seen == [1] and torch.get_num_threads() == before

@@ -4,7 +4,9 @@ trl's GRPOTrainer with ``peft_config`` (rank 4 on every projection) trains the m
 organism's base for 4 steps (4 prompts x 4 generations), saving the adapter and two
 ``checkpoint-N`` adapters as trl's users get them; the plan names the adapter folders as
 TUNED and as the run's checkpoints. Cost on the shared, loaded 2-core machine: 20-59 s of
-training and 27-47 s of pipeline (29 s of CPU time in all), so it is marked slow.
+training and 27-47 s of pipeline (29 s of CPU time in all), so it is marked slow. Training on
+one torch thread (the organism's own RL setting) took its fixture from 133 s to 24 s there
+(side by side, load 8-16).
 """
 
 import json
@@ -17,11 +19,15 @@ from clirun import run_cli
 
 @pytest.fixture(scope="module")
 def lora_run(micro_organism, tmp_path_factory):
+    from rankedit.core.threads import torch_threads
+    from rankedit.organism.model import RECIPES
     from rankedit.organism.rl import train_rl_lora
 
     out = tmp_path_factory.mktemp("lora-rl") / "run"
     cfg = dict(steps=4, prompts_per_step=4, generations=4, lr=1e-2, max_new_tokens=14, temperature=1.0)
-    return train_rl_lora(micro_organism / "base", out, cfg, seed=0, r=4, alpha=8, save_steps=[2, 4])
+    # the micro organism's own RL threads (one): a 2-thread torch only synchronises on a model this small
+    with torch_threads(RECIPES["micro"]["rl"]["threads"]):
+        return train_rl_lora(micro_organism / "base", out, cfg, seed=0, r=4, alpha=8, save_steps=[2, 4])
 
 
 @pytest.mark.slow

@@ -334,18 +334,35 @@ def test_stale_temporaries_of_dead_processes_are_removed(tiny_pair, tmp_path, ca
 
 # ---- 5. system errors: one line, exit 1, nothing half-written -------------------------------
 
-def _limited(args, limit: int, cwd: Path) -> subprocess.CompletedProcess:
-    """Run `rankedit ARGS` with files capped at ``limit`` bytes: writes past it fail with EFBIG."""
-    code = textwrap.dedent(f"""
-        import resource, signal, sys
+def _limited(cases: dict, cwd: Path) -> dict[str, tuple[int, str]]:
+    """name -> (exit code, stderr) of `rankedit ARGS` for each (ARGS, limit) of ``cases``, run one after
+    the other in one process with files capped at ``limit`` bytes: writes past it fail with EFBIG.
+
+    One process for all (its soft limit set anew for each command) rather than one each: the
+    refusal is the same, and the suite starts torch, transformers and lm-eval once."""
+    code = textwrap.dedent("""
+        import json, resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so the write returns EFBIG instead of killing us
-        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
-        from rankedit.cli.main import main
-        main(sys.argv[1:])
+        cases = json.loads(sys.argv[1])
+        top = max(limit for _, limit in cases.values())
+        resource.setrlimit(resource.RLIMIT_FSIZE, (top, top))
+        from rankedit.cli.main import run_command
+        for name, (args, limit) in cases.items():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, top))
+            code = run_command(args)  # what main(ARGS) exits with
+            print(f"\\n@@ {name} {code} @@", file=sys.stderr, flush=True)
     """)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    spec = json.dumps({name: ([str(a) for a in args], limit) for name, (args, limit) in cases.items()})
+    r = subprocess.run([sys.executable, "-c", code, spec], cwd=cwd, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    out, rest = {}, r.stderr
+    for name in cases:
+        err, _, rest = rest.partition(f"\n@@ {name} ")
+        code, _, rest = rest.partition(" @@\n")
+        out[name] = (int(code), err)
+    return out
 
 
 def _no_trace_of(out: Path) -> None:
@@ -353,19 +370,36 @@ def _no_trace_of(out: Path) -> None:
     assert not [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.tmp-")]
 
 
-def test_file_size_limit_in_every_command(tiny_pair, scorer, tmp_path, capsys):
-    work = tmp_path / "w"
+@pytest.fixture(scope="module")
+def file_size_limited(tiny_pair, scorer, tmp_path_factory):
+    """Every writing command, and push's dry run, under a file-size limit: (their results, the work folder,
+    the edit pushed and its files before)."""
+    from rankedit.cli.main import run_command
+
+    tmp = tmp_path_factory.mktemp("fsize")
+    work = tmp / "w"
     work.mkdir()
+    edit = tmp / "edit"
+    assert run_command([str(a) for a in ["edit", "scale", *tiny_pair, "--factor", "0.5", "-o", edit, "--quiet"]]) == 0
+    before = _tree(edit)
     cases = {
         "analyze": (_analyze(tiny_pair, work / "a"), 4000),
         "edit": (_edit(tiny_pair, work / "e"), 20_000),
         "score": (_score(scorer, work / "s"), 4000),
-        "run": (["run", _plan(tmp_path, tiny_pair), "-o", work / "r", "--quiet"], 20_000),
+        "run": (["run", _plan(tmp, tiny_pair), "-o", work / "r", "--quiet"], 20_000),
+        "push": (["push", edit, "--repo-id", "me/x", "--dry-run"], 300),  # the card is longer
     }
-    for name, (args, limit) in cases.items():
-        r = _limited(args, limit, work)
-        line = _one_error_line(r.stderr)
-        assert r.returncode == 1 and "File too large" in line and "cannot write" in line, (name, r.stderr)
+    return _limited(cases, work), cases, work, edit, before
+
+
+def test_file_size_limit_in_every_command(file_size_limited):
+    results, cases, work, _, _ = file_size_limited
+    for name, (args, _) in cases.items():
+        if name == "push":
+            continue
+        code, err = results[name]
+        line = _one_error_line(err)
+        assert code == 1 and "File too large" in line and "cannot write" in line, (name, err)
         if name == "run":  # resumable: OUT may stay, but only with complete parts, and no edit at all
             assert not (work / "r" / "edits" / "r1").exists()
             assert not list((work / "r" / "edits").glob(".*tmp-*"))
@@ -373,14 +407,11 @@ def test_file_size_limit_in_every_command(tiny_pair, scorer, tmp_path, capsys):
             _no_trace_of(work / args[args.index("-o") + 1].name)
 
 
-def test_file_size_limit_in_push(tiny_pair, tmp_path, capsys):
-    edit = tmp_path / "edit"
-    code, _, err = _cli(["edit", "scale", *tiny_pair, "--factor", "0.5", "-o", edit, "--quiet"], capsys)
-    assert code == 0, err
-    before = _tree(edit)
-    r = _limited(["push", edit, "--repo-id", "me/x", "--dry-run"], 300, tmp_path)  # the card is longer
-    line = _one_error_line(r.stderr)
-    assert r.returncode == 1 and "File too large" in line and "README.md" in line, r.stderr
+def test_file_size_limit_in_push(file_size_limited):
+    results, _, _, edit, before = file_size_limited
+    code, err = results["push"]
+    line = _one_error_line(err)
+    assert code == 1 and "File too large" in line and "README.md" in line, err
     assert _tree(edit) == before and not list(edit.glob(".*tmp-*"))
 
 

@@ -272,7 +272,8 @@ def test_suites_registry_and_reasoning_config():
     with pytest.raises(RankeditError, match="did you mean 'reasoning'"):
         get_suite("reasonin")
     # every task the reasoning suite overrides exists in this lm-eval, with room for long reasoning
-    tm = TaskManager(include_path=str(EVAL_CONFIGS / "reasoning"))
+    # lm-eval's own tasks beneath the folder's, their index shared by the process (as rankedit scores)
+    tm = tasks.with_builtin_tasks(TaskManager(include_path=str(EVAL_CONFIGS / "reasoning"), include_defaults=False))
     cfg = load_yaml(EVAL_CONFIGS / "reasoning" / "rankedit_reasoning.yaml", resolve_func=False)
     members = [m.get("task") or m.get("group") for m in cfg["task"]]
     assert members == ["gsm8k_cot_zeroshot", "minerva_math500", "minerva_math", "aime24", "aime25"]
@@ -360,4 +361,99 @@ def test_lm_eval_metadata_notice_is_not_printed(env, capfd, caplog, tmp_path, mo
     assert "Custom kwargs" not in seen.out + seen.err + caplog.text
     assert "fatal:" not in seen.out + seen.err and raw["git_hash"] is None
     assert lm_eval.evaluator.get_git_commit_hash is not lm_eval_run._git_hash_quietly  # restored after the call
+    assert lm_eval.evaluator.add_env_info is not lm_eval_run._env_info_once
+    assert raw["pretty_env_info"] == lm_eval_run._env_info(str(tmp_path))["pretty_env_info"] != ""
     assert not logging.getLogger("lm_eval.api.task").filters  # the filter does not outlive the call
+
+
+def test_env_info_is_lm_eval_s_own_computed_once_per_process(monkeypatch):
+    """lm-eval's add_env_info builds torch's collect_env report (a pip list, a dozen subprocesses) for
+    every scored model; rankedit's stand-in gives the same fields and values, built once."""
+    import torch.utils.collect_env as collect_env
+    from lm_eval.loggers.utils import add_env_info
+
+    calls = []
+    monkeypatch.setattr(collect_env, "get_pretty_env_info", lambda: calls.append(1) or "env report")
+    lm_eval_run._env_info.cache_clear()
+    try:
+        first, second, upstream = {"keep": 1}, {}, {"keep": 1}
+        lm_eval_run._env_info_once(first)
+        lm_eval_run._env_info_once(second)
+        assert len(calls) == 1
+        add_env_info(upstream)
+        assert first == upstream and second == {k: v for k, v in upstream.items() if k != "keep"}
+        assert first["pretty_env_info"] == "env report"
+    finally:
+        lm_eval_run._env_info.cache_clear()  # the real report for the rest of the session
+
+
+def _yaml_task(folder, name, tag=None, text="q"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(f"task: {name}\ndataset_path: json\noutput_type: generate_until\n"
+                                         f"doc_to_text: {text}\ndoc_to_target: a\n" + (f"tag: {tag}\n" if tag else ""))
+
+
+def test_builtin_tasks_beneath_the_folders_as_lm_eval_builds_them(tmp_path, caplog):
+    """with_builtin_tasks lays the folders' index over a prebuilt built-in index exactly as lm-eval's own
+    TaskManager merges its default folder and include paths: the same entries in the same order, the
+    same name lists, a folder's task (and tag) overriding the built-in one, with lm-eval's warning."""
+    import logging
+
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._index import TaskIndex
+
+    builtin, local = tmp_path / "builtin", tmp_path / "local"
+    for name, tag in (("t_a", "tag1"), ("t_b", "tag1"), ("t_c", None)):
+        _yaml_task(builtin, name, tag)
+    _yaml_task(local, "t_b", "tag1", text="overridden")
+    _yaml_task(local, "t_d", "tag2")
+    (local / "grp.yaml").write_text("group: grp\ntask:\n  - t_a\n  - t_d\n")
+    want = TaskManager(include_path=[str(builtin), str(local)], include_defaults=False)
+    with caplog.at_level(logging.WARNING, logger="lm_eval.tasks._index"):
+        got = tasks.with_builtin_tasks(TaskManager(include_path=[str(local)], include_defaults=False),
+                                       TaskIndex.build([builtin]))
+    assert list(got.task_index.items()) == list(want.task_index.items())
+    assert got.task_index["t_b"].cfg["doc_to_text"] == "overridden" and got.task_index["tag1"].tags == {"t_b"}
+    for names in ("all_tasks", "all_subtasks", "all_groups", "all_tags"):
+        assert getattr(got, names) == getattr(want, names), names
+    assert got.all_groups == ["grp"] and got.all_tags == ["tag1", "tag2"]
+    assert "Task 't_b' from" in caplog.text and "Task 'tag1' from" in caplog.text
+
+
+def test_lm_eval_s_task_index_is_kept_between_runs_exactly(tmp_path, monkeypatch):
+    """The index of a task folder is read back from rankedit's cache as TaskIndex.build makes it, entry for
+    entry; a changed YAML is indexed again; a cache file that does not read back is replaced; an index
+    JSON cannot carry exactly (integer keys, dates) is never kept."""
+    from lm_eval.tasks._index import TaskIndex
+
+    from rankedit.scoring import task_index
+
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tasks"
+    for name, tag in (("t_a", "tag1"), ("t_b", "tag1"), ("t_c", None)):
+        _yaml_task(folder, name, tag)
+    (folder / "grp.yaml").write_text("group: grp\ntask:\n  - t_a\n  - task: t_c\n    num_fewshot: 2\n")
+    want = TaskIndex.build([folder])
+    assert task_index.cached_index(folder) == want
+    [stored] = (tmp_path / "cache" / "lm-eval-index").glob("*.json")
+    build = TaskIndex.build
+    monkeypatch.setattr(TaskIndex, "build", lambda *a, **k: pytest.fail("indexed again"))
+    got = task_index.cached_index(folder)
+    assert got == want and list(got) == list(want) and got["tag1"].tags == {"t_a", "t_b"}
+    monkeypatch.setattr(TaskIndex, "build", build)
+    st = (folder / "t_c.yaml").stat()
+    _yaml_task(folder, "t_c", text="changed")
+    changed = task_index.cached_index(folder)
+    assert changed["t_c"].cfg["doc_to_text"] == "changed" and changed == TaskIndex.build([folder])
+    assert len(list(stored.parent.glob("*.json"))) == 2
+    stored.write_text('[["t_a", "t_a"')  # cut short
+    _yaml_task(folder, "t_c")
+    os.utime(folder / "t_c.yaml", ns=(st.st_atime_ns, st.st_mtime_ns))  # the first folder again, to the byte
+    assert task_index.cached_index(folder) == want and json.loads(stored.read_text())
+    for bad in ("metadata:\n  1: one\n", "metadata:\n  when: 2024-01-01\n"):
+        odd = tmp_path / f"odd{len(bad)}"
+        _yaml_task(odd, "t_odd")
+        (odd / "t_odd.yaml").write_text((odd / "t_odd.yaml").read_text() + bad)
+        before = set(stored.parent.glob("*.json"))
+        assert task_index.cached_index(odd) == TaskIndex.build([odd])
+        assert set(stored.parent.glob("*.json")) == before  # not kept

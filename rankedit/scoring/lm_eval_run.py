@@ -6,7 +6,9 @@ The ``hf`` backend (CPU or GPU) by default; ``vllm`` when it is installed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
+import os
 import subprocess
 from pathlib import Path
 
@@ -78,6 +80,39 @@ def quiet_git_probe():
         evaluator.get_git_commit_hash = before
 
 
+@functools.cache
+def _env_info(cwd: str) -> dict:
+    """lm-eval's ``add_env_info`` fields, computed once per process (and working directory)."""
+    from lm_eval.loggers.utils import add_env_info
+
+    info: dict = {}
+    add_env_info(info)
+    return info
+
+
+def _env_info_once(storage: dict) -> None:
+    storage.update(_env_info(os.getcwd()))
+
+
+@contextlib.contextmanager
+def env_info_once():
+    """lm-eval's ``add_env_info`` with its value kept for the process.
+
+    lm-eval records torch's ``collect_env`` report in every result, and builds it
+    anew for every scored model: a ``pip list`` and a dozen other subprocesses,
+    1-4 s per model. The report describes the process's environment, which does
+    not change while it runs, so every model after the first reuses it: same
+    fields, same values."""
+    import lm_eval.evaluator as evaluator
+
+    before = evaluator.add_env_info
+    evaluator.add_env_info = _env_info_once
+    try:
+        yield
+    finally:
+        evaluator.add_env_info = before
+
+
 def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
     """One call of lm_eval.simple_evaluate for one model on the suite's tasks (with samples)."""
     from lm_eval import simple_evaluate
@@ -92,7 +127,7 @@ def run_lm_eval(path: Path, suite: Suite, tm, settings: Settings) -> dict:
         tasks = with_task_sampling(tm, tasks, dict(settings.task_sampling))
         seeds = settings.task_sampling[0][1].seeds()
     with cpu_threads_for(path, settings.device if settings.backend == "hf" else "gpu"), quiet_generate_warnings(), \
-            quiet_lm_eval_notices(), quiet_git_probe():
+            quiet_lm_eval_notices(), quiet_git_probe(), env_info_once():
         res = simple_evaluate(
             model=model, model_args=model_args, tasks=tasks, task_manager=tm,
             batch_size=settings.batch_size, device=settings.device if settings.backend == "hf" else None,

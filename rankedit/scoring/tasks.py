@@ -10,12 +10,14 @@ from rankedit.core.errors import RankeditError
 from rankedit.scoring.failures import first_line
 from rankedit.scoring.suites import Suite
 import difflib
+from rankedit.scoring.task_index import builtin_index
 
 
 def task_manager(suite: Suite):
     """An lm-eval TaskManager that knows the suite's tasks; unknown names are one clear error.
 
-    lm-eval's own ~15k task configs are indexed only when needed (it takes ~10 s).
+    lm-eval's own ~15k task configs are indexed only when needed (it takes ~10 s), once per
+    process and then from rankedit's cache (``rankedit.scoring.task_index``).
     The returned manager carries ``rankedit_builtin`` (whether they were indexed).
     """
     from lm_eval.tasks import TaskManager
@@ -27,7 +29,7 @@ def task_manager(suite: Suite):
         if suite.needs_builtin_tasks is None and not resolved_locally(tm, suite.tasks):
             tm = None
     if tm is None:
-        tm, builtin = TaskManager(include_path=paths or None, include_defaults=True), True
+        tm, builtin = with_builtin_tasks(TaskManager(include_path=paths or None, include_defaults=False)), True
     tm.rankedit_builtin = builtin
     unknown = [t for t in suite.tasks if t not in tm.all_tasks]
     if unknown:
@@ -39,6 +41,27 @@ def task_manager(suite: Suite):
         scope = "" if builtin else " (lm-eval's built-in tasks not searched)"
         raise RankeditError(f"unknown task {', '.join(hints)}: not found in task folders [{where}] "
                             f"or lm-eval's task list{scope}")
+    return tm
+
+
+def with_builtin_tasks(tm, builtin: dict | None = None):
+    """``tm`` (built on the task folders alone) with lm-eval's own tasks beneath its own, as
+    ``TaskManager(include_path=..., include_defaults=True)`` builds it: the folders' names
+    override the built-ins (with lm-eval's warning), and the name lists are rebuilt from the index."""
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._index import log as index_log
+
+    base = builtin_index() if builtin is None else builtin
+    for name, entry in tm.task_index.items():
+        if name in base:
+            index_log.warning("Task '%s' from %s overrides existing task from %s",
+                              name, entry.yaml_path, base[name].yaml_path)
+    index = {**base, **tm.task_index}
+    tm._index = index
+    tm._all_tasks = sorted(index)
+    tm._all_subtasks = sorted(k for k, e in index.items() if e.kind in (Kind.TASK, Kind.PY_TASK))
+    tm._all_groups = sorted(k for k, e in index.items() if e.kind is Kind.GROUP)
+    tm._all_tags = sorted(k for k, e in index.items() if e.kind is Kind.TAG)
     return tm
 
 

@@ -39,6 +39,7 @@ from rankedit.files.checkpoint import Checkpoint, check_compatible
 from rankedit.files.validate import check_inputs, check_scorable, quiet_transformers
 from rankedit.scoring.kl import estimate as kl_math
 from rankedit.scoring.cache_keys import kl_cache_key, model_fingerprint
+from rankedit.scoring.cpu_threads import cpu_threads_for
 from rankedit.scoring.kl.prompts import read_prompts, take, task_prompts
 
 KL_JSON = "kl.json"
@@ -192,8 +193,9 @@ def kl(model: str | os.PathLike, base: str | os.PathLike, prompts: Sequence[str]
     if use_cache and cached.is_file():
         result, hit = json.loads(cached.read_text()), True
     else:
-        result, hit = estimate(ck.path, cb.path, prompts, samples, max_tokens, seed, batch_size, device, dtype,
-                               n_boot), False
+        with cpu_threads_for(ck.path, device):  # a tiny model on the CPU: one thread, as lm-eval's scoring
+            result = estimate(ck.path, cb.path, prompts, samples, max_tokens, seed, batch_size, device, dtype, n_boot)
+        hit = False
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cached, json.dumps(result, indent=1) + "\n", register_file=False)
     doc = {"model": str(ck.path), "base": str(cb.path), "sha256": sha, "settings": settings, "sampling": SAMPLING,
