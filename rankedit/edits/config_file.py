@@ -38,6 +38,7 @@ from rankedit.edits.registry import EDITS, parse_params
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.checkpoint import Checkpoint
 from rankedit.files.outdir import check_inputs, check_out
+from rankedit.files import validate
 from rankedit.files.validate import check_output
 
 RECIPE_KEYS = {"method", "base", "tuned", "out", "params", "device", "as_lora", "dtype"}
