@@ -178,7 +178,11 @@ def test_scale_and_schema_validation():
     with pytest.raises(ValueError):
         PrincipalParams(k=3, bogus=1)
     assert ScaleParams(factor=2).factor == 2.0
-    assert set(EDITS) == {"rank-k", "random-rank-k", "off-principal", "principal-only", "mask", "extrapolate", "scale",
-                          "propensity-only", "lability-only",
-                          "rank-auto", "random-rank-auto", "sign", "random-sign", "dare", "sub-rank-1",
-                          "random-sub-rank-1", "expert-topn", "random-expert-topn", "router-only", "experts-only"}
+    one_run = {n for n, e in EDITS.items() if e.inputs != "runs"}
+    assert one_run == {"rank-k", "random-rank-k", "off-principal", "principal-only", "mask", "extrapolate", "scale",
+                       "propensity-only", "lability-only",
+                       "rank-auto", "random-rank-auto", "sign", "random-sign", "dare", "sub-rank-1",
+                       "random-sub-rank-1", "expert-topn", "random-expert-topn", "router-only", "experts-only"}
+    # the merges of several runs (rankedit merge), each with its control where it has one
+    assert set(EDITS) - one_run == {"task-arithmetic", "ties", "dare-ties", "rank-k-sum", "random-rank-k-sum",
+                                    "orthogonal", "random-orthogonal", "disjoint-mask", "random-disjoint-mask"}

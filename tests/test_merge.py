@@ -153,7 +153,7 @@ def test_merge_on_a_moe_family_streams_every_expert(tmp_path):
 
 def test_merge_cli_and_its_refusals(runs, tmp_path, capsys):
     base, a, b = runs
-    code, out, err = run_cli(["merge", base, a, b, "--method", "orthogonal", "--k", "1", "-o", tmp_path / "o", "--quiet"],
+    code, out, err = run_cli(["merge", base, a, b, "--method", "orthogonal", "--k", "1", "-o", tmp_path / "o"],
                              capsys)
     assert code == 0, err
     assert "coverage: 14 matrices" in out and "written to" in out

@@ -131,7 +131,9 @@ def test_report_has_the_documented_shape(micro_run):
         assert f"| {e}" in md
     assert "## Geometry of the updates" in md and "sft-matched" in md
     assert "## Size against gain: the frontier" in md and "frontier.png" in report["figures"]
-    assert [(f["edit"], f["task"]) for f in report["frontier"]] == [(e, t) for e in edits for t in tasks[:2]]
+    # each edit on each trained task, then the lossless point: the tuned run as an exact patch of its base
+    assert [(f["edit"], f["task"]) for f in report["frontier"]] == ([(e, t) for e in edits for t in tasks[:2]]
+                                                                  + [("exact-patch", t) for t in tasks[:2]])
     assert all(f["storage_bytes"] > 0 and f["storage_ratio"] > 0 for f in report["frontier"])
     assert (out / "scores.png").stat().st_size > 10_000
     for run in ("tuned", "sft", "sft-matched"):
@@ -148,7 +150,9 @@ def _expected_figures(report: dict, out: Path) -> set[str]:
            "frontier": bool(report["frontier"]), "pass_at_k": bool(report.get("pass_at_k")),
            "kl": "kl" in report, "early_stop": "early_stop" in report, "trajectory": "trajectory" in report,
            "moe": any(json.loads((out / d / "summary.json").read_text()).get("moe")
-                      for d in report["analysis"]["runs"].values())}
+                      for d in report["analysis"]["runs"].values()),
+           # the micro plan merges nothing (merges' figures: tests/test_merge_plan.py)
+           "interference": bool(report.get("merges")), "merges": bool(report.get("merges"))}
     out = set()
     for f in figures.written_by("run"):
         if not met[figures.when(f, "run")]:
@@ -292,7 +296,13 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
     assert fr["whole"]["storage_ratio"] == 1.0
     # none (R = 0) is as large as whole (R = 1): dominated; rank1 is the smallest: on the frontier
     assert (fr["none"]["pareto"], fr["rank1"]["pareto"]) == (False, True)
-    assert fr["whole"]["pareto"] is (fr["rank1"]["retention"] < 1.0)
+    # the exact patch keeps all of the gain (R = 1 exactly, the tuned model rebuilt bit for bit) in fewer bytes
+    # than the dense bf16 delta, so whole (R = 1 at most) is dominated by it
+    patch = fr["exact-patch"]
+    assert patch["lossless"] and patch["retention"] == 1.0 and (patch["ci_low"], patch["ci_high"]) == (1.0, 1.0)
+    assert patch["storage_ratio"] == pytest.approx(patch["storage_bytes"] / fr["whole"]["storage_bytes"])
+    assert patch["storage_bytes"] < fr["whole"]["storage_bytes"]
+    assert (fr["whole"]["pareto"], patch["pareto"]) == (False, True)
 
 
 def test_one_model_failing_keeps_the_others(micro_organism, tmp_path, capsys):

@@ -36,5 +36,5 @@ def test_an_unknown_plan_names_the_example_plans(tmp_path, monkeypatch):
     with pytest.raises(RankeditError) as e:
         find_plan("sub/organism-micro.yaml")
     assert str(e.value) == ("plan not found: sub/organism-micro.yaml (rankedit's example plans: "
-                            "deepscaler, organism, organism-behaviour, organism-frontier, organism-micro, organism-seeds, "
+                            "deepscaler, organism, organism-behaviour, organism-frontier, organism-merge, organism-micro, organism-seeds, "
                             "organism-trajectory, qwen-math-grpo)")
