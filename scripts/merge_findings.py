@@ -47,16 +47,37 @@ def section(report: dict) -> str:
             cells = ["–" if o.get(f) is None else f"{o[f]:.3f} (null {o[f + '_null']:.3f})" for f, _ in FIGS]
             lines.append(f"| {key.replace('|', ' + ')} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["**Each merge against each of its runs** (R = (s_merge − s_base) / (s_run − s_base), 95% interval):", "",
+    runs = sorted({run for r in rows for run in [r["run"]]}, key=list(report.get("scores", {})).index
+                  if report.get("scores") else str)
+    if report.get("scores"):
+        alias = [f"{name} is `{Path(path).name}`" for name, path in report.get("models", {}).items()
+                 if name in runs and Path(path).name != name]
+        lines += ["**The runs merged, alone** (accuracy on each task, the base first"
+                  + (f"; {', '.join(alias)}" if alias else "") + "):", "",
+                  "| model | " + " | ".join(report["tasks"]) + " |", "|---|" + "---|" * len(report["tasks"])]
+        for model in ("base", *runs):
+            per = report["scores"].get(model, {})
+            lines.append(f"| {model} | " + " | ".join("–" if t not in per else f"{per[t]['value']:.1%}"
+                                                       for t in report["tasks"]) + " |")
+        lines.append("")
+    defined = [r for r in rows if r["retention_defined"]]
+    lines += ["**Each merge against each of its runs** (R = (s_merge − s_base) / (s_run − s_base), 95% interval; "
+              "the pairs where the run's own gain on the task is significant):", "",
               "| merge | method | task | against | R | control |", "|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in defined:
         m = merges[r["merge"]]
-        shown = _r(r["retention"], r["ci_low"], r["ci_high"]) if r["retention_defined"] else "undefined"
-        lines.append(f"| {r['merge']} | {m['method']} | {r['task']} | {r['run']} | {shown} | "
+        lines.append(f"| {r['merge']} | {m['method']} | {r['task']} | {r['run']} | "
+                     f"{_r(r['retention'], r['ci_low'], r['ci_high'])} | "
                      f"{'of ' + m['control_of'] if m.get('control_of') else ''} |")
+    if len(defined) < len(rows):
+        lines += ["", f"{len(rows) - len(defined)} of {len(rows)} (merge, task, run) pairs have R undefined: the run "
+                      "did not gain significantly on that task (report.json's `merges` holds each with its reason)."]
     pred = report.get("merge_prediction")
     if pred and pred.get("merges"):
-        lines += ["", f"**What predicts the loss** (Spearman over {len(pred['merges'])} merges, 95% bootstrap interval):", ""]
+        sets = {tuple(sorted(merges[n]["runs"])) for n in pred["merges"] if n in merges}
+        lines += ["", f"**What predicts the loss** (Spearman over {len(pred['merges'])} merges, 95% bootstrap interval"
+                      + (f"; they merge {len(sets)} distinct sets of runs, so the figures of the runs take "
+                         f"{len(sets)} values at most" if sets else "") + "):", ""]
         for f, v in pred["figures"].items():
             if v["rho"] is not None:
                 ci = f" [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}]" if v["ci_low"] is not None else ""

@@ -1,6 +1,7 @@
 """scripts/merge_findings.py renders a merge plan's report; docs/merging.md's section is the kept report's."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,5 +37,24 @@ def test_the_section_renders_every_merge_row_pair_and_prediction():
     text = _script().section(REPORT)
     assert "| tuned + other_tuned | 0.250 (null 0.000) | 0.500 (null 0.050) | 0.400 (null 0.300) |" in text
     assert "| soup | task-arithmetic | t | tuned | 0.80 [0.60, 1.00] |  |" in text
-    assert "| orth-c | random-orthogonal | t | sft | undefined | of orth |" in text
+    assert "orth-c" not in text.split("**Each merge")[1].split("pairs have R undefined")[0]  # undefined: counted
+    assert "1 of 2 (merge, task, run) pairs have R undefined" in text
+    assert "they merge 1 distinct sets of runs" in text
+
+
+def test_the_runs_alone_lead_with_their_scores_and_names():
+    report = {**REPORT, "scores": {"base": {"t": {"value": 0.1}, "c": {"value": 0.9}},
+                                   "tuned": {"t": {"value": 0.25}, "c": {"value": 0.8}},
+                                   "sft": {"t": {"value": 0.2}, "c": {"value": 0.85}}},
+              "models": {"base": "/x/base", "tuned": "/x/rl", "sft": "/x/sft"}}
+    text = _script().section(report)
+    assert "tuned is `rl`" in text and "sft is" not in text
+    assert "| base | 10.0% | 90.0% |" in text and "| tuned | 25.0% | 80.0% |" in text and "| sft | 20.0% | 85.0% |" in text
     assert "- cosine: rho +0.50 [-0.20, +0.90]" in text and "predictor: none" in text
+
+
+def test_docs_merging_holds_the_kept_reports_section():
+    mod = _script()
+    kept = json.loads(mod.KEPT.read_text())
+    assert kept["merges"] and kept["interference"]["pairs"]  # a real run's report, with every part
+    assert mod.BEGIN + "\n" + mod.section(kept) + mod.END in mod.MERGING_MD.read_text()
