@@ -55,6 +55,11 @@ def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws
 
     \b
     {figures}
+
+    \b
+    Examples:
+      rankedit trajectory base/ --run-dir runs/grpo -o out/traj
+      rankedit trajectory base/ ck-100/ ck-200/ ck-300/ --steps 100,200,300 --no-plots -o out/traj
     """
     from rankedit.analysis.trajectory import trajectory as run_trajectory
 
