@@ -18,7 +18,9 @@ import numpy as np
 from rankedit.analysis.analyze import dumps, write_jsonl
 from rankedit.core.device import check_device
 from rankedit.analysis.trajectory_patches import FIG_PATCHES, matrix_patches, patch_figure, summarize_patches
-from rankedit.analysis.trajectory_math import GAP_THRESHOLD, N_NULL, a_final_linearity, linearity, matrix_trajectory
+from rankedit.analysis.trajectory_math import a_final_linearity, linearity, matrix_trajectory
+from rankedit.analysis.trajectory_options import TrajectoryOptions
+from rankedit.core.option_rules import check_value, default
 from rankedit.core.errors import RankeditError
 from rankedit.core.modules import as_linear, classify
 from rankedit.core.threads import hot_path_threads
@@ -108,13 +110,13 @@ def trajectory(
     *,
     steps: list[int] | None = None,
     run_dir: str | Path | None = None,
-    gap_threshold: float = GAP_THRESHOLD,
-    n_null: int = N_NULL,
-    seed: int = 0,
-    device: str = "cpu",
-    modules: str | None = None,
+    gap_threshold: float = default(TrajectoryOptions, "gap_threshold"),
+    n_null: int = default(TrajectoryOptions, "null_draws"),
+    seed: int = default(TrajectoryOptions, "seed"),
+    device: str = default(TrajectoryOptions, "device"),
+    modules: str | None = default(TrajectoryOptions, "modules"),
     progress: bool = True,
-    plots: bool = True,
+    plots: bool = default(TrajectoryOptions, "plots"),
     overwrite: bool = False,
 ) -> dict:
     """Measure every attention/MLP matrix of a run at each checkpoint; optionally write OUT.
@@ -136,10 +138,8 @@ def trajectory(
         raise RankeditError("--steps is needed: the training step of each checkpoint (S1,S2,...)")
     steps = [int(s) for s in steps]
     check_steps(steps, len(checkpoints))
-    if not gap_threshold >= 1.0 or math.isinf(gap_threshold):
-        raise RankeditError(f"--gap-threshold must be a finite number >= 1, got {gap_threshold}")
-    if n_null < 1:
-        raise RankeditError(f"--null-draws must be at least 1, got {n_null}")
+    for field, value in (("gap_threshold", gap_threshold), ("null_draws", n_null), ("seed", seed)):
+        check_value(TrajectoryOptions, field, value, "--" + field.replace("_", "-"))  # the spec's bounds
     check_device(device)
     try:
         pattern = re.compile(modules) if modules else None

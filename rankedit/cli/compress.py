@@ -4,33 +4,32 @@ from __future__ import annotations
 
 import click
 
-from rankedit.core.figures import with_figures
 from rankedit.cli.quiet import quiet_option, result, say
+from rankedit.cli.spec_options import spec_option
+from rankedit.core.figures import with_figures
 from rankedit.core.names import OVERWRITE_HELP
-
 from rankedit.pipeline.compress.budgets import DEFAULT_FAMILIES, FAMILIES
+from rankedit.pipeline.compress.options import CompressOptions
 
 
 @click.command("compress", context_settings={"show_default": True})
 @click.argument("base", required=False)
 @click.argument("tuned", required=False)
-@click.option("--keep", type=float, default=0.95, help="Share of the tuned gain to keep: retention R must reach it.")
+@spec_option(CompressOptions, "keep", "--keep")
 @click.option("--family", "families", multiple=True, type=click.Choice(list(FAMILIES)),
               help=f"Edit family to search (repeatable)  [default: {', '.join(DEFAULT_FAMILIES)}]")
-@click.option("--target", type=click.Choice(["point", "lower"]), default="point",
-              help="Judge R's point estimate, or the lower bound of its 95% interval (the gain kept with confidence).")
-@click.option("--organism", type=click.Choice(["micro", "small"]), default=None,
-              help="Use the embedded model organism's base and RL run instead of BASE and TUNED.")
-@click.option("--seed", type=int, default=0, help="The organism's seed (with --organism).")
-@click.option("--suite", default=None, help="Named suite of tasks  [default with --organism: organism]")
+@spec_option(CompressOptions, "target", "--target")
+@spec_option(CompressOptions, "organism", "--organism")
+@spec_option(CompressOptions, "seed", "--seed")
+@spec_option(CompressOptions, "suite", "--suite")
 @click.option("--tasks", default=None, metavar="T1,T2", help="Comma-separated lm-eval tasks instead of a suite.")
 @click.option("--include-path", "include_paths", multiple=True, type=click.Path(file_okay=False),
               help="Extra folder of lm-eval task YAMLs (repeatable).")
-@click.option("--limit", type=int, default=None, help="Score only the first N problems of each task.")
-@click.option("--batch-size", default="64", help="lm-eval batch size (an integer, or 'auto').")
-@click.option("--device", default=None, help="Scoring device: cpu, cuda or cuda:N  [default: cuda when available]")
-@click.option("--build-device", default="cpu", help="Where the edits compute their SVDs.")
-@click.option("--max-candidates", type=int, default=8, help="At most this many candidates scored per family.")
+@spec_option(CompressOptions, "limit", "--limit")
+@spec_option(CompressOptions, "batch_size", "--batch-size")
+@spec_option(CompressOptions, "device", "--device")
+@spec_option(CompressOptions, "build_device", "--build-device")
+@spec_option(CompressOptions, "max_candidates", "--max-candidates")
 @click.option("-o", "--out", default="out/compress", type=click.Path(file_okay=False),
               help="Output directory; rerunning into it rescores nothing.")
 @quiet_option()
@@ -66,15 +65,13 @@ def compress(base, tuned, keep, families, target, organism, seed, suite, tasks, 
       rankedit compress base/ tuned/ --suite reasoning --keep 0.95 --target lower -o out/c
       rankedit compress base/ tuned/ --tasks gsm8k --limit 200 --family rank-k --family sign -o out/c
     """
-    from rankedit.cli.score import int_option
     from rankedit.pipeline.compress.command import compress as run_compress
     from rankedit.pipeline.compress.writing import exact_line, winner_line
 
-    bs = batch_size if batch_size == "auto" else int_option(batch_size, "--batch-size")
     task_list = [t for t in tasks.split(",") if t.strip()] if tasks is not None else None
     doc = run_compress(base, tuned, out, keep=keep, families=families or None, target=target, organism=organism,
                        seed=seed, suite=suite, tasks=task_list, include_paths=include_paths, limit=limit,
-                       batch_size=bs, device=device, build_device=build_device, max_candidates=max_candidates,
+                       batch_size=batch_size, device=device, build_device=build_device, max_candidates=max_candidates,
                        quiet=quiet, overwrite=overwrite)
     n = len(doc["candidates"])
     fresh = sum(not c["cached"] for c in doc["candidates"])

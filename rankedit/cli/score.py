@@ -110,18 +110,6 @@ def score(models, suite, tasks, include_paths, data_dir, backend, batch_size, li
     result(quiet, scored.out, f"wrote {scored.out}/scores.json")
 
 
-def int_option(s: str, name: str) -> int:
-    from rankedit.core.errors import RankeditError
-
-    try:
-        v = int(s)
-    except ValueError:
-        raise RankeditError(f"{name} must be an integer or 'auto', got {s!r}") from None
-    if v < 1:
-        raise RankeditError(f"{name} must be at least 1, got {v}")
-    return v
-
-
 def print_table(result) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -119,7 +119,8 @@ class IntOrWord(click.ParamType):
 
 def spec_option(model: type[BaseModel], field: str, *flags: str, **extra) -> Callable:
     """``click.option`` for ``model.field``: its flag(s) here, everything else from the field (``extra``
-    adds click settings such as ``show_default``). The option remembers its field (``.spec``), so a test can
+    adds click settings such as ``show_default`` or ``metavar``; a ``bool`` field's flag may be a switch,
+    ``--plots/--no-plots``). The option remembers its field (``.spec``), so a test can
     walk every generated option."""
     f = model.model_fields[field]
     text = (f.description or "").strip()
@@ -137,7 +138,7 @@ def spec_option(model: type[BaseModel], field: str, *flags: str, **extra) -> Cal
             fn = click.option(*flags, field, is_flag=True, default=bool(default), help=help, **extra)(fn)
         else:
             fn = click.option(*flags, field, type=kind, default=default, help=help, callback=check,
-                              metavar=metavar_of(kind), **extra)(fn)
+                              **{"metavar": metavar_of(kind), **extra})(fn)
         fn.__click_params__[-1].spec = (model, field)
         return fn
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from rankedit.core.figures import with_figures
+from rankedit.analysis.trajectory_options import TrajectoryOptions
 from rankedit.cli.quiet import quiet_option, result, say
-from rankedit.core.names import OVERWRITE_HELP
-
+from rankedit.cli.spec_options import spec_option
 from rankedit.core.errors import RankeditError
+from rankedit.core.figures import with_figures
+from rankedit.core.names import OVERWRITE_HELP
 
 
 def _steps(ctx, param, value):
@@ -28,16 +29,15 @@ def _steps(ctx, param, value):
 @click.option("--run-dir", default=None, type=click.Path(file_okay=False),
               help="A run's folder: trl's checkpoint-N/, step-N/, or verl's global_step_N/actor/huggingface/ (the step from the name).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output directory (written atomically).")
-@click.option("--gap-threshold", default=1.05, show_default=True,
-              help="Flag a (matrix, step) whose s1/s2 is below this: its top direction is not identifiable.")
-@click.option("--null-draws", default=32, show_default=True, help="Draws of each null (shuffles, random vectors, walks).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the nulls.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda: where the decompositions run.")
-@click.option("--modules", default=None, metavar="REGEX", help="Only tensors whose name matches REGEX.")
-@click.option("--no-plots", is_flag=True, help="Skip the PNG figures.")
+@spec_option(TrajectoryOptions, "gap_threshold", "--gap-threshold", show_default=True)
+@spec_option(TrajectoryOptions, "null_draws", "--null-draws", show_default=True)
+@spec_option(TrajectoryOptions, "seed", "--seed", show_default=True)
+@spec_option(TrajectoryOptions, "device", "--device", show_default=True)
+@spec_option(TrajectoryOptions, "modules", "--modules", metavar="REGEX")
+@spec_option(TrajectoryOptions, "plots", "--plots/--no-plots", show_default=True)
 @quiet_option()
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
-def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws, seed, device, modules, no_plots,
+def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws, seed, device, modules, plots,
                quiet, overwrite):
     """Follow one run's update dW_t = W_t - BASE over its checkpoints, matrix by matrix.
 
@@ -55,12 +55,17 @@ def trajectory(base, checkpoints, steps, run_dir, out, gap_threshold, null_draws
 
     \b
     {figures}
+
+    \b
+    Examples:
+      rankedit trajectory base/ --run-dir runs/grpo -o out/traj
+      rankedit trajectory base/ ck-100/ ck-200/ ck-300/ --steps 100,200,300 --no-plots -o out/traj
     """
     from rankedit.analysis.trajectory import trajectory as run_trajectory
 
     s = run_trajectory(base, list(checkpoints), out, steps=steps, run_dir=run_dir, gap_threshold=gap_threshold,
                        n_null=null_draws, seed=seed, device=device, modules=modules, progress=not quiet,
-                       plots=not no_plots, overwrite=overwrite)
+                       plots=plots, overwrite=overwrite)
     w = s["dw_linearity_whole"]
     a = s["a_final_linearity_mean"]
     ni = s["not_identifiable"]

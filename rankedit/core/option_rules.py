@@ -8,6 +8,7 @@ option as the caller spells it: ``--limit must be at least 1, got 0``.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, get_args, get_origin
 
 import annotated_types as at
@@ -49,11 +50,15 @@ def _metadata(field) -> list:
 
 def check_value(model: type[BaseModel], field: str, value, flag: str) -> None:
     """RankeditError when ``value`` breaks the numeric bounds of ``model.field`` (None: not given, fine).
-    NaN breaks every bound."""
-    rule = _rule(_metadata(model.model_fields[field]))
-    if value is None or rule is None or isinstance(value, (str, bool)):
+    NaN breaks every bound; a field declared ``allow_inf_nan=False`` refuses infinity too."""
+    metadata = _metadata(model.model_fields[field])
+    rule = _rule(metadata)
+    finite = any(getattr(m, "allow_inf_nan", True) is False for m in metadata)
+    if value is None or (rule is None and not finite) or isinstance(value, (str, bool)):
         return
-    words, ok = rule
+    words, ok = rule or ("a number", lambda v: True)
+    if finite and not math.isfinite(value):
+        raise RankeditError(f"{flag} must be a finite number{'' if rule is None else ' ' + words}, got {value}")
     if not ok(value):
         raise RankeditError(f"{flag} must be {words}, got {value}")
 

@@ -15,6 +15,10 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# lm-eval's batch size: an integer, or 'auto' (`rankedit score` and `rankedit compress` take it)
+BatchSize = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
+
+
 class ScoreOptions(BaseModel):
     """lm-eval settings of one scoring (``rankedit.scoring.score.score``)."""
 
@@ -22,7 +26,7 @@ class ScoreOptions(BaseModel):
 
     backend: Literal["hf", "vllm"] = Field(
         "hf", description="lm-eval model backend: hf (transformers; CPU or GPU) or vllm (GPU; install vllm yourself)")
-    batch_size: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = Field(8, description="Batch size passed to lm-eval (an integer, or 'auto')")
+    batch_size: BatchSize = Field(8, description="Batch size passed to lm-eval (an integer, or 'auto')")
     limit: Optional[int] = Field(None, ge=1, description="Score only the first N problems of each task")
     max_gen_toks: Optional[int] = Field(
         None, ge=1, description="Override the maximum number of generated tokens of every task (long RL reasoning "

@@ -24,9 +24,11 @@ from typing import Optional, Sequence
 
 from rankedit.core import machine
 from rankedit.core.errors import RankeditError
-from rankedit.pipeline.compress.bisect import MAX_EVALS, TARGETS, smallest_meeting
+from rankedit.core.option_rules import check_value, default
+from rankedit.pipeline.compress.bisect import TARGETS, smallest_meeting
 from rankedit.pipeline.compress.candidates import Scorer, candidate, per_problem
 from rankedit.pipeline.compress.budgets import Family, families as pick_families
+from rankedit.pipeline.compress.options import CompressOptions
 from rankedit.pipeline.progress import say
 from rankedit.scoring import retention as ev
 from tqdm.auto import tqdm
@@ -165,12 +167,16 @@ def _search(fam: Family, short: int, models, scorer: Scorer, ref, judged, keep, 
 
 
 def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | None = None,
-             out: str | os.PathLike = "out/compress", *, keep: float = 0.95, families: Sequence[str] | None = None,
-             target: str = "point", organism: str | None = None, seed: int = 0, suite: str | None = None,
-             tasks: Sequence[str] | None = None, include_paths: Sequence[str | os.PathLike] = (),
-             limit: int | None = None, batch_size: int | str = 64, device: str | None = None,
-             dtype: str | None = None, build_device: str = "cpu", n_boot: int = 2000,
-             max_candidates: int = MAX_EVALS, quiet: bool = False, overwrite: bool = False) -> dict:
+             out: str | os.PathLike = "out/compress", *, keep: float = default(CompressOptions, "keep"),
+             families: Sequence[str] | None = None, target: str = default(CompressOptions, "target"),
+             organism: str | None = default(CompressOptions, "organism"), seed: int = default(CompressOptions, "seed"),
+             suite: str | None = default(CompressOptions, "suite"), tasks: Sequence[str] | None = None,
+             include_paths: Sequence[str | os.PathLike] = (), limit: int | None = default(CompressOptions, "limit"),
+             batch_size: int | str = default(CompressOptions, "batch_size"),
+             device: str | None = default(CompressOptions, "device"), dtype: str | None = None,
+             build_device: str = default(CompressOptions, "build_device"), n_boot: int = 2000,
+             max_candidates: int = default(CompressOptions, "max_candidates"), quiet: bool = False,
+             overwrite: bool = False) -> dict:
     """Search each family for its smallest budget keeping ``keep`` of the tuned gain; write the winner.
 
     ``families``: edit methods among rank-k, rank-auto, mask, dare, sign, sub-rank-1 (default rank-k,
@@ -181,12 +187,11 @@ def compress(base: str | os.PathLike | None = None, tuned: str | os.PathLike | N
     edits compute their SVDs. At most ``max_candidates`` candidates are scored per family, each once
     ever (cached). Returns the compress.json dict; raises RankeditError on bad input.
     """
-    if not (isinstance(keep, (int, float)) and math.isfinite(keep) and 0 < keep <= 1):
-        raise RankeditError(f"--keep must be a share of the gain in (0, 1] (0.95 keeps 95%), got {keep}")
+    given = {"keep": keep, "seed": seed, "limit": limit, "batch_size": batch_size, "max_candidates": max_candidates}
+    for field, value in given.items():
+        check_value(CompressOptions, field, value, "--" + field.replace("_", "-"))  # the spec's bounds
     if target not in TARGETS:
         raise RankeditError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
-    if max_candidates < 1:
-        raise RankeditError(f"--max-candidates must be at least 1, got {max_candidates}")
     fams = pick_families(families)
     plan = _plan(base, tuned, organism, seed, suite, tasks, include_paths, limit, batch_size, device, dtype, n_boot)
     out = Path(out).absolute()
