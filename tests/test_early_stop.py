@@ -101,7 +101,7 @@ def test_the_sweep_is_in_the_report(sweep, micro_organism):
     assert {(r["f"], r["window_end"]) for r in rows.values() if r["mode"] == "last"} == {
         (0.2, 4), (0.4, 8), (0.6, 12), (0.8, 16)}
     # the control's weight error is the window-end checkpoint's own distance to the final one
-    from rankedit.pipeline.early_stop import relative_weight_error
+    from rankedit.pipeline.early_stop_stage import relative_weight_error
 
     ck = micro_organism / "rl" / "checkpoints"
     want = relative_weight_error(str(micro_organism / "base"), str(micro_organism / "rl"), str(ck / "step-8"))

@@ -1,4 +1,4 @@
-"""One list of figures (rankedit/core/figures.py): `--help`, README, docs/figures.md and the writers agree with it;
+"""One list of figures (rankedit/core/figure_list.py): `--help`, README, docs/figures.md and the writers agree with it;
 every figure of the analysis and the trajectory passes the reviewer's checks (tests/figure_checks.py)."""
 
 import re
@@ -9,7 +9,7 @@ import pytest
 import clirun  # tests/ is on sys.path (no package)
 from figure_checks import kept_figures, problems
 from rankedit.analysis.metrics import HEATMAPS
-from rankedit.core import figures
+from rankedit.core import figure_list as figures
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = re.compile(r"[A-Za-z0-9_]+\.png")

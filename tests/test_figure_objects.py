@@ -4,7 +4,7 @@ what is drawn. A synthetic report with a task no model solves (as the micro orga
 import matplotlib.pyplot as plt
 import pytest
 
-from rankedit.report import figures, frontier_figure
+from rankedit.report import run_figures as figures, frontier_figure
 
 TASKS = ["t_id", "t_zero", "ctl"]
 EDITS = [("rank1", None), ("rank1-random", "rank1"), ("mask", None)]

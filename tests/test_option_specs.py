@@ -15,13 +15,13 @@ from rankedit.cli.main import COMMANDS, cli
 from rankedit.core.errors import RankeditError
 from rankedit.core.option_rules import check_value
 from rankedit.pipeline.compress.command import compress
-from rankedit.pipeline.compress.options import CompressOptions
+from rankedit.pipeline.compress.compress_options import CompressOptions
 from rankedit.pipeline.kl_spec import KLSpec
 from rankedit.pipeline.plan import AnalyzeSpec, OrganismSpec, ScoreSpec, parse_plan
 from rankedit.pipeline.trajectory_spec import TrajectorySpec
 from rankedit.scoring.kl.sampler import kl
 from rankedit.scoring.score import score
-from rankedit.scoring.options import KLOptions, ScoreOptions
+from rankedit.scoring.score_options import KLOptions, ScoreOptions
 
 # command spec -> (the plan section that extends it, the API function that takes its fields)
 SPECS = {ScoreOptions: (ScoreSpec, score), KLOptions: (KLSpec, kl), AnalyzeOptions: (AnalyzeSpec, analyze),

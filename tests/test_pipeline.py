@@ -142,8 +142,8 @@ def test_report_has_the_documented_shape(micro_run):
 
 
 def _expected_figures(report: dict, out: Path) -> set[str]:
-    """The figures rankedit/core/figures.py lists for `run`, under the conditions this report meets."""
-    from rankedit.core import figures
+    """The figures rankedit/core/figure_list.py lists for `run`, under the conditions this report meets."""
+    from rankedit.core import figure_list as figures
 
     met = {"always": True, "scores": any(v["value"] for s in report["scores"].values() for v in s.values()),
            "retention": any(r["retention"] is not None for r in report["rows"]),
@@ -165,12 +165,12 @@ def _expected_figures(report: dict, out: Path) -> set[str]:
 
 
 def test_the_run_writes_the_figures_of_the_list_and_each_passes_a_reviewers_checks(micro_run, tmp_path, monkeypatch):
-    """The micro plan's figures are the list's (rankedit/core/figures.py) for what it ran; redrawn from the run's
+    """The micro plan's figures are the list's (rankedit/core/figure_list.py) for what it ran; redrawn from the run's
     own report and analyses, every axis is labelled and non-empty and every legend entry is drawn."""
     from figure_checks import kept_figures, problems
     from rankedit.analysis.plots import analysis_plots
     from rankedit.report.early_stop_figure import early_stop_plot
-    from rankedit.report.figures import report_plots
+    from rankedit.report.run_figures import report_plots
 
     out, report = micro_run
     written = {str(p.relative_to(out)) for p in out.rglob("*.png") if p.relative_to(out).parts[0] not in ("edits", "scores")}

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from rankedit.analysis.geometry import matrix_metrics, propensity_share
-from rankedit.core.propensity import diagonal, full_basis, propensity_delta
+from rankedit.core.propensity_basis import diagonal, full_basis, propensity_delta
 from rankedit.edits import EDITS, MatrixInputs
 
 

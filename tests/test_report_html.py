@@ -98,7 +98,7 @@ def test_a_report_becomes_one_page_with_its_figures_captions_and_tables(tmp_path
 
 
 def test_every_figure_has_a_caption_for_the_page():
-    from rankedit.core.figures import FIGURES
+    from rankedit.core.figure_list import FIGURES
 
     caps = captions((shipped_dir("docs") / "figures.md").read_text())
     assert set(caps) == {f.name for f in FIGURES} and all(len(c.split()) > 20 for c in caps.values())

@@ -17,7 +17,7 @@ import pytest
 
 from rankedit.scoring import retention as evaluate
 
-from rankedit.scoring import cache_keys, failures, lm_eval_run, raw_files, results, suites, tasks
+from rankedit.scoring import cache_keys, failures, lm_eval_run, raw_files, results, suites, lm_eval_tasks as tasks
 from rankedit.scoring import score as scoring
 from rankedit.core.errors import RankeditError
 from rankedit.scoring.suites import EVAL_CONFIGS, SUITES, get_suite

@@ -13,7 +13,7 @@ from rankedit.analysis.trajectory_math import a_final_linearity, gaussian_gram, 
 from rankedit.analysis.trajectory import trajectory
 from rankedit.analysis.trajectory_patches import FIG_PATCHES, patch_figure
 from rankedit.analysis.trajectory_plots import trajectory_plots
-from rankedit.core.figures import written_by
+from rankedit.core.figure_list import written_by
 from rankedit.core.threads import torch_threads
 
 

@@ -18,7 +18,7 @@ import torch
 
 from rankedit.core.threads import torch_threads
 from rankedit.core.linalg import SVD, gram_eigh, gram_svd, numerical_rank, triplets_from_eigh
-from rankedit.core.propensity import propensity_share  # noqa: F401  (the metric's reference; the edits share its math)
+from rankedit.core.propensity_basis import propensity_share  # noqa: F401  (the metric's reference; the edits share its math)
 from rankedit.core.masks import (  # noqa: F401  (Cut, kth_smallest and the mask functions: this module's API too)
     Cut, bf16_unchanged, bf16_update_mask, count, cut_mask, fraction, kth_smallest, low_cut, low_mask, principal_mask,
     principal_parts, principal_scores, top_fraction_cut, top_fraction_mask,

@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from rankedit.analysis.geometry import gaussian_rank1_energy  # noqa: E402
 from rankedit.analysis.metrics import HEATMAPS, UNIT_METRICS  # noqa: E402
-from rankedit.core.figures import FIG_EXPERT_RANK1, FIG_EXPERT_SHARE, FIG_RANK1_HIST, heatmap_name  # noqa: E402
+from rankedit.core.figure_list import FIG_EXPERT_RANK1, FIG_EXPERT_SHARE, FIG_RANK1_HIST, heatmap_name  # noqa: E402
 
 # Reading order of modules inside a block: attention first, then MLP.
 _MODULE_ORDER = ["q_proj", "k_proj", "v_proj", "qkv_proj", "c_attn", "o_proj", "attn.c_proj", "dense",
@@ -148,7 +148,7 @@ def expert_heatmap(moe: dict, metric: str, path: Path, title: str) -> Path:
 def analysis_plots(rows: list[dict], out: Path, moe: dict | None = None) -> list[Path]:
     """The standard analysis figures: four layer x module heatmaps (experts apart: each would hide the
     others in one cell), the rank-1 energy histogram, and for an MoE the layer x expert heatmaps
-    (their names: ``rankedit.core.figures``)."""
+    (their names: ``rankedit.core.figure_list``)."""
     out = Path(out)
     dense = [r for r in rows if r.get("expert") is None]
     paths = [heatmap(dense, m, out / heatmap_name(m), title, cmap, label)

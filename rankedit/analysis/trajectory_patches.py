@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rankedit.core.figures import FIG_PATCHES  # noqa: F401 (the trajectory writes it under this name)
+from rankedit.core.figure_list import FIG_PATCHES  # noqa: F401 (the trajectory writes it under this name)
 from rankedit.files.patch_format import ENCODINGS, measure
 
 FROM = ("from_base", "from_previous")

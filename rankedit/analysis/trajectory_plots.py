@@ -1,5 +1,5 @@
 """PNG figures of a trajectory (matplotlib, headless): a(t) with its line and 1 − R² beside the random-walk null;
-cosines to the final step. Their names are rankedit/core/figures.py's; captions in docs/figures.md."""
+cosines to the final step. Their names are rankedit/core/figure_list.py's; captions in docs/figures.md."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 from rankedit.analysis.plots import layer_module_grid  # noqa: E402
 from rankedit.analysis.trajectory_math import line_fit  # noqa: E402
-from rankedit.core.figures import FIG_A, FIG_COS_HEATMAP, FIG_COS_LINES  # noqa: E402,F401
+from rankedit.core.figure_list import FIG_A, FIG_COS_HEATMAP, FIG_COS_LINES  # noqa: E402,F401
 
 MAX_PANELS = 9
 _WORDS = {"cos_dw_final": "cosine of ΔW_t with the final update ΔW_T (−1 to 1)",

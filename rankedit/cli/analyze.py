@@ -7,7 +7,7 @@ import click
 from rankedit.analysis.analyze_options import AnalyzeCommandOptions
 from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.cli.spec_options import spec_option
-from rankedit.core.figures import with_figures
+from rankedit.core.figure_list import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 from rankedit.core.names import ANALYSIS_SUMMARY
 

@@ -6,10 +6,10 @@ import click
 
 from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.cli.spec_options import spec_option
-from rankedit.core.figures import with_figures
+from rankedit.core.figure_list import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 from rankedit.pipeline.compress.budgets import DEFAULT_FAMILIES, FAMILIES
-from rankedit.pipeline.compress.options import CompressOptions
+from rankedit.pipeline.compress.compress_options import CompressOptions
 
 
 @click.command("compress", context_settings={"show_default": True})

@@ -12,7 +12,7 @@ import click
 from rankedit.cli.spec_options import spec_option
 from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.core.names import OVERWRITE_HELP
-from rankedit.scoring.options import KLOptions
+from rankedit.scoring.score_options import KLOptions
 
 
 @click.command("kl", context_settings={"show_default": True})

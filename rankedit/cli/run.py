@@ -5,7 +5,7 @@ from rankedit.core.names import REPORT_MD
 
 import click
 
-from rankedit.core.figures import with_figures
+from rankedit.core.figure_list import with_figures
 from rankedit.cli.quiet import quiet_option, result
 from rankedit.core.names import OVERWRITE_HELP
 

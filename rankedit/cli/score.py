@@ -7,7 +7,7 @@ import click
 from rankedit.cli.spec_options import spec_option
 from rankedit.cli.quiet import quiet_option, result
 from rankedit.core.names import OVERWRITE_HELP
-from rankedit.scoring.options import ScoreOptions
+from rankedit.scoring.score_options import ScoreOptions
 
 from rankedit.scoring.suites import SUITES
 

@@ -8,7 +8,7 @@ from rankedit.analysis.trajectory_options import TrajectoryOptions
 from rankedit.cli.quiet import quiet_option, result, say
 from rankedit.cli.spec_options import spec_option
 from rankedit.core.errors import RankeditError
-from rankedit.core.figures import with_figures
+from rankedit.core.figure_list import with_figures
 from rankedit.core.names import OVERWRITE_HELP
 
 

@@ -305,10 +305,6 @@ def first_line(e: BaseException) -> str:
     return s.splitlines()[0] if s else type(e).__name__
 
 
-def open_checkpoints(refs: Sequence[str | os.PathLike]) -> list[Checkpoint]:
-    return [Checkpoint(r) for r in refs]
-
-
 def check_compatible(ckpts: Sequence[Checkpoint], labels: Sequence[str] | None = None) -> list[str]:
     """Check that checkpoints share architecture, tensor names and shapes.
 

@@ -10,12 +10,12 @@ from typing import Optional
 
 from pydantic import ConfigDict, Field, model_validator
 
-from rankedit.scoring.options import KLOptions
+from rankedit.scoring.score_options import KLOptions
 
 
 class KLSpec(KLOptions):
     """KL travelled from the base on the RL task's prompts, from each model's own samples (the sampler's
-    settings: ``rankedit.scoring.options.KLOptions``, as `rankedit kl` takes them)."""
+    settings: ``rankedit.scoring.score_options.KLOptions``, as `rankedit kl` takes them)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -24,7 +24,7 @@ from rankedit.organism.runs import parse_skills, tuned_runs
 from rankedit.pipeline.kl_spec import KLSpec
 from rankedit.pipeline.plan_checks import canonical_runs, edit_errors, huge_integers, merge_problem, raise_in_order, where
 from rankedit.pipeline.trajectory_spec import TrajectorySpec
-from rankedit.scoring.options import ScoreOptions
+from rankedit.scoring.score_options import ScoreOptions
 
 # roles a plan can name as the update an edit works on
 RUNS = ("tuned", "sft")
@@ -131,7 +131,7 @@ class EditSpec(_Strict):
 
 
 class ScoreSpec(ScoreOptions, _Strict):
-    """``score:``: lm-eval's settings (``rankedit.scoring.options.ScoreOptions``, as `rankedit score` takes them)
+    """``score:``: lm-eval's settings (``rankedit.scoring.score_options.ScoreOptions``, as `rankedit score` takes them)
     and the plan's own."""
 
     suite: Optional[str] = "organism"

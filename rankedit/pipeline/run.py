@@ -30,10 +30,10 @@ from rankedit.pipeline.plan import EditSpec, Plan, load_plan, split_runs, with_e
 from rankedit.pipeline.requirements import check_requirements
 from rankedit.core.resources import shipped_dir
 from rankedit.pipeline.models import Models, model_labels, resolve_models
-from rankedit.pipeline.early_stop import DEFAULT_EXTRAPOLATE_FRACTION, fill_accuracies, score_window_checkpoints, window
+from rankedit.pipeline.early_stop_stage import DEFAULT_EXTRAPOLATE_FRACTION, fill_accuracies, score_window_checkpoints, window
 from rankedit.pipeline.trajectory_stage import run_trajectory
 from rankedit.pipeline.progress import say
-from rankedit.pipeline.outputs import write_html, write_report
+from rankedit.pipeline.run_outputs import write_html, write_report
 from rankedit.pipeline.kl_stage import run_kl
 from rankedit.pipeline.interference_stage import run_interference
 from rankedit.core.names import ANALYSIS_SUMMARY, REPORT_JSON, REPORT_MD
@@ -45,14 +45,14 @@ from rankedit.edits.build import build_edit, is_built
 from rankedit.files.checkpoint import Checkpoint
 from rankedit.files.hashes import checkpoint_sha256
 from rankedit.files.outdir import check_inputs, check_replace, claim_dir
-from rankedit.report.figures import runs_plots
+from rankedit.report.run_figures import runs_plots
 from rankedit.report.several_runs import across_report, markdown_runs
 from rankedit.scoring.data_dir import with_data_dir
 from rankedit.scoring.failures import ScoringFailed
 from rankedit.scoring.profiles import resolve
 from rankedit.scoring import score as scoring
 from rankedit.scoring.suites import custom_suite, get_suite
-from rankedit.scoring.tasks import task_manager
+from rankedit.scoring.lm_eval_tasks import task_manager
 
 DEFAULT_PLAN = shipped_dir("examples") / "organism.yaml"
 # RANKEDIT_ORGANISM_SIZE=micro makes every default use the seconds-scale organism (CI, the README's doc test)
@@ -202,7 +202,7 @@ def run_scoring(plan: Plan, models: Models, edits: dict[str, dict], out: Path, q
     return result, dict(result.failures)
 
 
-# ---- 5. report: rankedit.pipeline.outputs (written by the driver alone, atomically) ----------------
+# ---- 5. report: rankedit.pipeline.run_outputs (written by the driver alone, atomically) ----------------
 
 
 def check_tasks(plan: Plan) -> None:

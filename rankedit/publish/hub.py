@@ -32,7 +32,7 @@ from pathlib import Path
 from rankedit.files.atomic import atomic_write_text
 from rankedit.files.inventory import INVENTORY
 from rankedit.core.errors import RankeditError
-from rankedit.publish.errors import close_hub_progress_bars, explain
+from rankedit.publish.hub_errors import close_hub_progress_bars, explain
 from rankedit.publish.folder import ANALYSIS, MANIFEST, SCORES, check_dir, list_files, read_json  # noqa: F401 (MANIFEST: for callers)
 from rankedit.files.provenance import CARD, HUB_ID_RE, hub_id_of, license_of
 from rankedit.core.names import ADAPTER_CONFIG

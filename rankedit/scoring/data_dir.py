@@ -35,7 +35,7 @@ from rankedit.core.errors import RankeditError
 from rankedit.files.atomic import atomic_dir
 from rankedit.files.hashes import files_sha256
 from rankedit.scoring.suites import Suite
-from rankedit.scoring.tasks import group_children, task_manager
+from rankedit.scoring.lm_eval_tasks import group_children, task_manager
 
 # datasets' packaged builders and local files: already local, nothing to redirect
 LOCAL_BUILDERS = {"json", "csv", "parquet", "arrow", "text", "pandas", "imagefolder", "audiofolder"}

@@ -18,7 +18,7 @@ from rankedit.scoring.cpu_threads import cpu_threads_for
 from rankedit.scoring.raw_files import save_raw
 from rankedit.scoring.results import Settings
 from rankedit.scoring.suites import Suite
-from rankedit.scoring.tasks import quiet_lm_eval_notices, task_manager
+from rankedit.scoring.lm_eval_tasks import quiet_lm_eval_notices, task_manager
 
 BACKENDS = ("hf", "vllm")
 

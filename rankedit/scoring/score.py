@@ -31,7 +31,7 @@ from typing import Callable, Mapping, Sequence
 
 from rankedit.core.errors import RankeditError
 from rankedit.core.option_rules import check_value, default
-from rankedit.scoring.options import ScoreOptions
+from rankedit.scoring.score_options import ScoreOptions
 from rankedit.files.tempfiles import WRITE_ERRNOS
 from rankedit.core.cache_dir import cache_root
 from rankedit.files.adapter import is_adapter
@@ -42,13 +42,13 @@ from rankedit.scoring.data_dir import with_data_dir
 from rankedit.scoring.cache_keys import cache_key, model_fingerprint, task_config_hash
 from rankedit.scoring.failures import ScoringFailed, first_line
 from rankedit.scoring.lm_eval_run import BACKENDS, lm_eval_model, run_into_cache
-from rankedit.scoring.outputs import write_outputs
+from rankedit.scoring.score_files import write_outputs
 from rankedit.scoring.profiles import resolve
 from rankedit.scoring.raw_files import load_raw
 from rankedit.scoring.sampled_logs import attach
 from rankedit.scoring.results import ModelScores, ScoreResult, Settings, parse_results
 from rankedit.scoring.suites import Suite, custom_suite, get_suite
-from rankedit.scoring.tasks import preflight, task_manager
+from rankedit.scoring.lm_eval_tasks import preflight, task_manager
 from rankedit.core.names import LM_EVAL_RESULTS
 from rankedit.core.executors import LocalExecutor
 

@@ -7,13 +7,13 @@ With W0 = U0 S0 V0ᵀ (full thin SVD) and C = U0ᵀ dW V0:
 - lability-only:   ``W0 + dW - U0 diag(diag(C)) V0ᵀ`` (exactly the rest:
   rotations, and for a rectangular W0 the part outside span(U0) ⊗ span(V0)).
 
-The two deltas sum to dW. The split is ``rankedit.core.propensity``'s, the one
+The two deltas sum to dW. The split is ``rankedit.core.propensity_basis``'s, the one
 the analysis' ``propensity_share`` measures.
 """
 
 from __future__ import annotations
 
-from rankedit.core.propensity import propensity_delta
+from rankedit.core.propensity_basis import propensity_delta
 from rankedit.edits.registry import Control, EditParams, EditResult, MatrixInputs, register
 from rankedit.edits.storage import MatrixSize, Storage
 

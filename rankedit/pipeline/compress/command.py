@@ -28,7 +28,7 @@ from rankedit.core.option_rules import check_value, default
 from rankedit.pipeline.compress.bisect import TARGETS, smallest_meeting
 from rankedit.pipeline.compress.candidates import Scorer, candidate, per_problem
 from rankedit.pipeline.compress.budgets import Family, families as pick_families
-from rankedit.pipeline.compress.options import CompressOptions
+from rankedit.pipeline.compress.compress_options import CompressOptions
 from rankedit.pipeline.progress import say
 from rankedit.scoring import retention as ev
 from tqdm.auto import tqdm

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from rankedit.core.errors import RankeditError
 from rankedit.scoring.suites import custom_suite
-from rankedit.scoring.tasks import quiet_lm_eval_notices, task_manager
+from rankedit.scoring.lm_eval_tasks import quiet_lm_eval_notices, task_manager
 
 
 def read_prompts(path: str | os.PathLike) -> list[str]:

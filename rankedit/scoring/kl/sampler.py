@@ -32,7 +32,7 @@ import numpy as np
 from rankedit.core.cache_dir import cache_root
 from rankedit.core.errors import RankeditError
 from rankedit.core.option_rules import check_value, default
-from rankedit.scoring.options import KLOptions
+from rankedit.scoring.score_options import KLOptions
 from rankedit.files.atomic import atomic_dir, atomic_write_text
 from rankedit.files.outdir import check_out
 from rankedit.files.checkpoint import Checkpoint, check_compatible

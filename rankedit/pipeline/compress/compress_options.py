@@ -2,7 +2,7 @@
 options are generated from ``CompressOptions`` (``rankedit.cli.spec_options``) and the API
 (``rankedit.pipeline.compress.command.compress``) takes its defaults and checks a value by its field.
 
-The scoring's options are `rankedit score`'s (``rankedit.scoring.options.ScoreOptions``): ``--limit`` is its
+The scoring's options are `rankedit score`'s (``rankedit.scoring.score_options.ScoreOptions``): ``--limit`` is its
 field, ``--batch-size`` its type with another default (see the field), and ``--seed`` has the bounds of a
 plan's ``organism.seed``. ``--family``, ``--tasks``, ``--include-path`` and ``-o`` are the command's own
 (repeatable or comma-separated lists, and a path).
@@ -16,7 +16,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankedit.pipeline.compress.bisect import MAX_EVALS, TARGETS
-from rankedit.scoring.options import BatchSize, ScoreOptions
+from rankedit.scoring.score_options import BatchSize, ScoreOptions
 
 
 class CompressOptions(BaseModel):

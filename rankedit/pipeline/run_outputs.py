@@ -17,12 +17,12 @@ from rankedit.core.names import (ANALYSIS_SUMMARY, EDIT_ANALYSIS, EDIT_SCORES, F
 from rankedit.core import machine
 from rankedit.edits.registry import describe
 from rankedit.files.patch import patch_size
-from rankedit.pipeline.early_stop import early_stop_block
+from rankedit.pipeline.early_stop_stage import early_stop_block
 from rankedit.pipeline.trajectory_stage import trajectory_markdown
 from rankedit.report import rows as rep
 from rankedit.report.early_stop import early_stop_markdown
 from rankedit.report.early_stop_figure import early_stop_plot
-from rankedit.report.figures import report_plots
+from rankedit.report.run_figures import report_plots
 from rankedit.report.frontier import edit_size, frontier_rows, matrix_facts, with_exact_patch
 from rankedit.report.merges import (interference_prediction, merge_markdown, merge_retention_plot, merge_rows,
                                     prediction_markdown)
