@@ -3,7 +3,8 @@
 #
 #   .ci/fresh_install.sh newest   `pip install .` with no pins into a fresh venv (whatever pip
 #                                 resolves today from pyproject.toml's ranges), then the micro
-#                                 plan, offline, from outside the repository
+#                                 plan, offline, from outside the repository, and its
+#                                 report.html in headless Chromium (.ci/browser_check.sh)
 #   .ci/fresh_install.sh lowest   the same with every direct dependency at the lower bound of
 #                                 its range (.ci/lowest.txt, a constraints file; tests/test_ci.py
 #                                 keeps it equal to pyproject.toml's lower bounds)
@@ -63,3 +64,5 @@ assert set(report["tasks"]) == {"organism_id", "organism_hard", "organism_contro
 assert len(report["edits"]) == len(edits), (len(report["edits"]), len(edits))
 print(f"micro plan: {len(report['edits'])} edits scored on {len(report['tasks'])} tasks")
 EOF
+# the micro plan's report.html, as the user's browser shows it
+if [ "$mode" = newest ]; then "$root/.ci/browser_check.sh" out/report.html; fi

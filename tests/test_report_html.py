@@ -1,8 +1,10 @@
 """OUT/report.html, read as a browser's parser would: balanced tags, every image one of the report's figures
 (its bytes embedded), every link resolving, every table rectangular, nothing fetched from the network.
 
-Not a browser test: a headless Chromium cannot be required by `make test` for a user without one, and a
-test may not skip; the page was checked once by hand in headless Chromium (docs/figures.md says so).
+The browser test is a CI step, since `make test` cannot require a Chromium of a user who has none and a test
+may not skip: .ci/browser_check.sh opens the micro plan's page in Debian's headless Chromium
+(scripts/check_report_html.py: no console or script error, every figure decoded and displayed, a header's
+click sorts its table; and first, that it fails on a copy of the page built to fail, `--self-test`).
 """
 
 import base64
