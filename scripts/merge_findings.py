@@ -36,7 +36,11 @@ def _r(v, lo, hi) -> str:
 def section(report: dict) -> str:
     merges = {m["name"]: m for m in report["plan"]["merges"]}
     rows = report.get("merges", [])
-    lines = [f"From `{report['plan']['name']}` ({report['date']}; {report['machine'] if isinstance(report['machine'], str) else report['machine'].get('cpu', '')}),"
+    m = report["machine"]
+    where = m if isinstance(m, str) else f"{m.get('cpu', '')}, {m.get('cores')} cores"
+    secs = (report.get("timings_s") or {}).get("total")
+    took = f", in {secs / 60:.1f} min with the organism built" if secs else ""
+    lines = [f"From `{report['plan']['name']}` ({report['date']}; {where}{took}),"
              f" scored on {', '.join(report['tasks'])}.", ""]
     pairs = (report.get("interference") or {}).get("pairs", {})
     if pairs:
