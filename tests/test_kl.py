@@ -166,7 +166,7 @@ def test_cli_bad_input_is_one_line(pair, tmp_path, capsys):
 def test_a_tiny_model_is_sampled_on_one_torch_thread(pair, monkeypatch):
     """As lm-eval's scoring (rankedit.scoring.cpu_threads): two threads only synchronise on a model this small
     (36.6 s against 1.2 s for the Rao-Blackwell test's samples on the loaded 2-core machine)."""
-    import rankedit.scoring.kl as kl_module
+    import rankedit.scoring.kl.sampler as kl_module
 
     model, base, _ = pair
     seen, real = [], kl_module.estimate

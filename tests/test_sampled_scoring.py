@@ -137,7 +137,7 @@ def test_cli_refuses_a_zero_temperature_in_one_line(micro_organism, tmp_path, ca
 
     code, _, err = run_cli(["score", micro_organism / "rl", "--tasks", "organism_id", "--samples", "4",
                             "--temperature", "0", "-o", tmp_path / "o"], capsys)
-    assert code != 0 and err.strip().startswith("error: --temperature must be above 0") and "Traceback" not in err
+    assert code != 0 and err.strip().startswith("error: --temperature must be greater than 0") and "Traceback" not in err
     assert not (tmp_path / "o").exists()
 
 
