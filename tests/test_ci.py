@@ -51,3 +51,4 @@ def test_ci_runs_the_suite_then_the_fresh_installs():
     assert [c[-2:] for c in commands[1:]] == [[".ci/fresh_install.sh", m] for m in ("newest", "vllm", "lowest")]
     assert all(c[0] == "timeout" for c in commands[1:])
     subprocess.run(["bash", "-n", str(ROOT / ".ci" / "fresh_install.sh")], check=True)
+    subprocess.run(["bash", "-n", str(ROOT / ".ci" / "browser_check.sh")], check=True)
