@@ -32,7 +32,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 IMAGES_JS = """() => Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete,
     natural: i.naturalWidth * i.naturalHeight, shown: i.getBoundingClientRect().width * i.getBoundingClientRect().height}))"""
 # the first table with a header and at least two distinct values in some column: that column's cells
-COLUMN_JS = """([t, c]) => Array.from(document.querySelectorAll("table")[t].tBodies[0].rows).map(r => r.cells[c].textContent.trim())"""
+COLUMN_JS = """([t, c]) => Array.from(document.querySelectorAll("table")[t].tBodies[0].rows).map(r => r.cells[c] ? r.cells[c].textContent.trim() : "")"""
 TABLES_JS = """() => Array.from(document.querySelectorAll("table")).map(t => t.tHead && t.tBodies.length ?
     Array.from(t.tHead.rows[0].cells).map((_, c) => new Set(Array.from(t.tBodies[0].rows).map(r => r.cells[c] ? r.cells[c].textContent.trim() : "")).size) : [])"""
 

@@ -51,8 +51,7 @@ def section(report: dict) -> str:
             cells = ["–" if o.get(f) is None else f"{o[f]:.3f} (null {o[f + '_null']:.3f})" for f, _ in FIGS]
             lines.append(f"| {key.replace('|', ' + ')} | " + " | ".join(cells) + " |")
         lines.append("")
-    runs = sorted({run for r in rows for run in [r["run"]]}, key=list(report.get("scores", {})).index
-                  if report.get("scores") else str)
+    runs = list(dict.fromkeys(r["run"] for r in rows))  # in the order the merges name them
     if report.get("scores"):
         alias = [f"{name} is `{Path(path).name}`" for name, path in report.get("models", {}).items()
                  if name in runs and Path(path).name != name]
