@@ -99,6 +99,64 @@ def test_the_contract_gives_near_optimal_only_where_the_data_cannot_fix_the_dire
         assert math.sqrt(max(0.0, 1 - cos * cos)) <= acc0.edit_error and acc0.subspace_error <= TOL
 
 
+def _counting(monkeypatch):
+    """Counts the guard's products with A or Aᵀ (the cheap pass's and Krylov's)."""
+    calls = []
+    for name in ("times", "times_t"):
+        real = getattr(guarded_svd, name)
+        monkeypatch.setattr(guarded_svd, name, lambda *a, real=real: calls.append(1) or real(*a))
+    return calls
+
+
+def test_the_default_stops_the_cheap_pass_where_the_certificate_is_the_likely_answer(monkeypatch):
+    a = spectrum("flat", 500, 900)  # 500 values: the top one is 1/500 of the energy, a certificate well within 1%
+    loud = 0.1 * float(a.double().norm())
+    full = guarded_top_k(a, 1, exact=True)
+    calls = _counting(monkeypatch)
+    svd, acc = guarded_top_k(a, 1, exact=False, noise=loud)
+    assert len(calls) == 3  # A Ω, Aᵀ Q, A Z: the first check of the bound, then the certificate
+    calls.clear()
+    assert torch.equal(guarded_top_k(a, 1, exact=True)[0].U, full[0].U) and len(calls) >= 10  # exact: every product
+    S = np.linalg.svd(a.double().numpy(), compute_uv=False)
+    e = ((svd.U * svd.S) @ svd.V.T).double().numpy()
+    assert acc.mode == "near-optimal" and acc.residual_bound <= near_optimal.EPS_MAX
+    assert np.linalg.norm(a.double().numpy() - e) <= (1 + acc.residual_bound) * math.sqrt(float((S[1:] ** 2).sum()))
+
+
+def test_likely_predicts_from_the_ritz_values():
+    flat = torch.full((11,), 1.0, dtype=torch.float64)
+    a2 = 600.0  # 600 values of about 1: a flat spectrum whose top 11 the cheap pass saw
+    assert near_optimal.likely(flat, a2, noise=1.0, k=1, tol=TOL)
+    assert not near_optimal.likely(flat, a2, noise=0.0, k=1, tol=TOL)  # exact data: the exact path decides
+    assert not near_optimal.likely(flat, 30.0, noise=1.0, k=1, tol=TOL)  # little left outside: ε would be large
+    sep = torch.tensor([10.0, 1.0, 0.9], dtype=torch.float64)
+    assert not near_optimal.likely(sep, 200.0, noise=1e-6, k=1, tol=TOL)  # a gap the data fixes
+
+
+def test_a_wrong_prediction_costs_time_not_accuracy(monkeypatch):
+    a = spectrum("near-tied", 300, 640)
+    monkeypatch.setattr(near_optimal, "likely", lambda *a, **kw: True)  # stop at the first check, always
+    svd, acc = guarded_top_k(a, 1, exact=False, noise=1e-12)  # the data fixes the directions: no near-optimal
+    U = np.linalg.svd(a.double().numpy(), full_matrices=False)[0]
+    cos = abs(float(torch.from_numpy(U[:, 0]) @ svd.U[:, 0].double()))
+    assert acc.mode == "exact" and math.sqrt(max(0.0, 1 - cos * cos)) <= max(acc.edit_error, 1e-6)
+
+
+def test_short_long_matrices_take_the_gram_route_by_default_and_lapack_when_exact(monkeypatch):
+    a = spectrum("near-tied", 256, 1100)  # a GQA k_proj's shape class: short side <= 256, long side >= 1024
+    S = np.linalg.svd(a.double().numpy(), compute_uv=False)
+    svd, acc = edit_svd(a, 2)
+    np.testing.assert_allclose(svd.S.double().numpy(), S[:2], rtol=1e-6)
+    assert acc.mode == "exact" and acc.rel_gap == pytest.approx((S[1] - S[2]) / S[0], rel=1e-5)
+    lapack = edit_svd(a, 2, exact=True)
+    monkeypatch.setattr(near_optimal, "top_triplets", lambda *a, **kw: pytest.fail("the Gram route in exact mode"))
+    again = edit_svd(a, 2, exact=True)
+    assert all(torch.equal(x, y) for x, y in zip(lapack[0], again[0]))
+    np.testing.assert_allclose((svd.U * svd.S) @ svd.V.T, (again[0].U * again[0].S) @ again[0].V.T, atol=1e-5)
+    small = spectrum("near-tied", 64, 176)  # the organisms' matrices: LAPACK as before, in both modes
+    assert all(torch.equal(x, y) for x, y in zip(edit_svd(small, 1)[0], edit_svd(small, 1, exact=True)[0]))
+
+
 def test_the_subset_exact_path_matches_numpy_and_the_full_decomposition():
     a = spectrum("near-tied", 120, 300)
     for k in (1, 5):

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import torch
 
 from rankedit.core import near_optimal
-from rankedit.core.linalg import SVD, gram_triplets, numerical_rank, times, times_t
+from rankedit.core.linalg import SVD, gram_triplets, norm64, numerical_rank, times, times_t
 
 TOL = 5e-4  # bound on the estimated ||sin Θ||_F: a rank-k edit within sqrt(2) * 5e-4 < 1e-3
 GAP_TOL = 1e-3  # below this (s_k - s_{k+1}) / s_1 the top-k subspace is not identifiable
@@ -201,13 +201,25 @@ def guarded_top_k(A: torch.Tensor, k: int, *, seed: int = 0, oversample: int = 1
         raise ValueError(f"n_iter={n_iter}: the guard needs at least one power iteration")
     in_dtype = A.dtype
     p = min(k + oversample, min(m, n))
-    Q, r, res = _cheap_pass(A, k, p, n_iter, seed,
-                            good=lambda r, res: _estimate(r, res, k, (m, n), in_dtype)[0] <= tol)
+    facts: dict = {}  # the default's storage noise and ||A||_F², each computed once if asked for
+
+    def good(r: SVD, res: torch.Tensor) -> bool:
+        if _estimate(r, res, k, (m, n), in_dtype)[0] <= tol:
+            return True
+        if exact:
+            return False
+        # the default stops early where the certified near-optimal answer is the likely outcome anyway
+        if "noise" not in facts:
+            facts["noise"] = noise() if callable(noise) else noise
+            facts["a2"] = norm64(A) ** 2 if facts["noise"] > 0 else None
+        return near_optimal.likely(r.S, facts["a2"], facts["noise"], k, tol) if facts["a2"] else False
+
+    Q, r, res = _cheap_pass(A, k, p, n_iter, seed, good=good)
     err, gap = _estimate(r, res, k, (m, n), in_dtype)
     if err <= tol:
         return _result(r, k, err, gap, "randomized", in_dtype)
     if not exact:
-        return _contract(A, Q, r, k, err, gap, seed, tol, max_blocks, noise)
+        return _contract(A, Q, r, k, err, gap, seed, tol, max_blocks, facts.get("noise", noise), facts.get("a2"))
     a64 = A.double()
     if gap >= GAP_TOL and krylov_blocks_needed(r.S, k, err, tol) <= max_blocks:
         out = _krylov(a64, Q.double(), k, tol, max_blocks, in_dtype)
@@ -222,14 +234,15 @@ def guarded_top_k(A: torch.Tensor, k: int, *, seed: int = 0, oversample: int = 1
 
 
 def _contract(A: torch.Tensor, Q: torch.Tensor, r: SVD, k: int, err: float, gap: float, seed: int, tol: float,
-              max_blocks: int, noise: float | Callable[[], float]) -> tuple[SVD, Accuracy]:
-    """``guarded_top_k(exact=False)`` after a cheap pass whose bound ``err`` missed ``tol``."""
+              max_blocks: int, noise: float | Callable[[], float], a2: float | None = None) -> tuple[SVD, Accuracy]:
+    """``guarded_top_k(exact=False)`` after a cheap pass whose bound ``err`` missed ``tol`` (``a2``: ||A||_F²
+    if the pass computed it)."""
     m, n = A.shape
     in_dtype = A.dtype
     a64 = None
     delta = noise() if callable(noise) else noise
     if delta > 0 and Q.shape[1] > k:
-        cert = near_optimal.certify(A, Q, k, seed)
+        cert = near_optimal.certify(A, Q, k, seed, a2)
         a64 = cert.a64
         if cert.eps <= near_optimal.EPS_MAX and not near_optimal.determined(delta, cert.values, cert.beta, k, tol):
             svd = cert.svd

@@ -54,6 +54,7 @@ CERT_STEPS = 3  # power steps on (I - P) A Aᵀ (I - P): 6 float64 products with
 EPS_MAX = 0.01  # a near-optimal answer is used only when certified within 1% of the optimal residual
 CERT_SEED = 0x5EED  # offset of the certificate's generator from the cheap pass's seed (an independent draw)
 MARGIN = 1e-9  # relative slack on float64 sums of squares
+PREDICT_BETA = 2.0  # ``likely``'s β over the (k+1)-th Ritz value: the certificate's overestimate, and more
 
 
 def chi2_even_cdf(x: float, r: int) -> float:
@@ -108,16 +109,24 @@ def float64_copy(A: torch.Tensor) -> torch.Tensor:
     return buf[: A.numel()].view(A.shape).copy_(A)
 
 
-def deflated_norm_bound(a64: torch.Tensor, q: torch.Tensor, seed: int, cols: int = CERT_COLS,
-                        steps: int = CERT_STEPS) -> float:
-    """β >= ||(I - Q Qᵀ) A||_2 except with probability ``FAIL_PROB`` (for ``cols`` = CERT_COLS; see the module)."""
-    m = a64.shape[0]
+def start_block(q: torch.Tensor, seed: int, cols: int = CERT_COLS) -> torch.Tensor:
+    """The power method's Gaussian start Ω (m x cols, drawn independently of the cheap pass), deflated:
+    (I - Q Qᵀ) Ω."""
     gen = torch.Generator(device="cpu").manual_seed(seed + CERT_SEED)
-    x = torch.randn(m, cols, generator=gen, dtype=torch.float64).to(a64.device)
+    x = torch.randn(q.shape[0], cols, generator=gen, dtype=torch.float64).to(q.device)
+    return x - q @ (q.T @ x)
+
+
+def deflated_norm_bound(a64: torch.Tensor, q: torch.Tensor, seed: int, cols: int = CERT_COLS,
+                        steps: int = CERT_STEPS, first: torch.Tensor | None = None) -> float:
+    """β >= ||(I - Q Qᵀ) A||_2 except with probability ``FAIL_PROB`` (for ``cols`` = CERT_COLS; see the module).
+    ``first``: Aᵀ (I - Q Qᵀ) Ω (``start_block``), where the caller had it from a product it made anyway."""
+    x = start_block(q, seed, cols)
     log_scale = 0.0
-    for _ in range(steps):  # x <- G x, G = (I - P) A Aᵀ (I - P), normalised, the scales kept in log_scale
-        x = x - q @ (q.T @ x)
-        x = times(a64, times_t(a64, x))
+    for step in range(steps):  # x <- G x, G = (I - P) A Aᵀ (I - P), normalised, the scales kept in log_scale
+        if step > 0:
+            x = x - q @ (q.T @ x)
+        x = times(a64, first if step == 0 and first is not None else times_t(a64, x))
         x = x - q @ (q.T @ x)
         c = float(x.norm())
         if c == 0.0:
@@ -130,15 +139,19 @@ def deflated_norm_bound(a64: torch.Tensor, q: torch.Tensor, seed: int, cols: int
     return math.sqrt(lam) * (1.0 + 1e-8)  # float64 rounding of the steps, generously
 
 
-def certify(A: torch.Tensor, Q: torch.Tensor, k: int, seed: int) -> Certificate:
-    """The near-optimal rank-k part of A on the basis Q (m x p, p > k where possible) and its ε."""
+def certify(A: torch.Tensor, Q: torch.Tensor, k: int, seed: int, a2: float | None = None) -> Certificate:
+    """The near-optimal rank-k part of A on the basis Q (m x p, p > k where possible) and its ε (``a2``:
+    ||A||_F² in float64, if at hand)."""
     a64 = float64_copy(A)
     qh, _ = torch.linalg.qr(Q.double())
-    B = times_t(a64, qh).T  # Qᵀ A, p x n
+    p = qh.shape[1]
+    # Qᵀ A and the power method's first product in one pass over A: Aᵀ [Q, (I - P) Ω]
+    both = times_t(a64, torch.cat([qh, start_block(qh, seed)], 1))
+    B = both[:, :p].T  # Qᵀ A, p x n
     Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
     svd = SVD(qh @ Ub[:, :k], S[:k], Vh[:k].T)
-    beta = deflated_norm_bound(a64, qh, seed)
-    a2 = norm64(A) ** 2
+    beta = deflated_norm_bound(a64, qh, seed, first=both[:, p:])
+    a2 = norm64(A) ** 2 if a2 is None else a2
     top2 = float((S[:k] ** 2).sum())
     u = torch.finfo(A.dtype).eps / 2
     resid2 = max(a2 - top2, 0.0) + MARGIN * a2
@@ -146,6 +159,26 @@ def certify(A: torch.Tensor, Q: torch.Tensor, k: int, seed: int) -> Certificate:
     low2 = a2 - top2 - k * beta ** 2 - MARGIN * a2
     eps = num / math.sqrt(low2) - 1.0 if low2 > 0 else math.inf
     return Certificate(svd, S, beta, max(eps, 0.0), a64)
+
+
+def likely(values: torch.Tensor, a2: float, noise: float, k: int, tol: float) -> bool:
+    """Whether the cheap pass may stop at these Ritz values (descending, more than k; ``a2`` = ||A||_F²):
+    the certificate would very likely pass, and the data cannot fix the top-k subspace even with a
+    generous gap. A prediction only: ``certify`` decides, and a miss costs the Krylov or exact path
+    from the basis at hand. On a flat spectrum (a noise-like update) the certified ε hardly depends
+    on how far the power iterations went (ε 0.0020-0.0030 after 1 or 4 of them on issue #32's pair),
+    so stopping at the first check saves the products that could not improve it.
+
+    β is predicted as ``PREDICT_BETA`` times the (k+1)-th Ritz value: the certificate's own β, from
+    three power steps on a flat spectrum, overestimates σ_{k+1} by a factor up to
+    (||Ω||_2 / t)^(1/6) ≈ 2 (the module's bound), and ε ≈ k β² / (2 ||A - E||_F²)."""
+    if values.numel() <= k or noise <= 0:
+        return False
+    resid2 = a2 - float((values[:k].double() ** 2).sum())
+    if resid2 <= 0:
+        return False
+    beta = PREDICT_BETA * float(values[k])
+    return k * beta ** 2 / (2 * resid2) <= EPS_MAX / 2 and not determined(noise, values, beta, k, tol)
 
 
 def gap_upper(values: torch.Tensor, beta: float, k: int) -> float:

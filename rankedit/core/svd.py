@@ -39,6 +39,7 @@ from rankedit.core.linalg import SVD, exact_svd, gram_triplets, norm64
 EXACT_MAX_DIM = 256
 OVERSAMPLE = 10
 POWER_ITERS = 4
+GRAM_MIN_LONG = 1024  # a short side <= EXACT_MAX_DIM with a long side this long or more: the Gram route (edit_svd)
 
 
 def edit_svd(A: torch.Tensor, k: int, seed: int = 0, *, exact: bool = False,
@@ -51,10 +52,13 @@ def edit_svd(A: torch.Tensor, k: int, seed: int = 0, *, exact: bool = False,
     noise of the decomposed matrix, ``storage_noise``; 0 for a matrix that is exact data, such as W0),
     and decomposes exactly otherwise, computing only the top k + 1 pairs (``rankedit.core.near_optimal``)."""
     r = min(A.shape)
-    if r <= EXACT_MAX_DIM:
+    if r <= EXACT_MAX_DIM and (exact or k > r // 8 or max(A.shape) < GRAM_MIN_LONG):
         full = exact_svd(A)  # LAPACK computes every value anyway: the gap comes free
         return SVD(full.U[:, :k], full.S[:k], full.V[:, :k]), exact_accuracy(full.S, k)
-    if k > r // 8:
+    if k > r // 8 or r <= EXACT_MAX_DIM:
+        # the default's short, long matrices (a GQA model's 256 x 1536 k_proj) as its large ones with many
+        # triplets: there LAPACK's full SVD costs 4-5x the top k + 1 Gram eigenpairs (one thread, 256 x 1536
+        # and 256 x 4096; 1.5-2x at 128 x 344 and 256 x 256, where it takes milliseconds either way)
         if exact:
             # the float64 Gram eigendecomposition (every value, k triplets): what the guard falls
             # back to, and 3x faster than LAPACK's full float32 SVD of a 896 x 4864 matrix

@@ -281,12 +281,13 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
     (``rankedit.edits.streamed``); output shards hold at most ``max_shard_bytes`` (``merge_options``);
     ``dtype`` float32 writes every floating tensor in float32 (the edit exact)."""
     check_dtype(dtype)
-    plan.writer = plan.writer or choose_writer(plan.base)
-    streamed = plan.writer["route"] == STREAMED
     out = Path(out)
     # the edit's decompositions two at a time beside the merge, which runs one tensor at a time
     with computed_ahead(plan, device), ThreadPoolExecutor(max_workers=1) as pool:
         hashing = start_hashing(pool, plan)
+        # chosen once the decompositions run: it imports mergekit (1-2 s of one core)
+        plan.writer = plan.writer or choose_writer(plan.base)
+        streamed = plan.writer["route"] == STREAMED
         with atomic_dir(out, kind=edit_kind(plan), inputs=input_paths(plan), overwrite=overwrite) as tmp, \
                 collect_facts() as facts, riding(plan.road):
             if streamed:
