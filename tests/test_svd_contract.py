@@ -197,6 +197,9 @@ def test_storage_precision_is_found_from_the_entries():
     b = w.bfloat16().float()
     rms = float(b.double().pow(2).mean().sqrt())
     assert storage_noise(b) == pytest.approx((8 + math.sqrt(96)) * 2.0 ** -8 * rms / math.sqrt(3), rel=1e-12)
+    # read from a bf16 file: the same answer without a pass over the entries
+    assert storage_noise(b, torch.bfloat16) == storage_noise(b)
+    assert storage_unit_roundoff(w, torch.float32) == 2.0 ** -24 and storage_unit_roundoff(w.half().float(), torch.float16) == 2.0 ** -11
 
 
 def test_summary_lines_say_what_was_kept_and_how():

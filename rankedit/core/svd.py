@@ -69,10 +69,14 @@ def edit_svd(A: torch.Tensor, k: int, seed: int = 0, *, exact: bool = False,
     return guarded_top_k(A, k, seed=seed, oversample=OVERSAMPLE, n_iter=POWER_ITERS, exact=exact, noise=noise)
 
 
-def storage_unit_roundoff(w: torch.Tensor) -> float:
+def storage_unit_roundoff(w: torch.Tensor, stored: torch.dtype | None = None) -> float:
     """The unit roundoff of the narrowest format that holds every entry of ``w`` exactly: bfloat16 (2^-8),
     float16 (2^-11), float32 (2^-24), else w's own. A checkpoint stored in bf16 and read as float32 is
-    found as bf16: the lower 16 bits of every entry are zero."""
+    found as bf16: the lower 16 bits of every entry are zero. ``stored``: the dtype ``w`` was read from,
+    where known; bf16, the narrowest of them, answers without a pass over the entries (10 ms of the
+    20 ms this took on a 1536 x 4224 matrix)."""
+    if stored == torch.bfloat16:
+        return 2.0 ** -8
     if w.dtype == torch.float32:
         if not bool((w.view(torch.int32) & 0xFFFF).any()):
             return 2.0 ** -8
@@ -82,13 +86,13 @@ def storage_unit_roundoff(w: torch.Tensor) -> float:
     return torch.finfo(w.dtype).eps / 2
 
 
-def storage_noise(w: torch.Tensor) -> float:
+def storage_noise(w: torch.Tensor, stored: torch.dtype | None = None) -> float:
     """δ: the spectral norm that rounding ``w`` to its storage format leaves, as a random matrix of its
     entries' size: each error is at most u |w_ij| (u: ``storage_unit_roundoff``), rms u rms(w) / √3 for
     errors uniform on that interval, and an m x n matrix of independent entries of rms ρ has spectral
-    norm about ρ (√m + √n) (Bai-Yin). docs/science.md, "SVD mode"."""
+    norm about ρ (√m + √n) (Bai-Yin). docs/science.md, "SVD mode". ``stored``: as ``storage_unit_roundoff``."""
     m, n = w.shape
-    u = storage_unit_roundoff(w)
+    u = storage_unit_roundoff(w, stored)
     rms = norm64(w) / math.sqrt(m * n) if m * n else 0.0
     return (math.sqrt(m) + math.sqrt(n)) * u * rms / math.sqrt(3.0)
 

@@ -146,7 +146,8 @@ def matrix_inputs(plan: EditPlan, key: str, device: str = "cpu", plain: bool = F
     w0, tuned, other = _Reader(plan, device, plain).matrices(key)
     dtype = compute_dtype(w0.dtype)
     lin = lambda t: as_linear(t.to(device=device, dtype=dtype), info)  # noqa: E731
-    return MatrixInputs(w0=lin(w0), tuned=tuple(lin(t) for t in tuned), steps=getattr(p, "steps", None),
+    return MatrixInputs(w0=lin(w0), tuned=tuple(lin(t) for t in tuned), stored=tuple(t.dtype for t in tuned),
+                        steps=getattr(p, "steps", None),
                         other=lin(other) if other is not None else None, seed=matrix_seed(p.seed, key),
                         place=place_of(key, info), across=plan.road.across.get(key),
                         merge=plan.edit.inputs == "runs")

@@ -93,7 +93,8 @@ def edit_matrix(edit: Edit, params: EditParams, key: str, info: ModuleInfo, w0: 
     """Run ``edit`` on one matrix (tensors in their stored layout and dtype); the only place an edit runs."""
     dtype = compute_dtype(w0.dtype)
     lin = lambda t: as_linear(t.to(device=device or t.device, dtype=dtype), info)  # noqa: E731
-    x = MatrixInputs(w0=lin(w0), tuned=tuple(lin(t) for t in tuned), steps=getattr(params, "steps", None),
+    x = MatrixInputs(w0=lin(w0), tuned=tuple(lin(t) for t in tuned), stored=tuple(t.dtype for t in tuned),
+                     steps=getattr(params, "steps", None),
                      other=lin(other) if other is not None else None, seed=matrix_seed(params.seed, key),
                      place=place_of(key, info), across=across, merge=edit.inputs == "runs")
     if edit.ahead is not None:  # its decomposition, when it was done beside the merge (rankedit.edits.ahead)

@@ -29,6 +29,7 @@ import sys
 from importlib import import_module
 from importlib.metadata import entry_points
 from rankedit.core.errors import RankeditError
+from rankedit.core.svd import storage_noise
 
 
 class EditParams(BaseModel):
@@ -83,11 +84,16 @@ class MatrixInputs:
     # what the edit's ``across`` decided for this matrix from every matrix's place and update norm (expert-topn)
     across: Any = None
     merge: bool = False  # ``tuned`` holds several runs from this base, each its own update (a merge's inputs)
+    stored: tuple[torch.dtype, ...] = ()  # the dtype each of ``tuned`` was read from (before the compute dtype)
 
     @property
     def w1(self) -> torch.Tensor:
         """The tuned matrix (the last checkpoint of a run)."""
         return self.tuned[-1]
+
+    def tuned_noise(self, i: int = -1) -> float:
+        """The storage noise of ``tuned[i]`` (``rankedit.core.svd.storage_noise``), from its stored dtype where known."""
+        return storage_noise(self.tuned[i], self.stored[i] if self.stored else None)
 
     @cached_property
     def dw(self) -> torch.Tensor:

@@ -191,14 +191,14 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
         w1, ref = x.tuned[-1], x.tuned[0]
         return EditResult(delta=(w1 - w0) + expo_alpha(p) * (w1 - ref))
     if p.mode in ALPHARL_MODES:
-        return _alpharl(x, p, *zip(*(_top_pair(w, w0, x.seed, p.exact_svd) for w in x.tuned)))
+        return _alpharl(x, p, *zip(*_top_pairs(x, w0, p)))
     coef = line_coefficients(tuple(steps), p.target_step)
     if p.mode == "linear":
         delta = torch.zeros_like(w0)
         for c, w in zip(coef, x.tuned):
             delta.add_(w - w0, alpha=c)
         return EditResult(delta=delta)
-    triplets, accs = zip(*(_top_pair(w, w0, x.seed, p.exact_svd) for w in x.tuned))
+    triplets, accs = zip(*_top_pairs(x, w0, p))
     # rank1-step: fit a(t) = s1(t) u1(t), sign-aligned to the last checkpoint's v1
     v_last = triplets[-1].V[:, 0]
     a_target = torch.zeros_like(w0[:, 0])
@@ -211,9 +211,15 @@ def extrapolate(x: MatrixInputs, p: ExtrapolateParams) -> EditResult:
     return EditResult(delta=torch.outer(a_target, v_last), rank_kept=1, sign_ambiguous=ambiguous, **svd_facts(*accs))
 
 
-def _top_pair(w: torch.Tensor, w0: torch.Tensor, seed: int, exact: bool):
-    """The top singular pair of one checkpoint's update W - W0 (its storage noise: that of W)."""
-    return edit_svd(w - w0, 1, seed, exact=exact, noise=lambda: storage_noise(w))
+def _top_pairs(x: MatrixInputs, w0: torch.Tensor, p) -> list:
+    """(triplets, accuracy) of the top pair of each checkpoint's update."""
+    stored = x.stored or (None,) * len(x.tuned)
+    return [_top_pair(w, w0, x.seed, p.exact_svd, d) for w, d in zip(x.tuned, stored)]
+
+
+def _top_pair(w: torch.Tensor, w0: torch.Tensor, seed: int, exact: bool, stored: torch.dtype | None = None):
+    """The top singular pair of one checkpoint's update W - W0 (its storage noise: that of W, read as ``stored``)."""
+    return edit_svd(w - w0, 1, seed, exact=exact, noise=lambda: storage_noise(w, stored))
 
 
 def _near_tie(acc) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, StrictInt
 
-from rankedit.core.svd import edit_svd, storage_noise, svd_facts
+from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.edits.methods.rank_k import random_orthonormal
 from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, generator, register
 
@@ -54,7 +54,7 @@ def _merge(x: MatrixInputs, p: OrthogonalParams, random: bool) -> EditResult:
             left.append(random_orthonormal(m, p.k, gen, dw.dtype).to(dw.device))
             right.append(random_orthonormal(n, p.k, gen, dw.dtype).to(dw.device))
         else:
-            svd, acc = edit_svd(dw, p.k, x.seed + i, exact=p.exact_svd, noise=lambda t=x.tuned[i]: storage_noise(t))
+            svd, acc = edit_svd(dw, p.k, x.seed + i, exact=p.exact_svd, noise=lambda i=i: x.tuned_noise(i))
             left.append(svd.U)
             right.append(svd.V)
             accs.append(acc)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, generator, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank
-from rankedit.core.svd import edit_svd, storage_noise, svd_facts
+from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.core.guarded_svd import Accuracy
 from rankedit.core.linalg import SVD, norm64, numerical_rank
 
@@ -130,7 +130,7 @@ def top_k_of(k: int, exact: bool) -> Callable[[MatrixInputs], tuple[SVD, Accurac
 def noise_of(x: MatrixInputs) -> Callable[[], float]:
     """dW's storage noise, that of the tuned matrix (W0 is the reference, exact by definition), computed
     only if the SVD asks for it (``rankedit.core.svd.storage_noise``)."""
-    return lambda: storage_noise(x.w1)
+    return lambda: x.tuned_noise()
 
 
 def rank_k_edit(dw: torch.Tensor, k: int, scale: Scale, seed: int,

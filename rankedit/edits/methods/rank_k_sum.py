@@ -12,7 +12,7 @@ import torch
 from pydantic import Field, StrictInt
 
 from rankedit.core.linalg import numerical_rank
-from rankedit.core.svd import edit_svd, storage_noise, svd_facts
+from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.edits.methods.rank_k import random_orthonormal
 from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, generator, register
 from rankedit.edits.storage import MatrixSize, Storage, low_rank
@@ -26,7 +26,7 @@ def _parts(x: MatrixInputs, p: RankKSumParams, random: bool) -> EditResult:
     gen = generator(x.seed)
     Bs, As, accs, kept = [], [], [], 0
     for i, dw in enumerate(x.deltas):
-        svd, acc = edit_svd(dw, p.k, x.seed + i, exact=p.exact_svd, noise=lambda t=x.tuned[i]: storage_noise(t))
+        svd, acc = edit_svd(dw, p.k, x.seed + i, exact=p.exact_svd, noise=lambda i=i: x.tuned_noise(i))
         U, V = svd.U, svd.V
         if random:
             m, n = dw.shape
