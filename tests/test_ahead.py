@@ -162,3 +162,25 @@ def test_a_lora_export_takes_the_work_beside_it_too(wide_pair, tmp_path, monkeyp
     inside = build_edit("rank-auto", base, tuned, tmp_path / "inside", energy=0.5, as_lora=True)
     a, b = (load_file(str(p / "adapter_model.safetensors")) for p in (beside, inside))
     assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_gqa_key_value_projections_are_done_ahead_with_the_same_bits(tmp_path, monkeypatch):
+    assert ahead_mod.worth_ahead((256, 1536)) and ahead_mod.worth_ahead((288, 288))
+    assert not ahead_mod.worth_ahead((144, 288)) and not ahead_mod.worth_ahead((64, 176))  # the organisms': inline
+    # k/v 256 x 1024 (2 key/value heads of 128) and the MLP 256 x 1024: short side 256, long side 1024
+    base = synthetic.build_random(tmp_path / "base", "llama", seed=0, hidden_size=1024, intermediate_size=256,
+                                  num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=2,
+                                  dtype=torch.bfloat16)
+    tuned = synthetic.perturb(base, tmp_path / "tuned", scale=1e-3, density=0.1, spike=0.2, seed=1,
+                              dtype=torch.bfloat16)
+    for exact in (False, True):
+        handed = []
+        real_take = ahead_mod.take
+        monkeypatch.setattr("rankedit.edits.matrix_edit.take",
+                            lambda name, x: (lambda v: handed.append(v is not None) or v)(real_take(name, x)))
+        beside = build_edit("rank-k", base, tuned, tmp_path / f"beside-{exact}", k=1, exact_svd=exact)
+        assert len(handed) == 7 and sum(handed) >= 1
+        monkeypatch.setattr("rankedit.edits.build.computed_ahead", contextlib.contextmanager(lambda plan, device="cpu": iter([0])))
+        inside = build_edit("rank-k", base, tuned, tmp_path / f"inside-{exact}", k=1, exact_svd=exact)
+        assert _sha(inside) == _sha(beside)
+        monkeypatch.undo()

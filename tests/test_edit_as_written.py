@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rankedit.edits import build_edit
-from rankedit.edits.realized import ROUNDING_WARN, overall_stored, stored_figures, stored_matrix
+from rankedit.edits.realized import ROUNDING_WARN, overall_stored, realized_norms, stored_figures, stored_matrix
 from rankedit.testing import synthetic
 from clirun import run_cli  # tests/ is on sys.path (no package)
 
@@ -122,3 +122,20 @@ def test_every_figure_of_the_edit_as_written_is_defined_in_the_docs():
     for key in ("stored_delta_error", "energy_kept_stored", "stored_dtype", "stored_delta_error_max",
                 "n_rounding_over", "checkpoint_bytes", "description"):
         assert f"`{key}`" in science, key
+
+
+@pytest.mark.parametrize("dtype, given", [(torch.bfloat16, False), (torch.float16, False), (torch.float32, False),
+                                          (torch.bfloat16, True), (torch.float32, True)])
+def test_stored_matrix_in_place_equals_the_formula(dtype, given):
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(96, 160, generator=gen) * 0.02
+    delta = torch.randn(96, 160, generator=gen) * 1e-4
+    weight = (w0 + delta) if given else None
+    stored, facts = stored_matrix(w0, delta, dtype, weight)
+    expect = (weight if given else w0 + delta).to(dtype)
+    assert torch.equal(stored, expect) and stored.dtype == dtype
+    norms = realized_norms(delta, expect.to(w0.dtype) - w0)
+    assert facts["stored_error_norm"] == norms["stored_error_norm"] and facts["stored_edit_norm"] == norms["stored_edit_norm"]
+    kept = stored.clone()
+    stored_matrix(w0 * 2, delta, dtype, None)  # the next matrix: the first result is its own tensor, untouched
+    assert torch.equal(stored, kept)

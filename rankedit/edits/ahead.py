@@ -16,9 +16,10 @@ edit as ``x.ahead`` (``take``):
 - at most ``LIMIT`` results wait to be taken, so memory stays bounded whatever the
   size of the model (a feeder thread submits the next matrix only when a slot is free).
 
-Only matrices above 256 on the short side are done ahead: a smaller one costs
-less than reading it a second time, and the organism's edits are computed as
-they always were. An ``ahead`` function must compute on values, not addresses
+Only matrices above 256 on the short side, or 1024 or more on the long side
+(a GQA model's k/v projections, 256 x 1536: 20-50 ms to decompose), are done
+ahead (``worth_ahead``): a smaller one costs less than reading it a second time,
+and the organism's edits are computed as they always were. An ``ahead`` function must compute on values, not addresses
 (on products or fresh copies of its inputs: BLAS results can depend on
 alignment), so that an edit has the same bits wherever its work ran; each edit
 that declares one is tested for that. A result is only used for the very matrix
@@ -35,7 +36,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from rankedit.core.svd import EXACT_MAX_DIM
+from rankedit.core.svd import EXACT_MAX_DIM, GRAM_MIN_LONG
 from rankedit.edits.registry import MatrixInputs
 from rankedit.core.threads import hot_path_threads, matrices_at_once
 
@@ -110,17 +111,22 @@ class _Ahead:
         self._pool.shutdown(wait=True)
 
 
+def worth_ahead(shape: tuple[int, ...]) -> bool:
+    """Whether a matrix of this shape is decomposed beside the merge (the module's rule)."""
+    return min(shape) > EXACT_MAX_DIM or max(shape) >= GRAM_MIN_LONG
+
+
 @contextlib.contextmanager
 def beside(work: Optional[Callable[[MatrixInputs], Any]], names: list[str], read: Callable[[str], MatrixInputs],
-           short_side: Callable[[str], int], device: str = "cpu") -> Iterator[int]:
+           shape: Callable[[str], tuple[int, ...]], device: str = "cpu") -> Iterator[int]:
     """Run the block (the merge) with ``work`` under way beside it for the matrices ``names`` (in the
     merge's order) of which ``read`` gives the inputs; yields the number scheduled (0 when there is no
-    work, or no matrix is above 256 on the short side: ``short_side(name)``)."""
-    names = [n for n in names if short_side(n) > EXACT_MAX_DIM] if work is not None else []
+    work, or no matrix is worth it: ``worth_ahead(shape(name))``)."""
+    names = [n for n in names if worth_ahead(shape(n))] if work is not None else []
     if not names:
         yield 0
         return
-    short = max(short_side(n) for n in names)
+    short = max(min(shape(n)) for n in names)
     workers = matrices_at_once("edit", short, device)
     # the policy's threads for the whole block: the merge sets the same, and restores it, inside
     with hot_path_threads("edit", short):

@@ -112,7 +112,7 @@ def computed_ahead(plan: EditPlan, device: str = "cpu"):
     file reads (``rankedit.edits.ahead.beside``); the context yields how many matrices were scheduled."""
     work = plan.edit.ahead(plan.params) if plan.edit.ahead is not None else None
     return beside(work, plan.matrices, lambda key: matrix_inputs(plan, key, device, plain=True),
-                  lambda key: min(plan.shape(key)), device)
+                  lambda key: tuple(plan.shape(key)), device)
 
 
 class _Reader:
