@@ -10,7 +10,7 @@ from rankedit.edits.methods.mask import MaskParams, bf16_update_mask, random_mas
 from rankedit.edits.methods.off_principal import PrincipalParams, off_principal_delta
 from rankedit.edits.methods.rank_k import RankKParams, rank_k_factors
 from rankedit.edits.methods.scale import ScaleParams
-from rankedit.core.linalg import low_rank, top_k_svd
+from rankedit.core.linalg import low_rank_product, top_k_svd
 
 torch.manual_seed(0)
 
@@ -192,6 +192,6 @@ def test_low_rank_product_has_the_gemm_bits():
     gen = torch.Generator().manual_seed(3)
     for m, n in ((1536, 4224), (4224, 1536), (7, 5)):
         B, A = torch.randn(m, 1, generator=gen) * 1e-3, torch.randn(1, n, generator=gen) * 3.7
-        assert torch.equal(low_rank(B, A), B @ A)  # k = 1: one product per entry, whichever way
+        assert torch.equal(low_rank_product(B, A), B @ A)  # k = 1: one product per entry, whichever way
     B, A = torch.randn(40, 3, generator=gen), torch.randn(3, 30, generator=gen)
-    assert torch.equal(low_rank(B, A), B @ A)
+    assert torch.equal(low_rank_product(B, A), B @ A)

@@ -23,7 +23,7 @@ from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams
 from rankedit.edits.storage import MatrixSize, Storage, low_rank
 from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.core.guarded_svd import Accuracy
-from rankedit.core.linalg import SVD, low_rank, norm64, numerical_rank
+from rankedit.core.linalg import SVD, low_rank_product, norm64, numerical_rank
 
 Scale = Union[Literal["norm", "none"], float]
 NoiseOf = Union[float, Callable[[], float]]
@@ -137,7 +137,7 @@ def rank_k_edit(dw: torch.Tensor, k: int, scale: Scale, seed: int,
                 top: Optional[tuple[SVD, Accuracy]] = None, *, exact: bool = True, noise: NoiseOf = 0.0) -> EditResult:
     """rank-k's result for dW (``top``, ``exact``, ``noise``: as ``rank_k_parts``)."""
     B, A, kept, acc, c = rank_k_parts(dw, k, scale, seed, top, exact=exact, noise=noise)
-    return EditResult(delta=low_rank(B, A), rank_kept=kept, rescale=c, parts={"B": B, "A": A}, **svd_facts(acc))
+    return EditResult(delta=low_rank_product(B, A), rank_kept=kept, rescale=c, parts={"B": B, "A": A}, **svd_facts(acc))
 
 
 def random_orthonormal(n: int, k: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
@@ -174,5 +174,5 @@ def random_directions(x: MatrixInputs, k: int, scale: Scale,
     U = random_orthonormal(m, k, gen, dw.dtype).to(dw.device)
     V = random_orthonormal(n, k, gen, dw.dtype).to(dw.device)
     B, A = U * (S * c), V.T
-    return EditResult(delta=low_rank(B, A), rank_kept=numerical_rank(S, (m, n), dw.dtype),
+    return EditResult(delta=low_rank_product(B, A), rank_kept=numerical_rank(S, (m, n), dw.dtype),
                       rescale=c, parts={"B": B, "A": A}, **svd_facts(acc))

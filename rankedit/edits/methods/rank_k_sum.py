@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, StrictInt
 
-from rankedit.core.linalg import low_rank, numerical_rank
+from rankedit.core.linalg import low_rank_product, numerical_rank
 from rankedit.core.svd import edit_svd, svd_facts
 from rankedit.edits.methods.rank_k import random_orthonormal
 from rankedit.edits.registry import Control, EditResult, MatrixInputs, SvdParams, generator, register
@@ -38,7 +38,7 @@ def _parts(x: MatrixInputs, p: RankKSumParams, random: bool) -> EditResult:
         accs.append(acc)
         kept += numerical_rank(svd.S, tuple(dw.shape), dw.dtype)
     B, A = torch.cat(Bs, dim=1), torch.cat(As, dim=0)
-    return EditResult(delta=low_rank(B, A), rank_kept=kept, parts={"B": B, "A": A}, **svd_facts(*accs))
+    return EditResult(delta=low_rank_product(B, A), rank_kept=kept, parts={"B": B, "A": A}, **svd_facts(*accs))
 
 
 def _cost(p: RankKSumParams, size: MatrixSize) -> Storage:
