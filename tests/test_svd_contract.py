@@ -123,6 +123,26 @@ def test_the_default_stops_the_cheap_pass_where_the_certificate_is_the_likely_an
     assert np.linalg.norm(a.double().numpy() - e) <= (1 + acc.residual_bound) * math.sqrt(float((S[1:] ** 2).sum()))
 
 
+def test_every_step_bounds_the_deflated_norm_and_the_certificate_stops_when_it_is_good_enough(monkeypatch):
+    a = spectrum("flat", 1000, 1200)  # 1000 values: ε about 0.003 after two steps at k = 1
+    basis = cheap_basis(a, 1)
+    q = torch.linalg.qr(basis.double())[0]
+    a64 = a.double()
+    true = np.linalg.norm((a64 - q @ (q.T @ a64)).numpy(), 2)
+    bounds = list(near_optimal.deflated_norm_bounds(a64, q, seed=0))
+    assert len(bounds) == near_optimal.CERT_STEPS and all(b >= true for b in bounds)  # one event: all hold
+    calls = []
+    for name in ("times", "times_t"):
+        real = getattr(near_optimal, name)
+        monkeypatch.setattr(near_optimal, name, lambda *x, real=real: calls.append(1) or real(*x))
+    cert = near_optimal.certify(a, basis, 1, seed=0)
+    assert cert.eps <= near_optimal.EPS_MAX / 2 and cert.beta == pytest.approx(min(bounds[: near_optimal.CERT_EARLY]), rel=1e-9)
+    assert len(calls) == 2 * near_optimal.CERT_EARLY  # Aᵀ [Q, Ω] then A·, Aᵀ·, A·: two steps, not three
+    calls.clear()
+    cert3 = near_optimal.certify(a, basis, 3, seed=0)  # k = 3: ε above EPS_MAX / 2 after two steps, so three
+    assert len(calls) == 2 * near_optimal.CERT_STEPS and cert3.beta == pytest.approx(min(bounds), rel=1e-9)
+
+
 def test_likely_predicts_from_the_ritz_values():
     flat = torch.full((11,), 1.0, dtype=torch.float64)
     a2 = 600.0  # 600 values of about 1: a flat spectrum whose top 11 the cheap pass saw
