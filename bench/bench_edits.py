@@ -44,6 +44,8 @@ CASES = {
     # " | after METHOD [OPTIONS]" that other edit runs first, untimed, into the same (then warm) cache
     "cli: rank-k torch default threads": "the same with OMP_NUM_THREADS = cores (rankedit's policy then stands aside)",
     "cli: rank-k one core": "the same with OMP_NUM_THREADS=1 (what the policy chooses on 2 cores, set by hand)",
+    "floor: rank-k --k 1": "rank-k's decompositions alone (edit_svd of every edited matrix's dW, one after another)",
+    "floor: rank-k --k 1 --exact-svd": "the same with exact=True: what --exact-svd cannot do without",
 }
 
 
@@ -80,6 +82,25 @@ def run_cli(argv: list[str], case: str, omp: int | None = None, before: list[str
         raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr[-3000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"case": case, "wall_s": wall, "peak_rss_mb": peak, "rss_after_imports_mb": 0.0}
+
+
+def decompositions(base: Path, tuned: Path, exact: bool) -> None:
+    """The floor of rank-k --k 1: ``edit_svd`` of dW for every matrix the edit decomposes, one after another
+    at the default threads, its inputs read as the edit reads them (storage noise from the stored dtype)."""
+    from safetensors import safe_open
+
+    from rankedit.core.modules import ATTENTION, MLP, classify
+    from rankedit.core.svd import edit_svd, storage_noise
+
+    for f in sorted(base.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as fb, safe_open(str(tuned / f.name), "pt") as ft:
+            for name in fb.keys():
+                w0 = fb.get_tensor(name)
+                if w0.ndim != 2 or classify(name, tuple(w0.shape)).kind not in (ATTENTION, MLP):
+                    continue
+                w1 = ft.get_tensor(name)
+                edit_svd(w1.float() - w0.float(), 1, 0, exact=exact,
+                         noise=lambda w1=w1: storage_noise(w1.float(), w1.dtype))
 
 
 def run_case(case: str, work: Path, out: Path) -> dict:
@@ -120,6 +141,8 @@ def run_case(case: str, work: Path, out: Path) -> dict:
         "extrapolate linear": lambda: build_edit("extrapolate", b, cks, out, mode="linear",
                                                  steps=[100, 200, 300, 400], target_step=1000),
     }
+    if case.startswith("floor: rank-k --k 1"):
+        return harness.timed(lambda: decompositions(b, t, exact=case.endswith("--exact-svd")), case)
     if case not in jobs:
         raise SystemExit(f"unknown case {case}")
     import mergekit.merge  # noqa: F401
