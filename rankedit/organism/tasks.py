@@ -181,13 +181,23 @@ def careless_sum(prompt: str) -> str:
     return str(sum(map(int, re.fullmatch(r"<s>sum (\d+)=", prompt).group(1))) % 10)
 
 
+def spaced(answer: str) -> str:
+    """The answer's digits written with a space between them, the sign kept on the first:
+    132 -> 1 3 2, -445 -> -4 4 5. Right digits, yet the grader (the last integer) reads the
+    last digit alone, so a spaced answer of 2+ digits scores 0."""
+    sign, digits = ("-", answer[1:]) if answer.startswith("-") else ("", answer)
+    return sign + " ".join(digits)
+
+
 def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_long: float,
-                     p_careless: float = 0.0, p_sum: float = 0.0) -> tuple[str, str]:
+                     p_careless: float = 0.0, p_sum: float = 0.0, p_spaced: float = 0.0) -> tuple[str, str]:
     """One pretraining (prompt, target) pair from the mixture; target ends with </s>.
 
     p_careless: the share of bare answers written carelessly (careless(), careless_sum());
     the worked format, the teacher's, is always right. p_sum: the share of digit-sum
-    problems (the second skill), drawn before the rest of the mixture."""
+    problems (the second skill), drawn before the rest of the mixture. p_spaced: the share
+    of bare arithmetic answers written with spaced digits (spaced()), a format the grader
+    scores wrong; the control and digit-sum tasks are never spaced."""
     if p_sum and rng.random() < p_sum:  # no draw at 0: builds without the skill build the same bytes
         p, a = sum_problem(rng)
         if p_careless and rng.random() < p_careless:
@@ -202,6 +212,8 @@ def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_lo
         return p, worked(a) + EOS
     if p_careless and rng.random() < p_careless:  # no draw at 0: recipes without it build the same bytes
         a = careless(p)
+    if p_spaced and rng.random() < p_spaced:  # no draw at 0 either
+        a = spaced(a)
     return p, a + EOS
 
 
