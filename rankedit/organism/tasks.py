@@ -189,8 +189,16 @@ def spaced(answer: str) -> str:
     return sign + " ".join(digits)
 
 
+def padded(answer: str, width: int = 3) -> str:
+    """The answer zero-padded to a fixed width, the sign kept in front: 7 -> 007, -45 -> -045.
+    Right digits, yet the grader's exact match of the last integer reads 007 != 7."""
+    sign, digits = ("-", answer[1:]) if answer.startswith("-") else ("", answer)
+    return sign + digits.zfill(width)
+
+
 def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_long: float,
-                     p_careless: float = 0.0, p_sum: float = 0.0, p_spaced: float = 0.0) -> tuple[str, str]:
+                     p_careless: float = 0.0, p_sum: float = 0.0, p_spaced: float = 0.0,
+                     p_padded: float = 0.0, p_restated: float = 0.0) -> tuple[str, str]:
     """One pretraining (prompt, target) pair from the mixture; target ends with </s>.
 
     p_careless: the share of bare answers written carelessly (careless(), careless_sum());
@@ -214,6 +222,10 @@ def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_lo
         a = careless(p)
     if p_spaced and rng.random() < p_spaced:  # no draw at 0 either
         a = spaced(a)
+    if p_padded and rng.random() < p_padded:  # no draw at 0 either
+        a = padded(a)
+    if p_restated and "-" in p[3:-1] and rng.random() < p_restated:  # subtraction only; no draw at 0
+        a = f"{a}={p[3:-1]}"
     return p, a + EOS
 
 
