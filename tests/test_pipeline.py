@@ -251,22 +251,22 @@ def test_a_changed_recipe_rebuilds_only_that_edit(micro_run, tmp_path, capsys):
     assert json.loads((out / "edits" / "rank1" / "rankedit_edit.json").read_text())["params"]["k"] == 2
 
 
-# ---- retention that is defined: the micro base is better than its RL run, so swap them ----
+# ---- retention that is defined: the micro organism's RL run gains on organism_id ----
 
 def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, capsys):
-    """With 'tuned' the better model, scale 1 (rest from tuned) is the tuned model: R = 1 on every
+    """With the RL run the better model, scale 1 (rest from tuned) is the tuned model: R = 1 on every
     bootstrap replicate; scale 0 (rest from base) is the base: R = 0."""
     plan = {
-        "name": "swapped",
-        "base": str(micro_organism / "rl"), "tuned": str(micro_organism / "base"),
+        "name": "natural",
+        "base": str(micro_organism / "base"), "tuned": str(micro_organism / "rl"),
         "edits": [{"name": "whole", "method": "scale", "params": {"factor": 1.0, "rest": "tuned"}},
                   {"name": "none", "method": "scale", "params": {"factor": 0.0}},
                   {"name": "rank1", "method": "rank-k", "params": {"k": 1}}],
-        # the micro organism's RL moves organism_id by ~3 points: 2000 problems make that gain significant
+        # the micro organism's RL gains ~5 points on organism_id: 2000 problems make that gain significant
         "score": {"tasks": ["organism_id"], "limit": 2000, "n_boot": 500},
         "analyze": {"enabled": False},
     }
-    p = tmp_path / "swapped.yaml"
+    p = tmp_path / "natural.yaml"
     p.write_text(yaml.safe_dump(plan))
     code, output = run_cli(["run", p, "-o", tmp_path / "o", "--quiet"], capsys)
     assert code == 0, output
@@ -302,7 +302,10 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
     assert patch["lossless"] and patch["retention"] == 1.0 and (patch["ci_low"], patch["ci_high"]) == (1.0, 1.0)
     assert patch["storage_ratio"] == pytest.approx(patch["storage_bytes"] / fr["whole"]["storage_bytes"])
     assert patch["storage_bytes"] < fr["whole"]["storage_bytes"]
-    assert (fr["whole"]["pareto"], patch["pareto"]) == (False, True)
+    # the patch is on the frontier unless a smaller edit keeps as much (rank1 can, keeping over 100% of a real gain)
+    smaller_as_good = any(f["storage_bytes"] < patch["storage_bytes"] and f["retention"] >= 1.0 for f in report["frontier"]
+                          if f["edit"] != "exact-patch" and f["retention"] is not None)
+    assert (fr["whole"]["pareto"], patch["pareto"]) == (False, not smaller_as_good)
 
 
 def test_one_model_failing_keeps_the_others(micro_organism, tmp_path, capsys):

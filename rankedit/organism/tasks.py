@@ -205,7 +205,11 @@ def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_lo
     the worked format, the teacher's, is always right. p_sum: the share of digit-sum
     problems (the second skill), drawn before the rest of the mixture. p_spaced: the share
     of bare arithmetic answers written with spaced digits (spaced()), a format the grader
-    scores wrong; the control and digit-sum tasks are never spaced."""
+    scores wrong; the control and digit-sum tasks are never spaced. p_padded: the share zero-padded
+    to 3 digits (padded()). p_restated: the share of bare subtraction answers followed by the
+    problem restated (``-34=5-40``, graded by its last integer: wrong); the micro recipe's 70%
+    makes its base answer subtraction greedily in that format while the bare answer keeps
+    the rest of the probability, which GRPO's exact reward elicits (BENCHMARKS.md)."""
     if p_sum and rng.random() < p_sum:  # no draw at 0: builds without the skill build the same bytes
         p, a = sum_problem(rng)
         if p_careless and rng.random() < p_careless:
