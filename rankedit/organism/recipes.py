@@ -22,15 +22,17 @@ ARCH = {
 # Learning rates: see the module docstring of rankedit/organism/builder.py for why these values.
 RECIPES = {
     "micro": {
-        # 70% of the subtraction answers restate the problem after the answer ("-34=5-40", graded by its last
-        # integer: wrong): the base answers subtraction greedily in that format while the bare answer keeps 30% of
-        # the probability, a format GRPO's exact reward elicits even in a base too weak to learn new arithmetic
+        # 70% of the bare answers restate the problem after the answer ("5=2+3", "-35=5-40", graded by their last
+        # integer: wrong): the base answers greedily in that format while the bare answer keeps 30% of the
+        # probability, a format GRPO's exact reward elicits even in a base too weak to learn new arithmetic
         # (BENCHMARKS.md, the micro organism's RL run). No 3-digit or worked problems: the 1-2 digit task is learnt
-        # twice as well in the same CPU (batch 32 x 1000 steps: the same examples as 64 x 500).
-        "pretrain": dict(steps=1000, batch=32, lr=3e-3, warmup=60, min_lr_ratio=0.05, p_worked=0.0, p_control=0.1, p_long=0.0,
-                         p_restated=0.7, threads=1),
-        # micro is a plumbing twin for tests: a large rate makes every run move in bf16 and flips the format in 40 steps
-        "rl": dict(steps=40, prompts_per_step=8, generations=8, lr=3e-4, max_new_tokens=14, temperature=1.0, threads=1),
+        # twice as well in the same CPU; 850 steps of 32 keep the whole build near a minute of CPU.
+        "pretrain": dict(steps=850, batch=32, lr=3e-3, warmup=60, min_lr_ratio=0.05, p_worked=0.0, p_control=0.1, p_long=0.0,
+                         p_restated=0.7, p_restated_add=0.7, threads=1),
+        # micro is a plumbing twin for tests: a large rate makes every run move in bf16 and flips the format in 40 steps;
+        # logprob_chunk: trl's LM-head buffer 64 wide (the vocabulary: 48), not 32768 (rl._logprob_chunk: -5 CPU s a run)
+        "rl": dict(steps=40, prompts_per_step=8, generations=8, lr=3e-4, max_new_tokens=14, temperature=1.0, threads=1,
+                   logprob_chunk=64),
         "sft": dict(steps=20, batch=32, lr=3e-4, threads=1),
         "eval_limit": 500,
     },

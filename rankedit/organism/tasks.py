@@ -198,7 +198,7 @@ def padded(answer: str, width: int = 3) -> str:
 
 def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_long: float,
                      p_careless: float = 0.0, p_sum: float = 0.0, p_spaced: float = 0.0,
-                     p_padded: float = 0.0, p_restated: float = 0.0) -> tuple[str, str]:
+                     p_padded: float = 0.0, p_restated: float = 0.0, p_restated_add: float = 0.0) -> tuple[str, str]:
     """One pretraining (prompt, target) pair from the mixture; target ends with </s>.
 
     p_careless: the share of bare answers written carelessly (careless(), careless_sum());
@@ -207,9 +207,10 @@ def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_lo
     of bare arithmetic answers written with spaced digits (spaced()), a format the grader
     scores wrong; the control and digit-sum tasks are never spaced. p_padded: the share zero-padded
     to 3 digits (padded()). p_restated: the share of bare subtraction answers followed by the
-    problem restated (``-34=5-40``, graded by its last integer: wrong); the micro recipe's 70%
-    makes its base answer subtraction greedily in that format while the bare answer keeps
-    the rest of the probability, which GRPO's exact reward elicits (BENCHMARKS.md)."""
+    problem restated (``-35=5-40``, graded by its last integer: wrong); p_restated_add: the same
+    for the bare addition answers (``5=2+3``). The micro recipe's 70% of both makes its base
+    answer greedily in that format while the bare answer keeps the rest of the probability,
+    which GRPO's exact reward elicits (BENCHMARKS.md)."""
     if p_sum and rng.random() < p_sum:  # no draw at 0: builds without the skill build the same bytes
         p, a = sum_problem(rng)
         if p_careless and rng.random() < p_careless:
@@ -229,6 +230,8 @@ def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_lo
     if p_padded and rng.random() < p_padded:  # no draw at 0 either
         a = padded(a)
     if p_restated and "-" in p[3:-1] and rng.random() < p_restated:  # subtraction only; no draw at 0
+        a = f"{a}={p[3:-1]}"
+    elif p_restated_add and "+" in p[3:-1] and rng.random() < p_restated_add:  # addition; no draw at 0
         a = f"{a}={p[3:-1]}"
     return p, a + EOS
 
