@@ -10,6 +10,7 @@ import yaml
 import rankedit
 import clirun  # tests/ is on sys.path (no package)
 from rankedit.core.errors import RankeditError
+from rankedit.organism.recipes import RECIPES
 from rankedit.pipeline.plan import load_plan, parse_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -216,7 +217,8 @@ def test_edits_are_real_checkpoints_that_carry_their_report(micro_run):
     card = (d / "README.md").read_text()
     assert "organism_id" in card and "rank-k" in card
     ex = next(e for e in report["edits"] if e["method"] == "extrapolate")
-    assert ex["params"]["target_step"] == 20 and max(ex["params"]["steps"]) <= 0.4 * 20
+    last = RECIPES["micro"]["rl"]["steps"]  # the run's final step; the plan's window is its first 40%
+    assert ex["params"]["target_step"] == last and max(ex["params"]["steps"]) <= 0.4 * last
 
 
 def test_second_run_is_served_from_cache(micro_run, capsys):
