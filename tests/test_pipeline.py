@@ -127,6 +127,14 @@ def test_report_has_the_documented_shape(micro_run):
             assert r["forgetting"] is None
             if r["retention"] is None:
                 assert r["retention_defined"] is False and "does not lie above 0" in r["reason"]
+    # the micro organism's RL run gains significantly on organism_id, so every edit's R there is defined, with
+    # its interval; no model of it answers a 3-digit problem, so on organism_hard R is undefined and says why
+    for r in report["rows"]:
+        if r["task"] == "organism_id":
+            assert r["retention_defined"] is True and r["ci_low"] <= r["retention"] <= r["ci_high"], r
+        elif r["task"] == "organism_hard":
+            assert r["retention_defined"] is False and r["reason"].startswith(
+                f"base and tuned both score 0 on all {plan.score.limit} problems"), r
     md = (out / "report.md").read_text()
     for e in edits:
         assert f"| {e}" in md
@@ -264,7 +272,7 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
         "edits": [{"name": "whole", "method": "scale", "params": {"factor": 1.0, "rest": "tuned"}},
                   {"name": "none", "method": "scale", "params": {"factor": 0.0}},
                   {"name": "rank1", "method": "rank-k", "params": {"k": 1}}],
-        # the micro organism's RL gains ~5 points on organism_id: 2000 problems make that gain significant
+        # the micro organism's RL gains ~14 points on organism_id: 2000 problems make it clearly significant
         "score": {"tasks": ["organism_id"], "limit": 2000, "n_boot": 500},
         "analyze": {"enabled": False},
     }
