@@ -10,6 +10,8 @@ from safetensors.torch import load_file
 
 import rankedit
 from rankedit.core.errors import RankeditError
+from rankedit.organism.recipes import RECIPES
+from rankedit.organism.rl import checkpoint_steps
 from rankedit.pipeline.plan import parse_plan
 from rankedit.report.early_stop import mean_retention, smallest_fraction, speedup
 
@@ -58,6 +60,12 @@ def test_a_plan_gives_no_accuracies_to_alpharl():
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 
 
+def window_end(f: float) -> int:
+    """The micro run's last checkpoint step within the first f of its training (40 steps: 0.2 -> 8)."""
+    steps = checkpoint_steps(RECIPES["micro"]["rl"]["steps"])
+    return max(s for s in steps if s <= f * steps[-1])
+
+
 @pytest.fixture(scope="module")
 def sweep(micro_organism, tmp_path_factory):
     """The organism-trajectory plan's shape on the micro organism: every f with the control and linear,
@@ -85,7 +93,8 @@ def sweep(micro_organism, tmp_path_factory):
 
 def test_the_control_is_the_window_last_checkpoint_bit_for_bit(sweep, micro_organism):
     out, report = sweep
-    for f, step in ((0.2, 4), (0.6, 12)):  # micro checkpoints every 2 steps up to 20
+    for f in (0.2, 0.6):  # the window's last saved step, read from the micro recipe's checkpoints
+        step = window_end(f)
         edit = load_file(str(out / "edits" / f"last-{f}" / "model.safetensors"))
         ck = load_file(str(micro_organism / "rl" / "checkpoints" / f"step-{step}" / "model.safetensors"))
         assert edit.keys() == ck.keys()
@@ -99,12 +108,13 @@ def test_the_sweep_is_in_the_report(sweep, micro_organism):
     rows = {r["edit"]: r for r in block["rows"]}
     assert len(rows) == 12 and {r["mode"] for r in rows.values()} == {"last", "linear", "alpharl", "rank1-step"}
     assert {(r["f"], r["window_end"]) for r in rows.values() if r["mode"] == "last"} == {
-        (0.2, 4), (0.4, 8), (0.6, 12), (0.8, 16)}
+        (f, window_end(f)) for f in (0.2, 0.4, 0.6, 0.8)}
     # the control's weight error is the window-end checkpoint's own distance to the final one
     from rankedit.pipeline.early_stop_stage import relative_weight_error
 
     ck = micro_organism / "rl" / "checkpoints"
-    want = relative_weight_error(str(micro_organism / "base"), str(micro_organism / "rl"), str(ck / "step-8"))
+    want = relative_weight_error(str(micro_organism / "base"), str(micro_organism / "rl"),
+                                 str(ck / f"step-{window_end(0.4)}"))
     assert rows["last-0.4"]["weight_error"] == pytest.approx(want, rel=1e-12) and want > 0
     assert relative_weight_error(str(micro_organism / "base"), str(micro_organism / "rl"),
                                  str(micro_organism / "rl")) == 0.0
@@ -115,7 +125,9 @@ def test_the_sweep_is_in_the_report(sweep, micro_organism):
     trained = [t for t in report["tasks"] if t not in report["control_tasks"]]  # a task list names no control
     mean = lambda label: sum(sc[label][t]["value"] for t in trained) / len(trained)  # noqa: E731
     assert man["target_accuracy"] == pytest.approx(mean("tuned")) == block["target_accuracy"]
-    assert man["steps"] == [2, 4, 6, 8] and len(man["accuracies"]) == 4 and len(acc) == 9  # steps 2..16 + final
+    steps = checkpoint_steps(RECIPES["micro"]["rl"]["steps"])
+    # the 0.4 window's 4 checkpoints; the sweep scored the 8 up to 0.8 and the final model
+    assert man["steps"] == [s for s in steps if s <= window_end(0.4)] and len(man["accuracies"]) == 4 and len(acc) == 9
     assert man["accuracies"][-1] == pytest.approx(mean("last-0.4"))  # the window end, scored as the control
     assert set(block["speedup"]) >= {"plain", "extrapolated", "modes", "keep"}
     md = (out / "report.md").read_text()

@@ -41,6 +41,15 @@ def test_tuned_gain_not_significant_gives_undefined_retention():
     assert "not significant" in r.reason
 
 
+def test_a_task_neither_model_can_do_says_so():
+    r = ev.retention([0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0], n_boot=200)
+    assert not r.defined and math.isnan(r.value)
+    assert r.reason.startswith("base and tuned both score 0 on all 4 problems, so there is no gain to keep: "
+                               "tuned gain not significant: +0.0000")
+    # one right answer of either model is a gain that is merely not significant, worded as before
+    assert ev.retention([0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], n_boot=200).reason.startswith("tuned gain")
+
+
 def test_tuned_gain_significant_by_hand():
     # base 0/4, tuned 3/4: k ~ Binomial(4, 3/4), P(k=0) = 0.4% and P(k<=1) = 5.1%,
     # so the 2.5% quantile is k=1 (gain 0.25); P(k=4) = 31.6%, so the 97.5% quantile is 1.

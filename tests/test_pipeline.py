@@ -10,6 +10,7 @@ import yaml
 import rankedit
 import clirun  # tests/ is on sys.path (no package)
 from rankedit.core.errors import RankeditError
+from rankedit.organism.recipes import RECIPES
 from rankedit.pipeline.plan import load_plan, parse_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +127,14 @@ def test_report_has_the_documented_shape(micro_run):
             assert r["forgetting"] is None
             if r["retention"] is None:
                 assert r["retention_defined"] is False and "does not lie above 0" in r["reason"]
+    # the micro organism's RL run gains significantly on organism_id, so every edit's R there is defined, with
+    # its interval; no model of it answers a 3-digit problem, so on organism_hard R is undefined and says why
+    for r in report["rows"]:
+        if r["task"] == "organism_id":
+            assert r["retention_defined"] is True and r["ci_low"] <= r["retention"] <= r["ci_high"], r
+        elif r["task"] == "organism_hard":
+            assert r["retention_defined"] is False and r["reason"].startswith(
+                f"base and tuned both score 0 on all {plan.score.limit} problems"), r
     md = (out / "report.md").read_text()
     for e in edits:
         assert f"| {e}" in md
@@ -216,7 +225,8 @@ def test_edits_are_real_checkpoints_that_carry_their_report(micro_run):
     card = (d / "README.md").read_text()
     assert "organism_id" in card and "rank-k" in card
     ex = next(e for e in report["edits"] if e["method"] == "extrapolate")
-    assert ex["params"]["target_step"] == 20 and max(ex["params"]["steps"]) <= 0.4 * 20
+    last = RECIPES["micro"]["rl"]["steps"]  # the run's final step; the plan's window is its first 40%
+    assert ex["params"]["target_step"] == last and max(ex["params"]["steps"]) <= 0.4 * last
 
 
 def test_second_run_is_served_from_cache(micro_run, capsys):
@@ -251,22 +261,22 @@ def test_a_changed_recipe_rebuilds_only_that_edit(micro_run, tmp_path, capsys):
     assert json.loads((out / "edits" / "rank1" / "rankedit_edit.json").read_text())["params"]["k"] == 2
 
 
-# ---- retention that is defined: the micro base is better than its RL run, so swap them ----
+# ---- retention that is defined: the micro organism's RL run gains on organism_id ----
 
 def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, capsys):
-    """With 'tuned' the better model, scale 1 (rest from tuned) is the tuned model: R = 1 on every
+    """With the RL run the better model, scale 1 (rest from tuned) is the tuned model: R = 1 on every
     bootstrap replicate; scale 0 (rest from base) is the base: R = 0."""
     plan = {
-        "name": "swapped",
-        "base": str(micro_organism / "rl"), "tuned": str(micro_organism / "base"),
+        "name": "natural",
+        "base": str(micro_organism / "base"), "tuned": str(micro_organism / "rl"),
         "edits": [{"name": "whole", "method": "scale", "params": {"factor": 1.0, "rest": "tuned"}},
                   {"name": "none", "method": "scale", "params": {"factor": 0.0}},
                   {"name": "rank1", "method": "rank-k", "params": {"k": 1}}],
-        # the micro organism's RL moves organism_id by ~3 points: 2000 problems make that gain significant
+        # the micro organism's RL gains ~14 points on organism_id: 2000 problems make it clearly significant
         "score": {"tasks": ["organism_id"], "limit": 2000, "n_boot": 500},
         "analyze": {"enabled": False},
     }
-    p = tmp_path / "swapped.yaml"
+    p = tmp_path / "natural.yaml"
     p.write_text(yaml.safe_dump(plan))
     code, output = run_cli(["run", p, "-o", tmp_path / "o", "--quiet"], capsys)
     assert code == 0, output
@@ -302,7 +312,10 @@ def test_retention_is_exact_where_the_answer_is_known(micro_organism, tmp_path, 
     assert patch["lossless"] and patch["retention"] == 1.0 and (patch["ci_low"], patch["ci_high"]) == (1.0, 1.0)
     assert patch["storage_ratio"] == pytest.approx(patch["storage_bytes"] / fr["whole"]["storage_bytes"])
     assert patch["storage_bytes"] < fr["whole"]["storage_bytes"]
-    assert (fr["whole"]["pareto"], patch["pareto"]) == (False, True)
+    # the patch is on the frontier unless a smaller edit keeps as much (rank1 can, keeping over 100% of a real gain)
+    smaller_as_good = any(f["storage_bytes"] < patch["storage_bytes"] and f["retention"] >= 1.0 for f in report["frontier"]
+                          if f["edit"] != "exact-patch" and f["retention"] is not None)
+    assert (fr["whole"]["pareto"], patch["pareto"]) == (False, not smaller_as_good)
 
 
 def test_one_model_failing_keeps_the_others(micro_organism, tmp_path, capsys):

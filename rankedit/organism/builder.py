@@ -71,10 +71,9 @@ from rankedit.core.errors import RankeditError
 from rankedit.core.messages import line
 from rankedit.organism import pinning
 from rankedit.core.machine import cpu
-from rankedit.organism.model import recipe
-from rankedit.organism.phases import PHASE_FILE
+from rankedit.organism.recipes import recipe  # not .model or .phases: torch, transformers and trl load in the workers only
 from rankedit.organism.runs import is_phase, parse_skills, phase_seed, phase_skill, phases_of
-from rankedit.core.names import ORGANISM_SUMMARY
+from rankedit.core.names import ORGANISM_PHASE as PHASE_FILE, ORGANISM_SUMMARY
 import signal
 import threading
 from tqdm.auto import tqdm

@@ -62,7 +62,9 @@ def pretrain(r: dict, seed: int, on_step: Callable[[int, int, float], None] | No
         pairs = []
         while len(pairs) < cfg["batch"]:
             p, t = tasks.pretrain_example(rng, cfg["p_worked"], cfg["p_control"], cfg["p_long"], cfg.get("p_careless", 0.0),
-                                          cfg.get("p_sum", 0.0))
+                                          cfg.get("p_sum", 0.0), cfg.get("p_spaced", 0.0),
+                                          cfg.get("p_padded", 0.0), cfg.get("p_restated", 0.0),
+                                          cfg.get("p_restated_add", 0.0))
             if p not in held_out:
                 pairs.append((p, t))
         ids, mask, labels = (t.to(device) for t in batch_tensors(pairs))

@@ -8,12 +8,14 @@ written, as real runs store them. The mean reward of every step is recorded
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
+from trl.trainer import utils as trl_utils
 
 from rankedit.organism import tasks
 from rankedit.organism.model import load_fp32, save_checkpoint
@@ -82,6 +84,22 @@ def _prompts(cfg: dict, seed: int, skill: str = "id") -> Dataset:
                                               skill=skill))
 
 
+@contextmanager
+def _logprob_chunk(width: int | None):
+    """trl's fused LM head allocates a [tokens, 32768] buffer per forward and backward whatever the vocabulary;
+    on the CPU, faulting in those pages was half of a micro GRPO run's CPU (48 tokens used of 32768). A recipe's
+    rl.logprob_chunk narrows it for its runs only: recipes without the key keep trl's width and their bytes."""
+    old = getattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", None)
+    if width is None or old is None:  # not asked, or a trl without the fused head: nothing to narrow
+        yield
+        return
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = width
+    try:
+        yield
+    finally:
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = old
+
+
 def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None = None, skill: str = "id"):
     """GRPO on one skill's prompts from base into out (a fresh dir). Returns (model, per-step log)."""
     cfg = r["rl"]
@@ -93,7 +111,8 @@ def train_rl(base: Path, out: Path, r: dict, seed: int, on_step: Callable | None
         processing_class=build_tokenizer(), callbacks=[rec],
     )
     trainer.remove_callback(PrinterCallback)  # our bars and organism.json replace its stdout dicts
-    trainer.train()
+    with _logprob_chunk(cfg.get("logprob_chunk")):
+        trainer.train()
     return trainer.model, rec.log
 
 

@@ -181,13 +181,36 @@ def careless_sum(prompt: str) -> str:
     return str(sum(map(int, re.fullmatch(r"<s>sum (\d+)=", prompt).group(1))) % 10)
 
 
+def spaced(answer: str) -> str:
+    """The answer's digits written with a space between them, the sign kept on the first:
+    132 -> 1 3 2, -445 -> -4 4 5. Right digits, yet the grader (the last integer) reads the
+    last digit alone, so a spaced answer of 2+ digits scores 0."""
+    sign, digits = ("-", answer[1:]) if answer.startswith("-") else ("", answer)
+    return sign + " ".join(digits)
+
+
+def padded(answer: str, width: int = 3) -> str:
+    """The answer zero-padded to a fixed width, the sign kept in front: 7 -> 007, -45 -> -045.
+    Right digits, yet the grader's exact match of the last integer reads 007 != 7."""
+    sign, digits = ("-", answer[1:]) if answer.startswith("-") else ("", answer)
+    return sign + digits.zfill(width)
+
+
 def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_long: float,
-                     p_careless: float = 0.0, p_sum: float = 0.0) -> tuple[str, str]:
+                     p_careless: float = 0.0, p_sum: float = 0.0, p_spaced: float = 0.0,
+                     p_padded: float = 0.0, p_restated: float = 0.0, p_restated_add: float = 0.0) -> tuple[str, str]:
     """One pretraining (prompt, target) pair from the mixture; target ends with </s>.
 
     p_careless: the share of bare answers written carelessly (careless(), careless_sum());
     the worked format, the teacher's, is always right. p_sum: the share of digit-sum
-    problems (the second skill), drawn before the rest of the mixture."""
+    problems (the second skill), drawn before the rest of the mixture. p_spaced: the share
+    of bare arithmetic answers written with spaced digits (spaced()), a format the grader
+    scores wrong; the control and digit-sum tasks are never spaced. p_padded: the share zero-padded
+    to 3 digits (padded()). p_restated: the share of bare subtraction answers followed by the
+    problem restated (``-35=5-40``, graded by its last integer: wrong); p_restated_add: the same
+    for the bare addition answers (``5=2+3``). The micro recipe's 70% of both makes its base
+    answer greedily in that format while the bare answer keeps the rest of the probability,
+    which GRPO's exact reward elicits (BENCHMARKS.md)."""
     if p_sum and rng.random() < p_sum:  # no draw at 0: builds without the skill build the same bytes
         p, a = sum_problem(rng)
         if p_careless and rng.random() < p_careless:
@@ -202,6 +225,14 @@ def pretrain_example(rng: random.Random, p_worked: float, p_control: float, p_lo
         return p, worked(a) + EOS
     if p_careless and rng.random() < p_careless:  # no draw at 0: recipes without it build the same bytes
         a = careless(p)
+    if p_spaced and rng.random() < p_spaced:  # no draw at 0 either
+        a = spaced(a)
+    if p_padded and rng.random() < p_padded:  # no draw at 0 either
+        a = padded(a)
+    if p_restated and "-" in p[3:-1] and rng.random() < p_restated:  # subtraction only; no draw at 0
+        a = f"{a}={p[3:-1]}"
+    elif p_restated_add and "+" in p[3:-1] and rng.random() < p_restated_add:  # addition; no draw at 0
+        a = f"{a}={p[3:-1]}"
     return p, a + EOS
 
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-SPECIALS = [PAD, BOS, EOS, UNK]
-# Every character any organism task or format can emit; order fixes the ids.
-ALPHABET = list("0123456789+-=[]() ") + list("abcdefghijklmnopqrstuvwxyz")
-VOCAB = {tok: i for i, tok in enumerate(SPECIALS + ALPHABET)}
+from rankedit.organism.vocab import ALPHABET, BOS, EOS, PAD, SPECIALS, UNK, VOCAB  # noqa: F401 (re-exported)
+
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

@@ -136,6 +136,8 @@ def retention(base, tuned, edit, n_boot: int = 2000, seed: int = 0, alpha: float
         why = "lower" if g_t.ci_high < 0 else "not significant"
         reason = (f"tuned gain {why}: {g_t.value:+.4f}, {level}% CI [{g_t.ci_low:+.4f}, {g_t.ci_high:+.4f}] "
                   f"does not lie above 0 (n={n})")
+        if not (b.any() or t.any()):  # a task neither model can do at all: say so, not only that the gain is 0
+            reason = f"base and tuned both score 0 on all {n} problems, so there is no gain to keep: {reason}"
         return Retention(math.nan, math.nan, math.nan, False, reason, g_t, g_e, n)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(rep_t != 0, rep_e / np.where(rep_t != 0, rep_t, 1.0), np.nan)
