@@ -164,23 +164,40 @@ def test_a_lora_export_takes_the_work_beside_it_too(wide_pair, tmp_path, monkeyp
     assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
 
 
-def test_gqa_key_value_projections_are_done_ahead_with_the_same_bits(tmp_path, monkeypatch):
-    assert ahead_mod.worth_ahead((256, 1536)) and ahead_mod.worth_ahead((288, 288))
-    assert not ahead_mod.worth_ahead((144, 288)) and not ahead_mod.worth_ahead((64, 176))  # the organisms': inline
-    # k/v 256 x 1024 (2 key/value heads of 128) and the MLP 256 x 1024: short side 256, long side 1024
-    base = synthetic.build_random(tmp_path / "base", "llama", seed=0, hidden_size=1024, intermediate_size=256,
+@pytest.fixture(scope="module")
+def gqa_pair(tmp_path_factory):
+    """k/v 256 x 1024 (2 key/value heads of 128) and the MLP 256 x 1024: short side 256, long side 1024,
+    so done ahead by their long side; q/o 1024 x 1024. A bf16 RL-like update."""
+    root = tmp_path_factory.mktemp("gqa")
+    base = synthetic.build_random(root / "base", "llama", seed=0, hidden_size=1024, intermediate_size=256,
                                   num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=2,
                                   dtype=torch.bfloat16)
-    tuned = synthetic.perturb(base, tmp_path / "tuned", scale=1e-3, density=0.1, spike=0.2, seed=1,
+    tuned = synthetic.perturb(base, root / "tuned", scale=1e-3, density=0.1, spike=0.2, seed=1,
                               dtype=torch.bfloat16)
-    for exact in (False, True):
-        handed = []
-        real_take = ahead_mod.take
-        monkeypatch.setattr("rankedit.edits.matrix_edit.take",
-                            lambda name, x: (lambda v: handed.append(v is not None) or v)(real_take(name, x)))
-        beside = build_edit("rank-k", base, tuned, tmp_path / f"beside-{exact}", k=1, exact_svd=exact)
-        assert len(handed) == 7 and sum(handed) >= 1
-        monkeypatch.setattr("rankedit.edits.build.computed_ahead", contextlib.contextmanager(lambda plan, device="cpu": iter([0])))
-        inside = build_edit("rank-k", base, tuned, tmp_path / f"inside-{exact}", k=1, exact_svd=exact)
-        assert _sha(inside) == _sha(beside)
-        monkeypatch.undo()
+    return base, tuned
+
+
+GQA_EDITS = [(m, {**p, "exact_svd": False}) for m, p in EDITS] + [
+    ("rank-k", {"k": 1, "exact_svd": True}), ("rank-auto", {"energy": 0.5, "exact_svd": True})]
+
+
+@pytest.mark.parametrize("method, params", GQA_EDITS,
+                         ids=[f"{m}-{list(p.values())[0]}{'-exact' if p['exact_svd'] else ''}" for m, p in GQA_EDITS])
+def test_gqa_key_value_projections_are_done_ahead_with_the_same_bits(method, params, gqa_pair, tmp_path, monkeypatch):
+    """Every edit that declares work ahead, on matrices scheduled by their long side alone (a GQA model's
+    k/v): it runs, and has the same bits as with nothing done ahead (rank-auto once handed its energy
+    decomposition of such a matrix to rank-k, which failed)."""
+    assert ahead_mod.worth_ahead((256, 1536)) and ahead_mod.worth_ahead((288, 288))
+    assert not ahead_mod.worth_ahead((144, 288)) and not ahead_mod.worth_ahead((64, 176))  # the organisms': inline
+    base, tuned = gqa_pair
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c1"))
+    handed = []
+    real_take = ahead_mod.take
+    monkeypatch.setattr("rankedit.edits.matrix_edit.take",
+                        lambda name, x: (lambda v: handed.append(v is not None) or v)(real_take(name, x)))
+    beside = build_edit(method, base, tuned, tmp_path / "beside", **params)
+    assert len(handed) == 7 and sum(handed) >= 1
+    monkeypatch.setattr("rankedit.edits.build.computed_ahead", contextlib.contextmanager(lambda plan, device="cpu": iter([0])))
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))  # and W0's decompositions not on disk
+    inside = build_edit(method, base, tuned, tmp_path / "inside", **params)
+    assert _sha(inside) == _sha(beside)

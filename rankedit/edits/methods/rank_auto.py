@@ -103,9 +103,10 @@ def _large(x: MatrixInputs, p: "RankAutoParams") -> bool:
 
 def _energy_ahead(vectors: bool):
     """``Edit.ahead``: the energy rule's decomposition of a large matrix, beside the merge (dW is a fresh
-    difference, so it has the same bits there)."""
+    difference, so it has the same bits there). None for a matrix the rule does not take ``energy_top`` for
+    (``_large``): a GQA model's 256 x 1536 k/v is scheduled ahead by its long side, and its edit is rank-k's."""
     def work(p: "RankAutoParams"):
-        return (lambda x: energy_top(x.dw, p.energy, vectors)) if p.energy is not None else None
+        return (lambda x: energy_top(x.dw, p.energy, vectors) if _large(x, p) else None) if p.energy is not None else None
 
     return work
 
