@@ -164,6 +164,7 @@ def test_the_cli_states_coverage_and_warns_of_trained_weights_left_at_base(famil
     assert "coverage: 26 matrices edited (8 attention, 16 expert, 2 router) in 14 tensors" in out
     assert "copied as they are from base" in out and "0 not placed" in out
     assert "weights that this output holds at BASE" in err and "down_proj_bias" in err  # GPT-OSS's expert biases
+    assert "warning: rank-k: the tuned model changed" in err  # a plan's many outputs: each says whose warning it is
     code, out, _ = run_cli(["analyze", base, tuned, "-o", tmp_path / "a", "--no-plots"], capsys)
     assert code == 0 and "coverage: 26 matrices analysed" in out
 

@@ -138,6 +138,11 @@ def test_report_has_the_documented_shape(micro_run):
     md = (out / "report.md").read_text()
     for e in edits:
         assert f"| {e}" in md
+    # the tuned run is R's reference only where R is defined: 1 on organism_id, undefined on organism_hard
+    head = next(line for line in md.splitlines() if line.startswith("| model |")).strip("|").split("|")
+    tuned = next(line for line in md.splitlines() if line.startswith("| **tuned** |")).strip("|").split("|")
+    cell = dict(zip((h.strip() for h in head), (c.strip() for c in tuned)))
+    assert cell["R organism_id"] == "1 (reference)" and cell["R organism_hard"] == "undefined"
     assert "## Geometry of the updates" in md and "sft-matched" in md
     assert "## Size against gain: the frontier" in md and "frontier.png" in report["figures"]
     # each edit on each trained task, then the lossless point: the tuned run as an exact patch of its base

@@ -38,3 +38,13 @@ def test_an_unknown_plan_names_the_example_plans(tmp_path, monkeypatch):
     assert str(e.value) == ("plan not found: sub/organism-micro.yaml (rankedit's example plans: "
                             "deepscaler, organism, organism-behaviour, organism-frontier, organism-merge, organism-micro, organism-seeds, "
                             "organism-trajectory, qwen-math-grpo)")
+
+
+def test_run_help_names_every_example_plan():
+    from click.testing import CliRunner
+
+    from rankedit.cli.main import cli
+
+    text = " ".join(CliRunner().invoke(cli, ["run", "--help"]).output.split())
+    named = text.split("example plans (", 1)[1].split(";", 1)[0].split(", ")
+    assert sorted(named) == sorted(f.stem for f in (ROOT / "examples").glob("*.yaml") if not f.name.startswith("edit-"))

@@ -27,8 +27,9 @@ def run(plan, out, quiet, overwrite, executor, address):
     """Build every edit of PLAN, analyse the updates, score everything and report gain retention.
 
     PLAN is a YAML file, or the name of one of rankedit's example plans
-    (organism, organism-micro, organism-seeds, deepscaler, qwen-math-grpo; the
-    files are in examples/ and installed with the package); without it, organism runs:
+    (organism, organism-micro, organism-seeds, organism-behaviour, organism-frontier,
+    organism-merge, organism-trajectory, deepscaler, qwen-math-grpo; the files are
+    in examples/ and installed with the package); without it, organism runs:
     the embedded model organism (built once, then reused), every edit family
     with its control, scored on the organism suite (organism-micro when
     RANKEDIT_ORGANISM_SIZE=micro). A plan with several runs (organism seeds, or

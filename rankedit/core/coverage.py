@@ -68,12 +68,13 @@ def line(cov: dict, verb: str = "edited") -> str:
     return "; ".join(parts)
 
 
-def warning(cov: dict) -> Optional[str]:
-    """The stderr warning for trained weights the output holds at the base's values, or None."""
+def warning(cov: dict, what: Optional[str] = None) -> Optional[str]:
+    """The stderr warning for trained weights the output holds at the base's values, or None; ``what``: the
+    output's name (the edit's method), so that a plan's many outputs each say whose warning it is."""
     names = cov["trained_left_at_base"]
     if not names:
         return None
-    return (f"warning: the tuned model changed {len(names)} weights that this output holds at BASE "
+    return (f"warning: {what + ': ' if what else ''}the tuned model changed {len(names)} weights that this output holds at BASE "
             f"({_some(names)}); see 'coverage' in the manifest")
 
 

@@ -71,7 +71,7 @@ def write_artifact(base, tuned, method: str, params: dict, out, *, device: str =
             check_output(tmp, out)  # whole and finite before it is renamed into place
             record["base"] = base_record(plan, hashing[plan.base.path].result())
             record["coverage"] = plan_coverage(plan, "base")  # `rankedit apply` takes every other tensor from the base
-            state_coverage(record["coverage"])
+            state_coverage(record["coverage"], what=plan.edit.name)
             (tmp / RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return {"kind": record["kind"], "path": str(out), "stored_params": record["stored_params"],
             "stored_bytes": record["stored_bytes"], "coverage": record["coverage"]}

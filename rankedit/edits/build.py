@@ -316,7 +316,7 @@ def run_plan(plan: EditPlan, out: PathLike, *, device: str = "cpu", overwrite: b
             manifest["summary"]["checkpoint_bytes"] = weight_bytes(tmp)  # what the written dtype costs on disk
             manifest["coverage"] = plan_coverage(plan, plan.params.rest)
             manifest["writer"] = plan.writer
-            state_coverage(manifest["coverage"])
+            state_coverage(manifest["coverage"], what=plan.edit.name)
             warn_written(plan.edit.name, manifest["summary"], energy_note(plan))
             write_manifest(tmp, manifest)
     return out

@@ -170,11 +170,12 @@ def plan_coverage(plan: EditPlan, copied_from: Optional[str]) -> dict:
     return coverage(shapes, infos, plan.matrices, copied_from=copied_from, left=plan.left, trained_at_base=at_base)
 
 
-def state_coverage(cov: dict, verb: str = "edited") -> None:
-    """Log the coverage line (info) and, on stderr, the warning for trained weights left at BASE."""
+def state_coverage(cov: dict, verb: str = "edited", what: Optional[str] = None) -> None:
+    """Log the coverage line (info) and, on stderr, the warning for trained weights left at BASE (``what``:
+    the edit's name, which the warning starts with)."""
     log = logging.getLogger("rankedit")
     log.info(coverage_line(cov, verb))
-    msg = coverage_warning(cov)
+    msg = coverage_warning(cov, what)
     if msg:
         log.warning(msg)
 

@@ -204,6 +204,6 @@ def export_lora(plan, out, *, device: str = "cpu", overwrite: bool = False, prog
                                       facts, numels)
             warn_written(plan.edit.name, manifest["summary"])  # factors rounded to --lora-dtype
             manifest["coverage"] = plan_coverage(plan, "base")  # the adapter leaves every other tensor to the base
-            state_coverage(manifest["coverage"])
+            state_coverage(manifest["coverage"], what=plan.edit.name)
             write_manifest(tmp, manifest)
     return out

@@ -162,13 +162,16 @@ def markdown(report: dict, out: str | os.PathLike | None = None) -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     sc = report["scores"]
     refs = {(r["model"], r["task"]): r for r in report["references"]}
+    # the tuned run is R's reference (1) only on a task where its gain makes R defined
+    undefined = {t for t in trained if (rs := [r for r in report["rows"] if r["task"] == t and r.get("of", "tuned") == "tuned"])
+                 and all(r.get("retention_defined") is False for r in rs)}
     for label in ("base", *REFERENCE_LABELS):
         if label not in report["scores"]:
             continue
         cells = [f"**{label}**", "the whole update" if label != "base" else "–"] + \
             (["1.000", "1.000"] if label != "base" else ["–", "–"])
         cells += [_f(sc.get(label, {}).get(t, {}).get("value")) for t in tasks]
-        cells += ["1 (reference)" if label == "tuned" else "–" for t in trained]
+        cells += [("undefined" if t in undefined else "1 (reference)") if label == "tuned" else "–" for t in trained]
         for t in tasks:
             if t in control:
                 r = refs.get((label, t))  # a reference holds its gain there; its forgetting is the gain negated
