@@ -39,25 +39,32 @@ EDITS = [("off-principal", {"k": 16}), ("principal-only", {"k": 16}), ("sub-rank
          ("random-rank-k", {"k": 2})]
 
 
-@pytest.mark.parametrize("method, params", EDITS, ids=[f"{m}-{list(p.values())[0]}" for m, p in EDITS])
-def test_beside_the_merge_or_inside_it_the_edit_has_the_same_bits(method, params, wide_pair, tmp_path, monkeypatch):
-    base, tuned = wide_pair
+def beside_and_inside(method, params, base, tuned, tmp_path, monkeypatch) -> list[bool]:
+    """Build the edit with its work beside the merge, then with nothing ahead (and W0's decompositions not
+    on disk): the same bits. Returns, per matrix, whether the merge took a result computed ahead."""
     monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c1"))
     handed = []
     real_take = ahead_mod.take
     monkeypatch.setattr("rankedit.edits.matrix_edit.take",
                         lambda name, x: (lambda v: handed.append(v is not None) or v)(real_take(name, x)))
     beside = build_edit(method, base, tuned, tmp_path / "beside", **params)
-    assert len(handed) == 14 and 1 <= sum(handed) <= 10  # 10 large matrices were done ahead (k/v are small)
+    handed_beside = list(handed)
 
     @contextlib.contextmanager
     def nothing_ahead(plan, device="cpu"):
         yield 0
 
     monkeypatch.setattr("rankedit.edits.build.computed_ahead", nothing_ahead)
-    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))  # and W0's decompositions not on disk
+    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))
     inside = build_edit(method, base, tuned, tmp_path / "inside", **params)
     assert _sha(inside) == _sha(beside)
+    return handed_beside
+
+
+@pytest.mark.parametrize("method, params", EDITS, ids=[f"{m}-{list(p.values())[0]}" for m, p in EDITS])
+def test_beside_the_merge_or_inside_it_the_edit_has_the_same_bits(method, params, wide_pair, tmp_path, monkeypatch):
+    handed = beside_and_inside(method, params, *wide_pair, tmp_path, monkeypatch)
+    assert len(handed) == 14 and 1 <= sum(handed) <= 10  # 10 large matrices were done ahead (k/v are small)
 
 
 def test_an_edit_with_nothing_to_do_ahead_schedules_nothing(wide_pair):
@@ -189,15 +196,5 @@ def test_gqa_key_value_projections_are_done_ahead_with_the_same_bits(method, par
     decomposition of such a matrix to rank-k, which failed)."""
     assert ahead_mod.worth_ahead((256, 1536)) and ahead_mod.worth_ahead((288, 288))
     assert not ahead_mod.worth_ahead((144, 288)) and not ahead_mod.worth_ahead((64, 176))  # the organisms': inline
-    base, tuned = gqa_pair
-    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c1"))
-    handed = []
-    real_take = ahead_mod.take
-    monkeypatch.setattr("rankedit.edits.matrix_edit.take",
-                        lambda name, x: (lambda v: handed.append(v is not None) or v)(real_take(name, x)))
-    beside = build_edit(method, base, tuned, tmp_path / "beside", **params)
+    handed = beside_and_inside(method, params, *gqa_pair, tmp_path, monkeypatch)
     assert len(handed) == 7 and sum(handed) >= 1
-    monkeypatch.setattr("rankedit.edits.build.computed_ahead", contextlib.contextmanager(lambda plan, device="cpu": iter([0])))
-    monkeypatch.setenv("RANKEDIT_CACHE", str(tmp_path / "c2"))  # and W0's decompositions not on disk
-    inside = build_edit(method, base, tuned, tmp_path / "inside", **params)
-    assert _sha(inside) == _sha(beside)
