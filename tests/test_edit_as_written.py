@@ -139,3 +139,21 @@ def test_stored_matrix_in_place_equals_the_formula(dtype, given):
     kept = stored.clone()
     stored_matrix(w0 * 2, delta, dtype, None)  # the next matrix: the first result is its own tensor, untouched
     assert torch.equal(stored, kept)
+
+
+def test_a_build_does_not_hold_its_kept_buffers_after_it(step_pair, tmp_path, monkeypatch):
+    """The merge thread's buffers kept from matrix to matrix (each the largest matrix's size) are dropped
+    when the build ends, so a process that goes on to score does not hold them."""
+    from rankedit.core import kept
+
+    taken = []
+    real = kept.kept
+    monkeypatch.setattr(kept, "kept", lambda *a, **k: taken.append(a[0]) or real(*a, **k))
+    base, tuned = step_pair
+    build_edit("rank-k", base, tuned, tmp_path / "e", k=1)
+    assert "edit as written" in taken  # the build used one on this thread
+    assert kept.held() == 0
+    stored_matrix(torch.zeros(4, 4), torch.ones(4, 4), torch.bfloat16)
+    assert kept.held() == 4 * 4 * 4  # outside a build it stays until released
+    kept.release()
+    assert kept.held() == 0

@@ -5,13 +5,15 @@ record of it: the inputs with their hashes, the parameters, the size that sets t
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from rankedit.core.coverage import coverage, line as coverage_line, trained_at_base, warning as coverage_warning
 from rankedit.core.errors import RankeditError
+from rankedit.core.kept import release as release_kept
 from rankedit.core.modules import ModuleInfo, classify, split_key
 from rankedit.edits.matrix_edit import Road
 from rankedit.edits.registry import Edit, EditParams
@@ -107,12 +109,19 @@ def run_matrices(plan: EditPlan, device: str = "cpu", progress: bool = False, de
                               across=plan.road.across.get(key))
 
 
-def computed_ahead(plan: EditPlan, device: str = "cpu"):
+@contextlib.contextmanager
+def computed_ahead(plan: EditPlan, device: str = "cpu") -> Iterator[int]:
     """The edit's ``ahead`` work beside the block (the merge) for the plan's matrices, read with plain
-    file reads (``rankedit.edits.ahead.beside``); the context yields how many matrices were scheduled."""
+    file reads (``rankedit.edits.ahead.beside``); the context yields how many matrices were scheduled.
+    On exit the block's thread drops the buffers it kept from matrix to matrix (``rankedit.core.kept``),
+    each the size of the largest matrix; the background threads' go with the threads."""
     work = plan.edit.ahead(plan.params) if plan.edit.ahead is not None else None
-    return beside(work, plan.matrices, lambda key: matrix_inputs(plan, key, device, plain=True),
-                  lambda key: tuple(plan.shape(key)), device)
+    try:
+        with beside(work, plan.matrices, lambda key: matrix_inputs(plan, key, device, plain=True),
+                    lambda key: tuple(plan.shape(key)), device) as n:
+            yield n
+    finally:
+        release_kept()
 
 
 class _Reader:

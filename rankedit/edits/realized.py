@@ -11,7 +11,6 @@ and two norms out; the manifest (``rankedit.edits.manifest``) turns the norms in
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:  # tensor methods only: the manifest, which reads these figures, stays free of torch
@@ -41,7 +40,9 @@ def stored_matrix(w0: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype,
     of a 1536 x 4224 matrix on the merge's own thread (issue #32's pair, 84 matrices: 3.2 s)."""
     import torch  # heavy: the manifest imports this module for its figures alone
 
-    work = _scratch(w0)
+    from rankedit.core.kept import kept
+
+    work = kept("edit as written", w0)
     if weight is not None:
         stored = weight.to(dtype)
     elif dtype == w0.dtype:
@@ -56,18 +57,6 @@ def stored_matrix(w0: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype,
                     "stored_dtype": dtype_name(dtype)}
 
 
-_local = threading.local()
-
-
-def _scratch(like: torch.Tensor) -> torch.Tensor:
-    """A buffer of ``like``'s shape, dtype and device that this thread keeps (valid until its next call)."""
-    import torch
-
-    buf = getattr(_local, "buf", None)
-    if buf is None or buf.numel() < like.numel() or buf.dtype != like.dtype or buf.device != like.device:
-        buf = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
-        _local.buf = buf
-    return buf[: like.numel()].view(like.shape)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
