@@ -148,7 +148,7 @@ def test_a_build_does_not_hold_its_kept_buffers_after_it(step_pair, tmp_path, mo
 
     taken = []
     real = kept.kept
-    monkeypatch.setattr(kept, "kept", lambda *a, **k: taken.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr("rankedit.edits.realized.kept", lambda *a, **k: taken.append(a[0]) or real(*a, **k))
     base, tuned = step_pair
     build_edit("rank-k", base, tuned, tmp_path / "e", k=1)
     assert "edit as written" in taken  # the build used one on this thread

@@ -13,8 +13,10 @@ alignment in every thread (BLAS results can depend on it).
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a buffer is made: the manifest imports realized.py, which imports this
+    import torch
 
 _local = threading.local()
 
@@ -22,6 +24,8 @@ _local = threading.local()
 def kept(purpose: str, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """An uninitialised buffer of ``like``'s shape and device (``dtype``: like's unless given) that this thread
     keeps for ``purpose``; valid until this thread's next call for the same purpose."""
+    import torch
+
     dtype = dtype or like.dtype
     bufs = getattr(_local, "bufs", None)
     if bufs is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
+from rankedit.core.kept import kept
+
 if TYPE_CHECKING:  # tensor methods only: the manifest, which reads these figures, stays free of torch
     import torch
 
@@ -39,8 +41,6 @@ def stored_matrix(w0: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype,
     buffer this thread keeps: four fresh full-size allocations per matrix, each paged in anew, were 38 ms
     of a 1536 x 4224 matrix on the merge's own thread (issue #32's pair, 84 matrices: 3.2 s)."""
     import torch  # heavy: the manifest imports this module for its figures alone
-
-    from rankedit.core.kept import kept
 
     work = kept("edit as written", w0)
     if weight is not None:
